@@ -1,0 +1,109 @@
+//! The tamper-evident audit trail: the record an examiner relies on.
+//!
+//! Every auditable thing the gateway does (a session starting, a command and
+//! its verdict, a result, a failed login) becomes one [`AuditEvent`]. Events
+//! are appended to a store, never updated, and each one carries the hash of
+//! the one before it. At intervals the writer appends a [`Checkpoint`]: a
+//! statement, signed with the gateway's Ed25519 key, that "event N has hash
+//! H". Anyone holding the public key can then check the whole record offline
+//! ([`verify`], [`verify_jsonl`]) without trusting the gateway or its store.
+//!
+//! # What the chain proves, and what it does not
+//!
+//! * Editing any field of any event, deleting, inserting or reordering events
+//!   breaks the hash chain at the first affected event.
+//! * Rewriting events *and* recomputing every later hash is caught by the
+//!   next signed checkpoint, whose signed head hash no longer matches.
+//! * Deleting events from the end is caught when a checkpoint covers them.
+//! * Events after the last checkpoint (the *unsigned tail*, reported by
+//!   [`verify`]) are protected by the chain only: someone with write access
+//!   to the store could rewrite or drop them undetected. The writer keeps the
+//!   tail short (see [`AuditConfig`]) and signs it when it closes.
+//! * Someone who deletes events *and* the checkpoints covering them can only
+//!   be caught with a copy of a later checkpoint kept elsewhere: examiners
+//!   should keep the checkpoints they were given ([`export_checkpoints_jsonl`]).
+//!
+//! # Event hash (format version 1)
+//!
+//! All integers are unsigned 64-bit big-endian (8 bytes). Every string field
+//! is length-prefixed: `str(s) = u64(byte length of s) || UTF-8 bytes of s`.
+//! An optional string is `0x00` when absent and `0x01 || str(s)` when present,
+//! so "absent" and "empty" differ. Hashes are written as 64 lowercase hex
+//! characters and hashed in that text form.
+//!
+//! ```text
+//! hash(event) = hex(SHA-256(
+//!     str("gatehouse.audit.event.v1")
+//!     u64(seq)                  1 for the first event, then +1 without gaps
+//!     str(prev_hash)            hash of event seq-1; 64 "0"s for event 1
+//!     str(ts)                   e.g. "2025-01-31T09:15:02.123Z"
+//!     str(kind)
+//!     opt(session_id)
+//!     opt(subject)
+//!     opt(connection)
+//!     str(canonical_json(data))
+//! ))
+//! ```
+//!
+//! `canonical_json` is RFC 8785 (JSON Canonicalization Scheme): no
+//! whitespace, object keys sorted by UTF-16 code units, strings escaped only
+//! where JSON requires it (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other
+//! characters below U+0020 as `\u00XX` with lowercase hex; everything else
+//! as raw UTF-8), non-integer numbers as ECMAScript prints them (`0.1`,
+//! `1.5e-7`, `1e+21`, `2.0` becomes `2`). One extension: integers that fit
+//! in 64 bits are written exactly in decimal (JCS agrees up to 2^53). See
+//! [`canonical_json`]. The store keeps `data` in this canonical text, so the
+//! stored bytes are exactly the hashed bytes.
+//!
+//! # Checkpoint (format version 1)
+//!
+//! ```text
+//! payload = str("gatehouse.audit.checkpoint.v1")
+//!           u64(seq)            1 for the first checkpoint, then +1 without gaps
+//!           u64(event_seq)      the last event this checkpoint covers
+//!           str(event_hash)     that event's hash
+//!           str(ts)
+//!           str(prev_hash)      hash of checkpoint seq-1; 64 "0"s for the first
+//! hash      = hex(SHA-256(payload))
+//! signature = hex(Ed25519-sign(secret key, payload))   (RFC 8032, 64 bytes)
+//! ```
+//!
+//! Checkpoints form their own chain through `prev_hash`, so deleting or
+//! reordering a checkpoint is detected too. Each covers a strictly later event
+//! than the one before it.
+//!
+//! # Writing
+//!
+//! [`AuditLog`] owns the store on one dedicated thread. [`AuditLog::record`]
+//! returns only once the event is committed; concurrent callers are committed
+//! together in one transaction (group commit). A failed write fails every
+//! event of that transaction and leaves the chain exactly as it was, so the
+//! caller can refuse the command (fail closed).
+
+mod canonical;
+mod chain;
+mod checkpoint;
+mod error;
+mod event;
+mod export;
+mod sessions;
+mod signer;
+mod store;
+mod verify;
+mod writer;
+
+pub use canonical::canonical_json;
+pub use chain::GENESIS_HASH;
+pub use checkpoint::Checkpoint;
+pub use error::AuditError;
+pub use event::{AuditEvent, NewEvent};
+pub use export::{export_checkpoints_jsonl, export_jsonl, ExportFilter};
+pub use sessions::{list_sessions, session_events, SessionFilter, SessionSummary};
+pub use signer::{load_verifying_key, public_key_path, AuditSigner};
+pub use store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
+pub use verify::{verify, verify_jsonl, BadEvent, VerifyReport};
+pub use writer::{AuditConfig, AuditLog, CheckpointPolicy};
+
+/// Re-exported so callers can name the key type [`verify`] takes without
+/// depending on `ed25519-dalek` themselves.
+pub use ed25519_dalek::VerifyingKey;

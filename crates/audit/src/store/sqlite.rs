@@ -1,0 +1,348 @@
+//! The embedded store: one SQLite file in WAL mode, so readers (verify,
+//! export, the console) run while the gateway writes.
+
+use super::{AuditStore, ChainHead, StoreError};
+use crate::canonical::canonical_json;
+use crate::chain::GENESIS_HASH;
+use crate::checkpoint::Checkpoint;
+use crate::error::AuditError;
+use crate::event::AuditEvent;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How hard each commit pushes data to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = FULL`: a committed event survives power loss. The
+    /// default, because an acknowledged command must stay on record.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: faster; survives a gateway crash, but the last
+    /// commits can be lost on power loss or an OS crash.
+    Normal,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
+/// The on-disk format this code reads and writes (`PRAGMA user_version`).
+const FORMAT_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY,
+    ts         TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    session_id TEXT,
+    subject    TEXT,
+    connection TEXT,
+    data       TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_session_id ON events(session_id);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq        INTEGER PRIMARY KEY,
+    event_seq  INTEGER NOT NULL,
+    event_hash TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    signature  TEXT NOT NULL
+) STRICT;
+";
+
+/// Column list matching [`decode_event_row`].
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, ts, kind, session_id, subject, connection, data, prev_hash, hash";
+
+/// Column list matching [`decode_checkpoint_row`].
+pub(crate) const CHECKPOINT_COLUMNS: &str =
+    "seq, event_seq, event_hash, ts, prev_hash, hash, signature";
+
+/// The SQLite store the writer appends to. Holds the one read-write
+/// connection; readers open their own read-only ones.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store at `path` in WAL mode with the
+    /// given durability, and check that this process may write to it.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, AuditError> {
+        let fail = |reason: String| AuditError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| fail(e.to_string()))?;
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            return Err(AuditError::NotWritable {
+                path: path.display().to_string(),
+                reason: "the file is read-only for this user".to_string(),
+            });
+        }
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|e| fail(e.to_string()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(fail(format!(
+                "SQLite refused WAL mode (journal_mode is {mode}); use a local file system"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", durability.pragma())
+            .map_err(|e| fail(e.to_string()))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| fail(e.to_string()))?;
+        if version > FORMAT_VERSION {
+            return Err(fail(format!(
+                "it was written by a newer gatehouse (format {version}, this one understands {FORMAT_VERSION}); upgrade gatehouse"
+            )));
+        }
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| fail(e.to_string()))?;
+        conn.pragma_update(None, "user_version", FORMAT_VERSION)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl AuditStore for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn head(&mut self) -> Result<Option<ChainHead>, StoreError> {
+        query_head(&self.conn)
+    }
+
+    fn last_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        let sql = format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY seq DESC LIMIT 1");
+        let row = self
+            .conn
+            .query_row(&sql, [], |row| Ok(decode_checkpoint_row(row)))
+            .optional()?;
+        row.transpose().map_err(StoreError)
+    }
+
+    fn append_batch(&mut self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head = query_head(&tx)?;
+        let (next_seq, prev_hash) = head
+            .as_ref()
+            .map_or((1, GENESIS_HASH), |h| (h.seq + 1, h.hash.as_str()));
+        if first.seq != next_seq || first.prev_hash != prev_hash {
+            return Err(StoreError(format!(
+                "the store's last event is {} but this batch continues event {}: another process is writing to \
+                 the same store, and only one gateway may write an SQLite audit store",
+                next_seq - 1,
+                first.seq.saturating_sub(1)
+            )));
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (seq, ts, kind, session_id, subject, connection, data, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for e in events {
+                insert.execute(params![
+                    to_sql_int(e.seq)?,
+                    e.ts,
+                    e.kind,
+                    e.session_id,
+                    e.subject,
+                    e.connection,
+                    canonical_json(&e.data),
+                    e.prev_hash,
+                    e.hash
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn append_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO checkpoints (seq, event_seq, event_hash, ts, prev_hash, hash, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                to_sql_int(cp.seq)?,
+                to_sql_int(cp.event_seq)?,
+                cp.event_hash,
+                cp.ts,
+                cp.prev_hash,
+                cp.hash,
+                cp.signature
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn read_events(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![to_sql_int(from_seq)?, to_sql_int(limit as u64)?],
+            |row| Ok(decode_event_row(row)),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.map_err(|e| StoreError(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    fn read_checkpoints(
+        &mut self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![to_sql_int(from_seq)?, to_sql_int(limit as u64)?],
+            |row| Ok(decode_checkpoint_row(row)),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.map_err(StoreError)?);
+        }
+        Ok(out)
+    }
+}
+
+fn query_head(conn: &Connection) -> Result<Option<ChainHead>, StoreError> {
+    let row: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(seq, hash)| {
+        let seq = u64::try_from(seq)
+            .map_err(|_| StoreError(format!("the last event has a negative seq ({seq})")))?;
+        Ok(ChainHead { seq, hash })
+    })
+    .transpose()
+}
+
+fn to_sql_int(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError(format!("{n} does not fit in an SQLite integer")))
+}
+
+/// Decode one `EVENT_COLUMNS` row. A row someone edited into the wrong
+/// shape is reported as corrupt with its seq, not as a store failure, so
+/// verify can name it.
+pub(crate) fn decode_event_row(row: &Row<'_>) -> Result<AuditEvent, AuditError> {
+    let raw_seq: i64 = row.get(0).map_err(|e| AuditError::CorruptRow {
+        seq: 0,
+        reason: format!("its seq is not an integer ({e})"),
+    })?;
+    let seq = u64::try_from(raw_seq).map_err(|_| AuditError::CorruptRow {
+        seq: 0,
+        reason: format!("its seq {raw_seq} is negative"),
+    })?;
+    let corrupt = |column: &str, e: rusqlite::Error| AuditError::CorruptRow {
+        seq,
+        reason: format!("column {column} has the wrong type ({e})"),
+    };
+    let data_text: String = row.get(6).map_err(|e| corrupt("data", e))?;
+    let data = serde_json::from_str(&data_text).map_err(|e| AuditError::CorruptRow {
+        seq,
+        reason: format!("its data is not valid JSON ({e})"),
+    })?;
+    Ok(AuditEvent {
+        seq,
+        ts: row.get(1).map_err(|e| corrupt("ts", e))?,
+        kind: row.get(2).map_err(|e| corrupt("kind", e))?,
+        session_id: row.get(3).map_err(|e| corrupt("session_id", e))?,
+        subject: row.get(4).map_err(|e| corrupt("subject", e))?,
+        connection: row.get(5).map_err(|e| corrupt("connection", e))?,
+        data,
+        prev_hash: row.get(7).map_err(|e| corrupt("prev_hash", e))?,
+        hash: row.get(8).map_err(|e| corrupt("hash", e))?,
+    })
+}
+
+/// Decode one `CHECKPOINT_COLUMNS` row; the error says what is wrong with it.
+pub(crate) fn decode_checkpoint_row(row: &Row<'_>) -> Result<Checkpoint, String> {
+    let int = |i: usize, column: &str| -> Result<u64, String> {
+        let n: i64 = row
+            .get(i)
+            .map_err(|e| format!("its {column} is not an integer ({e})"))?;
+        u64::try_from(n).map_err(|_| format!("its {column} {n} is negative"))
+    };
+    let text = |i: usize, column: &str| -> Result<String, String> {
+        row.get(i)
+            .map_err(|e| format!("its {column} has the wrong type ({e})"))
+    };
+    Ok(Checkpoint {
+        seq: int(0, "seq")?,
+        event_seq: int(1, "event_seq")?,
+        event_hash: text(2, "event_hash")?,
+        ts: text(3, "ts")?,
+        prev_hash: text(4, "prev_hash")?,
+        hash: text(5, "hash")?,
+        signature: text(6, "signature")?,
+    })
+}
+
+/// A read-only connection for verify, export and the console: never takes
+/// the write lock, so it runs while the gateway appends.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, AuditError> {
+    let shown = || path.display().to_string();
+    if !path.exists() {
+        return Err(AuditError::NotFound { path: shown() });
+    }
+    let read_err = |e: rusqlite::Error| AuditError::Read {
+        path: shown(),
+        reason: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(read_err)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(read_err)?;
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'checkpoints')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(read_err)?;
+    if tables != 2 {
+        return Err(AuditError::Read {
+            path: shown(),
+            reason:
+                "this file is not a gatehouse audit store (it has no events and checkpoints tables)"
+                    .to_string(),
+        });
+    }
+    Ok(conn)
+}

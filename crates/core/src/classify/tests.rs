@@ -1,0 +1,224 @@
+use super::*;
+use proptest::prelude::*;
+
+fn pg(sql: &str) -> Classification {
+    classify(sql, Dialect::Postgres)
+}
+
+fn kinds(c: &Classification) -> Vec<(StatementKind, bool)> {
+    c.statements.iter().map(|f| (f.kind, f.nested)).collect()
+}
+
+fn sources_of(c: &Classification, i: usize) -> Vec<(Vec<String>, String)> {
+    match &c.statements[0].output.as_ref().unwrap()[i] {
+        OutputColumn::Expr { sources, .. } => sources
+            .iter()
+            .map(|s| (s.tables.clone(), s.column.clone()))
+            .collect(),
+        OutputColumn::Wildcard { tables } => vec![(tables.clone(), "*".into())],
+    }
+}
+
+#[test]
+fn select_limit_and_tables() {
+    let c = pg("select name from customers c join accounts a on a.customer_id = c.id limit 3");
+    let f = &c.statements[0];
+    assert_eq!(f.kind, StatementKind::Select);
+    assert!(f.has_limit);
+    assert_eq!(
+        f.tables_read.iter().cloned().collect::<Vec<_>>(),
+        vec!["accounts", "customers"]
+    );
+    assert!(!pg("select 1 from t").statements[0].has_limit);
+    assert!(pg("select 1 from t fetch first 1 rows only").statements[0].has_limit);
+}
+
+#[test]
+fn update_delete_where() {
+    assert!(!pg("update t set a = 1").statements[0].has_where);
+    assert!(pg("update t set a = 1 where id = 2").statements[0].has_where);
+    let d = &pg("/* c */ DeLeTe FROM public.Accounts").statements[0];
+    assert_eq!(d.kind, StatementKind::Delete);
+    assert!(!d.has_where);
+    assert!(d.tables_written.contains("public.accounts"));
+}
+
+#[test]
+fn multi_statement_and_nested() {
+    let c = pg("select 1; delete from t");
+    assert_eq!(
+        kinds(&c),
+        vec![
+            (StatementKind::Select, false),
+            (StatementKind::Delete, false)
+        ]
+    );
+    let c = pg("with d as (delete from t returning *) select * from d");
+    assert_eq!(
+        kinds(&c),
+        vec![
+            (StatementKind::Select, false),
+            (StatementKind::Delete, true)
+        ]
+    );
+    assert!(
+        c.statements[0].tables_read.contains("t") || c.statements[1].tables_written.contains("t")
+    );
+    assert!(
+        !c.statements[0].tables_read.contains("d"),
+        "CTE names are not tables"
+    );
+    let c = pg("prepare p as delete from t");
+    assert_eq!(
+        kinds(&c),
+        vec![
+            (StatementKind::Prepare, false),
+            (StatementKind::Delete, true)
+        ]
+    );
+    assert_eq!(c.statements[0].prepared_name.as_deref(), Some("p"));
+    let c = pg("execute p");
+    assert_eq!(c.statements[0].kind, StatementKind::Execute);
+    let c = pg("explain analyze delete from t");
+    assert_eq!(
+        kinds(&c),
+        vec![
+            (StatementKind::Explain, false),
+            (StatementKind::Delete, true)
+        ]
+    );
+}
+
+#[test]
+fn statement_kinds() {
+    let k = |s: &str| pg(s).statements[0].kind;
+    assert_eq!(k("copy t to stdout"), StatementKind::Copy);
+    assert_eq!(
+        pg("copy t to stdout").statements[0].copy_direction,
+        Some(CopyDirection::Out)
+    );
+    assert_eq!(
+        pg("copy t from stdin").statements[0].copy_direction,
+        Some(CopyDirection::In)
+    );
+    assert_eq!(
+        pg("copy (select ssn from customers) to stdout").statements[0].copy_direction,
+        Some(CopyDirection::Out)
+    );
+    assert_eq!(k("grant select on t to bob"), StatementKind::Dcl);
+    assert_eq!(k("create role bob"), StatementKind::Dcl);
+    assert_eq!(k("create table x (id int)"), StatementKind::Ddl);
+    assert_eq!(k("truncate t"), StatementKind::Truncate);
+    assert_eq!(
+        k("merge into t using s on t.id = s.id when matched then delete"),
+        StatementKind::Merge
+    );
+    assert_eq!(k("call p()"), StatementKind::Call);
+    assert_eq!(k("set work_mem = '1MB'"), StatementKind::Set);
+    assert_eq!(k("show work_mem"), StatementKind::Show);
+    assert_eq!(k("begin"), StatementKind::Transaction);
+    assert_eq!(k("commit"), StatementKind::Transaction);
+    let drop = &pg("drop database bank").statements[0];
+    assert_eq!(
+        (drop.kind, drop.keyword.as_str()),
+        (StatementKind::Ddl, "DROP DATABASE")
+    );
+}
+
+#[test]
+fn unparseable_statements_fall_back_and_fail_closed() {
+    let c = pg("select 1; do $$ begin delete from t; end $$");
+    assert_eq!(c.statements.len(), 2);
+    assert!(c.statements[0].parsed);
+    assert!(!c.statements[1].parsed);
+    assert_eq!(c.statements[1].kind, StatementKind::Do);
+    assert!(c.parse_error.is_some());
+    let c = pg("alter system set work_mem = '1GB'");
+    assert_eq!(c.statements[0].keyword, "ALTER SYSTEM");
+    let c = classify("SELECT * FROM t INTO OUTFILE '/tmp/x'", Dialect::MySql);
+    assert_eq!(c.statements[0].kind, StatementKind::Copy);
+    let c = classify("LOAD DATA LOCAL INFILE 'x' INTO TABLE t", Dialect::MySql);
+    assert_eq!(c.statements[0].copy_direction, Some(CopyDirection::In));
+    let c = classify("select `ssn` from `customers`", Dialect::MySql);
+    assert!(c.statements[0].tables_read.contains("customers"));
+}
+
+#[test]
+fn lineage_follows_aliases_functions_subqueries_and_ctes() {
+    let ssn = (vec!["customers".to_string()], "ssn".to_string());
+    assert_eq!(
+        sources_of(&pg("select name, ssn from customers"), 1),
+        vec![ssn.clone()]
+    );
+    assert_eq!(
+        sources_of(&pg("select upper(c.ssn) as s from customers c"), 0),
+        vec![ssn.clone()]
+    );
+    assert_eq!(
+        sources_of(&pg("select x from (select ssn as x from customers) sub"), 0),
+        vec![ssn.clone()]
+    );
+    assert!(sources_of(
+        &pg("with t as (select card_number cn from customers) select cn || '' from t"),
+        0
+    )
+    .contains(&(vec!["customers".to_string()], "card_number".to_string())));
+    assert!(sources_of(&pg("select (select ssn from customers limit 1) as y"), 0).contains(&ssn));
+    assert_eq!(
+        sources_of(&pg("select ssn::text from customers"), 0),
+        vec![ssn.clone()]
+    );
+    assert_eq!(
+        sources_of(&pg("select * from customers"), 0),
+        vec![(vec!["customers".to_string()], "*".to_string())]
+    );
+    let c = pg("select c.*, o.id from customers c join orders o on o.cid = c.id");
+    assert_eq!(c.statements[0].output.as_ref().unwrap().len(), 2);
+    assert!(sources_of(&pg("select ssn from a union select card_number from b"), 0).len() >= 2);
+    // Through a CTE star the traced columns survive.
+    let c = pg("with t as (select ssn as s from customers) select * from t");
+    match &c.statements[0].output.as_ref().unwrap()[0] {
+        OutputColumn::Expr { name, sources } => {
+            assert_eq!(name.as_deref(), Some("s"));
+            assert!(sources.contains(&ColumnSource {
+                tables: vec!["customers".into()],
+                column: "ssn".into()
+            }));
+        }
+        other => panic!("{other:?}"),
+    }
+    // RETURNING is traced too.
+    let c = pg("delete from customers where id = 1 returning ssn");
+    assert!(c.statements[0].output.is_some());
+}
+
+#[test]
+fn cache_shares_literal_variants() {
+    let cache = ClassifierCache::new(16);
+    let a = cache.classify("select * from t where id = 1", Dialect::Postgres);
+    let b = cache.classify("SELECT *  FROM t WHERE id = 99", Dialect::Postgres);
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    let c = cache.classify("select * from u where id = 1", Dialect::Postgres);
+    assert!(!std::sync::Arc::ptr_eq(&a, &c));
+}
+
+proptest! {
+    #[test]
+    fn classify_never_panics(s in ".{0,120}") {
+        let _ = classify(&s, Dialect::Postgres);
+        let _ = classify(&s, Dialect::MySql);
+    }
+
+    #[test]
+    fn token_soup_never_panics(words in proptest::collection::vec(prop::sample::select(vec![
+        "select", "from", "where", "delete", "update", "with", "as", "(", ")", ";", "t", "ssn", "'x'", "$$", "1", "*", ",", "join", "on", "=", "limit", "returning", "--", "/*", "*/", "\"", "e'", "union"
+    ]), 0..30)) {
+        let sql = words.join(" ");
+        let c = classify(&sql, Dialect::Postgres);
+        for f in &c.statements {
+            if !f.parsed {
+                prop_assert!(!f.has_where && !f.has_limit);
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Gatehouse's protocol-free core.
+//!
+//! Everything an adapter needs to decide about a command lives here and none
+//! of it touches a socket: who the caller is ([`Identity`]), what a SQL
+//! statement does ([`classify`]), what policy says about it ([`policy`]) and
+//! how values are masked on the way out ([`mask`]). Adapters translate their
+//! wire protocol into these types and back.
+
+pub mod classify;
+pub mod identity;
+pub mod mask;
+pub mod pipeline;
+pub mod policy;
+pub mod verdict;
+
+pub use identity::Identity;
+pub use verdict::Verdict;

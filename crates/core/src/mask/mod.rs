@@ -1,0 +1,69 @@
+//! The mask stage: values leave the gateway masked.
+//!
+//! Two kinds of rule apply to every value: column rules (from policy, traced
+//! through the SQL by the classifier) mask a whole value, and content
+//! detectors find sensitive substrings in any text. Both are pure functions
+//! over one value, so adapters can mask a stream row by row.
+
+use serde::{Deserialize, Serialize};
+
+/// A kind of sensitive value; masked-value counts are kept per entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityType {
+    /// US Social Security number.
+    Ssn,
+    /// Payment card number (PAN).
+    CardNumber,
+    /// International Bank Account Number.
+    Iban,
+    /// ABA routing transit number.
+    AbaRouting,
+    /// Email address.
+    Email,
+    /// Phone number.
+    Phone,
+    /// A value masked by a column rule rather than by a detector.
+    Column,
+}
+
+impl EntityType {
+    /// Name as written in policy files and audit events.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EntityType::Ssn => "ssn",
+            EntityType::CardNumber => "card_number",
+            EntityType::Iban => "iban",
+            EntityType::AbaRouting => "aba_routing",
+            EntityType::Email => "email",
+            EntityType::Phone => "phone",
+            EntityType::Column => "column",
+        }
+    }
+}
+
+/// How a value is masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "strategy", rename_all = "snake_case")]
+pub enum Strategy {
+    /// Replace with a fixed marker (`[REDACTED:ssn]`-style); nothing is kept.
+    Redact,
+    /// Keep the last `keep_last` alphanumeric characters, mask the rest with
+    /// `*` while keeping separators, so people can still match on the tail.
+    Partial {
+        /// How many trailing characters stay visible.
+        keep_last: usize,
+    },
+    /// Deterministic keyed token (HMAC-SHA256), so equal values give equal
+    /// tokens and joins and GROUP BY still work, but the value cannot be recovered.
+    Tokenize,
+}
+
+mod detect;
+mod engine;
+mod strategy;
+mod validate;
+
+pub use detect::{may_contain_pii, Detectors, Finding};
+pub use engine::{MaskCounts, Masker, MaskerConfig};
+pub use strategy::{apply, TokenizeKey};

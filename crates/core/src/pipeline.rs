@@ -1,0 +1,160 @@
+//! The pipeline every adapter runs, written once.
+//!
+//! authenticate → authorize → classify → decide → record → forward → mask →
+//! record. Adapters own the wire format; this type owns the decisions and
+//! the evidence, so PostgreSQL, MySQL, SSH and HTTP behave identically.
+//! The authenticator and the recorder are traits so this crate stays free
+//! of sockets, JWT libraries and storage engines.
+
+use crate::classify::{Classification, ClassifierCache, Dialect};
+use crate::identity::Identity;
+use crate::mask::Masker;
+use crate::policy::{AccessDenied, ConnectionConfig, Policy};
+use crate::verdict::Verdict;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, so the pipeline's collaborators can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Authenticate stage: turns a bearer token into an [`Identity`].
+pub trait Authenticator: Send + Sync {
+    /// Validate `token`; the error text is safe to show the client (it never
+    /// contains the token).
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>>;
+}
+
+/// One audit event as the pipeline hands it to the recorder.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// `session.start`, `session.end`, `command`, `command.result`, `auth.failure`, …
+    pub kind: &'static str,
+    /// The session the event belongs to.
+    pub session_id: Option<String>,
+    /// The identity's subject.
+    pub subject: Option<String>,
+    /// The connection name.
+    pub connection: Option<String>,
+    /// Everything else, as JSON.
+    pub data: serde_json::Value,
+}
+
+/// Record stage: durable, tamper-evident storage of events.
+pub trait Recorder: Send + Sync {
+    /// Store `event`; resolves only once it is durable. An error means the
+    /// evidence could not be kept and the command must not run.
+    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>>;
+}
+
+/// Shared, read-only state of the pipeline; one per gateway process.
+pub struct Pipeline {
+    /// Compiled policy.
+    pub policy: Arc<Policy>,
+    /// Classification cache keyed by normalized statement.
+    pub classifier: ClassifierCache,
+    /// Masking engine (detectors, strategies, tokenization key).
+    pub masker: Arc<Masker>,
+    /// Token validation.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Audit trail.
+    pub recorder: Arc<dyn Recorder>,
+}
+
+impl Pipeline {
+    /// Authenticate stage. Failures are recorded (without the token).
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        connection: &str,
+        user: &str,
+        client_addr: &str,
+        protocol: &str,
+    ) -> Result<Identity, String> {
+        match self.authenticator.authenticate(token).await {
+            Ok(identity) => Ok(identity),
+            Err(reason) => {
+                let event = EventRecord {
+                    kind: "auth.failure",
+                    session_id: None,
+                    subject: None,
+                    connection: Some(connection.to_string()),
+                    data: serde_json::json!({
+                        "user": user,
+                        "client_addr": client_addr,
+                        "protocol": protocol,
+                        "reason": reason,
+                    }),
+                };
+                // The client is refused either way; a failure to record it is
+                // logged by the recorder itself.
+                let _ = self.recorder.record(event).await;
+                Err(reason)
+            }
+        }
+    }
+
+    /// Authorize stage.
+    pub fn authorize(
+        &self,
+        identity: &Identity,
+        connection: &str,
+    ) -> Result<&ConnectionConfig, AccessDenied> {
+        self.policy.authorize(identity, connection)
+    }
+
+    /// Classify stage (cached by normalized statement).
+    pub fn classify(&self, sql: &str, dialect: Dialect) -> Arc<Classification> {
+        self.classifier.classify(sql, dialect)
+    }
+
+    /// Decide stage.
+    pub fn decide(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        sql: &str,
+        classification: &Classification,
+    ) -> Verdict {
+        self.policy
+            .decide(identity, connection, sql, classification)
+    }
+}
+
+/// Replace secret literals in statement text before it is recorded
+/// (`PASSWORD 'x'`, `IDENTIFIED BY 'x'`), so the audit trail never holds a
+/// credential that passed through the gateway.
+pub fn redact_secrets(sql: &str) -> std::borrow::Cow<'_, str> {
+    use std::sync::OnceLock;
+    static SECRET: OnceLock<regex::Regex> = OnceLock::new();
+    let re = SECRET.get_or_init(|| {
+        regex::Regex::new(
+            r"(?is)\b(password|identified\s+by|identified\s+with\s+\S+\s+(?:by|as)|secret|connection\s+'[^']*'\s+password)\s*(=\s*)?('(?:[^']|'')*'|E'(?:[^'\\]|\\.|'')*'|\$[A-Za-z_]*\$.*?\$[A-Za-z_]*\$)",
+        )
+        .expect("static regex")
+    });
+    re.replace_all(sql, "$1 $2'***'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_secrets;
+
+    #[test]
+    fn secret_literals_are_redacted() {
+        assert_eq!(
+            redact_secrets("CREATE ROLE bob LOGIN PASSWORD 'hunter2'"),
+            "CREATE ROLE bob LOGIN PASSWORD '***'"
+        );
+        assert_eq!(
+            redact_secrets("alter user x with password 'it''s'"),
+            "alter user x with password '***'"
+        );
+        assert_eq!(
+            redact_secrets("CREATE USER u IDENTIFIED BY 'pw'"),
+            "CREATE USER u IDENTIFIED BY '***'"
+        );
+        assert!(!redact_secrets("ALTER ROLE a PASSWORD $q$s3cret$q$").contains("s3cret"));
+        assert_eq!(redact_secrets("select 'password'"), "select 'password'");
+    }
+}

@@ -1,0 +1,151 @@
+//! Start-up compilation and validation of policy.
+
+use super::masking::ColumnRule;
+use super::rules::{CommandRule, Effect, RuleConfig};
+use super::{Policy, PolicyConfig};
+use crate::classify::{CopyDirection, StatementKind, ALL_KINDS};
+use regex::Regex;
+use std::collections::HashSet;
+
+/// A policy mistake found at start-up, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A rule is invalid; `line` is 1-based within the configuration file.
+    #[error("rule \"{name}\" at line {line}: {problem}")]
+    Rule {
+        /// The rule's name.
+        name: String,
+        /// Line of the rule's table in the file.
+        line: usize,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// A connection or masking entry is invalid.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Check and compile the policy section. `source` is the configuration
+/// file's text, used to turn spans into line numbers.
+pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyError> {
+    let mut names = HashSet::new();
+    for conn in &config.connections {
+        if !names.insert(conn.name.as_str()) {
+            return Err(PolicyError::Other(format!(
+                "connection \"{}\" is defined twice",
+                conn.name
+            )));
+        }
+        if conn.password_env.is_some() && conn.password_file.is_some() {
+            return Err(PolicyError::Other(format!(
+                "connection \"{}\": set password_env or password_file, not both",
+                conn.name
+            )));
+        }
+        if conn.allow_groups.is_empty() {
+            return Err(PolicyError::Other(format!(
+                "connection \"{}\" has no allow_groups, so nobody could use it; list the groups that may",
+                conn.name
+            )));
+        }
+    }
+    let mut rule_names = HashSet::new();
+    let mut rules = Vec::with_capacity(config.rules.len());
+    for spanned in &config.rules {
+        let line = line_of(source, spanned.span().start);
+        let rule = spanned.get_ref();
+        let fail = |problem: String| PolicyError::Rule {
+            name: rule.name.clone(),
+            line,
+            problem,
+        };
+        if !rule_names.insert(rule.name.clone()) {
+            return Err(fail("another rule has the same name".into()));
+        }
+        rules.push(compile_rule(rule, &names).map_err(fail)?);
+    }
+    let column_rules = config
+        .masking
+        .columns
+        .iter()
+        .map(ColumnRule::compile)
+        .collect();
+    if config.masking.tokenize_key_env.is_some() && config.masking.tokenize_key_file.is_some() {
+        return Err(PolicyError::Other(
+            "[masking]: set tokenize_key_env or tokenize_key_file, not both".into(),
+        ));
+    }
+    Ok(Policy {
+        connections: config.connections.clone(),
+        rules,
+        column_rules,
+        unparseable: config.unparseable,
+        masking: config.masking.clone(),
+    })
+}
+
+fn compile_rule(rule: &RuleConfig, connections: &HashSet<&str>) -> Result<CommandRule, String> {
+    let kinds = parse_kinds(&rule.kinds, "kinds")?;
+    let not_kinds = parse_kinds(&rule.not_kinds, "not_kinds")?;
+    for c in &rule.connections {
+        if !connections.contains(c.as_str()) {
+            return Err(format!("names connection \"{c}\", which is not defined"));
+        }
+    }
+    let pattern = match &rule.pattern {
+        Some(p) => Some(Regex::new(p).map_err(|e| format!("pattern is not a valid regex: {e}"))?),
+        None => None,
+    };
+    let copy = match rule.copy.as_deref() {
+        None => None,
+        Some("in") => Some(CopyDirection::In),
+        Some("out") => Some(CopyDirection::Out),
+        Some(other) => return Err(format!("copy = \"{other}\": use \"in\" or \"out\"")),
+    };
+    if rule.effect != Effect::Allow && rule.message.is_none() {
+        return Err("a block or approve rule needs a message telling the user why".into());
+    }
+    let message = rule
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("allowed by rule {}", rule.name));
+    Ok(CommandRule {
+        name: rule.name.clone(),
+        effect: rule.effect,
+        message,
+        groups: rule.groups.clone(),
+        except_groups: rule.except_groups.clone(),
+        connections: rule.connections.clone(),
+        kinds,
+        not_kinds,
+        keywords: rule.keywords.clone(),
+        tables: rule.tables.iter().map(|t| super::Glob::new(t)).collect(),
+        pattern,
+        without_where: rule.without_where,
+        without_limit: rule.without_limit,
+        copy,
+    })
+}
+
+fn parse_kinds(names: &[String], field: &str) -> Result<Vec<StatementKind>, String> {
+    names
+        .iter()
+        .map(|n| {
+            StatementKind::from_name(&n.to_ascii_lowercase()).ok_or_else(|| {
+                let known: Vec<&str> = ALL_KINDS.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "{field} has unknown statement kind \"{n}\"; known kinds: {}",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(source: &str, offset: usize) -> usize {
+    source
+        .get(..offset.min(source.len()))
+        .map(|s| s.bytes().filter(|&b| b == b'\n').count() + 1)
+        .unwrap_or(1)
+}

@@ -1,0 +1,133 @@
+//! Connections: the named targets the gateway reaches with its own credentials.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Which adapter serves a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    /// PostgreSQL wire protocol.
+    Postgres,
+}
+
+/// Whether the gateway uses TLS to reach the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetTls {
+    /// Plain TCP (loopback or a trusted network segment).
+    #[default]
+    Disable,
+    /// TLS, with the target's certificate verified against the system roots
+    /// or `ca_file`.
+    Require,
+}
+
+/// A named target, as written in the configuration file.
+///
+/// The secret is referenced (`password_env`, `password_file`), never written
+/// inline, so the file can be reviewed and versioned without leaking it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The name clients use (the PostgreSQL database name in the startup packet).
+    pub name: String,
+    /// Which protocol.
+    #[serde(rename = "type")]
+    pub kind: ConnectionKind,
+    /// Target host.
+    pub host: String,
+    /// Target port.
+    pub port: u16,
+    /// Database on the target (defaults to the connection name).
+    pub database: Option<String>,
+    /// The role the gateway logs in as.
+    pub user: String,
+    /// Environment variable holding the target password.
+    pub password_env: Option<String>,
+    /// File holding the target password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// TLS to the target.
+    #[serde(default)]
+    pub tls: TargetTls,
+    /// CA bundle for verifying the target when `tls = "require"`.
+    pub ca_file: Option<PathBuf>,
+    /// Groups whose members may open sessions on this connection.
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+}
+
+impl std::fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Deliberately omits nothing secret (no secret is stored here) but
+        // keeps the output short for logs.
+        f.debug_struct("ConnectionConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database_name())
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A target password, resolved from its reference at use.
+///
+/// Debug and Display never print the secret, so it cannot end up in a log
+/// line or an error message by accident.
+#[derive(Clone)]
+pub struct Credential(String);
+
+impl Credential {
+    /// Wrap a secret.
+    pub fn new(secret: String) -> Credential {
+        Credential(secret)
+    }
+
+    /// The secret, for the one place that sends it to the target.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<hidden>)")
+    }
+}
+
+impl ConnectionConfig {
+    /// The database name on the target.
+    pub fn database_name(&self) -> &str {
+        self.database.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Read the target password from its reference; `Ok(None)` when none is
+    /// configured (the target trusts the gateway). Read at each login so a
+    /// rotated secret takes effect without a restart.
+    pub fn credential(&self) -> Result<Option<Credential>, String> {
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(v) => Ok(Some(Credential(v))),
+                Err(_) => Err(format!(
+                    "connection \"{}\": environment variable {var} (password_env) is not set",
+                    self.name
+                )),
+            };
+        }
+        if let Some(path) = &self.password_file {
+            return match std::fs::read_to_string(path) {
+                Ok(v) => Ok(Some(Credential(
+                    v.trim_end_matches(['\r', '\n']).to_string(),
+                ))),
+                Err(e) => Err(format!(
+                    "connection \"{}\": cannot read password_file {}: {e}",
+                    self.name,
+                    path.display()
+                )),
+            };
+        }
+        Ok(None)
+    }
+}

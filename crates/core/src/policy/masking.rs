@@ -1,0 +1,293 @@
+//! Column rules and their application to a statement's result columns.
+//!
+//! A column rule names base-table columns (`customers.ssn`, `*.card_number`).
+//! The classifier traces every result column back to the base columns it is
+//! computed from, so an alias, function, cast, concatenation, subquery or CTE
+//! over a masked column is masked too. Where the trace is incomplete the plan
+//! errs towards masking.
+
+use super::glob::Glob;
+use crate::classify::{OutputColumn, StatementFacts};
+use crate::identity::Identity;
+use crate::mask::{EntityType, Strategy};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The `[masking]` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Content detectors run on every text value (`ssn`, `card_number`,
+    /// `iban`, `aba_routing`, `email`, `phone`).
+    #[serde(default = "default_detectors")]
+    pub detectors: Vec<EntityType>,
+    /// Strategy per detected entity type.
+    #[serde(default)]
+    pub strategies: HashMap<EntityType, Strategy>,
+    /// Strategy for entity types without one.
+    #[serde(default = "default_strategy")]
+    pub default_strategy: Strategy,
+    /// Environment variable holding the tokenization key.
+    pub tokenize_key_env: Option<String>,
+    /// File holding the tokenization key (created with a random key if missing).
+    pub tokenize_key_file: Option<PathBuf>,
+    /// Groups whose members see detector findings unmasked.
+    #[serde(default)]
+    pub exempt_groups: Vec<String>,
+    /// Column rules.
+    #[serde(default)]
+    pub columns: Vec<ColumnRuleConfig>,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        MaskingConfig {
+            detectors: default_detectors(),
+            strategies: HashMap::new(),
+            default_strategy: default_strategy(),
+            tokenize_key_env: None,
+            tokenize_key_file: None,
+            exempt_groups: Vec::new(),
+            columns: Vec::new(),
+        }
+    }
+}
+
+fn default_detectors() -> Vec<EntityType> {
+    vec![
+        EntityType::Ssn,
+        EntityType::CardNumber,
+        EntityType::Iban,
+        EntityType::AbaRouting,
+        EntityType::Email,
+        EntityType::Phone,
+    ]
+}
+
+fn default_strategy() -> Strategy {
+    Strategy::Redact
+}
+
+/// One `[[masking.columns]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRuleConfig {
+    /// Name recorded with each masked value's count.
+    pub name: String,
+    /// Column patterns: `table.column`, `*.column`, or `column` (any table).
+    pub columns: Vec<String>,
+    /// How matching values are masked: `redact`, `partial` or `tokenize`.
+    pub strategy: StrategyName,
+    /// For `partial`: how many trailing characters stay visible (default 4).
+    pub keep_last: Option<usize>,
+    /// Entity type to count the masked values under (default `column`).
+    pub entity: Option<EntityType>,
+    /// Only on these connections (default: all).
+    #[serde(default)]
+    pub connections: Vec<String>,
+    /// Members of these groups see the column unmasked.
+    #[serde(default)]
+    pub except_groups: Vec<String>,
+}
+
+/// A strategy's name as written in a column rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyName {
+    /// See [`Strategy::Redact`].
+    Redact,
+    /// See [`Strategy::Partial`].
+    Partial,
+    /// See [`Strategy::Tokenize`].
+    Tokenize,
+}
+
+impl ColumnRuleConfig {
+    /// The strategy with its parameters.
+    pub fn strategy(&self) -> Strategy {
+        match self.strategy {
+            StrategyName::Redact => Strategy::Redact,
+            StrategyName::Partial => Strategy::Partial {
+                keep_last: self.keep_last.unwrap_or(4),
+            },
+            StrategyName::Tokenize => Strategy::Tokenize,
+        }
+    }
+}
+
+/// A compiled column rule.
+#[derive(Debug, Clone)]
+pub struct ColumnRule {
+    pub(crate) name: String,
+    pub(crate) patterns: Vec<(Option<Glob>, Glob)>,
+    pub(crate) strategy: Strategy,
+    pub(crate) entity: EntityType,
+    pub(crate) connections: Vec<String>,
+    pub(crate) except_groups: Vec<String>,
+}
+
+/// What to do with one result column: mask every value with this strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMask {
+    /// The rule that asked for it.
+    pub rule: String,
+    /// How values are masked.
+    pub strategy: Strategy,
+    /// Entity type the masked values are counted under.
+    pub entity: EntityType,
+}
+
+impl ColumnRule {
+    pub(crate) fn compile(cfg: &ColumnRuleConfig) -> ColumnRule {
+        let patterns = cfg
+            .columns
+            .iter()
+            .map(|p| match p.rsplit_once('.') {
+                Some((table, column)) => (Some(Glob::new(table)), Glob::new(column)),
+                None => (None, Glob::new(p)),
+            })
+            .collect();
+        ColumnRule {
+            name: cfg.name.clone(),
+            patterns,
+            strategy: cfg.strategy(),
+            entity: cfg.entity.unwrap_or(EntityType::Column),
+            connections: cfg.connections.clone(),
+            except_groups: cfg.except_groups.clone(),
+        }
+    }
+
+    fn applies_to(&self, identity: &Identity, connection: &str) -> bool {
+        (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
+            && !self.except_groups.iter().any(|g| identity.in_group(g))
+    }
+
+    /// Whether column `column` of one of `tables` is covered. An empty
+    /// `tables` (table unknown) matches on the column name alone.
+    fn covers(&self, tables: &[String], column: &str) -> bool {
+        self.patterns.iter().any(|(table_glob, column_glob)| {
+            column_glob.matches(column)
+                && match table_glob {
+                    None => true,
+                    Some(g) => {
+                        tables.is_empty()
+                            || g.as_str() == "*"
+                            || tables.iter().any(|t| g.matches_table(t))
+                    }
+                }
+        })
+    }
+
+    fn mask(&self) -> ColumnMask {
+        ColumnMask {
+            rule: self.name.clone(),
+            strategy: self.strategy.clone(),
+            entity: self.entity,
+        }
+    }
+}
+
+/// Whether an active rule could cover some column of `tables`.
+pub(crate) fn touches(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    tables: &[String],
+) -> bool {
+    rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .any(|r| {
+            r.patterns.iter().any(|(table_glob, _)| match table_glob {
+                None => !tables.is_empty(),
+                Some(g) => tables.iter().any(|t| g.matches_table(t)),
+            })
+        })
+}
+
+/// Decide per result field whether a column rule masks it.
+///
+/// With a full trace and no `*`, fields map to projection items by position.
+/// Items before the first `*` map from the start and items after the last
+/// from the end; the fields a `*` covers are matched by the name the target
+/// reported against the star's tables. Without a trace (a cursor FETCH, a
+/// statement the classifier could not trace), fields are matched by name
+/// against every rule regardless of table: more masking, never less.
+pub(crate) fn plan(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    facts: Option<&StatementFacts>,
+    field_names: &[&str],
+) -> Vec<Option<ColumnMask>> {
+    let active: Vec<&ColumnRule> = rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .collect();
+    if active.is_empty() {
+        return vec![None; field_names.len()];
+    }
+    let by_name = |tables: &[String], name: &str| -> Option<ColumnMask> {
+        active
+            .iter()
+            .find(|r| r.covers(tables, name))
+            .map(|r| r.mask())
+    };
+    let by_sources = |item: &OutputColumn, field: &str| -> Option<ColumnMask> {
+        match item {
+            OutputColumn::Expr { sources, .. } => {
+                sources.iter().find_map(|s| by_name(&s.tables, &s.column))
+            }
+            OutputColumn::Wildcard { tables } => by_name(tables, field),
+        }
+    };
+    let output = facts.and_then(|f| f.output.as_deref());
+    let Some(items) = output else {
+        return field_names.iter().map(|n| by_name(&[], n)).collect();
+    };
+    let first_star = items
+        .iter()
+        .position(|i| matches!(i, OutputColumn::Wildcard { .. }));
+    let Some(first_star) = first_star else {
+        if items.len() == field_names.len() {
+            return items
+                .iter()
+                .zip(field_names)
+                .map(|(item, name)| by_sources(item, name))
+                .collect();
+        }
+        return field_names.iter().map(|n| by_name(&[], n)).collect();
+    };
+    let last_star = items
+        .iter()
+        .rposition(|i| matches!(i, OutputColumn::Wildcard { .. }))
+        .unwrap_or(first_star);
+    let tail = items.len() - last_star - 1;
+    if first_star + tail > field_names.len() {
+        return field_names.iter().map(|n| by_name(&[], n)).collect();
+    }
+    let star_tables: Vec<String> = items[first_star..=last_star]
+        .iter()
+        .flat_map(|i| match i {
+            OutputColumn::Wildcard { tables } => tables.clone(),
+            OutputColumn::Expr { sources, .. } => {
+                sources.iter().flat_map(|s| s.tables.clone()).collect()
+            }
+        })
+        .collect();
+    let tail_start = field_names.len() - tail;
+    field_names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if i < first_star {
+                by_sources(&items[i], name)
+            } else if i >= tail_start {
+                by_sources(&items[last_star + 1 + (i - tail_start)], name)
+            } else {
+                by_name(&star_tables, name)
+            }
+        })
+        .collect()
+}

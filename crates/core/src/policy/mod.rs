@@ -1,0 +1,202 @@
+//! The authorize and decide stages: who may use a connection, and what
+//! happens to each statement.
+//!
+//! Policy is written in the gateway's TOML file ([`PolicyConfig`]) and
+//! compiled once at start-up into a [`Policy`]; every rule is checked then,
+//! so a typo stops the gateway with the line it is on instead of silently
+//! letting a statement through at run time.
+
+mod compile;
+mod connection;
+mod glob;
+mod masking;
+mod rules;
+
+pub use compile::{compile, PolicyError};
+pub use connection::{ConnectionConfig, ConnectionKind, Credential, TargetTls};
+pub use glob::Glob;
+pub use masking::{ColumnMask, ColumnRule, ColumnRuleConfig, MaskingConfig, StrategyName};
+pub use rules::{CommandRule, Effect, RuleConfig, Unparseable};
+
+use crate::classify::{Classification, StatementFacts};
+use crate::identity::Identity;
+use crate::verdict::Verdict;
+use serde::Deserialize;
+
+/// The policy part of the gateway's configuration file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Named targets the gateway can reach.
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+    /// Command rules, evaluated in file order; the first match decides.
+    #[serde(default)]
+    pub rules: Vec<toml::Spanned<RuleConfig>>,
+    /// Column rules and content detectors.
+    #[serde(default)]
+    pub masking: MaskingConfig,
+    /// What to do with statements the SQL parser cannot read.
+    #[serde(default)]
+    pub unparseable: Unparseable,
+}
+
+/// Compiled policy: connections, rules and column rules ready to match.
+#[derive(Debug)]
+pub struct Policy {
+    pub(crate) connections: Vec<ConnectionConfig>,
+    pub(crate) rules: Vec<CommandRule>,
+    pub(crate) column_rules: Vec<ColumnRule>,
+    pub(crate) unparseable: Unparseable,
+    /// The masking section as configured (detectors, strategies, key source).
+    pub masking: MaskingConfig,
+}
+
+/// Why a caller may not open a session on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessDenied {
+    /// No connection has that name.
+    UnknownConnection(String),
+    /// The caller is in none of the connection's allowed groups.
+    NotInAllowedGroups {
+        /// The connection asked for.
+        connection: String,
+        /// The groups that may use it.
+        allowed: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for AccessDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessDenied::UnknownConnection(name) => write!(
+                f,
+                "no connection named \"{name}\" is configured on this gateway; use the connection name as the database name"
+            ),
+            AccessDenied::NotInAllowedGroups {
+                connection,
+                allowed,
+            } => write!(
+                f,
+                "you are not in a group allowed to use connection \"{connection}\" (allowed: {}); ask an administrator for access",
+                allowed.join(", ")
+            ),
+        }
+    }
+}
+
+impl Policy {
+    /// The named connection, if configured.
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// All configured connections, in file order.
+    pub fn connections(&self) -> &[ConnectionConfig] {
+        &self.connections
+    }
+
+    /// Authorize stage: may `identity` open a session on `connection`?
+    pub fn authorize(
+        &self,
+        identity: &Identity,
+        connection: &str,
+    ) -> Result<&ConnectionConfig, AccessDenied> {
+        let conn = self
+            .connection(connection)
+            .ok_or_else(|| AccessDenied::UnknownConnection(connection.to_string()))?;
+        if conn.allow_groups.iter().any(|g| identity.in_group(g)) {
+            Ok(conn)
+        } else {
+            Err(AccessDenied::NotInAllowedGroups {
+                connection: conn.name.clone(),
+                allowed: conn.allow_groups.clone(),
+            })
+        }
+    }
+
+    /// Decide stage for one whole command: the strictest verdict of its statements.
+    pub fn decide(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        sql: &str,
+        classification: &Classification,
+    ) -> Verdict {
+        let mut verdict = Verdict::Allow { rule: None };
+        for facts in &classification.statements {
+            let one = self.decide_statement(identity, connection, sql, facts, classification);
+            verdict = verdict.stricter(one);
+        }
+        verdict
+    }
+
+    /// Decide stage for one statement: first matching rule, then the
+    /// unparseable policy; the stricter of the two wins.
+    pub fn decide_statement(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        sql: &str,
+        facts: &StatementFacts,
+        classification: &Classification,
+    ) -> Verdict {
+        let by_rule = self
+            .rules
+            .iter()
+            .find(|r| r.matches(identity, connection, sql, facts))
+            .map(CommandRule::verdict)
+            .unwrap_or(Verdict::Allow { rule: None });
+        if facts.parsed || self.unparseable == Unparseable::Rules {
+            return by_rule;
+        }
+        let reason = classification
+            .parse_error
+            .as_deref()
+            .unwrap_or("the SQL parser could not read it");
+        by_rule.stricter(Verdict::Block {
+            rule: "unparseable-statement".to_string(),
+            message: format!(
+                "gatehouse could not parse this {} statement ({reason}), so it is blocked; rewrite it or ask an administrator for a rule that allows it",
+                facts.keyword
+            ),
+        })
+    }
+
+    /// Mask stage plan: which result columns of `facts` are masked, and how,
+    /// given the column names the target reported.
+    pub fn column_masks(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        facts: Option<&StatementFacts>,
+        field_names: &[&str],
+    ) -> Vec<Option<ColumnMask>> {
+        masking::plan(&self.column_rules, identity, connection, facts, field_names)
+    }
+
+    /// Whether any column rule active for this caller could cover a column
+    /// of these tables; used to fail closed when result columns cannot be
+    /// traced.
+    pub fn column_rules_touch<'a>(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        mut tables: impl Iterator<Item = &'a String>,
+    ) -> bool {
+        let tables: Vec<String> = tables.by_ref().cloned().collect();
+        masking::touches(&self.column_rules, identity, connection, &tables)
+    }
+
+    /// Whether content detectors apply to this caller's results.
+    pub fn detectors_apply(&self, identity: &Identity) -> bool {
+        !self
+            .masking
+            .exempt_groups
+            .iter()
+            .any(|g| identity.in_group(g))
+    }
+}
+
+#[cfg(test)]
+mod tests;

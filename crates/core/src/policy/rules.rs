@@ -1,0 +1,179 @@
+//! Command rules: groups × connection × statement kind × tables × pattern → effect.
+
+use super::glob::Glob;
+use crate::classify::{CopyDirection, StatementFacts, StatementKind};
+use crate::identity::Identity;
+use crate::verdict::Verdict;
+use regex::Regex;
+use serde::Deserialize;
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Forward the statement.
+    Allow,
+    /// Refuse it with the rule's message.
+    Block,
+    /// Hold it for a person's approval.
+    Approve,
+}
+
+/// What to do with statements the SQL parser cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unparseable {
+    /// Block them (the default: fail closed).
+    #[default]
+    Block,
+    /// Decide by the rules alone, using the keyword fallback's facts.
+    Rules,
+}
+
+/// One command rule as written in the configuration file.
+///
+/// Every condition that is present must hold; absent conditions match
+/// anything. Rules are tried in file order and the first match decides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name, shown to the client and recorded in the audit trail.
+    pub name: String,
+    /// What happens when the rule matches.
+    pub effect: Effect,
+    /// Message for the client when blocked or held.
+    pub message: Option<String>,
+    /// The caller must be in one of these groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The caller must be in none of these groups.
+    #[serde(default)]
+    pub except_groups: Vec<String>,
+    /// The session's connection must be one of these.
+    #[serde(default)]
+    pub connections: Vec<String>,
+    /// The statement's kind must be one of these.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// The statement's kind must be none of these ("everything but reads").
+    #[serde(default)]
+    pub not_kinds: Vec<String>,
+    /// The statement's leading keywords must start with one of these
+    /// (`"DROP DATABASE"`, `"ALTER SYSTEM"`).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// A table read or written must match one of these patterns.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// A regular expression the command text must match.
+    pub pattern: Option<String>,
+    /// Only UPDATE/DELETE/MERGE statements without a WHERE clause.
+    #[serde(default)]
+    pub without_where: bool,
+    /// Only SELECT statements without a LIMIT.
+    #[serde(default)]
+    pub without_limit: bool,
+    /// Only copies in this direction (`"in"` or `"out"`).
+    pub copy: Option<String>,
+}
+
+/// A rule compiled for matching.
+#[derive(Debug)]
+pub struct CommandRule {
+    pub(crate) name: String,
+    pub(crate) effect: Effect,
+    pub(crate) message: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) except_groups: Vec<String>,
+    pub(crate) connections: Vec<String>,
+    pub(crate) kinds: Vec<StatementKind>,
+    pub(crate) not_kinds: Vec<StatementKind>,
+    pub(crate) keywords: Vec<String>,
+    pub(crate) tables: Vec<Glob>,
+    pub(crate) pattern: Option<Regex>,
+    pub(crate) without_where: bool,
+    pub(crate) without_limit: bool,
+    pub(crate) copy: Option<CopyDirection>,
+}
+
+impl CommandRule {
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this rule applies to one statement of `identity`'s command.
+    pub fn matches(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        sql: &str,
+        facts: &StatementFacts,
+    ) -> bool {
+        (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
+            && !self.except_groups.iter().any(|g| identity.in_group(g))
+            && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
+            && (self.kinds.is_empty() || self.kinds.contains(&facts.kind))
+            && !self.not_kinds.contains(&facts.kind)
+            && (self.keywords.is_empty()
+                || self
+                    .keywords
+                    .iter()
+                    .any(|k| keyword_prefix(&facts.keyword, k)))
+            && (self.tables.is_empty() || self.touches_tables(facts))
+            && self.pattern.as_ref().is_none_or(|p| p.is_match(sql))
+            && (!self.without_where
+                || (matches!(
+                    facts.kind,
+                    StatementKind::Update | StatementKind::Delete | StatementKind::Merge
+                ) && !facts.has_where))
+            && (!self.without_limit || (facts.kind == StatementKind::Select && !facts.has_limit))
+            && self.copy.is_none_or(|d| facts.copy_direction == Some(d))
+    }
+
+    fn touches_tables(&self, facts: &StatementFacts) -> bool {
+        facts
+            .tables_read
+            .iter()
+            .chain(facts.tables_written.iter())
+            .any(|t| self.tables.iter().any(|g| g.matches_table(t)))
+    }
+
+    /// The verdict this rule gives when it matches.
+    pub fn verdict(&self) -> Verdict {
+        match self.effect {
+            Effect::Allow => Verdict::Allow {
+                rule: Some(self.name.clone()),
+            },
+            Effect::Block => Verdict::Block {
+                rule: self.name.clone(),
+                message: self.message.clone(),
+            },
+            Effect::Approve => Verdict::Hold {
+                rule: self.name.clone(),
+                message: self.message.clone(),
+            },
+        }
+    }
+}
+
+/// `"DROP DATABASE IF EXISTS"` starts with `"DROP DATABASE"`, word-wise.
+fn keyword_prefix(keyword: &str, prefix: &str) -> bool {
+    let mut words = keyword.split_whitespace();
+    prefix
+        .split_whitespace()
+        .all(|p| words.next().is_some_and(|w| w.eq_ignore_ascii_case(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keyword_prefix;
+
+    #[test]
+    fn keyword_prefix_is_word_wise() {
+        assert!(keyword_prefix("DROP DATABASE", "drop database"));
+        assert!(keyword_prefix("ALTER SYSTEM", "ALTER  SYSTEM"));
+        assert!(!keyword_prefix("DROP DATABASES", "DROP DATABASE"));
+        assert!(!keyword_prefix("DROP", "DROP DATABASE"));
+    }
+}

@@ -1,0 +1,201 @@
+use super::*;
+use crate::classify::{ColumnSource, OutputColumn, StatementFacts, StatementKind};
+use std::collections::BTreeSet;
+
+const POLICY: &str = r#"
+[[connections]]
+name = "bank"
+type = "postgres"
+host = "127.0.0.1"
+port = 5432
+user = "app"
+password_env = "BANK_PW"
+allow_groups = ["analysts", "dba"]
+
+[[rules]]
+name = "dba-deny-list"
+effect = "block"
+message = "not even a DBA may do this through the gateway"
+groups = ["dba"]
+keywords = ["DROP DATABASE", "ALTER SYSTEM"]
+
+[[rules]]
+name = "no-unbounded-writes"
+effect = "block"
+message = "UPDATE and DELETE need a WHERE clause"
+kinds = ["update", "delete"]
+without_where = true
+
+[[rules]]
+name = "analysts-read-only"
+effect = "block"
+message = "analysts may only read"
+groups = ["analysts"]
+not_kinds = ["select", "show", "set", "transaction", "explain"]
+
+[masking]
+[[masking.columns]]
+name = "pii"
+columns = ["customers.ssn", "*.card_number"]
+strategy = "partial"
+keep_last = 4
+"#;
+
+fn policy() -> Policy {
+    let cfg: PolicyConfig = toml::from_str(POLICY).unwrap();
+    compile(&cfg, POLICY).unwrap()
+}
+
+fn who(groups: &[&str]) -> Identity {
+    Identity {
+        subject: "alice".into(),
+        email: None,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        issuer: "test".into(),
+        token_id: None,
+        expires_at: 0,
+    }
+}
+
+fn facts(kind: StatementKind, keyword: &str, has_where: bool) -> StatementFacts {
+    StatementFacts {
+        kind,
+        keyword: keyword.into(),
+        tables_read: BTreeSet::new(),
+        tables_written: BTreeSet::from(["customers".to_string()]),
+        has_where,
+        has_limit: false,
+        copy_direction: None,
+        prepared_name: None,
+        output: None,
+        parsed: true,
+        nested: false,
+    }
+}
+
+fn one(f: StatementFacts) -> Classification {
+    Classification {
+        statements: vec![f],
+        parse_error: None,
+    }
+}
+
+#[test]
+fn authorize_by_group() {
+    let p = policy();
+    assert!(p.authorize(&who(&["analysts"]), "bank").is_ok());
+    assert!(matches!(
+        p.authorize(&who(&["other"]), "bank"),
+        Err(AccessDenied::NotInAllowedGroups { .. })
+    ));
+    assert!(matches!(
+        p.authorize(&who(&["dba"]), "nope"),
+        Err(AccessDenied::UnknownConnection(_))
+    ));
+}
+
+#[test]
+fn first_matching_rule_decides() {
+    let p = policy();
+    let dba = who(&["dba"]);
+    let drop = one(facts(StatementKind::Ddl, "DROP DATABASE", false));
+    assert_eq!(
+        p.decide(&dba, "bank", "drop database x", &drop).rule(),
+        Some("dba-deny-list")
+    );
+    let delete_all = one(facts(StatementKind::Delete, "DELETE", false));
+    assert_eq!(
+        p.decide(&dba, "bank", "delete from customers", &delete_all)
+            .rule(),
+        Some("no-unbounded-writes")
+    );
+    let delete_one = one(facts(StatementKind::Delete, "DELETE", true));
+    assert_eq!(
+        p.decide(&dba, "bank", "delete … where", &delete_one)
+            .effect(),
+        "allow"
+    );
+    let analyst = who(&["analysts"]);
+    assert_eq!(
+        p.decide(&analyst, "bank", "delete … where", &delete_one)
+            .rule(),
+        Some("analysts-read-only")
+    );
+    let select = one(facts(StatementKind::Select, "SELECT", false));
+    assert_eq!(
+        p.decide(&analyst, "bank", "select 1", &select).effect(),
+        "allow"
+    );
+}
+
+#[test]
+fn strictest_statement_wins_and_unparseable_blocks() {
+    let p = policy();
+    let dba = who(&["dba"]);
+    let mut unreadable = facts(StatementKind::Do, "DO", false);
+    unreadable.parsed = false;
+    let c = Classification {
+        statements: vec![facts(StatementKind::Select, "SELECT", false), unreadable],
+        parse_error: Some("syntax error".into()),
+    };
+    let v = p.decide(&dba, "bank", "select 1; do $$ $$", &c);
+    assert_eq!(v.rule(), Some("unparseable-statement"));
+}
+
+#[test]
+fn invalid_rule_names_its_line() {
+    let bad = format!("{POLICY}\n[[rules]]\nname = \"oops\"\neffect = \"block\"\nmessage = \"m\"\nkinds = [\"selekt\"]\n");
+    let cfg: PolicyConfig = toml::from_str(&bad).unwrap();
+    let err = compile(&cfg, &bad).unwrap_err().to_string();
+    let line = bad
+        .lines()
+        .position(|l| l.contains("name = \"oops\""))
+        .unwrap();
+    assert!(err.contains("oops"), "{err}");
+    assert!(
+        err.contains(&format!("line {line}")) || err.contains(&format!("line {}", line + 1)),
+        "{err}"
+    );
+    assert!(err.contains("selekt"), "{err}");
+}
+
+#[test]
+fn column_masks_follow_lineage_and_stars() {
+    let p = policy();
+    let alice = who(&["analysts"]);
+    let mut f = facts(StatementKind::Select, "SELECT", false);
+    f.output = Some(vec![
+        OutputColumn::Expr {
+            name: Some("name".into()),
+            sources: vec![ColumnSource {
+                tables: vec!["customers".into()],
+                column: "name".into(),
+            }],
+        },
+        OutputColumn::Expr {
+            name: Some("x".into()),
+            sources: vec![ColumnSource {
+                tables: vec!["customers".into()],
+                column: "ssn".into(),
+            }],
+        },
+        OutputColumn::Wildcard {
+            tables: vec!["accounts".into()],
+        },
+        OutputColumn::Expr {
+            name: Some("n".into()),
+            sources: vec![],
+        },
+    ]);
+    let plan = p.column_masks(
+        &alice,
+        "bank",
+        Some(&f),
+        &["name", "x", "id", "card_number", "n"],
+    );
+    let masked: Vec<bool> = plan.iter().map(|m| m.is_some()).collect();
+    assert_eq!(masked, vec![false, true, false, true, false]);
+    // Without a trace, names decide regardless of table.
+    let plan = p.column_masks(&alice, "bank", None, &["ssn", "other"]);
+    assert!(plan[0].is_some() && plan[1].is_none());
+}

@@ -1,0 +1,288 @@
+//! Benchmarks (not tests): throughput and memory against a direct
+//! connection, measured in the same run on the same machine.
+//!
+//!     cargo run --release -p gatehouse --example bench -- [SECONDS] [CLIENTS] [ROWS]
+//!
+//! 1. `pgbench -S` for SECONDS with CLIENTS clients: directly against
+//!    PostgreSQL, then through the gateway (TLS, audit with fsync, masking
+//!    on), then through the gateway over loopback plaintext; prints tps and
+//!    the ratios.
+//! 2. Streams ROWS masked rows (`SELECT *` of a table with SSNs and notes)
+//!    through the gateway, then a tenth of that, and prints the gateway
+//!    process's peak RSS (VmHWM) after each, to show memory stays flat.
+//!
+//! The gateway runs as its own process (`gatehouse serve`) so its memory is
+//! its own.
+
+use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(15);
+    let clients: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let rows: u64 = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+
+    let cluster = PgCluster::start(PgClusterOptions {
+        auth: PgAuth::Scram,
+        ..PgClusterOptions::default()
+    })?;
+    let pw = "bench-app-secret";
+    cluster.create_role("bench_app", pw, false)?;
+    cluster.create_database("bench", "bench_app")?;
+    let pg_port = cluster.port().to_string();
+    run(Command::new("pgbench").env("PGPASSWORD", pw).args([
+        "-q",
+        "-i",
+        "-s",
+        "10",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &pg_port,
+        "-U",
+        "bench_app",
+        "bench",
+    ]))?;
+
+    let dir = tempfile::tempdir()?;
+    let pw_file = dir.path().join("target.pw");
+    std::fs::write(&pw_file, pw)?;
+    let (gw_port, api_port, plain_port) = (free_port(), free_port(), free_port());
+    let config = |listen: u16, plaintext: bool| {
+        format!(
+            r#"state_dir = "state"
+[postgres]
+listen = "127.0.0.1:{listen}"
+allow_plaintext_loopback = {plaintext}
+[api]
+listen = "127.0.0.1:{api}"
+[audit]
+durability = "full"
+[[connections]]
+name = "bench"
+type = "postgres"
+host = "127.0.0.1"
+port = {pg_port}
+user = "bench_app"
+password_file = "{pwf}"
+allow_groups = ["bench"]
+[masking]
+[[masking.columns]]
+name = "ssn"
+columns = ["*.ssn"]
+strategy = "partial"
+keep_last = 4
+"#,
+            api = if plaintext { api_port + 1 } else { api_port },
+            pwf = pw_file.display()
+        )
+    };
+    let tls_dir = dir.path().join("tls");
+    let plain_dir = dir.path().join("plain");
+    std::fs::create_dir_all(&tls_dir)?;
+    std::fs::create_dir_all(&plain_dir)?;
+    std::fs::write(tls_dir.join("gatehouse.toml"), config(gw_port, false))?;
+    std::fs::write(plain_dir.join("gatehouse.toml"), config(plain_port, true))?;
+    let exe = std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("gatehouse"))
+        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
+    anyhow::ensure!(
+        exe.exists(),
+        "build the binary first: cargo build --release -p gatehouse"
+    );
+    let mut gw = Command::new(&exe)
+        .arg("--config")
+        .arg(tls_dir.join("gatehouse.toml"))
+        .arg("serve")
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut gw_plain = Command::new(&exe)
+        .arg("--config")
+        .arg(plain_dir.join("gatehouse.toml"))
+        .arg("serve")
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    wait_port(gw_port)?;
+    wait_port(plain_port)?;
+    let token = |cfg_dir: &std::path::Path| -> anyhow::Result<String> {
+        let o = Command::new(&exe)
+            .arg("--config")
+            .arg(cfg_dir.join("gatehouse.toml"))
+            .args([
+                "token",
+                "issue",
+                "--subject",
+                "bench",
+                "--groups",
+                "bench",
+                "--ttl",
+                "2h",
+            ])
+            .output()?;
+        anyhow::ensure!(
+            o.status.success(),
+            "token issue failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok(String::from_utf8(o.stdout)?.trim().to_string())
+    };
+    let tok = token(&tls_dir)?;
+    let tok_plain = token(&plain_dir)?;
+
+    let bench = |port: &str, password: &str, sslmode: &str| -> anyhow::Result<f64> {
+        let o = Command::new("pgbench")
+            .env("PGPASSWORD", password)
+            .env("PGSSLMODE", sslmode)
+            .args([
+                "-n",
+                "-S",
+                "-c",
+                &clients.to_string(),
+                "-j",
+                "2",
+                "-T",
+                &seconds.to_string(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-U",
+                "bench",
+                "bench",
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        anyhow::ensure!(
+            o.status.success(),
+            "pgbench failed: {text} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        tps(&text).ok_or_else(|| anyhow::anyhow!("no tps in: {text}"))
+    };
+    println!("pgbench -S, {clients} clients, {seconds}s each, same run:");
+    let direct = bench(&pg_port, pw, "disable").map(|t| t)?;
+    println!("  direct PostgreSQL                      {direct:>10.0} tps");
+    let via_tls = bench(&gw_port.to_string(), &tok, "require")?;
+    println!(
+        "  gateway (TLS, audit fsync, masking)    {via_tls:>10.0} tps   ratio {:.2}",
+        via_tls / direct
+    );
+    let via_plain = bench(&plain_port.to_string(), &tok_plain, "disable")?;
+    println!(
+        "  gateway (loopback plaintext)           {via_plain:>10.0} tps   ratio {:.2}",
+        via_plain / direct
+    );
+
+    cluster.psql(
+        "bench",
+        &format!(
+            "SET ROLE bench_app; create table big as select g as id, 'Customer ' || g as name, \
+             lpad(((g % 665) + 1)::text, 3, '0') || '-' || lpad(((g % 98) + 1)::text, 2, '0') || '-' || lpad(((g % 9998) + 1)::text, 4, '0') as ssn, \
+             'called about card 4111 1111 1111 1111 on ' || g as note from generate_series(1, {rows}) g;"
+        ),
+    )?;
+    let stream = |limit: u64| -> anyhow::Result<(Duration, u64)> {
+        let start = Instant::now();
+        let o = Command::new("psql")
+            .env("PGPASSWORD", &tok)
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                &format!("copy (select * from big limit {limit}) to stdout"),
+            ])
+            .arg(format!(
+                "host=127.0.0.1 port={gw_port} user=bench dbname=bench sslmode=require"
+            ))
+            .stderr(Stdio::inherit())
+            .output()?;
+        anyhow::ensure!(o.status.success(), "stream failed");
+        let masked = o
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| l.windows(7).any(|w| w == b"***-**-"))
+            .count() as u64;
+        Ok((start.elapsed(), masked))
+    };
+    let pid = gw.id();
+    let before = vm_hwm(pid);
+    let (t_small, m_small) = stream(rows / 10)?;
+    let after_small = vm_hwm(pid);
+    let (t_big, m_big) = stream(rows)?;
+    let after_big = vm_hwm(pid);
+    println!("streaming masked rows through the gateway (COPY (SELECT *) TO STDOUT):");
+    println!("  peak RSS before streaming:          {before:>8} kB");
+    println!(
+        "  after {:>8} rows ({:>6.2}s, {m_small} masked): {after_small:>8} kB",
+        rows / 10,
+        t_small.as_secs_f64()
+    );
+    println!(
+        "  after {:>8} rows ({:>6.2}s, {m_big} masked): {after_big:>8} kB",
+        rows,
+        t_big.as_secs_f64()
+    );
+    let _ = gw.kill();
+    let _ = gw_plain.kill();
+    let _ = gw.wait();
+    let _ = gw_plain.wait();
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let o = cmd.output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn wait_port(port: u16) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("gateway did not listen on {port}")
+}
+
+fn tps(pgbench_output: &str) -> Option<f64> {
+    pgbench_output
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+}
+
+fn vm_hwm(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

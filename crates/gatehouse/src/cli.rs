@@ -1,0 +1,417 @@
+//! Command-line interface.
+
+use crate::config::GatewayConfig;
+use crate::{demo, duration, gateway};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use gatehouse_audit::{ExportFilter, SessionFilter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Gatehouse: identity-aware access gateway with inline masking and a
+/// tamper-evident audit trail.
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about)]
+struct Cli {
+    /// Configuration file (default: $GATEHOUSE_CONFIG, ./gatehouse.toml, or built-in defaults).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Start a throwaway PostgreSQL with a demo bank and a gateway in front of it.
+    Demo {
+        /// Also write KEY=VALUE lines (host, port, tokens, config) here for scripts.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+    /// Tokens from the local dev issuer.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Sessions recorded in the audit trail.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed access token for a subject (dev issuer only).
+    Issue {
+        /// The subject (`sub` claim).
+        #[arg(long)]
+        subject: String,
+        /// Comma-separated groups.
+        #[arg(long, default_value = "", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Email claim.
+        #[arg(long)]
+        email: Option<String>,
+        /// Lifetime, e.g. 15m, 1h, 1d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and checkpoint signatures; non-zero exit on any tampering.
+    Verify {
+        /// Public key file (default: the one next to the configured signing key).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Write the events.
+    Export {
+        /// Output format.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events before this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Print the public key that verifies this gateway's checkpoints.
+    PublicKey,
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Recent sessions, newest first.
+    List {
+        /// Only this identity (subject).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only this connection.
+        #[arg(long)]
+        connection: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session with its commands.
+    Show {
+        /// Session id.
+        id: String,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point; errors are printed without a backtrace and exit non-zero.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
+            runtime()?.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { env_file } => {
+            runtime()?.block_on(demo::run(env_file))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    subject,
+                    groups,
+                    email,
+                    ttl,
+                },
+        } => {
+            let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
+            anyhow::ensure!(cfg.identity.dev_issuer, "the dev issuer is disabled in this configuration; get a token from your identity provider");
+            let ttl = duration::parse(&ttl).map_err(anyhow::Error::msg)?;
+            let dev = gateway::dev_issuer(&cfg, &cfg.dev_issuer_url())?;
+            let groups: Vec<String> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+            let token = dev.issue(
+                &subject,
+                &groups,
+                email.as_deref(),
+                ttl,
+                gatehouse_identity::DEV_AUDIENCE,
+            )?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command } => {
+            let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
+            audit(cfg, command)
+        }
+        Command::Sessions { command } => {
+            let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
+            sessions(cfg, command)
+        }
+    }
+}
+
+async fn serve(cfg: GatewayConfig) -> Result<()> {
+    let gw = gateway::RunningGateway::start(&cfg).await?;
+    eprintln!(
+        "gatehouse: PostgreSQL on {} (TLS), API on https://{}",
+        gw.postgres_addr, gw.api_addr
+    );
+    wait_for_signal().await;
+    eprintln!("gatehouse: shutting down; signing the final audit checkpoint");
+    gw.shutdown().await;
+    Ok(())
+}
+
+/// Wait for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
+    let db = cfg.state_path(&cfg.audit.path);
+    let key_path = cfg.state_path(&cfg.audit.signing_key);
+    match command {
+        AuditCommand::Verify { public_key } => {
+            let pub_path =
+                public_key.unwrap_or_else(|| gatehouse_audit::public_key_path(&key_path));
+            let key = gatehouse_audit::load_verifying_key(&pub_path)
+                .with_context(|| format!("reading the public key {}", pub_path.display()))?;
+            let report = gatehouse_audit::verify(&db, &key)?;
+            match &report.first_bad {
+                None => {
+                    println!(
+                        "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint",
+                        report.events,
+                        report.checkpoints,
+                        report.last_checkpoint_seq.map_or("none".to_string(), |s| s.to_string()),
+                        report.unsigned_tail
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(bad) => {
+                    println!(
+                        "audit trail TAMPERED: first bad event {}: {}",
+                        bad.seq, bad.reason
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Export {
+            format,
+            out,
+            session,
+            from,
+            to,
+        } => {
+            anyhow::ensure!(
+                format == "jsonl",
+                "unknown export format \"{format}\"; use jsonl"
+            );
+            let filter = ExportFilter {
+                from,
+                to,
+                session_id: session,
+            };
+            let n = match out {
+                Some(path) => {
+                    let mut f = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    );
+                    gatehouse_audit::export_jsonl(&db, &mut f, &filter)?
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = stdout.lock();
+                    gatehouse_audit::export_jsonl(&db, &mut lock, &filter)?
+                }
+            };
+            eprintln!("exported {n} events");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::PublicKey => {
+            let pub_path = gatehouse_audit::public_key_path(&key_path);
+            let text = std::fs::read_to_string(&pub_path).with_context(|| {
+                format!(
+                    "reading {} (start the gateway once to create the signing key)",
+                    pub_path.display()
+                )
+            })?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
+    let db = cfg.state_path(&cfg.audit.path);
+    match command {
+        SessionsCommand::List {
+            subject,
+            connection,
+            limit,
+            json,
+        } => {
+            let filter = SessionFilter {
+                subject,
+                connection,
+                since: None,
+                until: None,
+                limit: Some(limit),
+            };
+            let list = gatehouse_audit::list_sessions(&db, &filter)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<24}  {:<12}  {:<10}  {:<24}  {:>8}  {:>7}",
+                    "SESSION", "IDENTITY", "CONNECTION", "STARTED", "COMMANDS", "BLOCKED"
+                );
+                for s in list {
+                    println!(
+                        "{:<24}  {:<12}  {:<10}  {:<24}  {:>8}  {:>7}",
+                        s.id,
+                        s.subject.unwrap_or_default(),
+                        s.connection.unwrap_or_default(),
+                        s.started_at,
+                        s.commands,
+                        s.blocked
+                    );
+                }
+            }
+        }
+        SessionsCommand::Show { id, json } => {
+            let events = gatehouse_audit::session_events(&db, &id)?;
+            anyhow::ensure!(
+                !events.is_empty(),
+                "no session {id} in the audit trail; see `gatehouse sessions list`"
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                for e in events {
+                    println!("{}", describe_event(&e));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per event for people.
+fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
+    let d = &e.data;
+    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    match e.kind.as_str() {
+        "session.start" => format!(
+            "#{} {} session start: {} on {} from {} (tls: {})",
+            e.seq,
+            e.ts,
+            e.subject.clone().unwrap_or_default(),
+            e.connection.clone().unwrap_or_default(),
+            s("client_addr"),
+            d.get("tls").and_then(|v| v.as_bool()).unwrap_or(false)
+        ),
+        "command" => {
+            let verdict = d.get("verdict");
+            let effect = verdict
+                .and_then(|v| v.get("effect"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            let rule = verdict
+                .and_then(|v| v.get("rule"))
+                .and_then(|v| v.as_str())
+                .map(|r| format!(" (rule {r})"))
+                .unwrap_or_default();
+            format!(
+                "#{} {} command {} [{effect}{rule}]: {}",
+                e.seq,
+                e.ts,
+                d.get("command_id").cloned().unwrap_or_default(),
+                s("sql")
+            )
+        }
+        "command.result" => format!(
+            "#{} {} result of command {}: {} rows, masked {}{}",
+            e.seq,
+            e.ts,
+            d.get("command_id").cloned().unwrap_or_default(),
+            d.get("rows").cloned().unwrap_or_default(),
+            d.get("masked").cloned().unwrap_or_default(),
+            d.get("error")
+                .filter(|v| !v.is_null())
+                .map(|v| format!(", error {v}"))
+                .unwrap_or_default()
+        ),
+        "session.end" => format!(
+            "#{} {} session end: {} commands, {} blocked, {} ms ({})",
+            e.seq,
+            e.ts,
+            d.get("commands").cloned().unwrap_or_default(),
+            d.get("blocked").cloned().unwrap_or_default(),
+            d.get("duration_ms").cloned().unwrap_or_default(),
+            s("reason")
+        ),
+        other => format!("#{} {} {other}: {}", e.seq, e.ts, d),
+    }
+}

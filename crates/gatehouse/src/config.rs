@@ -1,0 +1,350 @@
+//! The gateway's one configuration file.
+//!
+//! Everything lives in one TOML file (see `gatehouse.example.toml`):
+//! listeners, identity issuers, the audit store, connections, rules and
+//! masking. Secrets are referenced (`password_env`, `password_file`), never
+//! written inline. Relative paths are resolved against `state_dir`, which is
+//! itself relative to the file's folder.
+
+use gatehouse_core::policy::{
+    ColumnRuleConfig, ConnectionConfig, MaskingConfig, PolicyConfig, RuleConfig, Unparseable,
+};
+use gatehouse_identity::IssuerConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where keys, certificates and the audit store live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The PostgreSQL listener.
+    #[serde(default)]
+    pub postgres: PostgresListener,
+    /// The HTTPS API listener (dev issuer discovery and JWKS, health).
+    #[serde(default)]
+    pub api: ApiListener,
+    /// Token issuers.
+    #[serde(default)]
+    pub identity: IdentitySection,
+    /// The audit store.
+    #[serde(default)]
+    pub audit: AuditSection,
+    /// Named targets.
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+    /// Command rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<toml::Spanned<RuleConfig>>,
+    /// Column rules and detectors.
+    #[serde(default)]
+    pub masking: MaskingConfig,
+    /// What happens to statements the parser cannot read.
+    #[serde(default)]
+    pub unparseable: Unparseable,
+    /// Folder of the file, for resolving relative paths (not in the file).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The file's text, for line numbers in policy errors (not in the file).
+    #[serde(skip)]
+    pub source: String,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".gatehouse")
+}
+
+/// `[postgres]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresListener {
+    /// Address to listen on.
+    #[serde(default = "default_pg_listen")]
+    pub listen: String,
+    /// PEM certificate chain; a self-signed one is made in `state_dir` if unset.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Accept tokens over plaintext from loopback clients.
+    #[serde(default)]
+    pub allow_plaintext_loopback: bool,
+    /// The start-up user must equal the token's subject or email.
+    #[serde(default)]
+    pub require_subject_match: bool,
+    /// Masked result rows kept per command in the audit trail.
+    #[serde(default)]
+    pub result_capture_rows: usize,
+    /// Largest protocol message accepted, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+}
+
+fn default_pg_listen() -> String {
+    "127.0.0.1:15432".into()
+}
+
+fn default_max_message() -> usize {
+    gatehouse_postgres::codec::frame::DEFAULT_MAX_MESSAGE_LEN
+}
+
+impl Default for PostgresListener {
+    fn default() -> Self {
+        PostgresListener {
+            listen: default_pg_listen(),
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext_loopback: false,
+            require_subject_match: false,
+            result_capture_rows: 0,
+            max_message_bytes: default_max_message(),
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiListener {
+    /// Address of the HTTPS API.
+    #[serde(default = "default_api_listen")]
+    pub listen: String,
+}
+
+fn default_api_listen() -> String {
+    "127.0.0.1:15443".into()
+}
+
+impl Default for ApiListener {
+    fn default() -> Self {
+        ApiListener {
+            listen: default_api_listen(),
+        }
+    }
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Run the local dev issuer (the embedded default; turn off in production).
+    #[serde(default = "yes")]
+    pub dev_issuer: bool,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Least time between two JWKS fetches for an unknown `kid`, in
+    /// seconds, so forged kids cannot hammer the provider.
+    #[serde(default = "default_refetch")]
+    pub jwks_min_refetch_secs: u64,
+    /// External OIDC providers.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+fn default_refetch() -> u64 {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        IdentitySection {
+            dev_issuer: true,
+            leeway_secs: default_leeway(),
+            jwks_min_refetch_secs: default_refetch(),
+            issuers: Vec::new(),
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// SQLite file of the audit trail.
+    #[serde(default = "default_audit_path")]
+    pub path: PathBuf,
+    /// Ed25519 key that signs checkpoints.
+    #[serde(default = "default_signing_key")]
+    pub signing_key: PathBuf,
+    /// `full` (fsync each commit) or `normal` (survives a gateway crash,
+    /// not a power loss).
+    #[serde(default = "default_durability")]
+    pub durability: String,
+    /// Sign a checkpoint after this many events.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …or after this many seconds with new events.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_interval_secs: u64,
+}
+
+fn default_audit_path() -> PathBuf {
+    PathBuf::from("audit.db")
+}
+fn default_signing_key() -> PathBuf {
+    PathBuf::from("audit-signing.key")
+}
+fn default_durability() -> String {
+    "full".into()
+}
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_secs() -> u64 {
+    60
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            path: default_audit_path(),
+            signing_key: default_signing_key(),
+            durability: default_durability(),
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval_secs: default_checkpoint_secs(),
+        }
+    }
+}
+
+/// A configuration problem, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown/mistyped key.
+    #[error("configuration {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+}
+
+impl GatewayConfig {
+    /// Load a configuration file.
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::parse(&source, &base).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parse configuration text; `base_dir` anchors relative paths.
+    pub fn parse(source: &str, base_dir: &Path) -> Result<GatewayConfig, String> {
+        let mut cfg: GatewayConfig = toml::from_str(source).map_err(|e| e.to_string())?;
+        cfg.base_dir = base_dir.to_path_buf();
+        cfg.source = source.to_string();
+        Ok(cfg)
+    }
+
+    /// The built-in defaults (no file): state in `./.gatehouse`, dev issuer on.
+    pub fn defaults() -> GatewayConfig {
+        let mut cfg = Self::parse("", Path::new(".")).unwrap_or_else(|_| unreachable!());
+        cfg.base_dir = PathBuf::from(".");
+        cfg
+    }
+
+    /// Resolve the file to use: `--config`, then `$GATEHOUSE_CONFIG`, then
+    /// `./gatehouse.toml`, then the built-in defaults.
+    pub fn resolve(flag: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
+        if let Some(p) = flag {
+            return Self::load(p);
+        }
+        if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG") {
+            return Self::load(Path::new(&p));
+        }
+        let local = Path::new("gatehouse.toml");
+        if local.exists() {
+            return Self::load(local);
+        }
+        Ok(Self::defaults())
+    }
+
+    /// The state folder, resolved.
+    pub fn state_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.state_dir)
+    }
+
+    /// A path from the file, resolved against the state folder.
+    pub fn state_path(&self, p: &Path) -> PathBuf {
+        self.state_dir().join(p)
+    }
+
+    /// The dev issuer's URL, served by the API listener.
+    pub fn dev_issuer_url(&self) -> String {
+        format!("https://{}/dev", self.api.listen)
+    }
+
+    /// The policy part, for compiling; relative `password_file`s are
+    /// resolved against the file's folder.
+    pub fn policy(&self) -> PolicyConfig {
+        let connections = self
+            .connections
+            .iter()
+            .cloned()
+            .map(|mut c| {
+                if let Some(p) = &c.password_file {
+                    c.password_file = Some(self.base_dir.join(p));
+                }
+                c
+            })
+            .collect();
+        PolicyConfig {
+            connections,
+            rules: self.rules.clone(),
+            masking: self.masking.clone(),
+            unparseable: self.unparseable,
+        }
+    }
+
+    /// Column rules, for display.
+    pub fn column_rules(&self) -> &[ColumnRuleConfig] {
+        &self.masking.columns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_line() {
+        let err = GatewayConfig::parse("[postgres]\nlisten = \"x\"\nlisen = 1\n", Path::new("."))
+            .unwrap_err();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_usable() {
+        let c = GatewayConfig::defaults();
+        assert_eq!(c.postgres.listen, "127.0.0.1:15432");
+        assert!(c.identity.dev_issuer);
+        assert_eq!(c.dev_issuer_url(), "https://127.0.0.1:15443/dev");
+    }
+}

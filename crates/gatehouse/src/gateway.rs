@@ -1,0 +1,216 @@
+//! Assembling and running a gateway from its configuration.
+//!
+//! Used by `gatehouse serve`, by `gatehouse demo` and by the integration
+//! tests, so all three run exactly the same wiring.
+
+use crate::config::GatewayConfig;
+use crate::{api, files, tls};
+use anyhow::{Context, Result};
+use gatehouse_audit::{AuditConfig, AuditLog, Durability, NewEvent};
+use gatehouse_core::classify::ClassifierCache;
+use gatehouse_core::mask::{Masker, MaskerConfig, TokenizeKey};
+use gatehouse_core::pipeline::{Authenticator, BoxFuture, EventRecord, Pipeline, Recorder};
+use gatehouse_core::policy::{self, Policy};
+use gatehouse_core::Identity;
+use gatehouse_identity::{DevIssuer, TokenValidator};
+use gatehouse_postgres::{AdapterSettings, PostgresAdapter};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Classifications kept in the cache (distinct normalized statements).
+const CLASSIFIER_CACHE: usize = 10_000;
+
+/// A gateway that is accepting connections.
+pub struct RunningGateway {
+    /// Where the PostgreSQL listener is bound.
+    pub postgres_addr: SocketAddr,
+    /// Where the HTTPS API is bound.
+    pub api_addr: SocketAddr,
+    /// The dev issuer, when enabled (tests and the demo mint tokens with it).
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+    /// The audit trail.
+    pub audit: AuditLog,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct TokenAuthenticator(TokenValidator);
+
+impl Authenticator for TokenAuthenticator {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>> {
+        Box::pin(async move { self.0.validate(token).await.map_err(|e| e.to_string()) })
+    }
+}
+
+struct AuditRecorder(AuditLog);
+
+impl Recorder for AuditRecorder {
+    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            let event = NewEvent {
+                kind: event.kind.to_string(),
+                session_id: event.session_id,
+                subject: event.subject,
+                connection: event.connection,
+                data: event.data,
+            };
+            self.0.record(event).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Compile the policy, naming the line of a bad rule.
+pub fn compile_policy(cfg: &GatewayConfig) -> Result<Policy> {
+    policy::compile(&cfg.policy(), &cfg.source).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))
+}
+
+/// Open the audit trail the configuration names.
+pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
+    let durability = match cfg.audit.durability.as_str() {
+        "full" => Durability::Full,
+        "normal" => Durability::Normal,
+        other => anyhow::bail!("[audit] durability = \"{other}\": use \"full\" or \"normal\""),
+    };
+    std::fs::create_dir_all(cfg.state_dir())
+        .with_context(|| format!("creating state folder {}", cfg.state_dir().display()))?;
+    AuditLog::open(AuditConfig {
+        path: cfg.state_path(&cfg.audit.path),
+        signing_key_path: cfg.state_path(&cfg.audit.signing_key),
+        durability,
+        checkpoint_every: cfg.audit.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+    })
+    .context("opening the audit trail")
+}
+
+/// Load the dev issuer's key (creating it on first use).
+pub fn dev_issuer(cfg: &GatewayConfig, issuer_url: &str) -> Result<DevIssuer> {
+    DevIssuer::load_or_create(&cfg.state_dir(), issuer_url).context("loading the dev issuer key")
+}
+
+fn tokenize_key(cfg: &GatewayConfig) -> Result<TokenizeKey> {
+    let m = &cfg.masking;
+    let bytes = if let Some(var) = &m.tokenize_key_env {
+        std::env::var(var)
+            .with_context(|| {
+                format!("[masking] tokenize_key_env: environment variable {var} is not set")
+            })?
+            .into_bytes()
+    } else {
+        let path = m
+            .tokenize_key_file
+            .clone()
+            .map(|p| cfg.state_path(&p))
+            .unwrap_or_else(|| cfg.state_path(Path::new("tokenize.key")));
+        files::read_or_create_secret(&path, 32)
+            .with_context(|| format!("reading tokenize key {}", path.display()))?
+    };
+    Ok(TokenizeKey::new(bytes))
+}
+
+impl RunningGateway {
+    /// Start every listener the configuration asks for.
+    pub async fn start(cfg: &GatewayConfig) -> Result<RunningGateway> {
+        tls::install_crypto_provider();
+        let policy = Arc::new(compile_policy(cfg)?);
+        let state_dir = cfg.state_dir();
+        std::fs::create_dir_all(&state_dir)?;
+        let api_listener = TcpListener::bind(&cfg.api.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} ([api] listen)", cfg.api.listen))?;
+        let api_addr = api_listener.local_addr()?;
+        let pg_listener = TcpListener::bind(&cfg.postgres.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} ([postgres] listen)",
+                    cfg.postgres.listen
+                )
+            })?;
+        let postgres_addr = pg_listener.local_addr()?;
+
+        // The validator and the API each hold the dev issuer's key (it is
+        // read from the same file), so tokens it signs verify in-process.
+        let dev_url = format!("https://{api_addr}/dev");
+        let (dev, dev_for_validator) = if cfg.identity.dev_issuer {
+            (
+                Some(Arc::new(dev_issuer(cfg, &dev_url)?)),
+                Some(dev_issuer(cfg, &dev_url)?),
+            )
+        } else {
+            (None, None)
+        };
+        let validator = TokenValidator::new(
+            cfg.identity.issuers.clone(),
+            dev_for_validator,
+            Duration::from_secs(cfg.identity.leeway_secs),
+        )
+        .context("configuring token validation")?
+        .with_refetch_interval(Duration::from_secs(cfg.identity.jwks_min_refetch_secs));
+        let audit = open_audit(cfg)?;
+        let masker = Masker::new(MaskerConfig {
+            detectors: policy.masking.detectors.clone(),
+            strategies: policy.masking.strategies.clone(),
+            default_strategy: policy.masking.default_strategy.clone(),
+            tokenize_key: tokenize_key(cfg)?,
+        });
+        let pipeline = Arc::new(Pipeline {
+            policy: policy.clone(),
+            classifier: ClassifierCache::new(CLASSIFIER_CACHE),
+            masker: Arc::new(masker),
+            authenticator: Arc::new(TokenAuthenticator(validator)),
+            recorder: Arc::new(AuditRecorder(audit.clone())),
+        });
+
+        let (cert, key) = tls::cert_paths(
+            cfg.postgres.tls_cert.as_deref(),
+            cfg.postgres.tls_key.as_deref(),
+            &state_dir,
+        )?;
+        let pg_tls = tls::server_config(&cert, &key, &[])?;
+        let api_tls = tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?;
+        let settings = AdapterSettings {
+            allow_plaintext_loopback: cfg.postgres.allow_plaintext_loopback,
+            require_subject_match: cfg.postgres.require_subject_match,
+            max_message_len: cfg.postgres.max_message_bytes,
+            result_capture_rows: cfg.postgres.result_capture_rows,
+        };
+        let adapter = Arc::new(PostgresAdapter::new(
+            pipeline.clone(),
+            Some(tokio_rustls::TlsAcceptor::from(pg_tls)),
+            settings,
+        ));
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(adapter.serve(pg_listener, rx.clone())));
+        tasks.push(tokio::spawn(api::serve(
+            api_listener,
+            api_tls,
+            dev.clone(),
+            rx,
+        )));
+        tracing::info!(%postgres_addr, %api_addr, "gatehouse is listening");
+        Ok(RunningGateway {
+            postgres_addr,
+            api_addr,
+            dev_issuer: dev,
+            audit,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stop accepting, close the audit trail with a signed checkpoint.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.audit.close().await;
+    }
+}

@@ -1,0 +1,114 @@
+//! Malformed and hostile input closes that session with an error, never the gateway.
+
+mod support;
+
+use std::time::Duration;
+use support::{err, TestGateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn read_some(s: &mut TcpStream) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_oversized_and_truncated_packets_are_contained() {
+    let gw = TestGateway::start("", "").await;
+    let addr = gw.gw.postgres_addr;
+    // An impossible start-up length.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    let _ = read_some(&mut s).await; // closed, with or without an error message
+                                     // A start-up packet that claims 1 MiB.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&(1_048_576u32).to_be_bytes()).await.unwrap();
+    let _ = read_some(&mut s).await;
+    // A well-formed start-up with a malformed parameter list.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut pkt = vec![0, 0, 0, 0, 0, 3, 0, 0];
+    pkt.extend_from_slice(b"user\0alice"); // no terminator
+    let len = pkt.len() as u32;
+    pkt[..4].copy_from_slice(&len.to_be_bytes());
+    s.write_all(&pkt).await.unwrap();
+    let reply = read_some(&mut s).await;
+    assert!(
+        reply.first() == Some(&b'E'),
+        "protocol error is reported: {reply:?}"
+    );
+    // Random bytes after connecting.
+    for seed in 0..20u8 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let junk: Vec<u8> = (0..200u32)
+            .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed))
+            .collect();
+        let _ = s.write_all(&junk).await;
+        let _ = read_some(&mut s).await;
+    }
+    // After all that, a real client still works.
+    let token = gw.token("alice", &["analysts"]);
+    let o = gw.psql("alice", &token, &["select 1"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    gw.stop().await;
+}
+
+async fn read_frame(
+    s: &mut TcpStream,
+    buf: &mut bytes::BytesMut,
+) -> gatehouse_postgres::codec::Frame {
+    loop {
+        if let Some(f) = gatehouse_postgres::codec::frame::take_tagged(buf, 1 << 20).unwrap() {
+            return f;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_buf(buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "gateway closed the connection early");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_after_login_ends_only_that_session() {
+    use gatehouse_postgres::codec::frontend;
+    let gw = TestGateway::start_with("", "", support::plaintext).await;
+    let token = gw.token("alice", &["analysts"]);
+    let mut s = TcpStream::connect(gw.gw.postgres_addr).await.unwrap();
+    s.write_all(&frontend::startup(&[
+        ("user", "alice"),
+        ("database", "bank"),
+    ]))
+    .await
+    .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let auth = read_frame(&mut s, &mut buf).await;
+    assert_eq!(auth.tag, b'R');
+    s.write_all(&frontend::password(&token)).await.unwrap();
+    while read_frame(&mut s, &mut buf).await.tag != b'Z' {}
+    // A Query claiming 100 MiB: over the 64 MiB limit.
+    let mut q = vec![b'Q'];
+    q.extend_from_slice(&(100u32 * 1024 * 1024).to_be_bytes());
+    q.extend_from_slice(b"select 1");
+    s.write_all(&q).await.unwrap();
+    let f = read_frame(&mut s, &mut buf).await;
+    assert_eq!(f.tag, b'E');
+    let notice = gatehouse_postgres::codec::backend::parse_notice(&f.body).unwrap();
+    assert_eq!(notice.get(b'C'), Some("08P01"));
+    assert!(
+        notice.get(b'M').unwrap().contains("exceeds the limit"),
+        "{notice:?}"
+    );
+    // The gateway is fine: a new session works.
+    let o = gw.psql("alice", &token, &["select 1"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    gw.stop().await;
+}

@@ -1,0 +1,461 @@
+//! End to end through the real psql against a real PostgreSQL: identity,
+//! masking, blocking, audit.
+
+mod support;
+
+use std::time::Duration;
+use support::{err, events, out, TestGateway};
+
+fn looks_masked_ssn(v: &str) -> bool {
+    v.len() == 11 && v.starts_with("***-**-") && v[7..].chars().all(|c| c.is_ascii_digit())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyst_sees_masked_columns_through_tls() {
+    let gw = TestGateway::start("", "").await;
+    let token = gw.token("alice", &["analysts"]);
+    let o = gw
+        .psql(
+            "alice",
+            &token,
+            &["select name, ssn, card_number, email, id from customers order by id limit 3"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| l.split('|').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    for r in &rows {
+        assert!(
+            !r[0].is_empty() && !r[0].contains('*'),
+            "name is not masked: {r:?}"
+        );
+        assert!(looks_masked_ssn(r[1]), "ssn masked to last four: {r:?}");
+        let card_digits = r[2].chars().filter(|c| c.is_ascii_digit()).count();
+        assert_eq!(card_digits, 4, "card keeps only last four digits: {r:?}");
+        assert!(r[3].starts_with("tok_"), "email tokenized: {r:?}");
+        assert!(r[4].parse::<i64>().is_ok(), "id intact: {r:?}");
+    }
+    // Tokenization is deterministic: the same email gives the same token.
+    let again = gw
+        .psql(
+            "alice",
+            &token,
+            &["select email from customers order by id limit 1"],
+        )
+        .await;
+    assert_eq!(out(&again).lines().nth(1).unwrap(), rows[0][3]);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masking_follows_aliases_functions_subqueries_and_ctes() {
+    let gw = TestGateway::start("", "").await;
+    let token = gw.token("alice", &["analysts"]);
+    let queries = [
+        "select ssn as x from customers limit 1",
+        "select upper(c.ssn) from customers c limit 1",
+        "select ssn::varchar(20) from customers limit 1",
+        "select 'ssn: ' || ssn from customers limit 1",
+        "select x from (select ssn as x from customers) sub limit 1",
+        "with t as (select ssn as s from customers) select s from t limit 1",
+        "select (select ssn from customers order by id limit 1) as y",
+        "select * from customers order by id limit 1",
+    ];
+    for q in queries {
+        let o = gw.psql("alice", &token, &[q]).await;
+        assert!(o.status.success(), "{q}: {}", err(&o));
+        let text = out(&o);
+        let raw = gw_raw_ssn().await;
+        assert!(!text.contains(&raw), "{q} leaked the SSN {raw}: {text}");
+        assert!(
+            text.contains("***-**-") || text.contains("*"),
+            "{q} shows no masked value: {text}"
+        );
+    }
+    gw.stop().await;
+}
+
+/// The first customer's real SSN, read directly from the target (not through the gateway).
+async fn gw_raw_ssn() -> String {
+    let t = support::target();
+    let o = t
+        .cluster
+        .psql("bank", "select ssn from customers order by id limit 1")
+        .unwrap();
+    o.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 11 && l.chars().nth(3) == Some('-'))
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detectors_mask_free_text_and_error_messages() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    // Free-text notes mention SSNs and cards inline; detectors catch them.
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &["select notes from customers where notes ~ '\\d{3}-\\d{2}-\\d{4}' limit 5"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let ssn = regex_ssn();
+    assert!(
+        !ssn.is_match(&text.replace("***-**-", "")),
+        "unmasked SSN in notes: {text}"
+    );
+    // A literal SSN echoed back in a result (not from any column) is caught too.
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &["select 'call 212-555-0147 about 123-45-6789' as msg"],
+        )
+        .await;
+    let text = out(&o);
+    assert!(!text.contains("123-45-6789"), "{text}");
+    // A unique violation's DETAIL echoes the value: it is masked in the error.
+    let dana = gw.token("dana", &["dba"]);
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "drop table if exists uniq_test",
+                "create table uniq_test(ssn text unique)",
+                "insert into uniq_test values ('123-45-6789')",
+                "insert into uniq_test values ('123-45-6789')",
+            ],
+        )
+        .await;
+    let e = err(&o);
+    assert!(e.contains("duplicate key"), "{e}");
+    assert!(
+        !e.contains("123-45-6789"),
+        "error detail leaked the SSN: {e}"
+    );
+    let _ = gw.psql("dana", &dana, &["drop table uniq_test"]).await;
+    gw.stop().await;
+}
+
+fn regex_ssn() -> regex_lite::Regex {
+    regex_lite::Regex::new(r"\b\d{3}-\d{2}-\d{4}\b").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_statements_never_reach_the_target_and_the_session_continues() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let o = gw
+        .psql_opts(
+            "alice",
+            &alice,
+            "require",
+            &[
+                "delete from customers where id = 1",
+                "select count(*) from customers",
+            ],
+            &["-v", "ON_ERROR_STOP=0"],
+        )
+        .await;
+    let e = err(&o);
+    assert!(e.contains("analysts-read-only"), "{e}");
+    assert!(
+        e.contains("42501") || e.contains("blocked by gatehouse rule"),
+        "{e}"
+    );
+    assert!(
+        out(&o).lines().any(|l| l.trim() == "60"),
+        "session continued: {}",
+        out(&o)
+    );
+
+    let dana = gw.token("dana", &["dba"]);
+    let cases = [
+        ("delete from customers", "no-unbounded-writes"),
+        ("update accounts set balance = 0", "no-unbounded-writes"),
+        ("drop database bank", "dba-deny-list"),
+        ("alter system set work_mem = '1GB'", "dba-deny-list"),
+        ("select 1; delete from transactions", "no-unbounded-writes"),
+        (
+            "with d as (delete from transactions returning *) select count(*) from d",
+            "no-unbounded-writes",
+        ),
+        (
+            "do $$ begin delete from transactions; end $$",
+            "unparseable-statement",
+        ),
+    ];
+    for (sql, rule) in cases {
+        let o = gw.psql("dana", &dana, &[sql]).await;
+        assert!(!o.status.success(), "{sql} should be blocked");
+        assert!(
+            err(&o).contains(rule),
+            "{sql}: expected rule {rule}: {}",
+            err(&o)
+        );
+    }
+    // Nothing was deleted: every blocked statement stayed away from the target.
+    let t = support::target();
+    let n = t
+        .cluster
+        .psql("bank", "select count(*) from transactions")
+        .unwrap();
+    assert!(
+        n.lines()
+            .any(|l| l.trim().parse::<i64>().map(|v| v > 0).unwrap_or(false)),
+        "{n}"
+    );
+    // DBAs may create tables and change rows with a WHERE.
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "create table if not exists dba_scratch(id int)",
+                "insert into dba_scratch values (1)",
+                "delete from dba_scratch where id = 1",
+                "drop table dba_scratch",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_and_missing_tls_are_refused() {
+    let gw = TestGateway::start("", "[identity]\nleeway_secs = 0\n").await;
+    let o = gw.psql("alice", "not-a-token", &["select 1"]).await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("authentication failed"), "{}", err(&o));
+    assert!(
+        !err(&o).contains("not-a-token"),
+        "the token is never echoed"
+    );
+
+    // Forged: a valid token with its payload altered.
+    let good = gw.token("alice", &["analysts"]);
+    let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+    parts[1] = parts[1].chars().rev().collect();
+    let forged = parts.join(".");
+    let o = gw.psql("alice", &forged, &["select 1"]).await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("authentication failed"), "{}", err(&o));
+
+    // Expired.
+    let short = gw.token_ttl("alice", &["analysts"], Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let o = gw.psql("alice", &short, &["select 1"]).await;
+    assert!(!o.status.success());
+    assert!(err(&o).to_lowercase().contains("expired"), "{}", err(&o));
+
+    // A group with no access to the connection.
+    let outsider = gw.token("mallory", &["marketing"]);
+    let o = gw.psql("mallory", &outsider, &["select 1"]).await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("not in a group allowed"), "{}", err(&o));
+
+    // Plaintext is refused: the token is a password.
+    let o = gw
+        .psql_opts("alice", &good, "disable", &["select 1"], &[])
+        .await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("requires TLS"), "{}", err(&o));
+
+    // Unknown connection name.
+    let mut cmd = tokio::process::Command::new("psql");
+    let o = cmd
+        .env("PGPASSWORD", &good)
+        .arg(format!(
+            "host=127.0.0.1 port={} user=alice dbname=nope sslmode=require",
+            gw.port()
+        ))
+        .arg("-c")
+        .arg("select 1")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no connection named"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let evs = events(&gw).await;
+    let failures = evs.iter().filter(|e| e["kind"] == "auth.failure").count();
+    assert!(failures >= 3, "auth failures are recorded: {failures}");
+    assert!(
+        !serde_json::to_string(&evs).unwrap().contains(&good),
+        "no token in the audit trail"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_out_is_masked_and_copy_in_works() {
+    let gw = TestGateway::start("", "").await;
+    let dana = gw.token("dana", &["dba"]);
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &["copy (select id, ssn, card_number from customers order by id limit 5) to stdout"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert_eq!(text.lines().count(), 5, "{text}");
+    for l in text.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert!(looks_masked_ssn(f[1]), "{l}");
+    }
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &["copy customers to stdout with (format csv)"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        !regex_ssn().is_match(&out(&o)),
+        "whole-table CSV copy leaked an SSN"
+    );
+    let o = gw
+        .psql("dana", &dana, &["copy customers to stdout (format binary)"])
+        .await;
+    assert!(err(&o).contains("binary COPY"), "{}", err(&o));
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "1\tone\n2\ttwo\n3\tthree\n").unwrap();
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "drop table if exists copy_in_test",
+                "create table copy_in_test(id int, label text)",
+                &format!("\\copy copy_in_test from '{}'", file.path().display()),
+                "select count(*) from copy_in_test",
+                "drop table copy_in_test",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).lines().any(|l| l.trim() == "3"), "{}", out(&o));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_trail_records_and_verifies_and_detects_tampering() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let o = gw
+        .psql_opts(
+            "alice",
+            &alice,
+            "require",
+            &[
+                "select ssn from customers order by id limit 2",
+                "delete from customers where id = 2",
+                "create role x password 'hunter2'",
+            ],
+            &["-v", "ON_ERROR_STOP=0"],
+        )
+        .await;
+    assert!(err(&o).contains("blocked"), "{}", err(&o));
+    let evs = events(&gw).await;
+    let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains(&"session.start")
+            && kinds.contains(&"command")
+            && kinds.contains(&"command.result"),
+        "{kinds:?}"
+    );
+    let commands: Vec<&serde_json::Value> = evs.iter().filter(|e| e["kind"] == "command").collect();
+    assert_eq!(commands.len(), 3);
+    assert_eq!(commands[0]["subject"], "alice");
+    assert_eq!(commands[0]["data"]["verdict"]["effect"], "allow");
+    assert_eq!(commands[1]["data"]["verdict"]["effect"], "block");
+    assert_eq!(commands[1]["data"]["verdict"]["rule"], "analysts-read-only");
+    assert!(
+        !commands[2]["data"]["sql"]
+            .as_str()
+            .unwrap()
+            .contains("hunter2"),
+        "secret literal redacted"
+    );
+    let result = evs.iter().find(|e| e["kind"] == "command.result").unwrap();
+    assert_eq!(result["data"]["rows"], 2);
+    assert!(
+        result["data"]["masked"]["ssn"].as_u64().unwrap_or(0) >= 2,
+        "{result}"
+    );
+    let sample = serde_json::to_string(&result["data"]["result_sample"]).unwrap();
+    assert!(
+        sample.contains("***-**-"),
+        "sample holds masked values only: {sample}"
+    );
+
+    // sessions list/show read it back.
+    let o = gw.cli(&["sessions", "list", "--json"]).await;
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["subject"], "alice");
+    let o = gw.cli(&["sessions", "show", &id]).await;
+    assert!(out(&o).contains("analysts-read-only"), "{}", out(&o));
+
+    let (dir, config) = gw.stop().await;
+    let verify = |config: std::path::PathBuf| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--config")
+            .arg(&config)
+            .args(["audit", "verify"])
+            .output()
+            .await
+            .unwrap()
+    };
+    let o = verify(config.clone()).await;
+    assert!(
+        o.status.success(),
+        "intact trail verifies: {} {}",
+        out(&o),
+        err(&o)
+    );
+    // Edit one event's data: verify names it.
+    let db = dir.path().join("state/audit.db");
+    let conn = rusqlite_lite(&db);
+    conn("update events set data = json_set(data, '$.rows', 999) where seq = 3");
+    let o = verify(config.clone()).await;
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("first bad event 3"), "{}", out(&o));
+}
+
+/// Run one SQL statement against the SQLite audit store with the sqlite3
+/// tool-less path: through python's sqlite3 module (always present).
+fn rusqlite_lite(db: &std::path::Path) -> impl Fn(&str) + '_ {
+    move |sql: &str| {
+        let script = format!(
+            "import sqlite3; c = sqlite3.connect({:?}); c.execute({:?}); c.commit()",
+            db.display().to_string(),
+            sql
+        );
+        let o = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -1,0 +1,238 @@
+//! Test harness: one real PostgreSQL cluster per test binary, one
+//! in-process gateway per test, and the real command-line clients.
+#![allow(dead_code)]
+
+use gatehouse::config::GatewayConfig;
+use gatehouse::gateway::RunningGateway;
+use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The shared target database.
+pub struct Target {
+    pub cluster: PgCluster,
+    pub app_password: String,
+}
+
+static TARGET: OnceLock<Target> = OnceLock::new();
+
+/// The role the gateway logs in as.
+pub const APP_ROLE: &str = "gatehouse_app";
+
+/// Start (once) a SCRAM cluster holding the demo bank.
+pub fn target() -> &'static Target {
+    TARGET.get_or_init(|| {
+        let cluster = PgCluster::start(PgClusterOptions {
+            auth: PgAuth::Scram,
+            ..PgClusterOptions::default()
+        })
+        .expect("start PostgreSQL (run scripts/test.sh to install it)");
+        cluster.stop_when_process_exits(std::process::id());
+        let app_password = "app-secret-for-tests".to_string();
+        cluster
+            .create_role(APP_ROLE, &app_password, false)
+            .expect("create role");
+        cluster
+            .create_database("bank", APP_ROLE)
+            .expect("create db");
+        let schema = gatehouse::demo_data::demo_schema_sql(60);
+        cluster
+            .psql("bank", &format!("SET ROLE {APP_ROLE};\n{schema}"))
+            .expect("load demo schema");
+        Target {
+            cluster,
+            app_password,
+        }
+    })
+}
+
+/// A running gateway with its own state folder.
+pub struct TestGateway {
+    pub gw: RunningGateway,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// Configuration text for a gateway in front of the shared target.
+pub fn config_text(dir: &Path, extra_top: &str, extra: &str) -> String {
+    let t = target();
+    let pw = dir.join("target.pw");
+    std::fs::write(&pw, &t.app_password).unwrap();
+    format!(
+        r#"state_dir = "state"
+{extra_top}
+
+[postgres]
+listen = "127.0.0.1:0"
+result_capture_rows = 3
+
+[api]
+listen = "127.0.0.1:0"
+
+[audit]
+checkpoint_every = 20
+checkpoint_interval_secs = 1
+
+[[connections]]
+name = "bank"
+type = "postgres"
+host = "127.0.0.1"
+port = {port}
+database = "bank"
+user = "{APP_ROLE}"
+password_file = "{pw}"
+allow_groups = ["analysts", "dba"]
+
+{extra}
+{policy}"#,
+        port = t.cluster.port(),
+        pw = pw.display(),
+        policy = gatehouse::demo::DEMO_POLICY,
+    )
+}
+
+impl TestGateway {
+    /// Start a gateway with the demo policy plus `extra` TOML.
+    pub async fn start(extra_top: &str, extra: &str) -> TestGateway {
+        Self::start_with(extra_top, extra, |t| t).await
+    }
+
+    /// Start a gateway whose configuration text is edited first.
+    pub async fn start_with(
+        extra_top: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let text = edit(config_text(dir.path(), extra_top, extra));
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let cfg = GatewayConfig::load(&config_path).unwrap();
+        let gw = tokio::time::timeout(Duration::from_secs(30), RunningGateway::start(&cfg))
+            .await
+            .expect("gateway start timed out")
+            .expect("gateway starts");
+        TestGateway {
+            gw,
+            dir,
+            config_path,
+        }
+    }
+
+    /// A dev-issuer token.
+    pub fn token(&self, subject: &str, groups: &[&str]) -> String {
+        self.token_ttl(subject, groups, Duration::from_secs(600))
+    }
+
+    /// A dev-issuer token with a lifetime.
+    pub fn token_ttl(&self, subject: &str, groups: &[&str], ttl: Duration) -> String {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        self.gw
+            .dev_issuer
+            .as_ref()
+            .unwrap()
+            .issue(
+                subject,
+                &groups,
+                None,
+                ttl,
+                gatehouse_identity::DEV_AUDIENCE,
+            )
+            .unwrap()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.gw.postgres_addr.port()
+    }
+
+    /// Run the real psql through the gateway (TLS), one `-c` per command.
+    pub async fn psql(&self, user: &str, token: &str, commands: &[&str]) -> Output {
+        self.psql_opts(user, token, "require", commands, &[]).await
+    }
+
+    /// psql with an sslmode and extra arguments.
+    pub async fn psql_opts(
+        &self,
+        user: &str,
+        token: &str,
+        sslmode: &str,
+        commands: &[&str],
+        extra: &[&str],
+    ) -> Output {
+        let mut cmd = tokio::process::Command::new("psql");
+        cmd.env("PGPASSWORD", token)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env_remove("PGSERVICE")
+            .arg("-X")
+            .arg("-A")
+            .arg("-F")
+            .arg("|")
+            .arg(format!(
+                "host=127.0.0.1 port={} user={user} dbname=bank sslmode={sslmode}",
+                self.port()
+            ));
+        for c in commands {
+            cmd.arg("-c").arg(c);
+        }
+        cmd.args(extra);
+        tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("psql timed out")
+            .expect("psql runs")
+    }
+
+    /// Run the gatehouse binary against this gateway's configuration.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("GATEHOUSE_CONFIG");
+        tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("cli timed out")
+            .expect("cli runs")
+    }
+
+    /// Stop the gateway (signs the final checkpoint).
+    pub async fn stop(self) -> (tempfile::TempDir, PathBuf) {
+        self.gw.shutdown().await;
+        (self.dir, self.config_path)
+    }
+
+    pub fn audit_db(&self) -> PathBuf {
+        self.dir.path().join("state").join("audit.db")
+    }
+}
+
+/// Allow plaintext from loopback (for raw-protocol and NoTls clients).
+pub fn plaintext(text: String) -> String {
+    text.replace(
+        "[postgres]\n",
+        "[postgres]\nallow_plaintext_loopback = true\n",
+    )
+}
+
+/// stdout as text.
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Export the audit trail as parsed JSON events (through the CLI).
+pub async fn events(gw: &TestGateway) -> Vec<serde_json::Value> {
+    // Results are recorded just after they stream; give the writer a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let o = gw.cli(&["audit", "export", "--format", "jsonl"]).await;
+    assert!(o.status.success(), "export failed: {}", err(&o));
+    out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,1112 @@
+//! The proxy loop of one session: decide on the way in, mask on the way out.
+//!
+//! Two tasks share a session. The *client pump* reads the client's messages,
+//! classifies and decides each command, records it, and forwards what is
+//! allowed. The *server pump* reads the target's responses, masks them and
+//! writes them to the client. For every message that will get a response,
+//! the client pump queues a [`Pending`] entry before forwarding it, so the
+//! server pump knows which statement (and therefore which mask plan) each
+//! response belongs to. Responses the gateway makes up itself (a block, a
+//! refused command) travel through the same queue, so they reach the client
+//! exactly where the target's response would have been.
+
+use crate::codec::backend::{self, Field, Notice};
+use crate::codec::frontend::{self, Target};
+use crate::codec::Frame;
+use crate::io::FrameReader;
+use crate::masking::{self, RowPlan};
+use crate::session::{ClientIo, SessionContext};
+use bytes::BytesMut;
+use gatehouse_core::classify::{
+    Classification, CopyDirection, Dialect, StatementFacts, StatementKind,
+};
+use gatehouse_core::mask::MaskCounts;
+use gatehouse_core::pipeline::{redact_secrets, EventRecord};
+use gatehouse_core::Verdict;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Counters reported in the session's end event.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Bytes read from the client.
+    pub bytes_from_client: u64,
+    /// Bytes written to the client.
+    pub bytes_to_client: u64,
+    /// Commands seen.
+    pub commands: u64,
+    /// Commands blocked.
+    pub blocked: u64,
+    /// Why the session ended.
+    pub end_reason: String,
+}
+
+/// A prepared statement as the gateway understands it.
+struct Statement {
+    sql: String,
+    classification: Arc<Classification>,
+    /// The statement whose result columns the rows follow (for EXECUTE, the
+    /// prepared body).
+    output_facts: Option<StatementFacts>,
+    /// Result columns, once the target has described them.
+    fields: Mutex<Option<Vec<Field>>>,
+}
+
+struct Portal {
+    statement: Arc<Statement>,
+    formats: Vec<i16>,
+}
+
+/// Per-command accounting, shared by the unit that produces its results.
+struct CommandUnit {
+    id: u64,
+    started: Instant,
+}
+
+/// What the server pump should expect next from the target.
+enum Pending {
+    /// A simple Query: results for each statement, then ReadyForQuery.
+    Query {
+        unit: CommandUnit,
+        statements: Vec<Option<StatementFacts>>,
+        sql: String,
+    },
+    Parse,
+    Bind,
+    DescribeStatement(Option<Arc<Statement>>),
+    DescribePortal(Option<Arc<Portal>>),
+    Execute {
+        unit: CommandUnit,
+        portal: Arc<Portal>,
+    },
+    /// Execute of a portal the gateway never saw; the target will refuse it.
+    ExecuteUnknown,
+    Close,
+    Sync,
+    /// A gateway-made response. `ready` appends ReadyForQuery with the
+    /// current transaction status; `batch` ones are dropped if the target
+    /// fails the same extended-protocol batch first (one error per batch).
+    Synthetic {
+        bytes: Vec<u8>,
+        ready: bool,
+        batch: bool,
+    },
+}
+
+/// Run the session until either side closes.
+pub async fn run(
+    ctx: Arc<SessionContext>,
+    client: Box<dyn ClientIo>,
+    client_leftover: BytesMut,
+    target: TcpStream,
+    target_leftover: BytesMut,
+) -> SessionStats {
+    let (client_r, client_w) = tokio::io::split(client);
+    let (target_r, target_w) = target.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let max = ctx.settings.max_message_len;
+    let mut client_pump = ClientPump {
+        ctx: ctx.clone(),
+        reader: FrameReader::new(client_r, client_leftover, max),
+        target: target_w,
+        tx,
+        statements: HashMap::new(),
+        portals: HashMap::new(),
+        sql_prepared: HashMap::new(),
+        discard_until_sync: false,
+        next_command: 0,
+        stats: SessionStats::default(),
+        out: Vec::with_capacity(8192),
+    };
+    let mut server_pump = ServerPump {
+        ctx: ctx.clone(),
+        reader: FrameReader::new(target_r, target_leftover, max),
+        client: client_w,
+        rx,
+        queue: VecDeque::new(),
+        status: b'I',
+        out: Vec::with_capacity(64 * 1024),
+        result: ResultState::default(),
+        bytes_to_client: 0,
+        rx_open: true,
+    };
+    let (client_end, server_end) = {
+        let client_fut = client_pump.run();
+        let server_fut = server_pump.run();
+        tokio::pin!(client_fut, server_fut);
+        tokio::select! {
+            c = &mut client_fut => {
+                // Let the target finish answering what was already sent.
+                let s = tokio::time::timeout(std::time::Duration::from_secs(5), &mut server_fut).await;
+                (c, s.unwrap_or_else(|_| "timed out draining target".to_string()))
+            }
+            s = &mut server_fut => (String::new(), s),
+        }
+    };
+    let mut stats = std::mem::take(&mut client_pump.stats);
+    stats.bytes_to_client = server_pump.bytes_to_client;
+    stats.end_reason = if client_end.is_empty() {
+        server_end
+    } else {
+        client_end
+    };
+    stats
+}
+
+fn error_bytes(sqlstate: &str, message: &str, hint: Option<&str>) -> Vec<u8> {
+    Notice::new("ERROR", sqlstate, message, hint).encode(b'E')
+}
+
+/// The error a client sees for a verdict that stops its command.
+fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
+    match verdict {
+        Verdict::Allow { .. } => None,
+        Verdict::Block { rule, message } => Some(error_bytes(
+            "42501",
+            &format!("blocked by gatehouse rule \"{rule}\": {message}"),
+            Some("this statement was not sent to the database; the attempt is recorded in the audit trail"),
+        )),
+        Verdict::Hold { rule, message } => Some(error_bytes(
+            "42501",
+            &format!("gatehouse rule \"{rule}\" requires approval: {message}"),
+            Some("approvals are not enabled on this gateway yet, so the statement was not run"),
+        )),
+    }
+}
+
+fn facts_json(c: &Classification) -> serde_json::Value {
+    serde_json::json!(c
+        .statements
+        .iter()
+        .map(|f| serde_json::json!({
+            "kind": f.kind.as_str(),
+            "keyword": f.keyword,
+            "tables_read": f.tables_read,
+            "tables_written": f.tables_written,
+            "has_where": f.has_where,
+            "has_limit": f.has_limit,
+            "parsed": f.parsed,
+            "nested": f.nested,
+        }))
+        .collect::<Vec<_>>())
+}
+
+struct ClientPump {
+    ctx: Arc<SessionContext>,
+    reader: FrameReader<ReadHalf<Box<dyn ClientIo>>>,
+    target: OwnedWriteHalf,
+    tx: mpsc::UnboundedSender<Pending>,
+    statements: HashMap<String, Arc<Statement>>,
+    portals: HashMap<String, Arc<Portal>>,
+    /// SQL-level PREPARE bodies by name.
+    sql_prepared: HashMap<String, Classification>,
+    discard_until_sync: bool,
+    next_command: u64,
+    stats: SessionStats,
+    out: Vec<u8>,
+}
+
+impl ClientPump {
+    async fn run(&mut self) -> String {
+        loop {
+            // Forward in batches: write to the target only when no further
+            // client message is already buffered.
+            let next = match self.reader.buffered() {
+                Ok(Some(f)) => Ok(Some(f)),
+                Ok(None) => {
+                    if let Err(e) = self.flush().await {
+                        return format!("target write failed: {e}");
+                    }
+                    self.reader.next().await
+                }
+                Err(e) => Err(e),
+            };
+            let frame = match next {
+                Ok(Some(f)) => f,
+                Ok(None) => return "client disconnected".into(),
+                Err(e) => {
+                    self.fatal("08P01", &format!("gatehouse closed the session: {e}"));
+                    return format!("client protocol error: {e}");
+                }
+            };
+            self.stats.bytes_from_client += frame.raw.len() as u64;
+            match self.handle(frame).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = self.flush().await;
+                    return "client terminated".into();
+                }
+                Err(reason) => return reason,
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.target.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn push(&self, p: Pending) {
+        // The server pump outlives us; a send error means it is gone and the
+        // session is ending anyway.
+        let _ = self.tx.send(p);
+    }
+
+    fn fatal(&self, sqlstate: &str, message: &str) {
+        let bytes = Notice::new("FATAL", sqlstate, message, None).encode(b'E');
+        self.push(Pending::Synthetic {
+            bytes,
+            ready: false,
+            batch: false,
+        });
+    }
+
+    /// Handle one client message; `Ok(false)` ends the session cleanly.
+    async fn handle(&mut self, frame: Frame) -> Result<bool, String> {
+        let malformed = |e: crate::codec::DecodeError| e.to_string();
+        match frame.tag {
+            b'Q' => {
+                let sql = match frontend::parse_query(&frame.body) {
+                    Ok(s) => s.to_string(),
+                    Err(e) => return self.protocol_error(malformed(e)),
+                };
+                self.simple_query(frame, sql).await;
+            }
+            b'P' => {
+                if self.discard_until_sync {
+                    return Ok(true);
+                }
+                let parse = match frontend::parse_parse(&frame.body) {
+                    Ok(p) => (p.name.to_string(), p.query.to_string()),
+                    Err(e) => return self.protocol_error(malformed(e)),
+                };
+                self.parse(frame, parse.0, parse.1).await;
+            }
+            b'B' => {
+                if self.discard_until_sync {
+                    return Ok(true);
+                }
+                let bind = match frontend::parse_bind(&frame.body) {
+                    Ok(b) => b,
+                    Err(e) => return self.protocol_error(malformed(e)),
+                };
+                if let Some(stmt) = self.statements.get(bind.statement).cloned() {
+                    let portal = Arc::new(Portal {
+                        statement: stmt,
+                        formats: bind.result_formats.clone(),
+                    });
+                    self.portals.insert(bind.portal.to_string(), portal);
+                } else {
+                    self.portals.remove(bind.portal);
+                }
+                self.push(Pending::Bind);
+                self.out.extend_from_slice(&frame.raw);
+            }
+            b'D' => {
+                if self.discard_until_sync {
+                    return Ok(true);
+                }
+                match frontend::parse_target(&frame.body, "Describe") {
+                    Ok(Target::Statement(name)) => {
+                        let stmt = self.statements.get(name).cloned();
+                        self.push(Pending::DescribeStatement(stmt));
+                    }
+                    Ok(Target::Portal(name)) => {
+                        let portal = self.portals.get(name).cloned();
+                        self.push(Pending::DescribePortal(portal));
+                    }
+                    Err(e) => return self.protocol_error(malformed(e)),
+                }
+                self.out.extend_from_slice(&frame.raw);
+            }
+            b'E' => {
+                if self.discard_until_sync {
+                    return Ok(true);
+                }
+                let portal_name = match frontend::parse_execute(&frame.body) {
+                    Ok((p, _)) => p.to_string(),
+                    Err(e) => return self.protocol_error(malformed(e)),
+                };
+                self.execute(frame, &portal_name).await;
+            }
+            b'C' => {
+                if self.discard_until_sync {
+                    return Ok(true);
+                }
+                match frontend::parse_target(&frame.body, "Close") {
+                    Ok(Target::Statement(name)) => {
+                        self.statements.remove(name);
+                    }
+                    Ok(Target::Portal(name)) => {
+                        self.portals.remove(name);
+                    }
+                    Err(e) => return self.protocol_error(malformed(e)),
+                }
+                self.push(Pending::Close);
+                self.out.extend_from_slice(&frame.raw);
+            }
+            b'S' => {
+                self.discard_until_sync = false;
+                self.push(Pending::Sync);
+                self.out.extend_from_slice(&frame.raw);
+            }
+            b'H' => {
+                if !self.discard_until_sync {
+                    self.out.extend_from_slice(&frame.raw);
+                }
+            }
+            // COPY FROM STDIN data, relayed as is.
+            b'd' | b'c' | b'f' => self.out.extend_from_slice(&frame.raw),
+            b'X' => {
+                self.out.extend_from_slice(&frame.raw);
+                return Ok(false);
+            }
+            b'F' => {
+                self.stats.blocked += 1;
+                self.push(Pending::Synthetic {
+                    bytes: error_bytes(
+                        "42501",
+                        "the fast-path function call protocol cannot be inspected, so gatehouse blocks it",
+                        Some("call the function with SELECT instead"),
+                    ),
+                    ready: true,
+                    batch: false,
+                });
+            }
+            other => {
+                return self.protocol_error(format!("unexpected message type '{}'", other as char));
+            }
+        }
+        Ok(true)
+    }
+
+    fn protocol_error(&mut self, problem: String) -> Result<bool, String> {
+        self.fatal("08P01", &format!("gatehouse closed the session: {problem}"));
+        Err(format!("client protocol error: {problem}"))
+    }
+
+    /// Classify one command text, resolving SQL-level EXECUTE to the body it
+    /// runs. Returns the classification to decide on and, per result set,
+    /// the facts its columns follow.
+    fn resolve(&self, sql: &str) -> (Classification, Vec<Option<StatementFacts>>, Option<Verdict>) {
+        let base = self.ctx.pipeline.classify(sql, Dialect::Postgres);
+        let mut decide_on = (*base).clone();
+        let mut outputs = Vec::new();
+        let mut refusal = None;
+        for f in base.statements.iter().filter(|f| !f.nested) {
+            if f.kind == StatementKind::Execute {
+                let name = f.prepared_name.clone().unwrap_or_default();
+                let body = self.sql_prepared.get(&name).cloned().or_else(|| {
+                    self.statements
+                        .get(&name)
+                        .map(|s| (*s.classification).clone())
+                });
+                match body {
+                    Some(body) => {
+                        outputs.push(body.statements.first().cloned());
+                        decide_on.statements.extend(body.statements);
+                    }
+                    None => {
+                        outputs.push(None);
+                        refusal = Some(Verdict::Block {
+                            rule: "unknown-prepared-statement".into(),
+                            message: format!("EXECUTE {name}: gatehouse has not seen this statement prepared, so it cannot check it"),
+                        });
+                    }
+                }
+            } else {
+                outputs.push(Some(f.clone()));
+            }
+        }
+        (decide_on, outputs, refusal)
+    }
+
+    /// Verdict for a command: policy, plus checks only the adapter can make.
+    fn verdict_for(
+        &self,
+        sql: &str,
+        classification: &Classification,
+        refusal: Option<Verdict>,
+    ) -> Verdict {
+        let ctx = &self.ctx;
+        let mut verdict = ctx
+            .pipeline
+            .decide(&ctx.identity, &ctx.connection, sql, classification);
+        if let Some(r) = refusal {
+            verdict = verdict.stricter(r);
+        }
+        let binary_copy_out =
+            classification.statements.iter().any(|f| {
+                f.kind == StatementKind::Copy && f.copy_direction == Some(CopyDirection::Out)
+            }) && binary_copy(sql);
+        if binary_copy_out {
+            verdict = verdict.stricter(Verdict::Block {
+                rule: "binary-copy".into(),
+                message: "binary COPY output cannot be masked; use FORMAT text or csv".into(),
+            });
+        }
+        verdict
+    }
+
+    async fn record_command(
+        &mut self,
+        sql: &str,
+        classification: &Classification,
+        verdict: &Verdict,
+        protocol: &str,
+    ) -> Result<u64, String> {
+        self.next_command += 1;
+        self.stats.commands += 1;
+        let id = self.next_command;
+        let event = EventRecord {
+            kind: "command",
+            session_id: Some(self.ctx.id.clone()),
+            subject: Some(self.ctx.identity.subject.clone()),
+            connection: Some(self.ctx.connection.clone()),
+            data: serde_json::json!({
+                "command_id": id,
+                "protocol": protocol,
+                "sql": redact_secrets(sql),
+                "statements": facts_json(classification),
+                "parse_error": classification.parse_error,
+                "verdict": verdict,
+            }),
+        };
+        self.ctx.pipeline.recorder.record(event).await.map(|_| id)
+    }
+
+    fn audit_refusal(e: &str) -> Vec<u8> {
+        error_bytes(
+            "58000",
+            &format!("gatehouse could not record this command in the audit trail, so it was not run: {e}"),
+            Some("ask an administrator to check the gateway's audit store"),
+        )
+    }
+
+    async fn simple_query(&mut self, frame: Frame, sql: String) {
+        let (classification, outputs, refusal) = self.resolve(&sql);
+        let verdict = self.verdict_for(&sql, &classification, refusal);
+        let recorded = self
+            .record_command(&sql, &classification, &verdict, "simple")
+            .await;
+        let refusal = match (&recorded, verdict_error(&verdict)) {
+            (Err(e), _) => Some(Self::audit_refusal(e)),
+            (Ok(_), Some(err)) => {
+                self.stats.blocked += 1;
+                Some(err)
+            }
+            (Ok(_), None) => None,
+        };
+        if let Some(bytes) = refusal {
+            self.push(Pending::Synthetic {
+                bytes,
+                ready: true,
+                batch: false,
+            });
+            return;
+        }
+        let Ok(id) = recorded else { return };
+        self.remember_sql_prepares(&classification);
+        self.push(Pending::Query {
+            unit: CommandUnit {
+                id,
+                started: Instant::now(),
+            },
+            statements: outputs,
+            sql,
+        });
+        self.out.extend_from_slice(&frame.raw);
+    }
+
+    /// Keep the bodies of `PREPARE name AS …` so a later EXECUTE is checked.
+    fn remember_sql_prepares(&mut self, c: &Classification) {
+        let mut i = 0;
+        while i < c.statements.len() {
+            let f = &c.statements[i];
+            if f.kind == StatementKind::Prepare && !f.nested {
+                let body: Vec<StatementFacts> = c.statements[i + 1..]
+                    .iter()
+                    .take_while(|b| b.nested)
+                    .cloned()
+                    .collect();
+                if let Some(name) = &f.prepared_name {
+                    self.sql_prepared.insert(
+                        name.clone(),
+                        Classification {
+                            statements: body,
+                            parse_error: c.parse_error.clone(),
+                        },
+                    );
+                }
+            }
+            i += 1;
+        }
+    }
+
+    async fn parse(&mut self, frame: Frame, name: String, sql: String) {
+        let (classification, outputs, refusal) = self.resolve(&sql);
+        let verdict = self.verdict_for(&sql, &classification, refusal);
+        if let Some(err) = verdict_error(&verdict) {
+            self.stats.blocked += 1;
+            let bytes = match self
+                .record_command(&sql, &classification, &verdict, "extended")
+                .await
+            {
+                Ok(_) => err,
+                Err(e) => Self::audit_refusal(&e),
+            };
+            self.statements.remove(&name);
+            self.push(Pending::Synthetic {
+                bytes,
+                ready: false,
+                batch: true,
+            });
+            self.discard_until_sync = true;
+            return;
+        }
+        let stmt = Arc::new(Statement {
+            sql,
+            classification: Arc::new(classification),
+            output_facts: outputs.into_iter().next().flatten(),
+            fields: Mutex::new(None),
+        });
+        self.statements.insert(name, stmt);
+        self.push(Pending::Parse);
+        self.out.extend_from_slice(&frame.raw);
+    }
+
+    async fn execute(&mut self, frame: Frame, portal_name: &str) {
+        let Some(portal) = self.portals.get(portal_name).cloned() else {
+            self.push(Pending::ExecuteUnknown);
+            self.out.extend_from_slice(&frame.raw);
+            return;
+        };
+        let stmt = portal.statement.clone();
+        let verdict = Verdict::Allow { rule: None };
+        match self
+            .record_command(&stmt.sql, &stmt.classification, &verdict, "extended")
+            .await
+        {
+            Ok(id) => {
+                self.remember_sql_prepares(&stmt.classification);
+                self.push(Pending::Execute {
+                    unit: CommandUnit {
+                        id,
+                        started: Instant::now(),
+                    },
+                    portal,
+                });
+                self.out.extend_from_slice(&frame.raw);
+            }
+            Err(e) => {
+                self.push(Pending::Synthetic {
+                    bytes: Self::audit_refusal(&e),
+                    ready: false,
+                    batch: true,
+                });
+                self.discard_until_sync = true;
+            }
+        }
+    }
+}
+
+/// `COPY … (FORMAT binary)` or the old `COPY … BINARY` syntax.
+fn binary_copy(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| w == "binary")
+}
+
+fn csv_copy(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| w == "csv")
+}
+
+/// The result set being streamed and what has been counted for it.
+#[derive(Default)]
+struct ResultState {
+    /// Index of the statement (simple query) whose results are streaming.
+    index: usize,
+    plan: Option<RowPlan>,
+    copy_csv: bool,
+    rows: u64,
+    masked: MaskCounts,
+    error: Option<serde_json::Value>,
+    sample: Vec<serde_json::Value>,
+}
+
+struct ServerPump {
+    ctx: Arc<SessionContext>,
+    reader: FrameReader<OwnedReadHalf>,
+    client: WriteHalf<Box<dyn ClientIo>>,
+    rx: mpsc::UnboundedReceiver<Pending>,
+    queue: VecDeque<Pending>,
+    status: u8,
+    out: Vec<u8>,
+    result: ResultState,
+    bytes_to_client: u64,
+    rx_open: bool,
+}
+
+impl ServerPump {
+    async fn run(&mut self) -> String {
+        loop {
+            tokio::select! {
+                biased;
+                entry = self.rx.recv(), if self.rx_open => match entry {
+                    Some(p) => self.queue.push_back(p),
+                    None => self.rx_open = false,
+                },
+                frame = self.reader.next() => match frame {
+                    Ok(Some(f)) => {
+                        if let Err(e) = self.step(f) {
+                            return e;
+                        }
+                        loop {
+                            match self.reader.buffered() {
+                                Ok(Some(f)) => {
+                                    if let Err(e) = self.step(f) {
+                                        return e;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => return format!("target protocol error: {e}"),
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = self.write().await;
+                        return "target closed the connection".into();
+                    }
+                    Err(e) => {
+                        let _ = self.write().await;
+                        return format!("target connection failed: {e}");
+                    }
+                },
+            }
+            self.flush_synthetic();
+            if let Err(e) = self.write().await {
+                return format!("client write failed: {e}");
+            }
+            if !self.rx_open && self.queue.is_empty() {
+                // The client is gone and nothing is owed to it.
+                return "client disconnected".into();
+            }
+        }
+    }
+
+    /// Handle one target message in order with any gateway-made responses.
+    fn step(&mut self, frame: Frame) -> Result<(), String> {
+        self.drain_rx();
+        self.flush_synthetic();
+        self.handle(frame)?;
+        self.flush_synthetic();
+        Ok(())
+    }
+
+    fn drain_rx(&mut self) {
+        while let Ok(p) = self.rx.try_recv() {
+            self.queue.push_back(p);
+        }
+    }
+
+    async fn write(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.client.write_all(&self.out).await?;
+            self.bytes_to_client += self.out.len() as u64;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Emit gateway-made responses that have reached the head of the queue.
+    fn flush_synthetic(&mut self) {
+        while let Some(Pending::Synthetic { .. }) = self.queue.front() {
+            if let Some(Pending::Synthetic { bytes, ready, .. }) = self.queue.pop_front() {
+                self.out.extend_from_slice(&bytes);
+                if ready {
+                    self.out
+                        .extend_from_slice(&backend::ready_for_query(self.status));
+                }
+            }
+        }
+    }
+
+    fn detect(&self) -> bool {
+        self.ctx.pipeline.policy.detectors_apply(&self.ctx.identity)
+    }
+
+    /// Mask plan for a result set of `facts` with these columns.
+    fn plan(&self, facts: Option<&StatementFacts>, fields: &[Field], formats: &[i16]) -> RowPlan {
+        let ctx = &self.ctx;
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        let masks = ctx
+            .pipeline
+            .policy
+            .column_masks(&ctx.identity, &ctx.connection, facts, &names);
+        RowPlan::new(fields, formats, masks, self.detect())
+    }
+
+    /// Mask plan when the columns are not known (COPY of a whole table, or
+    /// an Execute whose statement was never described).
+    fn blind_plan(&self, facts: Option<&StatementFacts>, columns: usize) -> RowPlan {
+        let ctx = &self.ctx;
+        if let Some(items) = facts.and_then(|f| f.output.as_ref()) {
+            let traced = items
+                .iter()
+                .all(|i| matches!(i, gatehouse_core::classify::OutputColumn::Expr { .. }));
+            if traced && items.len() == columns {
+                let fields: Vec<Field> = items
+                    .iter()
+                    .map(|i| match i {
+                        gatehouse_core::classify::OutputColumn::Expr { name, .. } => {
+                            text_field(name.as_deref().unwrap_or("?column?"))
+                        }
+                        gatehouse_core::classify::OutputColumn::Wildcard { .. } => {
+                            text_field("?column?")
+                        }
+                    })
+                    .collect();
+                return self.plan(facts, &fields, &vec![0; columns]);
+            }
+        }
+        let covered = facts.is_some_and(|f| {
+            ctx.pipeline.policy.column_rules_touch(
+                &ctx.identity,
+                &ctx.connection,
+                f.tables_read.iter().chain(f.tables_written.iter()),
+            )
+        });
+        RowPlan::unknown(
+            columns,
+            covered.then(|| masking::redact_all("untraceable-columns")),
+            self.detect(),
+        )
+    }
+
+    fn handle(&mut self, frame: Frame) -> Result<(), String> {
+        match frame.tag {
+            b'D' => self.data_row(&frame),
+            b'T' => self.row_description(&frame),
+            b'C' | b'I' | b's' => self.statement_done(&frame),
+            b'E' => self.error(&frame),
+            b'N' => self.notice(&frame),
+            b'Z' => self.ready(&frame),
+            b'1' => self.expect_pop(&frame, |p| matches!(p, Pending::Parse)),
+            b'2' => self.expect_pop(&frame, |p| matches!(p, Pending::Bind)),
+            b'3' => self.expect_pop(&frame, |p| matches!(p, Pending::Close)),
+            b'n' => self.expect_pop(&frame, |p| {
+                matches!(
+                    p,
+                    Pending::DescribeStatement(_) | Pending::DescribePortal(_)
+                )
+            }),
+            b'H' => self.copy_out_start(&frame),
+            b'd' => self.copy_data(&frame),
+            _ => {
+                // ParameterStatus, NotificationResponse, ParameterDescription,
+                // CopyDone, CopyInResponse: relayed unchanged.
+                self.out.extend_from_slice(&frame.raw);
+                Ok(())
+            }
+        }
+    }
+
+    fn expect_pop(&mut self, frame: &Frame, is: impl Fn(&Pending) -> bool) -> Result<(), String> {
+        if self.queue.front().is_some_and(&is) {
+            self.queue.pop_front();
+        } else {
+            tracing::debug!(tag = %(frame.tag as char), "response without a matching request");
+        }
+        self.out.extend_from_slice(&frame.raw);
+        Ok(())
+    }
+
+    fn row_description(&mut self, frame: &Frame) -> Result<(), String> {
+        let fields =
+            backend::parse_row_description(&frame.body).map_err(|e| format!("target sent {e}"))?;
+        let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
+        let plan = match self.queue.front() {
+            Some(Pending::Query { statements, .. }) => {
+                let facts = statements.get(self.result.index).cloned().flatten();
+                let plan = self.plan(facts.as_ref(), &fields, &formats);
+                self.result.plan = Some(plan.clone());
+                Some(plan)
+            }
+            Some(Pending::DescribeStatement(stmt)) => {
+                let stmt = stmt.clone();
+                self.queue.pop_front();
+                stmt.map(|s| {
+                    *s.fields.lock().unwrap_or_else(|p| p.into_inner()) = Some(fields.clone());
+                    self.plan(s.output_facts.as_ref(), &fields, &formats)
+                })
+            }
+            Some(Pending::DescribePortal(portal)) => {
+                let portal = portal.clone();
+                self.queue.pop_front();
+                portal.map(|p| {
+                    *p.statement.fields.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(fields.clone());
+                    self.plan(p.statement.output_facts.as_ref(), &fields, &formats)
+                })
+            }
+            _ => None,
+        };
+        match plan.and_then(|p| p.rewrite_description(&fields)) {
+            Some(rewritten) => self.out.extend_from_slice(&rewritten),
+            None => self.out.extend_from_slice(&frame.raw),
+        }
+        Ok(())
+    }
+
+    fn data_row(&mut self, frame: &Frame) -> Result<(), String> {
+        if self.result.plan.is_none() {
+            if let Some(Pending::Execute { portal, .. }) = self.queue.front() {
+                let portal = portal.clone();
+                let fields = portal
+                    .statement
+                    .fields
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let formats =
+                    expand_formats(&portal.formats, fields.as_ref().map_or(0, |f| f.len()));
+                let plan = match fields {
+                    Some(f) => self.plan(portal.statement.output_facts.as_ref(), &f, &formats),
+                    None => {
+                        let width = backend::parse_data_row(&frame.body)
+                            .map(|v| v.len())
+                            .unwrap_or(0);
+                        self.blind_plan(portal.statement.output_facts.as_ref(), width)
+                    }
+                };
+                self.result.plan = Some(plan);
+            }
+        }
+        self.result.rows += 1;
+        let capture = self.result.sample.len() < self.ctx.settings.result_capture_rows;
+        let masked = match &self.result.plan {
+            Some(plan) => plan
+                .mask_row(
+                    &self.ctx.pipeline.masker,
+                    &frame.body,
+                    &mut self.result.masked,
+                )
+                .map_err(|e| format!("target sent {e}"))?,
+            // A row with no plan (no RowDescription seen): scan everything.
+            None => {
+                let width = backend::parse_data_row(&frame.body)
+                    .map(|v| v.len())
+                    .unwrap_or(0);
+                let plan = RowPlan::unknown(width, None, self.detect());
+                plan.mask_row(
+                    &self.ctx.pipeline.masker,
+                    &frame.body,
+                    &mut self.result.masked,
+                )
+                .map_err(|e| format!("target sent {e}"))?
+            }
+        };
+        let bytes: &[u8] = masked.as_deref().unwrap_or(&frame.raw);
+        if capture {
+            if let Ok(values) = backend::parse_data_row(&bytes[5..]) {
+                self.result.sample.push(serde_json::json!(values
+                    .iter()
+                    .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                    .collect::<Vec<_>>()));
+            }
+        }
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn copy_out_start(&mut self, frame: &Frame) -> Result<(), String> {
+        let (_, cols) =
+            backend::parse_copy_response(&frame.body).map_err(|e| format!("target sent {e}"))?;
+        let (facts, sql) = match self.queue.front() {
+            Some(Pending::Query {
+                statements, sql, ..
+            }) => (
+                statements.get(self.result.index).cloned().flatten(),
+                sql.clone(),
+            ),
+            Some(Pending::Execute { portal, .. }) => (
+                portal.statement.output_facts.clone(),
+                portal.statement.sql.clone(),
+            ),
+            _ => (None, String::new()),
+        };
+        self.result.copy_csv = csv_copy(&sql);
+        self.result.plan = Some(self.blind_plan(facts.as_ref(), cols.len()));
+        self.out.extend_from_slice(&frame.raw);
+        Ok(())
+    }
+
+    fn copy_data(&mut self, frame: &Frame) -> Result<(), String> {
+        self.result.rows += 1;
+        let masked = self.result.plan.as_ref().and_then(|p| {
+            p.mask_copy_line(
+                &self.ctx.pipeline.masker,
+                &frame.body,
+                self.result.copy_csv,
+                &mut self.result.masked,
+            )
+        });
+        match masked {
+            Some(line) => self.out.extend_from_slice(&backend::copy_data(&line)),
+            None => self.out.extend_from_slice(&frame.raw),
+        }
+        Ok(())
+    }
+
+    fn statement_done(&mut self, frame: &Frame) -> Result<(), String> {
+        if frame.tag == b'C' {
+            if let Ok(tag) = backend::parse_command_complete(&frame.body) {
+                if let Some(n) = backend::rows_from_tag(tag) {
+                    self.result.rows = self.result.rows.max(n);
+                }
+            }
+        }
+        self.out.extend_from_slice(&frame.raw);
+        match self.queue.front() {
+            Some(Pending::Query { .. }) => {
+                self.result.index += 1;
+                self.result.plan = None;
+            }
+            Some(Pending::Execute { .. }) => {
+                if let Some(Pending::Execute { unit, .. }) = self.queue.pop_front() {
+                    self.finish(unit);
+                }
+            }
+            Some(Pending::ExecuteUnknown) => {
+                self.queue.pop_front();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, frame: &Frame) -> Result<(), String> {
+        let masker = self.ctx.pipeline.masker.clone();
+        let masked = masking::mask_notice(&masker, b'E', &frame.body, &mut self.result.masked);
+        let notice = backend::parse_notice(masked.as_deref().map_or(&frame.body[..], |m| &m[5..]))
+            .unwrap_or_default();
+        self.result.error = Some(serde_json::json!({
+            "sqlstate": notice.get(b'C'),
+            "message": notice.get(b'M'),
+        }));
+        self.out
+            .extend_from_slice(masked.as_deref().unwrap_or(&frame.raw));
+        // Extended protocol: the target now skips everything up to Sync.
+        let extended = !matches!(self.queue.front(), Some(Pending::Query { .. }) | None);
+        if extended {
+            while let Some(front) = self.queue.front() {
+                match front {
+                    Pending::Sync | Pending::Query { .. } => break,
+                    Pending::Synthetic { batch: false, .. } => break,
+                    _ => {}
+                }
+                if let Some(Pending::Execute { unit, .. }) = self.queue.pop_front() {
+                    self.finish(unit);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn notice(&mut self, frame: &Frame) -> Result<(), String> {
+        let masker = self.ctx.pipeline.masker.clone();
+        let masked = masking::mask_notice(&masker, b'N', &frame.body, &mut self.result.masked);
+        self.out
+            .extend_from_slice(masked.as_deref().unwrap_or(&frame.raw));
+        Ok(())
+    }
+
+    fn ready(&mut self, frame: &Frame) -> Result<(), String> {
+        self.status = backend::parse_ready_for_query(&frame.body).unwrap_or(b'I');
+        // Whatever the target skipped after an error is done now.
+        while let Some(front) = self.queue.pop_front() {
+            match front {
+                Pending::Query { unit, .. } => {
+                    self.finish(unit);
+                    break;
+                }
+                Pending::Sync => break,
+                Pending::Execute { unit, .. } => self.finish(unit),
+                Pending::Synthetic {
+                    bytes,
+                    ready,
+                    batch,
+                } => {
+                    // A gateway response queued before this point belongs before it.
+                    self.out.extend_from_slice(&bytes);
+                    if ready {
+                        self.out
+                            .extend_from_slice(&backend::ready_for_query(self.status));
+                    }
+                    let _ = batch;
+                }
+                _ => {}
+            }
+        }
+        self.out.extend_from_slice(&frame.raw);
+        Ok(())
+    }
+
+    /// Record the outcome of one command (without holding up the stream).
+    fn finish(&mut self, unit: CommandUnit) {
+        let result = std::mem::take(&mut self.result);
+        let ctx = &self.ctx;
+        let event = EventRecord {
+            kind: "command.result",
+            session_id: Some(ctx.id.clone()),
+            subject: Some(ctx.identity.subject.clone()),
+            connection: Some(ctx.connection.clone()),
+            data: serde_json::json!({
+                "command_id": unit.id,
+                "rows": result.rows,
+                "duration_us": unit.started.elapsed().as_micros() as u64,
+                "masked": result.masked,
+                "error": result.error,
+                "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
+            }),
+        };
+        let recorder = ctx.pipeline.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.record(event).await {
+                tracing::error!(error = %e, "could not record a command result");
+            }
+        });
+    }
+}
+
+fn expand_formats(formats: &[i16], n: usize) -> Vec<i16> {
+    match formats.len() {
+        0 => vec![0; n],
+        1 => vec![formats[0]; n],
+        _ => formats.to_vec(),
+    }
+}
+
+fn text_field(name: &str) -> Field {
+    Field {
+        name: name.to_string(),
+        table_oid: 0,
+        column: 0,
+        type_oid: 25,
+        type_len: -1,
+        type_mod: -1,
+        format: 0,
+    }
+}

@@ -1,0 +1,405 @@
+//! One client connection: TLS, start-up, the token as the password,
+//! authorization, and the gateway's own login to the target.
+
+use crate::cancel::{CancelRegistry, CancelTarget};
+use crate::codec::backend::{self, Notice};
+use crate::codec::frontend::{self, StartupPacket};
+use crate::io::FrameReader;
+use crate::proxy;
+use crate::target;
+use bytes::BytesMut;
+use gatehouse_core::pipeline::{EventRecord, Pipeline};
+use gatehouse_core::Identity;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// Settings of the PostgreSQL listener.
+#[derive(Debug, Clone)]
+pub struct AdapterSettings {
+    /// Accept tokens without TLS from loopback clients (the demo and tests).
+    pub allow_plaintext_loopback: bool,
+    /// Refuse a token whose subject (or email) differs from the start-up user.
+    pub require_subject_match: bool,
+    /// Largest message accepted from a client or target.
+    pub max_message_len: usize,
+    /// Masked result rows kept in each command's audit event (0: none).
+    pub result_capture_rows: usize,
+}
+
+impl Default for AdapterSettings {
+    fn default() -> Self {
+        AdapterSettings {
+            allow_plaintext_loopback: false,
+            require_subject_match: false,
+            max_message_len: crate::codec::frame::DEFAULT_MAX_MESSAGE_LEN,
+            result_capture_rows: 0,
+        }
+    }
+}
+
+/// A byte stream to the client, plain or TLS.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// The PostgreSQL adapter: accepts clients and runs their sessions.
+pub struct PostgresAdapter {
+    /// The shared pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// TLS for clients; `None` only where plaintext is allowed.
+    pub tls: Option<TlsAcceptor>,
+    /// Listener settings.
+    pub settings: AdapterSettings,
+    cancels: CancelRegistry,
+}
+
+/// What a session knows once the caller is authenticated and authorized.
+pub struct SessionContext {
+    /// Audit id of the session.
+    pub id: String,
+    /// The caller.
+    pub identity: Identity,
+    /// The connection name.
+    pub connection: String,
+    /// The shared pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Listener settings.
+    pub settings: AdapterSettings,
+}
+
+impl PostgresAdapter {
+    /// Build an adapter.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        tls: Option<TlsAcceptor>,
+        settings: AdapterSettings,
+    ) -> Self {
+        PostgresAdapter {
+            pipeline,
+            tls,
+            settings,
+            cancels: CancelRegistry::default(),
+        }
+    }
+
+    /// Accept clients until `shutdown` flips; each session runs in its own
+    /// task, and a failing session never affects the others.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let this = self.clone();
+                        tokio::spawn(async move { this.handle(tcp, peer).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        if let Err(e) = self.run(tcp, peer).await {
+            tracing::debug!(%peer, error = %e, "session ended with an error");
+        }
+    }
+
+    async fn run(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // Start-up: SSLRequest/GSSENCRequest may come first.
+        let mut reader = FrameReader::new(tcp, BytesMut::new(), self.settings.max_message_len);
+        let client: Box<dyn ClientIo>;
+        let mut tls = false;
+        let packet = loop {
+            let Some(frame) = reader.next_startup().await? else {
+                return Ok(());
+            };
+            let packet = match frontend::parse_startup(&frame.body) {
+                Ok(p) => p,
+                Err(e) => {
+                    let (mut tcp, _) = reader.into_parts();
+                    return fatal(&mut tcp, "08P01", &format!("invalid start-up packet: {e}"))
+                        .await;
+                }
+            };
+            match packet {
+                StartupPacket::SslRequest if !tls => {
+                    let (mut tcp, rest) = reader.into_parts();
+                    if !rest.is_empty() {
+                        return fatal(&mut tcp, "08P01", "data received before the TLS handshake")
+                            .await;
+                    }
+                    match &self.tls {
+                        Some(acceptor) => {
+                            tcp.write_all(b"S").await?;
+                            let stream = acceptor.accept(tcp).await?;
+                            client = Box::new(stream);
+                            tls = true;
+                        }
+                        None => {
+                            tcp.write_all(b"N").await?;
+                            client = Box::new(tcp);
+                        }
+                    }
+                    let _ = &client;
+                    return self.after_tls(client, tls, peer).await;
+                }
+                StartupPacket::GssEncRequest => {
+                    let (mut tcp, rest) = reader.into_parts();
+                    tcp.write_all(b"N").await?;
+                    reader = FrameReader::new(tcp, rest, self.settings.max_message_len);
+                }
+                other => break other,
+            }
+        };
+        let (tcp, rest) = reader.into_parts();
+        client = Box::new(tcp);
+        self.startup(client, rest, packet, tls, peer).await
+    }
+
+    async fn after_tls(
+        &self,
+        client: Box<dyn ClientIo>,
+        tls: bool,
+        peer: SocketAddr,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut reader = FrameReader::new(client, BytesMut::new(), self.settings.max_message_len);
+        let Some(frame) = reader.next_startup().await? else {
+            return Ok(());
+        };
+        let (mut client, rest) = reader.into_parts();
+        match frontend::parse_startup(&frame.body) {
+            Ok(packet) => self.startup(client, rest, packet, tls, peer).await,
+            Err(e) => {
+                fatal(
+                    &mut client,
+                    "08P01",
+                    &format!("invalid start-up packet: {e}"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn startup(
+        &self,
+        mut client: Box<dyn ClientIo>,
+        rest: BytesMut,
+        packet: StartupPacket,
+        tls: bool,
+        peer: SocketAddr,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let params = match packet {
+            StartupPacket::Cancel { pid, secret } => {
+                if let Some(t) = self.cancels.lookup(pid, secret) {
+                    let _ = target::cancel(&t.host, t.port, t.key).await;
+                }
+                return Ok(());
+            }
+            StartupPacket::Startup { version, params } if version >> 16 == 3 => params,
+            StartupPacket::Startup { version, .. } => {
+                return fatal(
+                    &mut client,
+                    "0A000",
+                    &format!(
+                        "unsupported protocol version {}.{}",
+                        version >> 16,
+                        version & 0xffff
+                    ),
+                )
+                .await
+            }
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                return fatal(&mut client, "08P01", "encryption requested twice").await
+            }
+        };
+        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let user = param("user").unwrap_or_default();
+        let connection = param("database").unwrap_or_else(|| user.clone());
+        if param("replication").is_some_and(|v| v != "false" && v != "0") {
+            return fatal(
+                &mut client,
+                "28000",
+                "replication connections are not allowed through gatehouse",
+            )
+            .await;
+        }
+        if !tls && !(self.settings.allow_plaintext_loopback && peer.ip().is_loopback()) {
+            return fatal(
+                &mut client,
+                "28000",
+                "gatehouse requires TLS because your token is sent as the password; connect with sslmode=require",
+            )
+            .await;
+        }
+        // The caller's token travels as the password.
+        client.write_all(&backend::auth_cleartext()).await?;
+        let mut reader = FrameReader::new(client, rest, 64 * 1024);
+        let frame = reader.next().await?;
+        let (mut client, rest) = reader.into_parts();
+        let token = match frame {
+            Some(f) if f.tag == b'p' => match frontend::parse_password(&f.body) {
+                Ok(t) => t.to_string(),
+                Err(_) => return fatal(&mut client, "08P01", "malformed password message").await,
+            },
+            Some(_) => return fatal(&mut client, "08P01", "expected a password message").await,
+            None => return Ok(()),
+        };
+        let pipeline = &self.pipeline;
+        let client_addr = peer.to_string();
+        let identity = match pipeline
+            .authenticate(&token, &connection, &user, &client_addr, "postgres")
+            .await
+        {
+            Ok(id) => id,
+            Err(reason) => {
+                return fatal(
+                    &mut client,
+                    "28P01",
+                    &format!("authentication failed: {reason}"),
+                )
+                .await
+            }
+        };
+        drop(token);
+        if self.settings.require_subject_match
+            && identity.subject != user
+            && identity.email.as_deref() != Some(user.as_str())
+        {
+            return fatal(
+                &mut client,
+                "28000",
+                &format!("the token is for \"{}\" but you connected as user \"{user}\"; connect with user={}", identity.subject, identity.subject),
+            )
+            .await;
+        }
+        let conn = match pipeline.authorize(&identity, &connection) {
+            Ok(c) => c.clone(),
+            Err(denied) => {
+                let _ = pipeline
+                    .recorder
+                    .record(EventRecord {
+                        kind: "access.denied",
+                        session_id: None,
+                        subject: Some(identity.subject.clone()),
+                        connection: Some(connection.clone()),
+                        data: serde_json::json!({"client_addr": client_addr, "protocol": "postgres", "reason": denied.to_string()}),
+                    })
+                    .await;
+                return fatal(&mut client, "28000", &denied.to_string()).await;
+            }
+        };
+        let target = match target::connect(&conn, &params).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(connection = %conn.name, error = %e, "target login failed");
+                return fatal(
+                    &mut client,
+                    "08001",
+                    &format!("gatehouse could not open connection \"{}\": {e}", conn.name),
+                )
+                .await;
+            }
+        };
+        let session_id = new_session_id();
+        let started = Instant::now();
+        let start_event = EventRecord {
+            kind: "session.start",
+            session_id: Some(session_id.clone()),
+            subject: Some(identity.subject.clone()),
+            connection: Some(conn.name.clone()),
+            data: serde_json::json!({
+                "protocol": "postgres",
+                "client_addr": client_addr,
+                "tls": tls,
+                "user": user,
+                "identity": identity,
+                "application_name": param("application_name"),
+            }),
+        };
+        if let Err(e) = pipeline.recorder.record(start_event).await {
+            return fatal(&mut client, "58000", &format!("gatehouse could not record this session in the audit trail, so it is refused: {e}")).await;
+        }
+        // Hand the client our own cancel key, mapped to the target's.
+        let gateway_key = target.backend_key.map(|key| {
+            self.cancels.register(CancelTarget {
+                host: conn.host.clone(),
+                port: conn.port,
+                key,
+            })
+        });
+        let mut hello = backend::auth_ok();
+        for ps in &target.parameter_status {
+            hello.extend_from_slice(ps);
+        }
+        if let Some((pid, secret)) = gateway_key {
+            hello.extend_from_slice(&backend::backend_key(pid, secret));
+        }
+        hello.extend_from_slice(&backend::ready_for_query(b'I'));
+        client.write_all(&hello).await?;
+        let ctx = Arc::new(SessionContext {
+            id: session_id.clone(),
+            identity,
+            connection: conn.name.clone(),
+            pipeline: pipeline.clone(),
+            settings: self.settings.clone(),
+        });
+        let stats = proxy::run(ctx.clone(), client, rest, target.stream, target.leftover).await;
+        if let Some((pid, _)) = gateway_key {
+            self.cancels.remove(pid);
+        }
+        let end = EventRecord {
+            kind: "session.end",
+            session_id: Some(session_id),
+            subject: Some(ctx.identity.subject.clone()),
+            connection: Some(ctx.connection.clone()),
+            data: serde_json::json!({
+                "duration_ms": started.elapsed().as_millis() as u64,
+                "bytes_from_client": stats.bytes_from_client,
+                "bytes_to_client": stats.bytes_to_client,
+                "commands": stats.commands,
+                "blocked": stats.blocked,
+                "reason": stats.end_reason,
+            }),
+        };
+        if let Err(e) = pipeline.recorder.record(end).await {
+            tracing::error!(error = %e, "could not record session end");
+        }
+        Ok(())
+    }
+}
+
+/// Send a FATAL ErrorResponse and end the connection.
+async fn fatal<W: AsyncWrite + Unpin + ?Sized>(
+    client: &mut W,
+    sqlstate: &str,
+    message: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let msg = Notice::new("FATAL", sqlstate, message, None).encode(b'E');
+    let _ = client.write_all(&msg).await;
+    let _ = client.shutdown().await;
+    Ok(())
+}
+
+/// A random, unguessable session id (also used in URLs later).
+fn new_session_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,213 @@
+//! The gateway's own login to the target database.
+//!
+//! The caller never sees this credential: the gateway opens a fresh
+//! connection per session and authenticates with SCRAM-SHA-256, md5,
+//! cleartext or trust, whatever the target asks for.
+
+use crate::codec::backend::{self, Authentication};
+use crate::codec::{frame, frontend};
+use bytes::BytesMut;
+use gatehouse_core::policy::{ConnectionConfig, Credential};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A logged-in target connection and what the target told us at start-up.
+pub struct TargetSession {
+    /// The socket, positioned after the first ReadyForQuery.
+    pub stream: TcpStream,
+    /// Bytes already read past the first ReadyForQuery.
+    pub leftover: BytesMut,
+    /// ParameterStatus messages to relay to the client, raw.
+    pub parameter_status: Vec<Vec<u8>>,
+    /// The target's cancel key (pid, secret).
+    pub backend_key: Option<(i32, i32)>,
+}
+
+/// Why the gateway could not log in; safe to show the client (no secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// TCP connect failed.
+    #[error("cannot reach target {addr}: {source}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The target refused the gateway's credential or asked for something unsupported.
+    #[error("target refused the gateway's login: {0}")]
+    Refused(String),
+    /// The credential could not be read from its reference.
+    #[error("{0}")]
+    Credential(String),
+    /// The target broke the protocol.
+    #[error("target protocol error: {0}")]
+    Protocol(String),
+    /// I/O during login.
+    #[error("target connection lost during login: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connect and log in to `conn` with the gateway's credential, passing the
+/// client's harmless start-up parameters along.
+pub async fn connect(
+    conn: &ConnectionConfig,
+    client_params: &[(String, String)],
+) -> Result<TargetSession, TargetError> {
+    let addr = format!("{}:{}", conn.host, conn.port);
+    let mut stream = TcpStream::connect(&addr)
+        .await
+        .map_err(|source| TargetError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    stream.set_nodelay(true)?;
+    let credential = conn.credential().map_err(TargetError::Credential)?;
+    let mut params: Vec<(&str, &str)> =
+        vec![("user", &conn.user), ("database", conn.database_name())];
+    for (k, v) in client_params {
+        if PASSED_PARAMS.contains(&k.as_str()) {
+            params.push((k, v));
+        }
+    }
+    stream.write_all(&frontend::startup(&params)).await?;
+    login(stream, &conn.user, credential.as_ref()).await
+}
+
+/// Start-up parameters relayed from the client. `options` is not among
+/// them: it can set arbitrary server settings behind policy's back.
+const PASSED_PARAMS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "extra_float_digits",
+];
+
+async fn login(
+    mut stream: TcpStream,
+    user: &str,
+    credential: Option<&Credential>,
+) -> Result<TargetSession, TargetError> {
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut scram: Option<ScramSha256> = None;
+    let mut parameter_status = Vec::new();
+    let mut backend_key = None;
+    let need = |c: Option<&Credential>| {
+        c.cloned().ok_or_else(|| {
+            TargetError::Refused(
+                "the target asks for a password but the connection has no password_env or password_file".into(),
+            )
+        })
+    };
+    loop {
+        let frame = loop {
+            match frame::take_tagged(&mut buf, 1 << 20) {
+                Ok(Some(f)) => break f,
+                Ok(None) => {
+                    if stream.read_buf(&mut buf).await? == 0 {
+                        return Err(TargetError::Protocol("target closed the connection".into()));
+                    }
+                }
+                Err(e) => return Err(TargetError::Protocol(e.to_string())),
+            }
+        };
+        match frame.tag {
+            b'R' => {
+                let auth = backend::parse_authentication(&frame.body)
+                    .map_err(|e| TargetError::Protocol(e.to_string()))?;
+                match auth {
+                    Authentication::Ok => {}
+                    Authentication::Cleartext => {
+                        let pw = need(credential)?;
+                        stream.write_all(&frontend::password(pw.expose())).await?;
+                    }
+                    Authentication::Md5(salt) => {
+                        let pw = need(credential)?;
+                        let hash = postgres_protocol::authentication::md5_hash(
+                            user.as_bytes(),
+                            pw.expose().as_bytes(),
+                            salt,
+                        );
+                        stream.write_all(&frontend::password(&hash)).await?;
+                    }
+                    Authentication::Sasl(mechs) => {
+                        if !mechs.contains(&"SCRAM-SHA-256") {
+                            return Err(TargetError::Refused(format!(
+                                "target offers SASL mechanisms {mechs:?}; gatehouse speaks SCRAM-SHA-256"
+                            )));
+                        }
+                        let pw = need(credential)?;
+                        let s = ScramSha256::new(pw.expose().as_bytes(), ChannelBinding::unsupported());
+                        stream
+                            .write_all(&frontend::sasl_initial("SCRAM-SHA-256", s.message()))
+                            .await?;
+                        scram = Some(s);
+                    }
+                    Authentication::SaslContinue(data) => {
+                        let s = scram.as_mut().ok_or_else(|| {
+                            TargetError::Protocol("SASL continue without SASL start".into())
+                        })?;
+                        s.update(data)
+                            .map_err(|e| TargetError::Refused(format!("SCRAM: {e}")))?;
+                        stream.write_all(&frontend::sasl_response(s.message())).await?;
+                    }
+                    Authentication::SaslFinal(data) => {
+                        let mut s = scram.take().ok_or_else(|| {
+                            TargetError::Protocol("SASL final without SASL start".into())
+                        })?;
+                        s.finish(data).map_err(|e| {
+                            TargetError::Refused(format!("target's SCRAM signature is invalid: {e}"))
+                        })?;
+                    }
+                    Authentication::Unsupported(code) => {
+                        return Err(TargetError::Refused(format!(
+                            "target asks for authentication method {code}, which gatehouse does not speak"
+                        )))
+                    }
+                }
+            }
+            b'S' => parameter_status.push(frame.raw.to_vec()),
+            b'K' => {
+                backend_key = Some(
+                    backend::parse_backend_key(&frame.body)
+                        .map_err(|e| TargetError::Protocol(e.to_string()))?,
+                )
+            }
+            b'N' => {}
+            b'E' => {
+                let notice = backend::parse_notice(&frame.body)
+                    .map_err(|e| TargetError::Protocol(e.to_string()))?;
+                return Err(TargetError::Refused(
+                    notice.get(b'M').unwrap_or("unknown error").to_string(),
+                ));
+            }
+            b'Z' => {
+                return Ok(TargetSession {
+                    stream,
+                    leftover: buf,
+                    parameter_status,
+                    backend_key,
+                })
+            }
+            other => {
+                return Err(TargetError::Protocol(format!(
+                    "unexpected message '{}' during login",
+                    other as char
+                )))
+            }
+        }
+    }
+}
+
+/// Send a CancelRequest for `key` to the target at `host:port`.
+pub async fn cancel(host: &str, port: u16, key: (i32, i32)) -> std::io::Result<()> {
+    let mut s = TcpStream::connect((host, port)).await?;
+    s.write_all(&frontend::cancel_request(key.0, key.1)).await?;
+    // The server closes the connection when done; wait briefly for that.
+    let mut sink = [0u8; 1];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut sink)).await;
+    Ok(())
+}

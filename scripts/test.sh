@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the suite needs on a
+# fresh Debian machine, then runs every test. Real servers and clients only:
+# PostgreSQL (server, psql, pgbench) from Debian, a real OIDC provider from
+# npm (oidc-provider), and the psycopg driver from PyPI. The tests start
+# their own PostgreSQL cluster and IdP on 127.0.0.1 and stop them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
+command -v pgbench >/dev/null || need_apt+=(postgresql-contrib)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v runuser >/dev/null || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]} from Debian"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: need root to apt-get install ${need_apt[*]}; install them and re-run" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[binary]==3.2.*'
+(cd tests/oidc && npm ci --no-audit --no-fund --silent)
+
+cargo test --workspace --all-targets "$@"
