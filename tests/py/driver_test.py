@@ -78,6 +78,17 @@ with connect("alice", analyst_token) as conn:
     check(isinstance(results[0], int) and results[0] > 0, "pipelined count")
     check(str(results[1]).count("*") >= 8, "pipelined card masked")
 
+    # Analysts may not COPY at all (COPY is not a read-only kind here).
+    try:
+        with conn.cursor() as cur:
+            with cur.copy("copy customers to stdout") as copy:
+                for _ in copy:
+                    pass
+        check(False, "copy should be blocked for analysts")
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+
+with connect("dana", dba_token) as conn:
     # COPY TO from a driver is masked too (text format).
     with conn.cursor() as cur:
         lines = []
@@ -86,8 +97,6 @@ with connect("alice", analyst_token) as conn:
                 lines.append(bytes(data).decode())
     observed["copy_out"] = lines
     check(all("***-**-" in l for l in lines), "copy out masked")
-
-with connect("dana", dba_token) as conn:
     conn.execute("drop table if exists driver_scratch")
     conn.execute("create table driver_scratch(id int, note text)")
     with conn.cursor() as cur:

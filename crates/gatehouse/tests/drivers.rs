@@ -114,7 +114,7 @@ async fn pgbench_runs_through_the_gateway() {
     let gw = TestGateway::start("", "").await;
     let t = support::target();
     // pgbench's own tables, created directly on the target.
-    t.cluster.psql("bank", "SET ROLE gatehouse_app; create table if not exists pgbench_accounts(aid int primary key, bid int, abalance int, filler char(84)); insert into pgbench_accounts select g, 1, 0, '' from generate_series(1, 1000) g on conflict do nothing;").unwrap();
+    t.cluster.psql("bank", "SET ROLE gatehouse_app; create table if not exists pgbench_accounts(aid int primary key, bid int, abalance int, filler char(84)); insert into pgbench_accounts select g, 1, 0, '' from generate_series(1, 1000) g on conflict do nothing; create table if not exists pgbench_branches(bid int primary key, bbalance int, filler char(88)); insert into pgbench_branches values (1, 0, '') on conflict do nothing;").unwrap();
     let dana = gw.token("dana", &["dba"]);
     for mode in ["simple", "extended", "prepared"] {
         let o = tokio::time::timeout(
