@@ -169,7 +169,7 @@ keep_last = 4
         tps(&text).ok_or_else(|| anyhow::anyhow!("no tps in: {text}"))
     };
     println!("pgbench -S, {clients} clients, {seconds}s each, same run:");
-    let direct = bench(&pg_port, pw, "disable").map(|t| t)?;
+    let direct = bench(&pg_port, pw, "disable")?;
     println!("  direct PostgreSQL                      {direct:>10.0} tps");
     let via_tls = bench(&gw_port.to_string(), &tok, "require")?;
     println!(

@@ -186,14 +186,10 @@ impl RunningGateway {
             settings,
         ));
         let (shutdown, rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(adapter.serve(pg_listener, rx.clone())));
-        tasks.push(tokio::spawn(api::serve(
-            api_listener,
-            api_tls,
-            dev.clone(),
-            rx,
-        )));
+        let tasks = vec![
+            tokio::spawn(adapter.serve(pg_listener, rx.clone())),
+            tokio::spawn(api::serve(api_listener, api_tls, dev.clone(), rx)),
+        ];
         tracing::info!(%postgres_addr, %api_addr, "gatehouse is listening");
         Ok(RunningGateway {
             postgres_addr,

@@ -239,7 +239,8 @@ impl PostgresAdapter {
             )
             .await;
         }
-        if !tls && !(self.settings.allow_plaintext_loopback && peer.ip().is_loopback()) {
+        let plaintext_ok = self.settings.allow_plaintext_loopback && peer.ip().is_loopback();
+        if !tls && !plaintext_ok {
             return fatal(
                 &mut client,
                 "28000",

@@ -275,9 +275,8 @@ fn skip_number(b: &[u8], i: usize) -> usize {
     let mut j = i;
     while j < b.len() {
         let c = b[j];
-        if c.is_ascii_alphanumeric() || c == b'.' || c == b'_' {
-            j += 1;
-        } else if (c == b'+' || c == b'-') && j > i && matches!(b[j - 1], b'e' | b'E') {
+        let exponent_sign = (c == b'+' || c == b'-') && j > i && matches!(b[j - 1], b'e' | b'E');
+        if c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || exponent_sign {
             j += 1;
         } else {
             break;

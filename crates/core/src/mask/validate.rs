@@ -13,7 +13,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A plausible card: 13–19 digits, a known issuer prefix, Luhn-valid.
@@ -58,7 +58,7 @@ pub fn aba(d: &[u8]) -> bool {
     let prefix_ok =
         prefix <= 12 || (21..=32).contains(&prefix) || (61..=72).contains(&prefix) || prefix == 80;
     let sum = 3 * (n[0] + n[3] + n[6]) + 7 * (n[1] + n[4] + n[7]) + (n[2] + n[5] + n[8]);
-    prefix_ok && sum % 10 == 0 && n.iter().any(|&x| x != 0)
+    prefix_ok && sum.is_multiple_of(10) && n.iter().any(|&x| x != 0)
 }
 
 /// IBAN: country length and mod-97 == 1. `compact` is upper-case, no spaces.
