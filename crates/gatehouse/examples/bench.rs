@@ -8,7 +8,7 @@
 //!    on), then through the gateway over loopback plaintext; prints tps and
 //!    the ratios.
 //! 2. Streams ROWS masked rows (`SELECT *` of a table with SSNs and notes)
-//!    through the gateway, then a tenth of that, and prints the gateway
+//!    through the gateway (a tenth of that first), and prints the gateway
 //!    process's peak RSS (VmHWM) after each, to show memory stays flat.
 //!
 //! The gateway runs as its own process (`gatehouse serve`) so its memory is
@@ -52,8 +52,8 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pw_file = dir.path().join("target.pw");
     std::fs::write(&pw_file, pw)?;
-    let (gw_port, api_port, plain_port) = (free_port(), free_port(), free_port());
-    let config = |listen: u16, plaintext: bool| {
+    let (gw_port, plain_port, normal_port) = (free_port(), free_port(), free_port());
+    let config = |listen: u16, plaintext: bool, durability: &str, api: u16| {
         format!(
             r#"state_dir = "state"
 [postgres]
@@ -62,7 +62,7 @@ allow_plaintext_loopback = {plaintext}
 [api]
 listen = "127.0.0.1:{api}"
 [audit]
-durability = "full"
+durability = "{durability}"
 [[connections]]
 name = "bench"
 type = "postgres"
@@ -78,16 +78,23 @@ columns = ["*.ssn"]
 strategy = "partial"
 keep_last = 4
 "#,
-            api = if plaintext { api_port + 1 } else { api_port },
             pwf = pw_file.display()
         )
     };
     let tls_dir = dir.path().join("tls");
     let plain_dir = dir.path().join("plain");
-    std::fs::create_dir_all(&tls_dir)?;
-    std::fs::create_dir_all(&plain_dir)?;
-    std::fs::write(tls_dir.join("gatehouse.toml"), config(gw_port, false))?;
-    std::fs::write(plain_dir.join("gatehouse.toml"), config(plain_port, true))?;
+    let normal_dir = dir.path().join("normal");
+    for (d, port, plaintext, durability) in [
+        (&tls_dir, gw_port, false, "full"),
+        (&plain_dir, plain_port, true, "full"),
+        (&normal_dir, normal_port, false, "normal"),
+    ] {
+        std::fs::create_dir_all(d)?;
+        std::fs::write(
+            d.join("gatehouse.toml"),
+            config(port, plaintext, durability, free_port()),
+        )?;
+    }
     let exe = std::env::current_exe()?
         .parent()
         .and_then(|p| p.parent())
@@ -97,22 +104,12 @@ keep_last = 4
         exe.exists(),
         "build the binary first: cargo build --release -p gatehouse"
     );
-    let mut gw = Command::new(&exe)
-        .arg("--config")
-        .arg(tls_dir.join("gatehouse.toml"))
-        .arg("serve")
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let mut gw_plain = Command::new(&exe)
-        .arg("--config")
-        .arg(plain_dir.join("gatehouse.toml"))
-        .arg("serve")
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
+    let gw = spawn_gateway(&exe, &tls_dir)?;
+    let _gw_plain = spawn_gateway(&exe, &plain_dir)?;
+    let _gw_normal = spawn_gateway(&exe, &normal_dir)?;
     wait_port(gw_port)?;
     wait_port(plain_port)?;
+    wait_port(normal_port)?;
     let token = |cfg_dir: &std::path::Path| -> anyhow::Result<String> {
         let o = Command::new(&exe)
             .arg("--config")
@@ -137,8 +134,9 @@ keep_last = 4
     };
     let tok = token(&tls_dir)?;
     let tok_plain = token(&plain_dir)?;
+    let tok_normal = token(&normal_dir)?;
 
-    let bench = |port: &str, password: &str, sslmode: &str| -> anyhow::Result<f64> {
+    let bench = |port: &str, user: &str, password: &str, sslmode: &str| -> anyhow::Result<f64> {
         let o = Command::new("pgbench")
             .env("PGPASSWORD", password)
             .env("PGSSLMODE", sslmode)
@@ -156,7 +154,7 @@ keep_last = 4
                 "-p",
                 port,
                 "-U",
-                "bench",
+                user,
                 "bench",
             ])
             .output()?;
@@ -169,17 +167,22 @@ keep_last = 4
         tps(&text).ok_or_else(|| anyhow::anyhow!("no tps in: {text}"))
     };
     println!("pgbench -S, {clients} clients, {seconds}s each, same run:");
-    let direct = bench(&pg_port, pw, "disable")?;
+    let direct = bench(&pg_port, "bench_app", pw, "disable")?;
     println!("  direct PostgreSQL                      {direct:>10.0} tps");
-    let via_tls = bench(&gw_port.to_string(), &tok, "require")?;
+    let via_tls = bench(&gw_port.to_string(), "bench", &tok, "require")?;
     println!(
         "  gateway (TLS, audit fsync, masking)    {via_tls:>10.0} tps   ratio {:.2}",
         via_tls / direct
     );
-    let via_plain = bench(&plain_port.to_string(), &tok_plain, "disable")?;
+    let via_plain = bench(&plain_port.to_string(), "bench", &tok_plain, "disable")?;
     println!(
         "  gateway (loopback plaintext)           {via_plain:>10.0} tps   ratio {:.2}",
         via_plain / direct
+    );
+    let via_normal = bench(&normal_port.to_string(), "bench", &tok_normal, "require")?;
+    println!(
+        "  gateway (TLS, audit durability=normal) {via_normal:>10.0} tps   ratio {:.2}",
+        via_normal / direct
     );
 
     cluster.psql(
@@ -199,7 +202,7 @@ keep_last = 4
                 "-A",
                 "-t",
                 "-c",
-                &format!("copy (select * from big limit {limit}) to stdout"),
+                &format!("select id, name, ssn, note from big limit {limit}"),
             ])
             .arg(format!(
                 "host=127.0.0.1 port={gw_port} user=bench dbname=bench sslmode=require"
@@ -214,13 +217,13 @@ keep_last = 4
             .count() as u64;
         Ok((start.elapsed(), masked))
     };
-    let pid = gw.id();
+    let pid = gw.0.id();
     let before = vm_hwm(pid);
     let (t_small, m_small) = stream(rows / 10)?;
     let after_small = vm_hwm(pid);
     let (t_big, m_big) = stream(rows)?;
     let after_big = vm_hwm(pid);
-    println!("streaming masked rows through the gateway (COPY (SELECT *) TO STDOUT):");
+    println!("streaming masked rows through the gateway (psql, SELECT id, name, ssn, note; DataRow path):");
     println!("  peak RSS before streaming:          {before:>8} kB");
     println!(
         "  after {:>8} rows ({:>6.2}s, {m_small} masked): {after_small:>8} kB",
@@ -232,11 +235,29 @@ keep_last = 4
         rows,
         t_big.as_secs_f64()
     );
-    let _ = gw.kill();
-    let _ = gw_plain.kill();
-    let _ = gw.wait();
-    let _ = gw_plain.wait();
     Ok(())
+}
+
+/// Start `gatehouse serve` on a configuration folder.
+fn spawn_gateway(exe: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<KillOnDrop> {
+    let child = Command::new(exe)
+        .arg("--config")
+        .arg(dir.join("gatehouse.toml"))
+        .arg("serve")
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    Ok(KillOnDrop(child))
+}
+
+/// A gateway process that is stopped however the benchmark ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {

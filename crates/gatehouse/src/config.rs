@@ -341,6 +341,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_and_the_demo_policy_compile() {
+        let example = include_str!("../../../gatehouse.example.toml");
+        let cfg = GatewayConfig::parse(example, Path::new(".")).unwrap();
+        crate::gateway::compile_policy(&cfg).unwrap();
+        let demo = crate::demo::demo_config(5432, Path::new("/nonexistent/pw"));
+        let cfg = GatewayConfig::parse(&demo, Path::new(".")).unwrap();
+        crate::gateway::compile_policy(&cfg).unwrap();
+    }
+
+    #[test]
     fn defaults_are_usable() {
         let c = GatewayConfig::defaults();
         assert_eq!(c.postgres.listen, "127.0.0.1:15432");

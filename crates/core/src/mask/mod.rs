@@ -67,3 +67,6 @@ mod validate;
 pub use detect::{may_contain_pii, Detectors, Finding};
 pub use engine::{MaskCounts, Masker, MaskerConfig};
 pub use strategy::{apply, TokenizeKey};
+
+#[cfg(test)]
+mod tests;

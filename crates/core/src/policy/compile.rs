@@ -42,6 +42,13 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
                 conn.name
             )));
         }
+        if conn.tls == super::TargetTls::Require {
+            // Refuse rather than silently connecting in plaintext.
+            return Err(PolicyError::Other(format!(
+                "connection \"{}\": tls = \"require\" to the target is not supported yet; reach the target over a trusted network (tls = \"disable\") or wait for target TLS",
+                conn.name
+            )));
+        }
         if conn.allow_groups.is_empty() {
             return Err(PolicyError::Other(format!(
                 "connection \"{}\" has no allow_groups, so nobody could use it; list the groups that may",

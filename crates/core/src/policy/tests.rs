@@ -199,3 +199,14 @@ fn column_masks_follow_lineage_and_stars() {
     let plan = p.column_masks(&alice, "bank", None, &["ssn", "other"]);
     assert!(plan[0].is_some() && plan[1].is_none());
 }
+
+#[test]
+fn target_tls_require_is_refused_until_supported() {
+    let text = POLICY.replace(
+        "allow_groups = [\"analysts\", \"dba\"]",
+        "allow_groups = [\"analysts\", \"dba\"]\ntls = \"require\"",
+    );
+    let cfg: PolicyConfig = toml::from_str(&text).unwrap();
+    let err = compile(&cfg, &text).unwrap_err().to_string();
+    assert!(err.contains("not supported yet"), "{err}");
+}
