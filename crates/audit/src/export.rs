@@ -4,7 +4,8 @@
 use crate::error::AuditError;
 use crate::event::parse_time_bound;
 use crate::store::{
-    decode_checkpoint_row, decode_event_row, open_read_only, CHECKPOINT_COLUMNS, EVENT_COLUMNS,
+    decode_checkpoint_row, decode_event_row, open_read_only, read_error, CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
 };
 use std::io::Write;
 use std::path::Path;
@@ -76,10 +77,7 @@ pub fn export_jsonl(
     if let Some(session) = &filter.session_id {
         conditions.add("session_id = ?", session.clone());
     }
-    let read_err = |e: rusqlite::Error| AuditError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+    let read_err = read_error(path);
     let conn = open_read_only(path)?;
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events{} ORDER BY seq",
@@ -106,10 +104,7 @@ pub fn export_jsonl(
 /// checkpoint is what exposes events deleted together with their
 /// checkpoints.
 pub fn export_checkpoints_jsonl(path: &Path, out: &mut dyn Write) -> Result<u64, AuditError> {
-    let read_err = |e: rusqlite::Error| AuditError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+    let read_err = read_error(path);
     let conn = open_read_only(path)?;
     let mut stmt = conn
         .prepare(&format!(

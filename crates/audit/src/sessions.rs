@@ -4,7 +4,7 @@
 use crate::error::AuditError;
 use crate::event::AuditEvent;
 use crate::export::Conditions;
-use crate::store::{decode_event_row, open_read_only, EVENT_COLUMNS};
+use crate::store::{decode_event_row, open_read_only, read_error, EVENT_COLUMNS};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -79,10 +79,7 @@ pub fn list_sessions(
         conditions.where_sql(),
         filter.limit.unwrap_or(DEFAULT_LIMIT)
     );
-    let read_err = |e: rusqlite::Error| AuditError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+    let read_err = read_error(path);
     let conn = open_read_only(path)?;
     let mut stmt = conn.prepare(&sql).map_err(read_err)?;
     let rows = stmt
@@ -108,10 +105,7 @@ pub fn list_sessions(
 
 /// Every event of one session, in order (empty if there is no such session).
 pub fn session_events(path: &Path, session_id: &str) -> Result<Vec<AuditEvent>, AuditError> {
-    let read_err = |e: rusqlite::Error| AuditError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+    let read_err = read_error(path);
     let conn = open_read_only(path)?;
     let mut stmt = conn
         .prepare(&format!(

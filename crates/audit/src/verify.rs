@@ -7,7 +7,8 @@ use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
 use crate::event::AuditEvent;
 use crate::store::{
-    decode_checkpoint_row, decode_event_row, open_read_only, CHECKPOINT_COLUMNS, EVENT_COLUMNS,
+    decode_checkpoint_row, decode_event_row, open_read_only, read_error, CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
 };
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -81,10 +82,7 @@ impl fmt::Display for BadEvent {
 /// only when the store cannot be read; tampering is reported in
 /// [`VerifyReport::first_bad`].
 pub fn verify(path: &Path, key: &VerifyingKey) -> Result<VerifyReport, AuditError> {
-    let read_err = |e: rusqlite::Error| AuditError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+    let read_err = read_error(path);
     let conn = open_read_only(path)?;
     let snapshot = conn.unchecked_transaction().map_err(read_err)?;
     let mut event_stmt = snapshot

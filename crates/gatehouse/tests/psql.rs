@@ -459,3 +459,68 @@ fn rusqlite_lite(db: &std::path::Path) -> impl Fn(&str) + '_ {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_level_prepare_and_execute_are_checked_and_masked() {
+    let gw = TestGateway::start("", "").await;
+    let dana = gw.token("dana", &["dba"]);
+    // The prepared body decides: a DELETE without WHERE is refused at PREPARE.
+    let o = gw
+        .psql("dana", &dana, &["prepare wipe as delete from transactions"])
+        .await;
+    assert!(err(&o).contains("no-unbounded-writes"), "{}", err(&o));
+    // EXECUTE of a prepared SELECT is masked by the body's lineage.
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "prepare q as select ssn as s from customers order by id limit 1",
+                "execute q",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(text.lines().any(looks_masked_ssn), "{text}");
+    // EXECUTE of a statement the gateway never saw prepared is refused.
+    let o = gw.psql("dana", &dana, &["execute never_prepared"]).await;
+    assert!(
+        err(&o).contains("unknown-prepared-statement"),
+        "{}",
+        err(&o)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_rule_stops_the_gateway_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = support::config_text(
+        dir.path(),
+        "",
+        "[[rules]]\nname = \"typo\"\neffect = \"block\"\nmessage = \"m\"\nkinds = [\"delet\"]\n",
+    );
+    let line = text.lines().position(|l| l == "name = \"typo\"").unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(&path, &text).unwrap();
+    let o = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--config")
+            .arg(&path)
+            .arg("serve")
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(e.contains("typo") && e.contains("delet"), "{e}");
+    // The rule's table header is the line before its name.
+    assert!(
+        e.contains(&format!("line {line}")) || e.contains(&format!("line {}", line + 1)),
+        "{e}"
+    );
+}

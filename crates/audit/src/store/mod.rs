@@ -4,7 +4,8 @@
 mod sqlite;
 
 pub(crate) use sqlite::{
-    decode_checkpoint_row, decode_event_row, open_read_only, CHECKPOINT_COLUMNS, EVENT_COLUMNS,
+    decode_checkpoint_row, decode_event_row, open_read_only, read_error, CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
 };
 pub use sqlite::{Durability, SqliteStore};
 

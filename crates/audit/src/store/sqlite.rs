@@ -311,6 +311,14 @@ pub(crate) fn decode_checkpoint_row(row: &Row<'_>) -> Result<Checkpoint, String>
     })
 }
 
+/// Turns a SQLite error on the store at `path` into a read error.
+pub(crate) fn read_error(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + Copy + '_ {
+    move |e| AuditError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// A read-only connection for verify, export and the console: never takes
 /// the write lock, so it runs while the gateway appends.
 pub(crate) fn open_read_only(path: &Path) -> Result<Connection, AuditError> {
@@ -318,10 +326,7 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection, AuditError> {
     if !path.exists() {
         return Err(AuditError::NotFound { path: shown() });
     }
-    let read_err = |e: rusqlite::Error| AuditError::Read {
-        path: shown(),
-        reason: e.to_string(),
-    };
+    let read_err = read_error(path);
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

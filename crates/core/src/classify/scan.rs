@@ -6,6 +6,38 @@
 
 use super::Dialect;
 
+/// What starts at a byte offset when it is not plain SQL text.
+enum Span {
+    /// A comment ending at the offset.
+    Comment(usize),
+    /// A string literal ending at the offset.
+    Literal(usize),
+    /// A quoted identifier ending at the offset.
+    QuotedIdent(usize),
+}
+
+/// The comment, literal or quoted identifier starting at `i`, if any: the
+/// one place that knows the quoting rules of both dialects.
+fn opaque_span(b: &[u8], i: usize, dialect: Dialect) -> Option<Span> {
+    let c = b[i];
+    let next = b.get(i + 1).copied();
+    let prev_word = i > 0 && is_word(b[i - 1]);
+    let mysql = dialect == Dialect::MySql;
+    Some(match c {
+        b'-' if next == Some(b'-') => Span::Comment(skip_line_comment(b, i)),
+        b'#' if mysql => Span::Comment(skip_line_comment(b, i)),
+        b'/' if next == Some(b'*') => Span::Comment(skip_block_comment(b, i)),
+        b'\'' => Span::Literal(skip_string(b, i, mysql)),
+        b'"' if mysql => Span::Literal(skip_string(b, i, true)),
+        b'e' | b'E' if !prev_word && next == Some(b'\'') => {
+            Span::Literal(skip_string(b, i + 1, true))
+        }
+        b'$' if !mysql && !prev_word => Span::Literal(skip_dollar(b, i, dollar_tag(b, i)?)),
+        b'"' | b'`' => Span::QuotedIdent(skip_string(b, i, false)),
+        _ => return None,
+    })
+}
+
 /// The normalized form of a command: literals replaced by `?`, comments
 /// dropped, whitespace collapsed, unquoted words lower-cased. Commands that
 /// differ only in literal values share it; the classification does not
@@ -23,6 +55,24 @@ pub fn normalize(sql: &str, dialect: Dialect) -> String {
         out.push_str(s);
     };
     while i < b.len() {
+        match opaque_span(b, i, dialect) {
+            Some(Span::Comment(end)) => {
+                pending_space = true;
+                i = end;
+                continue;
+            }
+            Some(Span::Literal(end)) => {
+                push(&mut out, "?", &mut pending_space);
+                i = end;
+                continue;
+            }
+            Some(Span::QuotedIdent(end)) => {
+                push(&mut out, &sql[i..end], &mut pending_space);
+                i = end;
+                continue;
+            }
+            None => {}
+        }
         let c = b[i];
         let prev_word = i > 0 && is_word(b[i - 1]);
         match c {
@@ -30,44 +80,9 @@ pub fn normalize(sql: &str, dialect: Dialect) -> String {
                 pending_space = true;
                 i += 1;
             }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = skip_line_comment(b, i);
-                pending_space = true;
-            }
-            b'#' if dialect == Dialect::MySql => {
-                i = skip_line_comment(b, i);
-                pending_space = true;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(b, i);
-                pending_space = true;
-            }
-            b'\'' => {
-                i = skip_string(b, i, dialect == Dialect::MySql);
-                push(&mut out, "?", &mut pending_space);
-            }
-            b'"' if dialect == Dialect::MySql => {
-                i = skip_string(b, i, true);
-                push(&mut out, "?", &mut pending_space);
-            }
-            b'e' | b'E' if !prev_word && b.get(i + 1) == Some(&b'\'') => {
-                i = skip_string(b, i + 1, true);
-                push(&mut out, "?", &mut pending_space);
-            }
-            b'$' if dialect == Dialect::Postgres && !prev_word => match dollar_tag(b, i) {
-                Some(tag_len) => {
-                    i = skip_dollar(b, i, tag_len);
-                    push(&mut out, "?", &mut pending_space);
-                }
-                None => {
-                    // `$1` parameter: kept as written.
-                    let end = scan_while(b, i + 1, |c| c.is_ascii_digit());
-                    push(&mut out, &sql[i..end], &mut pending_space);
-                    i = end;
-                }
-            },
-            b'"' | b'`' => {
-                let end = skip_quoted_ident(b, i);
+            b'$' => {
+                // `$1` parameter: kept as written.
+                let end = scan_while(b, i + 1, |c| c.is_ascii_digit());
                 push(&mut out, &sql[i..end], &mut pending_space);
                 i = end;
             }
@@ -86,8 +101,7 @@ pub fn normalize(sql: &str, dialect: Dialect) -> String {
                 i = end;
             }
             _ => {
-                let ch_len = utf8_len(c);
-                let end = (i + ch_len).min(b.len());
+                let end = (i + utf8_len(c)).min(b.len());
                 push(&mut out, sql.get(i..end).unwrap_or("?"), &mut pending_space);
                 i = end;
             }
@@ -104,29 +118,16 @@ pub fn split_statements(sql: &str, dialect: Dialect) -> Vec<&str> {
     let mut start = 0;
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        let prev_word = i > 0 && is_word(b[i - 1]);
-        i = match c {
-            b'-' if b.get(i + 1) == Some(&b'-') => skip_line_comment(b, i),
-            b'#' if dialect == Dialect::MySql => skip_line_comment(b, i),
-            b'/' if b.get(i + 1) == Some(&b'*') => skip_block_comment(b, i),
-            b'\'' => skip_string(b, i, dialect == Dialect::MySql),
-            b'"' if dialect == Dialect::MySql => skip_string(b, i, true),
-            b'e' | b'E' if !prev_word && b.get(i + 1) == Some(&b'\'') => {
-                skip_string(b, i + 1, true)
+        match opaque_span(b, i, dialect) {
+            Some(Span::Comment(end) | Span::Literal(end) | Span::QuotedIdent(end)) => i = end,
+            None => {
+                if b[i] == b';' {
+                    pieces.push(&sql[start..i]);
+                    start = i + 1;
+                }
+                i += 1;
             }
-            b'$' if dialect == Dialect::Postgres && !prev_word => match dollar_tag(b, i) {
-                Some(t) => skip_dollar(b, i, t),
-                None => i + 1,
-            },
-            b'"' | b'`' => skip_quoted_ident(b, i),
-            b';' => {
-                pieces.push(&sql[start..i]);
-                start = i + 1;
-                i + 1
-            }
-            _ => i + 1,
-        };
+        }
     }
     pieces.push(&sql[start.min(sql.len())..]);
     pieces
@@ -141,34 +142,14 @@ pub fn strip_comments(sql: &str, dialect: Dialect) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        let prev_word = i > 0 && is_word(b[i - 1]);
-        let end = match c {
-            b'-' if b.get(i + 1) == Some(&b'-') => {
+        let end = match opaque_span(b, i, dialect) {
+            Some(Span::Comment(end)) => {
                 out.push(' ');
-                i = skip_line_comment(b, i);
+                i = end;
                 continue;
             }
-            b'#' if dialect == Dialect::MySql => {
-                out.push(' ');
-                i = skip_line_comment(b, i);
-                continue;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                out.push(' ');
-                i = skip_block_comment(b, i);
-                continue;
-            }
-            b'\'' => skip_string(b, i, dialect == Dialect::MySql),
-            b'e' | b'E' if !prev_word && b.get(i + 1) == Some(&b'\'') => {
-                skip_string(b, i + 1, true)
-            }
-            b'$' if dialect == Dialect::Postgres && !prev_word => match dollar_tag(b, i) {
-                Some(t) => skip_dollar(b, i, t),
-                None => i + 1,
-            },
-            b'"' | b'`' => skip_quoted_ident(b, i),
-            _ => i + utf8_len(c),
+            Some(Span::Literal(end) | Span::QuotedIdent(end)) => end,
+            None => i + utf8_len(b[i]),
         };
         let end = end.min(b.len());
         out.push_str(sql.get(i..end).unwrap_or(""));
@@ -240,11 +221,6 @@ fn skip_string(b: &[u8], i: usize, backslash: bool) -> usize {
         }
     }
     b.len()
-}
-
-/// A quoted identifier (`"…"` or a MySQL backtick), doubled quote escapes.
-fn skip_quoted_ident(b: &[u8], i: usize) -> usize {
-    skip_string(b, i, false)
 }
 
 /// Length of a `$tag$` opener at `i` (`$$` or `$name$`), if it is one.
