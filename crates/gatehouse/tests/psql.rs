@@ -524,3 +524,59 @@ async fn an_invalid_rule_stops_the_gateway_naming_its_line() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_refused_when_the_audit_store_cannot_record() {
+    let gw = TestGateway::start("", "").await;
+    let dana = gw.token("dana", &["dba"]);
+    let o = gw.psql("dana", &dana, &["select 1"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    // The store starts refusing writes, as it would on a full disk.
+    let db = gw.audit_db();
+    let sql = rusqlite_lite(&db);
+    sql("create trigger audit_full before insert on events begin select raise(abort, 'database or disk is full'); end");
+    let o = gw
+        .psql_opts(
+            "dana",
+            &dana,
+            "require",
+            &["create table if not exists must_not_exist(id int)"],
+            &[],
+        )
+        .await;
+    assert!(
+        !o.status.success(),
+        "a command that cannot be recorded must not run"
+    );
+    assert!(err(&o).contains("could not record"), "{}", err(&o));
+    let t = support::target();
+    let exists = t
+        .cluster
+        .psql(
+            "bank",
+            "select to_regclass('public.must_not_exist') is not null",
+        )
+        .unwrap();
+    assert!(
+        exists.lines().any(|l| l.trim() == "f"),
+        "the statement reached the database: {exists}"
+    );
+    // Once the store accepts writes again, so does the gateway, and the chain is whole.
+    sql("drop trigger audit_full");
+    let o = gw.psql("dana", &dana, &["select 2"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let (_dir, config) = gw.stop().await;
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&config)
+        .args(["audit", "verify"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "chain intact after the failure: {} {}",
+        out(&o),
+        err(&o)
+    );
+}
