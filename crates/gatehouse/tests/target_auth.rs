@@ -1,0 +1,104 @@
+//! The gateway logs in to targets that use md5 and trust (SCRAM is what the
+//! other suites' target uses), and relays notices and parameter status.
+
+mod support;
+
+use gatehouse::config::GatewayConfig;
+use gatehouse::gateway::RunningGateway;
+use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use std::time::Duration;
+
+async fn through(auth: PgAuth) -> (String, String) {
+    let cluster = tokio::task::spawn_blocking(move || {
+        PgCluster::start(PgClusterOptions {
+            auth,
+            superuser_password: "super-secret".into(),
+            ..PgClusterOptions::default()
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    cluster.create_role("app", "app-pw", false).unwrap();
+    cluster.create_database("ledger", "app").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "app-pw").unwrap();
+    let password_line = if auth == PgAuth::Trust {
+        String::new()
+    } else {
+        format!("password_file = \"{}\"", pw.display())
+    };
+    let text = format!(
+        "state_dir = \"state\"\n[postgres]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+         [[connections]]\nname = \"ledger\"\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"app\"\n{password_line}\nallow_groups = [\"dba\"]\n",
+        cluster.port()
+    );
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = RunningGateway::start(&GatewayConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    let token = gw
+        .dev_issuer
+        .as_ref()
+        .unwrap()
+        .issue(
+            "dana",
+            &["dba".to_string()],
+            None,
+            Duration::from_secs(300),
+            gatehouse_identity::DEV_AUDIENCE,
+        )
+        .unwrap();
+    let o = tokio::process::Command::new("psql")
+        .env("PGPASSWORD", &token)
+        .arg(format!(
+            "host=127.0.0.1 port={} user=dana dbname=ledger sslmode=require",
+            gw.postgres_addr.port()
+        ))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "select current_user",
+            "-c",
+            "drop table if exists not_there",
+            "-c",
+            "show server_version",
+        ])
+        .output()
+        .await
+        .unwrap();
+    gw.shutdown().await;
+    drop(cluster);
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_target_login_and_notices() {
+    let (out, err) = through(PgAuth::Md5).await;
+    assert!(
+        out.lines().next() == Some("app"),
+        "logged in as the gateway's role: {out} {err}"
+    );
+    assert!(
+        err.contains("NOTICE") && err.contains("does not exist, skipping"),
+        "notice relayed: {err}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("15") || l.chars().next().is_some_and(|c| c.is_ascii_digit())),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_target_login() {
+    let (out, err) = through(PgAuth::Trust).await;
+    assert_eq!(out.lines().next(), Some("app"), "{out} {err}");
+}
