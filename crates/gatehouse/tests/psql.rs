@@ -580,3 +580,46 @@ async fn statements_are_refused_when_the_audit_store_cannot_record() {
         err(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_row_references_are_masked() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let t = support::target();
+    let account = t
+        .cluster
+        .psql(
+            "bank",
+            "select account_number from customers order by id limit 1",
+        )
+        .unwrap();
+    let account = account
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() >= 10 && l.chars().all(|c| c.is_ascii_digit()))
+        .unwrap()
+        .to_string();
+    for q in [
+        "select to_json(c) from customers c order by id limit 1",
+        "select c from customers c order by id limit 1",
+        "select row(c.*) from customers c order by id limit 1",
+        "select json_agg(c.*) from (select * from customers order by id limit 1) c",
+    ] {
+        let o = gw.psql("alice", &alice, &[q]).await;
+        assert!(o.status.success(), "{q}: {}", err(&o));
+        assert!(
+            !out(&o).contains(&account),
+            "{q} leaked the account number: {}",
+            out(&o)
+        );
+    }
+    let o = gw
+        .psql("alice", &alice, &["select count(*) from customers"])
+        .await;
+    assert!(
+        out(&o).lines().any(|l| l.trim() == "60"),
+        "count(*) is not masked: {}",
+        out(&o)
+    );
+    gw.stop().await;
+}

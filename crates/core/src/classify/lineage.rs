@@ -8,7 +8,8 @@
 use super::sql::lower_name;
 use super::{ColumnSource, OutputColumn};
 use sqlparser::ast::{
-    Expr, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins,
 };
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -314,6 +315,36 @@ fn expr_sources(e: &Expr, scope: &[ScopeItem], env: &Env) -> Vec<ColumnSource> {
             Expr::Subquery(q)
             | Expr::Exists { subquery: q, .. }
             | Expr::InSubquery { subquery: q, .. } => subqueries.push((**q).clone()),
+            Expr::QualifiedWildcard(name, _) => {
+                out.extend(whole_row(&lower_name(&name.to_string()), scope))
+            }
+            Expr::Wildcard(_) => out.extend(scope.iter().flat_map(|s| whole_row(&s.alias, scope))),
+            Expr::Function(f) => {
+                // `to_json(c.*)`, `row(c.*)`, `jsonb_agg(*)`: every column of
+                // the row is an argument. `count(*)` reads no column value.
+                let is_count = last_segment(&lower_name(&f.name.to_string())) == "count";
+                if let FunctionArguments::List(list) = &f.args {
+                    for arg in &list.args {
+                        let arg = match arg {
+                            FunctionArg::Unnamed(a) => a,
+                            FunctionArg::Named { arg, .. } | FunctionArg::ExprNamed { arg, .. } => {
+                                arg
+                            }
+                        };
+                        match arg {
+                            FunctionArgExpr::QualifiedWildcard(name) => {
+                                out.extend(whole_row(&lower_name(&name.to_string()), scope))
+                            }
+                            FunctionArgExpr::Wildcard | FunctionArgExpr::WildcardWithOptions(_)
+                                if !is_count =>
+                            {
+                                out.extend(scope.iter().flat_map(|s| whole_row(&s.alias, scope)))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
             _ => {}
         }
         ControlFlow::<()>::Continue(())
@@ -342,8 +373,47 @@ fn expr_sources_from_text(text: &str, scope: &[ScopeItem]) -> Vec<ColumnSource> 
         .collect()
 }
 
+/// Every column of the row `alias` names: `*` of a base table, or all
+/// sources of a derived table.
+fn whole_row(alias: &str, scope: &[ScopeItem]) -> Vec<ColumnSource> {
+    let items: Vec<&ScopeItem> = scope
+        .iter()
+        .filter(|s| s.alias == alias || s.alias == last_segment(alias))
+        .collect();
+    if items.is_empty() {
+        return vec![ColumnSource {
+            tables: vec![alias.to_string()],
+            column: "*".into(),
+        }];
+    }
+    items
+        .into_iter()
+        .flat_map(|s| match &s.source {
+            Source::Table(t) => vec![ColumnSource {
+                tables: vec![t.clone()],
+                column: "*".into(),
+            }],
+            Source::Derived(cols) => cols
+                .iter()
+                .flat_map(|c| match c {
+                    OutputColumn::Expr { sources, .. } => sources.clone(),
+                    OutputColumn::Wildcard { tables } => vec![ColumnSource {
+                        tables: tables.clone(),
+                        column: "*".into(),
+                    }],
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// Where `qualifier.column` (or a bare `column`) comes from.
 fn resolve(qualifier: Option<&str>, column: &str, scope: &[ScopeItem]) -> Vec<ColumnSource> {
+    // A bare name that is a table alias is a whole-row reference
+    // (`select c from customers c`, `to_json(c)`): every column.
+    if qualifier.is_none() && scope.iter().any(|s| s.alias == column) {
+        return whole_row(column, scope);
+    }
     let items: Vec<&ScopeItem> = match qualifier {
         Some(q) => scope.iter().filter(|s| s.alias == q).collect(),
         None => scope.iter().collect(),

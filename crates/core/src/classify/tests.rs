@@ -193,6 +193,16 @@ fn lineage_follows_aliases_functions_subqueries_and_ctes() {
 }
 
 #[test]
+fn whole_row_references_carry_every_column() {
+    let star = (vec!["customers".to_string()], "*".to_string());
+    assert!(sources_of(&pg("select to_json(c) from customers c"), 0).contains(&star));
+    assert!(sources_of(&pg("select c from customers c"), 0).contains(&star));
+    assert!(sources_of(&pg("select row(c.*) from customers c"), 0).contains(&star));
+    assert!(sources_of(&pg("select json_agg(c.*) from customers c"), 0).contains(&star));
+    assert!(sources_of(&pg("select count(*) from customers"), 0).is_empty());
+}
+
+#[test]
 fn cache_shares_literal_variants() {
     let cache = ClassifierCache::new(16);
     let a = cache.classify("select * from t where id = 1", Dialect::Postgres);

@@ -164,10 +164,11 @@ impl ColumnRule {
     }
 
     /// Whether column `column` of one of `tables` is covered. An empty
-    /// `tables` (table unknown) matches on the column name alone.
+    /// `tables` (table unknown) matches on the column name alone; the column
+    /// `*` (a whole row) is covered when any covered column may be in it.
     fn covers(&self, tables: &[String], column: &str) -> bool {
         self.patterns.iter().any(|(table_glob, column_glob)| {
-            column_glob.matches(column)
+            (column == "*" || column_glob.matches(column))
                 && match table_glob {
                     None => true,
                     Some(g) => {
