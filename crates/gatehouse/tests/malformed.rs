@@ -112,3 +112,59 @@ async fn oversized_message_after_login_ends_only_that_session() {
     assert!(o.status.success(), "{}", err(&o));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_refused_at_parse_cannot_be_bound_afterwards() {
+    use gatehouse_postgres::codec::{backend, frontend, Writer};
+    let gw = TestGateway::start_with("", "", support::plaintext).await;
+    let token = gw.token("alice", &["analysts"]);
+    let mut s = TcpStream::connect(gw.gw.postgres_addr).await.unwrap();
+    s.write_all(&frontend::startup(&[
+        ("user", "alice"),
+        ("database", "bank"),
+    ]))
+    .await
+    .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    assert_eq!(read_frame(&mut s, &mut buf).await.tag, b'R');
+    s.write_all(&frontend::password(&token)).await.unwrap();
+    while read_frame(&mut s, &mut buf).await.tag != b'Z' {}
+    let parse = |sql: &str| Writer::new(b'P').cstr("").cstr(sql).i16(0).finish();
+    let sync = Writer::new(b'S').finish();
+    // 1. A harmless unnamed statement reaches the target.
+    let mut batch = parse("select ssn, name from customers order by id limit 1");
+    batch.extend_from_slice(&sync);
+    // 2. A blocked Parse replaces it on the gateway's side only.
+    batch.extend_from_slice(&parse("delete from customers"));
+    batch.extend_from_slice(&sync);
+    // 3. Binding the unnamed statement now must not run the old one unmasked.
+    batch.extend_from_slice(
+        &Writer::new(b'B')
+            .cstr("")
+            .cstr("")
+            .i16(0)
+            .i16(0)
+            .i16(0)
+            .finish(),
+    );
+    batch.extend_from_slice(&Writer::new(b'E').cstr("").i32(0).finish());
+    batch.extend_from_slice(&sync);
+    s.write_all(&batch).await.unwrap();
+    let mut tags = Vec::new();
+    let mut errors = Vec::new();
+    let mut ready = 0;
+    while ready < 3 {
+        let f = read_frame(&mut s, &mut buf).await;
+        tags.push(f.tag as char);
+        match f.tag {
+            b'E' => errors.push(backend::parse_notice(&f.body).unwrap()),
+            b'Z' => ready += 1,
+            b'D' => panic!("a row came back for a statement the gateway refused: {tags:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(errors.len(), 2, "{tags:?}");
+    assert_eq!(errors[0].get(b'C'), Some("42501"));
+    assert_eq!(errors[1].get(b'C'), Some("26000"), "{:?}", errors[1]);
+    gw.stop().await;
+}

@@ -623,3 +623,51 @@ async fn whole_row_references_are_masked() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_bypasses_stay_closed() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let dana = gw.token("dana", &["dba"]);
+    let raw = gw_raw_ssn().await;
+    let reversed: String = raw.chars().rev().collect();
+    // EXPLAIN (ANALYZE) runs what it explains: an analyst's UPDATE stays blocked.
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &["explain (analyze) update customers set notes = 'pwned' where id = 1"],
+        )
+        .await;
+    assert!(err(&o).contains("analysts-read-only"), "{}", err(&o));
+    // Functions in FROM, whole rows in them, and cursors keep the column trace.
+    for q in [
+        "select unnest from customers c, unnest(array[reverse(c.ssn)]) order by 1 limit 100",
+        "select key, reverse(value) from customers c, json_each_text(row_to_json(c)) where key = 'ssn'",
+        "begin; declare k cursor for select reverse(ssn) as r from customers order by id; fetch 100 from k; commit",
+    ] {
+        let o = gw.psql("alice", &alice, &[q]).await;
+        assert!(o.status.success(), "{q}: {}", err(&o));
+        assert!(!out(&o).contains(&reversed) && !out(&o).contains(&raw), "{q} leaked: {}", out(&o));
+    }
+    let o = gw
+        .psql("alice", &alice, &["fetch 1 from never_declared"])
+        .await;
+    assert!(err(&o).contains("unknown-cursor"), "{}", err(&o));
+    // A WHERE that filters nothing is no WHERE.
+    let o = gw
+        .psql("dana", &dana, &["delete from transactions where true"])
+        .await;
+    assert!(err(&o).contains("no-unbounded-writes"), "{}", err(&o));
+    // A literal quoted by the parser's error never reaches the trail or the client.
+    let o = gw
+        .psql("dana", &dana, &["create user bob password 'hunter3' 'x'"])
+        .await;
+    assert!(!err(&o).contains("hunter3"), "{}", err(&o));
+    let evs = events(&gw).await;
+    assert!(
+        !serde_json::to_string(&evs).unwrap().contains("hunter3"),
+        "password in the audit trail"
+    );
+    gw.stop().await;
+}

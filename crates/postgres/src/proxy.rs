@@ -84,8 +84,6 @@ enum Pending {
         unit: CommandUnit,
         portal: Arc<Portal>,
     },
-    /// Execute of a portal the gateway never saw; the target will refuse it.
-    ExecuteUnknown,
     Close,
     Sync,
     /// A gateway-made response. `ready` appends ReadyForQuery with the
@@ -118,6 +116,7 @@ pub async fn run(
         statements: HashMap::new(),
         portals: HashMap::new(),
         sql_prepared: HashMap::new(),
+        cursors: HashMap::new(),
         discard_until_sync: false,
         next_command: 0,
         stats: SessionStats::default(),
@@ -205,6 +204,8 @@ struct ClientPump {
     portals: HashMap<String, Arc<Portal>>,
     /// SQL-level PREPARE bodies by name.
     sql_prepared: HashMap<String, Classification>,
+    /// Declared cursors' statements by name, for masking what FETCH returns.
+    cursors: HashMap<String, StatementFacts>,
     discard_until_sync: bool,
     next_command: u64,
     stats: SessionStats,
@@ -273,6 +274,9 @@ impl ClientPump {
     async fn handle(&mut self, frame: Frame) -> Result<bool, String> {
         let malformed = |e: crate::codec::DecodeError| e.to_string();
         match frame.tag {
+            b'Q' if self.discard_until_sync => {
+                // The target would skip it too, waiting for Sync.
+            }
             b'Q' => {
                 let sql = match frontend::parse_query(&frame.body) {
                     Ok(s) => s.to_string(),
@@ -298,15 +302,19 @@ impl ClientPump {
                     Ok(b) => b,
                     Err(e) => return self.protocol_error(malformed(e)),
                 };
-                if let Some(stmt) = self.statements.get(bind.statement).cloned() {
-                    let portal = Arc::new(Portal {
-                        statement: stmt,
-                        formats: bind.result_formats.clone(),
-                    });
-                    self.portals.insert(bind.portal.to_string(), portal);
-                } else {
-                    self.portals.remove(bind.portal);
-                }
+                self.portals.remove(bind.portal);
+                let Some(stmt) = self.known_statement(bind.statement) else {
+                    self.refuse_in_batch(&format!(
+                        "prepared statement \"{}\" was not prepared through gatehouse (or was refused), so it cannot be checked",
+                        bind.statement
+                    ));
+                    return Ok(true);
+                };
+                let portal = Arc::new(Portal {
+                    statement: stmt,
+                    formats: bind.result_formats.clone(),
+                });
+                self.portals.insert(bind.portal.to_string(), portal);
                 self.push(Pending::Bind);
                 self.out.extend_from_slice(&frame.raw);
             }
@@ -315,14 +323,24 @@ impl ClientPump {
                     return Ok(true);
                 }
                 match frontend::parse_target(&frame.body, "Describe") {
-                    Ok(Target::Statement(name)) => {
-                        let stmt = self.statements.get(name).cloned();
-                        self.push(Pending::DescribeStatement(stmt));
-                    }
-                    Ok(Target::Portal(name)) => {
-                        let portal = self.portals.get(name).cloned();
-                        self.push(Pending::DescribePortal(portal));
-                    }
+                    Ok(Target::Statement(name)) => match self.known_statement(name) {
+                        Some(stmt) => self.push(Pending::DescribeStatement(Some(stmt))),
+                        None => {
+                            self.refuse_in_batch(&format!(
+                                "prepared statement \"{name}\" is not known to gatehouse"
+                            ));
+                            return Ok(true);
+                        }
+                    },
+                    Ok(Target::Portal(name)) => match self.portals.get(name).cloned() {
+                        Some(portal) => self.push(Pending::DescribePortal(Some(portal))),
+                        None => {
+                            self.refuse_in_batch(&format!(
+                                "portal \"{name}\" is not known to gatehouse"
+                            ));
+                            return Ok(true);
+                        }
+                    },
                     Err(e) => return self.protocol_error(malformed(e)),
                 }
                 self.out.extend_from_slice(&frame.raw);
@@ -388,6 +406,38 @@ impl ClientPump {
         Ok(true)
     }
 
+    /// A statement the client may bind: one parsed through the gateway, or a
+    /// SQL-level `PREPARE` it saw (the two share one namespace in PostgreSQL).
+    fn known_statement(&self, name: &str) -> Option<Arc<Statement>> {
+        if let Some(s) = self.statements.get(name) {
+            return Some(s.clone());
+        }
+        let body = self.sql_prepared.get(name)?;
+        Some(Arc::new(Statement {
+            sql: format!("EXECUTE {name} -- bound through the extended protocol"),
+            classification: Arc::new(body.clone()),
+            output_facts: body.statements.first().cloned(),
+            fields: Mutex::new(None),
+        }))
+    }
+
+    /// Refuse one extended-protocol message in place: the client gets an
+    /// error where the response would be, and the rest of the batch is
+    /// skipped up to Sync, as PostgreSQL itself does after an error.
+    fn refuse_in_batch(&mut self, message: &str) {
+        self.stats.blocked += 1;
+        self.push(Pending::Synthetic {
+            bytes: error_bytes(
+                "26000",
+                &format!("gatehouse refused this: {message}"),
+                Some("prepare the statement again through the gateway"),
+            ),
+            ready: false,
+            batch: true,
+        });
+        self.discard_until_sync = true;
+    }
+
     fn protocol_error(&mut self, problem: String) -> Result<bool, String> {
         self.fatal("08P01", &format!("gatehouse closed the session: {problem}"));
         Err(format!("client protocol error: {problem}"))
@@ -401,8 +451,29 @@ impl ClientPump {
         let mut decide_on = (*base).clone();
         let mut outputs = Vec::new();
         let mut refusal = None;
+        let mut declared: HashMap<&str, &StatementFacts> = HashMap::new();
         for f in base.statements.iter().filter(|f| !f.nested) {
-            if f.kind == StatementKind::Execute {
+            let cursor = f.prepared_name.as_deref().unwrap_or_default();
+            if f.keyword.starts_with("DECLARE") {
+                declared.insert(cursor, f);
+                outputs.push(Some(f.clone()));
+            } else if f.keyword.starts_with("FETCH") {
+                // FETCH returns the cursor's query's columns.
+                match declared
+                    .get(cursor)
+                    .copied()
+                    .or_else(|| self.cursors.get(cursor))
+                {
+                    Some(c) => outputs.push(Some(c.clone())),
+                    None => {
+                        outputs.push(None);
+                        refusal = Some(Verdict::Block {
+                            rule: "unknown-cursor".into(),
+                            message: format!("FETCH from cursor {cursor}: gatehouse has not seen it declared, so it cannot mask its rows"),
+                        });
+                    }
+                }
+            } else if f.kind == StatementKind::Execute {
                 let name = f.prepared_name.clone().unwrap_or_default();
                 let body = self.sql_prepared.get(&name).cloned().or_else(|| {
                     self.statements
@@ -526,8 +597,18 @@ impl ClientPump {
         self.out.extend_from_slice(&frame.raw);
     }
 
-    /// Keep the bodies of `PREPARE name AS …` so a later EXECUTE is checked.
+    /// Keep the bodies of `PREPARE name AS …` so a later EXECUTE is checked,
+    /// and declared cursors' queries so FETCH results are masked.
     fn remember_sql_prepares(&mut self, c: &Classification) {
+        for f in c
+            .statements
+            .iter()
+            .filter(|f| !f.nested && f.keyword.starts_with("DECLARE"))
+        {
+            if let Some(name) = &f.prepared_name {
+                self.cursors.insert(name.clone(), f.clone());
+            }
+        }
         let mut i = 0;
         while i < c.statements.len() {
             let f = &c.statements[i];
@@ -585,8 +666,9 @@ impl ClientPump {
 
     async fn execute(&mut self, frame: Frame, portal_name: &str) {
         let Some(portal) = self.portals.get(portal_name).cloned() else {
-            self.push(Pending::ExecuteUnknown);
-            self.out.extend_from_slice(&frame.raw);
+            self.refuse_in_batch(&format!(
+                "portal \"{portal_name}\" is not known to gatehouse"
+            ));
             return;
         };
         let stmt = portal.statement.clone();
@@ -988,9 +1070,6 @@ impl ServerPump {
                 if let Some(Pending::Execute { unit, .. }) = self.queue.pop_front() {
                     self.finish(unit);
                 }
-            }
-            Some(Pending::ExecuteUnknown) => {
-                self.queue.pop_front();
             }
             _ => {}
         }

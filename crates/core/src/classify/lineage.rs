@@ -169,7 +169,9 @@ fn scope_of(from: &[TableWithJoins], env: &Env) -> Vec<ScopeItem> {
 
 fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
     match factor {
-        TableFactor::Table { name, alias, .. } => {
+        TableFactor::Table {
+            name, alias, args, ..
+        } if args.is_none() => {
             let full = lower_name(&name.to_string());
             let alias_name = alias
                 .as_ref()
@@ -209,33 +211,51 @@ fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
         } => {
             scope.extend(scope_of(std::slice::from_ref(table_with_joins), env));
         }
-        other => {
-            // Table functions, UNNEST, …: columns unknown; sources are the
-            // relations mentioned inside, if any.
-            let mut names = Vec::new();
-            let _ = sqlparser::ast::visit_relations(other, |r| {
-                names.push(lower_name(&r.to_string()));
-                ControlFlow::<()>::Continue(())
-            });
-            let alias = factor_alias(other);
-            let cols = names
-                .into_iter()
-                .map(|t| OutputColumn::Wildcard { tables: vec![t] })
-                .collect();
-            scope.push(ScopeItem {
-                alias,
-                source: Source::Derived(cols),
-            });
-        }
+        other => function_factor(other, env, scope),
     }
+}
+
+/// A function in FROM (`unnest(…)`, `json_each_text(…)`, `generate_series`):
+/// its columns are computed from its arguments, which may read the tables
+/// before it (implicitly LATERAL) and whole rows (`json_each(row_to_json(c))`).
+fn function_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
+    let mut sources = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(factor, |x: &Expr| {
+        sources.extend(expr_sources(x, scope, env));
+        ControlFlow::<()>::Continue(())
+    });
+    let mut cols = vec![OutputColumn::Expr {
+        name: None,
+        sources,
+    }];
+    let own_name = match factor {
+        TableFactor::Table { name, .. } => Some(lower_name(&name.to_string())),
+        _ => None,
+    };
+    let _ = sqlparser::ast::visit_relations(factor, |r| {
+        let t = lower_name(&r.to_string());
+        if Some(&t) != own_name.as_ref() {
+            cols.push(OutputColumn::Wildcard { tables: vec![t] });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let alias = factor_alias(factor);
+    scope.push(ScopeItem {
+        alias,
+        source: Source::Derived(cols),
+    });
 }
 
 fn factor_alias(f: &TableFactor) -> String {
     let text = f.to_string().to_lowercase();
-    text.rsplit(" as ")
+    let name = match text.rsplit_once(" as ") {
+        Some((_, alias)) => alias,
+        None => text.as_str(),
+    };
+    name.split(|c: char| c == '(' || c.is_whitespace())
         .next()
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+        .unwrap_or("")
+        .to_string()
 }
 
 fn last_segment(name: &str) -> String {
@@ -447,8 +467,8 @@ fn resolve(qualifier: Option<&str>, column: &str, scope: &[ScopeItem]) -> Vec<Co
     out
 }
 
-/// The sources of column `name` of a derived table; every source when the
-/// name cannot be found (over-approximation).
+/// The sources of column `name` of a derived table; when the name cannot
+/// be found, every source it has (over-approximation).
 fn derived_column(cols: &[OutputColumn], name: &str) -> Vec<ColumnSource> {
     for c in cols {
         if let OutputColumn::Expr {
@@ -461,22 +481,13 @@ fn derived_column(cols: &[OutputColumn], name: &str) -> Vec<ColumnSource> {
             }
         }
     }
-    let mut out = Vec::new();
-    for c in cols {
-        match c {
-            OutputColumn::Wildcard { tables } => out.push(ColumnSource {
+    cols.iter()
+        .flat_map(|c| match c {
+            OutputColumn::Wildcard { tables } => vec![ColumnSource {
                 tables: tables.clone(),
                 column: name.to_string(),
-            }),
-            OutputColumn::Expr { sources, .. }
-                if cols
-                    .iter()
-                    .all(|c| !matches!(c, OutputColumn::Wildcard { .. })) =>
-            {
-                out.extend(sources.iter().cloned())
-            }
-            _ => {}
-        }
-    }
-    out
+            }],
+            OutputColumn::Expr { sources, .. } => sources.clone(),
+        })
+        .collect()
 }

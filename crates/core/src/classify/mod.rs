@@ -36,6 +36,25 @@ fn parser_dialect(dialect: Dialect) -> Box<dyn sqlparser::dialect::Dialect> {
     }
 }
 
+/// Parser messages quote the token they stumbled on, which can be a
+/// password literal; every quoted string in them is replaced.
+fn scrub_literals(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quote = false;
+    for c in message.chars() {
+        match (c, in_quote) {
+            ('\'', false) => {
+                in_quote = true;
+                out.push_str("'…'");
+            }
+            ('\'', true) => in_quote = false,
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
 /// Classify a command: every statement, nested ones included.
 ///
 /// The whole text is parsed first; if that fails, each statement is parsed
@@ -57,7 +76,7 @@ pub fn classify(sql: &str, dialect: Dialect) -> Classification {
         match sqlparser::parser::Parser::parse_sql(d.as_ref(), piece) {
             Ok(stmts) => statements.extend(stmts.iter().flat_map(|s| sql::facts_for(s, dialect))),
             Err(e) => {
-                parse_error.get_or_insert_with(|| e.to_string());
+                parse_error.get_or_insert_with(|| scrub_literals(&e.to_string()));
                 statements.push(classify_by_keywords(piece, dialect));
             }
         }

@@ -64,7 +64,7 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
             StatementKind::Insert
         }
         Statement::Update(upd) => {
-            f.has_where = upd.selection.is_some();
+            f.has_where = upd.selection.as_ref().is_some_and(|w| !trivially_true(w));
             let target = lower_name(&upd.table.relation.to_string());
             let target = target.split_whitespace().next().unwrap_or("").to_string();
             f.output = upd
@@ -75,7 +75,7 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
             StatementKind::Update
         }
         Statement::Delete(del) => {
-            f.has_where = del.selection.is_some();
+            f.has_where = del.selection.as_ref().is_some_and(|w| !trivially_true(w));
             let from = match &del.from {
                 FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
             };
@@ -165,7 +165,7 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
         Statement::Prepare {
             name, statement, ..
         } => {
-            f.prepared_name = Some(name.value.to_lowercase());
+            f.prepared_name = Some(ident_name(name));
             let mut inner = facts_for(statement, dialect);
             for i in inner.iter_mut() {
                 i.nested = true;
@@ -174,22 +174,23 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
             StatementKind::Prepare
         }
         Statement::Execute { name, .. } => {
-            f.prepared_name = name.as_ref().map(|n| lower_name(&n.to_string()));
+            f.prepared_name = name
+                .as_ref()
+                .and_then(|n| n.0.last())
+                .and_then(|p| p.as_ident())
+                .map(ident_name);
             StatementKind::Execute
         }
         Statement::Deallocate { name, .. } => {
-            f.prepared_name = Some(name.value.to_lowercase());
+            f.prepared_name = Some(ident_name(name));
             StatementKind::Deallocate
         }
-        Statement::Explain {
-            statement, analyze, ..
-        } => {
-            let inner = facts_for(statement, dialect);
-            if *analyze {
-                for mut i in inner {
-                    i.nested = true;
-                    nested.push(i);
-                }
+        Statement::Explain { statement, .. } => {
+            // `EXPLAIN ANALYZE` runs the statement, and `EXPLAIN (ANALYZE)`
+            // hides the flag in its options: always judge what is inside.
+            for mut i in facts_for(statement, dialect) {
+                i.nested = true;
+                nested.push(i);
             }
             StatementKind::Explain
         }
@@ -260,9 +261,26 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
         | Statement::DropExtension(_)
         | Statement::Comment { .. }
         | Statement::RenameTable(_) => StatementKind::Ddl,
-        Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {
+        Statement::Declare { stmts } => {
+            // A cursor: its rows come later through FETCH, which carries no
+            // column trace, so the trace is kept under the cursor's name.
+            if let Some(d) = stmts.first() {
+                f.prepared_name = d.names.first().map(ident_name);
+                f.output = d
+                    .for_query
+                    .as_ref()
+                    .map(|q| query_output(q, &Env::default()));
+                if let Some(q) = &d.for_query {
+                    f.has_limit = q.limit_clause.is_some() || q.fetch.is_some();
+                }
+            }
             StatementKind::Select
         }
+        Statement::Fetch { name, .. } => {
+            f.prepared_name = Some(ident_name(name));
+            StatementKind::Select
+        }
+        Statement::Close { .. } => StatementKind::Utility,
         Statement::LoadData { .. } => {
             f.copy_direction = Some(CopyDirection::In);
             StatementKind::Copy
@@ -295,6 +313,48 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
     let mut out = vec![f];
     out.extend(nested);
     out
+}
+
+/// A prepared-statement or cursor name as PostgreSQL compares it: quoted
+/// names exactly, unquoted ones folded to lower case.
+fn ident_name(id: &sqlparser::ast::Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
+}
+
+/// A WHERE clause that filters nothing (`WHERE true`, `WHERE 1 = 1`,
+/// `WHERE 'a' = 'a'`), so UPDATE/DELETE rules about a missing WHERE still apply.
+fn trivially_true(e: &sqlparser::ast::Expr) -> bool {
+    use sqlparser::ast::{BinaryOperator, Expr, Value};
+    match e {
+        Expr::Nested(inner) => trivially_true(inner),
+        Expr::Value(v) => matches!(v.value, Value::Boolean(true)),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => trivially_true(left) || trivially_true(right),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => trivially_true(left) && trivially_true(right),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq | BinaryOperator::GtEq | BinaryOperator::LtEq,
+            right,
+        } => {
+            matches!((left.as_ref(), right.as_ref()), (Expr::Value(a), Expr::Value(b)) if a.value == b.value)
+        }
+        Expr::IsNotNull(inner) => {
+            matches!(inner.as_ref(), Expr::Value(_))
+                && !matches!(inner.as_ref(), Expr::Value(v) if matches!(v.value, Value::Null))
+        }
+        _ => false,
+    }
 }
 
 /// `SELECT … INTO newtable` creates a table (PostgreSQL).

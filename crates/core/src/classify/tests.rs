@@ -203,6 +203,59 @@ fn whole_row_references_carry_every_column() {
 }
 
 #[test]
+fn review_findings_stay_fixed() {
+    // EXPLAIN (ANALYZE) runs its statement: judge it.
+    let c = pg("explain (analyze) update customers set notes = 'x' where id = 1");
+    assert!(
+        c.statements
+            .iter()
+            .any(|f| f.kind == StatementKind::Update && f.nested),
+        "{c:?}"
+    );
+    // A WHERE that filters nothing is no WHERE.
+    assert!(!pg("delete from t where true").statements[0].has_where);
+    assert!(!pg("update t set a = 1 where 1 = 1").statements[0].has_where);
+    assert!(pg("delete from t where id = 1").statements[0].has_where);
+    // Functions in FROM carry their arguments' lineage, lateral and whole-row.
+    let ssn = ColumnSource {
+        tables: vec!["customers".into()],
+        column: "ssn".into(),
+    };
+    let star = ColumnSource {
+        tables: vec!["customers".into()],
+        column: "*".into(),
+    };
+    let srcs = |sql: &str| -> Vec<ColumnSource> {
+        match &pg(sql).statements[0].output.as_ref().unwrap()[0] {
+            OutputColumn::Expr { sources, .. } => sources.clone(),
+            OutputColumn::Wildcard { .. } => vec![],
+        }
+    };
+    assert!(srcs("select unnest from customers c, unnest(array[reverse(c.ssn)])").contains(&ssn));
+    assert!(srcs("select key from customers c, json_each_text(row_to_json(c))").contains(&star));
+    // Cursors keep their query's trace; names fold like PostgreSQL's.
+    let d = pg("declare k cursor for select reverse(ssn) as r from customers");
+    assert_eq!(d.statements[0].prepared_name.as_deref(), Some("k"));
+    assert!(d.statements[0].output.is_some());
+    assert_eq!(
+        pg("fetch 2 from k").statements[0].prepared_name.as_deref(),
+        Some("k")
+    );
+    assert_eq!(
+        pg("prepare \"X\" as select 1").statements[0]
+            .prepared_name
+            .as_deref(),
+        Some("X")
+    );
+    assert_eq!(
+        pg("prepare X as select 1").statements[0]
+            .prepared_name
+            .as_deref(),
+        Some("x")
+    );
+}
+
+#[test]
 fn cache_shares_literal_variants() {
     let cache = ClassifierCache::new(16);
     let a = cache.classify("select * from t where id = 1", Dialect::Postgres);
