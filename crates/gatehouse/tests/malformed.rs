@@ -77,23 +77,27 @@ async fn read_frame(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_message_after_login_ends_only_that_session() {
+/// Log in with a hand-made start-up and password exchange (plaintext
+/// gateway), returning the socket and any bytes read past ReadyForQuery.
+async fn login_raw(gw: &TestGateway, user: &str, group: &str) -> (TcpStream, bytes::BytesMut) {
     use gatehouse_postgres::codec::frontend;
-    let gw = TestGateway::start_with("", "", support::plaintext).await;
-    let token = gw.token("alice", &["analysts"]);
+    let token = gw.token(user, &[group]);
     let mut s = TcpStream::connect(gw.gw.postgres_addr).await.unwrap();
-    s.write_all(&frontend::startup(&[
-        ("user", "alice"),
-        ("database", "bank"),
-    ]))
-    .await
-    .unwrap();
+    s.write_all(&frontend::startup(&[("user", user), ("database", "bank")]))
+        .await
+        .unwrap();
     let mut buf = bytes::BytesMut::new();
-    let auth = read_frame(&mut s, &mut buf).await;
-    assert_eq!(auth.tag, b'R');
+    assert_eq!(read_frame(&mut s, &mut buf).await.tag, b'R');
     s.write_all(&frontend::password(&token)).await.unwrap();
     while read_frame(&mut s, &mut buf).await.tag != b'Z' {}
+    (s, buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_after_login_ends_only_that_session() {
+    let gw = TestGateway::start_with("", "", support::plaintext).await;
+    let token = gw.token("alice", &["analysts"]);
+    let (mut s, mut buf) = login_raw(&gw, "alice", "analysts").await;
     // A Query claiming 100 MiB: over the 64 MiB limit.
     let mut q = vec![b'Q'];
     q.extend_from_slice(&(100u32 * 1024 * 1024).to_be_bytes());
@@ -115,20 +119,9 @@ async fn oversized_message_after_login_ends_only_that_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_refused_at_parse_cannot_be_bound_afterwards() {
-    use gatehouse_postgres::codec::{backend, frontend, Writer};
+    use gatehouse_postgres::codec::{backend, Writer};
     let gw = TestGateway::start_with("", "", support::plaintext).await;
-    let token = gw.token("alice", &["analysts"]);
-    let mut s = TcpStream::connect(gw.gw.postgres_addr).await.unwrap();
-    s.write_all(&frontend::startup(&[
-        ("user", "alice"),
-        ("database", "bank"),
-    ]))
-    .await
-    .unwrap();
-    let mut buf = bytes::BytesMut::new();
-    assert_eq!(read_frame(&mut s, &mut buf).await.tag, b'R');
-    s.write_all(&frontend::password(&token)).await.unwrap();
-    while read_frame(&mut s, &mut buf).await.tag != b'Z' {}
+    let (mut s, mut buf) = login_raw(&gw, "alice", "analysts").await;
     let parse = |sql: &str| Writer::new(b'P').cstr("").cstr(sql).i16(0).finish();
     let sync = Writer::new(b'S').finish();
     // 1. A harmless unnamed statement reaches the target.
