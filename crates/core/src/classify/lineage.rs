@@ -1,23 +1,36 @@
 //! Column lineage: which base columns each result column is computed from.
 //!
-//! Resolution goes through table aliases, derived tables, CTEs, scalar and
-//! EXISTS/IN subqueries, functions, casts and operators. Where the trace is
-//! ambiguous it over-approximates (an unqualified column may come from any
-//! table in scope), because a missed source would let a value out unmasked.
+//! Resolution goes through table aliases, derived tables, CTEs (recursive
+//! ones too), scalar, EXISTS, IN and ARRAY subqueries (correlated ones see
+//! the outer query's tables), functions in FROM, casts and operators.
+//! Where the trace is ambiguous it over-approximates (an unqualified column
+//! may come from any table in scope), because a missed source lets a value
+//! out unmasked.
+//!
+//! A `*` over a base table is `Wildcard { tables }`. A `*` over a CTE or
+//! derived table expands to that table's traced columns (positionally), so
+//! masking keeps the precise sources; a `*` inside it stays a `Wildcard`.
+//! Where columns are renamed by an alias list (`AS q(a, b)`) over a `*`,
+//! the renamed columns cannot be matched up, so each gets every source,
+//! with a whole-row source (`column: "*"`) for each starred table. Whole
+//! rows (`to_json(c)`, `row(c.*)`, `select c`) are `column: "*"` sources.
 
-use super::sql::lower_name;
+use super::sql::{last_segment, lower_name, lower_object, table_of};
 use super::{ColumnSource, OutputColumn};
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins,
+    SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor, TableWithJoins, Visit,
+    Visitor,
 };
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-/// CTEs visible at a point, by name, with their output columns.
+/// What a query can see from outside itself: CTEs by name, and the FROM
+/// entries of enclosing queries (for correlated subqueries).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     ctes: HashMap<String, Vec<OutputColumn>>,
+    outer: Vec<ScopeItem>,
 }
 
 /// One entry of a FROM clause.
@@ -25,7 +38,7 @@ pub struct Env {
 enum Source {
     /// A base table.
     Table(String),
-    /// A derived table or CTE with traced columns.
+    /// A derived table, CTE or function with traced columns.
     Derived(Vec<OutputColumn>),
 }
 
@@ -40,22 +53,66 @@ pub fn query_output(q: &Query, env: &Env) -> Vec<OutputColumn> {
     let mut env = env.clone();
     if let Some(with) = &q.with {
         for cte in &with.cte_tables {
-            let mut out = match cte.query.body.as_ref() {
-                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) => {
-                    set_output(&cte.query.body, &env)
-                }
-                _ => query_output(&cte.query, &env),
-            };
-            // `WITH t(a, b) AS (…)` renames the columns.
-            for (col, alias) in out.iter_mut().zip(&cte.alias.columns) {
-                if let OutputColumn::Expr { name, .. } = col {
-                    *name = Some(alias.name.value.to_lowercase());
-                }
+            let name = cte.alias.name.value.to_lowercase();
+            let aliases = alias_columns(Some(&cte.alias));
+            if with.recursive {
+                // Until traced, the self-reference contributes nothing.
+                env.ctes.insert(name.clone(), Vec::new());
             }
-            env.ctes.insert(cte.alias.name.value.to_lowercase(), out);
+            let mut out = rename(query_output(&cte.query, &env), &aliases);
+            if with.recursive {
+                // The recursive branch refers to the CTE itself: trace once
+                // more with the first pass's columns for the self-reference.
+                env.ctes.insert(name.clone(), out);
+                out = rename(query_output(&cte.query, &env), &aliases);
+            }
+            env.ctes.insert(name, out);
         }
     }
     set_output(&q.body, &env)
+}
+
+/// Apply an alias column list (`t(a, b)`).
+fn rename(mut cols: Vec<OutputColumn>, aliases: &[String]) -> Vec<OutputColumn> {
+    if aliases.is_empty() {
+        return cols;
+    }
+    if cols
+        .iter()
+        .any(|c| matches!(c, OutputColumn::Wildcard { .. }))
+    {
+        let all = all_sources(&cols);
+        return aliases
+            .iter()
+            .map(|a| OutputColumn::Expr {
+                name: Some(a.clone()),
+                sources: all.clone(),
+            })
+            .collect();
+    }
+    for (col, alias) in cols.iter_mut().zip(aliases) {
+        if let OutputColumn::Expr { name, .. } = col {
+            *name = Some(alias.clone());
+        }
+    }
+    cols
+}
+
+/// Every source of every column, a `*` standing for whole rows.
+fn all_sources(cols: &[OutputColumn]) -> Vec<ColumnSource> {
+    let mut all: Vec<ColumnSource> = Vec::new();
+    for c in cols {
+        match c {
+            OutputColumn::Expr { sources, .. } => all.extend(sources.iter().cloned()),
+            OutputColumn::Wildcard { tables } => all.push(ColumnSource {
+                tables: tables.clone(),
+                column: "*".into(),
+            }),
+        }
+    }
+    all.sort();
+    all.dedup();
+    all
 }
 
 fn set_output(body: &SetExpr, env: &Env) -> Vec<OutputColumn> {
@@ -69,45 +126,56 @@ fn set_output(body: &SetExpr, env: &Env) -> Vec<OutputColumn> {
         }
         SetExpr::Query(q) => query_output(q, env),
         SetExpr::SetOperation { left, right, .. } => {
-            let l = set_output(left, env);
-            let r = set_output(right, env);
-            merge_positions(l, r)
+            merge_positions(set_output(left, env), set_output(right, env))
         }
-        SetExpr::Values(v) => v
-            .rows
-            .first()
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .map(|(i, e)| OutputColumn::Expr {
-                        name: Some(format!("column{}", i + 1)),
-                        sources: expr_sources(e, &[], env),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) => {
-            let facts = super::sql::facts_for(s, super::Dialect::Postgres);
-            facts
-                .into_iter()
-                .next()
-                .and_then(|f| f.output)
-                .unwrap_or_default()
+        SetExpr::Values(v) => {
+            let width = v.rows.iter().map(|r| r.content.len()).max().unwrap_or(0);
+            (0..width)
+                .map(|i| OutputColumn::Expr {
+                    name: Some(format!("column{}", i + 1)),
+                    sources: v
+                        .rows
+                        .iter()
+                        .filter_map(|row| row.content.get(i))
+                        .flat_map(|e| expr_sources(e, &[], env))
+                        .collect(),
+                })
+                .collect()
         }
-        _ => Vec::new(),
+        SetExpr::Table(t) => {
+            let name = match (&t.schema_name, &t.table_name) {
+                (Some(s), Some(n)) => format!("{s}.{n}"),
+                (None, Some(n)) => n.clone(),
+                _ => return Vec::new(),
+            };
+            let name = lower_name(&name);
+            match env.ctes.get(&name) {
+                Some(cols) => cols.clone(),
+                None => vec![OutputColumn::Wildcard { tables: vec![name] }],
+            }
+        }
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+            super::sql::returning_of(s).unwrap_or_default()
+        }
     }
 }
 
-/// Columns of a RETURNING clause over the written tables.
-pub fn returning_output(items: &[SelectItem], targets: &[String]) -> Vec<OutputColumn> {
-    let scope: Vec<ScopeItem> = targets
+/// Columns of a RETURNING clause: over the written `targets` (alias,
+/// table) and the FROM/USING entries in `from`.
+pub fn returning_output(
+    items: &[SelectItem],
+    from: &[&TableWithJoins],
+    targets: &[(String, String)],
+) -> Vec<OutputColumn> {
+    let env = Env::default();
+    let mut scope: Vec<ScopeItem> = targets
         .iter()
-        .map(|t| ScopeItem {
-            alias: last_segment(t),
-            source: Source::Table(t.clone()),
+        .map(|(alias, table)| ScopeItem {
+            alias: alias.clone(),
+            source: Source::Table(table.clone()),
         })
         .collect();
-    let env = Env::default();
+    scope.extend(scope_of(from.iter().copied(), &env));
     items
         .iter()
         .flat_map(|i| select_item(i, &scope, &env))
@@ -119,25 +187,29 @@ fn merge_positions(l: Vec<OutputColumn>, r: Vec<OutputColumn>) -> Vec<OutputColu
     let has_star =
         |v: &[OutputColumn]| v.iter().any(|c| matches!(c, OutputColumn::Wildcard { .. }));
     if has_star(&l) || has_star(&r) || l.len() != r.len() {
-        // Positions cannot be aligned: keep every source of both sides in each.
-        let mut all: Vec<ColumnSource> = Vec::new();
-        let mut tables: Vec<String> = Vec::new();
-        for c in l.iter().chain(r.iter()) {
-            match c {
-                OutputColumn::Expr { sources, .. } => all.extend(sources.iter().cloned()),
-                OutputColumn::Wildcard { tables: t } => tables.extend(t.iter().cloned()),
-            }
-        }
-        let mut out = l;
-        for c in out.iter_mut() {
-            if let OutputColumn::Expr { sources, .. } = c {
-                *sources = all.clone();
-            }
-        }
-        if !tables.is_empty() {
-            out.push(OutputColumn::Wildcard { tables });
-        }
-        return out;
+        // Positions cannot be aligned: every column may hold anything
+        // either side produces, whole rows of starred tables included.
+        let mut all = all_sources(&l);
+        all.extend(all_sources(&r));
+        all.sort();
+        all.dedup();
+        let star_tables: Vec<String> = all
+            .iter()
+            .filter(|s| s.column == "*")
+            .flat_map(|s| s.tables.iter().cloned())
+            .collect();
+        return l
+            .into_iter()
+            .map(|c| match c {
+                OutputColumn::Expr { name, .. } => OutputColumn::Expr {
+                    name,
+                    sources: all.clone(),
+                },
+                OutputColumn::Wildcard { .. } => OutputColumn::Wildcard {
+                    tables: star_tables.clone(),
+                },
+            })
+            .collect();
     }
     l.into_iter()
         .zip(r)
@@ -156,7 +228,7 @@ fn merge_positions(l: Vec<OutputColumn>, r: Vec<OutputColumn>) -> Vec<OutputColu
         .collect()
 }
 
-fn scope_of(from: &[TableWithJoins], env: &Env) -> Vec<ScopeItem> {
+fn scope_of<'a>(from: impl IntoIterator<Item = &'a TableWithJoins>, env: &Env) -> Vec<ScopeItem> {
     let mut scope = Vec::new();
     for twj in from {
         add_factor(&twj.relation, env, &mut scope);
@@ -172,13 +244,18 @@ fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
         TableFactor::Table {
             name, alias, args, ..
         } if args.is_none() => {
-            let full = lower_name(&name.to_string());
+            let full = table_of(name, alias.as_ref());
             let alias_name = alias
                 .as_ref()
                 .map(|a| a.name.value.to_lowercase())
                 .unwrap_or_else(|| last_segment(&full));
-            let source = match env.ctes.get(&full) {
-                Some(cols) => Source::Derived(cols.clone()),
+            let cte = if full.contains('.') {
+                None
+            } else {
+                env.ctes.get(&full)
+            };
+            let source = match cte {
+                Some(cols) => Source::Derived(rename(cols.clone(), &alias_columns(alias.as_ref()))),
                 None => Source::Table(full),
             };
             scope.push(ScopeItem {
@@ -189,27 +266,37 @@ fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
         TableFactor::Derived {
             subquery, alias, ..
         } => {
-            let mut cols = query_output(subquery, env);
-            if let Some(a) = alias {
-                for (col, c) in cols.iter_mut().zip(&a.columns) {
-                    if let OutputColumn::Expr { name, .. } = col {
-                        *name = Some(c.name.value.to_lowercase());
-                    }
-                }
-            }
-            let alias_name = alias
-                .as_ref()
-                .map(|a| a.name.value.to_lowercase())
-                .unwrap_or_default();
+            // A LATERAL subquery sees the entries before it.
+            let mut inner = env.clone();
+            inner.outer.extend(scope.iter().cloned());
+            let cols = rename(
+                query_output(subquery, &inner),
+                &alias_columns(alias.as_ref()),
+            );
             scope.push(ScopeItem {
-                alias: alias_name,
+                alias: alias
+                    .as_ref()
+                    .map(|a| a.name.value.to_lowercase())
+                    .unwrap_or_default(),
                 source: Source::Derived(cols),
             });
         }
         TableFactor::NestedJoin {
-            table_with_joins, ..
+            table_with_joins,
+            alias,
+            ..
         } => {
-            scope.extend(scope_of(std::slice::from_ref(table_with_joins), env));
+            let inner = scope_of(std::iter::once(table_with_joins.as_ref()), env);
+            match alias {
+                Some(a) => {
+                    let cols = inner.iter().flat_map(expand_star).collect();
+                    scope.push(ScopeItem {
+                        alias: a.name.value.to_lowercase(),
+                        source: Source::Derived(rename(cols, &alias_columns(Some(a)))),
+                    });
+                }
+                None => scope.extend(inner),
+            }
         }
         other => function_factor(other, env, scope),
     }
@@ -217,35 +304,49 @@ fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
 
 /// A function in FROM (`unnest(…)`, `json_each_text(…)`, `generate_series`):
 /// its columns are computed from its arguments, which may read the tables
-/// before it (implicitly LATERAL) and whole rows (`json_each(row_to_json(c))`).
+/// before it (implicitly LATERAL) and whole rows (`json_each(row_to_json(c))`),
+/// and from any relation named inside it.
 fn function_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
     let mut sources = Vec::new();
     let _ = sqlparser::ast::visit_expressions(factor, |x: &Expr| {
         sources.extend(expr_sources(x, scope, env));
         ControlFlow::<()>::Continue(())
     });
+    sources.sort();
+    sources.dedup();
     let mut cols = vec![OutputColumn::Expr {
         name: None,
         sources,
     }];
     let own_name = match factor {
-        TableFactor::Table { name, .. } => Some(lower_name(&name.to_string())),
+        TableFactor::Table { name, .. } => Some(lower_object(name)),
         _ => None,
     };
     let _ = sqlparser::ast::visit_relations(factor, |r| {
-        let t = lower_name(&r.to_string());
+        let t = lower_object(r);
         if Some(&t) != own_name.as_ref() {
             cols.push(OutputColumn::Wildcard { tables: vec![t] });
         }
         ControlFlow::<()>::Continue(())
     });
-    let alias = factor_alias(factor);
     scope.push(ScopeItem {
-        alias,
+        alias: factor_alias(factor),
         source: Source::Derived(cols),
     });
 }
 
+fn alias_columns(alias: Option<&TableAlias>) -> Vec<String> {
+    alias
+        .map(|a| {
+            a.columns
+                .iter()
+                .map(|c| c.name.value.to_lowercase())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The name a FROM function is referred to by: its alias, else its name.
 fn factor_alias(f: &TableFactor) -> String {
     let text = f.to_string().to_lowercase();
     let name = match text.rsplit_once(" as ") {
@@ -258,42 +359,39 @@ fn factor_alias(f: &TableFactor) -> String {
         .to_string()
 }
 
-fn last_segment(name: &str) -> String {
-    name.rsplit('.').next().unwrap_or(name).to_string()
-}
-
 fn select_item(item: &SelectItem, scope: &[ScopeItem], env: &Env) -> Vec<OutputColumn> {
     match item {
         SelectItem::UnnamedExpr(e) => vec![OutputColumn::Expr {
-            name: Some(expr_name(e)),
+            name: Some(expr_name(e, env)),
             sources: expr_sources(e, scope, env),
         }],
-        SelectItem::ExprWithAlias { expr, alias } => {
-            vec![OutputColumn::Expr {
-                name: Some(alias.value.to_lowercase()),
-                sources: expr_sources(expr, scope, env),
-            }]
+        SelectItem::ExprWithAlias { expr, alias } => vec![OutputColumn::Expr {
+            name: Some(alias.value.to_lowercase()),
+            sources: expr_sources(expr, scope, env),
+        }],
+        SelectItem::ExprWithAliases { expr, aliases } => {
+            let sources = expr_sources(expr, scope, env);
+            aliases
+                .iter()
+                .map(|a| OutputColumn::Expr {
+                    name: Some(a.value.to_lowercase()),
+                    sources: sources.clone(),
+                })
+                .collect()
         }
         SelectItem::Wildcard(_) => scope.iter().flat_map(expand_star).collect(),
         SelectItem::QualifiedWildcard(kind, _) => {
             let q = match kind {
-                SelectItemQualifiedWildcardKind::ObjectName(n) => lower_name(&n.to_string()),
+                SelectItemQualifiedWildcardKind::ObjectName(n) => lower_object(n),
                 SelectItemQualifiedWildcardKind::Expr(e) => lower_name(&e.to_string()),
             };
-            let matched: Vec<&ScopeItem> = scope
-                .iter()
-                .filter(|s| s.alias == q || s.alias == last_segment(&q))
-                .collect();
+            let matched: Vec<&ScopeItem> = scope.iter().filter(|s| is_alias(s, &q)).collect();
             if matched.is_empty() {
                 vec![OutputColumn::Wildcard { tables: vec![q] }]
             } else {
                 matched.into_iter().flat_map(expand_star).collect()
             }
         }
-        other => vec![OutputColumn::Expr {
-            name: None,
-            sources: expr_sources_from_text(&other.to_string(), scope),
-        }],
     }
 }
 
@@ -307,58 +405,119 @@ fn expand_star(item: &ScopeItem) -> Vec<OutputColumn> {
 }
 
 /// The column name PostgreSQL gives an unaliased expression.
-fn expr_name(e: &Expr) -> String {
+fn expr_name(e: &Expr, env: &Env) -> String {
     match e {
         Expr::Identifier(i) => i.value.to_lowercase(),
         Expr::CompoundIdentifier(parts) => parts
             .last()
             .map(|i| i.value.to_lowercase())
             .unwrap_or_default(),
-        Expr::Function(f) => last_segment(&lower_name(&f.name.to_string())),
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => expr_name(expr),
-        _ => "?column?".to_string(),
+        Expr::Function(f) => last_segment(&lower_object(&f.name)),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::Collate { expr, .. } => {
+            expr_name(expr, env)
+        }
+        Expr::Case { .. } => "case".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Trim { .. } => "btrim".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Overlay { .. } => "overlay".into(),
+        Expr::Ceil { .. } => "ceil".into(),
+        Expr::Floor { .. } => "floor".into(),
+        Expr::Subquery(q) => match query_output(q, env).first() {
+            Some(OutputColumn::Expr { name: Some(n), .. }) => n.clone(),
+            _ => "?column?".into(),
+        },
+        _ => "?column?".into(),
     }
 }
 
-/// Every base column an expression reads.
+/// Every base column an expression reads: identifiers resolved against
+/// `scope`, and the outputs of subqueries inside it (traced with this
+/// scope as their outer scope).
 fn expr_sources(e: &Expr, scope: &[ScopeItem], env: &Env) -> Vec<ColumnSource> {
+    let mut walk = ExprWalk::default();
+    let _ = e.visit(&mut walk);
     let mut out: Vec<ColumnSource> = Vec::new();
-    let mut subqueries: Vec<Query> = Vec::new();
-    let _ = sqlparser::ast::visit_expressions(e, |x: &Expr| {
-        match x {
-            Expr::Identifier(id) => out.extend(resolve(None, &id.value.to_lowercase(), scope)),
+    for (qualifier, column) in &walk.columns {
+        out.extend(resolve(qualifier.as_deref(), column, scope, env));
+    }
+    if !walk.subqueries.is_empty() {
+        let mut inner = env.clone();
+        inner.outer.extend(scope.iter().cloned());
+        for q in &walk.subqueries {
+            out.extend(all_sources(&query_output(q, &inner)));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Column references of an expression outside its subqueries (a column
+/// `*` is a whole row), and the subqueries themselves (each traced in its
+/// own scope).
+#[derive(Default)]
+struct ExprWalk {
+    depth: usize,
+    columns: Vec<(Option<String>, String)>,
+    subqueries: Vec<Query>,
+}
+
+impl Visitor for ExprWalk {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if self.depth == 0 {
+            self.subqueries.push(query.clone());
+        }
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth = self.depth.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        match expr {
+            Expr::Identifier(id) => self.columns.push((None, id.value.to_lowercase())),
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
                 let col = parts[parts.len() - 1].value.to_lowercase();
                 let q = parts[parts.len() - 2].value.to_lowercase();
-                out.extend(resolve(Some(&q), &col, scope));
+                self.columns.push((Some(q), col));
             }
-            Expr::Subquery(q)
-            | Expr::Exists { subquery: q, .. }
-            | Expr::InSubquery { subquery: q, .. } => subqueries.push((**q).clone()),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(p) = parts.first() {
+                    self.columns.push((None, p.value.to_lowercase()));
+                }
+            }
             Expr::QualifiedWildcard(name, _) => {
-                out.extend(whole_row(&lower_name(&name.to_string()), scope))
+                self.columns.push((Some(lower_object(name)), "*".into()));
             }
-            Expr::Wildcard(_) => out.extend(scope.iter().flat_map(|s| whole_row(&s.alias, scope))),
+            Expr::Wildcard(_) => self.columns.push((None, "*".into())),
             Expr::Function(f) => {
                 // `to_json(c.*)`, `row(c.*)`, `jsonb_agg(*)`: every column of
                 // the row is an argument. `count(*)` reads no column value.
-                let is_count = last_segment(&lower_name(&f.name.to_string())) == "count";
+                let is_count = last_segment(&lower_object(&f.name)) == "count";
                 if let FunctionArguments::List(list) = &f.args {
                     for arg in &list.args {
-                        let arg = match arg {
-                            FunctionArg::Unnamed(a) => a,
-                            FunctionArg::Named { arg, .. } | FunctionArg::ExprNamed { arg, .. } => {
-                                arg
-                            }
-                        };
+                        let (FunctionArg::Unnamed(arg)
+                        | FunctionArg::Named { arg, .. }
+                        | FunctionArg::ExprNamed { arg, .. }) = arg;
                         match arg {
                             FunctionArgExpr::QualifiedWildcard(name) => {
-                                out.extend(whole_row(&lower_name(&name.to_string()), scope))
+                                self.columns.push((Some(lower_object(name)), "*".into()))
                             }
                             FunctionArgExpr::Wildcard | FunctionArgExpr::WildcardWithOptions(_)
                                 if !is_count =>
                             {
-                                out.extend(scope.iter().flat_map(|s| whole_row(&s.alias, scope)))
+                                self.columns.push((None, "*".into()))
                             }
                             _ => {}
                         }
@@ -367,79 +526,54 @@ fn expr_sources(e: &Expr, scope: &[ScopeItem], env: &Env) -> Vec<ColumnSource> {
             }
             _ => {}
         }
-        ControlFlow::<()>::Continue(())
-    });
-    for q in &subqueries {
-        for col in query_output(q, env) {
-            match col {
-                OutputColumn::Expr { sources, .. } => out.extend(sources),
-                OutputColumn::Wildcard { tables } => out.push(ColumnSource {
-                    tables,
-                    column: "*".into(),
-                }),
-            }
-        }
+        ControlFlow::Continue(())
     }
-    out.sort();
-    out.dedup();
-    out
 }
 
-/// Fallback for projection forms without a structured expression.
-fn expr_sources_from_text(text: &str, scope: &[ScopeItem]) -> Vec<ColumnSource> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .flat_map(|w| resolve(None, &w.to_lowercase(), scope))
-        .collect()
+/// Whether a FROM entry answers to `name` (`c`, or `public.c` for `c`).
+fn is_alias(item: &ScopeItem, name: &str) -> bool {
+    item.alias == name || item.alias == last_segment(name)
 }
 
-/// Every column of the row `alias` names: `*` of a base table, or all
-/// sources of a derived table.
-fn whole_row(alias: &str, scope: &[ScopeItem]) -> Vec<ColumnSource> {
-    let items: Vec<&ScopeItem> = scope
-        .iter()
-        .filter(|s| s.alias == alias || s.alias == last_segment(alias))
-        .collect();
-    if items.is_empty() {
-        return vec![ColumnSource {
-            tables: vec![alias.to_string()],
-            column: "*".into(),
-        }];
-    }
-    items
-        .into_iter()
-        .flat_map(|s| match &s.source {
-            Source::Table(t) => vec![ColumnSource {
-                tables: vec![t.clone()],
-                column: "*".into(),
-            }],
-            Source::Derived(cols) => cols
-                .iter()
-                .flat_map(|c| match c {
-                    OutputColumn::Expr { sources, .. } => sources.clone(),
-                    OutputColumn::Wildcard { tables } => vec![ColumnSource {
-                        tables: tables.clone(),
-                        column: "*".into(),
-                    }],
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-/// Where `qualifier.column` (or a bare `column`) comes from.
-fn resolve(qualifier: Option<&str>, column: &str, scope: &[ScopeItem]) -> Vec<ColumnSource> {
-    // A bare name that is a table alias is a whole-row reference
-    // (`select c from customers c`, `to_json(c)`): every column.
-    if qualifier.is_none() && scope.iter().any(|s| s.alias == column) {
-        return whole_row(column, scope);
-    }
-    let items: Vec<&ScopeItem> = match qualifier {
-        Some(q) => scope.iter().filter(|s| s.alias == q).collect(),
-        None => scope.iter().collect(),
+/// Where `qualifier.column` (or a bare `column`) comes from: the local
+/// scope first, then enclosing queries' scopes. A column `*` is a whole
+/// row (`c.*`, `*` as a function argument), and so is a bare name that is
+/// a FROM entry's alias (`select c from customers c`, `to_json(c)`).
+fn resolve(
+    qualifier: Option<&str>,
+    column: &str,
+    scope: &[ScopeItem],
+    env: &Env,
+) -> Vec<ColumnSource> {
+    let whole_row_of = match (qualifier, column) {
+        (q, "*") => Some(q),
+        (None, c) if scope.iter().chain(&env.outer).any(|s| s.alias == c) => Some(Some(c)),
+        _ => None,
     };
+    if let Some(alias) = whole_row_of {
+        let hit = |s: &&ScopeItem| alias.is_none_or(|a| is_alias(s, a));
+        let mut items: Vec<&ScopeItem> = scope.iter().filter(hit).collect();
+        if items.is_empty() {
+            items = env.outer.iter().filter(hit).collect();
+        }
+        if items.is_empty() {
+            return vec![ColumnSource {
+                tables: alias.map(|a| vec![a.to_string()]).unwrap_or_default(),
+                column: "*".into(),
+            }];
+        }
+        return items.into_iter().flat_map(whole_row).collect();
+    }
+    let hit = |s: &&ScopeItem| qualifier.is_none_or(|q| is_alias(s, q));
+    let mut items: Vec<&ScopeItem> = scope.iter().filter(hit).collect();
+    if qualifier.is_none() || items.is_empty() {
+        // An unqualified name may also be an outer column (PostgreSQL
+        // looks outward when no local table has it): over-approximate.
+        items.extend(env.outer.iter().filter(hit));
+    }
     if items.is_empty() {
-        // Nothing in scope (or an outer reference): the name alone decides.
+        // Nothing in scope (a typo, a function of nothing): the column
+        // name alone decides, which matches rules for any table.
         return vec![ColumnSource {
             tables: Vec::new(),
             column: column.to_string(),
@@ -467,8 +601,21 @@ fn resolve(qualifier: Option<&str>, column: &str, scope: &[ScopeItem]) -> Vec<Co
     out
 }
 
+/// Every column of one FROM entry's row: `*` of a base table, or all
+/// sources of a derived table.
+fn whole_row(item: &ScopeItem) -> Vec<ColumnSource> {
+    match &item.source {
+        Source::Table(t) => vec![ColumnSource {
+            tables: vec![t.clone()],
+            column: "*".into(),
+        }],
+        Source::Derived(cols) => all_sources(cols),
+    }
+}
+
 /// The sources of column `name` of a derived table; when the name cannot
-/// be found, every source it has (over-approximation).
+/// be found, every source it has (over-approximation), with the name
+/// looked up in its starred tables.
 fn derived_column(cols: &[OutputColumn], name: &str) -> Vec<ColumnSource> {
     for c in cols {
         if let OutputColumn::Expr {

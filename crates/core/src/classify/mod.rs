@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 
 mod cache;
 mod fallback;
+mod keyword;
 mod lineage;
 mod scan;
 mod sql;
@@ -20,6 +21,10 @@ pub use cache::ClassifierCache;
 pub use fallback::classify_by_keywords;
 
 /// The cache key of a command: literals replaced, comments and spacing folded.
+///
+/// Takes the dialect because quoting differs (MySQL `"…"` strings,
+/// backslash escapes, `#` comments, `/*! … */` code); the audit trail may
+/// store it as the literal-free form of a command.
 pub fn normalize(sql: &str, dialect: Dialect) -> String {
     scan::normalize(sql, dialect)
 }
@@ -36,30 +41,18 @@ fn parser_dialect(dialect: Dialect) -> Box<dyn sqlparser::dialect::Dialect> {
     }
 }
 
-/// Parser messages quote the token they stumbled on, which can be a
-/// password literal; every quoted string in them is replaced.
-fn scrub_literals(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
-    for c in message.chars() {
-        match (c, in_quote) {
-            ('\'', false) => {
-                in_quote = true;
-                out.push_str("'…'");
-            }
-            ('\'', true) => in_quote = false,
-            (_, true) => {}
-            (c, false) => out.push(c),
-        }
-    }
-    out
-}
-
 /// Classify a command: every statement, nested ones included.
 ///
 /// The whole text is parsed first; if that fails, each statement is parsed
 /// on its own and only those the parser cannot read fall back to keywords.
+/// The result never depends on literal values (see [`ClassifierCache`]).
 pub fn classify(sql: &str, dialect: Dialect) -> Classification {
+    classify_at(sql, dialect, 0)
+}
+
+/// [`classify`] for a statement nested `depth` levels inside unparseable
+/// ones (the keyword fallback follows `PREPARE … AS` bodies through here).
+fn classify_at(sql: &str, dialect: Dialect, depth: usize) -> Classification {
     let d = parser_dialect(dialect);
     if let Ok(stmts) = sqlparser::parser::Parser::parse_sql(d.as_ref(), sql) {
         return Classification {
@@ -76,22 +69,37 @@ pub fn classify(sql: &str, dialect: Dialect) -> Classification {
         match sqlparser::parser::Parser::parse_sql(d.as_ref(), piece) {
             Ok(stmts) => statements.extend(stmts.iter().flat_map(|s| sql::facts_for(s, dialect))),
             Err(e) => {
-                parse_error.get_or_insert_with(|| scrub_literals(&e.to_string()));
-                statements.push(classify_by_keywords(piece, dialect));
+                parse_error.get_or_insert_with(|| scrub_parse_error(&e.to_string()));
+                statements.extend(fallback::fallback_facts(piece, dialect, depth));
             }
         }
     }
     if statements.is_empty() {
         // Nothing but whitespace or comments: an empty query, harmless.
-        return Classification {
-            statements,
-            parse_error: None,
-        };
+        parse_error = None;
     }
     Classification {
         statements,
         parse_error,
     }
+}
+
+/// The parser's message without what depends on literal values: the
+/// position (literal lengths move it) and any literal it quotes (a
+/// password could be echoed). A cached classification is shown for every
+/// statement with the same normalized form, so a message must not carry
+/// one caller's values to another.
+fn scrub_parse_error(message: &str) -> String {
+    let head = message.split(" at Line:").next().unwrap_or(message);
+    let mut out = scan::normalize(head, Dialect::Postgres);
+    if out.len() > 300 {
+        let mut cut = 300;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
 }
 
 /// Which SQL grammar a command is written in.

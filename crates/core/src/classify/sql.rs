@@ -1,125 +1,176 @@
 //! Facts from the SQL parser's AST (sqlparser), with column lineage.
+//!
+//! Nothing here reads a literal's value: every fact comes from keywords,
+//! identifiers and the statement's shape, so a classification can be
+//! cached under the normalized statement.
 
-use super::fallback::classify_by_keywords;
+use super::fallback::unknown_facts;
+use super::keyword::{kind_of_keyword, leading_keyword};
 use super::lineage::{query_output, returning_output, Env};
-use super::{CopyDirection, Dialect, OutputColumn, StatementFacts, StatementKind};
+use super::scan::{tokens, Token};
+use super::{ColumnSource, CopyDirection, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
-    CopySource, FromTable, ObjectName, ObjectType, Query, SetExpr, Statement, Visit, Visitor,
+    BinaryOperator, CopySource, Expr, FromTable, Ident, LimitClause, ObjectName, ObjectType, Query,
+    SetExpr, Statement, TableAlias, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind,
+    UtilityOption, Value, Visit, Visitor,
 };
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 /// Facts for one parsed statement, followed by facts for the statements
-/// nested in it (marked `nested`).
+/// nested in it (marked `nested`): data-modifying CTEs, the body of
+/// `PREPARE … AS`, the statement under `EXPLAIN`.
 pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
-    let mut nested = Vec::new();
-    let text = stmt.to_string();
-    let keyword = classify_by_keywords(&text, dialect).keyword;
-    let mut f = StatementFacts {
-        kind: StatementKind::Unknown,
-        keyword,
-        tables_read: BTreeSet::new(),
-        tables_written: BTreeSet::new(),
-        has_where: false,
-        has_limit: false,
-        copy_direction: None,
-        prepared_name: None,
-        output: None,
-        parsed: true,
-        nested: false,
-    };
-    let mut relations = Relations::default();
-    let _ = stmt.visit(&mut relations);
-    for cte_stmt in &relations.modifying_ctes {
-        let mut inner = facts_for(cte_stmt, dialect);
-        for i in inner.iter_mut() {
-            i.nested = true;
+    match stmt {
+        Statement::Explain {
+            statement,
+            analyze,
+            options,
+            ..
+        } => {
+            let analyze = *analyze || options_say_analyze(options.as_deref());
+            let inner = facts_for(statement, dialect);
+            let mut head = blank(if analyze {
+                "EXPLAIN ANALYZE"
+            } else {
+                "EXPLAIN"
+            });
+            head.kind = StatementKind::Explain;
+            for f in &inner {
+                head.tables_read.extend(f.tables_read.iter().cloned());
+                head.tables_read.extend(f.tables_written.iter().cloned());
+            }
+            // `EXPLAIN ANALYZE` runs the statement, and `EXPLAIN (ANALYZE)`
+            // can hide the flag in its options: always judge what is inside.
+            let mut out = vec![head];
+            out.extend(inner.into_iter().map(into_nested));
+            out
         }
-        nested.extend(inner);
+        Statement::Prepare {
+            name, statement, ..
+        } => {
+            let mut head = blank("PREPARE");
+            head.kind = StatementKind::Prepare;
+            head.prepared_name = Some(ident_name(name));
+            let mut out = vec![head];
+            out.extend(facts_for(statement, dialect).into_iter().map(into_nested));
+            out
+        }
+        _ => {
+            let (head, nested) = analyse(stmt, dialect);
+            let mut out = vec![head];
+            // The outer walk already found statements nested at any depth,
+            // so each one's own nested list would only repeat them.
+            out.extend(nested.iter().map(|s| into_nested(analyse(s, dialect).0)));
+            out
+        }
     }
-    let all: BTreeSet<String> = relations
-        .names
-        .difference(&relations.ctes)
-        .cloned()
+}
+
+fn into_nested(mut f: StatementFacts) -> StatementFacts {
+    f.nested = true;
+    f
+}
+
+fn blank(keyword: &str) -> StatementFacts {
+    let mut f = unknown_facts(keyword);
+    f.parsed = true;
+    f
+}
+
+/// `EXPLAIN (ANALYZE)`, `(ANALYZE true)`, `(ANALYZE on)`: anything but an
+/// explicit false counts.
+fn options_say_analyze(options: Option<&[UtilityOption]>) -> bool {
+    options.unwrap_or_default().iter().any(|o| {
+        o.name.value.eq_ignore_ascii_case("analyze")
+            && !o.arg.as_ref().is_some_and(|a| {
+                let t = a.to_string().to_ascii_lowercase();
+                matches!(t.as_str(), "false" | "off" | "0")
+            })
+    })
+}
+
+/// The leading keywords of a parsed statement, from its rendered text.
+fn keyword_of(stmt: &Statement, dialect: Dialect) -> String {
+    let text = stmt.to_string();
+    let toks = tokens(&text, dialect);
+    let words: Vec<&str> = toks
+        .iter()
+        .map_while(|(_, t)| match t {
+            Token::Word(w) => Some(*w),
+            _ => None,
+        })
+        .take(6)
         .collect();
-    let mut written: BTreeSet<String> = BTreeSet::new();
-    f.kind = match stmt {
-        Statement::Query(q) => {
-            f.has_limit = q.limit_clause.is_some() || q.fetch.is_some();
-            f.output = Some(query_output(q, &Env::default()));
-            match select_into(q) {
-                Some(target) => {
-                    written.insert(target);
-                    StatementKind::Ddl
+    leading_keyword(&words)
+}
+
+/// What a data-changing statement does to its target.
+struct Dml {
+    kind: StatementKind,
+    targets: Vec<String>,
+    has_where: bool,
+    output: Option<Vec<OutputColumn>>,
+}
+
+/// Facts of one statement (not of what it nests) and the data-modifying
+/// statements nested anywhere inside it.
+fn analyse(stmt: &Statement, dialect: Dialect) -> (StatementFacts, Vec<Statement>) {
+    let root = match stmt {
+        Statement::Query(q) => address(q),
+        _ => 0,
+    };
+    let mut rel = Relations {
+        root,
+        ..Relations::default()
+    };
+    let _ = stmt.visit(&mut rel);
+    let mut f = blank(&keyword_of(stmt, dialect));
+    let mut targets: Vec<String> = Vec::new();
+    let mut apply = |f: &mut StatementFacts, d: Dml| {
+        f.kind = d.kind;
+        f.has_where = d.has_where;
+        f.output = d.output;
+        targets.extend(d.targets);
+    };
+    match stmt {
+        Statement::Query(q) => match q.body.as_ref() {
+            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+                match dml(s) {
+                    Some(d) => {
+                        f.keyword = d.kind.as_str().to_ascii_uppercase();
+                        apply(&mut f, d);
+                    }
+                    None => f.kind = StatementKind::Unknown,
                 }
-                None => StatementKind::Select,
             }
-        }
-        Statement::Insert(ins) => {
-            written.insert(lower_name(&ins.table.to_string()));
-            f.output = ins
-                .returning
-                .as_ref()
-                .map(|r| returning_output(r, &[lower_name(&ins.table.to_string())]));
-            StatementKind::Insert
-        }
-        Statement::Update(upd) => {
-            f.has_where = upd.selection.as_ref().is_some_and(|w| !trivially_true(w));
-            let target = lower_name(&upd.table.relation.to_string());
-            let target = target.split_whitespace().next().unwrap_or("").to_string();
-            f.output = upd
-                .returning
-                .as_ref()
-                .map(|r| returning_output(r, std::slice::from_ref(&target)));
-            written.insert(target);
-            StatementKind::Update
-        }
-        Statement::Delete(del) => {
-            f.has_where = del.selection.as_ref().is_some_and(|w| !trivially_true(w));
-            let from = match &del.from {
-                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
-            };
-            let mut targets: Vec<String> = del
-                .tables
-                .iter()
-                .map(|n| lower_name(&n.to_string()))
-                .collect();
-            if targets.is_empty() {
-                targets = from
-                    .iter()
-                    .map(|t| {
-                        lower_name(&t.relation.to_string())
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string()
-                    })
-                    .collect();
+            _ => {
+                f.keyword = "SELECT".into();
+                f.has_limit = has_limit(q);
+                f.output = Some(query_output(q, &Env::default()));
+                f.kind = match select_into(q) {
+                    Some(t) => {
+                        f.keyword = "SELECT INTO".into();
+                        targets.push(t);
+                        StatementKind::Ddl
+                    }
+                    None => StatementKind::Select,
+                };
             }
-            f.output = del
-                .returning
-                .as_ref()
-                .map(|r| returning_output(r, &targets));
-            written.extend(targets);
-            StatementKind::Delete
-        }
-        Statement::Merge(m) => {
-            written.insert(
-                lower_name(&m.table.to_string())
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
-            );
-            StatementKind::Merge
-        }
+        },
+        Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_)
+        | Statement::Merge(_) => match dml(stmt) {
+            Some(d) => apply(&mut f, d),
+            None => f.kind = StatementKind::Unknown,
+        },
         Statement::Truncate(t) => {
-            for n in &t.table_names {
-                written.insert(lower_name(&n.name.to_string()));
-            }
-            StatementKind::Truncate
+            f.kind = StatementKind::Truncate;
+            targets.extend(t.table_names.iter().map(|n| lower_object(&n.name)));
         }
         Statement::Copy { source, to, .. } => {
+            f.kind = StatementKind::Copy;
             f.copy_direction = Some(if *to {
                 CopyDirection::Out
             } else {
@@ -130,205 +181,148 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
                     table_name,
                     columns,
                 } => {
-                    let t = lower_name(&table_name.to_string());
+                    let t = lower_object(table_name);
                     if *to {
-                        f.output = Some(if columns.is_empty() {
-                            vec![OutputColumn::Wildcard {
-                                tables: vec![t.clone()],
-                            }]
-                        } else {
-                            columns
-                                .iter()
-                                .map(|c| OutputColumn::Expr {
-                                    name: Some(c.value.to_lowercase()),
-                                    sources: vec![super::ColumnSource {
-                                        tables: vec![t.clone()],
-                                        column: c.value.to_lowercase(),
-                                    }],
-                                })
-                                .collect()
-                        });
+                        *rel.counts.entry(t.clone()).or_default() += 1;
+                        f.output = Some(copy_table_output(&t, columns));
                     } else {
-                        written.insert(t);
+                        targets.push(t);
                     }
                 }
                 CopySource::Query(q) => f.output = Some(query_output(q, &Env::default())),
             }
-            StatementKind::Copy
-        }
-        Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. } => StatementKind::Transaction,
-        Statement::Call(_) => StatementKind::Call,
-        Statement::Prepare {
-            name, statement, ..
-        } => {
-            f.prepared_name = Some(ident_name(name));
-            let mut inner = facts_for(statement, dialect);
-            for i in inner.iter_mut() {
-                i.nested = true;
-            }
-            nested.splice(0..0, inner);
-            StatementKind::Prepare
         }
         Statement::Execute { name, .. } => {
+            f.kind = StatementKind::Execute;
             f.prepared_name = name
                 .as_ref()
                 .and_then(|n| n.0.last())
                 .and_then(|p| p.as_ident())
                 .map(ident_name);
-            StatementKind::Execute
         }
         Statement::Deallocate { name, .. } => {
+            f.kind = StatementKind::Deallocate;
             f.prepared_name = Some(ident_name(name));
-            StatementKind::Deallocate
         }
-        Statement::Explain { statement, .. } => {
-            // `EXPLAIN ANALYZE` runs the statement, and `EXPLAIN (ANALYZE)`
-            // hides the flag in its options: always judge what is inside.
-            for mut i in facts_for(statement, dialect) {
-                i.nested = true;
-                nested.push(i);
+        Statement::Declare { stmts } => {
+            // A cursor: its rows come later through FETCH, which carries no
+            // column trace, so the trace is kept under the cursor's name.
+            f.kind = StatementKind::Select;
+            if let Some(d) = stmts.first() {
+                f.prepared_name = d.names.first().map(ident_name);
+                if let Some(q) = &d.for_query {
+                    f.output = Some(query_output(q, &Env::default()));
+                    f.has_limit = has_limit(q);
+                }
             }
-            StatementKind::Explain
         }
-        Statement::Set(_) | Statement::Reset(_) => StatementKind::Set,
-        Statement::ShowFunctions { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ShowStatus { .. }
-        | Statement::ShowVariables { .. }
-        | Statement::ShowCreate { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowDatabases { .. }
-        | Statement::ShowSchemas { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowViews { .. }
-        | Statement::ShowCollation { .. } => StatementKind::Show,
+        Statement::Fetch { name, .. } => {
+            f.kind = StatementKind::Select;
+            f.prepared_name = Some(ident_name(name));
+        }
+        Statement::Close { .. } => f.kind = StatementKind::Utility,
+        Statement::Drop {
+            object_type, names, ..
+        } => {
+            f.kind = match object_type {
+                ObjectType::Role | ObjectType::User => StatementKind::Dcl,
+                _ => {
+                    targets.extend(names.iter().map(lower_object));
+                    StatementKind::Ddl
+                }
+            };
+        }
+        Statement::CreateTable(ct) => {
+            f.kind = StatementKind::Ddl;
+            targets.push(lower_object(&ct.name));
+        }
+        Statement::CreateView(cv) => {
+            f.kind = StatementKind::Ddl;
+            targets.push(lower_object(&cv.name));
+        }
+        Statement::AlterTable(at) => {
+            f.kind = StatementKind::Ddl;
+            targets.push(lower_object(&at.name));
+        }
+        Statement::CreateIndex(ci) => {
+            f.kind = StatementKind::Ddl;
+            targets.push(lower_object(&ci.table_name));
+        }
+        Statement::LoadData { table_name, .. } => {
+            f.kind = StatementKind::Copy;
+            f.copy_direction = Some(CopyDirection::In);
+            targets.push(lower_object(table_name));
+        }
         Statement::Grant(_)
         | Statement::Revoke(_)
         | Statement::Deny(_)
         | Statement::CreateRole(_)
-        | Statement::AlterRole { .. }
         | Statement::CreateUser(_)
-        | Statement::AlterUser(_) => StatementKind::Dcl,
-        Statement::Drop {
-            object_type, names, ..
-        } => {
-            for n in names {
-                written.insert(lower_name(&n.to_string()));
-            }
-            match object_type {
-                ObjectType::Role | ObjectType::User => StatementKind::Dcl,
-                _ => StatementKind::Ddl,
-            }
+        | Statement::AlterUser(_)
+        | Statement::AlterRole { .. } => f.kind = StatementKind::Dcl,
+        Statement::ExplainTable { .. } => f.kind = StatementKind::Show,
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => f.kind = StatementKind::Transaction,
+        // Everything else is named by its leading keywords; a form the
+        // keyword table does not know stays Unknown (fail-closed).
+        _ => f.kind = kind_of_keyword(&f.keyword),
+    }
+    let mut counts = rel.counts;
+    for t in &targets {
+        if let Some(n) = counts.get_mut(t) {
+            *n = n.saturating_sub(1);
         }
-        Statement::CreateTable(ct) => {
-            written.insert(lower_name(&ct.name.to_string()));
-            StatementKind::Ddl
-        }
-        Statement::CreateView(cv) => {
-            written.insert(lower_name(&cv.name.to_string()));
-            StatementKind::Ddl
-        }
-        Statement::AlterTable(at) => {
-            written.insert(lower_name(&at.name.to_string()));
-            StatementKind::Ddl
-        }
-        Statement::CreateIndex(_)
-        | Statement::CreateSchema { .. }
-        | Statement::CreateDatabase { .. }
-        | Statement::CreateFunction(_)
-        | Statement::CreateTrigger(_)
-        | Statement::CreateProcedure { .. }
-        | Statement::CreateSequence { .. }
-        | Statement::CreateType { .. }
-        | Statement::CreateExtension(_)
-        | Statement::CreateDomain(_)
-        | Statement::CreatePolicy(_)
-        | Statement::AlterIndex { .. }
-        | Statement::AlterView { .. }
-        | Statement::AlterSchema(_)
-        | Statement::AlterType(_)
-        | Statement::AlterFunction(_)
-        | Statement::AlterPolicy(_)
-        | Statement::DropFunction(_)
-        | Statement::DropDomain(_)
-        | Statement::DropProcedure { .. }
-        | Statement::DropPolicy(_)
-        | Statement::DropTrigger(_)
-        | Statement::DropExtension(_)
-        | Statement::Comment { .. }
-        | Statement::RenameTable(_) => StatementKind::Ddl,
-        Statement::Declare { stmts } => {
-            // A cursor: its rows come later through FETCH, which carries no
-            // column trace, so the trace is kept under the cursor's name.
-            if let Some(d) = stmts.first() {
-                f.prepared_name = d.names.first().map(ident_name);
-                f.output = d
-                    .for_query
-                    .as_ref()
-                    .map(|q| query_output(q, &Env::default()));
-                if let Some(q) = &d.for_query {
-                    f.has_limit = q.limit_clause.is_some() || q.fetch.is_some();
-                }
-            }
-            StatementKind::Select
-        }
-        Statement::Fetch { name, .. } => {
-            f.prepared_name = Some(ident_name(name));
-            StatementKind::Select
-        }
-        Statement::Close { .. } => StatementKind::Utility,
-        Statement::LoadData { .. } => {
-            f.copy_direction = Some(CopyDirection::In);
-            StatementKind::Copy
-        }
-        Statement::Lock(_)
-        | Statement::LockTables { .. }
-        | Statement::UnlockTables
-        | Statement::Vacuum(_)
-        | Statement::Analyze(_)
-        | Statement::Discard { .. }
-        | Statement::LISTEN { .. }
-        | Statement::UNLISTEN { .. }
-        | Statement::NOTIFY { .. }
-        | Statement::Kill { .. }
-        | Statement::Flush { .. }
-        | Statement::Use(_) => StatementKind::Utility,
-        _ => StatementKind::Unknown,
+    }
+    f.tables_read = counts
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, _)| t)
+        .collect();
+    f.tables_written = targets.into_iter().filter(|t| !t.is_empty()).collect();
+    (f, rel.modifying)
+}
+
+/// `COPY t [(cols)] TO`: the table's columns, or all of them.
+fn copy_table_output(table: &str, columns: &[Ident]) -> Vec<OutputColumn> {
+    if columns.is_empty() {
+        return vec![OutputColumn::Wildcard {
+            tables: vec![table.to_string()],
+        }];
+    }
+    columns
+        .iter()
+        .map(|c| OutputColumn::Expr {
+            name: Some(c.value.to_lowercase()),
+            sources: vec![ColumnSource {
+                tables: vec![table.to_string()],
+                column: c.value.to_lowercase(),
+            }],
+        })
+        .collect()
+}
+
+/// A top-level LIMIT with a count (not `LIMIT ALL`/`LIMIT NULL`, not a
+/// bare OFFSET), or FETCH FIRST. A `$n` parameter counts as a limit.
+fn has_limit(q: &Query) -> bool {
+    let real = |e: &Expr| !matches!(e, Expr::Value(v) if matches!(v.value, Value::Null));
+    let limit = match &q.limit_clause {
+        Some(LimitClause::LimitOffset { limit, .. }) => limit.as_ref().is_some_and(real),
+        Some(LimitClause::OffsetCommaLimit { limit, .. }) => real(limit),
+        None => false,
     };
-    f.tables_read = all.difference(&written).cloned().collect();
-    if matches!(f.kind, StatementKind::Copy) && f.copy_direction == Some(CopyDirection::Out) {
-        if let Statement::Copy {
-            source: CopySource::Table { table_name, .. },
-            ..
-        } = stmt
-        {
-            f.tables_read.insert(lower_name(&table_name.to_string()));
-        }
-    }
-    f.tables_written = written.into_iter().filter(|t| !t.is_empty()).collect();
-    let mut out = vec![f];
-    out.extend(nested);
-    out
+    limit || q.fetch.is_some()
 }
 
-/// A prepared-statement or cursor name as PostgreSQL compares it: quoted
-/// names exactly, unquoted ones folded to lower case.
-fn ident_name(id: &sqlparser::ast::Ident) -> String {
-    if id.quote_style.is_some() {
-        id.value.clone()
-    } else {
-        id.value.to_lowercase()
-    }
-}
-
-/// A WHERE clause that filters nothing (`WHERE true`, `WHERE 1 = 1`,
-/// `WHERE 'a' = 'a'`), so UPDATE/DELETE rules about a missing WHERE still apply.
-fn trivially_true(e: &sqlparser::ast::Expr) -> bool {
-    use sqlparser::ast::{BinaryOperator, Expr, Value};
+/// A WHERE clause that filters no row by any column (`WHERE true`,
+/// `WHERE 1 = 1`, `WHERE 'a' = 'a'`), so rules about a missing WHERE still
+/// apply. A comparison of two literals counts whatever their values, so
+/// the answer does not depend on literals (`WHERE 1 = 2` and `WHERE 1 = 1`
+/// share a cache entry).
+fn trivially_true(e: &Expr) -> bool {
+    let literal = |e: &Expr| matches!(e, Expr::Value(v) if !matches!(v.value, Value::Null));
     match e {
         Expr::Nested(inner) => trivially_true(inner),
         Expr::Value(v) => matches!(v.value, Value::Boolean(true)),
@@ -342,32 +336,180 @@ fn trivially_true(e: &sqlparser::ast::Expr) -> bool {
             op: BinaryOperator::And,
             right,
         } => trivially_true(left) && trivially_true(right),
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Eq | BinaryOperator::GtEq | BinaryOperator::LtEq,
-            right,
-        } => {
-            matches!((left.as_ref(), right.as_ref()), (Expr::Value(a), Expr::Value(b)) if a.value == b.value)
-        }
-        Expr::IsNotNull(inner) => {
-            matches!(inner.as_ref(), Expr::Value(_))
-                && !matches!(inner.as_ref(), Expr::Value(v) if matches!(v.value, Value::Null))
-        }
+        Expr::BinaryOp { left, right, .. } => literal(left) && literal(right),
+        Expr::IsNotNull(inner) => literal(inner),
         _ => false,
     }
 }
 
-/// `SELECT … INTO newtable` creates a table (PostgreSQL).
-fn select_into(q: &Query) -> Option<String> {
-    match q.body.as_ref() {
-        SetExpr::Select(s) => s.into.as_ref().map(|i| {
-            i.targets
-                .iter()
-                .map(|t| lower_name(&t.to_string()))
-                .collect::<Vec<_>>()
-                .join(",")
-        }),
+/// The shape of INSERT/UPDATE/DELETE/MERGE: kind, target tables, WHERE,
+/// RETURNING lineage.
+fn dml(stmt: &Statement) -> Option<Dml> {
+    let filters = |w: &Option<Expr>| w.as_ref().is_some_and(|w| !trivially_true(w));
+    Some(match stmt {
+        Statement::Insert(ins) => {
+            let table = match (&ins.table, &ins.table_alias) {
+                (TableObject::TableName(n), Some(a)) if is_only_keyword(n) => {
+                    a.alias.value.to_lowercase()
+                }
+                (TableObject::TableName(n), _) => lower_object(n),
+                (other, _) => lower_name(&other.to_string()),
+            };
+            let alias = ins
+                .table_alias
+                .as_ref()
+                .map(|a| a.alias.value.to_lowercase())
+                .unwrap_or_else(|| last_segment(&table));
+            let output = ins
+                .returning
+                .as_ref()
+                .map(|r| returning_output(r, &[], &[(alias, table.clone())]));
+            Dml {
+                kind: StatementKind::Insert,
+                targets: vec![table],
+                has_where: false,
+                output,
+            }
+        }
+        Statement::Update(upd) => {
+            // MySQL's multi-table UPDATE may write any joined table.
+            let mut targets = vec![factor_name(&upd.table.relation)];
+            targets.extend(upd.table.joins.iter().map(|j| factor_name(&j.relation)));
+            let mut scope = vec![&upd.table];
+            if let Some(UpdateTableFromKind::BeforeSet(v) | UpdateTableFromKind::AfterSet(v)) =
+                &upd.from
+            {
+                scope.extend(v.iter());
+            }
+            let output = upd
+                .returning
+                .as_ref()
+                .map(|r| returning_output(r, &scope, &[]));
+            Dml {
+                kind: StatementKind::Update,
+                targets: targets.into_iter().flatten().collect(),
+                has_where: filters(&upd.selection),
+                output,
+            }
+        }
+        Statement::Delete(del) => {
+            let from = match &del.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            let scope: Vec<&TableWithJoins> =
+                from.iter().chain(del.using.iter().flatten()).collect();
+            let targets: Vec<String> = if del.tables.is_empty() {
+                from.iter()
+                    .flat_map(factors)
+                    .filter_map(factor_name)
+                    .collect()
+            } else {
+                // `DELETE a FROM customers a JOIN …` names aliases.
+                let aliases: BTreeMap<String, String> = scope
+                    .iter()
+                    .flat_map(|t| factors(t))
+                    .filter_map(|f| match f {
+                        TableFactor::Table { name, alias, .. } => {
+                            let table = table_of(name, alias.as_ref());
+                            let a = alias
+                                .as_ref()
+                                .map(|a| a.name.value.to_lowercase())
+                                .unwrap_or_else(|| last_segment(&table));
+                            Some((a, table))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                del.tables
+                    .iter()
+                    .map(|n| {
+                        let n = lower_object(n);
+                        aliases.get(&n).cloned().unwrap_or(n)
+                    })
+                    .collect()
+            };
+            let output = del
+                .returning
+                .as_ref()
+                .map(|r| returning_output(r, &scope, &[]));
+            Dml {
+                kind: StatementKind::Delete,
+                targets,
+                has_where: filters(&del.selection),
+                output,
+            }
+        }
+        Statement::Merge(m) => Dml {
+            kind: StatementKind::Merge,
+            targets: factor_name(&m.table).into_iter().collect(),
+            has_where: false,
+            output: None,
+        },
+        _ => return None,
+    })
+}
+
+/// A FROM entry's relation and the relations joined to it.
+fn factors(t: &TableWithJoins) -> impl Iterator<Item = &TableFactor> {
+    std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation))
+}
+
+/// RETURNING lineage of a data-modifying statement used as a query body.
+pub(super) fn returning_of(stmt: &Statement) -> Option<Vec<OutputColumn>> {
+    dml(stmt).and_then(|d| d.output)
+}
+
+/// The base table a FROM entry names, if it names one.
+fn factor_name(f: &TableFactor) -> Option<String> {
+    match f {
+        TableFactor::Table { name, alias, .. } => Some(table_of(name, alias.as_ref())),
         _ => None,
+    }
+}
+
+/// `SELECT … INTO newtable` creates a table (PostgreSQL); MySQL's
+/// `INTO @var` only sets session variables.
+fn select_into(q: &Query) -> Option<String> {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let targets: Vec<String> = s
+        .into
+        .as_ref()?
+        .targets
+        .iter()
+        .map(|t| lower_name(&t.to_string()))
+        .filter(|t| !t.starts_with('@'))
+        .collect();
+    (!targets.is_empty()).then(|| targets.join(","))
+}
+
+/// Whether `name` is the bare word `ONLY`: sqlparser 0.63 reads
+/// `DELETE FROM ONLY t` as table `only` with alias `t`.
+fn is_only_keyword(name: &ObjectName) -> bool {
+    match name.0.as_slice() {
+        [part] => part
+            .as_ident()
+            .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("only")),
+        _ => false,
+    }
+}
+
+/// The base table a FROM entry names, undoing the `ONLY t` misreading.
+pub fn table_of(name: &ObjectName, alias: Option<&TableAlias>) -> String {
+    match alias {
+        Some(a) if is_only_keyword(name) => a.name.value.to_lowercase(),
+        _ => lower_object(name),
+    }
+}
+
+/// A prepared-statement or cursor name as PostgreSQL compares it: quoted
+/// names exactly, unquoted ones folded to lower case.
+fn ident_name(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
     }
 }
 
@@ -376,34 +518,102 @@ pub fn lower_name(name: &str) -> String {
     name.replace(['"', '`'], "").to_lowercase()
 }
 
-/// Every relation named anywhere, every CTE name, and every
-/// data-modifying CTE body.
+/// An object name as policy sees it: its parts lower-case, joined by `.`.
+pub fn lower_object(name: &ObjectName) -> String {
+    lower_name(&name.to_string())
+}
+
+/// The last part of a qualified name (`public.t` → `t`).
+pub fn last_segment(name: &str) -> String {
+    name.rsplit('.').next().unwrap_or(name).to_string()
+}
+
+fn address(q: &Query) -> usize {
+    q as *const Query as usize
+}
+
+/// Every relation read (CTE names resolved away, with their occurrence
+/// count) and every data-modifying statement nested below the root.
 #[derive(Default)]
 struct Relations {
-    names: BTreeSet<String>,
-    ctes: BTreeSet<String>,
-    modifying_ctes: Vec<Statement>,
+    /// Address of the statement's own top query, whose body is the
+    /// statement itself rather than a nested one.
+    root: usize,
+    /// CTE names visible in each enclosing query.
+    scopes: Vec<Vec<String>>,
+    counts: BTreeMap<String, usize>,
+    modifying: Vec<Statement>,
+    /// `ONLY t` factors seen whose `only` relation is still to be visited.
+    skip_only: usize,
 }
 
 impl Visitor for Relations {
     type Break = ();
 
-    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
-        self.names.insert(lower_name(&relation.to_string()));
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if address(query) != self.root {
+            if let SetExpr::Insert(s)
+            | SetExpr::Update(s)
+            | SetExpr::Delete(s)
+            | SetExpr::Merge(s) = query.body.as_ref()
+            {
+                self.modifying.push(s.clone());
+            }
+        }
+        let mut names = Vec::new();
+        if let Some(with) = &query.with {
+            for (i, cte) in with.cte_tables.iter().enumerate() {
+                let name = cte.alias.name.value.to_lowercase();
+                if !with.recursive {
+                    // In a plain WITH a CTE is not visible in its own body or
+                    // in earlier ones: a same-named reference there is the
+                    // real table, which scope resolution would hide.
+                    for earlier in &with.cte_tables[..=i] {
+                        let _ = sqlparser::ast::visit_relations(&earlier.query, |r| {
+                            if lower_object(r) == name {
+                                *self.counts.entry(name.clone()).or_default() += 1;
+                            }
+                            ControlFlow::<()>::Continue(())
+                        });
+                    }
+                }
+                names.push(name);
+            }
+        }
+        self.scopes.push(names);
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-        if let Some(with) = &query.with {
-            for cte in &with.cte_tables {
-                self.ctes.insert(cte.alias.name.value.to_lowercase());
-                match cte.query.body.as_ref() {
-                    SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) => {
-                        self.modifying_ctes.push(s.clone())
-                    }
-                    _ => {}
-                }
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            alias: Some(a),
+            ..
+        } = factor
+        {
+            if is_only_keyword(name) {
+                // Count the real table; the `only` relation visited next is not one.
+                *self.counts.entry(a.name.value.to_lowercase()).or_default() += 1;
+                self.skip_only += 1;
             }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        if self.skip_only > 0 && is_only_keyword(relation) {
+            self.skip_only -= 1;
+            return ControlFlow::Continue(());
+        }
+        let name = lower_object(relation);
+        let is_cte = !name.contains('.') && self.scopes.iter().any(|s| s.contains(&name));
+        if !is_cte {
+            *self.counts.entry(name).or_default() += 1;
         }
         ControlFlow::Continue(())
     }

@@ -285,3 +285,170 @@ proptest! {
         }
     }
 }
+
+fn my(sql: &str) -> Classification {
+    classify(sql, Dialect::MySql)
+}
+
+#[test]
+fn data_changing_statements_behind_with_keep_their_kind() {
+    let c = pg(
+        "with x as (select id from customers) delete from orders where cid in (select id from x)",
+    );
+    let f = &c.statements[0];
+    assert_eq!(
+        (f.kind, f.keyword.as_str()),
+        (StatementKind::Delete, "DELETE")
+    );
+    assert!(f.has_where);
+    assert!(f.tables_written.contains("orders"));
+    assert!(f.tables_read.contains("customers") && !f.tables_read.contains("x"));
+    // One nested entry per data-modifying CTE, no duplicates under EXPLAIN.
+    let c = pg("explain analyze with d as (delete from t returning *) select * from d");
+    let deletes = c
+        .statements
+        .iter()
+        .filter(|f| f.kind == StatementKind::Delete)
+        .count();
+    assert_eq!(deletes, 1, "{c:?}");
+    assert_eq!(c.statements[0].keyword, "EXPLAIN ANALYZE");
+    // A CTE shadowing a real table does not hide reads of the real one.
+    let c = pg("with a as (select * from customers), customers as (select * from a) select * from customers");
+    assert!(c.statements[0].tables_read.contains("customers"));
+}
+
+#[test]
+fn limits_and_wheres_are_claimed_only_when_real() {
+    assert!(!pg("select * from t offset 5").statements[0].has_limit);
+    assert!(!pg("select * from t limit all").statements[0].has_limit);
+    assert!(!pg("select * from t limit null").statements[0].has_limit);
+    assert!(pg("select * from t limit 5 offset 5").statements[0].has_limit);
+    assert!(!pg("(select * from t limit 1) union select * from u").statements[0].has_limit);
+    // Literal-only comparisons count as no WHERE whatever the values, so a
+    // cached answer cannot differ between `1 = 1` and `1 = 2`.
+    assert!(!pg("delete from t where 1 = 2").statements[0].has_where);
+    assert!(!pg("delete from t where 1 = 1").statements[0].has_where);
+}
+
+#[test]
+fn only_and_multi_table_targets_are_the_real_tables() {
+    let w = |sql: &str| pg(sql).statements[0].tables_written.clone();
+    assert!(w("delete from only customers where id = 1").contains("customers"));
+    assert!(w("update only customers set a = 1").contains("customers"));
+    assert!(pg("select * from only customers").statements[0]
+        .tables_read
+        .contains("customers"));
+    let c = my("update a join b on a.id = b.id set b.z = 1");
+    assert!(c.statements[0].tables_written.contains("b"));
+    let c = my("delete x from customers x join orders o on o.cid = x.id");
+    assert!(
+        c.statements[0].tables_written.contains("customers"),
+        "{c:?}"
+    );
+    let c = pg("copy customers to stdout");
+    assert!(c.statements[0].tables_read.contains("customers"));
+}
+
+#[test]
+fn keywords_name_the_form() {
+    let kw = |sql: &str| pg(sql).statements[0].keyword.clone();
+    assert_eq!(kw("create or replace view v as select 1"), "CREATE VIEW");
+    assert_eq!(kw("create unique index i on t (a)"), "CREATE INDEX");
+    assert_eq!(kw("drop database bank"), "DROP DATABASE");
+    assert_eq!(kw("set role admin"), "SET ROLE");
+    assert_eq!(kw("with x as (select 1) select * from x"), "SELECT");
+    assert_eq!(kw("/* x */ DeLeTe FROM t"), "DELETE");
+    assert_eq!(kw("alter system set work_mem = '1GB'"), "ALTER SYSTEM");
+    assert_eq!(
+        kw("refresh materialized view mv"),
+        "REFRESH MATERIALIZED VIEW"
+    );
+}
+
+#[test]
+fn unparseable_pieces_fall_back_alone() {
+    let c = pg("select 1; cluster t; delete from t where id = 1; reindex table t");
+    let kinds: Vec<(StatementKind, bool)> =
+        c.statements.iter().map(|f| (f.kind, f.parsed)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (StatementKind::Select, true),
+            (StatementKind::Utility, false),
+            (StatementKind::Delete, true),
+            (StatementKind::Utility, false),
+        ]
+    );
+    assert!(
+        c.statements[2].has_where,
+        "the parsed piece keeps its WHERE"
+    );
+    let c = my("PREPARE s FROM 'DELETE FROM accounts'; EXECUTE s");
+    assert_eq!(c.statements[0].kind, StatementKind::Prepare);
+    assert_eq!(
+        (c.statements[1].kind, c.statements[1].nested),
+        (StatementKind::Delete, true)
+    );
+    assert!(c.statements[1].tables_written.contains("accounts"));
+    assert_eq!(c.statements[2].kind, StatementKind::Execute);
+}
+
+#[test]
+fn lineage_handles_correlation_recursion_and_renames() {
+    let has = |c: &Classification, i: usize, t: &str, col: &str| {
+        sources_of(c, i).contains(&(vec![t.to_string()], col.to_string()))
+    };
+    let c = pg("select (select c.ssn from orders o where o.cid = c.id limit 1) from customers c");
+    assert!(has(&c, 0, "customers", "ssn"), "{:?}", sources_of(&c, 0));
+    let c = pg("with recursive r(n) as (select ssn from customers union all select n from r) select n from r");
+    assert!(has(&c, 0, "customers", "ssn"));
+    // A star renamed by an alias list cannot be matched by name: whole rows.
+    let c = pg("select c from (select * from customers) as q(a, b, c)");
+    assert!(has(&c, 0, "customers", "*"), "{:?}", sources_of(&c, 0));
+    // UNION with a star on one side: every position may hold any column.
+    let c = pg("select id, name from a union select * from b");
+    assert!(has(&c, 0, "b", "*") && has(&c, 1, "b", "*"));
+    let c = pg("select upper(x.s) from (select ssn as s from customers) x");
+    assert!(has(&c, 0, "customers", "ssn"));
+    assert_eq!(
+        c.statements[0].output.as_ref().unwrap()[0],
+        OutputColumn::Expr {
+            name: Some("upper".into()),
+            sources: vec![ColumnSource {
+                tables: vec!["customers".into()],
+                column: "ssn".into()
+            }]
+        }
+    );
+}
+
+#[test]
+fn cached_classifications_do_not_depend_on_literals() {
+    // Pairs with one normalized form classify identically, error text too.
+    let pairs = [
+        (
+            "select * from t where a = 1 limit 10",
+            "select * from t where a = 99 limit 1",
+        ),
+        ("delete from t where 1 = 1", "delete from t where 1 = 2"),
+        (
+            "select a from t into outfile '/tmp/x'",
+            "select a from t into outfile '/tmp/yy'",
+        ),
+        ("select 'aaaaaaa' x y z", "select 'a' x y z"),
+    ];
+    let pg_only = [(
+        "do $$ begin delete from a; end $$",
+        "do $$ begin delete from b; end $$",
+    )];
+    let cases = pairs
+        .iter()
+        .flat_map(|p| [(*p, Dialect::Postgres), (*p, Dialect::MySql)])
+        .chain(pg_only.iter().map(|p| (*p, Dialect::Postgres)));
+    for ((a, b), d) in cases {
+        assert_eq!(normalize(a, d), normalize(b, d), "{a}");
+        assert_eq!(classify(a, d), classify(b, d), "{a} / {b}");
+    }
+    let c = my("select * from t where x = 'secret-value' into outfile");
+    assert!(!c.parse_error.unwrap_or_default().contains("secret"));
+}

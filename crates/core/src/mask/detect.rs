@@ -1,15 +1,27 @@
 //! Content detectors: find sensitive values inside any text.
 //!
-//! One regular expression proposes candidates per entity type; each
-//! candidate is then validated (checksums, SSA rules), so digit noise that
-//! merely looks like an identifier is left alone.
+//! A regular expression proposes candidates by shape; each candidate is then
+//! validated (checksums, SSA rules, issuer prefixes), so digit noise that
+//! merely looks like an identifier is left alone. The scanners live in
+//! `numbers` (SSN, card, ABA), `iban` and `contact` (email, phone); this
+//! module runs the enabled ones and settles overlaps.
+//!
+//! Ambiguous shapes are settled in one place each:
+//! - nine bare digits are an ABA routing number when the checksum holds; an
+//!   SSN when the text right before says `ssn` or `social security`, or when
+//!   the nine digits are the whole value (an `ssn` column stored without
+//!   dashes). Any other bare nine digits (an order id) stay readable.
+//! - `123-45-6789` and `123 45 6789` (one kind of separator) are SSNs.
+//! - when findings overlap, the longer one wins, then the one listed first in
+//!   `precedence`; the output never overlaps.
 
-use super::validate;
-use super::EntityType;
-use regex::Regex;
-use std::sync::OnceLock;
+use super::{contact, iban, numbers, EntityType};
+use regex::{Match, Regex};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
-/// A sensitive value found in text, by byte range.
+/// A sensitive value found in text, by byte range on char boundaries, so the
+/// engine can splice a masked value in without re-scanning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finding {
     /// Start byte.
@@ -20,9 +32,16 @@ pub struct Finding {
     pub entity: EntityType,
 }
 
-/// Cheap check run before the detectors: could `bytes` hold any finding?
-/// Every entity needs either an `@` (email) or at least seven digits, so a
-/// value without them is skipped without running a regex.
+/// The fewest ASCII digits any non-email finding holds: SSN and ABA have
+/// nine, phones ten, cards thirteen, and the IBAN scanner requires nine.
+pub(super) const MIN_DIGITS: usize = 9;
+
+/// Cheap check run before the detectors, so the hot path skips most values
+/// without touching a regex: could `bytes` hold any finding?
+///
+/// Every email has an `@` and every other entity at least nine ASCII
+/// digits, so `false` here is a proof that [`Detectors::find`] finds
+/// nothing (a property test holds us to it).
 pub fn may_contain_pii(bytes: &[u8]) -> bool {
     let mut digits = 0;
     for &b in bytes {
@@ -31,7 +50,7 @@ pub fn may_contain_pii(bytes: &[u8]) -> bool {
         }
         if b.is_ascii_digit() {
             digits += 1;
-            if digits >= 7 {
+            if digits >= MIN_DIGITS {
                 return true;
             }
         }
@@ -39,188 +58,188 @@ pub fn may_contain_pii(bytes: &[u8]) -> bool {
     false
 }
 
-struct Patterns {
-    ssn: Regex,
-    card: Regex,
-    iban: Regex,
-    nine: Regex,
-    email: Regex,
-    phone: Regex,
-}
-
-fn patterns() -> &'static Patterns {
-    static P: OnceLock<Patterns> = OnceLock::new();
-    P.get_or_init(|| Patterns {
-        // Separated SSNs: 123-45-6789 or 123 45 6789 (same separator).
-        ssn: Regex::new(r"(?:^|[^0-9A-Za-z])(\d{3})([- ])(\d{2})[- ](\d{4})(?:$|[^0-9A-Za-z])").expect("regex"),
-        // 13–19 digits, optionally grouped by single spaces or dashes.
-        card: Regex::new(r"(?:^|[^0-9])(\d(?:[ -]?\d){12,18})(?:$|[^0-9])").expect("regex"),
-        iban: Regex::new(r"(?:^|[^0-9A-Za-z])([A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30})(?:$|[^0-9A-Za-z])").expect("regex"),
-        nine: Regex::new(r"(?:^|[^0-9])(\d{9})(?:$|[^0-9])").expect("regex"),
-        email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").expect("regex"),
-        phone: Regex::new(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}\b|\+\d{1,3}(?:[ .-]?\d{1,4}){2,5}").expect("regex"),
-    })
-}
-
-/// The enabled detectors.
-#[derive(Debug, Clone)]
+/// Which detectors run; built once from the `[masking] detectors` list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Detectors {
-    enabled: Vec<EntityType>,
+    pub(super) ssn: bool,
+    pub(super) card: bool,
+    pub(super) iban: bool,
+    pub(super) aba: bool,
+    pub(super) email: bool,
+    pub(super) phone: bool,
 }
 
 impl Detectors {
-    /// Detectors for these entity types (`Column` is ignored).
+    /// Detectors for these entity types. `Column` names no detector and is
+    /// ignored; duplicates are harmless.
     pub fn new(enabled: &[EntityType]) -> Detectors {
-        Detectors {
-            enabled: enabled.to_vec(),
+        let mut d = Detectors::default();
+        for e in enabled {
+            match e {
+                EntityType::Ssn => d.ssn = true,
+                EntityType::CardNumber => d.card = true,
+                EntityType::Iban => d.iban = true,
+                EntityType::AbaRouting => d.aba = true,
+                EntityType::Email => d.email = true,
+                EntityType::Phone => d.phone = true,
+                EntityType::Column => {}
+            }
+        }
+        d
+    }
+
+    /// Whether a detector for `entity` runs.
+    pub fn is_enabled(&self, entity: EntityType) -> bool {
+        match entity {
+            EntityType::Ssn => self.ssn,
+            EntityType::CardNumber => self.card,
+            EntityType::Iban => self.iban,
+            EntityType::AbaRouting => self.aba,
+            EntityType::Email => self.email,
+            EntityType::Phone => self.phone,
+            EntityType::Column => false,
         }
     }
 
-    fn on(&self, e: EntityType) -> bool {
-        self.enabled.contains(&e)
-    }
-
-    /// All findings, sorted, never overlapping (the earlier-listed,
-    /// longer finding wins an overlap).
+    /// All findings in `text`, sorted by position, never overlapping.
     pub fn find(&self, text: &str) -> Vec<Finding> {
-        if !may_contain_pii(text.as_bytes()) {
-            return Vec::new();
-        }
-        let p = patterns();
-        let mut found: Vec<Finding> = Vec::new();
-        let digits_of = |s: &str| -> Vec<u8> { s.bytes().filter(u8::is_ascii_digit).collect() };
-        if self.on(EntityType::Ssn) {
-            for c in captures_all(&p.ssn, text) {
-                let (a, g, s) = (&c[1], &c[3], &c[4]);
-                if let (Ok(a), Ok(g), Ok(s)) = (a.0.parse(), g.0.parse(), s.0.parse()) {
-                    if validate::ssn(a, g, s) {
-                        found.push(Finding {
-                            start: c[1].1,
-                            end: c[4].2,
-                            entity: EntityType::Ssn,
-                        });
-                    }
-                }
+        let bytes = text.as_bytes();
+        let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
+        let has_at = bytes.contains(&b'@');
+        let mut found = Vec::new();
+        if digits >= MIN_DIGITS {
+            if self.ssn || self.card || self.aba {
+                numbers::find(self, text, &mut found);
+            }
+            if self.iban {
+                iban::find(text, &mut found);
+            }
+            if self.phone && digits >= contact::PHONE_MIN_DIGITS {
+                contact::find_phones(text, &mut found);
             }
         }
-        if self.on(EntityType::CardNumber) {
-            for c in captures_all(&p.card, text) {
-                let (s, start, end) = c[1];
-                if consistent_separators(s) && validate::card(&digits_of(s)) {
-                    found.push(Finding {
-                        start,
-                        end,
-                        entity: EntityType::CardNumber,
-                    });
-                }
-            }
-        }
-        if self.on(EntityType::Iban) {
-            for c in captures_all(&p.iban, text) {
-                let (s, start, end) = c[1];
-                let compact: String = s.chars().filter(|c| *c != ' ').collect();
-                if validate::iban(&compact) {
-                    found.push(Finding {
-                        start,
-                        end,
-                        entity: EntityType::Iban,
-                    });
-                }
-            }
-        }
-        if self.on(EntityType::AbaRouting) || self.on(EntityType::Ssn) {
-            for c in captures_all(&p.nine, text) {
-                let (s, start, end) = c[1];
-                let d = s.as_bytes();
-                if self.on(EntityType::AbaRouting) && validate::aba(d) {
-                    found.push(Finding {
-                        start,
-                        end,
-                        entity: EntityType::AbaRouting,
-                    });
-                } else if self.on(EntityType::Ssn) && start == 0 && end == text.len() {
-                    // A bare nine-digit value on its own is an SSN only when
-                    // it is the whole value (an `ssn` column stored without dashes).
-                    let n = |r: std::ops::Range<usize>| s[r].parse().unwrap_or(0);
-                    if validate::ssn(n(0..3), n(3..5), n(5..9)) {
-                        found.push(Finding {
-                            start,
-                            end,
-                            entity: EntityType::Ssn,
-                        });
-                    }
-                }
-            }
-        }
-        if self.on(EntityType::Email) {
-            for m in p.email.find_iter(text) {
-                found.push(Finding {
-                    start: m.start(),
-                    end: m.end(),
-                    entity: EntityType::Email,
-                });
-            }
-        }
-        if self.on(EntityType::Phone) {
-            for m in p.phone.find_iter(text) {
-                let digits = digits_of(m.as_str()).len();
-                if (10..=15).contains(&digits) {
-                    found.push(Finding {
-                        start: m.start(),
-                        end: m.end(),
-                        entity: EntityType::Phone,
-                    });
-                }
-            }
+        if self.email && has_at {
+            contact::find_emails(text, &mut found);
         }
         resolve_overlaps(found)
     }
 }
 
-/// (text, start, end) of each capture group, for every match.
-fn captures_all<'t>(re: &Regex, text: &'t str) -> Vec<Vec<(&'t str, usize, usize)>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at <= text.len() {
-        let Some(c) = re.captures_at(text, at) else {
-            break;
-        };
-        let groups: Vec<(&str, usize, usize)> = (0..c.len())
-            .map(|i| {
-                c.get(i)
-                    .map(|m| (m.as_str(), m.start(), m.end()))
-                    .unwrap_or(("", 0, 0))
-            })
-            .collect();
-        // Continue inside the trailing boundary char so adjacent values are seen.
-        let next = groups
-            .last()
-            .map(|g| g.2)
-            .unwrap_or(at)
-            .max(c.get(0).map(|m| m.start() + 1).unwrap_or(at + 1));
-        out.push(groups);
-        at = next;
+/// Which entity wins an overlap between findings of equal length: the one
+/// whose validation is strongest (checksummed, fixed length) first.
+fn precedence(entity: EntityType) -> u8 {
+    match entity {
+        EntityType::Iban => 0,
+        EntityType::CardNumber => 1,
+        EntityType::Ssn => 2,
+        EntityType::AbaRouting => 3,
+        EntityType::Phone => 4,
+        EntityType::Email => 5,
+        EntityType::Column => 6,
     }
-    out
 }
 
-/// A grouped number uses one kind of separator (`4111-1111 1111-1111` is not a card).
-fn consistent_separators(s: &str) -> bool {
-    !(s.contains(' ') && s.contains('-'))
-}
-
+/// Keep the longest findings (then by [`precedence`]) and drop any that
+/// overlap one already kept; O(n log n) so a value with thousands of
+/// findings stays cheap.
 fn resolve_overlaps(mut found: Vec<Finding>) -> Vec<Finding> {
-    // Longer first, then by detector order (the order pushed).
-    let mut order: Vec<usize> = (0..found.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(found[i].end - found[i].start), i));
-    let mut kept: Vec<Finding> = Vec::new();
-    for i in order {
-        let f = found[i];
-        if kept.iter().all(|k| f.end <= k.start || f.start >= k.end) {
-            kept.push(f);
+    found.sort_by_key(|f| (Reverse(f.end - f.start), precedence(f.entity), f.start));
+    let mut kept: BTreeMap<usize, Finding> = BTreeMap::new();
+    for f in found {
+        // Kept findings are disjoint, so the one starting last before `f`
+        // ends is the only one that can reach into it.
+        let clashes = kept
+            .range(..f.end)
+            .next_back()
+            .is_some_and(|(_, k)| k.end > f.start);
+        if !clashes {
+            kept.insert(f.start, f);
         }
     }
-    kept.sort_by_key(|f| f.start);
-    found.clear();
-    kept
+    kept.into_values().collect()
+}
+
+/// Run `candidates` over `text`; `confirm` validates each candidate and says
+/// where the finding really lies (it may trim a greedy match back to a
+/// group boundary). After a refused candidate the search resumes one
+/// character later, so a real value that starts inside it is still seen.
+pub(super) fn scan_candidates(
+    candidates: &Regex,
+    text: &str,
+    entity: EntityType,
+    out: &mut Vec<Finding>,
+    mut confirm: impl FnMut(Match<'_>) -> Option<(usize, usize)>,
+) {
+    let mut at = 0;
+    while at <= text.len() {
+        let Some(m) = candidates.find_at(text, at) else {
+            break;
+        };
+        let next_char = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8);
+        match confirm(m) {
+            Some((start, end)) => {
+                out.push(Finding { start, end, entity });
+                at = end.max(next_char);
+            }
+            None => at = next_char,
+        }
+    }
+}
+
+/// The byte before `i`, if any.
+pub(super) fn byte_before(text: &str, i: usize) -> Option<u8> {
+    i.checked_sub(1).map(|j| text.as_bytes()[j])
+}
+
+/// The byte at `i`, if any.
+pub(super) fn byte_at(text: &str, i: usize) -> Option<u8> {
+    text.as_bytes().get(i).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(start: usize, end: usize, entity: EntityType) -> Finding {
+        Finding { start, end, entity }
+    }
+
+    #[test]
+    fn overlaps_keep_the_longer_then_the_stronger_finding() {
+        let kept = resolve_overlaps(vec![
+            f(0, 9, EntityType::AbaRouting),
+            f(0, 16, EntityType::CardNumber),
+            f(20, 31, EntityType::Phone),
+            f(20, 31, EntityType::Ssn),
+            f(30, 40, EntityType::Email),
+            f(40, 45, EntityType::Email),
+        ]);
+        assert_eq!(
+            kept,
+            vec![
+                f(0, 16, EntityType::CardNumber),
+                f(20, 31, EntityType::Ssn),
+                f(40, 45, EntityType::Email),
+            ]
+        );
+    }
+
+    #[test]
+    fn prefilter_needs_an_at_sign_or_nine_digits() {
+        assert!(may_contain_pii(b"a@b"));
+        assert!(may_contain_pii(b"x 1234-5678-9"));
+        assert!(!may_contain_pii(b"2024-01-15"));
+        assert!(!may_contain_pii(b""));
+        assert!(!may_contain_pii(&[0xff, b'1', b'2']));
+    }
+
+    #[test]
+    fn detectors_know_what_is_enabled() {
+        let d = Detectors::new(&[EntityType::Email, EntityType::Column, EntityType::Email]);
+        assert!(d.is_enabled(EntityType::Email));
+        assert!(!d.is_enabled(EntityType::Ssn));
+        assert!(!d.is_enabled(EntityType::Column));
+        assert!(d.find("ssn 123-45-6789").is_empty());
+        assert_eq!(d.find("to jo@example.com").len(), 1);
+    }
 }

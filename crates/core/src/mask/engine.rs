@@ -1,9 +1,13 @@
 //! The masking engine: detectors plus strategies, shared by every adapter.
+//!
+//! Adapters call it once per value on the result path, so the common case
+//! (a value with no `@` and few digits) returns `None` after one byte scan
+//! and the caller forwards the original bytes untouched.
 
 use super::detect::{may_contain_pii, Detectors};
 use super::strategy::{self, TokenizeKey};
 use super::{EntityType, Strategy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// How the engine is set up (from the `[masking]` section).
@@ -11,16 +15,18 @@ use std::collections::{BTreeMap, HashMap};
 pub struct MaskerConfig {
     /// Entity types the detectors look for.
     pub detectors: Vec<EntityType>,
-    /// Strategy per entity type.
+    /// Strategy per detected entity type.
     pub strategies: HashMap<EntityType, Strategy>,
-    /// Strategy for types without one.
+    /// Strategy for entity types without one.
     pub default_strategy: Strategy,
     /// Key for `tokenize`.
     pub tokenize_key: TokenizeKey,
 }
 
-/// Masked-value counts per entity type, for the audit trail.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Masked-value counts per entity type, so the audit trail can show an
+/// examiner what was masked without holding the values. Serializes as a JSON
+/// object: `{"card_number": 1, "ssn": 3}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MaskCounts(BTreeMap<EntityType, u64>);
 
@@ -30,11 +36,16 @@ impl MaskCounts {
         *self.0.entry(entity).or_default() += 1;
     }
 
-    /// Add another tally.
+    /// Add another tally (a statement's rows into a session's total).
     pub fn merge(&mut self, other: &MaskCounts) {
-        for (k, v) in &other.0 {
-            *self.0.entry(*k).or_default() += v;
+        for (entity, n) in &other.0 {
+            *self.0.entry(*entity).or_default() += n;
         }
+    }
+
+    /// Masked values of one type.
+    pub fn get(&self, entity: EntityType) -> u64 {
+        self.0.get(&entity).copied().unwrap_or(0)
     }
 
     /// Total masked values.
@@ -47,13 +58,14 @@ impl MaskCounts {
         self.0.is_empty()
     }
 
-    /// Per-type counts.
+    /// Per-type counts, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = (&EntityType, &u64)> {
         self.0.iter()
     }
 }
 
-/// Detectors and strategies; cheap to share behind an `Arc`.
+/// Detectors and strategies. Immutable after [`Masker::new`], so it is
+/// `Send + Sync` and shared by every session behind an `Arc`.
 #[derive(Debug)]
 pub struct Masker {
     detectors: Detectors,
@@ -63,7 +75,7 @@ pub struct Masker {
 }
 
 impl Masker {
-    /// Build the engine.
+    /// Build the engine; the regexes are compiled once per process, lazily.
     pub fn new(config: MaskerConfig) -> Masker {
         Masker {
             detectors: Detectors::new(&config.detectors),
@@ -79,8 +91,8 @@ impl Masker {
             .unwrap_or(&self.default_strategy)
     }
 
-    /// Mask every finding in `text`; `None` when there is none, so callers
-    /// keep the original bytes.
+    /// Mask every detector finding inside `text`. `None` when nothing was
+    /// found, so callers keep the original bytes (the zero-copy fast path).
     pub fn mask_detected(&self, text: &str, counts: &mut MaskCounts) -> Option<String> {
         if !may_contain_pii(text.as_bytes()) {
             return None;
@@ -106,14 +118,34 @@ impl Masker {
         Some(out)
     }
 
-    /// `mask_detected` for bytes that may not be UTF-8 (those are left as is:
-    /// the detectors read text).
+    /// [`Masker::mask_detected`] for raw bytes. Bytes that are not UTF-8 are
+    /// kept as they are and the UTF-8 stretches between them are still
+    /// masked, so one stray byte cannot smuggle an SSN through. `None` when
+    /// nothing was found.
     pub fn mask_detected_bytes(&self, bytes: &[u8], counts: &mut MaskCounts) -> Option<Vec<u8>> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        self.mask_detected(text, counts).map(String::into_bytes)
+        if !may_contain_pii(bytes) {
+            return None;
+        }
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return self.mask_detected(text, counts).map(String::into_bytes);
+        }
+        let mut out = Vec::with_capacity(bytes.len() + 16);
+        let mut changed = false;
+        for chunk in bytes.utf8_chunks() {
+            match self.mask_detected(chunk.valid(), counts) {
+                Some(masked) => {
+                    out.extend_from_slice(masked.as_bytes());
+                    changed = true;
+                }
+                None => out.extend_from_slice(chunk.valid().as_bytes()),
+            }
+            out.extend_from_slice(chunk.invalid());
+        }
+        changed.then_some(out)
     }
 
-    /// Mask a whole value because a column rule covers it.
+    /// Mask a whole value because a column rule says so; `entity` is the
+    /// rule's (often [`EntityType::Column`]) and is what gets counted.
     pub fn mask_value(
         &self,
         value: &str,
@@ -125,3 +157,9 @@ impl Masker {
         strategy::apply(strategy, entity, value, &self.key)
     }
 }
+
+/// Adapters share one engine across tasks; keep that a compile-time fact.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Masker>();
+};

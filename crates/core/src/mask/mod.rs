@@ -59,8 +59,11 @@ pub enum Strategy {
     Tokenize,
 }
 
+mod contact;
 mod detect;
 mod engine;
+mod iban;
+mod numbers;
 mod strategy;
 mod validate;
 
