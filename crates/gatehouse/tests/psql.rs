@@ -654,6 +654,23 @@ async fn review_bypasses_stay_closed() {
         .psql("alice", &alice, &["fetch 1 from never_declared"])
         .await;
     assert!(err(&o).contains("unknown-cursor"), "{}", err(&o));
+    // A top-level DELETE behind a WITH is a DELETE, not a read.
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &["with x as (select 1) delete from customers where id = 1"],
+        )
+        .await;
+    assert!(err(&o).contains("analysts-read-only"), "{}", err(&o));
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &["with x as (select 1) delete from transactions"],
+        )
+        .await;
+    assert!(err(&o).contains("no-unbounded-writes"), "{}", err(&o));
     // A WHERE that filters nothing is no WHERE.
     let o = gw
         .psql("dana", &dana, &["delete from transactions where true"])
