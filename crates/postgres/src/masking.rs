@@ -33,7 +33,6 @@ mod oid {
     pub const BPCHAR: i32 = 1042;
     pub const VARCHAR: i32 = 1043;
     pub const JSONB: i32 = 3802;
-    pub const CITEXT_LIKE: [i32; 0] = [];
 }
 
 /// Types whose text and binary forms are both the UTF-8 text itself.
@@ -48,7 +47,7 @@ fn text_like(type_oid: i32) -> bool {
             | oid::UNKNOWN
             | oid::JSON
             | oid::XML
-    ) || oid::CITEXT_LIKE.contains(&type_oid)
+    )
 }
 
 /// What happens to one column's values.

@@ -426,12 +426,18 @@ impl ClientPump {
     /// skipped up to Sync, as PostgreSQL itself does after an error.
     fn refuse_in_batch(&mut self, message: &str) {
         self.stats.blocked += 1;
+        self.fail_batch(error_bytes(
+            "26000",
+            &format!("gatehouse refused this: {message}"),
+            Some("prepare the statement again through the gateway"),
+        ));
+    }
+
+    /// End the current extended-protocol batch with `error` in place of the
+    /// response, then skip the client's messages up to Sync.
+    fn fail_batch(&mut self, error: Vec<u8>) {
         self.push(Pending::Synthetic {
-            bytes: error_bytes(
-                "26000",
-                &format!("gatehouse refused this: {message}"),
-                Some("prepare the statement again through the gateway"),
-            ),
+            bytes: error,
             ready: false,
             batch: true,
         });
@@ -645,12 +651,7 @@ impl ClientPump {
                 Err(e) => Self::audit_refusal(&e),
             };
             self.statements.remove(&name);
-            self.push(Pending::Synthetic {
-                bytes,
-                ready: false,
-                batch: true,
-            });
-            self.discard_until_sync = true;
+            self.fail_batch(bytes);
             return;
         }
         let stmt = Arc::new(Statement {
@@ -688,14 +689,7 @@ impl ClientPump {
                 });
                 self.out.extend_from_slice(&frame.raw);
             }
-            Err(e) => {
-                self.push(Pending::Synthetic {
-                    bytes: Self::audit_refusal(&e),
-                    ready: false,
-                    batch: true,
-                });
-                self.discard_until_sync = true;
-            }
+            Err(e) => self.fail_batch(Self::audit_refusal(&e)),
         }
     }
 }
@@ -816,12 +810,17 @@ impl ServerPump {
     fn flush_synthetic(&mut self) {
         while let Some(Pending::Synthetic { .. }) = self.queue.front() {
             if let Some(Pending::Synthetic { bytes, ready, .. }) = self.queue.pop_front() {
-                self.out.extend_from_slice(&bytes);
-                if ready {
-                    self.out
-                        .extend_from_slice(&backend::ready_for_query(self.status));
-                }
+                self.emit_synthetic(&bytes, ready);
             }
+        }
+    }
+
+    /// Write one gateway-made response, with ReadyForQuery if it ends a command.
+    fn emit_synthetic(&mut self, bytes: &[u8], ready: bool) {
+        self.out.extend_from_slice(bytes);
+        if ready {
+            self.out
+                .extend_from_slice(&backend::ready_for_query(self.status));
         }
     }
 
@@ -1123,19 +1122,8 @@ impl ServerPump {
                 }
                 Pending::Sync => break,
                 Pending::Execute { unit, .. } => self.finish(unit),
-                Pending::Synthetic {
-                    bytes,
-                    ready,
-                    batch,
-                } => {
-                    // A gateway response queued before this point belongs before it.
-                    self.out.extend_from_slice(&bytes);
-                    if ready {
-                        self.out
-                            .extend_from_slice(&backend::ready_for_query(self.status));
-                    }
-                    let _ = batch;
-                }
+                // A gateway response queued before this point belongs before it.
+                Pending::Synthetic { bytes, ready, .. } => self.emit_synthetic(&bytes, ready),
                 _ => {}
             }
         }

@@ -123,8 +123,6 @@ impl PostgresAdapter {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         // Start-up: SSLRequest/GSSENCRequest may come first.
         let mut reader = FrameReader::new(tcp, BytesMut::new(), self.settings.max_message_len);
-        let client: Box<dyn ClientIo>;
-        let mut tls = false;
         let packet = loop {
             let Some(frame) = reader.next_startup().await? else {
                 return Ok(());
@@ -138,25 +136,22 @@ impl PostgresAdapter {
                 }
             };
             match packet {
-                StartupPacket::SslRequest if !tls => {
+                StartupPacket::SslRequest => {
                     let (mut tcp, rest) = reader.into_parts();
                     if !rest.is_empty() {
                         return fatal(&mut tcp, "08P01", "data received before the TLS handshake")
                             .await;
                     }
-                    match &self.tls {
+                    let (client, tls): (Box<dyn ClientIo>, bool) = match &self.tls {
                         Some(acceptor) => {
                             tcp.write_all(b"S").await?;
-                            let stream = acceptor.accept(tcp).await?;
-                            client = Box::new(stream);
-                            tls = true;
+                            (Box::new(acceptor.accept(tcp).await?), true)
                         }
                         None => {
                             tcp.write_all(b"N").await?;
-                            client = Box::new(tcp);
+                            (Box::new(tcp), false)
                         }
-                    }
-                    let _ = &client;
+                    };
                     return self.after_tls(client, tls, peer).await;
                 }
                 StartupPacket::GssEncRequest => {
@@ -168,8 +163,8 @@ impl PostgresAdapter {
             }
         };
         let (tcp, rest) = reader.into_parts();
-        client = Box::new(tcp);
-        self.startup(client, rest, packet, tls, peer).await
+        // Plaintext: the start-up came without an SSLRequest.
+        self.startup(Box::new(tcp), rest, packet, false, peer).await
     }
 
     async fn after_tls(

@@ -8,7 +8,7 @@
 //! facts do not depend on literal values and can be cached under the
 //! normalized statement.
 
-use super::keyword::{kind_of_keyword, leading_keyword};
+use super::keyword::{kind_of_keyword, leading_keyword_of_tokens};
 use super::scan::{tokens, Token};
 use super::{CopyDirection, Dialect, StatementFacts, StatementKind};
 use std::collections::BTreeSet;
@@ -118,15 +118,7 @@ impl<'a, 't> Statement<'a, 't> {
     }
 
     fn keyword(&self) -> String {
-        let words: Vec<&str> = self.toks[self.first_word()..]
-            .iter()
-            .map_while(|(_, t)| match t {
-                Token::Word(w) => Some(*w),
-                _ => None,
-            })
-            .take(6)
-            .collect();
-        leading_keyword(&words)
+        leading_keyword_of_tokens(&self.toks[self.first_word()..])
     }
 
     /// Index of the first depth-0 word from `from` on that is in `set`.

@@ -53,6 +53,20 @@ const SET_FORMS: &[&str] = &[
     "NAMES",
 ];
 
+/// The leading keywords of a statement from its tokens: the unquoted words
+/// up to the first other token (the parser path and the fallback both call this).
+pub fn leading_keyword_of_tokens(toks: &[(usize, super::scan::Token<'_>)]) -> String {
+    let words: Vec<&str> = toks
+        .iter()
+        .map_while(|(_, t)| match t {
+            super::scan::Token::Word(w) => Some(*w),
+            _ => None,
+        })
+        .take(6)
+        .collect();
+    leading_keyword(&words)
+}
+
 /// The leading keywords of a statement, upper-case, from its first words
 /// (unquoted words up to the first other token).
 pub fn leading_keyword(words: &[&str]) -> String {

@@ -5,9 +5,9 @@
 //! cached under the normalized statement.
 
 use super::fallback::unknown_facts;
-use super::keyword::{kind_of_keyword, leading_keyword};
+use super::keyword::{kind_of_keyword, leading_keyword_of_tokens};
 use super::lineage::{query_output, returning_output, Env};
-use super::scan::{tokens, Token};
+use super::scan::tokens;
 use super::{ColumnSource, CopyDirection, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
     BinaryOperator, CopySource, Expr, FromTable, Ident, LimitClause, ObjectName, ObjectType, Query,
@@ -92,17 +92,7 @@ fn options_say_analyze(options: Option<&[UtilityOption]>) -> bool {
 
 /// The leading keywords of a parsed statement, from its rendered text.
 fn keyword_of(stmt: &Statement, dialect: Dialect) -> String {
-    let text = stmt.to_string();
-    let toks = tokens(&text, dialect);
-    let words: Vec<&str> = toks
-        .iter()
-        .map_while(|(_, t)| match t {
-            Token::Word(w) => Some(*w),
-            _ => None,
-        })
-        .take(6)
-        .collect();
-    leading_keyword(&words)
+    leading_keyword_of_tokens(&tokens(&stmt.to_string(), dialect))
 }
 
 /// What a data-changing statement does to its target.

@@ -42,6 +42,17 @@ impl EntityType {
     }
 }
 
+/// Every entity type the content detectors can find (all but `Column`);
+/// the default `[masking] detectors`.
+pub const DETECTABLE: [EntityType; 6] = [
+    EntityType::Ssn,
+    EntityType::CardNumber,
+    EntityType::Iban,
+    EntityType::AbaRouting,
+    EntityType::Email,
+    EntityType::Phone,
+];
+
 /// How a value is masked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "strategy", rename_all = "snake_case")]

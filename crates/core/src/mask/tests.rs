@@ -8,14 +8,7 @@ use proptest::prelude::{
 use proptest::strategy::Strategy as Gen;
 use std::collections::HashMap;
 
-const ALL: [EntityType; 6] = [
-    EntityType::Ssn,
-    EntityType::CardNumber,
-    EntityType::Iban,
-    EntityType::AbaRouting,
-    EntityType::Email,
-    EntityType::Phone,
-];
+const ALL: [EntityType; 6] = DETECTABLE;
 
 fn all() -> Detectors {
     Detectors::new(&ALL)

@@ -55,14 +55,7 @@ impl Default for MaskingConfig {
 }
 
 fn default_detectors() -> Vec<EntityType> {
-    vec![
-        EntityType::Ssn,
-        EntityType::CardNumber,
-        EntityType::Iban,
-        EntityType::AbaRouting,
-        EntityType::Email,
-        EntityType::Phone,
-    ]
+    crate::mask::DETECTABLE.to_vec()
 }
 
 fn default_strategy() -> Strategy {
