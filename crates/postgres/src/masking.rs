@@ -331,6 +331,11 @@ fn mask_value(
             Some(Some(out))
         }
         FieldAction::DetectOrNull { int_width } => {
+            // Text-format values are their own text: run the cheap prefilter
+            // on the bytes before allocating (the common case on every row).
+            if *int_width == 0 && !gatehouse_core::mask::may_contain_pii(value) {
+                return None;
+            }
             let text = as_text(value, *int_width)?;
             if !gatehouse_core::mask::may_contain_pii(text.as_bytes()) {
                 return None;
