@@ -6,7 +6,9 @@
 //! how values are masked on the way out ([`mask`]). Adapters translate their
 //! wire protocol into these types and back.
 
+pub mod approval;
 pub mod classify;
+pub mod duration;
 pub mod identity;
 pub mod mask;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 //! The authenticator and the recorder are traits so this crate stays free
 //! of sockets, JWT libraries and storage engines.
 
+use crate::approval::{AccessGrants, ApprovalBroker, GrantLease};
 use crate::classify::{Classification, ClassifierCache, Dialect};
 use crate::identity::Identity;
 use crate::mask::Masker;
@@ -59,6 +60,19 @@ pub struct Pipeline {
     pub authenticator: Arc<dyn Authenticator>,
     /// Audit trail.
     pub recorder: Arc<dyn Recorder>,
+    /// Where held commands wait for people; `None` refuses held commands.
+    pub approvals: Option<Arc<dyn ApprovalBroker>>,
+    /// Time-bound access grants; `None` means group membership alone decides.
+    pub grants: Option<Arc<dyn AccessGrants>>,
+}
+
+/// A caller allowed onto a connection, and on what grounds.
+pub struct Authorized<'a> {
+    /// The connection.
+    pub connection: &'a ConnectionConfig,
+    /// The access grant that let them in, when their groups alone would not;
+    /// the session must end when it does.
+    pub grant: Option<GrantLease>,
 }
 
 impl Pipeline {
@@ -94,13 +108,32 @@ impl Pipeline {
         }
     }
 
-    /// Authorize stage.
+    /// Authorize stage: the connection's groups, else an active access grant.
     pub fn authorize(
         &self,
         identity: &Identity,
         connection: &str,
-    ) -> Result<&ConnectionConfig, AccessDenied> {
-        self.policy.authorize(identity, connection)
+    ) -> Result<Authorized<'_>, AccessDenied> {
+        match self.policy.authorize(identity, connection) {
+            Ok(conn) => Ok(Authorized {
+                connection: conn,
+                grant: None,
+            }),
+            Err(denied @ AccessDenied::NotInAllowedGroups { .. }) => {
+                let lease = self
+                    .grants
+                    .as_ref()
+                    .and_then(|g| g.active(identity, connection));
+                match (lease, self.policy.connection(connection)) {
+                    (Some(lease), Some(conn)) => Ok(Authorized {
+                        connection: conn,
+                        grant: Some(lease),
+                    }),
+                    _ => Err(denied),
+                }
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Classify stage (cached by normalized statement).

@@ -14,12 +14,14 @@ pub enum Verdict {
         /// The rule that allowed it, or `None` for the connection's default.
         rule: Option<String>,
     },
-    /// Hold until a person approves (issue on approvals); never forwarded before.
+    /// Hold until people approve; never forwarded before.
     Hold {
         /// The rule that asked for approval.
         rule: String,
         /// Why, shown to the requester and the approvers.
         message: String,
+        /// Who must approve, and how long the request stays open.
+        requirement: crate::approval::Requirement,
     },
     /// Refuse; the target never sees the command.
     Block {

@@ -32,6 +32,12 @@ pub struct GatewayConfig {
     /// The audit store.
     #[serde(default)]
     pub audit: AuditSection,
+    /// Approval requests and access grants.
+    #[serde(default)]
+    pub approvals: ApprovalsSection,
+    /// Webhook and Slack notifications about requests and decisions.
+    #[serde(default)]
+    pub notify: gatehouse_notify::NotifyConfig,
     /// Named targets.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -110,6 +116,10 @@ pub struct ApiListener {
     /// Address of the HTTPS API.
     #[serde(default = "default_api_listen")]
     pub listen: String,
+    /// The address people and clients reach the API and console at
+    /// (`https://gatehouse.bank.internal`), used in approval links; defaults
+    /// to `https://` and the listen address.
+    pub public_url: Option<String>,
 }
 
 fn default_api_listen() -> String {
@@ -120,6 +130,7 @@ impl Default for ApiListener {
     fn default() -> Self {
         ApiListener {
             listen: default_api_listen(),
+            public_url: None,
         }
     }
 }
@@ -212,6 +223,36 @@ impl Default for AuditSection {
             durability: default_durability(),
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_secs(),
+        }
+    }
+}
+
+/// `[approvals]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// SQLite file of requests and grants.
+    #[serde(default = "default_approvals_path")]
+    pub path: PathBuf,
+    /// Groups whose members see every request, session and the audit
+    /// status, read-only (examiners, internal audit).
+    #[serde(default = "default_auditor_groups")]
+    pub auditor_groups: Vec<String>,
+}
+
+fn default_approvals_path() -> PathBuf {
+    PathBuf::from("approvals.db")
+}
+
+fn default_auditor_groups() -> Vec<String> {
+    vec!["auditors".into()]
+}
+
+impl Default for ApprovalsSection {
+    fn default() -> Self {
+        ApprovalsSection {
+            path: default_approvals_path(),
+            auditor_groups: default_auditor_groups(),
         }
     }
 }

@@ -51,8 +51,17 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         ttl,
         gatehouse_identity::DEV_AUDIENCE,
     )?;
+    let omar = dev.issue(
+        "omar",
+        &["approvers".to_string()],
+        Some("omar@example.com"),
+        ttl,
+        gatehouse_identity::DEV_AUDIENCE,
+    )?;
     let host = gw.postgres_addr.ip().to_string();
     let port = gw.postgres_addr.port();
+    let console = format!("https://{}", gw.api_addr);
+    let ca_file = demo.config.state_dir().join("tls-cert.pem");
     if let Some(path) = &env_file {
         let mut env = String::new();
         let _ = writeln!(env, "GATEHOUSE_PG_HOST={host}");
@@ -60,11 +69,18 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         let _ = writeln!(env, "GATEHOUSE_DATABASE=bank");
         let _ = writeln!(env, "GATEHOUSE_ANALYST_TOKEN={alice}");
         let _ = writeln!(env, "GATEHOUSE_DBA_TOKEN={dana}");
+        let _ = writeln!(env, "GATEHOUSE_APPROVER_TOKEN={omar}");
+        let _ = writeln!(env, "GATEHOUSE_CONSOLE_URL={console}");
+        let _ = writeln!(env, "GATEHOUSE_URL={console}");
+        let _ = writeln!(env, "GATEHOUSE_CA_FILE={}", ca_file.display());
         let _ = writeln!(env, "GATEHOUSE_CONFIG={}", demo.config_path.display());
         crate::files::write_private(path, env.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("{}", instructions(&host, port, &demo.config_path));
+    println!(
+        "{}",
+        instructions(&host, port, &demo.config_path, &console, &ca_file)
+    );
     crate::cli::wait_for_signal().await;
     eprintln!(
         "gatehouse demo: stopping; signing the final audit checkpoint and removing the cluster"
@@ -132,12 +148,32 @@ database = "bank"
 user = "{APP_ROLE}"
 password_file = "{pw}"
 allow_groups = ["analysts", "dba"]
+# Anyone else may ask for time-bound access; one approver decides.
+access_approvers = ["approvers"]
+max_access = "8h"
 
-{rules}"#,
+{rules}
+{approvals}"#,
         pw = password_file.display(),
-        rules = DEMO_POLICY
+        rules = DEMO_POLICY,
+        approvals = DEMO_APPROVAL_RULE,
     )
 }
+
+/// The demo's approval rule: a DBA's change to customer records waits for
+/// one person from `approvers`. Kept apart from [`DEMO_POLICY`] (and after
+/// its block rules, so a deny-listed statement is refused, not held).
+pub const DEMO_APPROVAL_RULE: &str = r#"[[rules]]
+name = "dba-customer-changes-need-approval"
+effect = "approve"
+message = "changes to customer records need a second person's approval"
+groups = ["dba"]
+kinds = ["update", "delete", "merge"]
+tables = ["customers"]
+approvers = ["approvers"]
+approvals = 1
+approval_timeout = "15m"
+"#;
 
 /// Rules and masking shared by the demo and the tests.
 pub const DEMO_POLICY: &str = r#"[[rules]]
@@ -189,7 +225,7 @@ columns = ["customers.date_of_birth"]
 strategy = "redact"
 "#;
 
-fn instructions(host: &str, port: u16, config: &Path) -> String {
+fn instructions(host: &str, port: u16, config: &Path, console: &str, ca_file: &Path) -> String {
     let conn = |who: &str| {
         format!("psql \"host={host} port={port} user={who} dbname=bank sslmode=require\"")
     };
@@ -210,6 +246,20 @@ dana (group dba: anything but the deny-list; may create tables):
   PGPASSWORD="$(gatehouse token issue --subject dana --groups dba)" \
     {dana} -c "delete from customers"        # blocked: no WHERE
 
+Approvals: dana's change to a customer waits for omar (group approvers):
+  PGPASSWORD="$(gatehouse token issue --subject dana --groups dba)" \
+    {dana} -c "update customers set phone = '555-0100' where id = 7"
+  psql prints "waiting for approval #N: {console}/approvals/N" and waits. Then either
+  sign in to the console as omar ({console}, accept the self-signed certificate), or:
+  export GATEHOUSE_URL={console} GATEHOUSE_CA_FILE={ca_file}
+  export GATEHOUSE_TOKEN="$(gatehouse token issue --subject omar --groups approvers)"
+  gatehouse approvals list
+  gatehouse approvals approve N --reason "ticket CHG-1234"     # or: deny N --reason "…"
+
+Time-bound access: eve (no group on "bank") asks, omar approves, eve connects:
+  GATEHOUSE_TOKEN="$(gatehouse token issue --subject eve --groups contractors)" \
+    gatehouse access request bank --for 1h --reason "INC-42 investigation"
+
 The audit trail:
   gatehouse audit verify --config {config}
   gatehouse sessions list --config {config}
@@ -220,5 +270,6 @@ Ctrl-C stops the gateway and removes the throwaway database.
         alice = conn("alice"),
         dana = conn("dana"),
         config = config.display(),
+        ca_file = ca_file.display(),
     )
 }

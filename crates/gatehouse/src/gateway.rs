@@ -6,6 +6,7 @@
 use crate::config::GatewayConfig;
 use crate::{api, files, tls};
 use anyhow::{Context, Result};
+use gatehouse_approvals::{Broker, RequestKind};
 use gatehouse_audit::{AuditConfig, AuditLog, Durability, NewEvent};
 use gatehouse_core::classify::ClassifierCache;
 use gatehouse_core::mask::{Masker, MaskerConfig, TokenizeKey};
@@ -13,6 +14,7 @@ use gatehouse_core::pipeline::{Authenticator, BoxFuture, EventRecord, Pipeline, 
 use gatehouse_core::policy::{self, Policy};
 use gatehouse_core::Identity;
 use gatehouse_identity::{DevIssuer, TokenValidator};
+use gatehouse_notify::{Notification, Notifier};
 use gatehouse_postgres::{AdapterSettings, PostgresAdapter};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +23,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How often overdue approval requests and grants are expired.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Classifications kept in the cache (distinct normalized statements).
 const CLASSIFIER_CACHE: usize = 10_000;
@@ -35,11 +40,15 @@ pub struct RunningGateway {
     pub dev_issuer: Option<Arc<DevIssuer>>,
     /// The audit trail.
     pub audit: AuditLog,
+    /// Approval requests and access grants.
+    pub broker: Broker,
+    /// Webhook and Slack deliveries.
+    pub notifier: Notifier,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-struct TokenAuthenticator(TokenValidator);
+struct TokenAuthenticator(Arc<TokenValidator>);
 
 impl Authenticator for TokenAuthenticator {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>> {
@@ -62,6 +71,34 @@ impl Recorder for AuditRecorder {
             self.0.record(event).await.map_err(|e| e.to_string())
         })
     }
+}
+
+/// Turn the broker's news into notifications. Access requests are told as
+/// `grant.*` events so receivers can route them apart from held commands.
+fn announcer(notifier: Notifier, public_url: String) -> gatehouse_approvals::Announcer {
+    Arc::new(move |event: &str, r: &gatehouse_approvals::Request| {
+        if !notifier.is_enabled() {
+            return;
+        }
+        let event = match (r.kind, event) {
+            (RequestKind::Access, "approval.requested") => "grant.requested".to_string(),
+            (RequestKind::Access, "approval.approved") => "grant.approved".to_string(),
+            (RequestKind::Access, "approval.denied") => "grant.denied".to_string(),
+            (RequestKind::Access, "approval.expired") => "grant.expired".to_string(),
+            (_, other) => other.to_string(),
+        };
+        notifier.notify(Notification {
+            event,
+            id: r.id.to_string(),
+            title: r.title(),
+            link: Some(format!(
+                "{}/approvals/{}",
+                public_url.trim_end_matches('/'),
+                r.id
+            )),
+            data: serde_json::to_value(r).unwrap_or_default(),
+        });
+    })
 }
 
 /// Compile the policy, naming the line of a bad rule.
@@ -145,14 +182,36 @@ impl RunningGateway {
         } else {
             (None, None)
         };
-        let validator = TokenValidator::new(
-            cfg.identity.issuers.clone(),
-            dev_for_validator,
-            Duration::from_secs(cfg.identity.leeway_secs),
-        )
-        .context("configuring token validation")?
-        .with_refetch_interval(Duration::from_secs(cfg.identity.jwks_min_refetch_secs));
+        let validator = Arc::new(
+            TokenValidator::new(
+                cfg.identity.issuers.clone(),
+                dev_for_validator,
+                Duration::from_secs(cfg.identity.leeway_secs),
+            )
+            .context("configuring token validation")?
+            .with_refetch_interval(Duration::from_secs(cfg.identity.jwks_min_refetch_secs)),
+        );
         let audit = open_audit(cfg)?;
+        let recorder: Arc<dyn Recorder> = Arc::new(AuditRecorder(audit.clone()));
+        let public_url = cfg
+            .api
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{api_addr}"));
+        let broker = Broker::open(
+            &cfg.state_path(&cfg.approvals.path),
+            recorder.clone(),
+            policy.clone(),
+            &public_url,
+        )
+        .context("opening the approvals store")?;
+        let notifier = if cfg.notify.has_receivers() {
+            gatehouse_notify::Notifier::start(&cfg.notify, &cfg.base_dir)
+                .context("starting notifications ([notify])")?
+        } else {
+            gatehouse_notify::Notifier::disabled()
+        };
+        broker.set_announcer(announcer(notifier.clone(), public_url.clone()));
         let masker = Masker::new(MaskerConfig {
             detectors: policy.masking.detectors.clone(),
             strategies: policy.masking.strategies.clone(),
@@ -163,8 +222,15 @@ impl RunningGateway {
             policy: policy.clone(),
             classifier: ClassifierCache::new(CLASSIFIER_CACHE),
             masker: Arc::new(masker),
-            authenticator: Arc::new(TokenAuthenticator(validator)),
-            recorder: Arc::new(AuditRecorder(audit.clone())),
+            authenticator: Arc::new(TokenAuthenticator(validator.clone())),
+            recorder,
+            approvals: Some(Arc::new(broker.clone())),
+            grants: Some(Arc::new(broker.clone())),
+        });
+        let extra = api::approvals::router(api::approvals::ApiState {
+            broker: broker.clone(),
+            validator: validator.clone(),
+            auditor_groups: Arc::new(cfg.approvals.auditor_groups.clone()),
         });
 
         let (cert, key) = tls::cert_paths(
@@ -188,7 +254,14 @@ impl RunningGateway {
         let (shutdown, rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(adapter.serve(pg_listener, rx.clone())),
-            tokio::spawn(api::serve(api_listener, api_tls, dev.clone(), rx)),
+            tokio::spawn(api::serve(
+                api_listener,
+                api_tls,
+                dev.clone(),
+                extra,
+                rx.clone(),
+            )),
+            tokio::spawn(broker.clone().run_sweeper(SWEEP_EVERY, rx)),
         ];
         tracing::info!(%postgres_addr, %api_addr, "gatehouse is listening");
         Ok(RunningGateway {
@@ -196,6 +269,8 @@ impl RunningGateway {
             api_addr,
             dev_issuer: dev,
             audit,
+            broker,
+            notifier,
             shutdown,
             tasks,
         })
@@ -207,6 +282,7 @@ impl RunningGateway {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+        self.notifier.shutdown(Duration::from_secs(2)).await;
         self.audit.close().await;
     }
 }

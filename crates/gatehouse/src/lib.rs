@@ -4,10 +4,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod demo_data;
-pub mod duration;
+pub use gatehouse_core::duration;
 pub mod files;
 pub mod gateway;
 pub mod pgcluster;

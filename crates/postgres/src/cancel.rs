@@ -18,6 +18,9 @@ pub struct CancelTarget {
     pub port: u16,
     /// The target backend's (pid, secret).
     pub key: (i32, i32),
+    /// Woken by a cancel, so a statement held for approval is withdrawn
+    /// (it is not running on the target, so the target cannot cancel it).
+    pub held: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Live sessions' cancel keys.
@@ -74,6 +77,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             key: (10, 20),
+            held: Default::default(),
         };
         let (pid, secret) = r.register(t);
         assert_eq!(r.lookup(pid, secret).map(|t| t.key), Some((10, 20)));

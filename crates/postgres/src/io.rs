@@ -44,6 +44,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Read more bytes into the buffer without taking a message; `Ok(0)`
+    /// at end of stream. Cancel-safe, so a session waiting on something
+    /// else can still notice its client hang up.
+    pub async fn fill(&mut self) -> Result<usize, StreamError> {
+        Ok(self.inner.read_buf(&mut self.buf).await?)
+    }
+
+    /// Bytes read but not yet taken as messages.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next message if one is already buffered, without reading.
     pub fn buffered(&mut self) -> Result<Option<Frame>, StreamError> {
         Ok(frame::take_tagged(&mut self.buf, self.max)?)

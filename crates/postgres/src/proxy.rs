@@ -17,11 +17,12 @@ use crate::io::FrameReader;
 use crate::masking::{self, RowPlan};
 use crate::session::{ClientIo, SessionContext};
 use bytes::BytesMut;
+use gatehouse_core::approval::{HeldCommand, Outcome};
 use gatehouse_core::classify::{
     Classification, CopyDirection, Dialect, StatementFacts, StatementKind,
 };
 use gatehouse_core::mask::MaskCounts;
-use gatehouse_core::pipeline::{redact_secrets, EventRecord};
+use gatehouse_core::pipeline::{redact_secrets, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -55,11 +56,16 @@ struct Statement {
     output_facts: Option<StatementFacts>,
     /// Result columns, once the target has described them.
     fields: Mutex<Option<Vec<Field>>>,
+    /// The hold verdict when running it needs approval (asked at Execute,
+    /// once the parameters are known).
+    held: Option<Verdict>,
 }
 
 struct Portal {
     statement: Arc<Statement>,
     formats: Vec<i16>,
+    /// The bound parameters as approvers see them (held statements only).
+    params_shown: Option<String>,
 }
 
 /// Per-command accounting, shared by the unit that produces its results.
@@ -96,6 +102,22 @@ enum Pending {
     },
 }
 
+/// A Flush message, sent to the target before a held Execute waits.
+const FLUSH: [u8; 5] = [b'H', 0, 0, 0, 4];
+
+/// Client bytes buffered while a statement is held; past this the gateway
+/// stops reading (and so stops noticing a hang-up) until the decision.
+const HELD_CLIENT_BUFFER: usize = 1 << 20;
+
+/// `900` → `15m`, for the client's notice.
+fn human_secs(secs: u64) -> String {
+    match secs {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Run the session until either side closes.
 pub async fn run(
     ctx: Arc<SessionContext>,
@@ -103,6 +125,7 @@ pub async fn run(
     client_leftover: BytesMut,
     target: TcpStream,
     target_leftover: BytesMut,
+    grant_end: Option<BoxFuture<'static, String>>,
 ) -> SessionStats {
     let (client_r, client_w) = tokio::io::split(client);
     let (target_r, target_w) = target.into_split();
@@ -134,10 +157,12 @@ pub async fn run(
         bytes_to_client: 0,
         rx_open: true,
     };
+    let grant_end = grant_end.unwrap_or_else(|| Box::pin(std::future::pending()));
+    let mut revoked = None;
     let (client_end, server_end) = {
         let client_fut = client_pump.run();
         let server_fut = server_pump.run();
-        tokio::pin!(client_fut, server_fut);
+        tokio::pin!(client_fut, server_fut, grant_end);
         tokio::select! {
             c = &mut client_fut => {
                 // Let the target finish answering what was already sent.
@@ -145,8 +170,25 @@ pub async fn run(
                 (c, s.unwrap_or_else(|_| "timed out draining target".to_string()))
             }
             s = &mut server_fut => (String::new(), s),
+            reason = &mut grant_end => {
+                revoked = Some(reason.clone());
+                (reason, String::new())
+            }
         }
     };
+    if let Some(reason) = revoked {
+        // The access grant that let this caller in has ended: so does the
+        // session, with the reason in the client's own protocol.
+        let bytes = Notice::new(
+            "FATAL",
+            "57P01",
+            &format!("gatehouse ended this session: {reason}"),
+            None,
+        )
+        .encode(b'E');
+        let _ = server_pump.client.write_all(&bytes).await;
+        let _ = server_pump.client.shutdown().await;
+    }
     let mut stats = std::mem::take(&mut client_pump.stats);
     stats.bytes_to_client = server_pump.bytes_to_client;
     stats.end_reason = if client_end.is_empty() {
@@ -170,12 +212,57 @@ fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
             &format!("blocked by gatehouse rule \"{rule}\": {message}"),
             Some("this statement was not sent to the database; the attempt is recorded in the audit trail"),
         )),
-        Verdict::Hold { rule, message } => Some(error_bytes(
-            "42501",
-            &format!("gatehouse rule \"{rule}\" requires approval: {message}"),
-            Some("approvals are not enabled on this gateway yet, so the statement was not run"),
-        )),
+        Verdict::Hold { .. } => None,
     }
+}
+
+/// A binary-format parameter for people: printable text as a string,
+/// 2/4/8-byte values also read as an integer (labelled, since the type is
+/// not known here), anything else as hex.
+fn show_binary(b: &[u8]) -> String {
+    if let Ok(t) = std::str::from_utf8(b) {
+        if !t.is_empty() && !t.chars().any(char::is_control) {
+            return format!("'{}'", t.replace('\'', "''"));
+        }
+    }
+    let int = match b.len() {
+        2 => Some(i16::from_be_bytes([b[0], b[1]]) as i64),
+        4 => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64),
+        8 => Some(i64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ])),
+        _ => None,
+    };
+    match int {
+        Some(n) => format!("{n} (binary, read as an integer)"),
+        None => format!("binary 0x{}", hex::encode(b)),
+    }
+}
+
+/// How approvers see bound parameters: text values quoted, binary decoded
+/// where it can be.
+fn show_params(formats: &[i16], params: &[Option<&[u8]>]) -> String {
+    let shown: Vec<String> = params
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let binary = match formats.len() {
+                0 => false,
+                1 => formats[0] == 1,
+                _ => formats.get(i).is_some_and(|f| *f == 1),
+            };
+            let value = match v {
+                None => "NULL".to_string(),
+                Some(b) if !binary => match std::str::from_utf8(b) {
+                    Ok(t) => format!("'{}'", t.replace('\'', "''")),
+                    Err(_) => format!("'\\x{}'", hex::encode(b)),
+                },
+                Some(b) => show_binary(b),
+            };
+            format!("${} = {value}", i + 1)
+        })
+        .collect();
+    shown.join(", ")
 }
 
 fn facts_json(c: &Classification) -> serde_json::Value {
@@ -310,9 +397,14 @@ impl ClientPump {
                     ));
                     return Ok(true);
                 };
+                let params_shown = stmt
+                    .held
+                    .as_ref()
+                    .map(|_| show_params(&bind.param_formats, &bind.params));
                 let portal = Arc::new(Portal {
                     statement: stmt,
                     formats: bind.result_formats.clone(),
+                    params_shown,
                 });
                 self.portals.insert(bind.portal.to_string(), portal);
                 self.push(Pending::Bind);
@@ -418,6 +510,7 @@ impl ClientPump {
             classification: Arc::new(body.clone()),
             output_facts: body.statements.first().cloned(),
             fields: Mutex::new(None),
+            held: None,
         }))
     }
 
@@ -539,6 +632,7 @@ impl ClientPump {
         classification: &Classification,
         verdict: &Verdict,
         protocol: &str,
+        approval: Option<u64>,
     ) -> Result<u64, String> {
         self.next_command += 1;
         self.stats.commands += 1;
@@ -555,6 +649,7 @@ impl ClientPump {
                 "statements": facts_json(classification),
                 "parse_error": classification.parse_error,
                 "verdict": verdict,
+                "approval_request": approval,
             }),
         };
         self.ctx.pipeline.recorder.record(event).await.map(|_| id)
@@ -571,26 +666,36 @@ impl ClientPump {
     async fn simple_query(&mut self, frame: Frame, sql: String) {
         let (classification, outputs, refusal) = self.resolve(&sql);
         let verdict = self.verdict_for(&sql, &classification, refusal);
+        let approval = if matches!(verdict, Verdict::Hold { .. }) {
+            match self.open_hold(&sql, &verdict).await {
+                Ok(id) => Some(id),
+                Err(bytes) => return self.refuse_query(bytes),
+            }
+        } else {
+            None
+        };
         let recorded = self
-            .record_command(&sql, &classification, &verdict, "simple")
+            .record_command(&sql, &classification, &verdict, "simple", approval)
             .await;
-        let refusal = match (&recorded, verdict_error(&verdict)) {
-            (Err(e), _) => Some(Self::audit_refusal(e)),
+        let id = match (recorded, verdict_error(&verdict)) {
+            (Err(e), _) => {
+                if let Some(a) = approval {
+                    self.withdraw(a, "the command could not be recorded").await;
+                }
+                return self.refuse_query(Self::audit_refusal(&e));
+            }
             (Ok(_), Some(err)) => {
                 self.stats.blocked += 1;
-                Some(err)
+                return self.refuse_query(err);
             }
-            (Ok(_), None) => None,
+            (Ok(id), None) => id,
         };
-        if let Some(bytes) = refusal {
-            self.push(Pending::Synthetic {
-                bytes,
-                ready: true,
-                batch: false,
-            });
-            return;
+        if let Some(a) = approval {
+            if let Err(bytes) = self.await_decision(a).await {
+                self.stats.blocked += 1;
+                return self.refuse_query(bytes);
+            }
         }
-        let Ok(id) = recorded else { return };
         self.remember_sql_prepares(&classification);
         self.push(Pending::Query {
             unit: CommandUnit {
@@ -601,6 +706,151 @@ impl ClientPump {
             sql,
         });
         self.out.extend_from_slice(&frame.raw);
+    }
+
+    /// Answer a simple Query with a gateway-made error (nothing forwarded).
+    fn refuse_query(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.push(Pending::Synthetic {
+            bytes,
+            ready: true,
+            batch: false,
+        });
+    }
+
+    /// Open an approval request for a held command and tell the client.
+    /// On failure, the error for the client.
+    async fn open_hold(&mut self, command: &str, verdict: &Verdict) -> Result<u64, Vec<u8>> {
+        let Verdict::Hold {
+            rule,
+            message,
+            requirement,
+        } = verdict
+        else {
+            return Err(Vec::new());
+        };
+        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
+            return Err(error_bytes(
+                "42501",
+                &format!("gatehouse rule \"{rule}\" requires approval: {message}"),
+                Some("approvals are not enabled on this gateway, so the statement was not run"),
+            ));
+        };
+        let held = HeldCommand {
+            requester: self.ctx.identity.clone(),
+            connection: self.ctx.connection.clone(),
+            session_id: self.ctx.id.clone(),
+            protocol: "postgres".into(),
+            command: redact_secrets(command).into_owned(),
+            rule: rule.clone(),
+            message: message.clone(),
+            requirement: requirement.clone(),
+        };
+        let opened = broker.open(held).await.map_err(|e| {
+            error_bytes(
+                "58000",
+                &format!("gatehouse could not open an approval request, so the statement was not run: {e}"),
+                None,
+            )
+        })?;
+        let notice = Notice::new(
+            "NOTICE",
+            "01000",
+            &format!("waiting for approval #{}: {}", opened.id, opened.link),
+            Some(&format!(
+                "rule \"{rule}\": {message}. Needs {}; expires in {}. Press Ctrl-C to withdraw it.",
+                requirement.describe(),
+                human_secs(requirement.timeout_secs)
+            )),
+        )
+        .encode(b'N');
+        self.push(Pending::Synthetic {
+            bytes: notice,
+            ready: false,
+            batch: false,
+        });
+        Ok(opened.id)
+    }
+
+    async fn withdraw(&mut self, id: u64, why: &str) {
+        let broker = self.ctx.pipeline.approvals.clone();
+        if let Some(broker) = broker {
+            broker.withdraw(id, why).await;
+        }
+    }
+
+    /// Wait for people to decide request `id`, keeping an eye on the client:
+    /// if it hangs up or cancels, the request is withdrawn so it can never
+    /// run later. `Ok` means approved and claimed: forward the command now.
+    async fn await_decision(&mut self, id: u64) -> Result<(), Vec<u8>> {
+        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
+            return Err(Vec::new());
+        };
+        // Messages already sent reach the target, and the notice the client.
+        if self.flush().await.is_err() {
+            self.withdraw(id, "the target connection failed").await;
+            return Err(Vec::new());
+        }
+        let cancel = self.ctx.held_cancel.clone();
+        let cancelled = cancel.notified();
+        let decision = broker.wait(id);
+        tokio::pin!(cancelled, decision);
+        let outcome = loop {
+            let watch_client = self.reader.pending_bytes() < HELD_CLIENT_BUFFER;
+            tokio::select! {
+                outcome = &mut decision => break outcome,
+                _ = &mut cancelled => {
+                    broker.withdraw(id, "cancelled by the client").await;
+                    return Err(error_bytes(
+                        "57014",
+                        &format!("canceling statement due to user request: approval request #{id} was withdrawn"),
+                        None,
+                    ));
+                }
+                read = self.reader.fill(), if watch_client => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        broker.withdraw(id, "the client disconnected while waiting").await;
+                        return Err(Vec::new());
+                    }
+                }
+            }
+        };
+        match outcome {
+            Outcome::Approved { approvers } => {
+                self.push(Pending::Synthetic {
+                    bytes: Notice::new(
+                        "NOTICE",
+                        "01000",
+                        &format!(
+                            "approval #{id} granted by {}; running it now",
+                            approvers.join(", ")
+                        ),
+                        None,
+                    )
+                    .encode(b'N'),
+                    ready: false,
+                    batch: false,
+                });
+                Ok(())
+            }
+            Outcome::Denied { approver, reason } => Err(error_bytes(
+                "42501",
+                &format!("approval request #{id} was denied by {approver}: {reason}"),
+                Some("the statement was not run; the decision is recorded in the audit trail"),
+            )),
+            Outcome::Expired => Err(error_bytes(
+                "42501",
+                &format!("approval request #{id} expired before anyone decided"),
+                Some("the statement was not run; run it again to ask again"),
+            )),
+            Outcome::Cancelled(why) => Err(error_bytes(
+                "42501",
+                &format!("approval request #{id} was withdrawn: {why}"),
+                Some("the statement was not run"),
+            )),
+        }
     }
 
     /// Keep the bodies of `PREPARE name AS …` so a later EXECUTE is checked,
@@ -644,7 +894,7 @@ impl ClientPump {
         if let Some(err) = verdict_error(&verdict) {
             self.stats.blocked += 1;
             let bytes = match self
-                .record_command(&sql, &classification, &verdict, "extended")
+                .record_command(&sql, &classification, &verdict, "extended", None)
                 .await
             {
                 Ok(_) => err,
@@ -659,6 +909,7 @@ impl ClientPump {
             classification: Arc::new(classification),
             output_facts: outputs.into_iter().next().flatten(),
             fields: Mutex::new(None),
+            held: matches!(verdict, Verdict::Hold { .. }).then_some(verdict),
         });
         self.statements.insert(name, stmt);
         self.push(Pending::Parse);
@@ -673,24 +924,61 @@ impl ClientPump {
             return;
         };
         let stmt = portal.statement.clone();
-        let verdict = Verdict::Allow { rule: None };
-        match self
-            .record_command(&stmt.sql, &stmt.classification, &verdict, "extended")
+        let verdict = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
+        let approval = if stmt.held.is_some() {
+            let shown = match portal.params_shown.as_deref() {
+                Some(p) if !p.is_empty() => format!("{}\n-- parameters: {p}", stmt.sql),
+                _ => stmt.sql.clone(),
+            };
+            // The target answers what was sent so far only on Flush; ask
+            // for it so the notice reaches the client in order.
+            self.out.extend_from_slice(&FLUSH);
+            match self.open_hold(&shown, &verdict).await {
+                Ok(id) => Some(id),
+                Err(bytes) => {
+                    self.stats.blocked += 1;
+                    return self.fail_batch(bytes);
+                }
+            }
+        } else {
+            None
+        };
+        let id = match self
+            .record_command(
+                &stmt.sql,
+                &stmt.classification,
+                &verdict,
+                "extended",
+                approval,
+            )
             .await
         {
-            Ok(id) => {
-                self.remember_sql_prepares(&stmt.classification);
-                self.push(Pending::Execute {
-                    unit: CommandUnit {
-                        id,
-                        started: Instant::now(),
-                    },
-                    portal,
-                });
-                self.out.extend_from_slice(&frame.raw);
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(a) = approval {
+                    self.withdraw(a, "the command could not be recorded").await;
+                }
+                return self.fail_batch(Self::audit_refusal(&e));
             }
-            Err(e) => self.fail_batch(Self::audit_refusal(&e)),
+        };
+        if let Some(a) = approval {
+            if let Err(bytes) = self.await_decision(a).await {
+                self.stats.blocked += 1;
+                if !bytes.is_empty() {
+                    self.fail_batch(bytes);
+                }
+                return;
+            }
         }
+        self.remember_sql_prepares(&stmt.classification);
+        self.push(Pending::Execute {
+            unit: CommandUnit {
+                id,
+                started: Instant::now(),
+            },
+            portal,
+        });
+        self.out.extend_from_slice(&frame.raw);
     }
 }
 

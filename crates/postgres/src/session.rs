@@ -68,6 +68,8 @@ pub struct SessionContext {
     pub pipeline: Arc<Pipeline>,
     /// Listener settings.
     pub settings: AdapterSettings,
+    /// Woken when the client cancels, to withdraw a held statement.
+    pub held_cancel: Arc<tokio::sync::Notify>,
 }
 
 impl PostgresAdapter {
@@ -202,6 +204,7 @@ impl PostgresAdapter {
         let params = match packet {
             StartupPacket::Cancel { pid, secret } => {
                 if let Some(t) = self.cancels.lookup(pid, secret) {
+                    t.held.notify_waiters();
                     let _ = target::cancel(&t.host, t.port, t.key).await;
                 }
                 return Ok(());
@@ -284,8 +287,8 @@ impl PostgresAdapter {
             )
             .await;
         }
-        let conn = match pipeline.authorize(&identity, &connection) {
-            Ok(c) => c.clone(),
+        let (conn, grant) = match pipeline.authorize(&identity, &connection) {
+            Ok(a) => (a.connection.clone(), a.grant),
             Err(denied) => {
                 let _ = pipeline
                     .recorder
@@ -326,17 +329,20 @@ impl PostgresAdapter {
                 "user": user,
                 "identity": identity,
                 "application_name": param("application_name"),
+                "grant_id": grant.as_ref().map(|g| g.id),
             }),
         };
         if let Err(e) = pipeline.recorder.record(start_event).await {
             return fatal(&mut client, "58000", &format!("gatehouse could not record this session in the audit trail, so it is refused: {e}")).await;
         }
         // Hand the client our own cancel key, mapped to the target's.
+        let held_cancel = Arc::new(tokio::sync::Notify::new());
         let gateway_key = target.backend_key.map(|key| {
             self.cancels.register(CancelTarget {
                 host: conn.host.clone(),
                 port: conn.port,
                 key,
+                held: held_cancel.clone(),
             })
         });
         let mut hello = backend::auth_ok();
@@ -354,8 +360,17 @@ impl PostgresAdapter {
             connection: conn.name.clone(),
             pipeline: pipeline.clone(),
             settings: self.settings.clone(),
+            held_cancel,
         });
-        let stats = proxy::run(ctx.clone(), client, rest, target.stream, target.leftover).await;
+        let stats = proxy::run(
+            ctx.clone(),
+            client,
+            rest,
+            target.stream,
+            target.leftover,
+            grant.map(|g| g.ended),
+        )
+        .await;
         if let Some((pid, _)) = gateway_key {
             self.cancels.remove(pid);
         }

@@ -3,6 +3,7 @@
 use super::masking::ColumnRule;
 use super::rules::{CommandRule, Effect, RuleConfig};
 use super::{Policy, PolicyConfig};
+use crate::approval::{Requirement, DEFAULT_APPROVAL_TIMEOUT};
 use crate::classify::{CopyDirection, StatementKind, ALL_KINDS};
 use regex::Regex;
 use std::collections::HashSet;
@@ -55,6 +56,7 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
                 conn.name
             )));
         }
+        conn.access_policy().map_err(PolicyError::Other)?;
     }
     let mut rule_names = HashSet::new();
     let mut rules = Vec::with_capacity(config.rules.len());
@@ -112,6 +114,7 @@ fn compile_rule(rule: &RuleConfig, connections: &HashSet<&str>) -> Result<Comman
     if rule.effect != Effect::Allow && rule.message.is_none() {
         return Err("a block or approve rule needs a message telling the user why".into());
     }
+    let requirement = approval_requirement(rule)?;
     let message = rule
         .message
         .clone()
@@ -131,7 +134,48 @@ fn compile_rule(rule: &RuleConfig, connections: &HashSet<&str>) -> Result<Comman
         without_where: rule.without_where,
         without_limit: rule.without_limit,
         copy,
+        requirement,
     })
+}
+
+/// The approval requirement of an `approve` rule; approval settings on any
+/// other rule are a mistake worth stopping for.
+fn approval_requirement(rule: &RuleConfig) -> Result<Option<Requirement>, String> {
+    let has_settings = !rule.approvers.is_empty()
+        || rule.approvals.is_some()
+        || !rule.approvers_each.is_empty()
+        || rule.approval_timeout.is_some();
+    if rule.effect != Effect::Approve {
+        if has_settings {
+            return Err(
+                "approvers/approvals/approval_timeout only apply to effect = \"approve\"".into(),
+            );
+        }
+        return Ok(None);
+    }
+    if rule.approvers.is_empty() && rule.approvers_each.is_empty() {
+        return Err("an approve rule needs `approvers` (groups whose members may approve)".into());
+    }
+    let count = rule.approvals.unwrap_or(1);
+    if count == 0 {
+        return Err(
+            "approvals = 0 would run the statement unreviewed; use effect = \"allow\" instead"
+                .into(),
+        );
+    }
+    let timeout = match &rule.approval_timeout {
+        Some(t) => crate::duration::parse(t).map_err(|e| format!("approval_timeout: {e}"))?,
+        None => DEFAULT_APPROVAL_TIMEOUT,
+    };
+    if timeout.is_zero() {
+        return Err("approval_timeout must be longer than zero".into());
+    }
+    Ok(Some(Requirement {
+        any_of: rule.approvers.clone(),
+        count,
+        each_of: rule.approvers_each.clone(),
+        timeout_secs: timeout.as_secs(),
+    }))
 }
 
 fn parse_kinds(names: &[String], field: &str) -> Result<Vec<StatementKind>, String> {

@@ -55,6 +55,53 @@ pub struct ConnectionConfig {
     /// Groups whose members may open sessions on this connection.
     #[serde(default)]
     pub allow_groups: Vec<String>,
+    /// Groups whose members may approve time-bound access for anyone else
+    /// (`gatehouse access request`); empty means no such requests.
+    #[serde(default)]
+    pub access_approvers: Vec<String>,
+    /// Distinct approvals an access request needs (default 1).
+    pub access_approvals: Option<u32>,
+    /// Longest access a request may ask for (`"8h"`, the default).
+    pub max_access: Option<String>,
+}
+
+/// Longest access grant when a connection does not say.
+pub const DEFAULT_MAX_ACCESS: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+
+/// How long an access request waits for approvers.
+pub const ACCESS_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl ConnectionConfig {
+    /// Who must approve access requests for this connection and the
+    /// longest grant, or `None` when the connection takes no requests.
+    pub fn access_policy(
+        &self,
+    ) -> Result<Option<(crate::approval::Requirement, std::time::Duration)>, String> {
+        if self.access_approvers.is_empty() {
+            return Ok(None);
+        }
+        let count = self.access_approvals.unwrap_or(1);
+        if count == 0 {
+            return Err(format!(
+                "connection \"{}\": access_approvals must be at least 1",
+                self.name
+            ));
+        }
+        let max = match &self.max_access {
+            Some(t) => crate::duration::parse(t)
+                .map_err(|e| format!("connection \"{}\": max_access: {e}", self.name))?,
+            None => DEFAULT_MAX_ACCESS,
+        };
+        Ok(Some((
+            crate::approval::Requirement {
+                any_of: self.access_approvers.clone(),
+                count,
+                each_of: Vec::new(),
+                timeout_secs: ACCESS_REQUEST_TIMEOUT.as_secs(),
+            },
+            max,
+        )))
+    }
 }
 
 impl std::fmt::Debug for ConnectionConfig {

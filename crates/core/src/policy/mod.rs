@@ -78,7 +78,7 @@ impl std::fmt::Display for AccessDenied {
                 allowed,
             } => write!(
                 f,
-                "you are not in a group allowed to use connection \"{connection}\" (allowed: {}); ask an administrator for access",
+                "you are not in a group allowed to use connection \"{connection}\" (allowed: {}); ask for time-bound access with `gatehouse access request {connection} --for 1h --reason \"…\"`",
                 allowed.join(", ")
             ),
         }

@@ -1,6 +1,7 @@
 //! Command rules: groups × connection × statement kind × tables × pattern → effect.
 
 use super::glob::Glob;
+use crate::approval::Requirement;
 use crate::classify::{CopyDirection, StatementFacts, StatementKind};
 use crate::identity::Identity;
 use crate::verdict::Verdict;
@@ -75,6 +76,16 @@ pub struct RuleConfig {
     pub without_limit: bool,
     /// Only copies in this direction (`"in"` or `"out"`).
     pub copy: Option<String>,
+    /// With `effect = "approve"`: an approver must be in one of these groups.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// With `effect = "approve"`: how many distinct approvers (default 1).
+    pub approvals: Option<u32>,
+    /// With `effect = "approve"`: also one approver from each of these groups.
+    #[serde(default)]
+    pub approvers_each: Vec<String>,
+    /// With `effect = "approve"`: how long a request waits (`"15m"`).
+    pub approval_timeout: Option<String>,
 }
 
 /// A rule compiled for matching.
@@ -94,6 +105,7 @@ pub struct CommandRule {
     pub(crate) without_where: bool,
     pub(crate) without_limit: bool,
     pub(crate) copy: Option<CopyDirection>,
+    pub(crate) requirement: Option<Requirement>,
 }
 
 impl CommandRule {
@@ -152,6 +164,12 @@ impl CommandRule {
             Effect::Approve => Verdict::Hold {
                 rule: self.name.clone(),
                 message: self.message.clone(),
+                requirement: self.requirement.clone().unwrap_or_else(|| Requirement {
+                    any_of: Vec::new(),
+                    count: 1,
+                    each_of: Vec::new(),
+                    timeout_secs: crate::approval::DEFAULT_APPROVAL_TIMEOUT.as_secs(),
+                }),
             },
         }
     }

@@ -202,6 +202,79 @@ impl TestGateway {
         (self.dir, self.config_path)
     }
 
+    /// The API's base URL.
+    pub fn api_url(&self) -> String {
+        format!("https://{}", self.gw.api_addr)
+    }
+
+    /// The gateway's self-signed certificate, for clients to trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("state").join("tls-cert.pem")
+    }
+
+    /// An HTTPS client trusting the gateway's certificate.
+    pub fn http(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.ca_file()).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    /// Call the JSON API as `token`; returns (status, body).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.api_url());
+        let mut req = match method {
+            "POST" => self.http().post(url),
+            _ => self.http().get(url),
+        }
+        .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("API reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// Run the gatehouse CLI as an API client (`approvals`, `access`) with
+    /// `token`, the way a person would: address, token and CA from the
+    /// environment.
+    pub async fn cli_as(&self, token: &str, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(args)
+            .env("GATEHOUSE_URL", self.api_url())
+            .env("GATEHOUSE_TOKEN", token)
+            .env("GATEHOUSE_CA_FILE", self.ca_file())
+            .env_remove("GATEHOUSE_CONFIG");
+        tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("cli timed out")
+            .expect("cli runs")
+    }
+
+    /// Wait (bounded) for a pending request visible to `token`; its JSON.
+    pub async fn pending_request(&self, token: &str) -> serde_json::Value {
+        for _ in 0..200 {
+            let (status, body) = self
+                .api("GET", "/api/v1/approvals?status=pending", token, None)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if let Some(r) = body["requests"].as_array().and_then(|a| a.first()) {
+                return r.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no pending approval request appeared");
+    }
+
     pub fn audit_db(&self) -> PathBuf {
         self.dir.path().join("state").join("audit.db")
     }

@@ -143,6 +143,11 @@ pub struct Bind<'a> {
     pub statement: &'a str,
     /// Result-column format codes as sent (empty: all text; one: all that).
     pub result_formats: Vec<i16>,
+    /// Parameter format codes as sent (empty: all text; one: all that).
+    pub param_formats: Vec<i16>,
+    /// Parameter values (`None` is SQL NULL), shown to approvers of a held
+    /// statement.
+    pub params: Vec<Option<&'a [u8]>>,
 }
 
 /// Decode a Bind body.
@@ -151,10 +156,14 @@ pub fn parse_bind(body: &[u8]) -> Result<Bind<'_>, DecodeError> {
     let portal = r.cstr()?;
     let statement = r.cstr()?;
     let nfmt = r.count16(2)?;
-    r.bytes(nfmt * 2)?;
+    let mut param_formats = Vec::with_capacity(nfmt);
+    for _ in 0..nfmt {
+        param_formats.push(r.i16()?);
+    }
     let nparams = r.count16(4)?;
+    let mut params = Vec::with_capacity(nparams);
     for _ in 0..nparams {
-        r.value()?;
+        params.push(r.value()?);
     }
     let nres = r.count16(2)?;
     let mut result_formats = Vec::with_capacity(nres);
@@ -166,6 +175,8 @@ pub fn parse_bind(body: &[u8]) -> Result<Bind<'_>, DecodeError> {
         portal,
         statement,
         result_formats,
+        param_formats,
+        params,
     })
 }
 

@@ -1,9 +1,11 @@
 //! The HTTPS API listener.
 //!
-//! Today it serves the dev issuer's OIDC discovery document and JWKS, so
-//! anything that verifies our dev tokens can do it like for any provider,
-//! and a health check. The approvals API and console (issue on approvals)
-//! will mount here.
+//! Serves the JSON API for approvals and grants ([`approvals`]), the web
+//! console, the dev issuer's OIDC discovery document and JWKS (so anything
+//! that verifies our dev tokens can do it like for any provider), and a
+//! health check.
+
+pub mod approvals;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,9 +18,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// The API's routes.
-pub fn router(dev: Option<Arc<DevIssuer>>) -> Router {
-    let mut app = Router::new().route("/healthz", get(|| async { "ok" }));
+/// The API's routes, with `extra` (the JSON API and the console) merged in.
+pub fn router(dev: Option<Arc<DevIssuer>>, extra: Router) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(extra);
     if let Some(dev) = dev {
         let d1 = dev.clone();
         let d2 = dev;
@@ -46,10 +50,11 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     dev: Option<Arc<DevIssuer>>,
+    extra: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let app = router(dev);
+    let app = router(dev, extra);
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {

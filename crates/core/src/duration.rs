@@ -1,4 +1,5 @@
-//! Human durations on the command line (`90s`, `15m`, `1h`, `7d`).
+//! Human durations (`90s`, `15m`, `1h`, `7d`), as written in the
+//! configuration file and on the command line.
 
 use std::time::Duration;
 

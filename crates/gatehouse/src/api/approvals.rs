@@ -1,0 +1,261 @@
+//! The JSON API for approvals and access grants (`/api/v1/…`).
+//!
+//! Every call carries the caller's own OIDC token as a bearer token and is
+//! validated exactly like a database login, so the CLI, scripts and the
+//! console's decisions all pass the same checks and leave the same trail.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gatehouse_approvals::{Broker, BrokerError, RequestFilter, Status};
+use gatehouse_core::duration;
+use gatehouse_core::Identity;
+use gatehouse_identity::TokenValidator;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Requests and grants.
+    pub broker: Broker,
+    /// Validates callers' bearer tokens.
+    pub validator: Arc<TokenValidator>,
+    /// Groups that see everything read-only.
+    pub auditor_groups: Arc<Vec<String>>,
+}
+
+/// An API error as JSON: `{"error": "..."}` with a fitting status.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.0, Json(serde_json::json!({"error": self.1}))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        let status = match &e {
+            BrokerError::NotFound(_) => StatusCode::NOT_FOUND,
+            BrokerError::Settled(..) | BrokerError::AlreadyDecided(_) => StatusCode::CONFLICT,
+            BrokerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            BrokerError::Invalid(_) => StatusCode::BAD_REQUEST,
+            BrokerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            BrokerError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+/// The authenticated caller of an API request.
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "send your token as `Authorization: Bearer <token>` (GATEHOUSE_TOKEN for the CLI)"
+                        .into(),
+                )
+            })?;
+        state
+            .validator
+            .validate(token)
+            .await
+            .map(Caller)
+            .map_err(|e| ApiError(StatusCode::UNAUTHORIZED, format!("token rejected: {e}")))
+    }
+}
+
+/// The API's routes, under `/api/v1`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/approvals", get(list))
+        .route("/api/v1/approvals/{id}", get(show))
+        .route("/api/v1/approvals/{id}/approve", post(approve))
+        .route("/api/v1/approvals/{id}/deny", post(deny))
+        .route("/api/v1/access", post(request_access))
+        .route("/api/v1/grants", get(grants))
+        .route("/api/v1/grants/{id}/revoke", post(revoke))
+        .with_state(state)
+}
+
+async fn whoami(Caller(who): Caller) -> Json<Identity> {
+    Json(who)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    /// `pending` (default), a status name, or `all`.
+    status: Option<String>,
+    connection: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(st): State<ApiState>,
+    Caller(who): Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let statuses = match q.status.as_deref().unwrap_or("pending") {
+        "all" => Vec::new(),
+        s => vec![Status::parse(s).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status \"{s}\"; use pending, approved, executed, denied, expired, withdrawn or all"),
+            )
+        })?],
+    };
+    let requests = st
+        .broker
+        .requests(RequestFilter {
+            statuses,
+            connection: q.connection,
+            limit: q.limit.unwrap_or(200),
+        })
+        .await?;
+    let visible: Vec<serde_json::Value> = requests
+        .iter()
+        .filter(|r| r.visible_to(&who, &st.auditor_groups))
+        .map(|r| with_extras(&st.broker, r, &who))
+        .collect();
+    Ok(Json(serde_json::json!({"requests": visible})))
+}
+
+/// A request as JSON, with its link and whether the caller may decide it.
+fn with_extras(
+    broker: &Broker,
+    r: &gatehouse_approvals::Request,
+    who: &Identity,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("link".into(), broker.link(r.id).into());
+        obj.insert("title".into(), r.title().into());
+        obj.insert("requirement_text".into(), r.requirement.describe().into());
+        obj.insert("can_decide".into(), broker.can_decide(r, who).into());
+    }
+    v
+}
+
+async fn show(
+    State(st): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = st.broker.request(id).await?;
+    if !r.visible_to(&who, &st.auditor_groups) {
+        // Same answer as a missing request: ids are not secrets, but what
+        // others run is.
+        return Err(BrokerError::NotFound(format!("request #{id}")).into());
+    }
+    Ok(Json(with_extras(&st.broker, &r, &who)))
+}
+
+#[derive(Deserialize)]
+struct DecisionBody {
+    reason: String,
+}
+
+async fn approve(
+    st: State<ApiState>,
+    who: Caller,
+    id: Path<u64>,
+    Json(body): Json<DecisionBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(st, who, id, true, body.reason).await
+}
+
+async fn deny(
+    st: State<ApiState>,
+    who: Caller,
+    id: Path<u64>,
+    Json(body): Json<DecisionBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(st, who, id, false, body.reason).await
+}
+
+async fn decide(
+    State(st): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<u64>,
+    approve: bool,
+    reason: String,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = st.broker.decide(id, &who, approve, &reason).await?;
+    Ok(Json(with_extras(&st.broker, &r, &who)))
+}
+
+#[derive(Deserialize)]
+struct AccessBody {
+    connection: String,
+    /// `2h`, `30m`, …
+    duration: String,
+    reason: String,
+}
+
+async fn request_access(
+    State(st): State<ApiState>,
+    Caller(who): Caller,
+    Json(body): Json<AccessBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let secs = duration::parse(&body.duration)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?
+        .as_secs();
+    let r = st
+        .broker
+        .request_access(&who, &body.connection, secs, &body.reason)
+        .await?;
+    Ok((StatusCode::CREATED, Json(with_extras(&st.broker, &r, &who))))
+}
+
+#[derive(Deserialize)]
+struct GrantsQuery {
+    active: Option<bool>,
+}
+
+async fn grants(
+    State(st): State<ApiState>,
+    Caller(who): Caller,
+    Query(q): Query<GrantsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let auditor = st.auditor_groups.iter().any(|g| who.in_group(g));
+    let all = st.broker.grants(q.active.unwrap_or(false)).await?;
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|g| auditor || st.broker.may_revoke(g, &who))
+        .collect();
+    Ok(Json(serde_json::json!({"grants": visible})))
+}
+
+async fn revoke(
+    State(st): State<ApiState>,
+    Caller(who): Caller,
+    Path(id): Path<u64>,
+    Json(body): Json<DecisionBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let g = st.broker.revoke(id, &who, &body.reason).await?;
+    Ok(Json(serde_json::to_value(g).unwrap_or_default()))
+}

@@ -1,0 +1,464 @@
+//! Held statements and access grants, end to end: the real psql and
+//! tokio-postgres waiting on the gateway, decisions through the JSON API and
+//! the real `gatehouse` CLI, a real PostgreSQL behind, and the audit trail.
+
+mod support;
+
+use std::time::Duration;
+use support::{err, out, TestGateway};
+
+/// The demo's approval rule, after the demo's block rules.
+fn with_approval_rule(text: String) -> String {
+    format!("{text}\n{}", gatehouse::demo::DEMO_APPROVAL_RULE)
+}
+
+/// Let `eve` (group contractors) ask for access to `bank`.
+fn with_access_approvers(text: String) -> String {
+    with_approval_rule(text).replace(
+        "allow_groups = [\"analysts\", \"dba\"]\n",
+        "allow_groups = [\"analysts\", \"dba\"]\naccess_approvers = [\"approvers\"]\nmax_access = \"2h\"\n",
+    )
+}
+
+async fn phone_of(gw: &TestGateway, id: i32) -> String {
+    let t = gw.token("alice", &["analysts"]);
+    let o = gw
+        .psql(
+            "alice",
+            &t,
+            &[&format!("select phone from customers where id = {id}")],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    out(&o).lines().nth(1).unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_update_runs_once_after_api_approval() {
+    let gw = TestGateway::start_with("", "", with_approval_rule).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let before = phone_of(&gw, 7).await;
+    let sql = "update customers set phone = '555-0107' where id = 7";
+    let psql = {
+        let dana = dana.clone();
+        let port = gw.port();
+        tokio::spawn(async move {
+            let mut cmd = tokio::process::Command::new("psql");
+            cmd.env("PGPASSWORD", &dana)
+                .arg("-X")
+                .arg(format!(
+                    "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
+                ))
+                .arg("-c")
+                .arg(sql);
+            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
+        })
+    };
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    assert_eq!(
+        request["command"], sql,
+        "the approver sees the exact statement"
+    );
+    assert_eq!(request["rule"], "dba-customer-changes-need-approval");
+    assert_eq!(request["requester"]["subject"], "dana");
+    assert_eq!(request["can_decide"], true);
+    assert!(
+        phone_of(&gw, 7).await == before,
+        "nothing ran before the decision"
+    );
+
+    // The requester may not approve their own request.
+    let dana_approver = gw.token("dana", &["dba", "approvers"]);
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &dana_approver,
+            Some(serde_json::json!({"reason": "self"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    // Nor may someone outside the approver groups.
+    let alice = gw.token("alice", &["analysts"]);
+    let (status, _) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &alice,
+            Some(serde_json::json!({"reason": "why not"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // A decision needs a justification.
+    let (status, _) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "  "})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "ticket CHG-1234"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("UPDATE 1"), "{}", out(&o));
+    assert!(
+        err(&o).contains(&format!("waiting for approval #{id}: https://")),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(phone_of(&gw, 7).await, "555-0107");
+
+    // Approving again cannot run it twice.
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &gw.token("zoe", &["approvers"]),
+            Some(serde_json::json!({"reason": "again"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (_, shown) = gw
+        .api("GET", &format!("/api/v1/approvals/{id}"), &omar, None)
+        .await;
+    assert_eq!(shown["status"], "executed");
+
+    let events = support::events(&gw).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e["data"]["request_id"] == id)
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "approval.requested",
+            "approval.decision",
+            "approval.approved",
+            "approval.executed"
+        ]
+    );
+    let decision = events
+        .iter()
+        .find(|e| e["kind"] == "approval.decision")
+        .unwrap();
+    assert_eq!(decision["data"]["approver"]["subject"], "omar");
+    assert_eq!(decision["data"]["reason"], "ticket CHG-1234");
+    let command = events
+        .iter()
+        .find(|e| e["kind"] == "command" && e["data"]["approval_request"] == id)
+        .expect("the command event names its approval");
+    assert_eq!(command["data"]["verdict"]["effect"], "hold");
+    let (dir, config) = gw.stop().await;
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["--config"])
+        .arg(&config)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "chain verifies: {}", err(&o));
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_through_the_cli_reaches_psql_as_an_error() {
+    let gw = TestGateway::start_with("", "", with_approval_rule).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let before = phone_of(&gw, 8).await;
+    let psql = {
+        let port = gw.port();
+        tokio::spawn(async move {
+            let mut cmd = tokio::process::Command::new("psql");
+            cmd.env("PGPASSWORD", &dana)
+                .arg("-X")
+                .arg(format!(
+                    "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
+                ))
+                .args(["-v", "ON_ERROR_STOP=0"])
+                .arg("-c")
+                .arg("delete from customers where id = 8")
+                .arg("-c")
+                .arg("select 'still here'");
+            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
+        })
+    };
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap().to_string();
+
+    let o = gw.cli_as(&omar, &["approvals", "list", "--json"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let listed: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(listed[0]["id"].to_string(), id);
+    let o = gw.cli_as(&omar, &["approvals", "show", &id]).await;
+    assert!(
+        out(&o).contains("delete from customers where id = 8"),
+        "{}",
+        out(&o)
+    );
+
+    let o = gw
+        .cli_as(
+            &omar,
+            &["approvals", "deny", &id, "--reason", "no ticket for this"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("denied"), "{}", out(&o));
+
+    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    let e = err(&o);
+    assert!(
+        e.contains(&format!("approval request #{id} was denied by omar")),
+        "{e}"
+    );
+    assert!(e.contains("no ticket for this"), "{e}");
+    assert!(out(&o).contains("still here"), "the session stays usable");
+    assert_eq!(phone_of(&gw, 8).await, before, "the row is still there");
+
+    // The CLI without a token says what to do.
+    let o = gw.cli_as("", &["approvals", "list"]).await;
+    assert!(!o.status.success());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_statement_never_runs_after_the_client_leaves_or_expires() {
+    let gw = TestGateway::start_with("", "", |t| {
+        with_approval_rule(t).replace("approval_timeout = \"15m\"", "approval_timeout = \"2s\"")
+    })
+    .await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let before = phone_of(&gw, 9).await;
+
+    // The client hangs up while waiting: the request is withdrawn.
+    let mut child = tokio::process::Command::new("psql")
+        .env("PGPASSWORD", &dana)
+        .arg("-X")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=dana dbname=bank sslmode=require",
+            gw.port()
+        ))
+        .arg("-c")
+        .arg("update customers set phone = '555-0109' where id = 9")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    child.kill().await.unwrap();
+    let mut status = String::new();
+    for _ in 0..100 {
+        let (_, r) = gw
+            .api("GET", &format!("/api/v1/approvals/{id}"), &omar, None)
+            .await;
+        status = r["status"].as_str().unwrap_or_default().to_string();
+        if status != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "withdrawn");
+    let (code, _) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "late"})),
+        )
+        .await;
+    assert_eq!(code, 409, "a withdrawn request cannot be approved");
+
+    // Nobody decides: the request expires and psql is told.
+    let o = gw
+        .psql_opts(
+            "dana",
+            &dana,
+            "require",
+            &["update customers set phone = '555-0109' where id = 9"],
+            &[],
+        )
+        .await;
+    assert!(
+        err(&o).contains("expired before anyone decided"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(phone_of(&gw, 9).await, before);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_holds_at_execute_with_its_parameters() {
+    let gw = TestGateway::start_with("", "", |t| support::plaintext(with_approval_rule(t))).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let conn_str = format!(
+        "host=127.0.0.1 port={} user=dana dbname=bank password={dana}",
+        gw.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let update = tokio::spawn(async move {
+        let n = client
+            .execute(
+                "update customers set phone = $1 where id = $2",
+                &[&"555-0110", &10i32],
+            )
+            .await;
+        (n, client)
+    });
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    let command = request["command"].as_str().unwrap();
+    assert!(
+        command.contains("update customers set phone = $1 where id = $2")
+            && command.contains("$1 = '555-0110'"),
+        "approvers see the statement and its parameters: {command}"
+    );
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "CHG-1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (n, client) = tokio::time::timeout(Duration::from_secs(30), update)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.unwrap(), 1);
+    let row = client
+        .query_one("select phone from customers where id = 10", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "555-0110");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_grants_let_in_until_revoked() {
+    let gw = TestGateway::start_with("", "", with_access_approvers).await;
+    let eve = gw.token("eve", &["contractors"]);
+    let omar = gw.token("omar", &["approvers"]);
+
+    let o = gw.psql("eve", &eve, &["select 1"]).await;
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("gatehouse access request bank"),
+        "{}",
+        err(&o)
+    );
+
+    let o = gw
+        .cli_as(
+            &eve,
+            &["access", "request", "bank", "--for", "9h", "--reason", "x"],
+        )
+        .await;
+    assert!(!o.status.success(), "longer than max_access is refused");
+    let o = gw
+        .cli_as(
+            &eve,
+            &[
+                "access",
+                "request",
+                "bank",
+                "--for",
+                "1h",
+                "--reason",
+                "INC-42 investigation",
+                "--json",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let req: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let id = req["id"].to_string();
+    let o = gw
+        .cli_as(
+            &omar,
+            &["approvals", "approve", &id, "--reason", "INC-42 is real"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+
+    let o = gw
+        .psql("eve", &eve, &["select count(*) from customers"])
+        .await;
+    assert!(o.status.success(), "the grant lets eve in: {}", err(&o));
+
+    // A live session ends when the grant is revoked.
+    let long = {
+        let eve = eve.clone();
+        let port = gw.port();
+        tokio::spawn(async move {
+            let mut cmd = tokio::process::Command::new("psql");
+            cmd.env("PGPASSWORD", &eve)
+                .arg("-X")
+                .arg(format!(
+                    "host=127.0.0.1 port={port} user=eve dbname=bank sslmode=require"
+                ))
+                .arg("-c")
+                .arg("select pg_sleep(30)");
+            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
+        })
+    };
+    let o = gw
+        .cli_as(&omar, &["access", "list", "--active", "--json"])
+        .await;
+    let grants: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let grant = grants[0]["id"].to_string();
+    // Wait until eve's long session is in.
+    for _ in 0..100 {
+        let sessions = gw.cli(&["sessions", "list", "--json"]).await;
+        if out(&sessions).matches("\"eve\"").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let o = gw
+        .cli_as(
+            &omar,
+            &["access", "revoke", &grant, "--reason", "investigation over"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = long.await.unwrap().expect("psql ended").unwrap();
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("revoked by omar: investigation over"),
+        "{}",
+        err(&o)
+    );
+    let o = gw.psql("eve", &eve, &["select 1"]).await;
+    assert!(!o.status.success(), "no access after revocation");
+
+    let events = support::events(&gw).await;
+    for kind in ["grant.created", "grant.revoked"] {
+        assert!(events.iter().any(|e| e["kind"] == kind), "{kind} recorded");
+    }
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "session.start" && e["data"]["grant_id"].is_u64()));
+    gw.stop().await;
+}
