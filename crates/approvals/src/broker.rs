@@ -441,6 +441,28 @@ impl Broker {
         Ok(r)
     }
 
+    /// After a restart: command requests still open belong to sessions that
+    /// no longer exist, so they are withdrawn (recorded) and can never run.
+    pub async fn withdraw_orphans(&self) -> Result<usize, BrokerError> {
+        let open = self
+            .requests(RequestFilter {
+                statuses: vec![Status::Pending, Status::Approved],
+                connection: None,
+                limit: 100_000,
+            })
+            .await?;
+        let mut n = 0;
+        for r in open.iter().filter(|r| r.kind == RequestKind::Command) {
+            self.withdraw_request(
+                r.id,
+                "the gateway restarted; the session that held it is gone",
+            )
+            .await;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Revoke grant `id`; the holder's live sessions on it end.
     pub async fn revoke(&self, id: u64, by: &Identity, reason: &str) -> Result<Grant, BrokerError> {
         if reason.trim().is_empty() {

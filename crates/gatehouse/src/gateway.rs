@@ -205,6 +205,16 @@ impl RunningGateway {
             &public_url,
         )
         .context("opening the approvals store")?;
+        let orphans = broker
+            .withdraw_orphans()
+            .await
+            .context("withdrawing requests left open by the last run")?;
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                "withdrew held commands whose sessions ended with the last run"
+            );
+        }
         let notifier = if cfg.notify.has_receivers() {
             gatehouse_notify::Notifier::start(&cfg.notify, &cfg.base_dir)
                 .context("starting notifications ([notify])")?

@@ -462,3 +462,104 @@ async fn access_grants_let_in_until_revoked() {
         .any(|e| e["kind"] == "session.start" && e["data"]["grant_id"].is_u64()));
     gw.stop().await;
 }
+
+/// A real HTTP receiver that keeps what it is sent.
+async fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+) {
+    use axum::routing::post;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_decisions_are_notified_signed_and_to_slack() {
+    let (hook_url, hooks) = receiver().await;
+    let (slack_url, slacks) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, "whsec-test-only").unwrap();
+    let slack_file = dir.path().join("slack.url");
+    std::fs::write(&slack_file, &slack_url).unwrap();
+    let notify = format!(
+        "[notify]\ninitial_backoff_ms = 50\n\n[[notify.webhooks]]\nname = \"soc\"\nurl = \"{hook_url}\"\nsecret_file = \"{}\"\n\n[[notify.slack]]\nname = \"dba-approvals\"\nurl_file = \"{}\"\n",
+        secret_file.display(),
+        slack_file.display()
+    );
+    let gw = TestGateway::start_with(&notify, "", with_approval_rule).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let psql = {
+        let port = gw.port();
+        tokio::spawn(async move {
+            let mut cmd = tokio::process::Command::new("psql");
+            cmd.env("PGPASSWORD", &dana)
+                .arg("-X")
+                .arg(format!(
+                    "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
+                ))
+                .arg("-c")
+                .arg("update customers set phone = '555-0111' where id = 11");
+            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
+        })
+    };
+    let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
+    let (status, _) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "CHG-11"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let o = psql.await.unwrap().unwrap().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+
+    // Both receivers hear of the request and the approval (bounded wait).
+    for _ in 0..100 {
+        if hooks.lock().unwrap().len() >= 2 && slacks.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hooks = hooks.lock().unwrap().clone();
+    let events: Vec<String> = hooks
+        .iter()
+        .map(|(h, body)| {
+            let sig = h["gatehouse-signature"].to_str().unwrap();
+            let now = chrono::Utc::now().timestamp();
+            gatehouse_notify::verify_signature(b"whsec-test-only", sig, body.as_bytes(), now, 300)
+                .expect("a valid signature");
+            assert!(
+                gatehouse_notify::verify_signature(b"wrong", sig, body.as_bytes(), now, 300)
+                    .is_err()
+            );
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(v["id"], id.to_string());
+            v["event"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(events, ["approval.requested", "approval.approved"]);
+    let slacks = slacks.lock().unwrap().clone();
+    let first: serde_json::Value = serde_json::from_str(&slacks[0].1).unwrap();
+    let text = first["text"].as_str().unwrap();
+    assert!(text.contains(&format!("/approvals/{id}")), "{text}");
+    assert!(text.contains("dana"), "{text}");
+    gw.stop().await;
+}
