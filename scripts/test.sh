@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the suite needs on a
 # fresh Debian machine, then runs every test. Real servers and clients only:
-# PostgreSQL (server, psql, pgbench) from Debian, a real OIDC provider from
-# npm (oidc-provider), and the psycopg driver from PyPI. The tests start
+# PostgreSQL (server, psql, pgbench) and Chromium from Debian, a real OIDC
+# provider (oidc-provider) and playwright-core from npm, and the psycopg
+# driver from PyPI. The tests start
 # their own PostgreSQL cluster and IdP on 127.0.0.1 and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ command -v pgbench >/dev/null || need_apt+=(postgresql-contrib)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v runuser >/dev/null || need_apt+=(util-linux)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
@@ -26,5 +28,6 @@ fi
 
 python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[binary]==3.2.*'
 (cd tests/oidc && npm ci --no-audit --no-fund --silent)
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
 
-cargo test --workspace --all-targets "$@"
+GATEHOUSE_REQUIRE_BROWSER=1 cargo test --workspace --all-targets "$@"

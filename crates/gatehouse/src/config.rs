@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     /// Webhook and Slack notifications about requests and decisions.
     #[serde(default)]
     pub notify: gatehouse_notify::NotifyConfig,
+    /// The web console: sign-in and who audits.
+    #[serde(default)]
+    pub console: gatehouse_console::ConsoleConfig,
     /// Named targets.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -234,25 +237,16 @@ pub struct ApprovalsSection {
     /// SQLite file of requests and grants.
     #[serde(default = "default_approvals_path")]
     pub path: PathBuf,
-    /// Groups whose members see every request, session and the audit
-    /// status, read-only (examiners, internal audit).
-    #[serde(default = "default_auditor_groups")]
-    pub auditor_groups: Vec<String>,
 }
 
 fn default_approvals_path() -> PathBuf {
     PathBuf::from("approvals.db")
 }
 
-fn default_auditor_groups() -> Vec<String> {
-    vec!["auditors".into()]
-}
-
 impl Default for ApprovalsSection {
     fn default() -> Self {
         ApprovalsSection {
             path: default_approvals_path(),
-            auditor_groups: default_auditor_groups(),
         }
     }
 }
@@ -328,7 +322,12 @@ impl GatewayConfig {
 
     /// The state folder, resolved.
     pub fn state_dir(&self) -> PathBuf {
-        self.base_dir.join(&self.state_dir)
+        // Drop `.` segments so paths shown to people read cleanly.
+        self.base_dir
+            .join(&self.state_dir)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
     }
 
     /// A path from the file, resolved against the state folder.

@@ -139,6 +139,27 @@ listen = "127.0.0.1:15443"
 checkpoint_every = 100
 checkpoint_interval_secs = 30
 
+# The console signs people in with the dev issuer's sign-in page (PKCE), where
+# these demo identities are one click away.
+[console]
+auditor_groups = ["auditors"]
+[[console.dev_identities]]
+subject = "omar"
+email = "omar@example.com"
+groups = ["approvers"]
+[[console.dev_identities]]
+subject = "audrey"
+email = "audrey@example.com"
+groups = ["auditors"]
+[[console.dev_identities]]
+subject = "dana"
+email = "dana@example.com"
+groups = ["dba"]
+[[console.dev_identities]]
+subject = "alice"
+email = "alice@example.com"
+groups = ["analysts"]
+
 [[connections]]
 name = "bank"
 type = "postgres"

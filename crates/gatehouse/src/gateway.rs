@@ -240,8 +240,36 @@ impl RunningGateway {
         let extra = api::approvals::router(api::approvals::ApiState {
             broker: broker.clone(),
             validator: validator.clone(),
-            auditor_groups: Arc::new(cfg.approvals.auditor_groups.clone()),
+            auditor_groups: Arc::new(cfg.console.auditor_groups.clone()),
         });
+        let deliveries_of = notifier.clone();
+        let console = gatehouse_console::router(
+            &cfg.console,
+            gatehouse_console::ConsoleDeps {
+                broker: broker.clone(),
+                validator: validator.clone(),
+                dev_issuer: dev.clone(),
+                audit_db: cfg.state_path(&cfg.audit.path),
+                audit_public_key: gatehouse_audit::public_key_path(
+                    &cfg.state_path(&cfg.audit.signing_key),
+                ),
+                deliveries: Arc::new(move || {
+                    deliveries_of
+                        .deliveries()
+                        .iter()
+                        .filter_map(|d| serde_json::to_value(d).ok())
+                        .collect()
+                }),
+                public_url: public_url.clone(),
+            },
+        )
+        .context("setting up the web console ([console])")?;
+        let extra = extra.merge(console);
+        let dev_endpoints = cfg
+            .console
+            .issuer
+            .is_none()
+            .then(|| gatehouse_console::dev_discovery_endpoints(&public_url));
 
         let (cert, key) = tls::cert_paths(
             cfg.postgres.tls_cert.as_deref(),
@@ -268,6 +296,7 @@ impl RunningGateway {
                 api_listener,
                 api_tls,
                 dev.clone(),
+                dev_endpoints,
                 extra,
                 rx.clone(),
             )),

@@ -19,7 +19,11 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// The API's routes, with `extra` (the JSON API and the console) merged in.
-pub fn router(dev: Option<Arc<DevIssuer>>, extra: Router) -> Router {
+pub fn router(
+    dev: Option<Arc<DevIssuer>>,
+    dev_endpoints: Option<serde_json::Value>,
+    extra: Router,
+) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(extra);
@@ -31,7 +35,17 @@ pub fn router(dev: Option<Arc<DevIssuer>>, extra: Router) -> Router {
                 "/dev/.well-known/openid-configuration",
                 get(move || {
                     let d = d1.clone();
-                    async move { Json(d.discovery()) }
+                    let endpoints = dev_endpoints.clone();
+                    async move {
+                        // The console's dev sign-in endpoints, when it serves them.
+                        let mut doc = d.discovery();
+                        if let (Some(obj), Some(serde_json::Value::Object(more))) =
+                            (doc.as_object_mut(), endpoints)
+                        {
+                            obj.extend(more);
+                        }
+                        Json(doc)
+                    }
                 }),
             )
             .route(
@@ -50,11 +64,12 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     dev: Option<Arc<DevIssuer>>,
+    dev_endpoints: Option<serde_json::Value>,
     extra: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let app = router(dev, extra);
+    let app = router(dev, dev_endpoints, extra);
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {

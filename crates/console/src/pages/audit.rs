@@ -1,0 +1,195 @@
+//! The audit trail's health: the full chain verification and the last
+//! signed checkpoint. Verification reads the whole trail, so its result is
+//! cached for a few seconds and computed by one request at a time.
+
+use super::blocking;
+use crate::auth::Viewer;
+use crate::html::{forbidden, layout, respond, when_text};
+use crate::state::App;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use gatehouse_audit::{load_verifying_key, verify, Checkpoint, VerifyReport, VerifyingKey};
+use maud::html;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one verification result is shown before the chain is checked again.
+const CACHE_FOR: Duration = Duration::from_secs(10);
+
+/// A checkpoint and whether its signature verifies.
+type CheckedCheckpoint = (Checkpoint, Result<(), String>);
+
+/// One look at the trail.
+pub(crate) struct AuditStatus {
+    checked_at: chrono::DateTime<chrono::Utc>,
+    took: Duration,
+    report: Result<VerifyReport, String>,
+    /// The newest checkpoint and whether its signature verifies.
+    last: Result<Option<CheckedCheckpoint>, String>,
+}
+
+/// The newest checkpoint, read through a read-only connection.
+fn last_checkpoint(path: &Path) -> Result<Option<Checkpoint>, String> {
+    if !path.exists() {
+        return Err(format!("there is no audit trail at {}", path.display()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    conn.query_row(
+        "SELECT seq, event_seq, event_hash, ts, prev_hash, hash, signature
+         FROM checkpoints ORDER BY seq DESC LIMIT 1",
+        [],
+        |row| {
+            let int = |i: usize| -> rusqlite::Result<u64> {
+                Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
+            };
+            Ok(Checkpoint {
+                seq: int(0)?,
+                event_seq: int(1)?,
+                event_hash: row.get(2)?,
+                ts: row.get(3)?,
+                prev_hash: row.get(4)?,
+                hash: row.get(5)?,
+                signature: row.get(6)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(|e| format!("cannot read the checkpoints: {e}"))
+}
+
+fn check(db: &Path, key_path: &Path) -> AuditStatus {
+    let started = Instant::now();
+    let key: Result<VerifyingKey, String> = load_verifying_key(key_path).map_err(|e| e.to_string());
+    let report = key
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|k| verify(db, k).map_err(|e| e.to_string()));
+    let last = last_checkpoint(db).map(|cp| {
+        cp.map(|cp| {
+            let sig = match &key {
+                Ok(k) => cp.check_signature(k),
+                Err(e) => Err(e.clone()),
+            };
+            (cp, sig)
+        })
+    });
+    AuditStatus {
+        checked_at: chrono::Utc::now(),
+        took: started.elapsed(),
+        report,
+        last,
+    }
+}
+
+/// The cached status, recomputed when older than [`CACHE_FOR`].
+async fn status(app: &App) -> Arc<AuditStatus> {
+    let mut cache = app.audit_cache.lock().await;
+    if let Some((at, s)) = cache.as_ref() {
+        if at.elapsed() < CACHE_FOR {
+            return s.clone();
+        }
+    }
+    let db = app.audit_db.clone();
+    let key = app.audit_public_key.clone();
+    let s = match blocking(move || Ok(check(&db, &key))).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => Arc::new(AuditStatus {
+            checked_at: chrono::Utc::now(),
+            took: Duration::ZERO,
+            report: Err(e.clone()),
+            last: Err(e),
+        }),
+    };
+    *cache = Some((Instant::now(), s.clone()));
+    s
+}
+
+/// `GET /audit`: auditors only.
+pub(crate) async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Response {
+    if !viewer.auditor {
+        return forbidden(&viewer, "The audit trail's status is for auditors.");
+    }
+    let s = status(&app).await;
+    let body = html! {
+        div.page-head { h1 { "Audit trail" } }
+        @match &s.report {
+            Ok(r) if r.is_intact() => {
+                section.card.verdict-ok #chain data-intact="true" {
+                    h2 { "✔ The chain verifies" }
+                    p {
+                        (r.events) " events and " (r.checkpoints) " signed checkpoints checked: every hash recomputes and every signature verifies with the public key."
+                    }
+                    @if r.unsigned_tail > 0 {
+                        p.muted { (r.unsigned_tail) " newest events are not yet covered by a checkpoint; they are protected by the hash chain and will be signed at the next checkpoint." }
+                    }
+                }
+            }
+            Ok(r) => {
+                section.card.verdict-bad #chain data-intact="false" {
+                    h2 { "✘ The chain does not verify" }
+                    @if let Some(b) = &r.first_bad {
+                        p { "First problem at event " strong { (b.seq) } ": " (b.reason) }
+                    }
+                    p { "Checked " (r.events) " events and " (r.checkpoints) " checkpoints. Preserve the database file and an export, and tell your security team: the record may have been altered." }
+                }
+            }
+            Err(e) => {
+                section.card.verdict-bad #chain data-intact="unknown" {
+                    h2 { "The chain could not be checked" }
+                    p { (e) }
+                }
+            }
+        }
+        section.card {
+            h2 { "Last signed checkpoint" }
+            @match &s.last {
+                Ok(Some((cp, sig))) => {
+                    dl.facts {
+                        dt { "Checkpoint" } dd { "#" (cp.seq) }
+                        dt { "Covers events" } dd { "1 to " (cp.event_seq) }
+                        dt { "Signed" } dd { (when_text(&cp.ts)) }
+                        dt { "Head hash" } dd { code.hash { (cp.event_hash) } }
+                        dt { "Checkpoint hash" } dd { code.hash { (cp.hash) } }
+                        dt { "Signature" }
+                        dd {
+                            @match sig {
+                                Ok(()) => { span.badge.st-approved { "valid" } " Ed25519, verified with " code { (app.audit_public_key.display()) } }
+                                Err(e) => { span.badge.st-denied { "invalid" } " " (e) }
+                            }
+                        }
+                    }
+                }
+                Ok(None) => { p.muted { "No checkpoint has been signed yet." } }
+                Err(e) => { p { (e) } }
+            }
+        }
+        @if let Ok(r) = &s.report {
+            section.card {
+                h2 { "Totals" }
+                dl.facts {
+                    dt { "Events" } dd { (r.events) }
+                    dt { "Checkpoints" } dd { (r.checkpoints) }
+                    dt { "Last verified checkpoint covers" } dd { @if let Some(n) = r.last_checkpoint_seq { "event " (n) } @else { "nothing yet" } }
+                    dt { "Unsigned tail" } dd { (r.unsigned_tail) " events" }
+                }
+            }
+        }
+        p.muted.small {
+            "Checked " (s.checked_at.format("%Y-%m-%d %H:%M:%S UTC")) " in " (s.took.as_millis()) " ms; the result is reused for " (CACHE_FOR.as_secs()) " s. "
+            "Examiners can check the same offline: " code { "gatehouse audit verify" } " with an export and the public key."
+        }
+    };
+    respond(
+        StatusCode::OK,
+        layout(&viewer, "audit", "Audit trail", body),
+    )
+}

@@ -1,0 +1,582 @@
+//! Sessions as the audit trail recorded them: a searchable list and one
+//! session's timeline. Everything shown comes from the trail, which holds
+//! only masked data.
+
+use super::blocking;
+use crate::auth::Viewer;
+use crate::html::{error_page, forbidden, layout, not_found, respond, url_part, when_text};
+use crate::roles::{may_view_request, may_view_session};
+use crate::state::App;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use gatehouse_audit::{list_sessions, session_events, AuditEvent, SessionFilter, SessionSummary};
+use gatehouse_core::approval::Requirement;
+use maud::{html, Markup};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Sessions shown at most.
+const LIST_LIMIT: usize = 200;
+/// Events shown at most on one session's page.
+const EVENT_LIMIT: usize = 5000;
+/// Sample rows shown per result.
+const SAMPLE_ROWS: usize = 20;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ListQuery {
+    subject: Option<String>,
+    connection: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    verdict: Option<String>,
+}
+
+fn nonempty(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+}
+
+/// A time bound from a form: `datetime-local` values (no zone) are UTC.
+fn time_bound(s: &Option<String>) -> Option<String> {
+    let s = nonempty(s)?;
+    let b = s.as_bytes();
+    if s.len() == 16 && b.get(10) == Some(&b'T') && !s.contains('Z') {
+        Some(format!("{s}:00Z"))
+    } else {
+        Some(s)
+    }
+}
+
+/// `GET /sessions`.
+pub(crate) async fn list(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    // Non-auditors see their own sessions only.
+    let subject = if viewer.auditor {
+        nonempty(&q.subject)
+    } else {
+        Some(viewer.identity.subject.clone())
+    };
+    let verdict = q.verdict.as_deref().unwrap_or("any");
+    let filtered = matches!(verdict, "blocked" | "clean");
+    let filter = SessionFilter {
+        subject: subject.clone(),
+        connection: nonempty(&q.connection),
+        since: time_bound(&q.since),
+        until: time_bound(&q.until),
+        limit: Some(if filtered { 2000 } else { LIST_LIMIT as u32 }),
+    };
+    let path = app.audit_db.clone();
+    let found = blocking(move || list_sessions(&path, &filter).map_err(|e| e.to_string())).await;
+    let sessions: Vec<SessionSummary> = match found {
+        Ok(s) => s
+            .into_iter()
+            .filter(|s| match verdict {
+                "blocked" => s.blocked > 0,
+                "clean" => s.blocked == 0,
+                _ => true,
+            })
+            .take(LIST_LIMIT)
+            .collect(),
+        Err(e) => {
+            return error_page(
+                Some(&viewer),
+                if e.contains("is not a time") {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                "Sessions unavailable",
+                &e,
+                Some(("/sessions", "Clear the filters")),
+            )
+        }
+    };
+    let body = html! {
+        div.page-head { h1 { "Sessions" } }
+        form.filters.wide method="get" action="/sessions" {
+            @if viewer.auditor {
+                label { "Identity" input name="subject" value=[subject.as_deref()] placeholder="subject"; }
+            } @else {
+                span.muted.own { "Your sessions" }
+            }
+            label { "Connection" input name="connection" value=[nonempty(&q.connection)] placeholder="any"; }
+            label { "From (UTC)" input type="datetime-local" name="since" value=[nonempty(&q.since)]; }
+            label { "To (UTC)" input type="datetime-local" name="until" value=[nonempty(&q.until)]; }
+            label { "Commands"
+                select name="verdict" {
+                    option value="any" selected[verdict == "any"] { "any" }
+                    option value="blocked" selected[verdict == "blocked"] { "had blocked commands" }
+                    option value="clean" selected[verdict == "clean"] { "nothing blocked" }
+                }
+            }
+            button type="submit" { "Search" }
+        }
+        @if sessions.is_empty() {
+            section.card.empty { p { "No sessions match." } }
+        } @else {
+            div.table-wrap {
+                table.grid.sessions {
+                    thead { tr { th { "Started" } th { "Identity" } th { "Connection" } th { "From" } th { "Ended" } th.num { "Commands" } th.num { "Blocked" } } }
+                    tbody {
+                        @for s in &sessions {
+                            tr class=[(s.blocked > 0).then_some("flagged")] {
+                                td { a href={ "/sessions/" (url_part(&s.id)) } { (when_text(&s.started_at)) } }
+                                td { (s.subject.as_deref().unwrap_or("?")) }
+                                td { (s.connection.as_deref().unwrap_or("?")) span.muted { " " (s.protocol.as_deref().unwrap_or("")) } }
+                                td.mono { (s.client_addr.as_deref().unwrap_or("")) }
+                                td { @if let Some(e) = &s.ended_at { (when_text(e)) } @else { span.muted { "open (or the gateway stopped)" } } }
+                                td.num { (s.commands) }
+                                td.num { @if s.blocked > 0 { span.badge.st-denied { (s.blocked) } } @else { "0" } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if sessions.len() == LIST_LIMIT { p.muted { "Showing the newest " (LIST_LIMIT) "; narrow the search to see older ones." } }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        layout(&viewer, "sessions", "Sessions", body),
+    )
+}
+
+/// `GET /sessions/{id}`: one session's timeline.
+pub(crate) async fn show(
+    State(app): State<Arc<App>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    let path = app.audit_db.clone();
+    let sid = id.clone();
+    let events =
+        match blocking(move || session_events(&path, &sid).map_err(|e| e.to_string())).await {
+            Ok(e) => e,
+            Err(e) => {
+                return error_page(
+                    Some(&viewer),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Session unavailable",
+                    &e,
+                    None,
+                )
+            }
+        };
+    if events.is_empty() {
+        return not_found(
+            Some(&viewer),
+            "The audit trail has no session with that id.",
+        );
+    }
+    let start = events.iter().find(|e| e.kind == "session.start");
+    let subject = start
+        .and_then(|e| e.subject.as_deref())
+        .or_else(|| events.iter().find_map(|e| e.subject.as_deref()));
+    let issuer = start
+        .and_then(|e| e.data.pointer("/identity/issuer"))
+        .and_then(Value::as_str);
+    // Requests this session raised that the viewer may see (approvers judge
+    // a held command in the context of its session).
+    let request_ids: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e.kind.starts_with("approval."))
+        .filter_map(|e| e.data.get("request_id").and_then(Value::as_u64))
+        .collect();
+    let mut visible_requests = 0;
+    if !viewer.auditor {
+        for rid in &request_ids {
+            if let Ok(r) = app.broker.request(*rid).await {
+                if r.session_id.as_deref() == Some(id.as_str()) && may_view_request(&r, &viewer) {
+                    visible_requests += 1;
+                }
+            }
+        }
+    }
+    if !may_view_session(subject, issuer, &viewer, visible_requests) {
+        return forbidden(
+            &viewer,
+            "This session is not yours, and it raised no request you may decide.",
+        );
+    }
+    let results: HashMap<u64, &AuditEvent> = events
+        .iter()
+        .filter(|e| e.kind == "command.result")
+        .filter_map(|e| Some((e.data.get("command_id")?.as_u64()?, e)))
+        .collect();
+    let shown_results: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e.kind == "command")
+        .filter_map(|e| e.data.get("command_id").and_then(Value::as_u64))
+        .collect();
+    let end = events.iter().find(|e| e.kind == "session.end");
+    let commands = events.iter().filter(|e| e.kind == "command").count();
+    let blocked = events
+        .iter()
+        .filter(|e| e.kind == "command" && effect(e) == Some("block"))
+        .count();
+    let held = events
+        .iter()
+        .filter(|e| e.kind == "command" && effect(e) == Some("hold"))
+        .count();
+    let body = html! {
+        p.crumbs { a href="/sessions" { "← Sessions" } }
+        section.card {
+            h1 { "Session " code { (id) } }
+            dl.facts {
+                dt { "Identity" }
+                dd {
+                    (subject.unwrap_or("?"))
+                    @if let Some(s) = start {
+                        @if let Some(e) = s.data.pointer("/identity/email").and_then(Value::as_str) { span.muted { " · " (e) } }
+                        @if let Some(g) = s.data.pointer("/identity/groups").and_then(Value::as_array) {
+                            span.muted { " · groups: " (join_strings(g)) }
+                        }
+                    }
+                }
+                dt { "Connection" }
+                dd { (start.and_then(|s| s.connection.as_deref()).unwrap_or("?")) }
+                @if let Some(s) = start {
+                    dt { "From" }
+                    dd {
+                        span.mono { (text(&s.data, "client_addr")) }
+                        " over " (text(&s.data, "protocol"))
+                        @if s.data.get("tls").and_then(Value::as_bool) == Some(true) { " (TLS)" } @else { " (no TLS)" }
+                        @if let Some(a) = s.data.get("application_name").and_then(Value::as_str) { span.muted { " · " (a) } }
+                    }
+                    dt { "Started" }
+                    dd { (when_text(&s.ts)) }
+                }
+                dt { "Ended" }
+                dd {
+                    @if let Some(e) = end {
+                        (when_text(&e.ts))
+                        @if let Some(r) = e.data.get("reason").and_then(Value::as_str) { span.muted { " · " (r) } }
+                    } @else { span.muted { "still open, or the gateway stopped first" } }
+                }
+                dt { "Commands" }
+                dd {
+                    (commands)
+                    @if blocked > 0 { " · " span.badge.st-denied { (blocked) " blocked" } }
+                    @if held > 0 { " · " span.badge.st-pending { (held) " held for approval" } }
+                }
+            }
+            p.muted.small { "As recorded in the audit trail: results are masked exactly as the client received them." }
+        }
+        ol.timeline {
+            @for e in events.iter().take(EVENT_LIMIT) {
+                @if e.kind == "command.result" && e.data.get("command_id").and_then(Value::as_u64).is_some_and(|c| shown_results.contains(&c)) {
+                } @else {
+                    (event_item(e, &results))
+                }
+            }
+        }
+        @if events.len() > EVENT_LIMIT { p.muted { "Showing the first " (EVENT_LIMIT) " events of " (events.len()) "; export the session for the rest." } }
+    };
+    respond(StatusCode::OK, layout(&viewer, "sessions", "Session", body))
+}
+
+fn effect(e: &AuditEvent) -> Option<&str> {
+    e.data.pointer("/verdict/effect").and_then(Value::as_str)
+}
+
+fn text<'a>(data: &'a Value, key: &str) -> &'a str {
+    data.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn join_strings(values: &[Value]) -> String {
+    values
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A JSON value as a cell: strings as they are, null as an empty cell.
+fn cell(v: &Value) -> Markup {
+    match v {
+        Value::Null => html! { span.null { "NULL" } },
+        Value::String(s) => html! { (s) },
+        other => html! { (other.to_string()) },
+    }
+}
+
+fn person(v: Option<&Value>) -> String {
+    let Some(v) = v else { return "?".into() };
+    v.get("email")
+        .and_then(Value::as_str)
+        .or_else(|| v.get("subject").and_then(Value::as_str))
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn request_link(e: &AuditEvent) -> Markup {
+    match e.data.get("request_id").and_then(Value::as_u64) {
+        Some(id) => html! { a href={ "/approvals/" (id) } { "request #" (id) } },
+        None => html! { "a request" },
+    }
+}
+
+/// One timeline entry.
+fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
+    let d = &e.data;
+    let class = match e.kind.as_str() {
+        "command" => match effect(e) {
+            Some("block") => "event command blocked",
+            Some("hold") => "event command held",
+            _ => "event command",
+        },
+        k if k.starts_with("approval.") || k.starts_with("grant.") => "event approval",
+        "session.start" | "session.end" => "event lifecycle",
+        _ => "event other",
+    };
+    html! {
+        li class=(class) id={ "ev-" (e.seq) } {
+            div.ev-head {
+                span.ev-time { (when_text(&e.ts)) }
+                span.ev-kind { (e.kind) }
+                a.ev-seq href={ "#ev-" (e.seq) } title="audit event sequence number" { "#" (e.seq) }
+            }
+            @match e.kind.as_str() {
+                "command" => { (command(e, results)) }
+                "command.result" => { (result(e)) }
+                "session.start" => {
+                    p { "Connected as " strong { (text(d, "user")) } " from " span.mono { (text(d, "client_addr")) } " over " (text(d, "protocol")) "." }
+                }
+                "session.end" => {
+                    p {
+                        "Ended"
+                        @if let Some(ms) = d.get("duration_ms").and_then(Value::as_u64) { " after " (crate::html::span((ms / 1000) as i64)) }
+                        @if let Some(c) = d.get("commands").and_then(Value::as_u64) { " · " (c) " commands" }
+                        @if let Some(b) = d.get("blocked").and_then(Value::as_u64) { " · " (b) " blocked" }
+                        @if let Some(r) = d.get("reason").and_then(Value::as_str) { " · " (r) }
+                    }
+                }
+                "approval.requested" => {
+                    p {
+                        "Approval requested: " (request_link(e))
+                        @if let Some(req) = d.get("requirement").cloned().and_then(|r| serde_json::from_value::<Requirement>(r).ok()) {
+                            " · needs " (req.describe())
+                        }
+                        @if let Some(x) = d.get("expires_at").and_then(Value::as_str) { " · expires " (when_text(x)) }
+                    }
+                }
+                "approval.decision" => {
+                    p {
+                        strong { (person(d.get("approver"))) }
+                        @if text(d, "decision") == "approve" { " approved " } @else { " denied " }
+                        (request_link(e))
+                    }
+                    @if let Some(r) = d.get("reason").and_then(Value::as_str) { blockquote.reason { (r) } }
+                }
+                "approval.approved" => { p { (request_link(e)) " was approved." } }
+                "approval.denied" => { p { (request_link(e)) " was denied." } }
+                "approval.expired" => { p { (request_link(e)) " expired: nobody decided in time." } }
+                "approval.executed" => { p { (request_link(e)) ": the approved command was forwarded, once." } }
+                "approval.withdrawn" => { p { (request_link(e)) " was withdrawn" @if let Some(w) = d.get("why").and_then(Value::as_str) { ": " (w) } "." } }
+                "grant.created" | "grant.revoked" | "grant.expired" => {
+                    p {
+                        "Access grant"
+                        @if let Some(g) = d.get("grant_id").and_then(Value::as_u64) { " #" (g) }
+                        @match e.kind.as_str() { "grant.created" => { " created" } "grant.revoked" => { " revoked by " (person(d.get("revoked_by"))) } _ => { " expired" } }
+                        " (" (request_link(e)) ")."
+                    }
+                    @if let Some(r) = d.get("reason").and_then(Value::as_str) { blockquote.reason { (r) } }
+                }
+                _ => {
+                    pre.data { (serde_json::to_string_pretty(d).unwrap_or_default()) }
+                }
+            }
+        }
+    }
+}
+
+fn command(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
+    let d = &e.data;
+    let verdict = d.get("verdict");
+    let eff = effect(e).unwrap_or("?");
+    let rule = verdict.and_then(|v| v.get("rule")).and_then(Value::as_str);
+    let message = verdict
+        .and_then(|v| v.get("message"))
+        .and_then(Value::as_str);
+    let result = d
+        .get("command_id")
+        .and_then(Value::as_u64)
+        .and_then(|c| results.get(&c));
+    let tables: BTreeSet<String> = d
+        .get("statements")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .flat_map(|st| {
+                    ["tables_read", "tables_written"]
+                        .iter()
+                        .filter_map(|k| st.get(*k).and_then(Value::as_array))
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let kinds: Vec<&str> = d
+        .get("statements")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter_map(|st| st.get("kind").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        div.verdict {
+            span.badge.{ "v-" (eff) } { (eff) }
+            @if let Some(r) = rule { " rule " code { (r) } }
+            @if let Some(m) = message { span.muted { " — " (m) } }
+        }
+        pre.command { code { (text(d, "sql")) } }
+        p.muted.small {
+            @if !kinds.is_empty() { (kinds.join(", ")) }
+            @if !tables.is_empty() { " · tables: " (tables.iter().cloned().collect::<Vec<_>>().join(", ")) }
+            @if let Some(p) = d.get("parse_error").and_then(Value::as_str) { " · not parsed: " (p) }
+        }
+        @if let Some(r) = result { (result_body(&r.data)) }
+    }
+}
+
+fn result(e: &AuditEvent) -> Markup {
+    result_body(&e.data)
+}
+
+fn result_body(d: &Value) -> Markup {
+    let masked: Vec<(String, u64)> = d
+        .get("masked")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let sample = d.get("result_sample").and_then(Value::as_array);
+    let columns: Vec<String> = d
+        .get("columns")
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .map(|c| {
+                    c.as_str()
+                        .or_else(|| c.get("name").and_then(Value::as_str))
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        div.result {
+            p.small {
+                @if let Some(r) = d.get("rows").and_then(Value::as_u64) { (r) " row" @if r != 1 { "s" } }
+                @if let Some(us) = d.get("duration_us").and_then(Value::as_u64) { " · " (format!("{:.1}", us as f64 / 1000.0)) " ms" }
+                @if !masked.is_empty() {
+                    " · masked: "
+                    @for (i, (k, n)) in masked.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        span.masked { (k) " ×" (n) }
+                    }
+                }
+            }
+            @if let Some(err) = d.get("error").filter(|e| !e.is_null()) {
+                p.error { "Error " code { (text(err, "sqlstate")) } ": " (text(err, "message")) }
+            }
+            @if let Some(rows) = sample.filter(|s| !s.is_empty()) {
+                div.table-wrap {
+                    table.sample {
+                        @if !columns.is_empty() { thead { tr { @for c in &columns { th { (c) } } } } }
+                        tbody {
+                            @for row in rows.iter().take(SAMPLE_ROWS) {
+                                tr {
+                                    @if let Some(cells) = row.as_array() {
+                                        @for c in cells { td { (cell(c)) } }
+                                    } @else {
+                                        td { (cell(row)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if rows.len() > SAMPLE_ROWS { p.muted.small { "first " (SAMPLE_ROWS) " recorded rows shown" } }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetime_local_is_utc() {
+        assert_eq!(
+            time_bound(&Some("2025-01-31T09:15".into())).as_deref(),
+            Some("2025-01-31T09:15:00Z")
+        );
+        assert_eq!(
+            time_bound(&Some("2025-01-31".into())).as_deref(),
+            Some("2025-01-31")
+        );
+        assert_eq!(time_bound(&Some("  ".into())), None);
+    }
+
+    #[test]
+    fn commands_render_escaped_with_their_results() {
+        let cmd = AuditEvent {
+            seq: 3,
+            ts: "2025-01-31T09:15:02.123Z".into(),
+            kind: "command".into(),
+            session_id: Some("s".into()),
+            subject: Some("alice".into()),
+            connection: Some("bank".into()),
+            data: serde_json::json!({
+                "command_id": 1,
+                "sql": "select '<b>' as x\nfrom t",
+                "verdict": {"effect": "block", "rule": "no-<x>", "message": "m"},
+                "statements": [{"kind": "select", "tables_read": ["t"], "tables_written": []}],
+            }),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let res = AuditEvent {
+            seq: 4,
+            kind: "command.result".into(),
+            data: serde_json::json!({
+                "command_id": 1, "rows": 1, "duration_us": 1500,
+                "masked": {"ssn": 1}, "error": null,
+                "result_sample": [["***-**-1234", null]],
+            }),
+            ..cmd.clone()
+        };
+        let results = HashMap::from([(1u64, &res)]);
+        let out = event_item(&cmd, &results).into_string();
+        assert!(out.contains("&lt;b&gt;"), "{out}");
+        assert!(out.contains("\nfrom t"), "newlines kept: {out}");
+        assert!(out.contains("no-&lt;x&gt;"), "{out}");
+        assert!(out.contains("event command blocked"), "{out}");
+        assert!(out.contains("***-**-1234"), "{out}");
+        assert!(out.contains("ssn ×1"), "{out}");
+    }
+}

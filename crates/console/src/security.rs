@@ -1,0 +1,58 @@
+//! Response headers every console answer carries, and the static files.
+//!
+//! The policy allows only this origin's own stylesheet and script (no
+//! inline script or style at all), no framing, no referrer (request pages
+//! carry ids), and no caching of pages, which hold audit data.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// The Content-Security-Policy of every console response.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Add the security headers (middleware for every route).
+pub(crate) async fn headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+const CSS: &str = include_str!("../static/console.css");
+const JS: &str = include_str!("../static/console.js");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /static/console.css`.
+pub(crate) async fn css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+/// `GET /static/console.js`.
+pub(crate) async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
+}

@@ -1,0 +1,180 @@
+//! The approval flow in a real browser against the whole gateway: psql
+//! holds a statement, an approver opens the link in headless Chromium, signs
+//! in to the console (dev sign-in, the authorization-code + PKCE flow),
+//! writes a justification and decides; psql gets the result or the denial.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+use support::{err, out, TestGateway};
+
+const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+
+const CONSOLE: &str = r#"
+[console]
+auditor_groups = ["auditors"]
+[[console.dev_identities]]
+subject = "omar"
+email = "omar@example.com"
+groups = ["approvers"]
+[[console.dev_identities]]
+subject = "audrey"
+groups = ["auditors"]
+"#;
+
+/// Whether the browser is installed; a CI run (`GATEHOUSE_REQUIRE_BROWSER=1`)
+/// fails instead of skipping.
+fn browser_ready() -> bool {
+    let missing = if !Path::new("/usr/bin/chromium").exists() {
+        Some("/usr/bin/chromium is not installed")
+    } else if !Path::new(BROWSER_DIR)
+        .join("node_modules/playwright-core")
+        .exists()
+    {
+        Some("playwright-core is not installed (npm ci in tests/browser)")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var("GATEHOUSE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "browser test required but {why}"
+            );
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+    }
+}
+
+/// Hold `sql` for dana through psql; the running psql.
+fn hold(
+    gw: &TestGateway,
+    sql: &str,
+) -> tokio::task::JoinHandle<
+    Result<std::io::Result<std::process::Output>, tokio::time::error::Elapsed>,
+> {
+    let dana = gw.token("dana", &["dba"]);
+    let port = gw.port();
+    let sql = sql.to_string();
+    tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new("psql");
+        cmd.env("PGPASSWORD", &dana)
+            .arg("-X")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
+            ))
+            .arg("-c")
+            .arg(sql);
+        tokio::time::timeout(Duration::from_secs(180), cmd.output()).await
+    })
+}
+
+/// Decide request `id` in Chromium as `login`; the script's JSON line.
+async fn decide_in_browser(
+    gw: &TestGateway,
+    id: u64,
+    decision: &str,
+    reason: &str,
+    shot: &Path,
+) -> serde_json::Value {
+    let o = tokio::time::timeout(
+        Duration::from_secs(150),
+        tokio::process::Command::new("node")
+            .arg("approve.mjs")
+            .args(["--console", &gw.api_url(), "--login", "omar"])
+            .args(["--request", &id.to_string(), "--decision", decision])
+            .args(["--reason", reason])
+            .arg("--screenshot")
+            .arg(shot)
+            .current_dir(BROWSER_DIR)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser finished in time")
+    .expect("node runs");
+    assert!(
+        o.status.success(),
+        "approve.mjs failed:\n{}\n{}",
+        out(&o),
+        err(&o)
+    );
+    serde_json::from_str(out(&o).lines().last().unwrap_or_default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_waits_while_an_approver_decides_in_the_console() {
+    if !browser_ready() {
+        return;
+    }
+    let gw = TestGateway::start_with(CONSOLE, "", |t| {
+        format!("{t}\n{}", gatehouse::demo::DEMO_APPROVAL_RULE)
+    })
+    .await;
+    let omar = gw.token("omar", &["approvers"]);
+    let shots = tempfile::tempdir().unwrap();
+
+    // Approve in the console: psql gets its result.
+    let psql = hold(&gw, "update customers set phone = '555-0120' where id = 20");
+    let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
+    let shot = shots.path().join("approved.png");
+    let result = decide_in_browser(
+        &gw,
+        id,
+        "approve",
+        "CHG-2001 reviewed in the console",
+        &shot,
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 1000,
+        "a screenshot was taken"
+    );
+    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("UPDATE 1"), "{}", out(&o));
+    let (_, r) = gw
+        .api("GET", &format!("/api/v1/approvals/{id}"), &omar, None)
+        .await;
+    assert_eq!(r["status"], "executed");
+    assert_eq!(r["decisions"][0]["approver"]["subject"], "omar");
+    assert_eq!(
+        r["decisions"][0]["reason"],
+        "CHG-2001 reviewed in the console"
+    );
+
+    // Deny in the console: psql gets the denial as an error.
+    let psql = hold(&gw, "delete from customers where id = 21");
+    let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
+    let shot = shots.path().join("denied.png");
+    let result = decide_in_browser(&gw, id, "deny", "no change ticket", &shot).await;
+    assert_eq!(result["ok"], true, "{result}");
+    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(
+        e.contains(&format!("approval request #{id} was denied by omar")),
+        "{e}"
+    );
+    assert!(e.contains("no change ticket"), "{e}");
+
+    // The console's pages answer only signed-in people.
+    let resp = gw
+        .http()
+        .get(format!("{}/sessions", gw.api_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.url().path().contains("login")
+            || resp.status().is_redirection()
+            || resp.url().path().contains("authorize"),
+        "anonymous visitors are sent to sign in: {}",
+        resp.url()
+    );
+    gw.stop().await;
+}
