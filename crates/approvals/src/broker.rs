@@ -10,8 +10,8 @@
 use crate::model::{display_name, Grant, Request, RequestKind, Status};
 use crate::store::{RequestFilter, Store, StoreError};
 use gatehouse_core::approval::{
-    AccessGrants, ApprovalBroker, Decision, GrantLease, HeldCommand, OpenedRequest, Outcome,
-    Settlement,
+    same_person, AccessGrants, ApprovalBroker, Decision, GrantLease, HeldCommand, OpenedRequest,
+    Outcome, Settlement,
 };
 use gatehouse_core::pipeline::{BoxFuture, EventRecord, Recorder};
 use gatehouse_core::policy::Policy;
@@ -224,10 +224,7 @@ impl Broker {
     pub fn can_decide(&self, r: &Request, who: &Identity) -> bool {
         r.status == Status::Pending
             && r.requirement.eligible(&r.requester, who).is_ok()
-            && !r
-                .decisions
-                .iter()
-                .any(|d| d.approver.subject == who.subject)
+            && !r.decisions.iter().any(|d| same_person(&d.approver, who))
     }
 
     /// Record `approver`'s decision on request `id`.
@@ -257,7 +254,7 @@ impl Broker {
             .map_err(BrokerError::Forbidden)?;
         if r.decisions
             .iter()
-            .any(|d| d.approver.subject == approver.subject)
+            .any(|d| same_person(&d.approver, approver))
         {
             return Err(BrokerError::AlreadyDecided(id));
         }
@@ -282,37 +279,73 @@ impl Broker {
         .await?;
         let event = match settlement {
             Settlement::Waiting { .. } => None,
-            Settlement::Approved => {
-                r.status = Status::Approved;
-                r.settled_at = Some(now());
-                Some("approval.approved")
-            }
-            Settlement::Denied(_) => {
-                r.status = Status::Denied;
-                r.settled_at = Some(now());
-                Some("approval.denied")
-            }
+            Settlement::Approved => Some("approval.approved"),
+            Settlement::Denied(_) => Some("approval.denied"),
         };
-        if r.kind == RequestKind::Access && r.status == Status::Approved {
-            self.create_grant(&mut r).await?;
-        }
-        self.save(&r).await?;
+        let mut grant = None;
         if let Some(event) = event {
+            // The settlement is in the trail before it takes effect; for an
+            // access request the event carries the grant it creates.
+            if r.kind == RequestKind::Access && event == "approval.approved" {
+                grant = Some(self.new_grant(&r));
+            }
             self.record(
                 event,
                 &r,
-                serde_json::json!({"decisions": r.decisions, "grant_id": r.grant_id}),
+                serde_json::json!({
+                    "decisions": r.decisions,
+                    "grant": grant.as_ref().map(|g: &Grant| serde_json::json!({
+                        "holder": g.holder,
+                        "connection": g.connection,
+                        "expires_at": rfc3339(g.expires_at),
+                    })),
+                }),
             )
             .await?;
+            r.status = if event == "approval.approved" {
+                Status::Approved
+            } else {
+                Status::Denied
+            };
+            r.settled_at = Some(now());
+        }
+        match grant {
+            Some(g) => {
+                // Request and grant are saved together, then the grant goes live.
+                let mut saved = r.clone();
+                let g = self
+                    .db(move |s| s.save_request_with_grant(&mut saved, g).map(|g| (saved, g)))
+                    .await?;
+                r = g.0;
+                let g = g.1;
+                self.inner
+                    .live_grants
+                    .lock()
+                    .insert(g.id, (g.clone(), watch::channel(None).0));
+                if let Err(e) = self
+                    .record(
+                        "grant.created",
+                        &r,
+                        serde_json::json!({"grant_id": g.id, "holder": g.holder, "expires_at": rfc3339(g.expires_at)}),
+                    )
+                    .await
+                {
+                    tracing::error!(grant = g.id, error = %e, "grant created but its id could not be recorded (its approval is)");
+                }
+            }
+            None => self.save(&r).await?,
+        }
+        if let Some(event) = event {
             self.announce(event, &r);
         }
         self.wake(id);
         Ok(r)
     }
 
-    async fn create_grant(&self, r: &mut Request) -> Result<(), BrokerError> {
+    /// The grant an approved access request creates (not yet stored).
+    fn new_grant(&self, r: &Request) -> Grant {
         let start = now();
-        let mut g = Grant {
+        Grant {
             id: 0,
             request_id: r.id,
             holder: r.requester.clone(),
@@ -322,19 +355,7 @@ impl Broker {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
-        };
-        g = self.db(move |s| s.insert_grant(&mut g).map(|_| g)).await?;
-        r.grant_id = Some(g.id);
-        self.inner
-            .live_grants
-            .lock()
-            .insert(g.id, (g.clone(), watch::channel(None).0));
-        self.record(
-            "grant.created",
-            r,
-            serde_json::json!({"grant_id": g.id, "holder": g.holder, "expires_at": rfc3339(g.expires_at)}),
-        )
-        .await
+        }
     }
 
     async fn settle_expired(&self, r: &mut Request) -> Result<(), BrokerError> {
@@ -470,10 +491,8 @@ impl Broker {
         }
         let _guard = self.inner.changes.lock().await;
         let mut grant = self
-            .db(move |s| s.grants(None))
+            .db(move |s| s.grant(id))
             .await?
-            .into_iter()
-            .find(|g| g.id == id)
             .ok_or_else(|| BrokerError::NotFound(format!("grant #{id}")))?;
         if grant.revoked_at.is_some() {
             return Err(BrokerError::Invalid(format!(

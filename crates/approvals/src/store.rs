@@ -143,20 +143,46 @@ impl Store {
         Ok(out)
     }
 
-    /// Insert a grant, assigning its id.
-    pub fn insert_grant(&mut self, g: &mut Grant) -> Result<(), StoreError> {
+    /// Save an approved access request and insert the grant it creates, in
+    /// one transaction, so neither exists without the other.
+    pub fn save_request_with_grant(
+        &mut self,
+        r: &mut Request,
+        mut g: Grant,
+    ) -> Result<Grant, StoreError> {
         let tx = self.db.transaction()?;
         tx.execute(
             "INSERT INTO grants (subject, connection, expires_at, body) VALUES (?1, ?2, ?3, '{}')",
             params![g.holder.subject, g.connection, g.expires_at],
         )?;
         g.id = tx.last_insert_rowid() as u64;
+        r.grant_id = Some(g.id);
         tx.execute(
             "UPDATE grants SET body = ?1 WHERE id = ?2",
-            params![serde_json::to_string(g)?, g.id as i64],
+            params![serde_json::to_string(&g)?, g.id as i64],
+        )?;
+        tx.execute(
+            "UPDATE requests SET status = ?1, body = ?2 WHERE id = ?3",
+            params![r.status.as_str(), serde_json::to_string(r)?, r.id as i64],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(g)
+    }
+
+    /// One grant.
+    pub fn grant(&self, id: u64) -> Result<Option<Grant>, StoreError> {
+        let body: Option<String> = self
+            .db
+            .query_row(
+                "SELECT body FROM grants WHERE id = ?1",
+                params![id as i64],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(match body {
+            Some(b) => Some(serde_json::from_str(&b)?),
+            None => None,
+        })
     }
 
     /// Replace a grant's record.

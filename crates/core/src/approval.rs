@@ -54,9 +54,10 @@ impl Requirement {
         if let Some(d) = decisions.iter().find(|d| !d.approve) {
             return Settlement::Denied(d.approver.subject.clone());
         }
+        // One person counts once, whatever number of tokens they hold.
         let mut approvers: Vec<&Identity> = Vec::new();
         for d in decisions.iter().filter(|d| d.approve) {
-            if !approvers.iter().any(|a| a.subject == d.approver.subject) {
+            if !approvers.iter().any(|a| same_person(a, &d.approver)) {
                 approvers.push(&d.approver);
             }
         }
@@ -103,8 +104,9 @@ impl Requirement {
 }
 
 /// The same person, even if they hold two tokens: same issuer and subject,
-/// or the same verified email.
-fn same_person(a: &Identity, b: &Identity) -> bool {
+/// or the same email (erring towards "same", which only ever asks for
+/// another approver).
+pub fn same_person(a: &Identity, b: &Identity) -> bool {
     (a.issuer == b.issuer && a.subject == b.subject)
         || matches!((&a.email, &b.email), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
 }
@@ -284,6 +286,12 @@ mod tests {
             decide("omar", &["approvers"], true),
         ];
         assert!(matches!(r.settle(&twice), Settlement::Waiting { .. }));
+        // Two tokens, two issuers, one email: still one person.
+        let mut other_token = decide("omar", &["approvers"], true);
+        other_token.approver.subject = "0f3c-corporate-id".into();
+        other_token.approver.issuer = "https://corp-idp".into();
+        let two_tokens = [decide("omar", &["approvers"], true), other_token];
+        assert!(matches!(r.settle(&two_tokens), Settlement::Waiting { .. }));
         let two = [
             decide("omar", &["approvers"], true),
             decide("zoe", &["approvers"], true),

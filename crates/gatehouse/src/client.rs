@@ -34,6 +34,13 @@ pub struct ApiClient {
 impl ApiClient {
     /// Build a client from the CLI arguments.
     pub fn new(args: &ApiArgs) -> Result<ApiClient> {
+        let url = reqwest::Url::parse(&args.url)
+            .with_context(|| format!("--url {} is not a URL", args.url))?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        anyhow::ensure!(
+            url.scheme() == "https" || loopback,
+            "--url must be https: your token would otherwise cross the network in the clear"
+        );
         let mut builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none());

@@ -243,12 +243,15 @@ impl RunningGateway {
             auditor_groups: Arc::new(cfg.console.auditor_groups.clone()),
         });
         let deliveries_of = notifier.clone();
-        let console = gatehouse_console::router(
+        // The dev sign-in page lets anyone who reaches it be anyone: only on
+        // a loopback listener with no real issuer configured (the demo).
+        let dev_signin = api_addr.ip().is_loopback() && cfg.identity.issuers.is_empty();
+        let console = match gatehouse_console::router(
             &cfg.console,
             gatehouse_console::ConsoleDeps {
                 broker: broker.clone(),
                 validator: validator.clone(),
-                dev_issuer: dev.clone(),
+                dev_issuer: dev_signin.then(|| dev.clone()).flatten(),
                 audit_db: cfg.state_path(&cfg.audit.path),
                 audit_public_key: gatehouse_audit::public_key_path(
                     &cfg.state_path(&cfg.audit.signing_key),
@@ -262,13 +265,18 @@ impl RunningGateway {
                 }),
                 public_url: public_url.clone(),
             },
-        )
-        .context("setting up the web console ([console])")?;
+        ) {
+            Ok(router) => router,
+            Err(gatehouse_console::ConsoleError::NoSignIn) => {
+                tracing::warn!("the web console is off: set [console] issuer to sign people in with your identity provider");
+                axum::Router::new()
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("setting up the web console ([console])"))
+            }
+        };
         let extra = extra.merge(console);
-        let dev_endpoints = cfg
-            .console
-            .issuer
-            .is_none()
+        let dev_endpoints = (dev_signin && cfg.console.issuer.is_none())
             .then(|| gatehouse_console::dev_discovery_endpoints(&public_url));
 
         let (cert, key) = tls::cert_paths(

@@ -563,3 +563,145 @@ async fn requests_and_decisions_are_notified_signed_and_to_slack() {
     assert!(text.contains("dana"), "{text}");
     gw.stop().await;
 }
+
+mod prepared_names {
+    //! Regression tests: a held statement must not run unapproved through
+    //! a prepared-statement name the gateway and PostgreSQL would see
+    //! differently, nor run again under one approval.
+
+    use super::support::{self, login_raw, read_frame, TestGateway};
+    use gatehouse_postgres::codec::{backend, Writer};
+    use tokio::io::AsyncWriteExt;
+
+    fn query(sql: &str) -> Vec<u8> {
+        Writer::new(b'Q').cstr(sql).finish()
+    }
+
+    fn parse(name: &str, sql: &str) -> Vec<u8> {
+        Writer::new(b'P').cstr(name).cstr(sql).i16(0).finish()
+    }
+
+    fn sync() -> Vec<u8> {
+        Writer::new(b'S').finish()
+    }
+
+    /// Read until ReadyForQuery; the error codes seen.
+    async fn until_ready(s: &mut tokio::net::TcpStream, buf: &mut bytes::BytesMut) -> Vec<String> {
+        let mut codes = Vec::new();
+        loop {
+            let f = read_frame(s, buf).await;
+            match f.tag {
+                b'E' => codes.push(
+                    backend::parse_notice(&f.body)
+                        .unwrap()
+                        .get(b'C')
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                b'Z' => return codes,
+                _ => {}
+            }
+        }
+    }
+
+    /// After the last message: the statement must be held (a NoticeResponse
+    /// naming an approval request), never completed.
+    async fn expect_held(s: &mut tokio::net::TcpStream, buf: &mut bytes::BytesMut) -> String {
+        loop {
+            let f = read_frame(s, buf).await;
+            match f.tag {
+                b'N' => {
+                    let n = backend::parse_notice(&f.body).unwrap();
+                    let m = n.get(b'M').unwrap_or_default().to_string();
+                    if m.starts_with("waiting for approval #") {
+                        return m;
+                    }
+                }
+                b'C' => {
+                    let tag = backend::parse_command_complete(&f.body)
+                        .unwrap()
+                        .to_string();
+                    panic!("the held statement ran without approval: {tag}");
+                }
+                b'E' | b'Z' => panic!("expected a hold, got {}", f.tag as char),
+                _ => {}
+            }
+        }
+    }
+
+    async fn gateway() -> TestGateway {
+        TestGateway::start_with("", "", |t| support::plaintext(super::with_approval_rule(t))).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sql_prepare_cannot_shadow_a_held_parse() {
+        let gw = gateway().await;
+        let (mut s, mut buf) = login_raw(&gw, "dana", "dba").await;
+        let mut batch = parse("s1", "update customers set phone = 'PWNED-1' where id = 30");
+        batch.extend_from_slice(&sync());
+        s.write_all(&batch).await.unwrap();
+        assert!(until_ready(&mut s, &mut buf).await.is_empty());
+        s.write_all(&query("PREPARE s1 AS SELECT 1")).await.unwrap();
+        assert_eq!(
+            until_ready(&mut s, &mut buf).await.len(),
+            1,
+            "a second s1 is refused"
+        );
+        s.write_all(&query("EXECUTE s1")).await.unwrap();
+        let m = expect_held(&mut s, &mut buf).await;
+        assert!(m.contains("/approvals/"), "{m}");
+        drop(s);
+        assert_ne!(super::phone_of(&gw, 30).await, "PWNED-1");
+        gw.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deallocate_then_parse_is_still_held() {
+        let gw = gateway().await;
+        let (mut s, mut buf) = login_raw(&gw, "dana", "dba").await;
+        for sql in ["PREPARE s2 AS SELECT 1", "DEALLOCATE s2"] {
+            s.write_all(&query(sql)).await.unwrap();
+            assert!(until_ready(&mut s, &mut buf).await.is_empty(), "{sql}");
+        }
+        let mut batch = parse("s2", "update customers set phone = 'PWNED-2' where id = 31");
+        batch.extend_from_slice(&sync());
+        s.write_all(&batch).await.unwrap();
+        assert!(until_ready(&mut s, &mut buf).await.is_empty());
+        s.write_all(&query("EXECUTE s2")).await.unwrap();
+        expect_held(&mut s, &mut buf).await;
+        drop(s);
+        assert_ne!(super::phone_of(&gw, 31).await, "PWNED-2");
+        gw.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sql_prepared_held_body_is_held_at_every_bind_and_execute() {
+        let gw = gateway().await;
+        let (mut s, mut buf) = login_raw(&gw, "dana", "dba").await;
+        s.write_all(&query(
+            "PREPARE p AS UPDATE customers SET phone = $1 WHERE id = 32",
+        ))
+        .await
+        .unwrap();
+        assert!(
+            until_ready(&mut s, &mut buf).await.is_empty(),
+            "preparing runs nothing, so it is not held"
+        );
+        let mut batch = Writer::new(b'B')
+            .cstr("")
+            .cstr("p")
+            .i16(0)
+            .i16(1)
+            .i32(3)
+            .bytes(b"ONE")
+            .i16(0)
+            .finish();
+        batch.extend_from_slice(&Writer::new(b'E').cstr("").i32(0).finish());
+        batch.extend_from_slice(&sync());
+        s.write_all(&batch).await.unwrap();
+        expect_held(&mut s, &mut buf).await;
+        drop(s);
+        assert_ne!(super::phone_of(&gw, 32).await, "ONE");
+        gw.stop().await;
+    }
+}

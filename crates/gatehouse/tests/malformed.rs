@@ -3,7 +3,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{err, TestGateway};
+use support::{err, login_raw, read_frame, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -59,38 +59,6 @@ async fn garbage_oversized_and_truncated_packets_are_contained() {
     let o = gw.psql("alice", &token, &["select 1"]).await;
     assert!(o.status.success(), "{}", err(&o));
     gw.stop().await;
-}
-
-async fn read_frame(
-    s: &mut TcpStream,
-    buf: &mut bytes::BytesMut,
-) -> gatehouse_postgres::codec::Frame {
-    loop {
-        if let Some(f) = gatehouse_postgres::codec::frame::take_tagged(buf, 1 << 20).unwrap() {
-            return f;
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read_buf(buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "gateway closed the connection early");
-    }
-}
-
-/// Log in with a hand-made start-up and password exchange (plaintext
-/// gateway), returning the socket and any bytes read past ReadyForQuery.
-async fn login_raw(gw: &TestGateway, user: &str, group: &str) -> (TcpStream, bytes::BytesMut) {
-    use gatehouse_postgres::codec::frontend;
-    let token = gw.token(user, &[group]);
-    let mut s = TcpStream::connect(gw.gw.postgres_addr).await.unwrap();
-    s.write_all(&frontend::startup(&[("user", user), ("database", "bank")]))
-        .await
-        .unwrap();
-    let mut buf = bytes::BytesMut::new();
-    assert_eq!(read_frame(&mut s, &mut buf).await.tag, b'R');
-    s.write_all(&frontend::password(&token)).await.unwrap();
-    while read_frame(&mut s, &mut buf).await.tag != b'Z' {}
-    (s, buf)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,31 @@ struct Statement {
     /// The hold verdict when running it needs approval (asked at Execute,
     /// once the parameters are known).
     held: Option<Verdict>,
+    /// Parameter type OIDs (from Parse, then the target's
+    /// ParameterDescription), so approvers see bound values decoded.
+    param_types: Mutex<Vec<u32>>,
+}
+
+/// The session's prepared statements, one namespace as in PostgreSQL
+/// (protocol-level Parse and SQL-level PREPARE share it), shared by both
+/// pumps so the map follows what the target actually accepted: a Parse the
+/// target refuses is rolled back, and a SQL PREPARE or DEALLOCATE takes
+/// effect only when the target confirms it.
+type Prepared = Arc<Mutex<HashMap<String, Arc<Statement>>>>;
+
+/// A change to [`Prepared`] that waits for the target's CommandComplete.
+#[derive(Clone)]
+enum PreparedEffect {
+    /// `PREPARE name AS …` succeeded.
+    Add(String, Arc<Statement>),
+    /// `DEALLOCATE name` succeeded.
+    Remove(String),
+    /// `DEALLOCATE ALL` or `DISCARD ALL` succeeded.
+    Clear,
+}
+
+fn lock_prepared(p: &Prepared) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Statement>>> {
+    p.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Portal {
@@ -81,14 +106,22 @@ enum Pending {
         unit: CommandUnit,
         statements: Vec<Option<StatementFacts>>,
         sql: String,
+        /// Prepared-statement changes, by top-level statement index.
+        effects: Vec<(usize, PreparedEffect)>,
     },
-    Parse,
+    /// A Parse; if the target refuses it, `previous` is put back.
+    Parse {
+        name: String,
+        previous: Option<Arc<Statement>>,
+    },
     Bind,
     DescribeStatement(Option<Arc<Statement>>),
     DescribePortal(Option<Arc<Portal>>),
     Execute {
         unit: CommandUnit,
         portal: Arc<Portal>,
+        /// Prepared-statement changes, applied when the target confirms.
+        effects: Vec<(usize, PreparedEffect)>,
     },
     Close,
     Sync,
@@ -105,8 +138,8 @@ enum Pending {
 /// A Flush message, sent to the target before a held Execute waits.
 const FLUSH: [u8; 5] = [b'H', 0, 0, 0, 4];
 
-/// Client bytes buffered while a statement is held; past this the gateway
-/// stops reading (and so stops noticing a hang-up) until the decision.
+/// Client bytes buffered while a statement is held; past this the request
+/// is withdrawn, since the gateway could no longer notice a hang-up.
 const HELD_CLIENT_BUFFER: usize = 1 << 20;
 
 /// `900` → `15m`, for the client's notice.
@@ -131,15 +164,16 @@ pub async fn run(
     let (target_r, target_w) = target.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let max = ctx.settings.max_message_len;
+    let prepared: Prepared = Arc::default();
     let mut client_pump = ClientPump {
         ctx: ctx.clone(),
         reader: FrameReader::new(client_r, client_leftover, max),
         target: target_w,
         tx,
-        statements: HashMap::new(),
+        prepared: prepared.clone(),
         portals: HashMap::new(),
-        sql_prepared: HashMap::new(),
         cursors: HashMap::new(),
+        holding: None,
         discard_until_sync: false,
         next_command: 0,
         stats: SessionStats::default(),
@@ -156,6 +190,7 @@ pub async fn run(
         result: ResultState::default(),
         bytes_to_client: 0,
         rx_open: true,
+        prepared,
     };
     let grant_end = grant_end.unwrap_or_else(|| Box::pin(std::future::pending()));
     let mut revoked = None;
@@ -176,6 +211,13 @@ pub async fn run(
             }
         }
     };
+    if let Some(id) = client_pump.holding.take() {
+        if let Some(broker) = &ctx.pipeline.approvals {
+            broker
+                .withdraw(id, "the session ended while the statement waited")
+                .await;
+        }
+    }
     if let Some(reason) = revoked {
         // The access grant that let this caller in has ended: so does the
         // session, with the reason in the client's own protocol.
@@ -216,32 +258,61 @@ fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
     }
 }
 
-/// A binary-format parameter for people: printable text as a string,
-/// 2/4/8-byte values also read as an integer (labelled, since the type is
-/// not known here), anything else as hex.
-fn show_binary(b: &[u8]) -> String {
-    if let Ok(t) = std::str::from_utf8(b) {
-        if !t.is_empty() && !t.chars().any(char::is_control) {
-            return format!("'{}'", t.replace('\'', "''"));
+/// A value as approvers see it, on one line: quotes doubled and control
+/// characters escaped, so a parameter cannot forge extra lines in the
+/// command an approver reads.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c => out.push(c),
         }
     }
-    let int = match b.len() {
-        2 => Some(i16::from_be_bytes([b[0], b[1]]) as i64),
-        4 => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64),
-        8 => Some(i64::from_be_bytes([
-            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-        ])),
+    out.push('\'');
+    out
+}
+
+/// A statement's text on one line, for notes beside a command.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A binary-format parameter decoded by its type where the type is known
+/// (from Parse or the target's ParameterDescription); otherwise its bytes
+/// in hex, never a guess.
+fn show_binary(oid: u32, b: &[u8]) -> String {
+    let fixed = |n: usize| b.len() == n;
+    let decoded = match oid {
+        16 if fixed(1) => Some(format!("{}", b[0] != 0)),
+        21 if fixed(2) => Some(i16::from_be_bytes([b[0], b[1]]).to_string()),
+        23 if fixed(4) => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]).to_string()),
+        20 if fixed(8) => {
+            Some(i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).to_string())
+        }
+        700 if fixed(4) => Some(f32::from_be_bytes([b[0], b[1], b[2], b[3]]).to_string()),
+        701 if fixed(8) => {
+            Some(f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).to_string())
+        }
+        // text, varchar, bpchar, name, json
+        25 | 1043 | 1042 | 19 | 114 => std::str::from_utf8(b).ok().map(quoted),
         _ => None,
     };
-    match int {
-        Some(n) => format!("{n} (binary, read as an integer)"),
-        None => format!("binary 0x{}", hex::encode(b)),
+    match decoded {
+        Some(v) => v,
+        None => format!(
+            "binary ({} bytes, type {oid}) 0x{}",
+            b.len(),
+            hex::encode(b)
+        ),
     }
 }
 
-/// How approvers see bound parameters: text values quoted, binary decoded
-/// where it can be.
-fn show_params(formats: &[i16], params: &[Option<&[u8]>]) -> String {
+/// How approvers see bound parameters: text-format values quoted, binary
+/// ones decoded by type where it is known.
+fn show_params(formats: &[i16], types: &[u32], params: &[Option<&[u8]>]) -> String {
     let shown: Vec<String> = params
         .iter()
         .enumerate()
@@ -253,11 +324,8 @@ fn show_params(formats: &[i16], params: &[Option<&[u8]>]) -> String {
             };
             let value = match v {
                 None => "NULL".to_string(),
-                Some(b) if !binary => match std::str::from_utf8(b) {
-                    Ok(t) => format!("'{}'", t.replace('\'', "''")),
-                    Err(_) => format!("'\\x{}'", hex::encode(b)),
-                },
-                Some(b) => show_binary(b),
+                Some(b) if !binary => quoted(&String::from_utf8_lossy(b)),
+                Some(b) => show_binary(types.get(i).copied().unwrap_or(0), b),
             };
             format!("${} = {value}", i + 1)
         })
@@ -287,10 +355,11 @@ struct ClientPump {
     reader: FrameReader<ReadHalf<Box<dyn ClientIo>>>,
     target: OwnedWriteHalf,
     tx: mpsc::UnboundedSender<Pending>,
-    statements: HashMap<String, Arc<Statement>>,
+    prepared: Prepared,
     portals: HashMap<String, Arc<Portal>>,
-    /// SQL-level PREPARE bodies by name.
-    sql_prepared: HashMap<String, Classification>,
+    /// The approval request this session is waiting on, if any; withdrawn
+    /// if the session ends while waiting, whatever ends it.
+    holding: Option<u64>,
     /// Declared cursors' statements by name, for masking what FETCH returns.
     cursors: HashMap<String, StatementFacts>,
     discard_until_sync: bool,
@@ -376,10 +445,10 @@ impl ClientPump {
                     return Ok(true);
                 }
                 let parse = match frontend::parse_parse(&frame.body) {
-                    Ok(p) => (p.name.to_string(), p.query.to_string()),
+                    Ok(p) => (p.name.to_string(), p.query.to_string(), p.param_types),
                     Err(e) => return self.protocol_error(malformed(e)),
                 };
-                self.parse(frame, parse.0, parse.1).await;
+                self.parse(frame, parse.0, parse.1, parse.2).await;
             }
             b'B' => {
                 if self.discard_until_sync {
@@ -397,10 +466,14 @@ impl ClientPump {
                     ));
                     return Ok(true);
                 };
-                let params_shown = stmt
-                    .held
-                    .as_ref()
-                    .map(|_| show_params(&bind.param_formats, &bind.params));
+                let params_shown = stmt.held.as_ref().map(|_| {
+                    let types = stmt
+                        .param_types
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    show_params(&bind.param_formats, &types, &bind.params)
+                });
                 let portal = Arc::new(Portal {
                     statement: stmt,
                     formats: bind.result_formats.clone(),
@@ -453,7 +526,7 @@ impl ClientPump {
                 }
                 match frontend::parse_target(&frame.body, "Close") {
                     Ok(Target::Statement(name)) => {
-                        self.statements.remove(name);
+                        lock_prepared(&self.prepared).remove(name);
                     }
                     Ok(Target::Portal(name)) => {
                         self.portals.remove(name);
@@ -499,19 +572,10 @@ impl ClientPump {
     }
 
     /// A statement the client may bind: one parsed through the gateway, or a
-    /// SQL-level `PREPARE` it saw (the two share one namespace in PostgreSQL).
+    /// SQL-level `PREPARE` the target confirmed (one namespace, as in
+    /// PostgreSQL).
     fn known_statement(&self, name: &str) -> Option<Arc<Statement>> {
-        if let Some(s) = self.statements.get(name) {
-            return Some(s.clone());
-        }
-        let body = self.sql_prepared.get(name)?;
-        Some(Arc::new(Statement {
-            sql: format!("EXECUTE {name} -- bound through the extended protocol"),
-            classification: Arc::new(body.clone()),
-            output_facts: body.statements.first().cloned(),
-            fields: Mutex::new(None),
-            held: None,
-        }))
+        lock_prepared(&self.prepared).get(name).cloned()
     }
 
     /// Refuse one extended-protocol message in place: the client gets an
@@ -574,11 +638,9 @@ impl ClientPump {
                 }
             } else if f.kind == StatementKind::Execute {
                 let name = f.prepared_name.clone().unwrap_or_default();
-                let body = self.sql_prepared.get(&name).cloned().or_else(|| {
-                    self.statements
-                        .get(&name)
-                        .map(|s| (*s.classification).clone())
-                });
+                let body = self
+                    .known_statement(&name)
+                    .map(|s| (*s.classification).clone());
                 match body {
                     Some(body) => {
                         outputs.push(body.statements.first().cloned());
@@ -665,9 +727,30 @@ impl ClientPump {
 
     async fn simple_query(&mut self, frame: Frame, sql: String) {
         let (classification, outputs, refusal) = self.resolve(&sql);
-        let verdict = self.verdict_for(&sql, &classification, refusal);
+        let mut verdict = self.verdict_for(&sql, &classification, refusal);
+        let effects = match self.prepared_effects(&sql, &classification) {
+            Ok(e) => e,
+            Err(refused) => {
+                verdict = verdict.stricter(refused);
+                Vec::new()
+            }
+        };
+        if let Verdict::Hold { rule, .. } = &verdict {
+            // Preparing runs nothing: the hold moves to every execution.
+            let only_prepares = classification
+                .statements
+                .iter()
+                .filter(|f| !f.nested)
+                .all(|f| f.kind == StatementKind::Prepare);
+            if only_prepares {
+                verdict = Verdict::Allow {
+                    rule: Some(format!("{rule} (held at each execution)")),
+                };
+            }
+        }
         let approval = if matches!(verdict, Verdict::Hold { .. }) {
-            match self.open_hold(&sql, &verdict).await {
+            let shown = self.shown_for_approval(&sql, &classification);
+            match self.open_hold(&shown, &verdict).await {
                 Ok(id) => Some(id),
                 Err(bytes) => return self.refuse_query(bytes),
             }
@@ -696,7 +779,7 @@ impl ClientPump {
                 return self.refuse_query(bytes);
             }
         }
-        self.remember_sql_prepares(&classification);
+        self.remember_cursors(&classification);
         self.push(Pending::Query {
             unit: CommandUnit {
                 id,
@@ -704,8 +787,29 @@ impl ClientPump {
             },
             statements: outputs,
             sql,
+            effects,
         });
         self.out.extend_from_slice(&frame.raw);
+    }
+
+    /// The command as approvers see it: with the body of every prepared
+    /// statement it EXECUTEs, since `EXECUTE p('x')` alone says nothing.
+    fn shown_for_approval(&self, sql: &str, c: &Classification) -> String {
+        let mut shown = sql.to_string();
+        for f in c
+            .statements
+            .iter()
+            .filter(|f| !f.nested && f.kind == StatementKind::Execute)
+        {
+            let name = f.prepared_name.clone().unwrap_or_default();
+            if let Some(stmt) = self.known_statement(&name) {
+                shown.push_str(&format!(
+                    "\n-- {name} was prepared as: {}",
+                    one_line(&stmt.sql)
+                ));
+            }
+        }
+        shown
     }
 
     /// Answer a simple Query with a gateway-made error (nothing forwarded).
@@ -785,6 +889,15 @@ impl ClientPump {
     /// if it hangs up or cancels, the request is withdrawn so it can never
     /// run later. `Ok` means approved and claimed: forward the command now.
     async fn await_decision(&mut self, id: u64) -> Result<(), Vec<u8>> {
+        // Set while waiting: if the session ends for any reason before the
+        // decision (grant revoked, target gone), the request is withdrawn.
+        self.holding = Some(id);
+        let result = self.wait_for_decision(id).await;
+        self.holding = None;
+        result
+    }
+
+    async fn wait_for_decision(&mut self, id: u64) -> Result<(), Vec<u8>> {
         let Some(broker) = self.ctx.pipeline.approvals.clone() else {
             return Err(Vec::new());
         };
@@ -798,7 +911,17 @@ impl ClientPump {
         let decision = broker.wait(id);
         tokio::pin!(cancelled, decision);
         let outcome = loop {
-            let watch_client = self.reader.pending_bytes() < HELD_CLIENT_BUFFER;
+            if self.reader.pending_bytes() >= HELD_CLIENT_BUFFER {
+                // Past this the gateway could no longer notice a hang-up.
+                broker
+                    .withdraw(id, "the client sent more than 1 MiB while waiting")
+                    .await;
+                return Err(error_bytes(
+                    "54000",
+                    &format!("approval request #{id} was withdrawn: the client sent more than 1 MiB while the statement waited"),
+                    Some("send the next statements after the decision"),
+                ));
+            }
             tokio::select! {
                 outcome = &mut decision => break outcome,
                 _ = &mut cancelled => {
@@ -809,7 +932,7 @@ impl ClientPump {
                         None,
                     ));
                 }
-                read = self.reader.fill(), if watch_client => {
+                read = self.reader.fill() => {
                     if !matches!(read, Ok(n) if n > 0) {
                         broker.withdraw(id, "the client disconnected while waiting").await;
                         return Err(Vec::new());
@@ -853,9 +976,8 @@ impl ClientPump {
         }
     }
 
-    /// Keep the bodies of `PREPARE name AS …` so a later EXECUTE is checked,
-    /// and declared cursors' queries so FETCH results are masked.
-    fn remember_sql_prepares(&mut self, c: &Classification) {
+    /// Keep declared cursors' queries so FETCH results are masked.
+    fn remember_cursors(&mut self, c: &Classification) {
         for f in c
             .statements
             .iter()
@@ -865,30 +987,81 @@ impl ClientPump {
                 self.cursors.insert(name.clone(), f.clone());
             }
         }
-        let mut i = 0;
-        while i < c.statements.len() {
-            let f = &c.statements[i];
-            if f.kind == StatementKind::Prepare && !f.nested {
-                let body: Vec<StatementFacts> = c.statements[i + 1..]
-                    .iter()
-                    .take_while(|b| b.nested)
-                    .cloned()
-                    .collect();
-                if let Some(name) = &f.prepared_name {
-                    self.sql_prepared.insert(
-                        name.clone(),
-                        Classification {
-                            statements: body,
-                            parse_error: c.parse_error.clone(),
-                        },
-                    );
-                }
-            }
-            i += 1;
-        }
     }
 
-    async fn parse(&mut self, frame: Frame, name: String, sql: String) {
+    /// The prepared-statement changes `c` makes if the target runs it, by
+    /// top-level statement index. A `PREPARE` body is kept with its own
+    /// verdict, so every later execution is checked (and held) again.
+    /// Refuses a `PREPARE` of a name already in use, as PostgreSQL would.
+    fn prepared_effects(
+        &self,
+        sql: &str,
+        c: &Classification,
+    ) -> Result<Vec<(usize, PreparedEffect)>, Verdict> {
+        let mut effects = Vec::new();
+        let top: Vec<(usize, &StatementFacts)> = c
+            .statements
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.nested)
+            .collect();
+        for (index, (at, f)) in top.iter().enumerate() {
+            match f.kind {
+                StatementKind::Prepare => {
+                    let Some(name) = f.prepared_name.clone() else {
+                        continue;
+                    };
+                    if self.known_statement(&name).is_some() {
+                        return Err(Verdict::Block {
+                            rule: "duplicate-prepared-statement".into(),
+                            message: format!(
+                                "prepared statement \"{name}\" already exists; DEALLOCATE it first"
+                            ),
+                        });
+                    }
+                    let body = Classification {
+                        statements: c.statements[at + 1..]
+                            .iter()
+                            .take_while(|b| b.nested)
+                            .cloned()
+                            .collect(),
+                        parse_error: c.parse_error.clone(),
+                    };
+                    let verdict = self.verdict_for(sql, &body, None);
+                    let stmt = Arc::new(Statement {
+                        sql: sql.to_string(),
+                        output_facts: body.statements.first().cloned(),
+                        classification: Arc::new(body),
+                        fields: Mutex::new(None),
+                        held: matches!(verdict, Verdict::Hold { .. }).then_some(verdict),
+                        param_types: Mutex::new(Vec::new()),
+                    });
+                    effects.push((index, PreparedEffect::Add(name, stmt)));
+                }
+                StatementKind::Deallocate => {
+                    let name = f.prepared_name.clone().unwrap_or_default();
+                    effects.push((index, PreparedEffect::Remove(name)));
+                }
+                _ if f.keyword.starts_with("DISCARD") => {
+                    effects.push((index, PreparedEffect::Clear));
+                }
+                _ => {}
+            }
+        }
+        Ok(effects)
+    }
+
+    async fn parse(&mut self, frame: Frame, name: String, sql: String, param_types: Vec<u32>) {
+        if !name.is_empty() && self.known_statement(&name).is_some() {
+            // PostgreSQL refuses it too; refusing here keeps one meaning per name.
+            self.stats.blocked += 1;
+            self.fail_batch(error_bytes(
+                "42P05",
+                &format!("prepared statement \"{name}\" already exists"),
+                Some("close or DEALLOCATE it before preparing another statement under that name"),
+            ));
+            return;
+        }
         let (classification, outputs, refusal) = self.resolve(&sql);
         let verdict = self.verdict_for(&sql, &classification, refusal);
         if let Some(err) = verdict_error(&verdict) {
@@ -900,7 +1073,9 @@ impl ClientPump {
                 Ok(_) => err,
                 Err(e) => Self::audit_refusal(&e),
             };
-            self.statements.remove(&name);
+            // The target keeps its old unnamed statement; forget ours so a
+            // Bind of it is refused rather than run unchecked.
+            lock_prepared(&self.prepared).remove(&name);
             self.fail_batch(bytes);
             return;
         }
@@ -910,9 +1085,10 @@ impl ClientPump {
             output_facts: outputs.into_iter().next().flatten(),
             fields: Mutex::new(None),
             held: matches!(verdict, Verdict::Hold { .. }).then_some(verdict),
+            param_types: Mutex::new(param_types),
         });
-        self.statements.insert(name, stmt);
-        self.push(Pending::Parse);
+        let previous = lock_prepared(&self.prepared).insert(name.clone(), stmt);
+        self.push(Pending::Parse { name, previous });
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -970,13 +1146,21 @@ impl ClientPump {
                 return;
             }
         }
-        self.remember_sql_prepares(&stmt.classification);
+        self.remember_cursors(&stmt.classification);
+        let effects = match self.prepared_effects(&stmt.sql, &stmt.classification) {
+            Ok(e) => e,
+            Err(refused) => {
+                self.stats.blocked += 1;
+                return self.fail_batch(verdict_error(&refused).unwrap_or_default());
+            }
+        };
         self.push(Pending::Execute {
             unit: CommandUnit {
                 id,
                 started: Instant::now(),
             },
             portal,
+            effects,
         });
         self.out.extend_from_slice(&frame.raw);
     }
@@ -1021,6 +1205,7 @@ struct ServerPump {
     result: ResultState,
     bytes_to_client: u64,
     rx_open: bool,
+    prepared: Prepared,
 }
 
 impl ServerPump {
@@ -1172,7 +1357,18 @@ impl ServerPump {
             b'E' => self.error(&frame),
             b'N' => self.notice(&frame),
             b'Z' => self.ready(&frame),
-            b'1' => self.expect_pop(&frame, |p| matches!(p, Pending::Parse)),
+            b'1' => self.expect_pop(&frame, |p| matches!(p, Pending::Parse { .. })),
+            b't' => {
+                // ParameterDescription: the target's parameter types, kept so
+                // approvers of a held statement see its values decoded.
+                if let Some(Pending::DescribeStatement(Some(stmt))) = self.queue.front() {
+                    if let Ok(types) = backend::parse_parameter_description(&frame.body) {
+                        *stmt.param_types.lock().unwrap_or_else(|p| p.into_inner()) = types;
+                    }
+                }
+                self.out.extend_from_slice(&frame.raw);
+                Ok(())
+            }
             b'2' => self.expect_pop(&frame, |p| matches!(p, Pending::Bind)),
             b'3' => self.expect_pop(&frame, |p| matches!(p, Pending::Close)),
             b'n' => self.expect_pop(&frame, |p| {
@@ -1345,6 +1541,8 @@ impl ServerPump {
                 if let Some(n) = backend::rows_from_tag(tag) {
                     self.result.rows = self.result.rows.max(n);
                 }
+                let tag = tag.to_string();
+                self.apply_prepared_effects(&tag);
             }
         }
         self.out.extend_from_slice(&frame.raw);
@@ -1361,6 +1559,47 @@ impl ServerPump {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The target confirmed the current statement (CommandComplete `tag`):
+    /// apply its prepared-statement change, checked against the tag so a
+    /// change never lands on the wrong statement.
+    fn apply_prepared_effects(&mut self, tag: &str) {
+        let (effects, index) = match self.queue.front() {
+            Some(Pending::Query { effects, .. }) => (effects, self.result.index),
+            Some(Pending::Execute { effects, .. }) => (effects, 0),
+            _ => return,
+        };
+        let Some((_, effect)) = effects.iter().find(|(i, _)| *i == index) else {
+            return;
+        };
+        let mut map = lock_prepared(&self.prepared);
+        match (effect, tag) {
+            (PreparedEffect::Add(name, stmt), "PREPARE") => {
+                map.insert(name.clone(), stmt.clone());
+            }
+            (PreparedEffect::Remove(name), "DEALLOCATE") => {
+                map.remove(name);
+            }
+            (_, "DEALLOCATE ALL" | "DISCARD ALL") => map.clear(),
+            (_, other) => {
+                tracing::debug!(tag = other, "prepared-statement change not confirmed");
+            }
+        }
+    }
+
+    /// A Parse the target refused (or skipped after an earlier error):
+    /// put back what the name meant before, as the target still has it.
+    fn roll_back_parse(&mut self, name: String, previous: Option<Arc<Statement>>) {
+        let mut map = lock_prepared(&self.prepared);
+        match previous {
+            Some(old) => {
+                map.insert(name, old);
+            }
+            None => {
+                map.remove(&name);
+            }
+        }
     }
 
     fn error(&mut self, frame: &Frame) -> Result<(), String> {
@@ -1383,8 +1622,10 @@ impl ServerPump {
                     Pending::Synthetic { batch: false, .. } => break,
                     _ => {}
                 }
-                if let Some(Pending::Execute { unit, .. }) = self.queue.pop_front() {
-                    self.finish(unit);
+                match self.queue.pop_front() {
+                    Some(Pending::Execute { unit, .. }) => self.finish(unit),
+                    Some(Pending::Parse { name, previous }) => self.roll_back_parse(name, previous),
+                    _ => {}
                 }
             }
         }

@@ -17,6 +17,9 @@ use gatehouse_identity::TokenValidator;
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// Most requests one list call returns.
+const MAX_LIST: usize = 1000;
+
 /// What the API handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -133,7 +136,7 @@ async fn list(
         .requests(RequestFilter {
             statuses,
             connection: q.connection,
-            limit: q.limit.unwrap_or(200),
+            limit: q.limit.unwrap_or(200).min(MAX_LIST),
         })
         .await?;
     let visible: Vec<serde_json::Value> = requests

@@ -82,6 +82,18 @@ pub fn parse_ready_for_query(body: &[u8]) -> Result<u8, DecodeError> {
     r.u8()
 }
 
+/// Decode ParameterDescription: the type OID of each parameter.
+pub fn parse_parameter_description(body: &[u8]) -> Result<Vec<u32>, DecodeError> {
+    let mut r = Reader::new(body, "ParameterDescription");
+    let n = r.count16(4)?;
+    let mut types = Vec::with_capacity(n);
+    for _ in 0..n {
+        types.push(r.i32()? as u32);
+    }
+    r.finish()?;
+    Ok(types)
+}
+
 /// Decode CommandComplete's tag (`SELECT 3`, `DELETE 1`).
 pub fn parse_command_complete(body: &[u8]) -> Result<&str, DecodeError> {
     Reader::new(body, "CommandComplete").cstr()

@@ -120,6 +120,8 @@ pub struct Parse<'a> {
     pub name: &'a str,
     /// The SQL text.
     pub query: &'a str,
+    /// Parameter type OIDs the client declared (0: let the server infer).
+    pub param_types: Vec<u32>,
 }
 
 /// Decode a Parse body (parameter types are relayed untouched).
@@ -128,9 +130,16 @@ pub fn parse_parse(body: &[u8]) -> Result<Parse<'_>, DecodeError> {
     let name = r.cstr()?;
     let query = r.cstr()?;
     let n = r.count16(4)?;
-    r.bytes(n * 4)?;
+    let mut param_types = Vec::with_capacity(n);
+    for _ in 0..n {
+        param_types.push(r.i32()? as u32);
+    }
     r.finish()?;
-    Ok(Parse { name, query })
+    Ok(Parse {
+        name,
+        query,
+        param_types,
+    })
 }
 
 /// An extended-protocol Bind: which statement a portal runs, and the
