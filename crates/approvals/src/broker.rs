@@ -52,6 +52,20 @@ pub enum BrokerError {
 /// A grant in force and the sender that tells its sessions why it ended.
 type LiveGrant = (Grant, watch::Sender<Option<String>>);
 
+impl BrokerError {
+    /// The HTTP status that says this to a client (API and console alike).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            BrokerError::NotFound(_) => 404,
+            BrokerError::Settled(..) | BrokerError::AlreadyDecided(_) => 409,
+            BrokerError::Forbidden(_) => 403,
+            BrokerError::Invalid(_) => 400,
+            BrokerError::Store(_) => 500,
+            BrokerError::Audit(_) => 503,
+        }
+    }
+}
+
 /// Told of every new request and every settlement (for notifications).
 pub type Announcer = Arc<dyn Fn(&str, &Request) + Send + Sync>;
 

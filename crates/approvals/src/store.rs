@@ -97,10 +97,19 @@ impl Store {
 
     /// One request.
     pub fn request(&self, id: u64) -> Result<Option<Request>, StoreError> {
+        self.record_by_id("requests", id)
+    }
+
+    /// The JSON record of row `id` in `table` (a fixed table name).
+    fn record_by_id<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        id: u64,
+    ) -> Result<Option<T>, StoreError> {
         let body: Option<String> = self
             .db
             .query_row(
-                "SELECT body FROM requests WHERE id = ?1",
+                &format!("SELECT body FROM {table} WHERE id = ?1"),
                 params![id as i64],
                 |row| row.get(0),
             )
@@ -171,18 +180,7 @@ impl Store {
 
     /// One grant.
     pub fn grant(&self, id: u64) -> Result<Option<Grant>, StoreError> {
-        let body: Option<String> = self
-            .db
-            .query_row(
-                "SELECT body FROM grants WHERE id = ?1",
-                params![id as i64],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(match body {
-            Some(b) => Some(serde_json::from_str(&b)?),
-            None => None,
-        })
+        self.record_by_id("grants", id)
     }
 
     /// Replace a grant's record.

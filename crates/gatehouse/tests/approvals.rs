@@ -40,21 +40,7 @@ async fn held_update_runs_once_after_api_approval() {
     let omar = gw.token("omar", &["approvers"]);
     let before = phone_of(&gw, 7).await;
     let sql = "update customers set phone = '555-0107' where id = 7";
-    let psql = {
-        let dana = dana.clone();
-        let port = gw.port();
-        tokio::spawn(async move {
-            let mut cmd = tokio::process::Command::new("psql");
-            cmd.env("PGPASSWORD", &dana)
-                .arg("-X")
-                .arg(format!(
-                    "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
-                ))
-                .arg("-c")
-                .arg(sql);
-            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
-        })
-    };
+    let psql = gw.psql_background("dana", &dana, &[sql], &[]);
     let request = gw.pending_request(&omar).await;
     let id = request["id"].as_u64().unwrap();
     assert_eq!(
@@ -71,47 +57,19 @@ async fn held_update_runs_once_after_api_approval() {
 
     // The requester may not approve their own request.
     let dana_approver = gw.token("dana", &["dba", "approvers"]);
-    let (status, body) = gw
-        .api(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            &dana_approver,
-            Some(serde_json::json!({"reason": "self"})),
-        )
-        .await;
+    let (status, body) = gw.decide(id, &dana_approver, "approve", "self").await;
     assert_eq!(status, 403, "{body}");
     // Nor may someone outside the approver groups.
     let alice = gw.token("alice", &["analysts"]);
-    let (status, _) = gw
-        .api(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            &alice,
-            Some(serde_json::json!({"reason": "why not"})),
-        )
-        .await;
+    let (status, _) = gw.decide(id, &alice, "approve", "why not").await;
     assert_eq!(status, 403);
     // A decision needs a justification.
-    let (status, _) = gw
-        .api(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            &omar,
-            Some(serde_json::json!({"reason": "  "})),
-        )
-        .await;
+    let (status, _) = gw.decide(id, &omar, "approve", "  ").await;
     assert_eq!(status, 400);
 
-    let (status, body) = gw
-        .api(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            &omar,
-            Some(serde_json::json!({"reason": "ticket CHG-1234"})),
-        )
-        .await;
+    let (status, body) = gw.decide(id, &omar, "approve", "ticket CHG-1234").await;
     assert_eq!(status, 200, "{body}");
-    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    let o = psql.await.unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("UPDATE 1"), "{}", out(&o));
     assert!(
@@ -179,23 +137,12 @@ async fn denial_through_the_cli_reaches_psql_as_an_error() {
     let dana = gw.token("dana", &["dba"]);
     let omar = gw.token("omar", &["approvers"]);
     let before = phone_of(&gw, 8).await;
-    let psql = {
-        let port = gw.port();
-        tokio::spawn(async move {
-            let mut cmd = tokio::process::Command::new("psql");
-            cmd.env("PGPASSWORD", &dana)
-                .arg("-X")
-                .arg(format!(
-                    "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
-                ))
-                .args(["-v", "ON_ERROR_STOP=0"])
-                .arg("-c")
-                .arg("delete from customers where id = 8")
-                .arg("-c")
-                .arg("select 'still here'");
-            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
-        })
-    };
+    let psql = gw.psql_background(
+        "dana",
+        &dana,
+        &["delete from customers where id = 8", "select 'still here'"],
+        &["-v", "ON_ERROR_STOP=0"],
+    );
     let request = gw.pending_request(&omar).await;
     let id = request["id"].as_u64().unwrap().to_string();
 
@@ -219,7 +166,7 @@ async fn denial_through_the_cli_reaches_psql_as_an_error() {
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("denied"), "{}", out(&o));
 
-    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    let o = psql.await.unwrap();
     let e = err(&o);
     assert!(
         e.contains(&format!("approval request #{id} was denied by omar")),
@@ -274,14 +221,7 @@ async fn a_held_statement_never_runs_after_the_client_leaves_or_expires() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, "withdrawn");
-    let (code, _) = gw
-        .api(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            &omar,
-            Some(serde_json::json!({"reason": "late"})),
-        )
-        .await;
+    let (code, _) = gw.decide(id, &omar, "approve", "late").await;
     assert_eq!(code, 409, "a withdrawn request cannot be approved");
 
     // Nobody decides: the request expires and psql is told.
@@ -333,14 +273,7 @@ async fn extended_protocol_holds_at_execute_with_its_parameters() {
             && command.contains("$1 = '555-0110'"),
         "approvers see the statement and its parameters: {command}"
     );
-    let (status, body) = gw
-        .api(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            &omar,
-            Some(serde_json::json!({"reason": "CHG-1"})),
-        )
-        .await;
+    let (status, body) = gw.decide(id, &omar, "approve", "CHG-1").await;
     assert_eq!(status, 200, "{body}");
     let (n, client) = tokio::time::timeout(Duration::from_secs(30), update)
         .await
@@ -408,21 +341,7 @@ async fn access_grants_let_in_until_revoked() {
     assert!(o.status.success(), "the grant lets eve in: {}", err(&o));
 
     // A live session ends when the grant is revoked.
-    let long = {
-        let eve = eve.clone();
-        let port = gw.port();
-        tokio::spawn(async move {
-            let mut cmd = tokio::process::Command::new("psql");
-            cmd.env("PGPASSWORD", &eve)
-                .arg("-X")
-                .arg(format!(
-                    "host=127.0.0.1 port={port} user=eve dbname=bank sslmode=require"
-                ))
-                .arg("-c")
-                .arg("select pg_sleep(30)");
-            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
-        })
-    };
+    let long = gw.psql_background("eve", &eve, &["select pg_sleep(30)"], &[]);
     let o = gw
         .cli_as(&omar, &["access", "list", "--active", "--json"])
         .await;
@@ -443,7 +362,7 @@ async fn access_grants_let_in_until_revoked() {
         )
         .await;
     assert!(o.status.success(), "{}", err(&o));
-    let o = long.await.unwrap().expect("psql ended").unwrap();
+    let o = long.await.unwrap();
     assert!(!o.status.success());
     assert!(
         err(&o).contains("revoked by omar: investigation over"),
@@ -504,31 +423,16 @@ async fn requests_and_decisions_are_notified_signed_and_to_slack() {
     let gw = TestGateway::start_with(&notify, "", with_approval_rule).await;
     let dana = gw.token("dana", &["dba"]);
     let omar = gw.token("omar", &["approvers"]);
-    let psql = {
-        let port = gw.port();
-        tokio::spawn(async move {
-            let mut cmd = tokio::process::Command::new("psql");
-            cmd.env("PGPASSWORD", &dana)
-                .arg("-X")
-                .arg(format!(
-                    "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
-                ))
-                .arg("-c")
-                .arg("update customers set phone = '555-0111' where id = 11");
-            tokio::time::timeout(Duration::from_secs(60), cmd.output()).await
-        })
-    };
+    let psql = gw.psql_background(
+        "dana",
+        &dana,
+        &["update customers set phone = '555-0111' where id = 11"],
+        &[],
+    );
     let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
-    let (status, _) = gw
-        .api(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            &omar,
-            Some(serde_json::json!({"reason": "CHG-11"})),
-        )
-        .await;
+    let (status, _) = gw.decide(id, &omar, "approve", "CHG-11").await;
     assert_eq!(status, 200);
-    let o = psql.await.unwrap().unwrap().unwrap();
+    let o = psql.await.unwrap();
     assert!(o.status.success(), "{}", err(&o));
 
     // Both receivers hear of the request and the approval (bounded wait).

@@ -49,29 +49,6 @@ fn browser_ready() -> bool {
     }
 }
 
-/// Hold `sql` for dana through psql; the running psql.
-fn hold(
-    gw: &TestGateway,
-    sql: &str,
-) -> tokio::task::JoinHandle<
-    Result<std::io::Result<std::process::Output>, tokio::time::error::Elapsed>,
-> {
-    let dana = gw.token("dana", &["dba"]);
-    let port = gw.port();
-    let sql = sql.to_string();
-    tokio::spawn(async move {
-        let mut cmd = tokio::process::Command::new("psql");
-        cmd.env("PGPASSWORD", &dana)
-            .arg("-X")
-            .arg(format!(
-                "host=127.0.0.1 port={port} user=dana dbname=bank sslmode=require"
-            ))
-            .arg("-c")
-            .arg(sql);
-        tokio::time::timeout(Duration::from_secs(180), cmd.output()).await
-    })
-}
-
 /// Decide request `id` in Chromium as `login`; the script's JSON line.
 async fn decide_in_browser(
     gw: &TestGateway,
@@ -118,7 +95,13 @@ async fn psql_waits_while_an_approver_decides_in_the_console() {
     let shots = tempfile::tempdir().unwrap();
 
     // Approve in the console: psql gets its result.
-    let psql = hold(&gw, "update customers set phone = '555-0120' where id = 20");
+    let dana = gw.token("dana", &["dba"]);
+    let psql = gw.psql_background(
+        "dana",
+        &dana,
+        &["update customers set phone = '555-0120' where id = 20"],
+        &[],
+    );
     let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
     let shot = shots.path().join("approved.png");
     let result = decide_in_browser(
@@ -134,7 +117,7 @@ async fn psql_waits_while_an_approver_decides_in_the_console() {
         std::fs::metadata(&shot).unwrap().len() > 1000,
         "a screenshot was taken"
     );
-    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    let o = psql.await.unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("UPDATE 1"), "{}", out(&o));
     let (_, r) = gw
@@ -148,12 +131,12 @@ async fn psql_waits_while_an_approver_decides_in_the_console() {
     );
 
     // Deny in the console: psql gets the denial as an error.
-    let psql = hold(&gw, "delete from customers where id = 21");
+    let psql = gw.psql_background("dana", &dana, &["delete from customers where id = 21"], &[]);
     let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
     let shot = shots.path().join("denied.png");
     let result = decide_in_browser(&gw, id, "deny", "no change ticket", &shot).await;
     assert_eq!(result["ok"], true, "{result}");
-    let o = psql.await.unwrap().expect("psql finished").unwrap();
+    let o = psql.await.unwrap();
     assert!(!o.status.success());
     let e = err(&o);
     assert!(

@@ -48,14 +48,7 @@ pub(crate) fn routes(app: Arc<App>) -> Router {
 
 /// The HTTP status for a broker refusal.
 pub(crate) fn broker_status(e: &BrokerError) -> StatusCode {
-    match e {
-        BrokerError::NotFound(_) => StatusCode::NOT_FOUND,
-        BrokerError::Settled(..) | BrokerError::AlreadyDecided(_) => StatusCode::CONFLICT,
-        BrokerError::Forbidden(_) => StatusCode::FORBIDDEN,
-        BrokerError::Invalid(_) => StatusCode::BAD_REQUEST,
-        BrokerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        BrokerError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
+    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Run a blocking audit-store read off the async threads.

@@ -49,14 +49,8 @@ impl IntoResponse for ApiError {
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
-        let status = match &e {
-            BrokerError::NotFound(_) => StatusCode::NOT_FOUND,
-            BrokerError::Settled(..) | BrokerError::AlreadyDecided(_) => StatusCode::CONFLICT,
-            BrokerError::Forbidden(_) => StatusCode::FORBIDDEN,
-            BrokerError::Invalid(_) => StatusCode::BAD_REQUEST,
-            BrokerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            BrokerError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError(status, e.to_string())
     }
 }

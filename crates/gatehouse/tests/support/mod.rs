@@ -163,6 +163,29 @@ impl TestGateway {
         commands: &[&str],
         extra: &[&str],
     ) -> Output {
+        self.psql_command(user, token, sslmode, commands, extra)
+            .await
+    }
+
+    /// psql running in the background (it may be waiting on an approval).
+    pub fn psql_background(
+        &self,
+        user: &str,
+        token: &str,
+        commands: &[&str],
+        extra: &[&str],
+    ) -> tokio::task::JoinHandle<Output> {
+        tokio::spawn(self.psql_command(user, token, "require", commands, extra))
+    }
+
+    fn psql_command(
+        &self,
+        user: &str,
+        token: &str,
+        sslmode: &str,
+        commands: &[&str],
+        extra: &[&str],
+    ) -> impl std::future::Future<Output = Output> + Send + 'static {
         let mut cmd = tokio::process::Command::new("psql");
         cmd.env("PGPASSWORD", token)
             .env("PGCONNECT_TIMEOUT", "10")
@@ -174,15 +197,35 @@ impl TestGateway {
             .arg(format!(
                 "host=127.0.0.1 port={} user={user} dbname=bank sslmode={sslmode}",
                 self.port()
-            ));
+            ))
+            .kill_on_drop(true);
         for c in commands {
             cmd.arg("-c").arg(c);
         }
         cmd.args(extra);
-        tokio::time::timeout(Duration::from_secs(60), cmd.output())
-            .await
-            .expect("psql timed out")
-            .expect("psql runs")
+        async move {
+            tokio::time::timeout(Duration::from_secs(180), cmd.output())
+                .await
+                .expect("psql timed out")
+                .expect("psql runs")
+        }
+    }
+
+    /// Approve or deny request `id` through the JSON API as `token`.
+    pub async fn decide(
+        &self,
+        id: u64,
+        token: &str,
+        verb: &str,
+        reason: &str,
+    ) -> (u16, serde_json::Value) {
+        self.api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/{verb}"),
+            token,
+            Some(serde_json::json!({ "reason": reason })),
+        )
+        .await
     }
 
     /// Run the gatehouse binary against this gateway's configuration.
