@@ -113,5 +113,416 @@ async fn mariadb_client_gets_masked_rows_blocks_and_multi_statements() {
         .await
         .unwrap();
     assert!(o.status.success(), "{}{}", out(&o), err(&o));
-    let _ = Duration::from_secs(0);
+}
+
+async fn phone_of(id: i32) -> String {
+    my_target()
+        .server
+        .sql(
+            "bank",
+            &format!("select phone from customers where id = {id}"),
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Spawn the mariadb client (TLS, token as password) running `sql`.
+fn spawn_mariadb(gw: &TestGateway, user: &str, token: &str, sql: &str) -> tokio::process::Child {
+    tokio::process::Command::new("mariadb")
+        .args(["--no-defaults", "--ssl", "--batch", "-h127.0.0.1"])
+        .arg(format!("-P{}", gw.mysql_port()))
+        .arg(format!("-u{user}"))
+        .arg(format!("-D{MY_CONNECTION}"))
+        .env("MYSQL_PWD", token)
+        .arg("-e")
+        .arg(sql)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn status_of(gw: &TestGateway, token: &str, id: u64) -> String {
+    let mut status = String::new();
+    for _ in 0..100 {
+        let (_, r) = gw
+            .api("GET", &format!("/api/v1/approvals/{id}"), token, None)
+            .await;
+        status = r["status"].as_str().unwrap_or_default().to_string();
+        if status != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_update_waits_for_approval_denial_and_hang_up() {
+    let gw = TestGateway::start_mysql("", gatehouse::demo::DEMO_APPROVAL_RULE).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let before = phone_of(7).await;
+
+    // Approved through the JSON API: the client's statement then runs once.
+    let sql = "update customers set phone = '555-0107' where id = 7";
+    let client = spawn_mariadb(&gw, "dana", &dana, sql);
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    assert_eq!(request["command"], sql, "the approver sees the statement");
+    assert_eq!(request["rule"], "dba-customer-changes-need-approval");
+    assert_eq!(request["requester"]["subject"], "dana");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(phone_of(7).await, before, "nothing ran before the decision");
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "CHG-1234"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = tokio::time::timeout(Duration::from_secs(30), client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(phone_of(7).await, "555-0107");
+    assert_eq!(status_of(&gw, &omar, id).await, "executed");
+
+    // The same session stays usable while and after waiting: a held
+    // statement, then a plain one, in one client run.
+    let client = spawn_mariadb(
+        &gw,
+        "dana",
+        &dana,
+        "update customers set phone = '555-0108' where id = 8; select 'after' as a",
+    );
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/deny"),
+            &omar,
+            Some(serde_json::json!({"reason": "no ticket"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = tokio::time::timeout(Duration::from_secs(30), client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(
+        e.contains("1142") && e.contains("denied by") && e.contains("no ticket"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("/approvals/{id}")),
+        "the ERR links the request: {e}"
+    );
+    assert_ne!(phone_of(8).await, "555-0108");
+    let o = gw
+        .mariadb("dana", &dana, "select phone from customers where id = 8")
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+
+    // The client hangs up while waiting: the request is withdrawn.
+    let mut client = spawn_mariadb(
+        &gw,
+        "dana",
+        &dana,
+        "update customers set phone = '555-0109' where id = 9",
+    );
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    client.kill().await.unwrap();
+    assert_eq!(status_of(&gw, &omar, id).await, "withdrawn");
+    let (code, _) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "late"})),
+        )
+        .await;
+    assert_eq!(code, 409);
+    assert_ne!(phone_of(9).await, "555-0109");
+
+    let events = events(&gw).await;
+    let held: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "command" && e["data"]["approval_request"].is_u64())
+        .collect();
+    assert!(
+        held.len() >= 3,
+        "held commands are recorded with their request"
+    );
+    assert!(events.iter().any(|e| e["kind"] == "approval.approved"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_drivers_prepared_statements_and_binary_rows_are_masked() {
+    let t = my_target();
+    t.server
+        .sql(
+            "bank",
+            "CREATE TABLE IF NOT EXISTS cards_numeric (id int primary key, card_number bigint unsigned);\n\
+             INSERT IGNORE INTO cards_numeric VALUES (1, 4111111111111111);",
+        )
+        .unwrap();
+    let gw = TestGateway::start_mysql("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let dana = gw.token("dana", &["dba"]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/py/mysql_driver_test.py"
+    );
+    let o = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg("127.0.0.1")
+            .arg(gw.mysql_port().to_string())
+            .arg(MY_CONNECTION)
+            .arg(&alice)
+            .arg(&dana)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        out(&o),
+        err(&o)
+    );
+    let observed: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+    eprintln!("observed: {observed:#}");
+    assert_eq!(observed["prepared_block"][0], 1142);
+
+    let events = events(&gw).await;
+    let prepared: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "command" && e["data"]["protocol"] == "prepared")
+        .collect();
+    assert!(!prepared.is_empty(), "prepared executions are recorded");
+    let masked = events.iter().any(|e| {
+        e["kind"] == "command.result"
+            && e["data"]["masked"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+    });
+    assert!(masked, "masking counts are recorded");
+    // The recorded sample holds the masked values only.
+    let raw_ssn = t
+        .server
+        .sql("bank", "select ssn from customers where id = 1")
+        .unwrap();
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(
+        !all.contains(raw_ssn.trim()),
+        "no raw SSN in the audit trail"
+    );
+    gw.stop().await;
+}
+
+/// Speak the protocol by hand: handshake, token in the clear (plaintext is
+/// allowed from loopback for this test), then `after` bytes.
+async fn raw_session(port: u16, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(n > 4, "greeting");
+    let resp = gatehouse_mysql::codec::packets::handshake_response(
+        &gatehouse_mysql::codec::packets::HandshakeResponse {
+            capabilities: gatehouse_mysql::codec::packets::cap::GATEWAY
+                & !gatehouse_mysql::codec::packets::cap::SSL,
+            max_packet: 1 << 24,
+            charset: 45,
+            ssl_request: false,
+            user: "alice".into(),
+            auth: token.as_bytes().to_vec(),
+            database: Some(MY_CONNECTION.into()),
+            auth_plugin: Some("mysql_clear_password".into()),
+            attributes: vec![],
+        },
+    );
+    let mut out = Vec::new();
+    let mut seq = 1;
+    gatehouse_mysql::codec::encode_packet(&mut out, &mut seq, &resp);
+    s.write_all(&out).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(
+        n >= 5 && buf[4] == 0,
+        "login OK, got {:?}",
+        &buf[..n.min(80)]
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_close_only_that_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = TestGateway::start_mysql("", "").await;
+    // Plaintext from loopback is off by default: a raw client must use TLS.
+    // Start a second gateway that allows it, for hand-made packets.
+    let dir_gw = gw;
+    let gw = {
+        let dir = tempfile::tempdir().unwrap();
+        let text = my_config_text(dir.path(), "", "").replace(
+            "[mysql]\n",
+            "[mysql]\nallow_plaintext_loopback = true\nmax_packet_bytes = 65536\n",
+        );
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let cfg = gatehouse::config::GatewayConfig::load(&config_path).unwrap();
+        let g = gatehouse::gateway::RunningGateway::start(&cfg)
+            .await
+            .unwrap();
+        TestGateway {
+            gw: g,
+            dir,
+            config_path,
+        }
+    };
+    let alice = gw.token("alice", &["analysts"]);
+    let port = gw.mysql_port();
+
+    // A healthy session, kept open throughout.
+    let mut healthy = raw_session(port, &alice).await;
+
+    // 1. An oversized packet header: the session is closed with an ERR.
+    let mut s = raw_session(port, &alice).await;
+    s.write_all(&[0xff, 0xff, 0xff, 0x00]).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 5 && buf[4] == 0xff, "ERR before close");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("exceeds the limit"));
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "closed");
+
+    // 2. A truncated COM_STMT_EXECUTE: refused, session closed.
+    let mut s = raw_session(port, &alice).await;
+    s.write_all(&[2, 0, 0, 0, 0x17, 1]).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 5 && buf[4] == 0xff, "ERR for a malformed command");
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "closed");
+
+    // 3. An unknown command byte: ERR, the session goes on.
+    let mut s = raw_session(port, &alice).await;
+    s.write_all(&[1, 0, 0, 0, 0x7a]).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 5 && buf[4] == 0xff);
+    s.write_all(&[1, 0, 0, 0, 0x0e]).await.unwrap(); // COM_PING
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        n >= 5 && buf[4] == 0,
+        "ping answered after an unknown command"
+    );
+
+    // 4. Garbage before login closes only that connection.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let _ = s.read(&mut buf).await.unwrap();
+    s.write_all(&[3, 0, 0, 1, 1, 2, 3]).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+
+    // The healthy session still answers.
+    let q = b"select 41 + 1";
+    let mut pkt = vec![(q.len() + 1) as u8, 0, 0, 0, 0x03];
+    pkt.extend_from_slice(q);
+    healthy.write_all(&pkt).await.unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("42") {
+        let n = tokio::time::timeout(Duration::from_secs(5), healthy.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    // And the real client works on the other gateway.
+    let o = dir_gw
+        .mariadb("alice", &dir_gw.token("alice", &["analysts"]), "select 1")
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    gw.stop().await;
+    dir_gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_logs_in_to_mariadb_with_ed25519() {
+    let t = my_target();
+    t.server
+        .create_user_and_database(
+            "gh_ed",
+            "ed-secret",
+            "bank",
+            gatehouse::mariadbcluster::MariaDbAuth::Ed25519,
+        )
+        .unwrap();
+    let gw = TestGateway::start_mysql("", "").await;
+    // Point the connection's account at the ed25519 one.
+    let text = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replace(&format!("user = \"{MY_APP_USER}\""), "user = \"gh_ed\"");
+    let pw = gw.dir.path().join("ed.pw");
+    std::fs::write(&pw, "ed-secret").unwrap();
+    let text = text.replace(
+        &gw.dir.path().join("mysql-target.pw").display().to_string(),
+        &pw.display().to_string(),
+    );
+    let dir = gw.stop().await.0;
+    let path = dir.path().join("gatehouse-ed.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = gatehouse::config::GatewayConfig::load(&path).unwrap();
+    let g = gatehouse::gateway::RunningGateway::start(&cfg)
+        .await
+        .unwrap();
+    let gw = TestGateway {
+        gw: g,
+        dir,
+        config_path: path,
+    };
+    let o = gw
+        .mariadb(
+            "alice",
+            &gw.token("alice", &["analysts"]),
+            "select current_user() as u",
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("gh_ed@"), "{}", out(&o));
+    gw.stop().await;
 }

@@ -210,10 +210,7 @@ impl MySqlAdapter {
                 let Some(acceptor) = &self.tls else {
                     return Ok(());
                 };
-                if !rest.is_empty() {
-                    return Ok(());
-                }
-                let tls_stream = acceptor.accept(tcp).await?;
+                let tls_stream = acceptor.accept(crate::io::Prefixed::new(rest, tcp)).await?;
                 let mut reader = PacketReader::new(
                     Box::new(tls_stream) as Box<dyn ClientIo>,
                     BytesMut::new(),
