@@ -448,6 +448,12 @@ mod tests {
         let demo = crate::demo::demo_config(5432, Path::new("/nonexistent/pw"));
         let cfg = GatewayConfig::parse(&demo, Path::new(".")).unwrap();
         crate::gateway::compile_policy(&cfg).unwrap();
+        assert!(cfg.mysql.is_none());
+        let with_mysql = demo + &crate::demo::demo_mysql_config(3306, Path::new("/nonexistent/pw"));
+        let cfg = GatewayConfig::parse(&with_mysql, Path::new(".")).unwrap();
+        crate::gateway::compile_policy(&cfg).unwrap();
+        assert_eq!(cfg.mysql.unwrap().listen, "127.0.0.1:13306");
+        assert_eq!(cfg.connections.len(), 2);
     }
 
     #[test]
