@@ -268,6 +268,61 @@ async fn held_update_waits_for_approval_denial_and_hang_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_withdraws_a_held_statement_and_kill_is_confined() {
+    let gw = TestGateway::start_mysql("", gatehouse::demo::DEMO_APPROVAL_RULE).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let client = spawn_mariadb(
+        &gw,
+        "dana",
+        &dana,
+        "update customers set phone = '555-0110' where id = 10",
+    );
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    // The thread id the client was given (what Ctrl-C's KILL QUERY names).
+    let events = events(&gw).await;
+    let start = events
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "session.start" && e["subject"] == "dana")
+        .unwrap();
+    let thread = start["data"]["thread_id"].as_u64().unwrap();
+
+    // Someone else may not kill it.
+    let other = gw.token("erin", &["dba"]);
+    let o = gw
+        .mariadb("erin", &other, &format!("KILL QUERY {thread}"))
+        .await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("not the owner"), "{}", err(&o));
+    // Other KILL forms are refused outright.
+    let o = gw.mariadb("dana", &dana, "KILL USER gatehouse_app").await;
+    assert!(!o.status.success());
+    // (blocked as unparseable or by the adapter's own mysql-kill rule)
+    assert!(err(&o).contains("1142"), "{}", err(&o));
+
+    // The owner's KILL QUERY withdraws the request; the held client is told.
+    let o = gw
+        .mariadb("dana", &dana, &format!("KILL QUERY {thread}"))
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = tokio::time::timeout(Duration::from_secs(30), client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("1317") && err(&o).contains("withdrawn"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(status_of(&gw, &omar, id).await, "withdrawn");
+    assert_ne!(phone_of(10).await, "555-0110");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_drivers_prepared_statements_and_binary_rows_are_masked() {
     let t = my_target();
     t.server

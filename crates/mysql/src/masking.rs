@@ -321,3 +321,143 @@ pub fn redact_all(rule: &str) -> ColumnMask {
         entity: EntityType::Column,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::packets::UNSIGNED_FLAG;
+    use gatehouse_core::mask::{MaskerConfig, TokenizeKey};
+    use std::collections::HashMap;
+
+    fn masker() -> Masker {
+        let mut strategies = HashMap::new();
+        strategies.insert(EntityType::Ssn, Strategy::Partial { keep_last: 4 });
+        strategies.insert(EntityType::CardNumber, Strategy::Partial { keep_last: 4 });
+        Masker::new(MaskerConfig {
+            detectors: vec![EntityType::Ssn, EntityType::CardNumber, EntityType::Email],
+            strategies,
+            default_strategy: Strategy::Redact,
+            tokenize_key: TokenizeKey::new(b"k".to_vec()),
+        })
+    }
+
+    fn col(name: &str, t: u8, flags: u16) -> Column {
+        Column {
+            name: name.as_bytes().to_vec(),
+            column_type: t,
+            flags,
+            charset: 45,
+            ..Default::default()
+        }
+    }
+
+    fn card_mask() -> ColumnMask {
+        ColumnMask {
+            rule: "cards".into(),
+            strategy: Strategy::Partial { keep_last: 4 },
+            entity: EntityType::CardNumber,
+        }
+    }
+
+    #[test]
+    fn text_rows_mask_columns_and_detect_inside_strings_and_numbers() {
+        let m = masker();
+        let cols = vec![
+            col("card", ty::LONGLONG, UNSIGNED_FLAG),
+            col("note", ty::VAR_STRING, 0),
+            col("n", ty::LONGLONG, 0),
+            col("id", ty::LONG, 0),
+        ];
+        let plan = RowPlan::new(
+            cols,
+            vec![Some(card_mask()), None, None, None],
+            true,
+            RowFormat::Text,
+        );
+        let row = rows::text_row([
+            Some(&b"4111111111111111"[..]),
+            Some(&b"call 123-45-6789 now"[..]),
+            Some(&b"4111111111111111"[..]),
+            Some(&b"7"[..]),
+        ]);
+        let mut counts = MaskCounts::default();
+        let out = plan.mask_row(&m, &row, &mut counts).unwrap().unwrap();
+        let v = rows::parse_text_row(&out, 4).unwrap();
+        assert_eq!(v[0], Some(&b"************1111"[..]));
+        assert_eq!(v[1], Some(&b"call ***-**-6789 now"[..]));
+        assert_eq!(v[2], None, "a detector hit in a number becomes NULL");
+        assert_eq!(v[3], Some(&b"7"[..]));
+        // The masked column is announced as a string; the others are kept.
+        let c = packets::parse_column(&plan.rewrite_column(0).unwrap()).unwrap();
+        assert_eq!(c.column_type, ty::VAR_STRING);
+        assert!(plan.rewrite_column(1).is_none());
+        // Nothing to mask: the original bytes are relayed.
+        let clean = rows::text_row([Some(&b"1"[..]), Some(&b"hi"[..]), Some(&b"2"[..]), None]);
+        let plan = plan.with_format(RowFormat::Text);
+        let unchanged = RowPlan::new(
+            vec![
+                col("a", ty::LONG, 0),
+                col("b", ty::VAR_STRING, 0),
+                col("c", ty::LONG, 0),
+                col("d", ty::LONG, 0),
+            ],
+            vec![None; 4],
+            true,
+            RowFormat::Text,
+        );
+        assert!(unchanged
+            .mask_row(&m, &clean, &mut counts)
+            .unwrap()
+            .is_none());
+        assert!(plan.is_active());
+    }
+
+    #[test]
+    fn binary_rows_mask_to_strings_and_null_detected_numbers() {
+        use std::borrow::Cow;
+        let m = masker();
+        let cols = vec![
+            col("card", ty::LONGLONG, UNSIGNED_FLAG),
+            col("id", ty::LONG, 0),
+            col("note", ty::BLOB, 0),
+            col("n", ty::LONGLONG, 0),
+            col("born", ty::DATE, 0),
+        ];
+        let dob = ColumnMask {
+            rule: "dob".into(),
+            strategy: Strategy::Redact,
+            entity: EntityType::Column,
+        };
+        let plan = RowPlan::new(
+            cols.clone(),
+            vec![Some(card_mask()), None, None, None, Some(dob)],
+            true,
+            RowFormat::Binary,
+        );
+        let values: Vec<Option<Cow<[u8]>>> = vec![
+            Some(Cow::Owned(4111111111111111u64.to_le_bytes().to_vec())),
+            Some(Cow::Owned(7i32.to_le_bytes().to_vec())),
+            Some(Cow::Owned(rows::binary_string(b"mail jane@example.com"))),
+            Some(Cow::Owned(4111111111111111i64.to_le_bytes().to_vec())),
+            Some(Cow::Owned(vec![4, 0xd0, 0x07, 1, 2])),
+        ];
+        let row = rows::binary_row(&values);
+        let mut counts = MaskCounts::default();
+        let out = plan.mask_row(&m, &row, &mut counts).unwrap().unwrap();
+        // Decode as the client does: with the rewritten column definitions.
+        let client_cols: Vec<Column> = (0..cols.len())
+            .map(|i| match plan.rewrite_column(i) {
+                Some(c) => packets::parse_column(&c).unwrap(),
+                None => cols[i].clone(),
+            })
+            .collect();
+        let v = rows::parse_binary_row(&out, &client_cols).unwrap();
+        let text = |i: usize| rows::binary_value_text(&client_cols[i], v[i].unwrap());
+        assert_eq!(text(0).as_deref(), Some("************1111"));
+        assert_eq!(text(1).as_deref(), Some("7"));
+        assert!(text(2).unwrap().starts_with("mail ") && !text(2).unwrap().contains("jane@"));
+        assert!(v[3].is_none(), "detected number becomes NULL");
+        assert!(text(4).unwrap().contains("REDACTED"), "{:?}", text(4));
+        assert!(plan.sample(&out).is_some());
+    }
+}

@@ -1048,8 +1048,16 @@ impl Proxy {
         let Some(t) = target else {
             return Ok(true);
         };
-        if query {
+        if query && t.holding.load(std::sync::atomic::Ordering::SeqCst) {
+            // Nothing runs on the target while a statement is held: withdraw
+            // the request only (a KILL QUERY sent to an idle target session
+            // could interrupt that session's next statement instead).
             t.held.notify_waiters();
+            self.send(&packets::ok(&packets::Ok {
+                status: status::AUTOCOMMIT,
+                ..Default::default()
+            }));
+            return Ok(true);
         }
         let mut fwd = vec![com::QUERY];
         fwd.extend_from_slice(
@@ -1117,18 +1125,14 @@ impl Proxy {
         }
     }
 
-    /// Wait for people to decide request `id`, watching the client: if it
-    /// hangs up (or its statement is killed), the request is withdrawn so
-    /// it can never run later. `Ok` means approved and claimed.
-    /// `Err(None)`: the client is gone.
-    async fn await_decision(&mut self, id: u64, link: &str) -> Result<(), Option<(u16, String)>> {
-        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
-            return Err(Some((ER_DENIED, "approvals are not enabled".into())));
-        };
-        let cancel = self.ctx.held_cancel.clone();
-        let cancelled = cancel.notified();
-        let decision = broker.wait(id);
-        tokio::pin!(cancelled, decision);
+    /// The decision, or why waiting stopped (`Err(None)`: the client left).
+    async fn wait_outcome(
+        &mut self,
+        id: u64,
+        broker: &Arc<dyn gatehouse_core::approval::ApprovalBroker>,
+        mut cancelled: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        mut decision: std::pin::Pin<&mut BoxFuture<'_, Outcome>>,
+    ) -> Result<Outcome, Option<(u16, String)>> {
         let outcome = loop {
             let watch_client = self.client.pending_bytes() < (1 << 20);
             tokio::select! {
@@ -1148,6 +1152,29 @@ impl Proxy {
                 }
             }
         };
+        Ok(outcome)
+    }
+
+    /// Wait for people to decide request `id`, watching the client: if it
+    /// hangs up (or its statement is killed), the request is withdrawn so
+    /// it can never run later. `Ok` means approved and claimed.
+    /// `Err(None)`: the client is gone.
+    async fn await_decision(&mut self, id: u64, link: &str) -> Result<(), Option<(u16, String)>> {
+        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
+            return Err(Some((ER_DENIED, "approvals are not enabled".into())));
+        };
+        let cancel = self.ctx.held_cancel.clone();
+        let cancelled = cancel.notified();
+        let decision = broker.wait(id);
+        tokio::pin!(cancelled, decision);
+        // Register interest before announcing the wait, so a KILL QUERY
+        // right after cannot be missed.
+        cancelled.as_mut().enable();
+        let holding = self.ctx.holding.clone();
+        holding.store(true, std::sync::atomic::Ordering::SeqCst);
+        let outcome = self.wait_outcome(id, &broker, cancelled, decision).await;
+        holding.store(false, std::sync::atomic::Ordering::SeqCst);
+        let outcome = outcome?;
         match outcome {
             Outcome::Approved { approvers } => {
                 tracing::info!(request = id, approvers = ?approvers, "held mysql statement approved; running it");

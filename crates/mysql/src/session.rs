@@ -67,6 +67,9 @@ pub struct KillTarget {
     pub target_id: u32,
     /// Woken to withdraw a held statement.
     pub held: Arc<tokio::sync::Notify>,
+    /// True while the session waits for an approval (nothing runs on the
+    /// target then, so a KILL QUERY only withdraws the request).
+    pub holding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The sessions `KILL` may name, by the id the gateway gave the client.
@@ -121,6 +124,8 @@ pub struct SessionContext {
     pub settings: AdapterSettings,
     /// Woken by `KILL QUERY` on this session, to withdraw a held statement.
     pub held_cancel: Arc<tokio::sync::Notify>,
+    /// Set while a statement waits for approval.
+    pub holding: Arc<std::sync::atomic::AtomicBool>,
     /// Sessions `KILL` may name.
     pub kills: KillRegistry,
 }
@@ -423,6 +428,7 @@ impl MySqlAdapter {
                 "application_name": program,
                 "grant_id": grant.as_ref().map(|g| g.id),
                 "target_version": target.server_version,
+                "thread_id": gateway_id,
             }),
         };
         if let Err(e) = pipeline.recorder.record(start_event).await {
@@ -436,6 +442,7 @@ impl MySqlAdapter {
             .await;
         }
         let held_cancel = Arc::new(tokio::sync::Notify::new());
+        let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.kills.insert(
             gateway_id,
             KillTarget {
@@ -443,6 +450,7 @@ impl MySqlAdapter {
                 connection: conn.name.clone(),
                 target_id: target.connection_id,
                 held: held_cancel.clone(),
+                holding: holding.clone(),
             },
         );
         let mut out = Vec::new();
@@ -466,6 +474,7 @@ impl MySqlAdapter {
             pipeline: pipeline.clone(),
             settings: self.settings.clone(),
             held_cancel,
+            holding,
             kills: self.kills.clone(),
         });
         let stats = proxy::run(
