@@ -268,6 +268,12 @@ approval_timeout = "15m"
 
 /// Rules and masking shared by the demo and the tests.
 pub const DEMO_POLICY: &str = r#"[[rules]]
+name = "no-server-settings"
+effect = "block"
+message = "server-wide settings are changed through change management, not through the gateway"
+keywords = ["SET GLOBAL", "SET PERSIST"]
+
+[[rules]]
 name = "dba-deny-list"
 effect = "block"
 message = "this statement is on the deny-list, even for DBAs"

@@ -86,6 +86,26 @@ async fn mariadb_client_gets_masked_rows_blocks_and_multi_statements() {
     assert!(!o.status.success());
     assert!(err(&o).contains("analysts-read-only"), "{}", err(&o));
 
+    // MySQL's risky forms: server-wide settings (either spelling) and file
+    // export are blocked, even for a DBA.
+    let dana = gw.token("dana", &["dba"]);
+    for (sql, rule) in [
+        ("SET GLOBAL general_log = 1", "no-server-settings"),
+        ("SET @@global.general_log = 1", "no-server-settings"),
+        (
+            "select * from customers into outfile '/tmp/gh-out.csv'",
+            "1142",
+        ),
+        (
+            "load data local infile '/etc/passwd' into table customers",
+            "1142",
+        ),
+    ] {
+        let o = gw.mariadb("dana", &dana, sql).await;
+        assert!(!o.status.success(), "{sql}");
+        assert!(err(&o).contains(rule), "{sql}: {}", err(&o));
+    }
+
     // Without TLS the token is refused before it is sent.
     let mut cmd = tokio::process::Command::new("mariadb");
     let o = cmd

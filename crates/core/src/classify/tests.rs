@@ -499,3 +499,23 @@ fn mysql_risky_forms_are_classified() {
     assert_eq!(c.statements.len(), 2);
     assert!(c.statements[1].kind == StatementKind::Update && c.statements[1].has_where);
 }
+
+#[test]
+fn mysql_global_settings_are_named_whatever_the_spelling() {
+    for sql in [
+        "SET GLOBAL general_log = 1",
+        "SET @@GLOBAL.general_log = 1",
+        "set @@global.general_log = 1",
+        "SET @@session.sql_mode = '', @@global.general_log = 1",
+    ] {
+        assert_eq!(my(sql).statements[0].keyword, "SET GLOBAL", "{sql}");
+    }
+    assert_eq!(
+        my("SET @@session.sql_mode = ''").statements[0].keyword,
+        "SET"
+    );
+    assert_eq!(
+        my("SET PERSIST max_connections = 10").statements[0].keyword,
+        "SET PERSIST"
+    );
+}
