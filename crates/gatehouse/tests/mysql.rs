@@ -339,6 +339,96 @@ async fn kill_query_withdraws_a_held_statement_and_kill_is_confined() {
     );
     assert_eq!(status_of(&gw, &omar, id).await, "withdrawn");
     assert_ne!(phone_of(10).await, "555-0110");
+
+    // A running statement: KILL QUERY reaches the target's own session.
+    let started = std::time::Instant::now();
+    let client = spawn_mariadb(&gw, "dana", &dana, "select sleep(30) as s");
+    let mut thread = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let all = support::events(&gw).await;
+        let starts: Vec<&serde_json::Value> = all
+            .iter()
+            .filter(|e| e["kind"] == "session.start" && e["subject"] == "dana")
+            .collect();
+        let sleeping = all
+            .iter()
+            .any(|e| e["kind"] == "command" && e["data"]["sql"] == "select sleep(30) as s");
+        if sleeping {
+            thread = starts.last().and_then(|e| e["data"]["thread_id"].as_u64());
+            break;
+        }
+    }
+    let thread = thread.expect("the sleeping session started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = gw
+        .mariadb("dana", &dana, &format!("KILL QUERY {thread}"))
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let _ = tokio::time::timeout(Duration::from_secs(20), client.wait_with_output())
+        .await
+        .expect("the killed statement ends");
+    assert!(started.elapsed() < Duration::from_secs(25));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_prepared_statement_shows_its_parameters_and_runs_once_approved() {
+    let gw = TestGateway::start_mysql("", gatehouse::demo::DEMO_APPROVAL_RULE).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let script = r#"
+import sys, mysql.connector
+c = mysql.connector.connect(host="127.0.0.1", port=int(sys.argv[1]), database=sys.argv[2],
+    user="dana", password=sys.argv[3], auth_plugin="mysql_clear_password",
+    ssl_disabled=False, ssl_verify_cert=False, use_pure=True, autocommit=True)
+cur = c.cursor(prepared=True)
+cur.execute("update customers set phone = %s where id = %s", ("555-0111", 11))
+print("rows", cur.rowcount)
+cur.execute("select 1")
+print("after", cur.fetchone()[0])
+"#;
+    let child = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(gw.mysql_port().to_string())
+        .arg(MY_CONNECTION)
+        .arg(&dana)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    let command = request["command"].as_str().unwrap_or_default();
+    assert!(
+        command.contains("update customers set phone = ? where id = ?")
+            && command.contains("?1 = '555-0111'")
+            && command.contains("?2 = '11'"),
+        "approvers see the statement and its bound parameters: {command}"
+    );
+    assert_ne!(phone_of(11).await, "555-0111");
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "CHG-77"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("rows 1") && out(&o).contains("after 1"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(phone_of(11).await, "555-0111");
     gw.stop().await;
 }
 
