@@ -502,6 +502,28 @@ async fn python_drivers_prepared_statements_and_binary_rows_are_masked() {
 /// Speak the protocol by hand: handshake, token in the clear (plaintext is
 /// allowed from loopback for this test), then `after` bytes.
 async fn raw_session(port: u16, token: &str) -> tokio::net::TcpStream {
+    raw_session_db(port, token, Some(MY_CONNECTION)).await
+}
+
+/// One command, its first response packet's payload.
+async fn raw_command(s: &mut tokio::net::TcpStream, payload: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = Vec::new();
+    let mut seq = 0;
+    gatehouse_mysql::codec::encode_packet(&mut out, &mut seq, payload);
+    s.write_all(&out).await.unwrap();
+    let mut head = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    body
+}
+
+async fn raw_session_db(port: u16, token: &str, db: Option<&str>) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -518,7 +540,7 @@ async fn raw_session(port: u16, token: &str) -> tokio::net::TcpStream {
             ssl_request: false,
             user: "alice".into(),
             auth: token.as_bytes().to_vec(),
-            database: Some(MY_CONNECTION.into()),
+            database: db.map(str::to_string),
             auth_plugin: Some("mysql_clear_password".into()),
             attributes: vec![],
         },
@@ -622,6 +644,36 @@ async fn malformed_packets_close_only_that_session() {
     let _ = s.read(&mut buf).await.unwrap();
     s.write_all(&[3, 0, 0, 1, 1, 2, 3]).await.unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+
+    // 5. No database: the only MySQL connection is chosen. COM_INIT_DB to
+    //    the connection (or its target database) is fine, elsewhere refused.
+    let mut s = raw_session_db(port, &alice, None).await;
+    let ok = raw_command(&mut s, b"\x02bank").await;
+    assert_eq!(ok[0], 0, "COM_INIT_DB to the connection's own database");
+    let refused = raw_command(&mut s, b"\x02mysql").await;
+    assert_eq!(refused[0], 0xff);
+    assert!(String::from_utf8_lossy(&refused).contains("bound to database"));
+    let pong = raw_command(&mut s, b"\x0e").await;
+    assert_eq!(pong[0], 0, "COM_PING");
+    let reset = raw_command(&mut s, b"\x1f").await;
+    assert_eq!(reset[0], 0, "COM_RESET_CONNECTION");
+    let fields = raw_command(&mut s, b"\x04customers\x00").await;
+    assert_ne!(
+        fields[0], 0xff,
+        "COM_FIELD_LIST answered with column definitions"
+    );
+    drop(s);
+    let mut s = raw_session_db(port, &alice, None).await;
+    let unknown = raw_command(&mut s, b"\x17\x63\x00\x00\x00\x00\x01\x00\x00\x00").await;
+    assert_eq!(
+        unknown[0], 0xff,
+        "EXECUTE of a statement not prepared through the gateway"
+    );
+    assert!(String::from_utf8_lossy(&unknown).contains("Unknown prepared statement"));
+    let change_user = raw_command(&mut s, b"\x11root\x00").await;
+    assert_eq!(change_user[0], 0xff, "COM_CHANGE_USER is refused");
+    let pong = raw_command(&mut s, b"\x0e").await;
+    assert_eq!(pong[0], 0, "the session goes on");
 
     // The healthy session still answers.
     let q = b"select 41 + 1";
