@@ -72,6 +72,11 @@ impl MariaDbCluster {
 
     /// Initialize a data folder and start a server on a free port.
     pub fn start() -> Result<MariaDbCluster> {
+        Self::start_with(&[])
+    }
+
+    /// [`MariaDbCluster::start`] with extra server options (`--ssl-cert=…`).
+    pub fn start_with(extra_args: &[String]) -> Result<MariaDbCluster> {
         let mariadbd = find(&["mariadbd"]).context(NOT_FOUND)?;
         let install = find(&["mariadb-install-db"]).context(NOT_FOUND)?;
         let root = tempfile::Builder::new()
@@ -139,6 +144,7 @@ impl MariaDbCluster {
             .arg("--max-connections=300")
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-flush-log-at-trx-commit=2")
+            .args(extra_args)
             .current_dir("/tmp")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -743,3 +743,110 @@ async fn gateway_logs_in_to_mariadb_with_ed25519() {
     assert!(out(&o).contains("gh_ed@"), "{}", out(&o));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_reaches_a_tls_only_account_over_verified_tls() {
+    // A second MariaDB with a certificate, and an account that requires TLS.
+    let certs = tempfile::Builder::new()
+        .prefix("gh-mariadb-tls-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_path = certs.path().join("cert.pem");
+    let key_path = certs.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [certs.path(), &cert_path, &key_path] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let server = tokio::task::spawn_blocking({
+        let (c, k) = (cert_path.clone(), key_path.clone());
+        move || {
+            gatehouse::mariadbcluster::MariaDbCluster::start_with(&[
+                format!("--ssl-cert={}", c.display()),
+                format!("--ssl-key={}", k.display()),
+            ])
+        }
+    })
+    .await
+    .unwrap()
+    .expect("MariaDB with TLS starts");
+    server
+        .create_user_and_database(
+            "gh_tls",
+            "tls-secret",
+            "bank",
+            gatehouse::mariadbcluster::MariaDbAuth::Native,
+        )
+        .unwrap();
+    server
+        .sql(
+            "",
+            "ALTER USER 'gh_tls'@'127.0.0.1' REQUIRE SSL; ALTER USER 'gh_tls'@'localhost' REQUIRE SSL;",
+        )
+        .unwrap();
+    let extra = format!(
+        r#"[[connections]]
+name = "tls_bank"
+type = "mysql"
+host = "127.0.0.1"
+port = {port}
+database = "bank"
+user = "gh_tls"
+password_env = "GH_TLS_TEST_PW"
+tls = "require"
+ca_file = "{ca}"
+allow_groups = ["analysts"]
+
+[[connections]]
+name = "tls_bank_plain"
+type = "mysql"
+host = "127.0.0.1"
+port = {port}
+database = "bank"
+user = "gh_tls"
+password_env = "GH_TLS_TEST_PW"
+allow_groups = ["analysts"]
+"#,
+        port = server.port(),
+        ca = cert_path.display(),
+    );
+    std::env::set_var("GH_TLS_TEST_PW", "tls-secret");
+    let gw = TestGateway::start_mysql("", &extra).await;
+    let alice = gw.token("alice", &["analysts"]);
+    let run = |db: &'static str| {
+        let port = gw.mysql_port();
+        let alice = alice.clone();
+        async move {
+            tokio::process::Command::new("mariadb")
+                .args(["--no-defaults", "--ssl", "--batch", "-h127.0.0.1"])
+                .arg(format!("-P{port}"))
+                .args(["-ualice", "-D", db, "-e"])
+                .arg("show status like 'Ssl_cipher'")
+                .env("MYSQL_PWD", &alice)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    // Over TLS the TLS-only account logs in, and the target sees a cipher.
+    let o = run("tls_bank").await;
+    assert!(o.status.success(), "{}", err(&o));
+    let cipher = out(&o);
+    assert!(
+        cipher.contains("Ssl_cipher\tTLS") || cipher.contains("AES"),
+        "{cipher}"
+    );
+    // The same account without TLS is refused by the target.
+    let o = run("tls_bank_plain").await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("could not open connection"), "{}", err(&o));
+    let events = events(&gw).await;
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "session.start" && e["data"]["target_tls"] == true));
+    gw.stop().await;
+    drop(server);
+}

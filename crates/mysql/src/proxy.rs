@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// Counters reported in the session's end event.
 #[derive(Debug, Default)]
@@ -85,7 +84,7 @@ pub async fn run(
     ctx: Arc<SessionContext>,
     client: Box<dyn ClientIo>,
     client_leftover: BytesMut,
-    target: TcpStream,
+    target: Box<dyn ClientIo>,
     target_leftover: BytesMut,
     grant_end: Option<BoxFuture<'static, String>>,
 ) -> SessionStats {
@@ -113,7 +112,7 @@ pub async fn run(
 struct Proxy {
     ctx: Arc<SessionContext>,
     client: PacketReader<Box<dyn ClientIo>>,
-    target: PacketReader<TcpStream>,
+    target: PacketReader<Box<dyn ClientIo>>,
     statements: HashMap<u32, Statement>,
     /// SQL-level `PREPARE name FROM '…'` bodies by name.
     sql_prepared: HashMap<String, Classification>,
@@ -294,9 +293,11 @@ impl Proxy {
     }
 
     fn target_failed(&mut self, e: &str) -> String {
+        // 1158 ER_NET_READ_ERROR: a server-range number (client-range ones
+        // such as 2013 make MariaDB's client report a malformed packet).
         self.send_err(
-            2013,
-            "HY000",
+            1158,
+            "08S01",
             &format!("gatehouse lost the connection to the database: {e}"),
         );
         format!("target connection failed: {e}")

@@ -400,7 +400,7 @@ impl MySqlAdapter {
                 return refuse(
                     &mut client,
                     seq,
-                    2003,
+                    ER_TARGET_UNREACHABLE,
                     "08S01",
                     &format!("gatehouse could not open connection \"{}\": {e}", conn.name),
                 )
@@ -429,6 +429,7 @@ impl MySqlAdapter {
                 "grant_id": grant.as_ref().map(|g| g.id),
                 "target_version": target.server_version,
                 "thread_id": gateway_id,
+                "target_tls": target.tls,
             }),
         };
         if let Err(e) = pipeline.recorder.record(start_event).await {
@@ -507,6 +508,11 @@ impl MySqlAdapter {
         Ok(())
     }
 }
+
+/// The error number for "the gateway could not log in to the target".
+/// Client-range numbers (2003 `CR_CONN_HOST_ERROR`) make MariaDB's client
+/// report a malformed packet, so a server-range one is used.
+const ER_TARGET_UNREACHABLE: u16 = 1105;
 
 /// The plugin whose response is the password itself: the caller's token.
 pub const CLEAR_PASSWORD: &str = "mysql_clear_password";

@@ -1,24 +1,31 @@
 //! The gateway's own login to the target server.
 //!
 //! The caller never sees this credential: the gateway opens a fresh
-//! connection per session and answers whatever plugin the target asks for:
-//! `mysql_native_password`, `caching_sha2_password` (fast path; its full
-//! path needs TLS or RSA to the target and is refused with a clear error),
-//! or MariaDB's `client_ed25519`.
+//! connection per session (over TLS when the connection says
+//! `tls = "require"`, verified against `ca_file` or the system's roots) and
+//! answers whatever plugin the target asks for: `mysql_native_password`,
+//! `caching_sha2_password` (the fast path, and the full path by sending the
+//! password over TLS; without TLS the full path would need RSA, which the
+//! gateway does not do), `mysql_clear_password` (over TLS only), or
+//! MariaDB's `client_ed25519`.
 
 use crate::auth;
 use crate::codec::packets::{self, cap, HandshakeResponse};
 use crate::codec::{encode_packet, Packet};
 use crate::io::{PacketReader, StreamError};
+use crate::session::ClientIo;
 use bytes::BytesMut;
 use gatehouse_core::policy::{ConnectionConfig, TargetTls};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A logged-in target connection.
 pub struct TargetSession {
-    /// The socket, positioned after the login's OK.
-    pub stream: TcpStream,
+    /// The stream (TCP or TLS), positioned after the login's OK.
+    pub stream: Box<dyn ClientIo>,
+    /// Whether the gateway reached the target over TLS.
+    pub tls: bool,
     /// Bytes already read past the OK.
     pub leftover: BytesMut,
     /// The target's version string.
@@ -61,18 +68,68 @@ impl From<std::io::Error> for TargetError {
 }
 
 /// Answer `plugin`'s challenge with `password`.
-fn respond(plugin: &str, password: &[u8], scramble: &[u8]) -> Result<Vec<u8>, TargetError> {
+fn respond(
+    plugin: &str,
+    password: &[u8],
+    scramble: &[u8],
+    tls: bool,
+) -> Result<Vec<u8>, TargetError> {
     match plugin {
         "mysql_native_password" | "" => Ok(auth::native_password(password, scramble)),
         "caching_sha2_password" => Ok(auth::caching_sha2(password, scramble)),
         "client_ed25519" => Ok(auth::ed25519(password, scramble)),
+        "mysql_clear_password" if tls => Ok(nul_terminated(password)),
         "mysql_clear_password" => Err(TargetError::Refused(
-            "the target asks for the cleartext password, which the gateway only sends over TLS; TLS to MySQL targets is not supported yet".into(),
+            "the target asks for the cleartext password, which the gateway only sends over TLS; set tls = \"require\" on the connection".into(),
         )),
         other => Err(TargetError::Refused(format!(
             "the target asks for authentication plugin \"{other}\", which the gateway does not speak (it speaks mysql_native_password, caching_sha2_password and client_ed25519)"
         ))),
     }
+}
+
+fn nul_terminated(password: &[u8]) -> Vec<u8> {
+    let mut v = password.to_vec();
+    v.push(0);
+    v
+}
+
+/// A TLS client configuration trusting `ca_file`, or the system's roots.
+fn tls_config(conn: &ConnectionConfig) -> Result<Arc<rustls::ClientConfig>, TargetError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &conn.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    TargetError::Refused(format!(
+                        "connection \"{}\": cannot read ca_file {}: {e}",
+                        conn.name,
+                        path.display()
+                    ))
+                })?;
+            for c in certs {
+                roots.add(c).map_err(|e| {
+                    TargetError::Refused(format!("connection \"{}\": bad ca_file: {e}", conn.name))
+                })?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// Connect and log in to `conn` with the gateway's credential. `client_caps`
@@ -84,12 +141,6 @@ pub async fn connect(
     charset: u8,
     max_packet: usize,
 ) -> Result<TargetSession, TargetError> {
-    if conn.tls == TargetTls::Require {
-        return Err(TargetError::Refused(format!(
-            "connection \"{}\" asks for TLS to the target, which the MySQL adapter does not support yet; use tls = \"disable\" on a trusted network segment",
-            conn.name
-        )));
-    }
     let addr = format!("{}:{}", conn.host, conn.port);
     let stream = TcpStream::connect(&addr)
         .await
@@ -118,10 +169,51 @@ pub async fn connect(
             "the target does not speak the 4.1 protocol with authentication plugins".into(),
         ));
     }
-    let capabilities = (client_caps & cap::GATEWAY & hello.capabilities & !cap::SSL)
+    let tls = conn.tls == TargetTls::Require;
+    let mut capabilities = (client_caps & cap::GATEWAY & hello.capabilities & !cap::SSL)
         | needed
         | cap::LONG_PASSWORD
         | (hello.capabilities & cap::PLUGIN_AUTH_LENENC_DATA);
+    let mut seq = first.last_seq.wrapping_add(1);
+    let (tcp, rest) = reader.into_parts();
+    let stream: Box<dyn ClientIo> = if tls {
+        if hello.capabilities & cap::SSL == 0 {
+            return Err(TargetError::Refused(format!(
+                "connection \"{}\" requires TLS but the target does not offer it",
+                conn.name
+            )));
+        }
+        capabilities |= cap::SSL;
+        let mut out = Vec::new();
+        encode_packet(
+            &mut out,
+            &mut seq,
+            &packets::handshake_response(&HandshakeResponse {
+                capabilities,
+                max_packet: 1 << 24,
+                charset: if charset == 0 { 45 } else { charset },
+                ssl_request: true,
+                ..Default::default()
+            }),
+        );
+        let mut tcp = tcp;
+        tcp.write_all(&out).await?;
+        let name = rustls::pki_types::ServerName::try_from(conn.host.clone()).map_err(|e| {
+            TargetError::Refused(format!(
+                "connection \"{}\": host {}: {e}",
+                conn.name, conn.host
+            ))
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(tls_config(conn)?);
+        let tls_stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| TargetError::Refused(format!("TLS to the target failed: {e}")))?;
+        Box::new(tls_stream)
+    } else {
+        Box::new(tcp)
+    };
+    let mut reader = PacketReader::new(stream, rest, max_packet);
     let plugin = hello.auth_plugin.clone();
     let response = HandshakeResponse {
         capabilities,
@@ -129,7 +221,7 @@ pub async fn connect(
         charset: if charset == 0 { 45 } else { charset },
         ssl_request: false,
         user: conn.user.clone(),
-        auth: respond(&plugin, &password, &hello.scramble)?,
+        auth: respond(&plugin, &password, &hello.scramble, tls)?,
         database: Some(conn.database_name().to_string()),
         auth_plugin: Some(if plugin.is_empty() {
             "mysql_native_password".into()
@@ -139,7 +231,6 @@ pub async fn connect(
         attributes: Vec::new(),
     };
     let mut out = Vec::new();
-    let mut seq = first.last_seq.wrapping_add(1);
     encode_packet(&mut out, &mut seq, &packets::handshake_response(&response));
     reader.get_mut().write_all(&out).await?;
     let mut current_plugin = response.auth_plugin.clone().unwrap_or_default();
@@ -159,7 +250,7 @@ pub async fn connect(
             Some(0xfe) => {
                 let (plugin, data) = packets::parse_auth_switch(&p.payload)
                     .map_err(|e| TargetError::Protocol(e.to_string()))?;
-                let answer = respond(&plugin, &password, &data)?;
+                let answer = respond(&plugin, &password, &data, tls)?;
                 current_plugin = plugin;
                 let mut out = Vec::new();
                 encode_packet(&mut out, &mut seq, &answer);
@@ -169,9 +260,15 @@ pub async fn connect(
                 match p.payload.get(1) {
                     // Fast authentication succeeded; the OK follows.
                     Some(3) => continue,
+                    // Full authentication: the password itself, over TLS.
+                    Some(4) if tls => {
+                        let mut out = Vec::new();
+                        encode_packet(&mut out, &mut seq, &nul_terminated(&password));
+                        reader.get_mut().write_all(&out).await?;
+                    }
                     _ => {
                         return Err(TargetError::Refused(
-                            "the target needs caching_sha2_password's full authentication (its cache does not hold the gateway's account yet), which requires TLS or RSA to the target; the MySQL adapter does not do that yet. Log in once as that account with the mysql client to fill the cache, or use mysql_native_password for the gateway's account".into(),
+                            "the target needs caching_sha2_password's full authentication (its cache does not hold the gateway's account yet), which needs TLS to the target (set tls = \"require\" and ca_file on the connection) or RSA, which the gateway does not do. Alternatively log in once as that account with the mysql client to fill the cache, or use mysql_native_password for the gateway's account".into(),
                         ))
                     }
                 }
@@ -186,6 +283,7 @@ pub async fn connect(
     let (stream, leftover) = reader.into_parts();
     Ok(TargetSession {
         stream,
+        tls,
         leftover,
         server_version: hello.server_version,
         capabilities,
