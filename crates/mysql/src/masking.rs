@@ -18,7 +18,7 @@
 use crate::codec::packets::{self, ty, Column};
 use crate::codec::rows;
 use crate::codec::DecodeError;
-use gatehouse_core::mask::{EntityType, MaskCounts, Masker, Strategy};
+use gatehouse_core::mask::{MaskCounts, Masker, Strategy};
 use gatehouse_core::policy::ColumnMask;
 use std::borrow::Cow;
 
@@ -313,20 +313,11 @@ pub fn mask_err(masker: &Masker, payload: &[u8], counts: &mut MaskCounts) -> Opt
     Some(packets::err(e.code, &e.sqlstate, &masked))
 }
 
-/// A mask that redacts everything, for plans that must fail closed.
-pub fn redact_all(rule: &str) -> ColumnMask {
-    ColumnMask {
-        rule: rule.to_string(),
-        strategy: Strategy::Redact,
-        entity: EntityType::Column,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::packets::UNSIGNED_FLAG;
-    use gatehouse_core::mask::{MaskerConfig, TokenizeKey};
+    use gatehouse_core::mask::{EntityType, MaskerConfig, TokenizeKey};
     use std::collections::HashMap;
 
     fn masker() -> Masker {

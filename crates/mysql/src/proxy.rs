@@ -126,23 +126,6 @@ struct Proxy {
 /// How handling a command ended: keep going, or end the session.
 type Step = Result<bool, String>;
 
-fn facts_json(c: &Classification) -> serde_json::Value {
-    serde_json::json!(c
-        .statements
-        .iter()
-        .map(|f| serde_json::json!({
-            "kind": f.kind.as_str(),
-            "keyword": f.keyword,
-            "tables_read": f.tables_read,
-            "tables_written": f.tables_written,
-            "has_where": f.has_where,
-            "has_limit": f.has_limit,
-            "parsed": f.parsed,
-            "nested": f.nested,
-        }))
-        .collect::<Vec<_>>())
-}
-
 /// The words of a statement, lower-cased (quote-unaware; used only to
 /// spot keywords the classifier reports coarsely).
 fn words(sql: &str) -> Vec<String> {
@@ -527,7 +510,7 @@ impl Proxy {
                 "command_id": id,
                 "protocol": protocol,
                 "sql": redact_secrets(sql),
-                "statements": facts_json(classification),
+                "statements": classification.facts_json(),
                 "parse_error": classification.parse_error,
                 "verdict": verdict,
                 "approval_request": approval,
