@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the suite needs on a
 # fresh Debian machine, then runs every test. Real servers and clients only:
-# PostgreSQL (server, psql, pgbench) and Chromium from Debian, a real OIDC
-# provider (oidc-provider) and playwright-core from npm, and the psycopg
-# driver from PyPI. The tests start
-# their own PostgreSQL cluster and IdP on 127.0.0.1 and stop them.
+# PostgreSQL (server, psql, pgbench), MariaDB (server, mariadb client) and
+# Chromium from Debian, a real OIDC provider (oidc-provider) and
+# playwright-core from npm, and the psycopg, PyMySQL and
+# mysql-connector-python drivers from PyPI. The tests start their own
+# PostgreSQL cluster, MariaDB server and IdP on 127.0.0.1 and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,8 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
+{ [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null; } || need_apt+=(mariadb-server)
+command -v mariadb >/dev/null || need_apt+=(mariadb-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
@@ -27,6 +30,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[binary]==3.2.*'
+python3 -c 'import pymysql' 2>/dev/null || python3 -m pip install -q 'PyMySQL>=1.1,<2'
+python3 -c 'import mysql.connector' 2>/dev/null || python3 -m pip install -q 'mysql-connector-python>=9,<27'
 (cd tests/oidc && npm ci --no-audit --no-fund --silent)
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 

@@ -23,6 +23,9 @@ pub struct GatewayConfig {
     /// The PostgreSQL listener.
     #[serde(default)]
     pub postgres: PostgresListener,
+    /// The MySQL/MariaDB listener; started when this section is present or
+    /// any connection has `type = "mysql"`.
+    pub mysql: Option<MySqlListener>,
     /// The HTTPS API listener (dev issuer discovery and JWKS, health).
     #[serde(default)]
     pub api: ApiListener,
@@ -108,6 +111,62 @@ impl Default for PostgresListener {
             require_subject_match: false,
             result_capture_rows: 0,
             max_message_bytes: default_max_message(),
+        }
+    }
+}
+
+/// `[mysql]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySqlListener {
+    /// Address to listen on.
+    #[serde(default = "default_mysql_listen")]
+    pub listen: String,
+    /// PEM certificate chain; defaults to the `[postgres]` one (or the
+    /// self-signed pair made in `state_dir`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Accept tokens over plaintext from loopback clients.
+    #[serde(default)]
+    pub allow_plaintext_loopback: bool,
+    /// The user name must equal the token's subject or email.
+    #[serde(default)]
+    pub require_subject_match: bool,
+    /// Masked result rows kept per command in the audit trail.
+    #[serde(default)]
+    pub result_capture_rows: usize,
+    /// Largest logical packet accepted, in bytes.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_bytes: usize,
+    /// Version string announced to clients.
+    #[serde(default = "default_mysql_version")]
+    pub server_version: String,
+}
+
+fn default_mysql_listen() -> String {
+    "127.0.0.1:13306".into()
+}
+
+fn default_max_packet() -> usize {
+    gatehouse_mysql::codec::frame::DEFAULT_MAX_PACKET_LEN
+}
+
+fn default_mysql_version() -> String {
+    gatehouse_mysql::session::DEFAULT_SERVER_VERSION.into()
+}
+
+impl Default for MySqlListener {
+    fn default() -> Self {
+        MySqlListener {
+            listen: default_mysql_listen(),
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext_loopback: false,
+            require_subject_match: false,
+            result_capture_rows: 0,
+            max_packet_bytes: default_max_packet(),
+            server_version: default_mysql_version(),
         }
     }
 }
@@ -388,6 +447,12 @@ mod tests {
         let demo = crate::demo::demo_config(5432, Path::new("/nonexistent/pw"));
         let cfg = GatewayConfig::parse(&demo, Path::new(".")).unwrap();
         crate::gateway::compile_policy(&cfg).unwrap();
+        assert!(cfg.mysql.is_none());
+        let with_mysql = demo + &crate::demo::demo_mysql_config(3306, Path::new("/nonexistent/pw"));
+        let cfg = GatewayConfig::parse(&with_mysql, Path::new(".")).unwrap();
+        crate::gateway::compile_policy(&cfg).unwrap();
+        assert_eq!(cfg.mysql.unwrap().listen, "127.0.0.1:13306");
+        assert_eq!(cfg.connections.len(), 2);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use crate::config::GatewayConfig;
 use crate::demo_data;
 use crate::gateway::RunningGateway;
+use crate::mariadbcluster::{MariaDbAuth, MariaDbCluster};
 use crate::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
@@ -30,7 +31,20 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         })
     })
     .await??;
-    let demo = Demo::prepare(cluster, &state_dir).await?;
+    let mariadb = if MariaDbCluster::available() {
+        eprintln!("gatehouse demo: starting a throwaway MariaDB…");
+        match tokio::task::spawn_blocking(MariaDbCluster::start).await? {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("gatehouse demo: MariaDB did not start, continuing without it: {e:#}");
+                None
+            }
+        }
+    } else {
+        eprintln!("gatehouse demo: MariaDB is not installed (apt-get install mariadb-server mariadb-client); the MySQL target is skipped");
+        None
+    };
+    let demo = Demo::prepare(cluster, mariadb, &state_dir).await?;
     let gw = RunningGateway::start(&demo.config).await?;
     let dev = gw
         .dev_issuer
@@ -67,6 +81,11 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         let _ = writeln!(env, "GATEHOUSE_PG_HOST={host}");
         let _ = writeln!(env, "GATEHOUSE_PG_PORT={port}");
         let _ = writeln!(env, "GATEHOUSE_DATABASE=bank");
+        if let Some(addr) = gw.mysql_addr {
+            let _ = writeln!(env, "GATEHOUSE_MYSQL_HOST={}", addr.ip());
+            let _ = writeln!(env, "GATEHOUSE_MYSQL_PORT={}", addr.port());
+            let _ = writeln!(env, "GATEHOUSE_MYSQL_DATABASE={MYSQL_CONNECTION}");
+        }
         let _ = writeln!(env, "GATEHOUSE_ANALYST_TOKEN={alice}");
         let _ = writeln!(env, "GATEHOUSE_DBA_TOKEN={dana}");
         let _ = writeln!(env, "GATEHOUSE_APPROVER_TOKEN={omar}");
@@ -81,24 +100,42 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         "{}",
         instructions(&host, port, &demo.config_path, &console, &ca_file)
     );
+    if let Some(addr) = gw.mysql_addr {
+        println!(
+            "{}",
+            mysql_instructions(&addr.ip().to_string(), addr.port())
+        );
+    }
     crate::cli::wait_for_signal().await;
     eprintln!(
         "gatehouse demo: stopping; signing the final audit checkpoint and removing the cluster"
     );
     gw.shutdown().await;
     let mut cluster = demo.cluster;
-    tokio::task::spawn_blocking(move || cluster.stop()).await?;
+    let mariadb = demo.mariadb;
+    tokio::task::spawn_blocking(move || {
+        cluster.stop();
+        if let Some(mut m) = mariadb {
+            m.stop();
+        }
+    })
+    .await?;
     Ok(())
 }
 
 struct Demo {
     cluster: PgCluster,
+    mariadb: Option<MariaDbCluster>,
     config: GatewayConfig,
     config_path: PathBuf,
 }
 
 impl Demo {
-    async fn prepare(cluster: PgCluster, state_dir: &Path) -> Result<Demo> {
+    async fn prepare(
+        cluster: PgCluster,
+        mariadb: Option<MariaDbCluster>,
+        state_dir: &Path,
+    ) -> Result<Demo> {
         let password = hex::encode(rand::random::<[u8; 16]>());
         let pw_path = state_dir.join("demo-target.pw");
         crate::files::write_private(&pw_path, password.as_bytes())?;
@@ -110,12 +147,38 @@ impl Demo {
             Ok(cluster)
         })
         .await??;
-        let text = demo_config(cluster.port(), &pw_path);
+        let mariadb = match mariadb {
+            Some(m) => {
+                let pw = pw_path.clone();
+                let password = std::fs::read_to_string(&pw)?;
+                let schema =
+                    demo_data::demo_schema_sql_mysql(demo_data::demo_customer_count_default());
+                Some(
+                    tokio::task::spawn_blocking(move || -> Result<MariaDbCluster> {
+                        m.create_user_and_database(
+                            APP_ROLE,
+                            &password,
+                            "bank",
+                            MariaDbAuth::Native,
+                        )?;
+                        m.sql("bank", &schema)?;
+                        Ok(m)
+                    })
+                    .await??,
+                )
+            }
+            None => None,
+        };
+        let mut text = demo_config(cluster.port(), &pw_path);
+        if let Some(m) = &mariadb {
+            text.push_str(&demo_mysql_config(m.port(), &pw_path));
+        }
         let config_path = state_dir.join("demo.toml");
         std::fs::write(&config_path, &text)?;
         let config = GatewayConfig::load(&config_path)?;
         Ok(Demo {
             cluster,
+            mariadb,
             config,
             config_path,
         })
@@ -181,6 +244,34 @@ max_access = "8h"
     )
 }
 
+/// The demo MariaDB's connection name: what `mysql -D` names.
+pub const MYSQL_CONNECTION: &str = "bank_mysql";
+
+/// The demo's MariaDB target, appended to [`demo_config`] when MariaDB is
+/// installed: the same bank, identities, rules and masking.
+pub fn demo_mysql_config(port: u16, password_file: &Path) -> String {
+    format!(
+        r#"
+[mysql]
+listen = "127.0.0.1:13306"
+result_capture_rows = 5
+
+[[connections]]
+name = "{MYSQL_CONNECTION}"
+type = "mysql"
+host = "127.0.0.1"
+port = {port}
+database = "bank"
+user = "{APP_ROLE}"
+password_file = "{pw}"
+allow_groups = ["analysts", "dba"]
+access_approvers = ["approvers"]
+max_access = "8h"
+"#,
+        pw = password_file.display(),
+    )
+}
+
 /// The demo's approval rule: a DBA's change to customer records waits for
 /// one person from `approvers`. Kept apart from [`DEMO_POLICY`] (and after
 /// its block rules, so a deny-listed statement is refused, not held).
@@ -198,6 +289,12 @@ approval_timeout = "15m"
 
 /// Rules and masking shared by the demo and the tests.
 pub const DEMO_POLICY: &str = r#"[[rules]]
+name = "no-server-settings"
+effect = "block"
+message = "server-wide settings are changed through change management, not through the gateway"
+keywords = ["SET GLOBAL", "SET PERSIST"]
+
+[[rules]]
 name = "dba-deny-list"
 effect = "block"
 message = "this statement is on the deny-list, even for DBAs"
@@ -245,6 +342,23 @@ name = "date-of-birth"
 columns = ["customers.date_of_birth"]
 strategy = "redact"
 "#;
+
+fn mysql_instructions(host: &str, port: u16) -> String {
+    let conn = |who: &str| {
+        format!("mysql --ssl --enable-cleartext-plugin -h {host} -P {port} -u {who} -D {MYSQL_CONNECTION}")
+    };
+    format!(
+        r#"MariaDB gateway: {host}:{port} (TLS; the token is the password). Same bank, same rules:
+  MYSQL_PWD="$(gatehouse token issue --subject alice --groups analysts)" \
+    {alice} -e "select name, ssn, card_number, email from customers limit 3"
+  MYSQL_PWD="$(gatehouse token issue --subject dana --groups dba)" \
+    {dana} -e "update customers set phone = '555-0100' where id = 7"   # waits for approval
+  (MariaDB's own client needs no --enable-cleartext-plugin; Oracle's mysql client does.)
+"#,
+        alice = conn("alice"),
+        dana = conn("dana"),
+    )
+}
 
 fn instructions(host: &str, port: u16, config: &Path, console: &str, ca_file: &Path) -> String {
     let conn = |who: &str| {

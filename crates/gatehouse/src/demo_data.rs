@@ -122,8 +122,39 @@ pub fn demo_customer_count_default() -> usize {
 /// to six transactions per account. Runs in one transaction; needs only
 /// the right to create tables in `public`.
 pub fn demo_schema_sql(customers: usize) -> String {
-    Bank::generate(customers, SEED).to_sql()
+    Bank::generate(customers, SEED).to_sql(Dialect::Postgres)
 }
+
+/// The same bank, same rows, for MySQL/MariaDB (`VARCHAR` and `DECIMAL`
+/// columns, `AUTO_INCREMENT` ids, InnoDB foreign keys). Runs as one
+/// transaction for the rows; the tables are (re)created first.
+pub fn demo_schema_sql_mysql(customers: usize) -> String {
+    Bank::generate(customers, SEED).to_sql(Dialect::MySql)
+}
+
+/// Which SQL the demo bank is written in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Postgres,
+    MySql,
+}
+
+const MYSQL_SCHEMA: &str = "-- Gatehouse demo bank. Every name, number and address here is FAKE,\n\
+     -- generated to look and validate like real personal data.\n\
+     SET FOREIGN_KEY_CHECKS = 0;\n\
+     DROP TABLE IF EXISTS transactions, accounts, customers, branches;\n\
+     SET FOREIGN_KEY_CHECKS = 1;\n\
+     CREATE TABLE branches (\n    id int AUTO_INCREMENT PRIMARY KEY,\n    name varchar(100) NOT NULL,\n    city varchar(100) NOT NULL,\n    routing_number varchar(20) NOT NULL\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\
+     CREATE TABLE customers (\n    id int AUTO_INCREMENT PRIMARY KEY,\n    name varchar(200) NOT NULL,\n    email varchar(200) NOT NULL,\n    phone varchar(40),\n    ssn varchar(20),\n    \
+     date_of_birth date,\n    card_number varchar(30),\n    account_number varchar(30),\n    iban varchar(40),\n    routing_number varchar(20),\n    \
+     balance decimal(12,2) NOT NULL DEFAULT 0,\n    notes text,\n    created_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\
+     CREATE TABLE accounts (\n    id int AUTO_INCREMENT PRIMARY KEY,\n    customer_id int NOT NULL,\n    account_number varchar(30) NOT NULL,\n    \
+     kind varchar(10) NOT NULL CHECK (kind IN ('checking', 'savings')),\n    balance decimal(12,2) NOT NULL DEFAULT 0,\n    opened_on date NOT NULL,\n    \
+     KEY accounts_customer_id_idx (customer_id),\n    FOREIGN KEY (customer_id) REFERENCES customers(id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\
+     CREATE TABLE transactions (\n    id bigint AUTO_INCREMENT PRIMARY KEY,\n    account_id int NOT NULL,\n    amount decimal(12,2) NOT NULL,\n    \
+     description varchar(200) NOT NULL,\n    posted_at datetime NOT NULL,\n    KEY transactions_account_id_idx (account_id),\n    \
+     FOREIGN KEY (account_id) REFERENCES accounts(id)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\
+     START TRANSACTION;\n";
 
 struct Branch {
     name: String,
@@ -243,9 +274,14 @@ impl Bank {
         bank
     }
 
-    fn to_sql(&self) -> String {
+    fn to_sql(&self, dialect: Dialect) -> String {
+        let mysql = dialect == Dialect::MySql;
+        let lit = |v: &str| if mysql { lit_mysql(v) } else { lit(v) };
         let mut sql = String::with_capacity(600 + self.customers.len() * 2_000);
-        sql.push_str(
+        if mysql {
+            sql.push_str(MYSQL_SCHEMA);
+        } else {
+            sql.push_str(
             "-- Gatehouse demo bank. Every name, number and address here is FAKE,\n\
              -- generated to look and validate like real personal data.\n\
              SET client_min_messages = warning;\n\
@@ -262,6 +298,7 @@ impl Bank {
              description text NOT NULL,\n    posted_at timestamptz NOT NULL\n);\n\
              CREATE INDEX transactions_account_id_idx ON transactions (account_id);\n",
         );
+        }
         insert_rows(
             &mut sql,
             "branches",
@@ -325,10 +362,19 @@ impl Bank {
                     t.account_id,
                     money(t.amount_cents),
                     lit(t.description),
-                    lit(&t.posted_at)
+                    lit(if mysql {
+                        t.posted_at.trim_end_matches("+00")
+                    } else {
+                        &t.posted_at
+                    })
                 )
             },
         );
+        if mysql {
+            // AUTO_INCREMENT already continues after the explicit ids.
+            sql.push_str("COMMIT;\n");
+            return sql;
+        }
         // Explicit ids were inserted; later inserts must continue after them.
         for (table, seq, rows) in [
             ("branches", "branches_id_seq", self.branches.len()),
@@ -375,6 +421,11 @@ fn insert_rows<T>(
 /// An SQL string literal (standard_conforming_strings is on).
 fn lit(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A MySQL string literal (backslash is an escape there by default).
+fn lit_mysql(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Cents as a numeric(12,2) literal.

@@ -14,6 +14,7 @@ use gatehouse_core::pipeline::{Authenticator, BoxFuture, EventRecord, Pipeline, 
 use gatehouse_core::policy::{self, Policy};
 use gatehouse_core::Identity;
 use gatehouse_identity::{DevIssuer, TokenValidator};
+use gatehouse_mysql::{AdapterSettings as MySqlSettings, MySqlAdapter};
 use gatehouse_notify::{Notification, Notifier};
 use gatehouse_postgres::{AdapterSettings, PostgresAdapter};
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ const CLASSIFIER_CACHE: usize = 10_000;
 pub struct RunningGateway {
     /// Where the PostgreSQL listener is bound.
     pub postgres_addr: SocketAddr,
+    /// Where the MySQL listener is bound, when it runs.
+    pub mysql_addr: Option<SocketAddr>,
     /// Where the HTTPS API is bound.
     pub api_addr: SocketAddr,
     /// The dev issuer, when enabled (tests and the demo mint tokens with it).
@@ -170,6 +173,24 @@ impl RunningGateway {
                 )
             })?;
         let postgres_addr = pg_listener.local_addr()?;
+        let mysql_cfg = cfg.mysql.clone().or_else(|| {
+            cfg.connections
+                .iter()
+                .any(|c| c.kind == policy::ConnectionKind::Mysql)
+                .then(crate::config::MySqlListener::default)
+        });
+        let mysql_listener = match &mysql_cfg {
+            Some(m) => Some(
+                TcpListener::bind(&m.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {} ([mysql] listen)", m.listen))?,
+            ),
+            None => None,
+        };
+        let mysql_addr = match &mysql_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
 
         // The validator and the API each hold the dev issuer's key (it is
         // read from the same file), so tokens it signs verify in-process.
@@ -294,11 +315,31 @@ impl RunningGateway {
         };
         let adapter = Arc::new(PostgresAdapter::new(
             pipeline.clone(),
-            Some(tokio_rustls::TlsAcceptor::from(pg_tls)),
+            Some(tokio_rustls::TlsAcceptor::from(pg_tls.clone())),
             settings,
         ));
         let (shutdown, rx) = watch::channel(false);
-        let tasks = vec![
+        let mut tasks = Vec::new();
+        if let (Some(m), Some(listener)) = (&mysql_cfg, mysql_listener) {
+            let tls = match (&m.tls_cert, &m.tls_key) {
+                (Some(c), Some(k)) => tls::server_config(c, k, &[])?,
+                (None, None) => pg_tls.clone(),
+                _ => anyhow::bail!("[mysql]: set both tls_cert and tls_key, or neither"),
+            };
+            let adapter = Arc::new(MySqlAdapter::new(
+                pipeline.clone(),
+                Some(tokio_rustls::TlsAcceptor::from(tls)),
+                MySqlSettings {
+                    allow_plaintext_loopback: m.allow_plaintext_loopback,
+                    require_subject_match: m.require_subject_match,
+                    max_packet_len: m.max_packet_bytes,
+                    result_capture_rows: m.result_capture_rows,
+                    server_version: m.server_version.clone(),
+                },
+            ));
+            tasks.push(tokio::spawn(adapter.serve(listener, rx.clone())));
+        }
+        tasks.extend([
             tokio::spawn(adapter.serve(pg_listener, rx.clone())),
             tokio::spawn(api::serve(
                 api_listener,
@@ -309,10 +350,11 @@ impl RunningGateway {
                 rx.clone(),
             )),
             tokio::spawn(broker.clone().run_sweeper(SWEEP_EVERY, rx)),
-        ];
-        tracing::info!(%postgres_addr, %api_addr, "gatehouse is listening");
+        ]);
+        tracing::info!(%postgres_addr, ?mysql_addr, %api_addr, "gatehouse is listening");
         Ok(RunningGateway {
             postgres_addr,
+            mysql_addr,
             api_addr,
             dev_issuer: dev,
             audit,

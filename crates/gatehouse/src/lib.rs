@@ -11,5 +11,6 @@ pub mod demo_data;
 pub use gatehouse_core::duration;
 pub mod files;
 pub mod gateway;
+pub mod mariadbcluster;
 pub mod pgcluster;
 pub mod tls;

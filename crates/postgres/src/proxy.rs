@@ -333,23 +333,6 @@ fn show_params(formats: &[i16], types: &[u32], params: &[Option<&[u8]>]) -> Stri
     shown.join(", ")
 }
 
-fn facts_json(c: &Classification) -> serde_json::Value {
-    serde_json::json!(c
-        .statements
-        .iter()
-        .map(|f| serde_json::json!({
-            "kind": f.kind.as_str(),
-            "keyword": f.keyword,
-            "tables_read": f.tables_read,
-            "tables_written": f.tables_written,
-            "has_where": f.has_where,
-            "has_limit": f.has_limit,
-            "parsed": f.parsed,
-            "nested": f.nested,
-        }))
-        .collect::<Vec<_>>())
-}
-
 struct ClientPump {
     ctx: Arc<SessionContext>,
     reader: FrameReader<ReadHalf<Box<dyn ClientIo>>>,
@@ -708,7 +691,7 @@ impl ClientPump {
                 "command_id": id,
                 "protocol": protocol,
                 "sql": redact_secrets(sql),
-                "statements": facts_json(classification),
+                "statements": classification.facts_json(),
                 "parse_error": classification.parse_error,
                 "verdict": verdict,
                 "approval_request": approval,

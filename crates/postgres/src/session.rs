@@ -288,6 +288,14 @@ impl PostgresAdapter {
             .await;
         }
         let (conn, grant) = match pipeline.authorize(&identity, &connection) {
+            Ok(a) if a.connection.kind != gatehouse_core::policy::ConnectionKind::Postgres => {
+                return fatal(
+                    &mut client,
+                    "28000",
+                    &format!("connection \"{connection}\" is not a PostgreSQL connection; connect to it with its own client"),
+                )
+                .await
+            }
             Ok(a) => (a.connection.clone(), a.grant),
             Err(denied) => {
                 let _ = pipeline

@@ -303,5 +303,26 @@ pub struct Classification {
     pub parse_error: Option<String>,
 }
 
+impl Classification {
+    /// The statements' facts as recorded in a `command` audit event (the
+    /// same shape for every adapter).
+    pub fn facts_json(&self) -> serde_json::Value {
+        serde_json::json!(self
+            .statements
+            .iter()
+            .map(|f| serde_json::json!({
+                "kind": f.kind.as_str(),
+                "keyword": f.keyword,
+                "tables_read": f.tables_read,
+                "tables_written": f.tables_written,
+                "has_where": f.has_where,
+                "has_limit": f.has_limit,
+                "parsed": f.parsed,
+                "nested": f.nested,
+            }))
+            .collect::<Vec<_>>())
+    }
+}
+
 #[cfg(test)]
 mod tests;

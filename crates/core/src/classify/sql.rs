@@ -92,7 +92,23 @@ fn options_say_analyze(options: Option<&[UtilityOption]>) -> bool {
 
 /// The leading keywords of a parsed statement, from its rendered text.
 fn keyword_of(stmt: &Statement, dialect: Dialect) -> String {
-    leading_keyword_of_tokens(&tokens(&stmt.to_string(), dialect))
+    let text = stmt.to_string();
+    let keyword = leading_keyword_of_tokens(&tokens(&text, dialect));
+    if keyword == "SET" {
+        // MySQL's `SET @@GLOBAL.x = …` is `SET GLOBAL x = …` by another
+        // spelling; name it the same so one rule covers both.
+        let upper = text.to_ascii_uppercase();
+        for (marker, named) in [
+            ("@@PERSIST_ONLY.", "SET PERSIST_ONLY"),
+            ("@@PERSIST.", "SET PERSIST"),
+            ("@@GLOBAL.", "SET GLOBAL"),
+        ] {
+            if upper.contains(marker) {
+                return named.to_string();
+            }
+        }
+    }
+    keyword
 }
 
 /// What a data-changing statement does to its target.

@@ -452,3 +452,70 @@ fn cached_classifications_do_not_depend_on_literals() {
     let c = my("select * from t where x = 'secret-value' into outfile");
     assert!(!c.parse_error.unwrap_or_default().contains("secret"));
 }
+
+#[test]
+fn mysql_risky_forms_are_classified() {
+    let kind = |sql: &str| {
+        let c = my(sql);
+        (c.statements[0].kind, c.statements[0].keyword.clone())
+    };
+    assert_eq!(
+        kind("SELECT * FROM customers INTO OUTFILE '/tmp/x'").0,
+        StatementKind::Copy
+    );
+    assert_eq!(
+        kind("LOAD DATA LOCAL INFILE 'x' INTO TABLE t").0,
+        StatementKind::Copy
+    );
+    assert_eq!(
+        kind("LOAD DATA INFILE 'x' INTO TABLE t").0,
+        StatementKind::Copy
+    );
+    assert_eq!(
+        kind("HANDLER customers READ FIRST"),
+        (StatementKind::Utility, "HANDLER".into())
+    );
+    assert_eq!(
+        kind("SET GLOBAL general_log = 1"),
+        (StatementKind::Set, "SET GLOBAL".into())
+    );
+    assert_eq!(
+        kind("CREATE USER bob IDENTIFIED BY 'pw'").0,
+        StatementKind::Dcl
+    );
+    assert_eq!(kind("GRANT ALL ON *.* TO bob").0, StatementKind::Dcl);
+    assert_eq!(kind("KILL 5"), (StatementKind::Utility, "KILL".into()));
+    // PREPARE … FROM 'literal' exposes its body to policy; FROM @variable
+    // cannot be read, so its body is Unknown (fail closed).
+    let c = my("PREPARE s FROM 'DELETE FROM customers'");
+    assert_eq!(c.statements[0].kind, StatementKind::Prepare);
+    assert_eq!(c.statements[0].prepared_name.as_deref(), Some("s"));
+    assert!(c.statements[1].nested && c.statements[1].kind == StatementKind::Delete);
+    assert!(!c.statements[1].has_where);
+    let c = my("PREPARE s FROM @q");
+    assert_eq!(c.statements[1].kind, StatementKind::Unknown);
+    // Multi-statements: one entry per statement, WHERE facts intact.
+    let c = my("select 1; update customers set phone='1' where id = 2");
+    assert_eq!(c.statements.len(), 2);
+    assert!(c.statements[1].kind == StatementKind::Update && c.statements[1].has_where);
+}
+
+#[test]
+fn mysql_global_settings_are_named_whatever_the_spelling() {
+    for sql in [
+        "SET GLOBAL general_log = 1",
+        "SET @@GLOBAL.general_log = 1",
+        "set @@global.general_log = 1",
+        "SET @@session.sql_mode = '', @@global.general_log = 1",
+    ] {
+        assert_eq!(my(sql).statements[0].keyword, "SET GLOBAL", "{sql}");
+    }
+    assert_eq!(
+        my("SET @@session.sql_mode = ''").statements[0].keyword,
+        "SET"
+    );
+    assert_eq!(
+        my("SET PERSIST max_connections = 10").statements[0].keyword,
+        "SET PERSIST"
+    );
+}

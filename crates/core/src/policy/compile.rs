@@ -43,10 +43,10 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
                 conn.name
             )));
         }
-        if conn.tls == super::TargetTls::Require {
+        if conn.tls == super::TargetTls::Require && conn.kind != super::ConnectionKind::Mysql {
             // Refuse rather than silently connecting in plaintext.
             return Err(PolicyError::Other(format!(
-                "connection \"{}\": tls = \"require\" to the target is not supported yet; reach the target over a trusted network (tls = \"disable\") or wait for target TLS",
+                "connection \"{}\": tls = \"require\" to a PostgreSQL target is not supported yet; reach the target over a trusted network (tls = \"disable\") or wait for target TLS",
                 conn.name
             )));
         }

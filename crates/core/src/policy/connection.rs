@@ -9,6 +9,8 @@ use std::path::PathBuf;
 pub enum ConnectionKind {
     /// PostgreSQL wire protocol.
     Postgres,
+    /// MySQL/MariaDB wire protocol.
+    Mysql,
 }
 
 /// Whether the gateway uses TLS to reach the target.

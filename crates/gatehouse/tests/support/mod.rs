@@ -387,3 +387,133 @@ pub async fn login_raw(gw: &TestGateway, user: &str, group: &str) -> (TcpStream,
     while read_frame(&mut s, &mut buf).await.tag != b'Z' {}
     (s, buf)
 }
+
+// ---- MariaDB -------------------------------------------------------------
+
+use gatehouse::mariadbcluster::{MariaDbAuth, MariaDbCluster};
+
+/// The shared MariaDB target, holding the demo bank in database `bank`.
+pub struct MyTarget {
+    pub server: MariaDbCluster,
+    pub app_password: String,
+}
+
+static MY_TARGET: OnceLock<MyTarget> = OnceLock::new();
+
+/// The gateway's account on MariaDB.
+pub const MY_APP_USER: &str = "gatehouse_app";
+/// The MySQL connection's name (what clients give as the database).
+pub const MY_CONNECTION: &str = "bank_mysql";
+
+/// Start (once) a MariaDB server holding the demo bank.
+pub fn my_target() -> &'static MyTarget {
+    MY_TARGET.get_or_init(|| {
+        let server = MariaDbCluster::start()
+            .expect("start MariaDB (run scripts/test.sh to install mariadb-server)");
+        server.stop_when_process_exits(std::process::id());
+        let app_password = "app-secret-for-mysql-tests".to_string();
+        server
+            .create_user_and_database(MY_APP_USER, &app_password, "bank", MariaDbAuth::Native)
+            .expect("create account");
+        server
+            .sql("bank", &gatehouse::demo_data::demo_schema_sql_mysql(60))
+            .expect("load demo schema");
+        MyTarget {
+            server,
+            app_password,
+        }
+    })
+}
+
+/// Configuration text for a gateway in front of the shared MariaDB only.
+pub fn my_config_text(dir: &Path, extra_top: &str, extra: &str) -> String {
+    let t = my_target();
+    let pw = dir.join("mysql-target.pw");
+    std::fs::write(&pw, &t.app_password).unwrap();
+    format!(
+        r#"state_dir = "state"
+{extra_top}
+
+[postgres]
+listen = "127.0.0.1:0"
+
+[mysql]
+listen = "127.0.0.1:0"
+result_capture_rows = 3
+
+[api]
+listen = "127.0.0.1:0"
+
+[audit]
+checkpoint_every = 20
+checkpoint_interval_secs = 1
+
+[[connections]]
+name = "{MY_CONNECTION}"
+type = "mysql"
+host = "127.0.0.1"
+port = {port}
+database = "bank"
+user = "{MY_APP_USER}"
+password_file = "{pw}"
+allow_groups = ["analysts", "dba"]
+
+{extra}
+{policy}"#,
+        port = t.server.port(),
+        pw = pw.display(),
+        policy = gatehouse::demo::DEMO_POLICY,
+    )
+}
+
+impl TestGateway {
+    /// Start a gateway in front of MariaDB with the demo policy plus `extra`.
+    pub async fn start_mysql(extra_top: &str, extra: &str) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let text = my_config_text(dir.path(), extra_top, extra);
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let cfg = GatewayConfig::load(&config_path).unwrap();
+        let gw = tokio::time::timeout(Duration::from_secs(30), RunningGateway::start(&cfg))
+            .await
+            .expect("gateway start timed out")
+            .expect("gateway starts");
+        TestGateway {
+            gw,
+            dir,
+            config_path,
+        }
+    }
+
+    pub fn mysql_port(&self) -> u16 {
+        self.gw.mysql_addr.expect("mysql listener").port()
+    }
+
+    /// Run the real `mariadb` client through the gateway over TLS with the
+    /// token as a cleartext password (MariaDB's client allows the cleartext
+    /// plugin by default; Oracle's needs `--enable-cleartext-plugin`); one `-e` with all `sql`.
+    pub async fn mariadb(&self, user: &str, token: &str, sql: &str) -> Output {
+        self.mariadb_args(user, token, sql, &[]).await
+    }
+
+    /// `mariadb` with extra arguments.
+    pub async fn mariadb_args(&self, user: &str, token: &str, sql: &str, extra: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new("mariadb");
+        cmd.arg("--no-defaults")
+            .arg("--ssl")
+            .arg("--batch")
+            .arg("-h127.0.0.1")
+            .arg(format!("-P{}", self.mysql_port()))
+            .arg(format!("-u{user}"))
+            .arg(format!("-D{MY_CONNECTION}"))
+            .arg("--connect-timeout=10")
+            .env("MYSQL_PWD", token)
+            .args(extra)
+            .arg("-e")
+            .arg(sql);
+        tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("mariadb timed out")
+            .expect("mariadb runs")
+    }
+}

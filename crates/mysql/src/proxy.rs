@@ -1,0 +1,1239 @@
+//! The command loop of one session: decide on the way in, mask on the way out.
+//!
+//! MySQL is strictly request/response: the client sends one command and
+//! reads its whole response before the next. So one task runs the session:
+//! it reads a command, classifies and decides it, records it (before
+//! anything reaches the target; a failed audit write refuses the command),
+//! forwards what is allowed, then reads the target's response, masks rows
+//! as they stream and writes them to the client. Responses the gateway
+//! makes up itself (a block, a denial) are ERR packets in the place of the
+//! target's response, so every client and driver reports them as errors.
+
+use crate::codec::packets::{self, com, status, Column};
+use crate::codec::{encode_packet, rows, DecodeError, Packet, Reader};
+use crate::io::{PacketReader, StreamError};
+use crate::masking::{self, RowFormat, RowPlan};
+use crate::session::{ClientIo, SessionContext};
+use bytes::BytesMut;
+use gatehouse_core::approval::{HeldCommand, Outcome};
+use gatehouse_core::classify::{Classification, Dialect, StatementFacts, StatementKind};
+use gatehouse_core::mask::MaskCounts;
+use gatehouse_core::pipeline::{redact_secrets, BoxFuture, EventRecord};
+use gatehouse_core::Verdict;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+
+/// Counters reported in the session's end event.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Bytes read from the client.
+    pub bytes_from_client: u64,
+    /// Bytes written to the client.
+    pub bytes_to_client: u64,
+    /// Commands seen.
+    pub commands: u64,
+    /// Commands blocked.
+    pub blocked: u64,
+    /// Why the session ended.
+    pub end_reason: String,
+}
+
+/// Error number of a refused command (`ER_TABLEACCESS_DENIED_ERROR`'s
+/// family: "command denied"), with SQLSTATE 42000.
+const ER_DENIED: u16 = 1142;
+/// `ER_UNKNOWN_ERROR`, for the audit trail failing.
+const ER_UNKNOWN: u16 = 1105;
+/// `ER_QUERY_INTERRUPTED`.
+const ER_INTERRUPTED: u16 = 1317;
+
+/// A server-side prepared statement as the gateway understands it.
+struct Statement {
+    sql: String,
+    classification: Arc<Classification>,
+    /// The statement its result columns follow.
+    output_facts: Option<StatementFacts>,
+    /// The hold verdict when running it needs approval (asked at each
+    /// execution, once the parameters are known).
+    held: Option<Verdict>,
+    /// Parameter count and the types last bound (for showing approvers).
+    params: u16,
+    param_types: Vec<(u8, u8)>,
+    /// The plan of an open cursor (COM_STMT_FETCH rows).
+    cursor: Option<RowPlan>,
+}
+
+/// Per-command accounting.
+struct CommandUnit {
+    id: u64,
+    started: Instant,
+}
+
+/// The result being streamed and what has been counted for it.
+#[derive(Default)]
+struct ResultState {
+    rows: u64,
+    masked: MaskCounts,
+    error: Option<serde_json::Value>,
+    sample: Vec<serde_json::Value>,
+}
+
+/// Run the session until either side closes.
+pub async fn run(
+    ctx: Arc<SessionContext>,
+    client: Box<dyn ClientIo>,
+    client_leftover: BytesMut,
+    target: Box<dyn ClientIo>,
+    target_leftover: BytesMut,
+    grant_end: Option<BoxFuture<'static, String>>,
+) -> SessionStats {
+    let max = ctx.settings.max_packet_len;
+    let mut proxy = Proxy {
+        ctx: ctx.clone(),
+        client: PacketReader::new(client, client_leftover, max),
+        target: PacketReader::new(target, target_leftover, max),
+        statements: HashMap::new(),
+        sql_prepared: HashMap::new(),
+        next_command: 0,
+        stats: SessionStats::default(),
+        out: Vec::with_capacity(64 * 1024),
+        seq: 1,
+    };
+    let grant_end = grant_end.unwrap_or_else(|| Box::pin(std::future::pending()));
+    let reason = proxy.run(grant_end).await;
+    let _ = proxy.flush().await;
+    let _ = proxy.client.get_mut().shutdown().await;
+    let mut stats = std::mem::take(&mut proxy.stats);
+    stats.end_reason = reason;
+    stats
+}
+
+struct Proxy {
+    ctx: Arc<SessionContext>,
+    client: PacketReader<Box<dyn ClientIo>>,
+    target: PacketReader<Box<dyn ClientIo>>,
+    statements: HashMap<u32, Statement>,
+    /// SQL-level `PREPARE name FROM '…'` bodies by name.
+    sql_prepared: HashMap<String, Classification>,
+    next_command: u64,
+    stats: SessionStats,
+    out: Vec<u8>,
+    /// Sequence number of the next packet to the client.
+    seq: u8,
+}
+
+/// How handling a command ended: keep going, or end the session.
+type Step = Result<bool, String>;
+
+/// The words of a statement, lower-cased (quote-unaware; used only to
+/// spot keywords the classifier reports coarsely).
+fn words(sql: &str) -> Vec<String> {
+    sql.to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `KILL [CONNECTION | QUERY] id` → (query only, id).
+pub fn parse_kill(sql: &str) -> Option<(bool, u32)> {
+    let t = sql.trim().trim_end_matches(';').trim();
+    let mut it = t.split_ascii_whitespace();
+    if !it.next()?.eq_ignore_ascii_case("kill") {
+        return None;
+    }
+    let mut next = it.next()?;
+    let mut query = false;
+    if next.eq_ignore_ascii_case("query") {
+        query = true;
+        next = it.next()?;
+    } else if next.eq_ignore_ascii_case("connection") {
+        next = it.next()?;
+    }
+    let id = next.parse().ok()?;
+    it.next().is_none().then_some((query, id))
+}
+
+/// Bound parameters of a COM_STMT_EXECUTE, as approvers see them.
+fn show_params(payload: &[u8], count: u16, last_types: &mut Vec<(u8, u8)>) -> Option<String> {
+    if count == 0 {
+        return Some(String::new());
+    }
+    let mut r = Reader::new(payload, "execute");
+    r.bytes(1 + 4 + 1 + 4).ok()?;
+    let n = count as usize;
+    let bitmap = r.bytes(n.div_ceil(8)).ok()?.to_vec();
+    if r.u8().ok()? == 1 {
+        let mut types = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = r.u8().ok()?;
+            let flags = r.u8().ok()?;
+            types.push((t, flags));
+        }
+        *last_types = types;
+    }
+    if last_types.len() != n {
+        return None;
+    }
+    let mut shown = Vec::with_capacity(n);
+    for (i, (t, flags)) in last_types.iter().enumerate() {
+        if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+            shown.push(format!("?{} = NULL", i + 1));
+            continue;
+        }
+        let col = Column {
+            column_type: *t,
+            flags: if flags & 0x80 != 0 {
+                packets::UNSIGNED_FLAG
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        let len = rows::binary_value_len(*t, r.rest()).ok()?;
+        let wire = r.bytes(len).ok()?;
+        let text = rows::binary_value_text(&col, wire)
+            .map(|s| format!("'{}'", s.replace('\'', "''")))
+            .unwrap_or_else(|| format!("0x{}", hex::encode(wire)));
+        shown.push(format!("?{} = {text}", i + 1));
+    }
+    Some(shown.join(", "))
+}
+
+impl Proxy {
+    async fn run(&mut self, grant_end: BoxFuture<'static, String>) -> String {
+        tokio::pin!(grant_end);
+        loop {
+            if let Err(e) = self.flush().await {
+                return format!("client write failed: {e}");
+            }
+            let next = tokio::select! {
+                p = self.client.next() => p,
+                reason = &mut grant_end => {
+                    self.seq = 0;
+                    self.send_err(4031, "HY000", &format!("gatehouse ended this session: {reason}"));
+                    return reason;
+                }
+            };
+            let pkt = match next {
+                Ok(Some(p)) => p,
+                Ok(None) => return "client disconnected".into(),
+                Err(StreamError::Frame(e)) => {
+                    self.seq = 0;
+                    self.send_err(1153, "08S01", &format!("gatehouse closed the session: {e}"));
+                    return format!("client protocol error: {e}");
+                }
+                Err(e) => return format!("client read failed: {e}"),
+            };
+            self.stats.bytes_from_client += pkt.payload.len() as u64 + 4;
+            self.seq = pkt.last_seq.wrapping_add(1);
+            match self.handle(pkt).await {
+                Ok(true) => {}
+                Ok(false) => return "client quit".into(),
+                Err(reason) => return reason,
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.client.get_mut().write_all(&self.out).await?;
+            self.stats.bytes_to_client += self.out.len() as u64;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    async fn maybe_flush(&mut self) -> Result<(), String> {
+        if self.out.len() >= 64 * 1024 {
+            self.flush()
+                .await
+                .map_err(|e| format!("client write failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Queue one packet to the client.
+    fn send(&mut self, payload: &[u8]) {
+        encode_packet(&mut self.out, &mut self.seq, payload);
+    }
+
+    fn send_err(&mut self, code: u16, sqlstate: &str, message: &str) {
+        self.send(&packets::err(code, sqlstate, message));
+    }
+
+    /// Send a command to the target (a fresh sequence, number 0).
+    async fn forward(&mut self, payload: &[u8]) -> Result<(), String> {
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        let mut seq = 0;
+        encode_packet(&mut out, &mut seq, payload);
+        self.target
+            .get_mut()
+            .write_all(&out)
+            .await
+            .map_err(|e| self.target_failed(&e.to_string()))
+    }
+
+    fn target_failed(&mut self, e: &str) -> String {
+        // 1158 ER_NET_READ_ERROR: a server-range number (client-range ones
+        // such as 2013 make MariaDB's client report a malformed packet).
+        self.send_err(
+            1158,
+            "08S01",
+            &format!("gatehouse lost the connection to the database: {e}"),
+        );
+        format!("target connection failed: {e}")
+    }
+
+    async fn target_next(&mut self) -> Result<Packet, String> {
+        match self.target.next().await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(self.target_failed("the target closed the connection")),
+            Err(e) => Err(self.target_failed(&e.to_string())),
+        }
+    }
+
+    fn protocol_error(&mut self, e: DecodeError) -> String {
+        self.send_err(
+            1047,
+            "08S01",
+            &format!("gatehouse closed the session: malformed command ({e})"),
+        );
+        format!("client protocol error: {e}")
+    }
+
+    /// Handle one client command; `Ok(false)` ends the session cleanly.
+    async fn handle(&mut self, pkt: Packet) -> Step {
+        let payload = pkt.payload;
+        let Some(&cmd) = payload.first() else {
+            return Err(self.protocol_error(DecodeError::Truncated("command")));
+        };
+        match cmd {
+            com::QUIT => {
+                let _ = self.forward(&payload).await;
+                Ok(false)
+            }
+            com::QUERY => {
+                let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+                self.query(&payload, sql).await
+            }
+            com::INIT_DB => self.init_db(&payload).await,
+            com::FIELD_LIST => self.field_list(&payload).await,
+            com::STMT_PREPARE => {
+                let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+                self.prepare(&payload, sql).await
+            }
+            com::STMT_EXECUTE => self.execute(&payload).await,
+            com::STMT_FETCH => self.fetch(&payload).await,
+            com::STMT_SEND_LONG_DATA => {
+                let id = packets::statement_id(&payload).map_err(|e| self.protocol_error(e))?;
+                if self.statements.contains_key(&id) {
+                    self.forward(&payload).await?;
+                }
+                Ok(true)
+            }
+            com::STMT_CLOSE => {
+                let id = packets::statement_id(&payload).map_err(|e| self.protocol_error(e))?;
+                if self.statements.remove(&id).is_some() {
+                    self.forward(&payload).await?;
+                }
+                Ok(true)
+            }
+            com::STMT_RESET => {
+                let id = packets::statement_id(&payload).map_err(|e| self.protocol_error(e))?;
+                if !self.statements.contains_key(&id) {
+                    self.unknown_statement(id);
+                    return Ok(true);
+                }
+                self.forward(&payload).await?;
+                self.relay_one().await
+            }
+            com::PING | com::STATISTICS | com::SET_OPTION => {
+                self.forward(&payload).await?;
+                self.relay_one().await
+            }
+            com::RESET_CONNECTION => {
+                self.statements.clear();
+                self.sql_prepared.clear();
+                self.forward(&payload).await?;
+                self.relay_one().await
+            }
+            com::PROCESS_KILL => {
+                let id = packets::statement_id(&payload).map_err(|e| self.protocol_error(e))?;
+                self.kill(&format!("KILL {id}"), false, id).await
+            }
+            other => {
+                self.stats.blocked += 1;
+                let what = match other {
+                    com::CHANGE_USER => {
+                        "COM_CHANGE_USER (reconnect instead: your token is the identity)"
+                    }
+                    com::DEBUG => "COM_DEBUG",
+                    0x12 | 0x15 | 0x1e => "replication commands",
+                    _ => "this command",
+                };
+                self.send_err(
+                    1047,
+                    "08S01",
+                    &format!("gatehouse does not relay {what} (command 0x{other:02x})"),
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// Relay a one-packet response (OK, ERR, EOF or a string).
+    async fn relay_one(&mut self) -> Step {
+        let p = self.target_next().await?;
+        self.relay_err_or(&p.payload);
+        Ok(true)
+    }
+
+    /// Send a target packet, masking it first if it is an ERR.
+    fn relay_err_or(&mut self, payload: &[u8]) -> Option<packets::Err> {
+        if payload.first() == Some(&0xff) {
+            let mut counts = MaskCounts::default();
+            let masked = masking::mask_err(&self.ctx.pipeline.masker, payload, &mut counts);
+            let bytes = masked.as_deref().unwrap_or(payload).to_vec();
+            self.send(&bytes);
+            packets::parse_err(&bytes).ok()
+        } else {
+            self.send(payload);
+            None
+        }
+    }
+
+    fn unknown_statement(&mut self, id: u32) {
+        self.send_err(
+            1243,
+            "HY000",
+            &format!("Unknown prepared statement handler ({id}) given to gatehouse: prepare it again through the gateway"),
+        );
+    }
+
+    /// Classify a command, resolving SQL-level EXECUTE to the body it runs.
+    /// Returns the classification to decide on, per result the facts its
+    /// columns follow, and a refusal only the adapter can see.
+    fn resolve(&self, sql: &str) -> (Classification, Vec<Option<StatementFacts>>, Option<Verdict>) {
+        let base = self.ctx.pipeline.classify(sql, Dialect::MySql);
+        let mut decide_on = (*base).clone();
+        let mut outputs = Vec::new();
+        let mut refusal = None;
+        for f in base.statements.iter().filter(|f| !f.nested) {
+            if f.kind == StatementKind::Execute {
+                let name = f.prepared_name.clone().unwrap_or_default();
+                match self.sql_prepared.get(&name.to_ascii_lowercase()).cloned() {
+                    Some(body) => {
+                        outputs.push(body.statements.first().cloned());
+                        decide_on.statements.extend(body.statements);
+                    }
+                    None => {
+                        outputs.push(None);
+                        refusal = Some(Verdict::Block {
+                            rule: "unknown-prepared-statement".into(),
+                            message: format!("EXECUTE {name}: gatehouse has not seen this statement prepared, so it cannot check it"),
+                        });
+                    }
+                }
+            } else {
+                outputs.push(Some(f.clone()));
+            }
+        }
+        (decide_on, outputs, refusal)
+    }
+
+    /// Verdict for a command: policy, plus MySQL forms the gateway refuses
+    /// whatever the policy, because it could not enforce masking or
+    /// identity through them.
+    fn verdict_for(
+        &self,
+        sql: &str,
+        classification: &Classification,
+        refusal: Option<Verdict>,
+    ) -> Verdict {
+        let ctx = &self.ctx;
+        let mut verdict = ctx
+            .pipeline
+            .decide(&ctx.identity, &ctx.connection, sql, classification);
+        if let Some(r) = refusal {
+            verdict = verdict.stricter(r);
+        }
+        let w = words(sql);
+        let has = |k: &str| w.iter().any(|x| x == k);
+        let copy = classification
+            .statements
+            .iter()
+            .any(|f| f.kind == StatementKind::Copy);
+        if (copy || has("into")) && (has("outfile") || has("dumpfile")) {
+            verdict = verdict.stricter(Verdict::Block {
+                rule: "mysql-file-export".into(),
+                message: "SELECT … INTO OUTFILE/DUMPFILE writes results to the server's disk, where gatehouse cannot mask them; select the rows to your client instead".into(),
+            });
+        }
+        if has("load") && has("local") && has("infile") {
+            verdict = verdict.stricter(Verdict::Block {
+                rule: "mysql-local-infile".into(),
+                message: "LOAD DATA LOCAL INFILE is disabled through gatehouse (the client-file capability is not offered); load server-side files or use INSERT".into(),
+            });
+        }
+        if classification
+            .statements
+            .iter()
+            .any(|f| f.keyword.starts_with("KILL"))
+        {
+            verdict = verdict.stricter(Verdict::Block {
+                rule: "mysql-kill".into(),
+                message: "through gatehouse, KILL takes the form KILL [QUERY | CONNECTION] id, with an id this gateway gave you".into(),
+            });
+        }
+        verdict
+    }
+
+    async fn record_command(
+        &mut self,
+        sql: &str,
+        classification: &Classification,
+        verdict: &Verdict,
+        protocol: &str,
+        approval: Option<u64>,
+    ) -> Result<u64, String> {
+        self.next_command += 1;
+        self.stats.commands += 1;
+        let id = self.next_command;
+        let event = EventRecord {
+            kind: "command",
+            session_id: Some(self.ctx.id.clone()),
+            subject: Some(self.ctx.identity.subject.clone()),
+            connection: Some(self.ctx.connection.clone()),
+            data: serde_json::json!({
+                "command_id": id,
+                "protocol": protocol,
+                "sql": redact_secrets(sql),
+                "statements": classification.facts_json(),
+                "parse_error": classification.parse_error,
+                "verdict": verdict,
+                "approval_request": approval,
+            }),
+        };
+        self.ctx.pipeline.recorder.record(event).await.map(|_| id)
+    }
+
+    fn audit_refusal(&mut self, e: &str) {
+        self.send_err(
+            ER_UNKNOWN,
+            "HY000",
+            &format!("gatehouse could not record this command in the audit trail, so it was not run: {e}; ask an administrator to check the gateway's audit store"),
+        );
+    }
+
+    /// Decide, hold and record a command. `Ok(Some(id))`: forward it now;
+    /// `Ok(None)`: refused (the ERR is queued); `Err`: the session ends.
+    async fn admit(
+        &mut self,
+        sql: &str,
+        shown: &str,
+        classification: &Classification,
+        verdict: &Verdict,
+        protocol: &str,
+    ) -> Result<Option<u64>, String> {
+        let approval = if matches!(verdict, Verdict::Hold { .. }) {
+            match self.open_hold(shown, verdict).await {
+                Ok(opened) => Some(opened),
+                Err((code, msg)) => {
+                    self.stats.blocked += 1;
+                    self.send_err(
+                        code,
+                        if code == ER_DENIED { "42000" } else { "HY000" },
+                        &msg,
+                    );
+                    return Ok(None);
+                }
+            }
+        } else {
+            None
+        };
+        let recorded = self
+            .record_command(
+                sql,
+                classification,
+                verdict,
+                protocol,
+                approval.as_ref().map(|a| a.0),
+            )
+            .await;
+        let id = match recorded {
+            Err(e) => {
+                if let Some((a, _)) = approval {
+                    self.withdraw(a, "the command could not be recorded").await;
+                }
+                self.audit_refusal(&e);
+                return Ok(None);
+            }
+            Ok(id) => id,
+        };
+        if let Verdict::Block { rule, message } = verdict {
+            self.stats.blocked += 1;
+            self.send_err(
+                ER_DENIED,
+                "42000",
+                &format!("blocked by gatehouse rule \"{rule}\": {message} (the statement was not sent to the database; the attempt is recorded in the audit trail)"),
+            );
+            return Ok(None);
+        }
+        if let Some((a, link)) = approval {
+            match self.await_decision(a, &link).await {
+                Ok(()) => {}
+                Err(Some((code, msg))) => {
+                    self.stats.blocked += 1;
+                    self.send_err(
+                        code,
+                        if code == ER_DENIED { "42000" } else { "70100" },
+                        &msg,
+                    );
+                    return Ok(None);
+                }
+                Err(None) => return Err("client disconnected while its statement was held".into()),
+            }
+        }
+        Ok(Some(id))
+    }
+
+    async fn query(&mut self, payload: &[u8], sql: String) -> Step {
+        if let Some((query, id)) = parse_kill(&sql) {
+            return self.kill(&sql, query, id).await;
+        }
+        let (classification, outputs, refusal) = self.resolve(&sql);
+        let verdict = self.verdict_for(&sql, &classification, refusal);
+        let Some(id) = self
+            .admit(&sql, &sql, &classification, &verdict, "text")
+            .await?
+        else {
+            return Ok(true);
+        };
+        self.remember_sql_prepares(&classification);
+        self.forward(payload).await?;
+        let unit = CommandUnit {
+            id,
+            started: Instant::now(),
+        };
+        self.relay_results(RowFormat::Text, &outputs, unit, None)
+            .await
+    }
+
+    /// Keep the bodies of `PREPARE name FROM '…'` so a later EXECUTE is
+    /// checked against what it runs.
+    fn remember_sql_prepares(&mut self, c: &Classification) {
+        for (i, f) in c.statements.iter().enumerate() {
+            if f.kind == StatementKind::Prepare && !f.nested {
+                let body: Vec<StatementFacts> = c.statements[i + 1..]
+                    .iter()
+                    .take_while(|b| b.nested)
+                    .cloned()
+                    .collect();
+                if let Some(name) = &f.prepared_name {
+                    self.sql_prepared.insert(
+                        name.to_ascii_lowercase(),
+                        Classification {
+                            statements: body,
+                            parse_error: c.parse_error.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Plan the masking of a result set with these columns.
+    fn plan(
+        &self,
+        facts: Option<&StatementFacts>,
+        columns: Vec<Column>,
+        format: RowFormat,
+    ) -> RowPlan {
+        let ctx = &self.ctx;
+        let names: Vec<String> = columns.iter().map(Column::name_str).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut masks =
+            ctx.pipeline
+                .policy
+                .column_masks(&ctx.identity, &ctx.connection, facts, &names);
+        // Defence in depth: the target names each result column's table and
+        // column of origin; a rule covering that origin masks it too (an
+        // alias the classifier could not trace, a view over a table).
+        let origins: Vec<String> = columns
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.org_name).into_owned())
+            .collect();
+        for (i, c) in columns.iter().enumerate() {
+            if masks[i].is_some() || c.org_table.is_empty() || c.org_name.is_empty() {
+                continue;
+            }
+            let table = String::from_utf8_lossy(&c.org_table).to_string();
+            let facts = origin_facts(&table, &origins[i]);
+            masks[i] = ctx
+                .pipeline
+                .policy
+                .column_masks(
+                    &ctx.identity,
+                    &ctx.connection,
+                    Some(&facts),
+                    &[origins[i].as_str()],
+                )
+                .pop()
+                .flatten();
+        }
+        let detect = ctx.pipeline.policy.detectors_apply(&ctx.identity);
+        RowPlan::new(columns, masks, detect, format)
+    }
+
+    /// Relay the response to a query or execution: OK/ERR packets and result
+    /// sets, as many as the target sends (multi-statements, procedures).
+    async fn relay_results(
+        &mut self,
+        format: RowFormat,
+        outputs: &[Option<StatementFacts>],
+        unit: CommandUnit,
+        statement: Option<u32>,
+    ) -> Step {
+        let mut result = ResultState::default();
+        let mut index = 0;
+        loop {
+            let p = self.target_next().await?;
+            match p.payload.first() {
+                Some(0x00) => {
+                    if let Ok(ok) = packets::parse_ok(&p.payload) {
+                        result.rows += ok.affected_rows;
+                        self.send(&p.payload);
+                        if ok.status & status::MORE_RESULTS_EXISTS != 0 {
+                            index += 1;
+                            continue;
+                        }
+                    } else {
+                        self.send(&p.payload);
+                    }
+                    break;
+                }
+                Some(0xff) => {
+                    if let Some(e) = self.relay_err_or(&p.payload) {
+                        result.error = Some(
+                            serde_json::json!({"code": e.code, "sqlstate": e.sqlstate, "message": e.message}),
+                        );
+                    }
+                    break;
+                }
+                Some(0xfb) => {
+                    // A LOCAL INFILE request, though the capability was not
+                    // negotiated: answer with no data.
+                    let mut out = Vec::new();
+                    let mut seq = p.last_seq.wrapping_add(1);
+                    encode_packet(&mut out, &mut seq, &[]);
+                    self.target
+                        .get_mut()
+                        .write_all(&out)
+                        .await
+                        .map_err(|e| self.target_failed(&e.to_string()))?;
+                    continue;
+                }
+                _ => {}
+            }
+            let count = packets::column_count(&p.payload)
+                .map_err(|e| self.target_failed(&format!("bad result set: {e}")))?;
+            self.send(&p.payload);
+            let mut columns = Vec::with_capacity((count as usize).min(4096));
+            let mut raws = Vec::with_capacity((count as usize).min(4096));
+            for _ in 0..count {
+                let c = self.target_next().await?;
+                let col = packets::parse_column(&c.payload)
+                    .map_err(|e| self.target_failed(&format!("bad column definition: {e}")))?;
+                columns.push(col);
+                raws.push(c.payload);
+            }
+            let facts = outputs.get(index).cloned().flatten();
+            let plan = self.plan(facts.as_ref(), columns, format);
+            for (i, raw) in raws.iter().enumerate() {
+                match plan.rewrite_column(i) {
+                    Some(rewritten) => self.send(&rewritten),
+                    None => self.send(raw),
+                }
+            }
+            let eof = self.target_next().await?;
+            self.send(&eof.payload);
+            let mut st = packets::eof_status(&eof.payload);
+            if st & status::CURSOR_EXISTS != 0 {
+                // Rows come later, through COM_STMT_FETCH.
+                if let Some(s) = statement.and_then(|id| self.statements.get_mut(&id)) {
+                    s.cursor = Some(plan);
+                }
+                break;
+            }
+            let ended = self.relay_rows(&plan, &mut result).await?;
+            match ended {
+                Some(s) => st = s,
+                None => break,
+            }
+            if st & status::MORE_RESULTS_EXISTS == 0 {
+                break;
+            }
+            index += 1;
+        }
+        self.finish(unit, result);
+        Ok(true)
+    }
+
+    /// Relay rows up to the closing EOF (its status) or an ERR (`None`).
+    async fn relay_rows(
+        &mut self,
+        plan: &RowPlan,
+        result: &mut ResultState,
+    ) -> Result<Option<u16>, String> {
+        loop {
+            let r = self.target_next().await?;
+            if packets::is_eof(&r.payload) {
+                self.send(&r.payload);
+                return Ok(Some(packets::eof_status(&r.payload)));
+            }
+            if r.payload.first() == Some(&0xff) {
+                if let Some(e) = self.relay_err_or(&r.payload) {
+                    result.error = Some(
+                        serde_json::json!({"code": e.code, "sqlstate": e.sqlstate, "message": e.message}),
+                    );
+                }
+                return Ok(None);
+            }
+            result.rows += 1;
+            let masked = plan
+                .mask_row(&self.ctx.pipeline.masker, &r.payload, &mut result.masked)
+                .map_err(|e| self.target_failed(&format!("bad row: {e}")))?;
+            let bytes: &[u8] = masked.as_deref().unwrap_or(&r.payload);
+            if result.sample.len() < self.ctx.settings.result_capture_rows {
+                if let Some(s) = plan.sample(bytes) {
+                    result.sample.push(s);
+                }
+            }
+            let bytes = bytes.to_vec();
+            self.send(&bytes);
+            self.maybe_flush().await?;
+        }
+    }
+
+    /// Record the outcome of one command (without holding up the session).
+    fn finish(&mut self, unit: CommandUnit, result: ResultState) {
+        let ctx = &self.ctx;
+        let event = EventRecord {
+            kind: "command.result",
+            session_id: Some(ctx.id.clone()),
+            subject: Some(ctx.identity.subject.clone()),
+            connection: Some(ctx.connection.clone()),
+            data: serde_json::json!({
+                "command_id": unit.id,
+                "rows": result.rows,
+                "duration_us": unit.started.elapsed().as_micros() as u64,
+                "masked": result.masked,
+                "error": result.error,
+                "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
+            }),
+        };
+        let recorder = ctx.pipeline.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.record(event).await {
+                tracing::error!(error = %e, "could not record a command result");
+            }
+        });
+    }
+
+    async fn init_db(&mut self, payload: &[u8]) -> Step {
+        let db = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let sql = format!("USE `{}`", db.replace('`', "``"));
+        if db != self.ctx.database && db != self.ctx.connection {
+            self.stats.blocked += 1;
+            let msg = format!(
+                "connection \"{}\" is bound to database \"{}\"; to reach \"{db}\", connect to the gatehouse connection of that name",
+                self.ctx.connection, self.ctx.database
+            );
+            self.send_err(1044, "42000", &msg);
+            return Ok(true);
+        }
+        let classification = self.ctx.pipeline.classify(&sql, Dialect::MySql);
+        if let Err(e) = self
+            .record_command(
+                &sql,
+                &classification,
+                &Verdict::Allow { rule: None },
+                "init_db",
+                None,
+            )
+            .await
+        {
+            self.audit_refusal(&e);
+            return Ok(true);
+        }
+        let mut fwd = vec![com::INIT_DB];
+        fwd.extend_from_slice(self.ctx.database.clone().as_bytes());
+        self.forward(&fwd).await?;
+        self.relay_one().await
+    }
+
+    async fn field_list(&mut self, payload: &[u8]) -> Step {
+        let mut r = Reader::new(&payload[1..], "field list");
+        let table = String::from_utf8_lossy(r.nul_or_eof_str()).into_owned();
+        let sql = format!("SELECT * FROM `{}` LIMIT 0", table.replace('`', "``"));
+        let classification = self.ctx.pipeline.classify(&sql, Dialect::MySql);
+        let verdict = self.verdict_for(&sql, &classification, None);
+        let Some(_) = self
+            .admit(&sql, &sql, &classification, &verdict, "field_list")
+            .await?
+        else {
+            return Ok(true);
+        };
+        self.forward(payload).await?;
+        // Column definitions up to EOF, or an ERR.
+        loop {
+            let p = self.target_next().await?;
+            if packets::is_eof(&p.payload) || p.payload.first() == Some(&0xff) {
+                self.relay_err_or(&p.payload);
+                return Ok(true);
+            }
+            self.send(&p.payload);
+        }
+    }
+
+    async fn prepare(&mut self, payload: &[u8], sql: String) -> Step {
+        let (classification, outputs, refusal) = self.resolve(&sql);
+        let verdict = self.verdict_for(&sql, &classification, refusal);
+        if let Verdict::Block { .. } = verdict {
+            // Refused at PREPARE: recorded, never sent.
+            self.admit(&sql, &sql, &classification, &verdict, "prepare")
+                .await?;
+            return Ok(true);
+        }
+        self.forward(payload).await?;
+        let first = self.target_next().await?;
+        if first.payload.first() != Some(&0x00) {
+            self.relay_err_or(&first.payload);
+            return Ok(true);
+        }
+        let ok = packets::parse_prepare_ok(&first.payload)
+            .map_err(|e| self.target_failed(&format!("bad prepare response: {e}")))?;
+        self.send(&first.payload);
+        if ok.params > 0 {
+            for _ in 0..=ok.params {
+                let p = self.target_next().await?;
+                self.send(&p.payload);
+            }
+        }
+        let output_facts = outputs.into_iter().next().flatten();
+        if ok.columns > 0 {
+            let mut columns = Vec::new();
+            let mut raws = Vec::new();
+            for _ in 0..ok.columns {
+                let c = self.target_next().await?;
+                let col = packets::parse_column(&c.payload)
+                    .map_err(|e| self.target_failed(&format!("bad column definition: {e}")))?;
+                columns.push(col);
+                raws.push(c.payload);
+            }
+            let plan = self.plan(output_facts.as_ref(), columns, RowFormat::Binary);
+            for (i, raw) in raws.iter().enumerate() {
+                match plan.rewrite_column(i) {
+                    Some(rewritten) => self.send(&rewritten),
+                    None => self.send(raw),
+                }
+            }
+            let eof = self.target_next().await?;
+            self.send(&eof.payload);
+        }
+        self.statements.insert(
+            ok.statement_id,
+            Statement {
+                sql,
+                classification: Arc::new(classification),
+                output_facts,
+                held: matches!(verdict, Verdict::Hold { .. }).then_some(verdict),
+                params: ok.params,
+                param_types: Vec::new(),
+                cursor: None,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn execute(&mut self, payload: &[u8]) -> Step {
+        let id = packets::statement_id(payload).map_err(|e| self.protocol_error(e))?;
+        let Some(stmt) = self.statements.get_mut(&id) else {
+            self.unknown_statement(id);
+            return Ok(true);
+        };
+        let params = show_params(payload, stmt.params, &mut stmt.param_types);
+        let sql = stmt.sql.clone();
+        let classification = stmt.classification.clone();
+        let facts = stmt.output_facts.clone();
+        let verdict = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
+        let shown = match params.as_deref() {
+            Some("") => sql.clone(),
+            Some(p) => format!("{sql}\n-- parameters: {p}"),
+            None => format!("{sql}\n-- parameters: (not readable by gatehouse)"),
+        };
+        let Some(command) = self
+            .admit(&sql, &shown, &classification, &verdict, "prepared")
+            .await?
+        else {
+            return Ok(true);
+        };
+        self.forward(payload).await?;
+        let unit = CommandUnit {
+            id: command,
+            started: Instant::now(),
+        };
+        self.relay_results(RowFormat::Binary, &[facts], unit, Some(id))
+            .await
+    }
+
+    async fn fetch(&mut self, payload: &[u8]) -> Step {
+        let id = packets::statement_id(payload).map_err(|e| self.protocol_error(e))?;
+        let Some(plan) = self.statements.get(&id).and_then(|s| s.cursor.clone()) else {
+            self.unknown_statement(id);
+            return Ok(true);
+        };
+        self.forward(payload).await?;
+        let mut result = ResultState::default();
+        self.relay_rows(&plan, &mut result).await?;
+        Ok(true)
+    }
+
+    /// `KILL [QUERY] id`: ids are the gateway's, mapped to the target's
+    /// own; only the caller's own sessions on this connection. A KILL QUERY
+    /// of a session waiting for approval withdraws its request.
+    async fn kill(&mut self, sql: &str, query: bool, id: u32) -> Step {
+        let classification = self.ctx.pipeline.classify(sql, Dialect::MySql);
+        let target = self.ctx.kills.get(id);
+        let verdict = match &target {
+            Some(t)
+                if t.connection == self.ctx.connection
+                    && t.subject == self.ctx.identity.subject =>
+            {
+                Verdict::Allow { rule: None }
+            }
+            Some(_) => Verdict::Block {
+                rule: "mysql-kill".into(),
+                message: format!("you are not the owner of thread {id}"),
+            },
+            None => Verdict::Block {
+                rule: "mysql-kill".into(),
+                message: format!("unknown thread id: {id}"),
+            },
+        };
+        let Some(cmd) = self
+            .admit(sql, sql, &classification, &verdict, "text")
+            .await?
+        else {
+            return Ok(true);
+        };
+        let Some(t) = target else {
+            return Ok(true);
+        };
+        if query && t.holding.load(std::sync::atomic::Ordering::SeqCst) {
+            // Nothing runs on the target while a statement is held: withdraw
+            // the request only (a KILL QUERY sent to an idle target session
+            // could interrupt that session's next statement instead).
+            t.held.notify_waiters();
+            self.send(&packets::ok(&packets::Ok {
+                status: status::AUTOCOMMIT,
+                ..Default::default()
+            }));
+            return Ok(true);
+        }
+        let mut fwd = vec![com::QUERY];
+        fwd.extend_from_slice(
+            format!("KILL {}{}", if query { "QUERY " } else { "" }, t.target_id).as_bytes(),
+        );
+        self.forward(&fwd).await?;
+        let unit = CommandUnit {
+            id: cmd,
+            started: Instant::now(),
+        };
+        self.relay_results(RowFormat::Text, &[], unit, None).await
+    }
+
+    /// Open an approval request for a held command. On failure, the ERR.
+    async fn open_hold(
+        &mut self,
+        command: &str,
+        verdict: &Verdict,
+    ) -> Result<(u64, String), (u16, String)> {
+        let Verdict::Hold {
+            rule,
+            message,
+            requirement,
+        } = verdict
+        else {
+            return Err((ER_DENIED, "internal: not a held command".into()));
+        };
+        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
+            return Err((
+                ER_DENIED,
+                format!("gatehouse rule \"{rule}\" requires approval: {message}; approvals are not enabled on this gateway, so the statement was not run"),
+            ));
+        };
+        let held = HeldCommand {
+            requester: self.ctx.identity.clone(),
+            connection: self.ctx.connection.clone(),
+            session_id: self.ctx.id.clone(),
+            protocol: "mysql".into(),
+            command: redact_secrets(command).into_owned(),
+            rule: rule.clone(),
+            message: message.clone(),
+            requirement: requirement.clone(),
+        };
+        let opened = broker.open(held).await.map_err(|e| {
+            (
+                ER_UNKNOWN,
+                format!("gatehouse could not open an approval request, so the statement was not run: {e}"),
+            )
+        })?;
+        // MySQL has no asynchronous notice: the client simply waits for
+        // its response. The wait is visible to approvers (console, API,
+        // notifications) and in the gateway's log.
+        tracing::info!(
+            session = %self.ctx.id,
+            request = opened.id,
+            link = %opened.link,
+            "mysql statement held for approval; the client waits for the decision"
+        );
+        Ok((opened.id, opened.link))
+    }
+
+    async fn withdraw(&mut self, id: u64, why: &str) {
+        if let Some(broker) = self.ctx.pipeline.approvals.clone() {
+            broker.withdraw(id, why).await;
+        }
+    }
+
+    /// The decision, or why waiting stopped (`Err(None)`: the client left).
+    async fn wait_outcome(
+        &mut self,
+        id: u64,
+        broker: &Arc<dyn gatehouse_core::approval::ApprovalBroker>,
+        mut cancelled: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        mut decision: std::pin::Pin<&mut BoxFuture<'_, Outcome>>,
+    ) -> Result<Outcome, Option<(u16, String)>> {
+        let outcome = loop {
+            let watch_client = self.client.pending_bytes() < (1 << 20);
+            tokio::select! {
+                outcome = &mut decision => break outcome,
+                _ = &mut cancelled => {
+                    broker.withdraw(id, "cancelled by the client (KILL QUERY)").await;
+                    return Err(Some((
+                        ER_INTERRUPTED,
+                        format!("Query execution was interrupted: approval request #{id} was withdrawn"),
+                    )));
+                }
+                read = self.client.fill(), if watch_client => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        broker.withdraw(id, "the client disconnected while waiting").await;
+                        return Err(None);
+                    }
+                }
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Wait for people to decide request `id`, watching the client: if it
+    /// hangs up (or its statement is killed), the request is withdrawn so
+    /// it can never run later. `Ok` means approved and claimed.
+    /// `Err(None)`: the client is gone.
+    async fn await_decision(&mut self, id: u64, link: &str) -> Result<(), Option<(u16, String)>> {
+        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
+            return Err(Some((ER_DENIED, "approvals are not enabled".into())));
+        };
+        let cancel = self.ctx.held_cancel.clone();
+        let cancelled = cancel.notified();
+        let decision = broker.wait(id);
+        tokio::pin!(cancelled, decision);
+        // Register interest before announcing the wait, so a KILL QUERY
+        // right after cannot be missed.
+        cancelled.as_mut().enable();
+        let holding = self.ctx.holding.clone();
+        holding.store(true, std::sync::atomic::Ordering::SeqCst);
+        let outcome = self.wait_outcome(id, &broker, cancelled, decision).await;
+        holding.store(false, std::sync::atomic::Ordering::SeqCst);
+        let outcome = outcome?;
+        match outcome {
+            Outcome::Approved { approvers } => {
+                tracing::info!(request = id, approvers = ?approvers, "held mysql statement approved; running it");
+                Ok(())
+            }
+            Outcome::Denied { approver, reason } => Err(Some((
+                ER_DENIED,
+                format!("approval request #{id} was denied by {approver}: {reason} (the statement was not run; see {link})"),
+            ))),
+            Outcome::Expired => Err(Some((
+                ER_DENIED,
+                format!("approval request #{id} expired before anyone decided (the statement was not run; run it again to ask again)"),
+            ))),
+            Outcome::Cancelled(why) => Err(Some((
+                ER_DENIED,
+                format!("approval request #{id} was withdrawn: {why} (the statement was not run)"),
+            ))),
+        }
+    }
+}
+
+/// Facts of a one-column `SELECT column FROM table`, to ask the column
+/// rules about a result column's origin as the target reports it.
+fn origin_facts(table: &str, column: &str) -> StatementFacts {
+    use gatehouse_core::classify::{ColumnSource, OutputColumn};
+    let table = table.to_ascii_lowercase();
+    let column = column.to_ascii_lowercase();
+    StatementFacts {
+        kind: StatementKind::Select,
+        keyword: "SELECT".into(),
+        tables_read: [table.clone()].into_iter().collect(),
+        tables_written: Default::default(),
+        has_where: false,
+        has_limit: false,
+        copy_direction: None,
+        prepared_name: None,
+        output: Some(vec![OutputColumn::Expr {
+            name: Some(column.clone()),
+            sources: vec![ColumnSource {
+                tables: vec![table],
+                column,
+            }],
+        }]),
+        parsed: true,
+        nested: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_forms() {
+        assert_eq!(parse_kill("KILL 12"), Some((false, 12)));
+        assert_eq!(parse_kill("kill query 7;"), Some((true, 7)));
+        assert_eq!(parse_kill("KILL CONNECTION 9"), Some((false, 9)));
+        assert_eq!(parse_kill("KILL USER bob"), None);
+        assert_eq!(parse_kill("select 1"), None);
+    }
+
+    #[test]
+    fn execute_parameters_are_shown() {
+        // stmt 1, no cursor, 1 iteration, 2 params: bitmap, new types,
+        // LONGLONG 7 and VAR_STRING 'x'.
+        let mut p = vec![com::STMT_EXECUTE, 1, 0, 0, 0, 0, 1, 0, 0, 0];
+        p.push(0); // null bitmap
+        p.push(1); // new params bound
+        p.extend_from_slice(&[packets::ty::LONGLONG, 0, packets::ty::VAR_STRING, 0]);
+        p.extend_from_slice(&7i64.to_le_bytes());
+        p.extend_from_slice(&[1, b'x']);
+        let mut types = Vec::new();
+        assert_eq!(
+            show_params(&p, 2, &mut types).as_deref(),
+            Some("?1 = '7', ?2 = 'x'")
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! One client connection: the handshake, TLS, the caller's token as the
+//! password (`mysql_clear_password`), authorization, and the gateway's own
+//! login to the target.
+
+use crate::codec::packets::{self, cap, status, Handshake};
+use crate::codec::{encode_packet, frame};
+use crate::io::PacketReader;
+use crate::proxy;
+use crate::target;
+use bytes::BytesMut;
+use gatehouse_core::pipeline::{EventRecord, Pipeline};
+use gatehouse_core::policy::ConnectionKind;
+use gatehouse_core::Identity;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// Settings of the MySQL listener.
+#[derive(Debug, Clone)]
+pub struct AdapterSettings {
+    /// Accept tokens without TLS from loopback clients (raw-protocol tests).
+    pub allow_plaintext_loopback: bool,
+    /// Refuse a token whose subject (or email) differs from the user name.
+    pub require_subject_match: bool,
+    /// Largest logical packet accepted from a client or target.
+    pub max_packet_len: usize,
+    /// Masked result rows kept in each command's audit event (0: none).
+    pub result_capture_rows: usize,
+    /// Version string in the greeting.
+    pub server_version: String,
+}
+
+impl Default for AdapterSettings {
+    fn default() -> Self {
+        AdapterSettings {
+            allow_plaintext_loopback: false,
+            require_subject_match: false,
+            max_packet_len: frame::DEFAULT_MAX_PACKET_LEN,
+            result_capture_rows: 0,
+            server_version: DEFAULT_SERVER_VERSION.into(),
+        }
+    }
+}
+
+/// The greeting's version: MariaDB's `5.5.5-` prefix, so MySQL clients and
+/// MariaDB clients alike read it as a MariaDB 10.11 server.
+pub const DEFAULT_SERVER_VERSION: &str = "5.5.5-10.11.0-MariaDB-gatehouse";
+
+/// A byte stream to the client, plain or TLS.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// A live session, as `KILL` sees it: the id the client was given maps to
+/// the target's own connection id (never exposed).
+#[derive(Clone)]
+pub struct KillTarget {
+    /// Whose session it is.
+    pub subject: String,
+    /// The connection it is on.
+    pub connection: String,
+    /// The target's connection id.
+    pub target_id: u32,
+    /// Woken to withdraw a held statement.
+    pub held: Arc<tokio::sync::Notify>,
+    /// True while the session waits for an approval (nothing runs on the
+    /// target then, so a KILL QUERY only withdraws the request).
+    pub holding: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The sessions `KILL` may name, by the id the gateway gave the client.
+#[derive(Default, Clone)]
+pub struct KillRegistry(Arc<Mutex<HashMap<u32, KillTarget>>>);
+
+impl KillRegistry {
+    /// The session with gateway id `id`.
+    pub fn get(&self, id: u32) -> Option<KillTarget> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+    fn insert(&self, id: u32, t: KillTarget) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, t);
+    }
+    fn remove(&self, id: u32) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+/// The MySQL adapter: accepts clients and runs their sessions.
+pub struct MySqlAdapter {
+    /// The shared pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// TLS for clients; `None` only where plaintext is allowed.
+    pub tls: Option<TlsAcceptor>,
+    /// Listener settings.
+    pub settings: AdapterSettings,
+    next_id: AtomicU32,
+    kills: KillRegistry,
+}
+
+/// What a session knows once the caller is authenticated and authorized.
+pub struct SessionContext {
+    /// Audit id of the session.
+    pub id: String,
+    /// The caller.
+    pub identity: Identity,
+    /// The connection name.
+    pub connection: String,
+    /// The database on the target.
+    pub database: String,
+    /// The shared pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Listener settings.
+    pub settings: AdapterSettings,
+    /// Woken by `KILL QUERY` on this session, to withdraw a held statement.
+    pub held_cancel: Arc<tokio::sync::Notify>,
+    /// Set while a statement waits for approval.
+    pub holding: Arc<std::sync::atomic::AtomicBool>,
+    /// Sessions `KILL` may name.
+    pub kills: KillRegistry,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl MySqlAdapter {
+    /// Build an adapter.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        tls: Option<TlsAcceptor>,
+        settings: AdapterSettings,
+    ) -> Self {
+        MySqlAdapter {
+            pipeline,
+            tls,
+            settings,
+            next_id: AtomicU32::new(rand::random::<u16>() as u32 + 1),
+            kills: KillRegistry::default(),
+        }
+    }
+
+    /// Accept clients until `shutdown` flips; each session runs in its own
+    /// task, and a failing session never affects the others.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            let _ = tcp.set_nodelay(true);
+                            if let Err(e) = this.run(tcp, peer).await {
+                                tracing::debug!(%peer, error = %e, "mysql session ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    async fn run(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<(), BoxError> {
+        let gateway_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let scramble: Vec<u8> = (0..20).map(|_| rand::random::<u8>() % 94 + 33).collect();
+        let mut caps = cap::GATEWAY;
+        if self.tls.is_none() {
+            caps &= !cap::SSL;
+        }
+        let hello = packets::handshake(&Handshake {
+            server_version: self.settings.server_version.clone(),
+            connection_id: gateway_id,
+            scramble: scramble.clone(),
+            capabilities: caps,
+            charset: packets::UTF8MB4_GENERAL_CI as u8,
+            status: status::AUTOCOMMIT,
+            auth_plugin: CLEAR_PASSWORD.into(),
+        });
+        let mut out = Vec::new();
+        let mut seq = 0;
+        encode_packet(&mut out, &mut seq, &hello);
+        tcp.write_all(&out).await?;
+        let mut reader = PacketReader::new(tcp, BytesMut::new(), 64 * 1024);
+        let Some(first) = reader.next().await? else {
+            return Ok(());
+        };
+        let mut seq = first.last_seq.wrapping_add(1);
+        let resp = match packets::parse_handshake_response(&first.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                let (mut tcp, _) = reader.into_parts();
+                return refuse(&mut tcp, seq, 1043, "08S01", &format!("bad handshake: {e}")).await;
+            }
+        };
+        let (mut client, resp, tls, mut leftover): (Box<dyn ClientIo>, _, bool, BytesMut) =
+            if resp.ssl_request {
+                let (tcp, rest) = reader.into_parts();
+                let Some(acceptor) = &self.tls else {
+                    return Ok(());
+                };
+                let tls_stream = acceptor.accept(crate::io::Prefixed::new(rest, tcp)).await?;
+                let mut reader = PacketReader::new(
+                    Box::new(tls_stream) as Box<dyn ClientIo>,
+                    BytesMut::new(),
+                    64 * 1024,
+                );
+                let Some(p) = reader.next().await? else {
+                    return Ok(());
+                };
+                seq = p.last_seq.wrapping_add(1);
+                let (mut client, rest) = reader.into_parts();
+                match packets::parse_handshake_response(&p.payload) {
+                    Ok(r) if !r.ssl_request => (client, r, true, rest),
+                    Ok(_) => {
+                        return refuse(&mut client, seq, 1043, "08S01", "TLS requested twice").await
+                    }
+                    Err(e) => {
+                        return refuse(
+                            &mut client,
+                            seq,
+                            1043,
+                            "08S01",
+                            &format!("bad handshake: {e}"),
+                        )
+                        .await
+                    }
+                }
+            } else {
+                let (tcp, rest) = reader.into_parts();
+                (Box::new(tcp) as Box<dyn ClientIo>, resp, false, rest)
+            };
+        let plaintext_ok = self.settings.allow_plaintext_loopback && peer.ip().is_loopback();
+        if !tls && !plaintext_ok {
+            return refuse(
+                &mut client,
+                seq,
+                1045,
+                "28000",
+                "gatehouse requires TLS because your token is sent as the password; connect with --ssl (mysql/mariadb) or ssl options in your driver",
+            )
+            .await;
+        }
+        if resp.capabilities & cap::COMPRESS != 0 && caps & cap::COMPRESS == 0 {
+            // A client asking for what was not offered: refuse rather than
+            // guess at the framing it will use.
+            return refuse(
+                &mut client,
+                seq,
+                1043,
+                "08S01",
+                "compression is not supported by gatehouse; connect without --compress",
+            )
+            .await;
+        }
+        // The caller's token travels as the password, in the clear inside TLS.
+        let token = if resp.auth_plugin.as_deref() == Some(CLEAR_PASSWORD) && !resp.auth.is_empty()
+        {
+            trim_nul(&resp.auth).to_vec()
+        } else {
+            let mut data = scramble.clone();
+            data.push(0);
+            let mut out = Vec::new();
+            encode_packet(
+                &mut out,
+                &mut seq,
+                &packets::auth_switch(CLEAR_PASSWORD, &data),
+            );
+            client.write_all(&out).await?;
+            let mut reader = PacketReader::new(client, std::mem::take(&mut leftover), 64 * 1024);
+            let Some(p) = reader.next().await? else {
+                return Ok(());
+            };
+            seq = p.last_seq.wrapping_add(1);
+            let (c, rest) = reader.into_parts();
+            client = c;
+            leftover = rest;
+            trim_nul(&p.payload).to_vec()
+        };
+        let token = String::from_utf8_lossy(&token).into_owned();
+        let user = resp.user.clone();
+        let connection = match resp.database.clone() {
+            Some(db) => db,
+            None => {
+                let mysql: Vec<&str> = self
+                    .pipeline
+                    .policy
+                    .connections()
+                    .iter()
+                    .filter(|c| c.kind == ConnectionKind::Mysql)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                match mysql.as_slice() {
+                    [only] => only.to_string(),
+                    _ => {
+                        return refuse(
+                            &mut client,
+                            seq,
+                            1046,
+                            "3D000",
+                            &format!(
+                                "no connection chosen: give the connection name as the database (mysql -D NAME); MySQL connections here: {}",
+                                mysql.join(", ")
+                            ),
+                        )
+                        .await
+                    }
+                }
+            }
+        };
+        let client_addr = peer.to_string();
+        let pipeline = &self.pipeline;
+        let identity = match pipeline
+            .authenticate(&token, &connection, &user, &client_addr, "mysql")
+            .await
+        {
+            Ok(id) => id,
+            Err(reason) => {
+                return refuse(
+                    &mut client,
+                    seq,
+                    1045,
+                    "28000",
+                    &format!("authentication failed: {reason}"),
+                )
+                .await
+            }
+        };
+        drop(token);
+        if self.settings.require_subject_match
+            && identity.subject != user
+            && identity.email.as_deref() != Some(user.as_str())
+        {
+            return refuse(
+                &mut client,
+                seq,
+                1045,
+                "28000",
+                &format!(
+                    "the token is for \"{}\" but you connected as user \"{user}\"; connect with -u {}",
+                    identity.subject, identity.subject
+                ),
+            )
+            .await;
+        }
+        let (conn, grant) = match pipeline.authorize(&identity, &connection) {
+            Ok(a) if a.connection.kind != ConnectionKind::Mysql => {
+                return refuse(
+                    &mut client,
+                    seq,
+                    1044,
+                    "42000",
+                    &format!("connection \"{connection}\" is not a MySQL connection; connect to it with its own client"),
+                )
+                .await
+            }
+            Ok(a) => (a.connection.clone(), a.grant),
+            Err(denied) => {
+                let _ = pipeline
+                    .recorder
+                    .record(EventRecord {
+                        kind: "access.denied",
+                        session_id: None,
+                        subject: Some(identity.subject.clone()),
+                        connection: Some(connection.clone()),
+                        data: serde_json::json!({"client_addr": client_addr, "protocol": "mysql", "reason": denied.to_string()}),
+                    })
+                    .await;
+                return refuse(&mut client, seq, 1044, "42000", &denied.to_string()).await;
+            }
+        };
+        let client_caps = resp.capabilities & caps;
+        let target = match target::connect(
+            &conn,
+            client_caps,
+            resp.charset,
+            self.settings.max_packet_len,
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(connection = %conn.name, error = %e, "target login failed");
+                return refuse(
+                    &mut client,
+                    seq,
+                    ER_TARGET_UNREACHABLE,
+                    "08S01",
+                    &format!("gatehouse could not open connection \"{}\": {e}", conn.name),
+                )
+                .await;
+            }
+        };
+        let session_id = new_session_id();
+        let started = Instant::now();
+        let program = resp
+            .attributes
+            .iter()
+            .find(|(k, _)| k == "program_name")
+            .map(|(_, v)| v.clone());
+        let start_event = EventRecord {
+            kind: "session.start",
+            session_id: Some(session_id.clone()),
+            subject: Some(identity.subject.clone()),
+            connection: Some(conn.name.clone()),
+            data: serde_json::json!({
+                "protocol": "mysql",
+                "client_addr": client_addr,
+                "tls": tls,
+                "user": user,
+                "identity": identity,
+                "application_name": program,
+                "grant_id": grant.as_ref().map(|g| g.id),
+                "target_version": target.server_version,
+                "thread_id": gateway_id,
+                "target_tls": target.tls,
+            }),
+        };
+        if let Err(e) = pipeline.recorder.record(start_event).await {
+            return refuse(
+                &mut client,
+                seq,
+                1105,
+                "HY000",
+                &format!("gatehouse could not record this session in the audit trail, so it is refused: {e}"),
+            )
+            .await;
+        }
+        let held_cancel = Arc::new(tokio::sync::Notify::new());
+        let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.kills.insert(
+            gateway_id,
+            KillTarget {
+                subject: identity.subject.clone(),
+                connection: conn.name.clone(),
+                target_id: target.connection_id,
+                held: held_cancel.clone(),
+                holding: holding.clone(),
+            },
+        );
+        let mut out = Vec::new();
+        encode_packet(
+            &mut out,
+            &mut seq,
+            &packets::ok(&packets::Ok {
+                status: status::AUTOCOMMIT,
+                ..Default::default()
+            }),
+        );
+        if let Err(e) = client.write_all(&out).await {
+            self.kills.remove(gateway_id);
+            return Err(e.into());
+        }
+        let ctx = Arc::new(SessionContext {
+            id: session_id.clone(),
+            identity,
+            connection: conn.name.clone(),
+            database: conn.database_name().to_string(),
+            pipeline: pipeline.clone(),
+            settings: self.settings.clone(),
+            held_cancel,
+            holding,
+            kills: self.kills.clone(),
+        });
+        let stats = proxy::run(
+            ctx.clone(),
+            client,
+            leftover,
+            target.stream,
+            target.leftover,
+            grant.map(|g| g.ended),
+        )
+        .await;
+        self.kills.remove(gateway_id);
+        let end = EventRecord {
+            kind: "session.end",
+            session_id: Some(session_id),
+            subject: Some(ctx.identity.subject.clone()),
+            connection: Some(ctx.connection.clone()),
+            data: serde_json::json!({
+                "duration_ms": started.elapsed().as_millis() as u64,
+                "bytes_from_client": stats.bytes_from_client,
+                "bytes_to_client": stats.bytes_to_client,
+                "commands": stats.commands,
+                "blocked": stats.blocked,
+                "reason": stats.end_reason,
+            }),
+        };
+        if let Err(e) = pipeline.recorder.record(end).await {
+            tracing::error!(error = %e, "could not record session end");
+        }
+        Ok(())
+    }
+}
+
+/// The error number for "the gateway could not log in to the target".
+/// Client-range numbers (2003 `CR_CONN_HOST_ERROR`) make MariaDB's client
+/// report a malformed packet, so a server-range one is used.
+const ER_TARGET_UNREACHABLE: u16 = 1105;
+
+/// The plugin whose response is the password itself: the caller's token.
+pub const CLEAR_PASSWORD: &str = "mysql_clear_password";
+
+fn trim_nul(b: &[u8]) -> &[u8] {
+    b.strip_suffix(&[0]).unwrap_or(b)
+}
+
+/// Send an ERR packet and end the connection.
+async fn refuse<W: AsyncWrite + Unpin + ?Sized>(
+    client: &mut W,
+    mut seq: u8,
+    code: u16,
+    sqlstate: &str,
+    message: &str,
+) -> Result<(), BoxError> {
+    let mut out = Vec::new();
+    encode_packet(&mut out, &mut seq, &packets::err(code, sqlstate, message));
+    let _ = client.write_all(&out).await;
+    let _ = client.shutdown().await;
+    Ok(())
+}
+
+/// A random, unguessable session id.
+fn new_session_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

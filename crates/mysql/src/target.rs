@@ -1,0 +1,292 @@
+//! The gateway's own login to the target server.
+//!
+//! The caller never sees this credential: the gateway opens a fresh
+//! connection per session (over TLS when the connection says
+//! `tls = "require"`, verified against `ca_file` or the system's roots) and
+//! answers whatever plugin the target asks for: `mysql_native_password`,
+//! `caching_sha2_password` (the fast path, and the full path by sending the
+//! password over TLS; without TLS the full path would need RSA, which the
+//! gateway does not do), `mysql_clear_password` (over TLS only), or
+//! MariaDB's `client_ed25519`.
+
+use crate::auth;
+use crate::codec::packets::{self, cap, HandshakeResponse};
+use crate::codec::{encode_packet, Packet};
+use crate::io::{PacketReader, StreamError};
+use crate::session::ClientIo;
+use bytes::BytesMut;
+use gatehouse_core::policy::{ConnectionConfig, TargetTls};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A logged-in target connection.
+pub struct TargetSession {
+    /// The stream (TCP or TLS), positioned after the login's OK.
+    pub stream: Box<dyn ClientIo>,
+    /// Whether the gateway reached the target over TLS.
+    pub tls: bool,
+    /// Bytes already read past the OK.
+    pub leftover: BytesMut,
+    /// The target's version string.
+    pub server_version: String,
+    /// Capabilities in force between gateway and target.
+    pub capabilities: u32,
+    /// The target's connection id (for KILL).
+    pub connection_id: u32,
+}
+
+/// Why the gateway could not log in; safe to show the client (no secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// TCP connect failed.
+    #[error("cannot reach target {addr}: {source}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The target refused the gateway's credential or asked for something unsupported.
+    #[error("target refused the gateway's login: {0}")]
+    Refused(String),
+    /// The credential could not be read from its reference.
+    #[error("{0}")]
+    Credential(String),
+    /// The target broke the protocol.
+    #[error("target protocol error: {0}")]
+    Protocol(String),
+    /// I/O during login.
+    #[error("target connection lost during login: {0}")]
+    Io(#[from] StreamError),
+}
+
+impl From<std::io::Error> for TargetError {
+    fn from(e: std::io::Error) -> Self {
+        TargetError::Io(StreamError::Io(e))
+    }
+}
+
+/// Answer `plugin`'s challenge with `password`.
+fn respond(
+    plugin: &str,
+    password: &[u8],
+    scramble: &[u8],
+    tls: bool,
+) -> Result<Vec<u8>, TargetError> {
+    match plugin {
+        "mysql_native_password" | "" => Ok(auth::native_password(password, scramble)),
+        "caching_sha2_password" => Ok(auth::caching_sha2(password, scramble)),
+        "client_ed25519" => Ok(auth::ed25519(password, scramble)),
+        "mysql_clear_password" if tls => Ok(nul_terminated(password)),
+        "mysql_clear_password" => Err(TargetError::Refused(
+            "the target asks for the cleartext password, which the gateway only sends over TLS; set tls = \"require\" on the connection".into(),
+        )),
+        other => Err(TargetError::Refused(format!(
+            "the target asks for authentication plugin \"{other}\", which the gateway does not speak (it speaks mysql_native_password, caching_sha2_password and client_ed25519)"
+        ))),
+    }
+}
+
+fn nul_terminated(password: &[u8]) -> Vec<u8> {
+    let mut v = password.to_vec();
+    v.push(0);
+    v
+}
+
+/// A TLS client configuration trusting `ca_file`, or the system's roots.
+fn tls_config(conn: &ConnectionConfig) -> Result<Arc<rustls::ClientConfig>, TargetError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &conn.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    TargetError::Refused(format!(
+                        "connection \"{}\": cannot read ca_file {}: {e}",
+                        conn.name,
+                        path.display()
+                    ))
+                })?;
+            for c in certs {
+                roots.add(c).map_err(|e| {
+                    TargetError::Refused(format!("connection \"{}\": bad ca_file: {e}", conn.name))
+                })?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// Connect and log in to `conn` with the gateway's credential. `client_caps`
+/// are the client's capabilities, so the target's answers can be relayed
+/// to the client as they are.
+pub async fn connect(
+    conn: &ConnectionConfig,
+    client_caps: u32,
+    charset: u8,
+    max_packet: usize,
+) -> Result<TargetSession, TargetError> {
+    let addr = format!("{}:{}", conn.host, conn.port);
+    let stream = TcpStream::connect(&addr)
+        .await
+        .map_err(|source| TargetError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    stream.set_nodelay(true)?;
+    let credential = conn.credential().map_err(TargetError::Credential)?;
+    let password = credential
+        .as_ref()
+        .map(|c| c.expose().as_bytes().to_vec())
+        .unwrap_or_default();
+    let mut reader = PacketReader::new(stream, BytesMut::new(), max_packet);
+    let first = reader.expect().await?;
+    if first.payload.first() == Some(&0xff) {
+        let e =
+            packets::parse_err(&first.payload).map_err(|e| TargetError::Protocol(e.to_string()))?;
+        return Err(TargetError::Refused(e.message));
+    }
+    let hello = packets::parse_handshake(&first.payload)
+        .map_err(|e| TargetError::Protocol(e.to_string()))?;
+    let needed = cap::PROTOCOL_41 | cap::SECURE_CONNECTION | cap::PLUGIN_AUTH;
+    if hello.capabilities & needed != needed {
+        return Err(TargetError::Protocol(
+            "the target does not speak the 4.1 protocol with authentication plugins".into(),
+        ));
+    }
+    let tls = conn.tls == TargetTls::Require;
+    let mut capabilities = (client_caps & cap::GATEWAY & hello.capabilities & !cap::SSL)
+        | needed
+        | cap::LONG_PASSWORD
+        | (hello.capabilities & cap::PLUGIN_AUTH_LENENC_DATA);
+    let mut seq = first.last_seq.wrapping_add(1);
+    let (tcp, rest) = reader.into_parts();
+    let stream: Box<dyn ClientIo> = if tls {
+        if hello.capabilities & cap::SSL == 0 {
+            return Err(TargetError::Refused(format!(
+                "connection \"{}\" requires TLS but the target does not offer it",
+                conn.name
+            )));
+        }
+        capabilities |= cap::SSL;
+        let mut out = Vec::new();
+        encode_packet(
+            &mut out,
+            &mut seq,
+            &packets::handshake_response(&HandshakeResponse {
+                capabilities,
+                max_packet: 1 << 24,
+                charset: if charset == 0 { 45 } else { charset },
+                ssl_request: true,
+                ..Default::default()
+            }),
+        );
+        let mut tcp = tcp;
+        tcp.write_all(&out).await?;
+        let name = rustls::pki_types::ServerName::try_from(conn.host.clone()).map_err(|e| {
+            TargetError::Refused(format!(
+                "connection \"{}\": host {}: {e}",
+                conn.name, conn.host
+            ))
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(tls_config(conn)?);
+        let tls_stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| TargetError::Refused(format!("TLS to the target failed: {e}")))?;
+        Box::new(tls_stream)
+    } else {
+        Box::new(tcp)
+    };
+    let mut reader = PacketReader::new(stream, rest, max_packet);
+    let plugin = hello.auth_plugin.clone();
+    let response = HandshakeResponse {
+        capabilities,
+        max_packet: 1 << 24,
+        charset: if charset == 0 { 45 } else { charset },
+        ssl_request: false,
+        user: conn.user.clone(),
+        auth: respond(&plugin, &password, &hello.scramble, tls)?,
+        database: Some(conn.database_name().to_string()),
+        auth_plugin: Some(if plugin.is_empty() {
+            "mysql_native_password".into()
+        } else {
+            plugin
+        }),
+        attributes: Vec::new(),
+    };
+    let mut out = Vec::new();
+    encode_packet(&mut out, &mut seq, &packets::handshake_response(&response));
+    reader.get_mut().write_all(&out).await?;
+    let mut current_plugin = response.auth_plugin.clone().unwrap_or_default();
+    loop {
+        let p: Packet = reader.expect().await?;
+        let mut seq = p.last_seq.wrapping_add(1);
+        match p.payload.first() {
+            Some(0x00) => break,
+            Some(0xff) => {
+                let e = packets::parse_err(&p.payload)
+                    .map_err(|e| TargetError::Protocol(e.to_string()))?;
+                return Err(TargetError::Refused(format!(
+                    "{} (error {})",
+                    e.message, e.code
+                )));
+            }
+            Some(0xfe) => {
+                let (plugin, data) = packets::parse_auth_switch(&p.payload)
+                    .map_err(|e| TargetError::Protocol(e.to_string()))?;
+                let answer = respond(&plugin, &password, &data, tls)?;
+                current_plugin = plugin;
+                let mut out = Vec::new();
+                encode_packet(&mut out, &mut seq, &answer);
+                reader.get_mut().write_all(&out).await?;
+            }
+            Some(0x01) if current_plugin == "caching_sha2_password" => {
+                match p.payload.get(1) {
+                    // Fast authentication succeeded; the OK follows.
+                    Some(3) => continue,
+                    // Full authentication: the password itself, over TLS.
+                    Some(4) if tls => {
+                        let mut out = Vec::new();
+                        encode_packet(&mut out, &mut seq, &nul_terminated(&password));
+                        reader.get_mut().write_all(&out).await?;
+                    }
+                    _ => {
+                        return Err(TargetError::Refused(
+                            "the target needs caching_sha2_password's full authentication (its cache does not hold the gateway's account yet), which needs TLS to the target (set tls = \"require\" and ca_file on the connection) or RSA, which the gateway does not do. Alternatively log in once as that account with the mysql client to fill the cache, or use mysql_native_password for the gateway's account".into(),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(TargetError::Protocol(
+                    "unexpected packet during login".into(),
+                ))
+            }
+        }
+    }
+    let (stream, leftover) = reader.into_parts();
+    Ok(TargetSession {
+        stream,
+        tls,
+        leftover,
+        server_version: hello.server_version,
+        capabilities,
+        connection_id: hello.connection_id,
+    })
+}
