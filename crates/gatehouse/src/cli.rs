@@ -2,7 +2,7 @@
 
 use crate::client::{ApiArgs, ApiClient};
 use crate::config::GatewayConfig;
-use crate::{demo, duration, gateway};
+use crate::{demo, duration, evidence, gateway};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use gatehouse_audit::{ExportFilter, SessionFilter};
@@ -41,6 +41,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Evidence packs for examiners: write one for a period, or verify one offline.
+    Evidence(EvidenceArgs),
     /// Sessions recorded in the audit trail.
     Sessions {
         #[command(subcommand)]
@@ -183,6 +185,47 @@ enum AuditCommand {
     PublicKey,
 }
 
+/// `gatehouse evidence --from DATE --to DATE --out DIR`, or `gatehouse evidence verify DIR`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct EvidenceArgs {
+    #[command(subcommand)]
+    command: Option<EvidenceCommand>,
+    /// Start of the period, inclusive: a date (2025-01-01 is midnight UTC) or an RFC 3339 time.
+    #[arg(long, required = true)]
+    from: Option<String>,
+    /// End of the period, exclusive: a date or an RFC 3339 time.
+    #[arg(long, required = true)]
+    to: Option<String>,
+    /// Folder to write the pack to (must not exist, or be empty).
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// When no signed checkpoint covers the period's last event (the gateway was stopped without
+    /// closing its trail), sign one now with [audit] signing_key, as the gateway does at shutdown.
+    /// Only while no gateway is writing to this audit store.
+    #[arg(long)]
+    sign_tail: bool,
+    /// How long to wait for a running gateway to sign a checkpoint covering the period's end
+    /// (default: [audit] checkpoint_interval_secs plus 5 seconds).
+    #[arg(long)]
+    wait_secs: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Check a pack offline: manifest signature, every file, the chain segment, the recordings.
+    Verify {
+        /// The pack's folder.
+        dir: PathBuf,
+        /// The gateway's public key (from `gatehouse audit public-key`), obtained separately.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum SessionsCommand {
     /// Recent sessions, newest first.
@@ -282,6 +325,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
             sessions(cfg, command)
         }
+        Command::Evidence(args) => match args.command {
+            Some(EvidenceCommand::Verify {
+                dir,
+                public_key,
+                json,
+            }) => evidence::verify(&dir, &public_key, json),
+            None => {
+                let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
+                evidence::write(
+                    &cfg,
+                    evidence::WriteArgs {
+                        from: args.from.unwrap_or_default(),
+                        to: args.to.unwrap_or_default(),
+                        out: args.out.unwrap_or_default(),
+                        sign_tail: args.sign_tail,
+                        wait_secs: args.wait_secs,
+                    },
+                )
+            }
+        },
         Command::Approvals { api, command } => runtime()?.block_on(approvals(api, command)),
         Command::Access { api, command } => runtime()?.block_on(access(api, command)),
     }
@@ -558,6 +621,12 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
                 )
             })?;
             print!("{text}");
+            if let Ok(key) = gatehouse_audit::load_verifying_key(&pub_path) {
+                eprintln!(
+                    "fingerprint {} (compare it with the one in an evidence pack's manifest)",
+                    gatehouse_audit::key_fingerprint(&key)
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
