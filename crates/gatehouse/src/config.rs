@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     /// Webhook and Slack notifications about requests and decisions.
     #[serde(default)]
     pub notify: gatehouse_notify::NotifyConfig,
+    /// Continuous delivery of audit events to SIEMs.
+    #[serde(default)]
+    pub siem: gatehouse_siem::SiemConfig,
     /// The web console: sign-in and who audits.
     #[serde(default)]
     pub console: gatehouse_console::ConsoleConfig,

@@ -44,6 +44,8 @@ pub struct RunningGateway {
     pub broker: Broker,
     /// Webhook and Slack deliveries.
     pub notifier: Notifier,
+    /// SIEM delivery, when `[siem]` has sinks.
+    pub siem: Option<gatehouse_siem::Siem>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -192,6 +194,20 @@ impl RunningGateway {
             .with_refetch_interval(Duration::from_secs(cfg.identity.jwks_min_refetch_secs)),
         );
         let audit = open_audit(cfg)?;
+        // SIEM sinks follow the store on their own tasks, off the data path.
+        let siem = if cfg.siem.is_enabled() {
+            Some(
+                gatehouse_siem::Siem::start(
+                    &cfg.siem,
+                    &cfg.state_path(&cfg.audit.path),
+                    &state_dir,
+                    &cfg.base_dir,
+                )
+                .context("starting SIEM delivery ([siem])")?,
+            )
+        } else {
+            None
+        };
         let recorder: Arc<dyn Recorder> = Arc::new(AuditRecorder(audit.clone()));
         let public_url = cfg
             .api
@@ -310,6 +326,7 @@ impl RunningGateway {
             audit,
             broker,
             notifier,
+            siem,
             shutdown,
             tasks,
         })
@@ -323,5 +340,10 @@ impl RunningGateway {
         }
         self.notifier.shutdown(Duration::from_secs(2)).await;
         self.audit.close().await;
+        // Whatever the sinks have not confirmed yet goes out after the next
+        // start, from their cursors.
+        if let Some(siem) = self.siem {
+            siem.shutdown(Duration::from_secs(2)).await;
+        }
     }
 }
