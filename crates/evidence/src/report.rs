@@ -394,7 +394,7 @@ fn sessions_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
          recording: a timeline page and the session's events as JSON lines (byte for byte the lines of \
          <code>events.jsonl</code>).</p><table><thead><tr><th>Session</th><th>Identity</th><th>Connection</th>\
          <th>Client</th><th>Started</th><th>Ended</th><th class=\"num\">Duration</th><th class=\"num\">Commands</th>\
-         <th class=\"num\">Blocked</th><th class=\"num\">Held</th><th class=\"num\">Masked</th><th>Raw</th></tr></thead><tbody>",
+         <th class=\"num\">Blocked</th><th class=\"num\">Held</th><th class=\"num\">Masked</th></tr></thead><tbody>",
         f.sessions.len()
     );
     for s in &f.sessions {
@@ -403,13 +403,16 @@ fn sessions_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
             .iter()
             .find(|e| e.id == s.id)
             .map_or(String::new(), |e| {
-                format!("<a href=\"{}\">jsonl</a>", href(&e.events_file))
+                format!(
+                    "<br><a class=\"note\" href=\"{}\">events (jsonl)</a>",
+                    href(&e.events_file)
+                )
             });
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}{}</td><td>{}</td><td>{}</td>\
+            "<tr><td>{}{raw}</td><td>{}</td><td>{}</td><td class=\"mono\">{}{}</td><td>{}</td><td>{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td>{raw}</td></tr>",
+             <td class=\"num\">{}</td></tr>",
             session_link(ctx, &s.id),
             esc(&s.subject),
             esc(&s.connection),
