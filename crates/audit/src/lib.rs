@@ -86,6 +86,7 @@ mod checkpoint;
 mod error;
 mod event;
 mod export;
+mod retention;
 mod segment;
 mod sessions;
 mod signer;
@@ -102,6 +103,7 @@ pub use export::{
     export_checkpoints_jsonl, export_jsonl, export_range_jsonl, last_event_seq, period_seq_range,
     read_checkpoints, ExportFilter, TrailReader,
 };
+pub use retention::{prune, prune_records, PruneOutcome, PruneRecord, RetentionPolicy};
 pub use segment::{
     verify_segment, verify_segment_jsonl, SegmentReport, SegmentStart, MAX_PROBLEMS,
 };

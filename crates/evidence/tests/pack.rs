@@ -144,3 +144,49 @@ fn an_empty_period_is_refused_with_the_reason() {
     let err = plan_segment(&db, Some("last tuesday"), None).unwrap_err();
     assert!(err.to_string().contains("is not a time"), "{err}");
 }
+
+#[test]
+fn packs_survive_pruning_and_new_packs_anchor_on_the_prune_checkpoint() {
+    use gatehouse_audit::{prune, verify, RetentionPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path(), 10)).unwrap();
+    for i in 1..=35 {
+        log.record_blocking(command(i, "allow")).unwrap();
+    }
+    log.shutdown_blocking().unwrap();
+    let db = dir.path().join("audit.db");
+    let signer = AuditSigner::load(&dir.path().join("audit.key")).unwrap();
+    let key = signer.verifying_key();
+    let plan = plan_segment(&db, Some("2000-01-01"), Some("2999-01-01")).unwrap();
+    let before = dir.path().join("before");
+    write_pack(&db, &plan, &signer, &before, "test").unwrap();
+
+    let policy = RetentionPolicy {
+        default: Some(Duration::from_secs(86_400)),
+        by_kind: Default::default(),
+    };
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let done = prune(&db, &policy, &signer, later, false).unwrap();
+    assert_eq!(done.events, 30);
+    assert!(verify(&db, &key).unwrap().is_intact());
+
+    // The pack written before the prune is self-contained: still verifies.
+    let v = verify_pack(&before, &key).unwrap();
+    assert!(v.is_verified(), "{:?}", v.problems);
+
+    // A pack for the same period now holds what remains, anchored on the
+    // checkpoint the prune record kept.
+    let plan = plan_segment(&db, Some("2000-01-01"), Some("2999-01-01")).unwrap();
+    assert_eq!((plan.first_seq, plan.last_seq), (31, 35));
+    let after = dir.path().join("after");
+    let summary = write_pack(&db, &plan, &signer, &after, "test").unwrap();
+    assert_eq!(
+        summary.verification.start,
+        SegmentStart::Checkpoint {
+            checkpoint: 3,
+            event_seq: 30
+        }
+    );
+    let v = verify_pack(&after, &key).unwrap();
+    assert!(v.is_verified(), "{:?}", v.problems);
+}

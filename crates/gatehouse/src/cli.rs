@@ -183,6 +183,13 @@ enum AuditCommand {
     },
     /// Print the public key that verifies this gateway's checkpoints.
     PublicKey,
+    /// Remove events past their retention ([audit.retention]) up to a signed checkpoint, leaving
+    /// a signed prune record so the rest still verifies.
+    Prune {
+        /// Say what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `gatehouse evidence --from DATE --to DATE --out DIR`, or `gatehouse evidence verify DIR`.
@@ -562,11 +569,15 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
             match &report.first_bad {
                 None => {
                     println!(
-                        "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint",
+                        "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint{}",
                         report.events,
                         report.checkpoints,
                         report.last_checkpoint_seq.map_or("none".to_string(), |s| s.to_string()),
-                        report.unsigned_tail
+                        report.unsigned_tail,
+                        report
+                            .pruned_through
+                            .map(|p| format!("; events 1–{p} were pruned under the retention policy (signed prune record)"))
+                            .unwrap_or_default()
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -610,6 +621,40 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
                 }
             };
             eprintln!("exported {n} events");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prune { dry_run } => {
+            let policy = cfg.audit.retention_policy().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                policy.default.is_some() || !policy.by_kind.is_empty(),
+                "no [audit.retention] in the configuration: every event is kept; set e.g. \
+                 retention = {{ default = \"400d\" }} under [audit]"
+            );
+            let signer = gatehouse_audit::AuditSigner::load(&key_path).context(
+                "the prune record is signed with the checkpoint key ([audit] signing_key)",
+            )?;
+            let outcome =
+                gatehouse_audit::prune(&db, &policy, &signer, chrono::Utc::now(), dry_run)?;
+            match &outcome.anchor {
+                None => println!(
+                    "nothing to prune: the oldest event still within its retention has no earlier signed checkpoint \
+                     (the newest checkpoint is never pruned through)"
+                ),
+                Some(cp) => println!(
+                    "{} {} events (1–{}) and {} checkpoints; the trail now starts after checkpoint {} (event {}){}",
+                    if dry_run { "would remove" } else { "removed" },
+                    outcome.events,
+                    cp.event_seq,
+                    outcome.checkpoints,
+                    cp.seq,
+                    cp.event_seq,
+                    outcome
+                        .record
+                        .as_ref()
+                        .map(|r| format!("; signed prune record {}", r.seq))
+                        .unwrap_or_default()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::PublicKey => {

@@ -251,7 +251,7 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
     assert!(o.status.success());
     assert_eq!(out(&o), std::fs::read_to_string(&key).unwrap());
     assert!(err(&o).contains("fingerprint SHA256:"), "{}", err(&o));
-    let (_state, _config) = gw.stop().await;
+    let (_state, config) = gw.stop().await;
     // Keep a copy for people to open (target/tmp/evidence/pack).
     let kept = shots_dir().join("pack");
     let _ = std::fs::remove_dir_all(&kept);
@@ -505,6 +505,43 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
     ] {
         assert!(text.contains(e), "wrong key: expected \"{e}\" in:\n{text}");
     }
+
+    // Retention: events past it are pruned up to a signed checkpoint; the
+    // rest of the trail still verifies, and so does the pack exported before.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[audit]\n", "[audit]\nretention = { default = \"1s\" }\n"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let cfg = config.to_str().unwrap();
+    let o = run(&["--config", cfg, "audit", "prune", "--dry-run"]);
+    assert!(
+        o.status.success() && out(&o).contains("would remove"),
+        "{}{}",
+        out(&o),
+        err(&o)
+    );
+    let o = run(&["--config", cfg, "audit", "prune"]);
+    assert!(
+        o.status.success() && out(&o).contains("signed prune record 1"),
+        "{}{}",
+        out(&o),
+        err(&o)
+    );
+    let o = run(&["--config", cfg, "audit", "verify"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("were pruned under the retention policy"),
+        "{}",
+        out(&o)
+    );
+    let (ok, text) = verify(&pack, &key);
+    assert!(
+        ok,
+        "the pack exported before pruning still verifies: {text}"
+    );
 
     // A reader's view: headless Chromium opens the report from disk.
     if browser_ready() {
