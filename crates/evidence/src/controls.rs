@@ -120,7 +120,8 @@ pub fn artifacts() -> Vec<Artifact> {
             references: vec![
                 r("PCI DSS", "10.2.1.1", "All individual user access to cardholder data is logged", "Individual, identity-bound access to the connected databases."),
                 r("PCI DSS", "10.2.1.2", "All actions taken by any individual with administrative access are logged", "Actions of administrative identities (for example DBA groups) appear in their trail and sessions."),
-                r("FFIEC", "II.C.15", "Logical Security (access rights administration, authentication)", "Which identities used which access, and when."),
+                r("FFIEC", "II.C.7(b)", "User Access Program (least privilege, ongoing reviews)", "Material for access reviews: who actually used which connection, and how."),
+                r("FFIEC", "II.C.15", "Logical Security (access rights administration, authentication; monitoring of administrator activity)", "Which identities used which access, and when."),
                 r("NIST CSF", "PR.AA-05", "Access permissions, entitlements and authorizations are managed and enforced", "Shows access as enforced at the data path."),
                 r("NIST CSF", "DE.CM-03", "Personnel activity and technology usage are monitored", "Per-person view of the monitored activity."),
             ],
@@ -137,7 +138,7 @@ pub fn artifacts() -> Vec<Artifact> {
             references: vec![
                 r("PCI DSS", "10.2.1.2", "All actions taken by any individual with administrative access are logged", "Statement-level record of privileged sessions."),
                 r("PCI DSS", "10.2.2", "Audit log record content", "Per-statement success/failure and affected resource."),
-                r("FFIEC", "II.C.7", "User Security Controls (including privileged access)", "What privileged users did, statement by statement."),
+                r("FFIEC", "II.C.7", "User Security Controls (users with elevated or administrator privileges)", "What privileged users did, statement by statement."),
                 r("FFIEC", "II.C.18", "Database Security", "Database activity through the gateway."),
                 r("NIST CSF", "RS.AN-03", "Analysis is performed to establish what has taken place during an incident", "Material for reconstructing a session."),
             ],
@@ -152,7 +153,8 @@ pub fn artifacts() -> Vec<Artifact> {
                     their own request.",
             limits: "Shows decisions recorded by the gateway; the quality of a justification is for people to judge.",
             references: vec![
-                r("FFIEC", "II.C.7", "User Security Controls (including privileged access)", "Privileged changes approved by a second person before they ran."),
+                r("FFIEC", "II.C.7(c)", "Segregation of Duties", "Requester and approver are different people, recorded per request with time and justification."),
+                r("FFIEC", "II.C.7", "User Security Controls (users with elevated or administrator privileges)", "Privileged changes approved by a second person before they ran."),
                 r("FFIEC", "II.C.10", "Change Management Within the IT Environment", "Approval records for data changes."),
                 r("NIST CSF", "PR.AA-05", "Access permissions … incorporating the principles of least privilege and separation of duties", "Separation of requester and approver, recorded per request."),
                 r("PCI DSS", "10.2.1.2", "All actions taken by any individual with administrative access are logged", "Approval and execution of administrative statements."),

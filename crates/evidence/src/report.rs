@@ -10,6 +10,9 @@ use gatehouse_audit::{AuditEvent, Checkpoint, SegmentReport, SegmentStart};
 use serde_json::Value;
 use std::fmt::Write;
 
+/// Trail entries shown per identity; the rest are in `summary.json`.
+const TRAIL_ROWS: usize = 200;
+
 /// What the report needs besides the facts.
 pub struct ReportContext<'a> {
     /// When the pack was written.
@@ -370,7 +373,7 @@ fn identities_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
             href(subject),
             esc(subject)
         );
-        for t in &i.trail {
+        for t in i.trail.iter().take(TRAIL_ROWS) {
             let _ = write!(
                 b,
                 "<tr><td>{}</td><td>{}</td><td class=\"sql\">{}</td><td>{}</td></tr>",
@@ -382,7 +385,16 @@ fn identities_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
                     .map_or("—".to_string(), |s| session_link(ctx, s))
             );
         }
-        b.push_str("</tbody></table></div>");
+        b.push_str("</tbody></table>");
+        if i.trail.len() > TRAIL_ROWS {
+            let _ = write!(
+                b,
+                "<p class=\"note\">The first {TRAIL_ROWS} of {} entries are shown; all of them are in \
+                 <code>summary.json</code> and every event is in <code>events.jsonl</code>.</p>",
+                num(i.trail.len() as u64)
+            );
+        }
+        b.push_str("</div>");
     }
     b.push_str("</section>");
 }
