@@ -117,7 +117,7 @@ fn card(n: u64, label: &str, alert: bool) -> String {
 
 fn start_text(start: &SegmentStart) -> String {
     match start {
-        SegmentStart::Genesis => "at event 1, the first event of the trail".into(),
+        SegmentStart::Genesis => "at event 1 (the first event of the trail)".into(),
         SegmentStart::Checkpoint {
             checkpoint,
             event_seq,

@@ -60,7 +60,8 @@ pub fn write(cfg: &GatewayConfig, args: WriteArgs) -> Result<ExitCode> {
         );
         if !wait.is_zero() {
             eprintln!(
-                "waiting up to {}s for the gateway to sign a checkpoint covering event {}…",
+                "waiting up to {}s for the running gateway to sign a checkpoint covering event {} \
+                 (if the gateway is stopped, run again with --sign-tail)…",
                 wait.as_secs(),
                 plan.period.1
             );

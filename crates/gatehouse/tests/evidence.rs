@@ -256,6 +256,7 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
     let kept = shots_dir().join("pack");
     let _ = std::fs::remove_dir_all(&kept);
     copy_dir(&pack, &kept);
+    std::fs::copy(&key, shots_dir().join("gateway.pub")).unwrap();
 
     // Verifies offline, from the pack and the public key alone.
     let (ok, text) = verify(&pack, &key);
