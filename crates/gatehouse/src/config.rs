@@ -208,6 +208,12 @@ pub struct AuditSection {
     /// everything. Applied by `gatehouse audit prune`.
     #[serde(default)]
     pub retention: std::collections::BTreeMap<String, String>,
+    /// An investigator's age X25519 recipient (`age1…`): the original values
+    /// behind masked cells of the captured sample rows are sealed to it in
+    /// each result's event. The gateway cannot open them; `gatehouse reveal`
+    /// with the investigator's identity can.
+    #[serde(default)]
+    pub seal_originals_to: Option<String>,
 }
 
 impl AuditSection {
@@ -252,6 +258,7 @@ impl Default for AuditSection {
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_secs(),
             retention: std::collections::BTreeMap::new(),
+            seal_originals_to: None,
         }
     }
 }

@@ -257,6 +257,8 @@ impl RunningGateway {
             broker: broker.clone(),
             validator: validator.clone(),
             auditor_groups: Arc::new(cfg.console.auditor_groups.clone()),
+            audit: audit.clone(),
+            audit_db: cfg.state_path(&cfg.audit.path),
         });
         let deliveries_of = notifier.clone();
         let console = gatehouse_console::router(
@@ -294,11 +296,25 @@ impl RunningGateway {
         )?;
         let pg_tls = tls::server_config(&cert, &key, &[])?;
         let api_tls = tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?;
+        let seal_originals = match &cfg.audit.seal_originals_to {
+            None => None,
+            Some(text) => {
+                let recipient = gatehouse_seal::Recipient::parse(text)
+                    .map_err(|e| anyhow::anyhow!("[audit] seal_originals_to: {e}"))?;
+                if cfg.postgres.result_capture_rows == 0 {
+                    tracing::warn!("[audit] seal_originals_to is set but [postgres] result_capture_rows is 0: nothing is captured, so nothing is sealed");
+                }
+                Some(gatehouse_postgres::OriginalsSealer(Arc::new(
+                    move |plain: &[u8]| gatehouse_seal::seal(&recipient, plain),
+                )))
+            }
+        };
         let settings = AdapterSettings {
             allow_plaintext_loopback: cfg.postgres.allow_plaintext_loopback,
             require_subject_match: cfg.postgres.require_subject_match,
             max_message_len: cfg.postgres.max_message_bytes,
             result_capture_rows: cfg.postgres.result_capture_rows,
+            seal_originals,
         };
         let adapter = Arc::new(PostgresAdapter::new(
             pipeline.clone(),
