@@ -204,6 +204,21 @@ pub fn artifacts() -> Vec<Artifact> {
             ],
         },
         Artifact {
+            key: "reveals",
+            name: "Sealed originals and reveals",
+            location: "report.html#reveals; sealed_originals in command.result events",
+            shows: "Which results carry the original values behind masked cells, sealed to an investigator's public key \
+                    (the gateway cannot decrypt them), and every time an auditor took them through the gateway: who, \
+                    when, which event and why, recorded before anything was handed out.",
+            limits: "Covers the captured sample rows only; a reveal done offline from a copy of the store is not \
+                     recorded by the gateway.",
+            references: vec![
+                r("PCI DSS", "10.2.1.3", "All access to audit logs is logged", "Access to the sealed part of the audit record is itself recorded."),
+                r("NIST CSF", "RS.AN-06", "Actions performed during an investigation are recorded, and the records' integrity and provenance are preserved", "Each reveal is a signed, chained audit event."),
+                r("FFIEC", "II.C.13", "Control of Information", "Original sensitive values are kept only in a form the gateway cannot read."),
+            ],
+        },
+        Artifact {
             key: "grants",
             name: "Access grants",
             location: "report.html#grants",

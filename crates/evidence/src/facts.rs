@@ -217,6 +217,21 @@ pub struct RefusalFacts {
     pub reason: String,
 }
 
+/// An investigator taking an event's sealed originals.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevealFacts {
+    /// Event seq of the reveal.
+    pub seq: u64,
+    /// When.
+    pub ts: String,
+    /// Who (auditor subject).
+    pub by: String,
+    /// Which event's originals.
+    pub event_seq: u64,
+    /// Why.
+    pub reason: String,
+}
+
 /// Counts for one day (UTC).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DayFacts {
@@ -255,6 +270,10 @@ pub struct Facts {
     pub grants: BTreeMap<u64, GrantFacts>,
     /// Failed sign-ins and refused connections.
     pub refusals: Vec<RefusalFacts>,
+    /// Reveals of sealed originals.
+    pub reveals: Vec<RevealFacts>,
+    /// Results whose masked originals were sealed.
+    pub sealed_results: u64,
     /// By day (`YYYY-MM-DD`, UTC).
     pub days: BTreeMap<String, DayFacts>,
     /// Commands in the period.
@@ -480,6 +499,9 @@ impl Facts {
                 }
             }
             "command.result" => {
+                if d.get("sealed_originals").is_some_and(Value::is_string) {
+                    self.sealed_results += 1;
+                }
                 let Some(Value::Object(masked)) = d.get("masked") else {
                     return;
                 };
@@ -529,6 +551,25 @@ impl Facts {
                     connection,
                     client_addr: s(d, "client_addr"),
                     reason: s(d, "reason"),
+                });
+            }
+            "sealed.revealed" => {
+                let event_seq = d.get("event_seq").and_then(Value::as_u64).unwrap_or(0);
+                let reason = s(d, "reason");
+                self.trail(
+                    &subject,
+                    e,
+                    "reveal",
+                    format!(
+                        "took the sealed originals of event {event_seq}: \u{201c}{reason}\u{201d}"
+                    ),
+                );
+                self.reveals.push(RevealFacts {
+                    seq: e.seq,
+                    ts: e.ts.clone(),
+                    by: d.get("by").map(person).unwrap_or(subject.clone()),
+                    event_seq,
+                    reason,
                 });
             }
             "approval.requested" => {

@@ -199,7 +199,7 @@ pub fn report_page(ctx: &ReportContext<'_>, f: &Facts) -> String {
     b.push_str(
         "<nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#identities\">Access by identity</a>\
          <a href=\"#sessions\">Sessions</a><a href=\"#approvals\">Approvals</a><a href=\"#blocked\">Blocked attempts</a>\
-         <a href=\"#masking\">Masking</a><a href=\"#grants\">Access grants</a>\
+         <a href=\"#masking\">Masking</a><a href=\"#reveals\">Reveals</a><a href=\"#grants\">Access grants</a>\
          <a href=\"#refusals\">Refused sign-ins</a><a href=\"#chain\">Chain verification</a>\
          <a href=\"control-map.html\">Control map</a></nav>",
     );
@@ -318,6 +318,7 @@ pub fn report_page(ctx: &ReportContext<'_>, f: &Facts) -> String {
     approvals_section(&mut b, ctx, f);
     blocked_section(&mut b, ctx, f);
     masking_section(&mut b, f);
+    reveals_section(&mut b, f);
     grants_section(&mut b, f);
     refusals_section(&mut b, f);
     chain_section(&mut b, ctx);
@@ -585,6 +586,35 @@ fn masking_section(b: &mut String, f: &Facts) {
             num(m.results),
             num(m.sessions.len() as u64),
             esc(&m.identities.iter().cloned().collect::<Vec<_>>().join(", "))
+        );
+    }
+    b.push_str("</tbody></table></section>");
+}
+
+fn reveals_section(b: &mut String, f: &Facts) {
+    let _ = write!(
+        b,
+        "<section id=\"reveals\"><h2>Sealed originals and reveals</h2><p class=\"muted\">{} result(s) in the \
+         period carry the original values behind their masked sample cells, sealed to an investigator's public key: \
+         the gateway cannot read them. Each time an auditor took them through the gateway it was recorded first, with \
+         who and why.</p>",
+        num(f.sealed_results)
+    );
+    if f.reveals.is_empty() {
+        b.push_str("<p>No sealed originals were revealed in this period.</p></section>");
+        return;
+    }
+    b.push_str(
+        "<table><thead><tr><th>Time</th><th>By</th><th class=\"num\">Event</th><th>Reason</th></tr></thead><tbody>",
+    );
+    for r in &f.reveals {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            ts_cell(&r.ts),
+            esc(&r.by),
+            r.event_seq,
+            esc(&r.reason)
         );
     }
     b.push_str("</tbody></table></section>");

@@ -136,6 +136,39 @@ async fn sealed_originals_open_only_with_the_investigators_key_and_the_reveal_is
         "INC-9: suspected data exfiltration"
     );
 
+    // The evidence pack shows the sealed results and who revealed what, why.
+    let pack = keys.path().join("pack");
+    let day = |d: i64| {
+        (chrono::Utc::now() + chrono::Duration::days(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let o = gw
+        .cli(&[
+            "evidence",
+            "--from",
+            &day(-1),
+            "--to",
+            &day(1),
+            "--out",
+            pack.to_str().unwrap(),
+        ])
+        .await;
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pack.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["reveals"].as_array().unwrap().len(), 2);
+    assert!(summary["sealed_results"].as_u64().unwrap() >= 1);
+    let report = std::fs::read_to_string(pack.join("report.html")).unwrap();
+    assert!(
+        report.contains("Sealed originals and reveals")
+            && report.contains("INC-9: suspected data exfiltration")
+    );
+    assert!(
+        !report.contains(&first_ssn),
+        "the report never shows an original"
+    );
+
     let (_dir, config) = gw.stop().await;
     // Offline, from the store: opens, and says it is not recorded.
     let o = gatehouse(&[
