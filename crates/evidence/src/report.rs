@@ -592,6 +592,14 @@ fn masking_section(b: &mut String, f: &Facts) {
 }
 
 fn reveals_section(b: &mut String, f: &Facts) {
+    if f.sealed_results == 0 && f.reveals.is_empty() {
+        b.push_str(
+            "<section id=\"reveals\"><h2>Sealed originals and reveals</h2><p>No result in this period carries sealed \
+             originals (sealing to an investigator's key is off, or nothing masked was captured), and none were \
+             revealed.</p></section>",
+        );
+        return;
+    }
     let _ = write!(
         b,
         "<section id=\"reveals\"><h2>Sealed originals and reveals</h2><p class=\"muted\">{} result(s) in the \
@@ -656,7 +664,7 @@ fn grants_section(b: &mut String, f: &Facts) {
             esc(&g.connection),
             g.request_id.map_or("—".to_string(), |r| format!("#{r}")),
             g.created.as_deref().map_or("before the period".to_string(), ts_cell),
-            g.expires_at.as_deref().map_or("—".to_string(), esc),
+            g.expires_at.as_deref().map_or("—".to_string(), ts_cell),
             num(g.sessions)
         );
     }
