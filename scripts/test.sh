@@ -16,6 +16,7 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
+command -v age >/dev/null || need_apt+=(age)   # the reference age tool: sealed-originals interop test
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
