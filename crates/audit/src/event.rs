@@ -76,7 +76,7 @@ pub(crate) fn format_ts(t: DateTime<Utc>) -> String {
 
 /// Parse a user-supplied time bound: RFC 3339 with any offset, or a bare
 /// `YYYY-MM-DD` meaning midnight UTC. Returns it in the trail's format.
-pub(crate) fn parse_time_bound(text: &str) -> Option<String> {
+pub fn parse_time_bound(text: &str) -> Option<String> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(format_ts(t.with_timezone(&Utc)));

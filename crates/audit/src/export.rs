@@ -131,3 +131,130 @@ fn write_line<T: serde::Serialize>(out: &mut dyn Write, record: &T) -> Result<()
     serde_json::to_writer(&mut *out, record).map_err(|e| AuditError::Output(e.into()))?;
     out.write_all(b"\n").map_err(AuditError::Output)
 }
+
+/// Write events `first_seq..=last_seq` to `out` as JSON lines, in seq order:
+/// a segment of the chain for an evidence pack. Returns how many were
+/// written.
+pub fn export_range_jsonl(
+    path: &Path,
+    out: &mut dyn Write,
+    first_seq: u64,
+    last_seq: u64,
+) -> Result<u64, AuditError> {
+    let read_err = read_error(path);
+    let conn = open_read_only(path)?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq"
+        ))
+        .map_err(read_err)?;
+    let bound = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map([bound(first_seq), bound(last_seq)], |row| {
+            Ok(decode_event_row(row))
+        })
+        .map_err(read_err)?;
+    let mut written = 0;
+    for row in rows {
+        let event = row.map_err(read_err)??;
+        write_line(out, &event)?;
+        written += 1;
+    }
+    out.flush().map_err(AuditError::Output)?;
+    Ok(written)
+}
+
+/// The first and last seq of the events at or after `from` and before `to`
+/// (RFC 3339 or `YYYY-MM-DD`; None means unbounded), or None when no event
+/// falls in the period.
+pub fn period_seq_range(
+    path: &Path,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Option<(u64, u64)>, AuditError> {
+    let mut conditions = Conditions::default();
+    conditions.time_bound("ts >= ?", &from.map(str::to_string), "from")?;
+    conditions.time_bound("ts < ?", &to.map(str::to_string), "to")?;
+    let read_err = read_error(path);
+    let conn = open_read_only(path)?;
+    let sql = format!(
+        "SELECT min(seq), max(seq) FROM events{}",
+        conditions.where_sql()
+    );
+    let (min, max): (Option<i64>, Option<i64>) = conn
+        .query_row(
+            &sql,
+            rusqlite::params_from_iter(&conditions.params),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(read_err)?;
+    Ok(match (min, max) {
+        (Some(a), Some(b)) => Some((u64::try_from(a).unwrap_or(0), u64::try_from(b).unwrap_or(0))),
+        _ => None,
+    })
+}
+
+/// The seq of the last event in the trail (0 when empty).
+pub fn last_event_seq(path: &Path) -> Result<u64, AuditError> {
+    let read_err = read_error(path);
+    let conn = open_read_only(path)?;
+    let max: Option<i64> = conn
+        .query_row("SELECT max(seq) FROM events", [], |row| row.get(0))
+        .map_err(read_err)?;
+    Ok(max.and_then(|m| u64::try_from(m).ok()).unwrap_or(0))
+}
+
+/// Every checkpoint, in order.
+pub fn read_checkpoints(path: &Path) -> Result<Vec<crate::Checkpoint>, AuditError> {
+    let mut buf = Vec::new();
+    export_checkpoints_jsonl(path, &mut buf)?;
+    buf.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l).map_err(|e| AuditError::Read {
+                path: path.display().to_string(),
+                reason: format!("a checkpoint cannot be read: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// A read-only follower of the trail, for consumers that deliver events
+/// elsewhere (SIEM export) off the data path: it holds one read-only
+/// connection and never takes the writer's lock.
+pub struct TrailReader {
+    conn: rusqlite::Connection,
+    path: std::path::PathBuf,
+}
+
+impl TrailReader {
+    /// Open the trail at `path` for reading.
+    pub fn open(path: &Path) -> Result<TrailReader, AuditError> {
+        Ok(TrailReader {
+            conn: open_read_only(path)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Up to `limit` events with seq greater than `after`, in order.
+    pub fn after(&self, after: u64, limit: usize) -> Result<Vec<crate::AuditEvent>, AuditError> {
+        let read_err = read_error(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))
+            .map_err(read_err)?;
+        let bound = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map([bound(after), bound(limit as u64)], |row| {
+                Ok(decode_event_row(row))
+            })
+            .map_err(read_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(read_err)??);
+        }
+        Ok(out)
+    }
+}

@@ -86,6 +86,8 @@ mod checkpoint;
 mod error;
 mod event;
 mod export;
+mod retention;
+mod segment;
 mod sessions;
 mod signer;
 mod store;
@@ -96,10 +98,20 @@ pub use canonical::canonical_json;
 pub use chain::GENESIS_HASH;
 pub use checkpoint::Checkpoint;
 pub use error::AuditError;
-pub use event::{AuditEvent, NewEvent};
-pub use export::{export_checkpoints_jsonl, export_jsonl, ExportFilter};
+pub use event::{parse_time_bound, AuditEvent, NewEvent};
+pub use export::{
+    export_checkpoints_jsonl, export_jsonl, export_range_jsonl, last_event_seq, period_seq_range,
+    read_checkpoints, ExportFilter, TrailReader,
+};
+pub use retention::{prune, prune_records, PruneOutcome, PruneRecord, RetentionPolicy};
+pub use segment::{
+    verify_segment, verify_segment_jsonl, SegmentReport, SegmentStart, MAX_PROBLEMS,
+};
 pub use sessions::{list_sessions, session_events, SessionFilter, SessionSummary};
-pub use signer::{load_verifying_key, public_key_path, AuditSigner};
+pub use signer::{
+    key_fingerprint, load_verifying_key, parse_verifying_key, public_key_path,
+    verify_manifest_signature, AuditSigner,
+};
 pub use store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
 pub use verify::{verify, verify_jsonl, BadEvent, VerifyReport};
 pub use writer::{AuditConfig, AuditLog, CheckpointPolicy};

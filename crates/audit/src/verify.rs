@@ -31,6 +31,10 @@ pub struct VerifyReport {
     /// Events after the last verified checkpoint: protected by the hash chain
     /// only, not yet by a signature.
     pub unsigned_tail: u64,
+    /// Events up to this seq were removed under the retention policy, as a
+    /// signed prune record states; verification starts after them.
+    #[serde(default)]
+    pub pruned_through: Option<u64>,
 }
 
 impl VerifyReport {
@@ -85,6 +89,7 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<VerifyReport, AuditErro
     let read_err = read_error(path);
     let conn = open_read_only(path)?;
     let snapshot = conn.unchecked_transaction().map_err(read_err)?;
+    let anchor = crate::retention::latest_prune(&snapshot).map_err(read_err)?;
     let mut event_stmt = snapshot
         .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))
         .map_err(read_err)?;
@@ -105,7 +110,7 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<VerifyReport, AuditErro
                 decoded.map_err(|reason| AuditError::CorruptRow { seq: 0, reason })
             })
         });
-    verify_streams(events, checkpoints, key)
+    verify_streams(events, checkpoints, key, anchor.as_ref())
 }
 
 /// Verify an exported trail: `events` as written by
@@ -121,6 +126,7 @@ pub fn verify_jsonl(
         jsonl_rows(events, "events"),
         jsonl_rows(checkpoints, "checkpoints"),
         key,
+        None,
     )
 }
 
@@ -171,6 +177,9 @@ struct CheckpointWalk<'k, C> {
     prev_hash: String,
     prev_event_seq: u64,
     stopped: bool,
+    /// The first checkpoint's link to its predecessor is not checked: the
+    /// predecessor was pruned, and a signed prune record names this one.
+    trust_first_link: bool,
 }
 
 impl<'k, C: Iterator<Item = Result<Checkpoint, AuditError>>> CheckpointWalk<'k, C> {
@@ -183,6 +192,7 @@ impl<'k, C: Iterator<Item = Result<Checkpoint, AuditError>>> CheckpointWalk<'k, 
             prev_hash: GENESIS_HASH.to_string(),
             prev_event_seq: 0,
             stopped: false,
+            trust_first_link: false,
         }
     }
 
@@ -206,6 +216,7 @@ impl<'k, C: Iterator<Item = Result<Checkpoint, AuditError>>> CheckpointWalk<'k, 
         };
         match self.check(&cp) {
             Ok(()) => {
+                self.trust_first_link = false;
                 self.next_seq = cp.seq + 1;
                 self.prev_hash.clone_from(&cp.hash);
                 self.prev_event_seq = cp.event_seq;
@@ -230,7 +241,7 @@ impl<'k, C: Iterator<Item = Result<Checkpoint, AuditError>>> CheckpointWalk<'k, 
             ));
         }
         cp.check_signature(self.key)?;
-        if cp.prev_hash != self.prev_hash {
+        if !self.trust_first_link && cp.prev_hash != self.prev_hash {
             return Err(format!(
                 "it does not link to checkpoint {}: a checkpoint was deleted or replaced",
                 self.next_seq - 1
@@ -263,6 +274,7 @@ pub(crate) fn verify_streams<E, C>(
     events: E,
     checkpoints: C,
     key: &VerifyingKey,
+    pruned: Option<&crate::retention::PruneRecord>,
 ) -> Result<VerifyReport, AuditError>
 where
     E: Iterator<Item = Result<AuditEvent, AuditError>>,
@@ -270,10 +282,43 @@ where
 {
     let mut chain = ChainCursor::genesis();
     let mut walk = CheckpointWalk::new(checkpoints, key);
-    let mut pending = walk.next()?;
     let mut count = 0u64;
     let mut last_checkpoint_seq = None;
     let mut first_bad: Option<BadEvent> = None;
+    if let Some(p) = pruned {
+        // Events up to the prune record's checkpoint were removed on
+        // purpose: start after them, from the hash that checkpoint signed.
+        chain = ChainCursor::after(p.through_event_seq, &p.event_hash);
+        walk.next_seq = p.checkpoint_seq;
+        walk.trust_first_link = true;
+        if let Err(reason) = p.check_signature(key) {
+            first_bad = Some(BadEvent::event(p.through_event_seq + 1, reason));
+        }
+    }
+    let mut pending = walk.next()?;
+    if let (Some(p), None) = (pruned, &first_bad) {
+        match pending.take() {
+            Some(Pending::Good(cp))
+                if cp.seq == p.checkpoint_seq
+                    && cp.hash == p.checkpoint_hash
+                    && cp.event_seq == p.through_event_seq
+                    && cp.event_hash == p.event_hash =>
+            {
+                last_checkpoint_seq = Some(cp.event_seq);
+                pending = walk.next()?;
+            }
+            _ => {
+                first_bad = Some(BadEvent::checkpoint(
+                    p.through_event_seq + 1,
+                    p.checkpoint_seq,
+                    format!(
+                        "prune record {} anchors the trail on this checkpoint, but it is missing or altered",
+                        p.seq
+                    ),
+                ));
+            }
+        }
+    }
 
     for row in events {
         count += 1;
@@ -353,11 +398,17 @@ where
     }
 
     let checkpoints = walk.finish()?;
+    let last_event = chain.next_seq() - 1;
     Ok(VerifyReport {
         events: count,
         checkpoints,
         last_checkpoint_seq,
-        unsigned_tail: count.saturating_sub(last_checkpoint_seq.unwrap_or(0)),
+        unsigned_tail: if pruned.is_some() {
+            last_event.saturating_sub(last_checkpoint_seq.unwrap_or(0))
+        } else {
+            count.saturating_sub(last_checkpoint_seq.unwrap_or(0))
+        },
         first_bad,
+        pruned_through: pruned.map(|p| p.through_event_seq),
     })
 }

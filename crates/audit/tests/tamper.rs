@@ -46,7 +46,8 @@ fn an_untouched_trail_verifies() {
             checkpoints: 1,
             last_checkpoint_seq: Some(20),
             first_bad: None,
-            unsigned_tail: 0
+            unsigned_tail: 0,
+            pruned_through: None,
         }
     );
 }

@@ -2,7 +2,7 @@
 
 use crate::client::{ApiArgs, ApiClient};
 use crate::config::GatewayConfig;
-use crate::{demo, duration, gateway};
+use crate::{demo, duration, evidence, gateway};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use gatehouse_audit::{ExportFilter, SessionFilter};
@@ -41,6 +41,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Evidence packs for examiners: write one for a period, or verify one offline.
+    Evidence(EvidenceArgs),
+    /// Open the sealed originals of an audit event with an investigator's identity.
+    Reveal(RevealArgs),
     /// Sessions recorded in the audit trail.
     Sessions {
         #[command(subcommand)]
@@ -181,6 +185,93 @@ enum AuditCommand {
     },
     /// Print the public key that verifies this gateway's checkpoints.
     PublicKey,
+    /// Remove events past their retention ([audit.retention]) up to a signed checkpoint, leaving
+    /// a signed prune record so the rest still verifies.
+    Prune {
+        /// Say what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `gatehouse evidence --from DATE --to DATE --out DIR`, or `gatehouse evidence verify DIR`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct EvidenceArgs {
+    #[command(subcommand)]
+    command: Option<EvidenceCommand>,
+    /// Start of the period, inclusive: a date (2025-01-01 is midnight UTC) or an RFC 3339 time.
+    #[arg(long, required = true)]
+    from: Option<String>,
+    /// End of the period, exclusive: a date or an RFC 3339 time.
+    #[arg(long, required = true)]
+    to: Option<String>,
+    /// Folder to write the pack to (must not exist, or be empty).
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// When no signed checkpoint covers the period's last event (the gateway was stopped without
+    /// closing its trail), sign one now with [audit] signing_key, as the gateway does at shutdown.
+    /// Only while no gateway is writing to this audit store.
+    #[arg(long)]
+    sign_tail: bool,
+    /// How long to wait for a running gateway to sign a checkpoint covering the period's end
+    /// (default: [audit] checkpoint_interval_secs plus 5 seconds).
+    #[arg(long)]
+    wait_secs: Option<u64>,
+}
+
+/// `gatehouse reveal EVENT --identity KEY --reason WHY`, or `gatehouse reveal keygen --out FILE`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct RevealArgs {
+    #[command(subcommand)]
+    command: Option<RevealCommand>,
+    /// The audit event (seq) whose sealed originals to open.
+    #[arg(required = true)]
+    event: Option<u64>,
+    /// The investigator's age identity file (AGE-SECRET-KEY-1…).
+    #[arg(long, required = true)]
+    identity: Option<PathBuf>,
+    /// Why (recorded in the audit trail with who asked).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Read the local audit store (--config) instead of asking the gateway: nothing is recorded.
+    #[arg(long)]
+    offline: bool,
+    /// The gateway's API address.
+    #[arg(long, env = "GATEHOUSE_URL")]
+    url: Option<String>,
+    /// Your OIDC access token (an auditor's).
+    #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM certificate to trust for the gateway.
+    #[arg(long, env = "GATEHOUSE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RevealCommand {
+    /// Create an investigator identity; prints the recipient for [audit] seal_originals_to.
+    Keygen {
+        /// Where to write the identity (created 0600; keep it off the gateway).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Check a pack offline: manifest signature, every file, the chain segment, the recordings.
+    Verify {
+        /// The pack's folder.
+        dir: PathBuf,
+        /// The gateway's public key (from `gatehouse audit public-key`), obtained separately.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -282,6 +373,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
             sessions(cfg, command)
         }
+        Command::Reveal(args) => reveal(cli.config.as_deref(), args),
+        Command::Evidence(args) => match args.command {
+            Some(EvidenceCommand::Verify {
+                dir,
+                public_key,
+                json,
+            }) => evidence::verify(&dir, &public_key, json),
+            None => {
+                let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
+                evidence::write(
+                    &cfg,
+                    evidence::WriteArgs {
+                        from: args.from.unwrap_or_default(),
+                        to: args.to.unwrap_or_default(),
+                        out: args.out.unwrap_or_default(),
+                        sign_tail: args.sign_tail,
+                        wait_secs: args.wait_secs,
+                    },
+                )
+            }
+        },
         Command::Approvals { api, command } => runtime()?.block_on(approvals(api, command)),
         Command::Access { api, command } => runtime()?.block_on(access(api, command)),
     }
@@ -499,11 +611,15 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
             match &report.first_bad {
                 None => {
                     println!(
-                        "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint",
+                        "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint{}",
                         report.events,
                         report.checkpoints,
                         report.last_checkpoint_seq.map_or("none".to_string(), |s| s.to_string()),
-                        report.unsigned_tail
+                        report.unsigned_tail,
+                        report
+                            .pruned_through
+                            .map(|p| format!("; events 1–{p} were pruned under the retention policy (signed prune record)"))
+                            .unwrap_or_default()
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -549,6 +665,40 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
             eprintln!("exported {n} events");
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Prune { dry_run } => {
+            let policy = cfg.audit.retention_policy().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                policy.default.is_some() || !policy.by_kind.is_empty(),
+                "no [audit.retention] in the configuration: every event is kept; set e.g. \
+                 retention = {{ default = \"400d\" }} under [audit]"
+            );
+            let signer = gatehouse_audit::AuditSigner::load(&key_path).context(
+                "the prune record is signed with the checkpoint key ([audit] signing_key)",
+            )?;
+            let outcome =
+                gatehouse_audit::prune(&db, &policy, &signer, chrono::Utc::now(), dry_run)?;
+            match &outcome.anchor {
+                None => println!(
+                    "nothing to prune: the oldest event still within its retention has no earlier signed checkpoint \
+                     (the newest checkpoint is never pruned through)"
+                ),
+                Some(cp) => println!(
+                    "{} {} events (1–{}) and {} checkpoints; the trail now starts after checkpoint {} (event {}){}",
+                    if dry_run { "would remove" } else { "removed" },
+                    outcome.events,
+                    cp.event_seq,
+                    outcome.checkpoints,
+                    cp.seq,
+                    cp.event_seq,
+                    outcome
+                        .record
+                        .as_ref()
+                        .map(|r| format!("; signed prune record {}", r.seq))
+                        .unwrap_or_default()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::PublicKey => {
             let pub_path = gatehouse_audit::public_key_path(&key_path);
             let text = std::fs::read_to_string(&pub_path).with_context(|| {
@@ -558,6 +708,12 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
                 )
             })?;
             print!("{text}");
+            if let Ok(key) = gatehouse_audit::load_verifying_key(&pub_path) {
+                eprintln!(
+                    "fingerprint {} (compare it with the one in an evidence pack's manifest)",
+                    gatehouse_audit::key_fingerprint(&key)
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -674,4 +830,84 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
         ),
         other => format!("#{} {} {other}: {}", e.seq, e.ts, d),
     }
+}
+
+fn reveal(config: Option<&std::path::Path>, args: RevealArgs) -> Result<ExitCode> {
+    if let Some(RevealCommand::Keygen { out }) = args.command {
+        anyhow::ensure!(
+            !out.exists(),
+            "{} exists; an identity is never overwritten",
+            out.display()
+        );
+        let id = gatehouse_seal::Identity::generate();
+        let text = format!(
+            "# gatehouse investigator identity (age X25519); keep it off the gateway\n# public key: {}\n{}\n",
+            id.recipient(),
+            id.to_secret_string()
+        );
+        crate::files::write_private(&out, text.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("{}", id.recipient());
+        eprintln!(
+            "identity written to {}; put the line above in [audit] seal_originals_to",
+            out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let seq = args.event.unwrap_or_default();
+    let identity_path = args.identity.unwrap_or_default();
+    let identity = gatehouse_seal::Identity::parse(
+        &std::fs::read_to_string(&identity_path)
+            .with_context(|| format!("reading the identity {}", identity_path.display()))?,
+    )?;
+    let sealed = if args.offline {
+        let cfg = GatewayConfig::resolve(config)?;
+        let db = cfg.state_path(&cfg.audit.path);
+        let event = gatehouse_audit::TrailReader::open(&db)?
+            .after(seq.saturating_sub(1), 1)?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == seq)
+            .with_context(|| format!("there is no audit event {seq} in {}", db.display()))?;
+        eprintln!(
+            "offline: read from {}; this reveal is NOT recorded in the audit trail",
+            db.display()
+        );
+        event
+            .data
+            .get("sealed_originals")
+            .and_then(|v| v.as_str())
+            .with_context(|| {
+                format!(
+                    "audit event {seq} ({}) holds no sealed originals",
+                    event.kind
+                )
+            })?
+            .to_string()
+    } else {
+        let api = ApiArgs {
+            url: args.url.context("set GATEHOUSE_URL (or --url) to reveal through the gateway, which records it; or use --offline")?,
+            token: args.token.context("set GATEHOUSE_TOKEN (or --token): an auditor's token")?,
+            ca_file: args.ca_file,
+        };
+        let reason = args
+            .reason
+            .filter(|r| !r.trim().is_empty())
+            .context("say why with --reason: the reveal is recorded in the audit trail")?;
+        let client = ApiClient::new(&api)?;
+        let r = runtime()?.block_on(client.post(
+            &format!("/api/v1/audit/events/{seq}/reveal"),
+            &serde_json::json!({ "reason": reason }),
+        ))?;
+        eprintln!("recorded in the audit trail as event {}", r["recorded_as"]);
+        r["sealed_originals"]
+            .as_str()
+            .context("the gateway returned no sealed originals")?
+            .to_string()
+    };
+    let plain = gatehouse_seal::open(&identity, &sealed)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&plain).context("the sealed originals are not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -41,6 +41,9 @@ pub struct GatewayConfig {
     /// Webhook and Slack notifications about requests and decisions.
     #[serde(default)]
     pub notify: gatehouse_notify::NotifyConfig,
+    /// Continuous delivery of audit events to SIEMs.
+    #[serde(default)]
+    pub siem: gatehouse_siem::SiemConfig,
     /// The web console: sign-in and who audits.
     #[serde(default)]
     pub console: gatehouse_console::ConsoleConfig,
@@ -259,6 +262,34 @@ pub struct AuditSection {
     /// …or after this many seconds with new events.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_interval_secs: u64,
+    /// How long events are kept, per kind (`default` for kinds not listed),
+    /// e.g. `{ default = "400d", "command.result" = "90d" }`. Empty keeps
+    /// everything. Applied by `gatehouse audit prune`.
+    #[serde(default)]
+    pub retention: std::collections::BTreeMap<String, String>,
+    /// An investigator's age X25519 recipient (`age1…`): the original values
+    /// behind masked cells of the captured sample rows are sealed to it in
+    /// each result's event. The gateway cannot open them; `gatehouse reveal`
+    /// with the investigator's identity can.
+    #[serde(default)]
+    pub seal_originals_to: Option<String>,
+}
+
+impl AuditSection {
+    /// The retention policy, with every duration parsed.
+    pub fn retention_policy(&self) -> Result<gatehouse_audit::RetentionPolicy, String> {
+        let mut policy = gatehouse_audit::RetentionPolicy::default();
+        for (kind, text) in &self.retention {
+            let d = gatehouse_core::duration::parse(text)
+                .map_err(|e| format!("[audit.retention] {kind}: {e}"))?;
+            if kind == "default" {
+                policy.default = Some(d);
+            } else {
+                policy.by_kind.insert(kind.clone(), d);
+            }
+        }
+        Ok(policy)
+    }
 }
 
 fn default_audit_path() -> PathBuf {
@@ -285,6 +316,8 @@ impl Default for AuditSection {
             durability: default_durability(),
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_secs(),
+            retention: std::collections::BTreeMap::new(),
+            seal_originals_to: None,
         }
     }
 }

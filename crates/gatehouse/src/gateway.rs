@@ -47,6 +47,8 @@ pub struct RunningGateway {
     pub broker: Broker,
     /// Webhook and Slack deliveries.
     pub notifier: Notifier,
+    /// SIEM delivery, when `[siem]` has sinks.
+    pub siem: Option<gatehouse_siem::Siem>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -213,6 +215,20 @@ impl RunningGateway {
             .with_refetch_interval(Duration::from_secs(cfg.identity.jwks_min_refetch_secs)),
         );
         let audit = open_audit(cfg)?;
+        // SIEM sinks follow the store on their own tasks, off the data path.
+        let siem = if cfg.siem.is_enabled() {
+            Some(
+                gatehouse_siem::Siem::start(
+                    &cfg.siem,
+                    &cfg.state_path(&cfg.audit.path),
+                    &state_dir,
+                    &cfg.base_dir,
+                )
+                .context("starting SIEM delivery ([siem])")?,
+            )
+        } else {
+            None
+        };
         let recorder: Arc<dyn Recorder> = Arc::new(AuditRecorder(audit.clone()));
         let public_url = cfg
             .api
@@ -262,6 +278,8 @@ impl RunningGateway {
             broker: broker.clone(),
             validator: validator.clone(),
             auditor_groups: Arc::new(cfg.console.auditor_groups.clone()),
+            audit: audit.clone(),
+            audit_db: cfg.state_path(&cfg.audit.path),
         });
         let deliveries_of = notifier.clone();
         // The dev sign-in page lets anyone who reaches it be anyone: only on
@@ -307,11 +325,25 @@ impl RunningGateway {
         )?;
         let pg_tls = tls::server_config(&cert, &key, &[])?;
         let api_tls = tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?;
+        let seal_originals = match &cfg.audit.seal_originals_to {
+            None => None,
+            Some(text) => {
+                let recipient = gatehouse_seal::Recipient::parse(text)
+                    .map_err(|e| anyhow::anyhow!("[audit] seal_originals_to: {e}"))?;
+                if cfg.postgres.result_capture_rows == 0 {
+                    tracing::warn!("[audit] seal_originals_to is set but [postgres] result_capture_rows is 0: nothing is captured, so nothing is sealed");
+                }
+                Some(gatehouse_postgres::OriginalsSealer(Arc::new(
+                    move |plain: &[u8]| gatehouse_seal::seal(&recipient, plain),
+                )))
+            }
+        };
         let settings = AdapterSettings {
             allow_plaintext_loopback: cfg.postgres.allow_plaintext_loopback,
             require_subject_match: cfg.postgres.require_subject_match,
             max_message_len: cfg.postgres.max_message_bytes,
             result_capture_rows: cfg.postgres.result_capture_rows,
+            seal_originals,
         };
         let adapter = Arc::new(PostgresAdapter::new(
             pipeline.clone(),
@@ -360,6 +392,7 @@ impl RunningGateway {
             audit,
             broker,
             notifier,
+            siem,
             shutdown,
             tasks,
         })
@@ -373,5 +406,10 @@ impl RunningGateway {
         }
         self.notifier.shutdown(Duration::from_secs(2)).await;
         self.audit.close().await;
+        // Whatever the sinks have not confirmed yet goes out after the next
+        // start, from their cursors.
+        if let Some(siem) = self.siem {
+            siem.shutdown(Duration::from_secs(2)).await;
+        }
     }
 }

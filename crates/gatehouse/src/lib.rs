@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod demo_data;
+pub mod evidence;
 pub use gatehouse_core::duration;
 pub mod files;
 pub mod gateway;

@@ -14,4 +14,4 @@ mod proxy;
 pub mod session;
 pub mod target;
 
-pub use session::{AdapterSettings, PostgresAdapter};
+pub use session::{AdapterSettings, OriginalsSealer, PostgresAdapter};

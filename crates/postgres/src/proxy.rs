@@ -1175,6 +1175,9 @@ struct ResultState {
     masked: MaskCounts,
     error: Option<serde_json::Value>,
     sample: Vec<serde_json::Value>,
+    /// Originals of the masked cells of `sample` (row, column, value), kept
+    /// only to be sealed; never recorded in the clear.
+    originals: Vec<serde_json::Value>,
 }
 
 struct ServerPump {
@@ -1469,6 +1472,21 @@ impl ServerPump {
         let bytes: &[u8] = masked.as_deref().unwrap_or(&frame.raw);
         if capture {
             if let Ok(values) = backend::parse_data_row(&bytes[5..]) {
+                if masked.is_some() && self.ctx.settings.seal_originals.is_some() {
+                    if let Ok(originals) = backend::parse_data_row(&frame.body) {
+                        let row = self.result.sample.len();
+                        for (column, (original, shown)) in originals.iter().zip(&values).enumerate()
+                        {
+                            if original != shown {
+                                self.result.originals.push(serde_json::json!({
+                                    "row": row,
+                                    "column": column,
+                                    "value": original.map(|b| String::from_utf8_lossy(b).into_owned()),
+                                }));
+                            }
+                        }
+                    }
+                }
                 self.result.sample.push(serde_json::json!(values
                     .iter()
                     .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
@@ -1647,7 +1665,14 @@ impl ServerPump {
     fn finish(&mut self, unit: CommandUnit) {
         let result = std::mem::take(&mut self.result);
         let ctx = &self.ctx;
-        let event = EventRecord {
+        let sealed = match &ctx.settings.seal_originals {
+            Some(sealer) if !result.originals.is_empty() => {
+                let plain = serde_json::json!({"command_id": unit.id, "cells": result.originals});
+                Some((sealer.0)(plain.to_string().as_bytes()))
+            }
+            _ => None,
+        };
+        let mut event = EventRecord {
             kind: "command.result",
             session_id: Some(ctx.id.clone()),
             subject: Some(ctx.identity.subject.clone()),
@@ -1661,6 +1686,9 @@ impl ServerPump {
                 "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
             }),
         };
+        if let (Some(sealed), Some(data)) = (sealed, event.data.as_object_mut()) {
+            data.insert("sealed_originals".into(), sealed.into());
+        }
         let recorder = ctx.pipeline.recorder.clone();
         tokio::spawn(async move {
             if let Err(e) = recorder.record(event).await {

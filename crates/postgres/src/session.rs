@@ -28,6 +28,24 @@ pub struct AdapterSettings {
     pub max_message_len: usize,
     /// Masked result rows kept in each command's audit event (0: none).
     pub result_capture_rows: usize,
+    /// When set, the original values behind masked cells of those sample
+    /// rows are sealed (encrypted to an investigator's public key) into the
+    /// result's audit event. The gateway cannot open them.
+    pub seal_originals: Option<OriginalsSealer>,
+}
+
+/// Encrypts the originals of masked sample values to an investigator's key
+/// (see `gatehouse-seal`); returns the sealed text.
+#[derive(Clone)]
+pub struct OriginalsSealer(pub std::sync::Arc<SealFn>);
+
+/// Plaintext in, sealed text out.
+pub type SealFn = dyn Fn(&[u8]) -> String + Send + Sync;
+
+impl std::fmt::Debug for OriginalsSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OriginalsSealer")
+    }
 }
 
 impl Default for AdapterSettings {
@@ -37,6 +55,7 @@ impl Default for AdapterSettings {
             require_subject_match: false,
             max_message_len: crate::codec::frame::DEFAULT_MAX_MESSAGE_LEN,
             result_capture_rows: 0,
+            seal_originals: None,
         }
     }
 }

@@ -131,6 +131,9 @@ pub(crate) async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Respons
                     @if r.unsigned_tail > 0 {
                         p.muted { (r.unsigned_tail) " newest events are not yet covered by a checkpoint; they are protected by the hash chain and will be signed at the next checkpoint." }
                     }
+                    @if let Some(n) = r.pruned_through {
+                        p.muted { "Events 1–" (n) " were removed under the retention policy; a signed prune record anchors what remains on the checkpoint that covered event " (n) "." }
+                    }
                 }
             }
             Ok(r) => {

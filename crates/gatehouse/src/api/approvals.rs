@@ -29,6 +29,10 @@ pub struct ApiState {
     pub validator: Arc<TokenValidator>,
     /// Groups that see everything read-only.
     pub auditor_groups: Arc<Vec<String>>,
+    /// The audit trail (reveals of sealed originals are recorded in it).
+    pub audit: gatehouse_audit::AuditLog,
+    /// The audit store, read for sealed originals.
+    pub audit_db: std::path::PathBuf,
 }
 
 /// An API error as JSON: `{"error": "..."}` with a fitting status.
@@ -96,6 +100,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/access", post(request_access))
         .route("/api/v1/grants", get(grants))
         .route("/api/v1/grants/{id}/revoke", post(revoke))
+        .route("/api/v1/audit/events/{seq}/reveal", post(reveal))
         .with_state(state)
 }
 
@@ -255,4 +260,79 @@ async fn revoke(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let g = st.broker.revoke(id, &who, &body.reason).await?;
     Ok(Json(serde_json::to_value(g).unwrap_or_default()))
+}
+
+/// Hand out an event's sealed originals to an auditor, recording who asked
+/// and why *before* anything is returned (fail closed). The gateway holds no
+/// key that opens them: the caller decrypts with the investigator's identity.
+async fn reveal(
+    State(st): State<ApiState>,
+    Caller(who): Caller,
+    Path(seq): Path<u64>,
+    Json(body): Json<DecisionBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !st.auditor_groups.iter().any(|g| who.in_group(g)) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "only auditors ([console] auditor_groups) may take sealed originals".into(),
+        ));
+    }
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "say why (--reason): the reveal is recorded in the audit trail".into(),
+        ));
+    }
+    let db = st.audit_db.clone();
+    let event = tokio::task::spawn_blocking(move || {
+        gatehouse_audit::TrailReader::open(&db)
+            .and_then(|r| r.after(seq.saturating_sub(1), 1))
+            .map(|v| v.into_iter().next())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .filter(|e| e.seq == seq)
+    .ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("there is no audit event {seq}"),
+        )
+    })?;
+    let sealed = event
+        .data
+        .get("sealed_originals")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "audit event {seq} ({}) holds no sealed originals",
+                    event.kind
+                ),
+            )
+        })?
+        .to_string();
+    let recorded = st
+        .audit
+        .record(gatehouse_audit::NewEvent {
+            kind: "sealed.revealed".into(),
+            session_id: event.session_id.clone(),
+            subject: Some(who.subject.clone()),
+            connection: event.connection.clone(),
+            data: serde_json::json!({"event_seq": seq, "reason": reason, "by": who}),
+        })
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the reveal could not be recorded in the audit trail, so nothing is handed out: {e}"),
+            )
+        })?;
+    Ok(Json(serde_json::json!({
+        "event_seq": seq,
+        "sealed_originals": sealed,
+        "recorded_as": recorded,
+    })))
 }

@@ -1,0 +1,701 @@
+//! What the events of a period say, gathered once for the report: who
+//! connected, what was blocked, held, approved, masked and granted.
+//!
+//! Everything here is derived from the events alone (no other store is
+//! read), so whoever holds the pack can recompute it.
+
+use gatehouse_audit::AuditEvent;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One identity's activity in the period.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IdentityFacts {
+    /// Sessions started.
+    pub sessions: u64,
+    /// Commands sent.
+    pub commands: u64,
+    /// Commands blocked.
+    pub blocked: u64,
+    /// Commands held for approval.
+    pub held: u64,
+    /// Values masked in their results.
+    pub masked: u64,
+    /// Decisions they made as an approver.
+    pub decisions: u64,
+    /// Connections they used or asked for.
+    pub connections: BTreeSet<String>,
+    /// First event naming them.
+    pub first_seen: String,
+    /// Last event naming them.
+    pub last_seen: String,
+    /// Notable events, in order (not every allowed command: those are in the
+    /// session recordings).
+    pub trail: Vec<TrailEntry>,
+}
+
+/// One line of an identity's access trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrailEntry {
+    /// Event seq.
+    pub seq: u64,
+    /// Event time.
+    pub ts: String,
+    /// A short label: "session", "blocked", "held", "approval", "grant", …
+    pub label: &'static str,
+    /// What happened, plain text (escaped when rendered).
+    pub text: String,
+    /// The session, when the entry belongs to one.
+    pub session: Option<String>,
+}
+
+/// One session as the period's events show it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionFacts {
+    /// Session id.
+    pub id: String,
+    /// Identity subject.
+    pub subject: String,
+    /// Connection.
+    pub connection: String,
+    /// Client address.
+    pub client_addr: String,
+    /// Protocol.
+    pub protocol: String,
+    /// Whether the client used TLS.
+    pub tls: Option<bool>,
+    /// `session.start` time, when in the period.
+    pub started: Option<String>,
+    /// `session.end` time, when in the period.
+    pub ended: Option<String>,
+    /// Duration (from `session.end`).
+    pub duration_ms: Option<u64>,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+    /// The grant it ran under, if any.
+    pub grant_id: Option<u64>,
+    /// Commands.
+    pub commands: u64,
+    /// Blocked commands.
+    pub blocked: u64,
+    /// Held commands.
+    pub held: u64,
+    /// Masked values by entity type.
+    pub masked: BTreeMap<String, u64>,
+    /// Events of this session in the pack.
+    pub events: u64,
+}
+
+impl SessionFacts {
+    /// Masked values, all types.
+    pub fn masked_total(&self) -> u64 {
+        self.masked.values().sum()
+    }
+}
+
+/// One approval request (held command or access request).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApprovalFacts {
+    /// Request number.
+    pub id: u64,
+    /// `command` or `access`.
+    pub kind: String,
+    /// Requester subject.
+    pub requester: String,
+    /// Connection.
+    pub connection: String,
+    /// The held statement (command requests).
+    pub command: Option<String>,
+    /// The rule that held it (command requests).
+    pub rule: Option<String>,
+    /// The rule's message, or the requester's reason (access requests).
+    pub message: Option<String>,
+    /// Access asked for, seconds (access requests).
+    pub access_secs: Option<u64>,
+    /// When it was requested (None when before the period).
+    pub requested: Option<String>,
+    /// Decisions, in order.
+    pub decisions: Vec<DecisionFacts>,
+    /// Last outcome: approved, denied, expired, withdrawn, executed (None
+    /// while pending at the end of the period).
+    pub outcome: Option<String>,
+    /// When the outcome was recorded.
+    pub outcome_at: Option<String>,
+    /// The session it was held in.
+    pub session: Option<String>,
+    /// The grant it created.
+    pub grant_id: Option<u64>,
+}
+
+/// One approver's decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionFacts {
+    /// Approver subject (and email when known).
+    pub approver: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Justification.
+    pub reason: String,
+    /// When.
+    pub at: String,
+}
+
+/// A command the gateway refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockedFacts {
+    /// Event seq.
+    pub seq: u64,
+    /// When.
+    pub ts: String,
+    /// Who.
+    pub subject: String,
+    /// Where.
+    pub connection: String,
+    /// In which session.
+    pub session: String,
+    /// The rule.
+    pub rule: String,
+    /// The message the client got.
+    pub message: String,
+    /// The statement (as recorded: secrets redacted).
+    pub sql: String,
+}
+
+/// Masking of one entity type.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaskingFacts {
+    /// Values masked.
+    pub values: u64,
+    /// Results in which at least one was masked.
+    pub results: u64,
+    /// Sessions in which at least one was masked.
+    pub sessions: BTreeSet<String>,
+    /// Identities who received masked values.
+    pub identities: BTreeSet<String>,
+}
+
+/// One access grant.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GrantFacts {
+    /// Grant number.
+    pub id: u64,
+    /// Holder subject.
+    pub holder: String,
+    /// Connection.
+    pub connection: String,
+    /// The access request that created it.
+    pub request_id: Option<u64>,
+    /// When it was created (None when before the period).
+    pub created: Option<String>,
+    /// When it expires (as granted).
+    pub expires_at: Option<String>,
+    /// When it was revoked, by whom and why.
+    pub revoked: Option<(String, String, String)>,
+    /// When its expiry was recorded.
+    pub expired: Option<String>,
+    /// Sessions opened under it.
+    pub sessions: u64,
+}
+
+/// A refused sign-in or connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalFacts {
+    /// Event seq.
+    pub seq: u64,
+    /// When.
+    pub ts: String,
+    /// `auth.failure` or `access.denied`.
+    pub kind: String,
+    /// Who (the verified subject for access.denied; the claimed user otherwise).
+    pub who: String,
+    /// Connection asked for.
+    pub connection: String,
+    /// From where.
+    pub client_addr: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// An investigator taking an event's sealed originals.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevealFacts {
+    /// Event seq of the reveal.
+    pub seq: u64,
+    /// When.
+    pub ts: String,
+    /// Who (auditor subject).
+    pub by: String,
+    /// Which event's originals.
+    pub event_seq: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Counts for one day (UTC).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DayFacts {
+    /// Sessions started.
+    pub sessions: u64,
+    /// Commands.
+    pub commands: u64,
+    /// Blocked commands.
+    pub blocked: u64,
+    /// Held commands.
+    pub held: u64,
+    /// Auth failures and access denials.
+    pub refused: u64,
+    /// Masked values.
+    pub masked: u64,
+}
+
+/// Everything the report shows about a period.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Facts {
+    /// Events in the period.
+    pub events: u64,
+    /// Events by kind.
+    pub kinds: BTreeMap<String, u64>,
+    /// By identity subject.
+    pub identities: BTreeMap<String, IdentityFacts>,
+    /// By session id, in order of first appearance.
+    pub sessions: Vec<SessionFacts>,
+    /// By request number.
+    pub approvals: BTreeMap<u64, ApprovalFacts>,
+    /// Refused commands.
+    pub blocked: Vec<BlockedFacts>,
+    /// By entity type.
+    pub masking: BTreeMap<String, MaskingFacts>,
+    /// By grant number.
+    pub grants: BTreeMap<u64, GrantFacts>,
+    /// Failed sign-ins and refused connections.
+    pub refusals: Vec<RefusalFacts>,
+    /// Reveals of sealed originals.
+    pub reveals: Vec<RevealFacts>,
+    /// Results whose masked originals were sealed.
+    pub sealed_results: u64,
+    /// By day (`YYYY-MM-DD`, UTC).
+    pub days: BTreeMap<String, DayFacts>,
+    /// Commands in the period.
+    pub commands: u64,
+    /// Commands held for approval.
+    pub held: u64,
+}
+
+fn s(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn opt_s(v: &Value, key: &str) -> Option<String> {
+    Some(s(v, key)).filter(|t| !t.is_empty())
+}
+
+/// "subject (email)" from a serialized identity.
+fn person(v: &Value) -> String {
+    let subject = s(v, "subject");
+    match opt_s(v, "email") {
+        Some(email) if email != subject => format!("{subject} ({email})"),
+        _ => subject,
+    }
+}
+
+fn day(ts: &str) -> String {
+    ts.get(..10).unwrap_or(ts).to_string()
+}
+
+fn short(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+impl Facts {
+    /// Gather the facts of `events` (those of the period, in seq order).
+    pub fn gather<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Facts {
+        let mut f = Facts::default();
+        let mut session_index: BTreeMap<String, usize> = BTreeMap::new();
+        for e in events {
+            f.add(e, &mut session_index);
+        }
+        for g in f.grants.values_mut() {
+            g.sessions = f
+                .sessions
+                .iter()
+                .filter(|s| s.grant_id == Some(g.id))
+                .count() as u64;
+        }
+        f
+    }
+
+    fn identity(&mut self, subject: &str, ts: &str) -> &mut IdentityFacts {
+        let id = self.identities.entry(subject.to_string()).or_default();
+        if id.first_seen.is_empty() {
+            id.first_seen = ts.to_string();
+        }
+        id.last_seen = ts.to_string();
+        id
+    }
+
+    fn trail(&mut self, subject: &str, e: &AuditEvent, label: &'static str, text: String) {
+        let entry = TrailEntry {
+            seq: e.seq,
+            ts: e.ts.clone(),
+            label,
+            text,
+            session: e.session_id.clone(),
+        };
+        self.identity(subject, &e.ts).trail.push(entry);
+    }
+
+    fn session(&mut self, e: &AuditEvent, index: &mut BTreeMap<String, usize>) -> Option<usize> {
+        let id = e.session_id.as_ref()?;
+        let i = *index.entry(id.clone()).or_insert_with(|| {
+            self.sessions.push(SessionFacts {
+                id: id.clone(),
+                subject: e.subject.clone().unwrap_or_default(),
+                connection: e.connection.clone().unwrap_or_default(),
+                ..SessionFacts::default()
+            });
+            self.sessions.len() - 1
+        });
+        self.sessions[i].events += 1;
+        Some(i)
+    }
+
+    fn approval(&mut self, e: &AuditEvent) -> Option<&mut ApprovalFacts> {
+        let id = e.data.get("request_id")?.as_u64()?;
+        let a = self.approvals.entry(id).or_insert_with(|| ApprovalFacts {
+            id,
+            kind: s(&e.data, "request_kind"),
+            requester: e.subject.clone().unwrap_or_default(),
+            connection: e.connection.clone().unwrap_or_default(),
+            session: e.session_id.clone(),
+            ..ApprovalFacts::default()
+        });
+        Some(a)
+    }
+
+    fn add(&mut self, e: &AuditEvent, index: &mut BTreeMap<String, usize>) {
+        self.events += 1;
+        *self.kinds.entry(e.kind.clone()).or_default() += 1;
+        let d = &e.data;
+        let subject = e.subject.clone().unwrap_or_default();
+        let connection = e.connection.clone().unwrap_or_default();
+        let session = self.session(e, index);
+        let today = day(&e.ts);
+        match e.kind.as_str() {
+            "session.start" => {
+                if let Some(i) = session {
+                    let sf = &mut self.sessions[i];
+                    sf.started = Some(e.ts.clone());
+                    sf.client_addr = s(d, "client_addr");
+                    sf.protocol = s(d, "protocol");
+                    sf.tls = d.get("tls").and_then(Value::as_bool);
+                    sf.grant_id = d.get("grant_id").and_then(Value::as_u64);
+                }
+                self.days.entry(today).or_default().sessions += 1;
+                let id = self.identity(&subject, &e.ts);
+                id.sessions += 1;
+                id.connections.insert(connection.clone());
+                let grant = d
+                    .get("grant_id")
+                    .and_then(Value::as_u64)
+                    .map(|g| format!(" under grant #{g}"))
+                    .unwrap_or_default();
+                self.trail(
+                    &subject,
+                    e,
+                    "session",
+                    format!(
+                        "connected to {connection} from {}{}{grant}",
+                        s(d, "client_addr"),
+                        if d.get("tls").and_then(Value::as_bool) == Some(true) {
+                            " over TLS"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            "session.end" => {
+                if let Some(i) = session {
+                    let sf = &mut self.sessions[i];
+                    sf.ended = Some(e.ts.clone());
+                    sf.duration_ms = d.get("duration_ms").and_then(Value::as_u64);
+                    sf.end_reason = opt_s(d, "reason");
+                }
+                self.identity(&subject, &e.ts);
+            }
+            "command" => {
+                self.commands += 1;
+                let verdict = d.get("verdict").cloned().unwrap_or(Value::Null);
+                let effect = s(&verdict, "effect");
+                let dayf = self.days.entry(today).or_default();
+                dayf.commands += 1;
+                if let Some(i) = session {
+                    self.sessions[i].commands += 1;
+                }
+                let id = self.identity(&subject, &e.ts);
+                id.commands += 1;
+                id.connections.insert(connection.clone());
+                let sql = s(d, "sql");
+                match effect.as_str() {
+                    "block" => {
+                        self.days.entry(day(&e.ts)).or_default().blocked += 1;
+                        if let Some(i) = session {
+                            self.sessions[i].blocked += 1;
+                        }
+                        self.identity(&subject, &e.ts).blocked += 1;
+                        let rule = s(&verdict, "rule");
+                        self.trail(
+                            &subject,
+                            e,
+                            "blocked",
+                            format!("blocked by rule {rule}: {}", short(&sql, 160)),
+                        );
+                        self.blocked.push(BlockedFacts {
+                            seq: e.seq,
+                            ts: e.ts.clone(),
+                            subject: subject.clone(),
+                            connection: connection.clone(),
+                            session: e.session_id.clone().unwrap_or_default(),
+                            rule,
+                            message: s(&verdict, "message"),
+                            sql,
+                        });
+                    }
+                    "hold" => {
+                        self.held += 1;
+                        self.days.entry(day(&e.ts)).or_default().held += 1;
+                        if let Some(i) = session {
+                            self.sessions[i].held += 1;
+                        }
+                        self.identity(&subject, &e.ts).held += 1;
+                        let request = d
+                            .get("approval_request")
+                            .and_then(Value::as_u64)
+                            .map(|r| format!(" as request #{r}"))
+                            .unwrap_or_default();
+                        self.trail(
+                            &subject,
+                            e,
+                            "held",
+                            format!(
+                                "held for approval{request} by rule {}: {}",
+                                s(&verdict, "rule"),
+                                short(&sql, 160)
+                            ),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            "command.result" => {
+                if d.get("sealed_originals").is_some_and(Value::is_string) {
+                    self.sealed_results += 1;
+                }
+                let Some(Value::Object(masked)) = d.get("masked") else {
+                    return;
+                };
+                let mut total = 0;
+                for (entity, n) in masked {
+                    let n = n.as_u64().unwrap_or(0);
+                    if n == 0 {
+                        continue;
+                    }
+                    total += n;
+                    let m = self.masking.entry(entity.clone()).or_default();
+                    m.values += n;
+                    m.results += 1;
+                    if let Some(sid) = &e.session_id {
+                        m.sessions.insert(sid.clone());
+                    }
+                    m.identities.insert(subject.clone());
+                    if let Some(i) = session {
+                        *self.sessions[i].masked.entry(entity.clone()).or_default() += n;
+                    }
+                }
+                if total > 0 {
+                    self.days.entry(today).or_default().masked += total;
+                    self.identity(&subject, &e.ts).masked += total;
+                }
+            }
+            "auth.failure" | "access.denied" => {
+                self.days.entry(today).or_default().refused += 1;
+                let who = if e.kind == "auth.failure" {
+                    s(d, "user")
+                } else {
+                    subject.clone()
+                };
+                if e.kind == "access.denied" && !subject.is_empty() {
+                    self.trail(
+                        &subject,
+                        e,
+                        "denied",
+                        format!("refused entry to {connection}: {}", s(d, "reason")),
+                    );
+                }
+                self.refusals.push(RefusalFacts {
+                    seq: e.seq,
+                    ts: e.ts.clone(),
+                    kind: e.kind.clone(),
+                    who,
+                    connection,
+                    client_addr: s(d, "client_addr"),
+                    reason: s(d, "reason"),
+                });
+            }
+            "sealed.revealed" => {
+                let event_seq = d.get("event_seq").and_then(Value::as_u64).unwrap_or(0);
+                let reason = s(d, "reason");
+                self.trail(
+                    &subject,
+                    e,
+                    "reveal",
+                    format!(
+                        "took the sealed originals of event {event_seq}: \u{201c}{reason}\u{201d}"
+                    ),
+                );
+                self.reveals.push(RevealFacts {
+                    seq: e.seq,
+                    ts: e.ts.clone(),
+                    by: d.get("by").map(person).unwrap_or(subject.clone()),
+                    event_seq,
+                    reason,
+                });
+            }
+            "approval.requested" => {
+                let ts = e.ts.clone();
+                if let Some(a) = self.approval(e) {
+                    a.requested = Some(ts);
+                    a.command = opt_s(d, "command");
+                    a.rule = opt_s(d, "rule");
+                    a.message = opt_s(d, "message");
+                    a.access_secs = d.get("access_secs").and_then(Value::as_u64);
+                    if let Some(r) = d.get("requester") {
+                        a.requester = person(r);
+                    }
+                    let text = match (&a.command, a.access_secs) {
+                        (Some(c), _) => format!("request #{} to run: {}", a.id, short(c, 140)),
+                        (None, Some(secs)) => format!(
+                            "request #{} for access to {} for {}: {}",
+                            a.id,
+                            a.connection,
+                            human_secs(secs),
+                            a.message.clone().unwrap_or_default()
+                        ),
+                        _ => format!("request #{}", a.id),
+                    };
+                    self.trail(&subject, e, "request", text);
+                }
+            }
+            "approval.decision" => {
+                let approver = d.get("approver").map(person).unwrap_or_default();
+                let approver_subject = d
+                    .get("approver")
+                    .map(|a| s(a, "subject"))
+                    .unwrap_or_default();
+                let decision = s(d, "decision");
+                let reason = s(d, "reason");
+                let ts = e.ts.clone();
+                let mut id = None;
+                if let Some(a) = self.approval(e) {
+                    a.decisions.push(DecisionFacts {
+                        approver: approver.clone(),
+                        decision: decision.clone(),
+                        reason: reason.clone(),
+                        at: ts,
+                    });
+                    id = Some(a.id);
+                }
+                if !approver_subject.is_empty() {
+                    self.identity(&approver_subject, &e.ts).decisions += 1;
+                    let verb = if decision == "approve" {
+                        "approved"
+                    } else {
+                        "denied"
+                    };
+                    self.trail(
+                        &approver_subject,
+                        e,
+                        "decision",
+                        format!(
+                            "{verb} request #{} by {subject}: \u{201c}{reason}\u{201d}",
+                            id.unwrap_or(0)
+                        ),
+                    );
+                }
+            }
+            "approval.approved" | "approval.denied" | "approval.expired" | "approval.withdrawn"
+            | "approval.executed" => {
+                let outcome = e.kind.trim_start_matches("approval.").to_string();
+                let ts = e.ts.clone();
+                let grant = d.get("grant_id").and_then(Value::as_u64);
+                if let Some(a) = self.approval(e) {
+                    a.outcome = Some(outcome);
+                    a.outcome_at = Some(ts);
+                    if grant.is_some() {
+                        a.grant_id = grant;
+                    }
+                }
+            }
+            "grant.created" => {
+                let Some(id) = d.get("grant_id").and_then(Value::as_u64) else {
+                    return;
+                };
+                let holder = d.get("holder").map(person).unwrap_or(subject.clone());
+                let g = self.grants.entry(id).or_default();
+                g.id = id;
+                g.holder = holder;
+                g.connection = connection.clone();
+                g.request_id = d.get("request_id").and_then(Value::as_u64);
+                g.created = Some(e.ts.clone());
+                g.expires_at = opt_s(d, "expires_at");
+                let text = format!(
+                    "granted access to {connection} until {} (grant #{id})",
+                    s(d, "expires_at")
+                );
+                self.trail(&subject, e, "grant", text);
+            }
+            "grant.revoked" | "grant.expired" => {
+                let Some(id) = d.get("grant_id").and_then(Value::as_u64) else {
+                    return;
+                };
+                let g = self.grants.entry(id).or_default();
+                g.id = id;
+                if g.connection.is_empty() {
+                    g.connection = connection.clone();
+                    g.holder = subject.clone();
+                }
+                if e.kind == "grant.revoked" {
+                    let by = d.get("revoked_by").map(person).unwrap_or_default();
+                    g.revoked = Some((e.ts.clone(), by.clone(), s(d, "reason")));
+                    let text = format!("grant #{id} revoked by {by}: {}", s(d, "reason"));
+                    self.trail(&subject, e, "grant", text);
+                } else {
+                    g.expired = Some(e.ts.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// "2h", "30m", "45s".
+pub fn human_secs(secs: u64) -> String {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}

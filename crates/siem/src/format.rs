@@ -1,0 +1,368 @@
+//! How an audit event looks to a SIEM: Gatehouse's own schema or OCSF, and
+//! the framing of each sink (a JSON line, an RFC 5424 syslog message, a
+//! Splunk HEC envelope).
+//!
+//! # OCSF mapping (schema 1.3.0)
+//!
+//! | Gatehouse event | OCSF class (class_uid) | activity | status / disposition |
+//! |---|---|---|---|
+//! | `session.start` | Authentication (3002) | Logon (1) | Success |
+//! | `session.end` | Authentication (3002) | Logoff (2) | Success |
+//! | `auth.failure` | Authentication (3002) | Logon (1) | Failure, `status_detail` = reason |
+//! | `access.denied` | Authentication (3002) | Logon (1) | Failure, `status_detail` = reason |
+//! | `command` | Datastore Activity (6005) | Query (4) | allow: Success / Allowed (1); block: Failure / Blocked (2); hold: Other / Delayed (14) |
+//! | `command.result` | Datastore Activity (6005) | Query (4) | Success, or Failure with the SQLSTATE |
+//! | anything else (`approval.*`, `grant.*`) | Base Event (0) | Other (99) | — |
+//!
+//! Every OCSF event carries `metadata.uid` = the event's hash,
+//! `metadata.sequence` = its seq, `actor.user.uid` = the identity subject,
+//! `src_endpoint` from the client address, and the whole Gatehouse event in
+//! `unmapped.gatehouse`, so nothing is lost and the chain can still be
+//! checked from the SIEM's copy. Times are epoch milliseconds (`time`).
+
+use crate::config::Format;
+use gatehouse_audit::AuditEvent;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// The OCSF schema version the mapping follows.
+pub const OCSF_VERSION: &str = "1.3.0";
+
+/// RFC 5424 structured-data ID. 32473 is the private enterprise number
+/// reserved for documentation (RFC 5612); replace it with your own with
+/// [`crate::config::SinkKind::Syslog`] receivers that key on it.
+pub const SD_ID: &str = "gatehouse@32473";
+
+fn epoch_ms(ts: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(ts).map_or(0, |t| t.timestamp_millis())
+}
+
+fn endpoint(addr: Option<&str>) -> Option<Value> {
+    let addr = addr?;
+    match addr.parse::<SocketAddr>() {
+        Ok(sa) => Some(json!({"ip": sa.ip().to_string(), "port": sa.port()})),
+        Err(_) => Some(json!({"ip": addr})),
+    }
+}
+
+/// The event in the requested schema.
+pub fn render(event: &AuditEvent, format: Format) -> Value {
+    match format {
+        Format::Gatehouse => serde_json::to_value(event).unwrap_or(Value::Null),
+        Format::Ocsf => ocsf(event),
+    }
+}
+
+/// Whether the event is one a SOC would want to see flagged.
+pub fn is_notable(event: &AuditEvent) -> bool {
+    match event.kind.as_str() {
+        "auth.failure" | "access.denied" => true,
+        "command" => event.data["verdict"]["effect"] == "block",
+        _ => false,
+    }
+}
+
+fn ocsf(e: &AuditEvent) -> Value {
+    let d = &e.data;
+    let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) =
+        match e.kind.as_str() {
+            "session.start" | "auth.failure" | "access.denied" => (
+                3002,
+                "Authentication",
+                3,
+                "Identity & Access Management",
+                1,
+                "Logon",
+            ),
+            "session.end" => (
+                3002,
+                "Authentication",
+                3,
+                "Identity & Access Management",
+                2,
+                "Logoff",
+            ),
+            "command" | "command.result" => (
+                6005,
+                "Datastore Activity",
+                6,
+                "Application Activity",
+                4,
+                "Query",
+            ),
+            _ => (0, "Base Event", 0, "Uncategorized", 99, "Other"),
+        };
+    let effect = d["verdict"]["effect"].as_str().unwrap_or("");
+    let (status_id, status) = match (e.kind.as_str(), effect) {
+        ("auth.failure" | "access.denied", _) => (2, "Failure"),
+        ("command", "block") => (2, "Failure"),
+        ("command", "hold") => (99, "Held for approval"),
+        ("command.result", _) if !d["error"].is_null() => (2, "Failure"),
+        (_, _) if class_uid == 0 => (0, "Unknown"),
+        _ => (1, "Success"),
+    };
+    let severity_id = if is_notable(e) { 3 } else { 1 };
+    let mut out = json!({
+        "class_uid": class_uid,
+        "class_name": class_name,
+        "category_uid": category_uid,
+        "category_name": category_name,
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "type_uid": class_uid * 100 + activity_id,
+        "time": epoch_ms(&e.ts),
+        "severity_id": severity_id,
+        "severity": if severity_id == 3 { "Medium" } else { "Informational" },
+        "status_id": status_id,
+        "status": status,
+        "message": e.kind,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "product": {"name": "Gatehouse", "vendor_name": "Gatehouse", "version": env!("CARGO_PKG_VERSION")},
+            "uid": e.hash,
+            "sequence": e.seq,
+            "original_time": e.ts,
+            "log_name": "gatehouse.audit",
+            "correlation_uid": e.session_id,
+        },
+        "unmapped": {"gatehouse": e},
+    });
+    let obj = out.as_object_mut().expect("an object");
+    let user = e.subject.as_ref().map(|s| {
+        let mut u = json!({"uid": s, "name": s});
+        if let Some(email) = d["identity"]["email"].as_str() {
+            u["email_addr"] = email.into();
+        }
+        u
+    });
+    if let Some(u) = &user {
+        obj.insert("actor".into(), json!({"user": u}));
+    }
+    if let Some(ep) = endpoint(d.get("client_addr").and_then(Value::as_str)) {
+        obj.insert("src_endpoint".into(), ep);
+    }
+    if let Some(sid) = &e.session_id {
+        obj.insert("session".into(), json!({"uid": sid}));
+    }
+    if let Some(c) = &e.connection {
+        obj.insert(
+            "dst_endpoint".into(),
+            json!({"name": c, "svc_name": text("protocol").unwrap_or_else(|| "postgres".into())}),
+        );
+    }
+    match e.kind.as_str() {
+        "session.start" | "session.end" | "access.denied" => {
+            if let Some(u) = user {
+                obj.insert("user".into(), u);
+            }
+            obj.insert("service".into(), json!({"name": e.connection}));
+            if let Some(r) = text("reason") {
+                obj.insert("status_detail".into(), r.into());
+            }
+        }
+        "auth.failure" => {
+            obj.insert("user".into(), json!({"name": text("user")}));
+            obj.insert("service".into(), json!({"name": e.connection}));
+            obj.insert("status_detail".into(), text("reason").into());
+        }
+        "command" => {
+            obj.insert(
+                "database".into(),
+                json!({"name": e.connection, "type": "PostgreSQL", "type_id": 99}),
+            );
+            obj.insert("query_info".into(), json!({"query_string": text("sql")}));
+            let (disposition_id, disposition) = match effect {
+                "block" => (2, "Blocked"),
+                "hold" => (14, "Delayed"),
+                _ => (1, "Allowed"),
+            };
+            obj.insert("disposition_id".into(), disposition_id.into());
+            obj.insert("disposition".into(), disposition.into());
+            if let Some(rule) = d["verdict"]["rule"].as_str() {
+                obj.insert("status_detail".into(), format!("rule {rule}").into());
+            }
+        }
+        "command.result" => {
+            obj.insert(
+                "database".into(),
+                json!({"name": e.connection, "type": "PostgreSQL", "type_id": 99}),
+            );
+            if let Some(err) = d.get("error").filter(|v| !v.is_null()) {
+                obj.insert("status_code".into(), err["sqlstate"].clone());
+                obj.insert("status_detail".into(), err["message"].clone());
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// One JSON line (no newline).
+pub fn json_line(event: &AuditEvent, format: Format) -> String {
+    render(event, format).to_string()
+}
+
+fn sd_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The RFC 5424 header fields a syslog sink fills in.
+pub struct SyslogHeader<'a> {
+    /// Facility number (0–23).
+    pub facility: u8,
+    /// HOSTNAME.
+    pub hostname: &'a str,
+    /// APP-NAME.
+    pub app_name: &'a str,
+    /// PROCID.
+    pub proc_id: u32,
+}
+
+/// One RFC 5424 message (without framing): header, structured data naming
+/// the event's seq, hash and kind, and the event as UTF-8 JSON (with BOM).
+pub fn syslog_message(event: &AuditEvent, format: Format, h: &SyslogHeader<'_>) -> String {
+    let severity = if is_notable(event) {
+        4
+    } else if event.kind.starts_with("approval.") || event.kind.starts_with("grant.") {
+        5
+    } else {
+        6
+    };
+    let pri = u32::from(h.facility) * 8 + severity;
+    let field = |s: &str, max: usize| -> String {
+        let cleaned: String = s
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(max)
+            .collect();
+        if cleaned.is_empty() {
+            "-".into()
+        } else {
+            cleaned
+        }
+    };
+    format!(
+        "<{pri}>1 {ts} {host} {app} {pid} {msgid} [{SD_ID} seq=\"{seq}\" hash=\"{hash}\" kind=\"{kind}\"] \u{feff}{msg}",
+        ts = field(&event.ts, 64),
+        host = field(h.hostname, 255),
+        app = field(h.app_name, 48),
+        pid = h.proc_id,
+        msgid = field(&event.kind, 32),
+        seq = event.seq,
+        hash = sd_escape(&event.hash),
+        kind = sd_escape(&event.kind),
+        msg = json_line(event, format)
+    )
+}
+
+/// RFC 6587 octet-counting framing: `LEN SP MSG`.
+pub fn octet_counted(message: &str) -> String {
+    format!("{} {message}", message.len())
+}
+
+/// The Splunk HEC envelope for one event.
+pub fn hec_event(
+    event: &AuditEvent,
+    format: Format,
+    host: &str,
+    source: &str,
+    sourcetype: &str,
+    index: Option<&str>,
+) -> Value {
+    let mut v = json!({
+        "time": epoch_ms(&event.ts) as f64 / 1000.0,
+        "host": host,
+        "source": source,
+        "sourcetype": sourcetype,
+        "event": render(event, format),
+    });
+    if let Some(i) = index {
+        v["index"] = i.into();
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, data: Value) -> AuditEvent {
+        AuditEvent {
+            seq: 7,
+            ts: "2025-01-31T09:15:02.123Z".into(),
+            kind: kind.into(),
+            session_id: Some("s1".into()),
+            subject: Some("alice".into()),
+            connection: Some("bank".into()),
+            data,
+            prev_hash: "0".repeat(64),
+            hash: "ab".repeat(32),
+        }
+    }
+
+    #[test]
+    fn ocsf_classes_fit_the_events() {
+        let blocked = ocsf(&event(
+            "command",
+            json!({"sql": "delete from t", "verdict": {"effect": "block", "rule": "ro"}}),
+        ));
+        assert_eq!(blocked["class_uid"], 6005);
+        assert_eq!(blocked["type_uid"], 600504);
+        assert_eq!(blocked["disposition_id"], 2);
+        assert_eq!(blocked["status_id"], 2);
+        assert_eq!(blocked["query_info"]["query_string"], "delete from t");
+        assert_eq!(blocked["actor"]["user"]["uid"], "alice");
+        assert_eq!(blocked["metadata"]["sequence"], 7);
+        assert_eq!(blocked["time"], 1738314902123i64);
+        assert_eq!(blocked["unmapped"]["gatehouse"]["hash"], "ab".repeat(32));
+
+        let failed = ocsf(&event(
+            "auth.failure",
+            json!({"user": "mallory", "client_addr": "10.0.0.9:5555", "reason": "bad token"}),
+        ));
+        assert_eq!(failed["class_uid"], 3002);
+        assert_eq!(failed["status_id"], 2);
+        assert_eq!(failed["src_endpoint"]["ip"], "10.0.0.9");
+        assert_eq!(failed["src_endpoint"]["port"], 5555);
+        assert_eq!(failed["status_detail"], "bad token");
+
+        let other = ocsf(&event("grant.created", json!({})));
+        assert_eq!(
+            (other["class_uid"].as_i64(), other["type_uid"].as_i64()),
+            (Some(0), Some(99))
+        );
+    }
+
+    #[test]
+    fn syslog_messages_follow_rfc_5424() {
+        let e = event(
+            "command",
+            json!({"verdict": {"effect": "block"}, "sql": "x]\"y"}),
+        );
+        let h = SyslogHeader {
+            facility: 13,
+            hostname: "gw 1",
+            app_name: "gatehouse",
+            proc_id: 42,
+        };
+        let m = syslog_message(&e, Format::Gatehouse, &h);
+        assert!(
+            m.starts_with(&format!(
+                "<108>1 2025-01-31T09:15:02.123Z gw1 gatehouse 42 command [gatehouse@32473 seq=\"7\" hash=\"{}\" kind=\"command\"] \u{feff}{{",
+                "ab".repeat(32)
+            )),
+            "{m}"
+        );
+        let framed = octet_counted(&m);
+        let (len, rest) = framed.split_once(' ').unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), rest.len());
+    }
+}
