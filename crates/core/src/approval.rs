@@ -220,6 +220,23 @@ pub trait AccessGrants: Send + Sync {
     fn active(&self, identity: &Identity, connection: &str) -> Option<GrantLease>;
 }
 
+/// A bound value as approvers see it, on one line: quotes doubled and
+/// control characters escaped, so a parameter cannot forge extra lines in
+/// the command an approver reads.
+pub fn quote_for_approver(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// How long `requirement` waits.
 pub fn timeout_of(requirement: &Requirement) -> Duration {
     Duration::from_secs(requirement.timeout_secs)
@@ -328,6 +345,12 @@ mod tests {
             decide("zoe", &["approvers"], false),
         ];
         assert_eq!(r.settle(&d), Settlement::Denied("zoe".into()));
+    }
+
+    #[test]
+    fn approver_view_of_values_stays_on_one_line() {
+        assert_eq!(quote_for_approver("it's"), "'it''s'");
+        assert_eq!(quote_for_approver("a\n-- b"), "'a\\n-- b'");
     }
 
     #[test]

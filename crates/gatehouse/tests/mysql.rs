@@ -850,3 +850,101 @@ allow_groups = ["analysts"]
     gw.stop().await;
     drop(server);
 }
+
+/// Regression tests from review: nothing may read differently to the
+/// gateway and the server, and masked values may not be carried out of a
+/// result through variables, errors or copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quoting_tricks_and_masked_value_carriers_are_refused() {
+    let gw = TestGateway::start_mysql_with("", "", my_plaintext).await;
+    let alice = gw.token("alice", &["analysts"]);
+    let refused = |o: &std::process::Output, rule: &str| {
+        assert!(!o.status.success(), "{}", out(o));
+        let e = err(o);
+        assert!(e.contains(rule), "expected {rule}: {e}");
+    };
+    // Backslash escapes turned off, openly or in a multi-statement string.
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "SET SESSION sql_mode='NO_BACKSLASH_ESCAPES'",
+        )
+        .await;
+    refused(&o, "mysql-session-syntax");
+    // One COM_QUERY holding a change and another statement (the mariadb
+    // client would split them, so speak the protocol by hand).
+    let mut s = raw_session(gw.mysql_port(), &alice).await;
+    let reply = raw_command(&mut s, b"\x03SET sql_mode='ANSI'; SELECT 1").await;
+    assert_eq!(reply[0], 0xff, "refused: {reply:?}");
+    assert!(String::from_utf8_lossy(&reply).contains("mysql-session-syntax"));
+    let o = gw.mariadb("alice", &alice, "SET NAMES sjis").await;
+    refused(&o, "mysql-session-syntax");
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "SET @m = 'NO_BACKSLASH_ESCAPES' ; SET sql_mode = @m",
+        )
+        .await;
+    refused(&o, "mysql-session-syntax");
+    // Spelled so no pattern sees it: the server's status flag does, and the
+    // session ends before another statement is judged.
+    let o = gw
+        .mariadb("alice", &alice, "SET sql_mode = 'NO_BACKSL' 'ASH_ESCAPES'")
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "SET sql_mode = 'NO_BACKSL' 'ASH_ESCAPES'; SELECT 'a\\'; UPDATE customers SET phone = 'X' WHERE id = 4; #'",
+        )
+        .await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("NO_BACKSLASH_ESCAPES"), "{}", err(&o));
+    assert_ne!(phone_of(4).await, "X");
+
+    // Masked columns carried out through variables or errors.
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "SELECT ssn INTO @x FROM customers WHERE id = 1",
+        )
+        .await;
+    refused(&o, "masked-columns-stay-masked");
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "SELECT @y := reverse(ssn) FROM customers WHERE id = 1",
+        )
+        .await;
+    refused(&o, "masked-columns-stay-masked");
+    let raw = my_target()
+        .server
+        .sql("bank", "select reverse(ssn) from customers where id = 1")
+        .unwrap();
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "SELECT extractvalue(1, concat(0x7e, (SELECT reverse(ssn) FROM customers WHERE id = 1)))",
+        )
+        .await;
+    assert!(!o.status.success());
+    assert!(!err(&o).contains(raw.trim()), "{}", err(&o));
+    assert!(err(&o).contains("withheld"), "{}", err(&o));
+    // A copy of a masked table is refused even to a DBA.
+    let dana = gw.token("dana", &["dba"]);
+    let o = gw
+        .mariadb(
+            "dana",
+            &dana,
+            "CREATE TABLE c2 AS SELECT id, reverse(ssn) x FROM customers",
+        )
+        .await;
+    refused(&o, "masked-columns-stay-masked");
+    gw.stop().await;
+}

@@ -15,7 +15,7 @@ use crate::io::{PacketReader, StreamError};
 use crate::masking::{self, RowFormat, RowPlan};
 use crate::session::{ClientIo, SessionContext};
 use bytes::BytesMut;
-use gatehouse_core::approval::{HeldCommand, Outcome};
+use gatehouse_core::approval::{quote_for_approver, HeldCommand, Outcome};
 use gatehouse_core::classify::{Classification, Dialect, StatementFacts, StatementKind};
 use gatehouse_core::mask::MaskCounts;
 use gatehouse_core::pipeline::{redact_secrets, BoxFuture, EventRecord};
@@ -62,6 +62,9 @@ struct Statement {
     param_types: Vec<(u8, u8)>,
     /// The plan of an open cursor (COM_STMT_FETCH rows).
     cursor: Option<RowPlan>,
+    /// Long data was sent for a held statement (kept from the target, since
+    /// approvers could not see it); its next execution is refused.
+    long_data: bool,
 }
 
 /// Per-command accounting.
@@ -99,6 +102,8 @@ pub async fn run(
         stats: SessionStats::default(),
         out: Vec::with_capacity(64 * 1024),
         seq: 1,
+        lexing_changed: false,
+        withhold_errors: false,
     };
     let grant_end = grant_end.unwrap_or_else(|| Box::pin(std::future::pending()));
     let reason = proxy.run(grant_end).await;
@@ -121,6 +126,12 @@ struct Proxy {
     out: Vec<u8>,
     /// Sequence number of the next packet to the client.
     seq: u8,
+    /// The target said its session reads quotes differently from the
+    /// gateway (NO_BACKSLASH_ESCAPES): no further statement can be judged.
+    lexing_changed: bool,
+    /// The current command reads columns masked for this caller, so the
+    /// target's error text (which can quote values) is withheld.
+    withhold_errors: bool,
 }
 
 /// How handling a command ended: keep going, or end the session.
@@ -153,6 +164,62 @@ pub fn parse_kill(sql: &str) -> Option<(bool, u32)> {
     }
     let id = next.parse().ok()?;
     it.next().is_none().then_some((query, id))
+}
+
+/// Statements that change how the server reads the following ones
+/// (`sql_mode`, the connection's character set) are refused when the
+/// gateway could then read a statement differently from the server:
+/// NO_BACKSLASH_ESCAPES, multi-byte character sets whose second byte can be
+/// a backslash, values the gateway cannot read (variables, expressions),
+/// or a change sharing a multi-statement string with other statements
+/// (the server reads those after the change; the gateway read them before).
+fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
+    use std::sync::OnceLock;
+    static TOUCHES: OnceLock<regex::Regex> = OnceLock::new();
+    static VALUE: OnceLock<regex::Regex> = OnceLock::new();
+    static UNSAFE: OnceLock<regex::Regex> = OnceLock::new();
+    let touches = TOUCHES.get_or_init(|| {
+        regex::Regex::new(r"(?i)\b(sql_mode|character_set_[a-z_]+|collation_connection)\b|\bset\s+(session\s+|local\s+)?(names|charset|character\s+set)\b")
+            .expect("static regex")
+    });
+    if !touches.is_match(sql) {
+        return None;
+    }
+    let refuse = |why: &str| {
+        Some(Verdict::Block {
+            rule: "mysql-session-syntax".into(),
+            message: format!("{why}; gatehouse must read every statement as the server does"),
+        })
+    };
+    let unsafe_charset = UNSAFE.get_or_init(|| {
+        regex::Regex::new(r"(?i)no_backslash_escapes|\b(sjis|cp932|big5|gbk|gb18030)\b")
+            .expect("static regex")
+    });
+    if unsafe_charset.is_match(sql) {
+        return refuse("NO_BACKSLASH_ESCAPES and the sjis, cp932, big5, gbk and gb18030 character sets are not supported through gatehouse");
+    }
+    if c.statements.iter().filter(|f| !f.nested).count() > 1 {
+        return refuse("change sql_mode or the character set in a statement of its own");
+    }
+    let value = VALUE.get_or_init(|| {
+        regex::Regex::new(r"(?i)(?:sql_mode|character_set_[a-z_]+|collation_connection)\s*:?=\s*([^\s,;]+)|\b(?:names|charset|character\s+set)\s+([^\s,;]+)")
+            .expect("static regex")
+    });
+    for caps in value.captures_iter(sql) {
+        let v = caps
+            .get(1)
+            .or_else(|| caps.get(2))
+            .map(|m| m.as_str())
+            .unwrap_or_default();
+        let literal = v.starts_with('\'')
+            || v.starts_with('"')
+            || v.eq_ignore_ascii_case("default")
+            || v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !literal {
+            return refuse("set sql_mode and the character set to literal values, not variables or expressions");
+        }
+    }
+    None
 }
 
 /// Bound parameters of a COM_STMT_EXECUTE, as approvers see them.
@@ -194,11 +261,13 @@ fn show_params(payload: &[u8], count: u16, last_types: &mut Vec<(u8, u8)>) -> Op
         let len = rows::binary_value_len(*t, r.rest()).ok()?;
         let wire = r.bytes(len).ok()?;
         let text = rows::binary_value_text(&col, wire)
-            .map(|s| format!("'{}'", s.replace('\'', "''")))
+            .map(|s| quote_for_approver(&s))
             .unwrap_or_else(|| format!("0x{}", hex::encode(wire)));
         shown.push(format!("?{} = {text}", i + 1));
     }
-    Some(shown.join(", "))
+    // Bytes left over mean the gateway and the server could read the
+    // values differently: refuse to show (and so to run) them.
+    r.rest().is_empty().then(|| shown.join(", "))
 }
 
 impl Proxy {
@@ -309,6 +378,14 @@ impl Proxy {
         let Some(&cmd) = payload.first() else {
             return Err(self.protocol_error(DecodeError::Truncated("command")));
         };
+        if self.lexing_changed && cmd != com::QUIT {
+            self.send_err(
+                ER_DENIED,
+                "42000",
+                "gatehouse ended this session: its sql_mode now includes NO_BACKSLASH_ESCAPES, so the gateway would read statements differently from the server; reconnect without it",
+            );
+            return Ok(false);
+        }
         match cmd {
             com::QUIT => {
                 let _ = self.forward(&payload).await;
@@ -328,8 +405,12 @@ impl Proxy {
             com::STMT_FETCH => self.fetch(&payload).await,
             com::STMT_SEND_LONG_DATA => {
                 let id = packets::statement_id(&payload).map_err(|e| self.protocol_error(e))?;
-                if self.statements.contains_key(&id) {
-                    self.forward(&payload).await?;
+                match self.statements.get_mut(&id) {
+                    // Approvers must see every value that runs: long data for
+                    // a held statement is kept back and its execution refused.
+                    Some(stmt) if stmt.held.is_some() => stmt.long_data = true,
+                    Some(_) => self.forward(&payload).await?,
+                    None => {}
                 }
                 Ok(true)
             }
@@ -342,10 +423,11 @@ impl Proxy {
             }
             com::STMT_RESET => {
                 let id = packets::statement_id(&payload).map_err(|e| self.protocol_error(e))?;
-                if !self.statements.contains_key(&id) {
+                let Some(stmt) = self.statements.get_mut(&id) else {
                     self.unknown_statement(id);
                     return Ok(true);
-                }
+                };
+                stmt.long_data = false;
                 self.forward(&payload).await?;
                 self.relay_one().await
             }
@@ -383,15 +465,41 @@ impl Proxy {
         }
     }
 
+    /// Watch the server status for a change in how the session reads
+    /// quotes: the gateway could no longer judge statements as the server
+    /// reads them, so the session is ended at its next command.
+    fn note_status(&mut self, status: u16) {
+        if status & status::NO_BACKSLASH_ESCAPES != 0 {
+            self.lexing_changed = true;
+        }
+    }
+
     /// Relay a one-packet response (OK, ERR, EOF or a string).
     async fn relay_one(&mut self) -> Step {
         let p = self.target_next().await?;
+        if p.payload.first() == Some(&0x00) {
+            if let Ok(ok) = packets::parse_ok(&p.payload) {
+                self.note_status(ok.status);
+            }
+        }
         self.relay_err_or(&p.payload);
         Ok(true)
     }
 
     /// Send a target packet, masking it first if it is an ERR.
     fn relay_err_or(&mut self, payload: &[u8]) -> Option<packets::Err> {
+        if payload.first() == Some(&0xff) && self.withhold_errors {
+            // Error text can quote values (`XPATH syntax error: '…'`); for a
+            // command that reads masked columns only the code goes back.
+            if let Ok(e) = packets::parse_err(payload) {
+                let message = format!(
+                    "the database refused this statement (error {}); its message is withheld because the statement reads columns masked for you",
+                    e.code
+                );
+                self.send_err(e.code, &e.sqlstate, &message);
+                return Some(packets::Err { message, ..e });
+            }
+        }
         if payload.first() == Some(&0xff) {
             let mut counts = MaskCounts::default();
             let masked = masking::mask_err(&self.ctx.pipeline.masker, payload, &mut counts);
@@ -477,6 +585,19 @@ impl Proxy {
                 message: "LOAD DATA LOCAL INFILE is disabled through gatehouse (the client-file capability is not offered); load server-side files or use INSERT".into(),
             });
         }
+        if let Some(block) = session_syntax_refusal(sql, classification) {
+            verdict = verdict.stricter(block);
+        }
+        static INTO_VARIABLE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let into_variable = INTO_VARIABLE
+            .get_or_init(|| regex::Regex::new(r"(?i)\binto\s*@|:=").expect("static regex"))
+            .is_match(sql);
+        if into_variable && self.reads_masked(classification) {
+            verdict = verdict.stricter(Verdict::Block {
+                rule: "masked-columns-stay-masked".into(),
+                message: "assigning to a user variable while reading columns masked for you would keep their values unmasked in the variable; read the rows instead".into(),
+            });
+        }
         if classification
             .statements
             .iter()
@@ -488,6 +609,16 @@ impl Proxy {
             });
         }
         verdict
+    }
+
+    /// Whether `c` reads a table with column rules active for this caller.
+    fn reads_masked(&self, c: &Classification) -> bool {
+        let ctx = &self.ctx;
+        ctx.pipeline.policy.column_rules_touch(
+            &ctx.identity,
+            &ctx.connection,
+            c.statements.iter().flat_map(|f| f.tables_read.iter()),
+        )
     }
 
     async fn record_command(
@@ -605,6 +736,7 @@ impl Proxy {
         }
         let (classification, outputs, refusal) = self.resolve(&sql);
         let verdict = self.verdict_for(&sql, &classification, refusal);
+        self.withhold_errors = self.reads_masked(&classification);
         let Some(id) = self
             .admit(&sql, &sql, &classification, &verdict, "text")
             .await?
@@ -703,6 +835,7 @@ impl Proxy {
             match p.payload.first() {
                 Some(0x00) => {
                     if let Ok(ok) = packets::parse_ok(&p.payload) {
+                        self.note_status(ok.status);
                         result.rows += ok.affected_rows;
                         self.send(&p.payload);
                         if ok.status & status::MORE_RESULTS_EXISTS != 0 {
@@ -769,7 +902,10 @@ impl Proxy {
             }
             let ended = self.relay_rows(&plan, &mut result).await?;
             match ended {
-                Some(s) => st = s,
+                Some(s) => {
+                    self.note_status(s);
+                    st = s
+                }
                 None => break,
             }
             if st & status::MORE_RESULTS_EXISTS == 0 {
@@ -953,6 +1089,7 @@ impl Proxy {
                 params: ok.params,
                 param_types: Vec::new(),
                 cursor: None,
+                long_data: false,
             },
         );
         Ok(true)
@@ -965,10 +1102,21 @@ impl Proxy {
             return Ok(true);
         };
         let params = show_params(payload, stmt.params, &mut stmt.param_types);
+        if stmt.held.is_some() && (stmt.long_data || params.is_none()) {
+            stmt.long_data = false;
+            self.stats.blocked += 1;
+            self.send_err(
+                ER_DENIED,
+                "42000",
+                "gatehouse refused this execution: it needs approval, and approvers must see every parameter, so send them inline (not as long data) in a well-formed COM_STMT_EXECUTE",
+            );
+            return Ok(true);
+        }
         let sql = stmt.sql.clone();
         let classification = stmt.classification.clone();
         let facts = stmt.output_facts.clone();
         let verdict = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
+        self.withhold_errors = self.reads_masked(&classification);
         let shown = match params.as_deref() {
             Some("") => sql.clone(),
             Some(p) => format!("{sql}\n-- parameters: {p}"),
@@ -1118,7 +1266,16 @@ impl Proxy {
         mut decision: std::pin::Pin<&mut BoxFuture<'_, Outcome>>,
     ) -> Result<Outcome, Option<(u16, String)>> {
         let outcome = loop {
-            let watch_client = self.client.pending_bytes() < (1 << 20);
+            if self.client.pending_bytes() >= (1 << 20) {
+                // Past this the gateway could no longer notice a hang-up.
+                broker
+                    .withdraw(id, "the client sent more than 1 MiB while waiting")
+                    .await;
+                return Err(Some((
+                    ER_INTERRUPTED,
+                    format!("approval request #{id} was withdrawn: the client sent more than 1 MiB while the statement waited"),
+                )));
+            }
             tokio::select! {
                 outcome = &mut decision => break outcome,
                 _ = &mut cancelled => {
@@ -1128,7 +1285,7 @@ impl Proxy {
                         format!("Query execution was interrupted: approval request #{id} was withdrawn"),
                     )));
                 }
-                read = self.client.fill(), if watch_client => {
+                read = self.client.fill() => {
                     if !matches!(read, Ok(n) if n > 0) {
                         broker.withdraw(id, "the client disconnected while waiting").await;
                         return Err(None);

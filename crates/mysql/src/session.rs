@@ -20,6 +20,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+/// Collation ids of multi-byte character sets whose later bytes can be a
+/// backslash or quote (big5, sjis, gbk, cp932, gb18030): a statement in
+/// them can read differently to the gateway and the server.
+const UNSAFE_CHARSETS: [u8; 11] = [1, 13, 28, 84, 87, 88, 95, 96, 248, 249, 250];
+
 /// Settings of the MySQL listener.
 #[derive(Debug, Clone)]
 pub struct AdapterSettings {
@@ -385,6 +390,16 @@ impl MySqlAdapter {
                 return refuse(&mut client, seq, 1044, "42000", &denied.to_string()).await;
             }
         };
+        if UNSAFE_CHARSETS.contains(&resp.charset) {
+            return refuse(
+                &mut client,
+                seq,
+                1115,
+                "42000",
+                "your client's character set (big5, sjis, cp932, gbk or gb18030) can hide a quote from the gateway, so it is not supported; connect with utf8mb4",
+            )
+            .await;
+        }
         let client_caps = resp.capabilities & caps;
         let target = match target::connect(
             &conn,

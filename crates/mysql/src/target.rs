@@ -238,7 +238,19 @@ pub async fn connect(
         let p: Packet = reader.expect().await?;
         let mut seq = p.last_seq.wrapping_add(1);
         match p.payload.first() {
-            Some(0x00) => break,
+            Some(0x00) => {
+                let ok = packets::parse_ok(&p.payload)
+                    .map_err(|e| TargetError::Protocol(e.to_string()))?;
+                if ok.status & packets::status::NO_BACKSLASH_ESCAPES != 0 {
+                    // The gateway reads quotes with backslash escapes, as
+                    // MySQL does by default; a session that does not would
+                    // see different statements than the gateway judged.
+                    return Err(TargetError::Refused(
+                        "the target's sql_mode includes NO_BACKSLASH_ESCAPES, which gatehouse does not support; remove it from the server's global sql_mode".into(),
+                    ));
+                }
+                break;
+            }
             Some(0xff) => {
                 let e = packets::parse_err(&p.payload)
                     .map_err(|e| TargetError::Protocol(e.to_string()))?;

@@ -17,7 +17,7 @@ use crate::io::FrameReader;
 use crate::masking::{self, RowPlan};
 use crate::session::{ClientIo, SessionContext};
 use bytes::BytesMut;
-use gatehouse_core::approval::{HeldCommand, Outcome};
+use gatehouse_core::approval::{quote_for_approver as quoted, HeldCommand, Outcome};
 use gatehouse_core::classify::{
     Classification, CopyDirection, Dialect, StatementFacts, StatementKind,
 };
@@ -256,23 +256,6 @@ fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
         )),
         Verdict::Hold { .. } => None,
     }
-}
-
-/// A value as approvers see it, on one line: quotes doubled and control
-/// characters escaped, so a parameter cannot forge extra lines in the
-/// command an approver reads.
-fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('\'');
-    for c in text.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
 }
 
 /// A statement's text on one line, for notes beside a command.

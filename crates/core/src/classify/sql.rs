@@ -58,13 +58,48 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
         }
         _ => {
             let (head, nested) = analyse(stmt, dialect);
+            let upsert = upsert_effects(stmt, &head);
             let mut out = vec![head];
             // The outer walk already found statements nested at any depth,
             // so each one's own nested list would only repeat them.
             out.extend(nested.iter().map(|s| into_nested(analyse(s, dialect).0)));
+            out.extend(upsert);
             out
         }
     }
+}
+
+/// What an INSERT also does besides inserting: `ON DUPLICATE KEY UPDATE`
+/// and `ON CONFLICT … DO UPDATE` update existing rows, `REPLACE` deletes
+/// them; rules about updates and deletes must see that.
+fn upsert_effects(stmt: &Statement, head: &StatementFacts) -> Vec<StatementFacts> {
+    let Statement::Insert(ins) = stmt else {
+        return Vec::new();
+    };
+    let also = |kind: StatementKind, keyword: &str| {
+        let mut f = blank(keyword);
+        f.kind = kind;
+        f.tables_written = head.tables_written.clone();
+        // Only the rows that collide are touched: not an unbounded write.
+        f.has_where = true;
+        into_nested(f)
+    };
+    let mut out = Vec::new();
+    match &ins.on {
+        Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(_)) => {
+            out.push(also(StatementKind::Update, "UPDATE"));
+        }
+        Some(sqlparser::ast::OnInsert::OnConflict(c))
+            if matches!(c.action, sqlparser::ast::OnConflictAction::DoUpdate(_)) =>
+        {
+            out.push(also(StatementKind::Update, "UPDATE"));
+        }
+        _ => {}
+    }
+    if ins.replace_into {
+        out.push(also(StatementKind::Delete, "DELETE"));
+    }
+    out
 }
 
 fn into_nested(mut f: StatementFacts) -> StatementFacts {

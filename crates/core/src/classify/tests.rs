@@ -519,3 +519,27 @@ fn mysql_global_settings_are_named_whatever_the_spelling() {
         "SET PERSIST"
     );
 }
+
+#[test]
+fn upserts_also_update_or_delete() {
+    let my = |sql: &str| classify(sql, Dialect::MySql);
+    let c = my("insert into customers select * from customers where id = 3 on duplicate key update phone = 'x'");
+    assert_eq!(
+        kinds(&c),
+        vec![
+            (StatementKind::Insert, false),
+            (StatementKind::Update, true)
+        ]
+    );
+    assert!(c.statements[1].tables_written.contains("customers"));
+    let c = my("replace into customers (id, phone) values (5, 'y')");
+    assert!(
+        kinds(&c).contains(&(StatementKind::Delete, true)),
+        "{:?}",
+        kinds(&c)
+    );
+    let c = pg("insert into customers (id) values (1) on conflict (id) do update set phone = 'z'");
+    assert!(kinds(&c).contains(&(StatementKind::Update, true)));
+    let c = pg("insert into customers (id) values (1) on conflict do nothing");
+    assert_eq!(kinds(&c), vec![(StatementKind::Insert, false)]);
+}

@@ -141,12 +141,15 @@ impl Policy {
         facts: &StatementFacts,
         classification: &Classification,
     ) -> Verdict {
-        let by_rule = self
+        let mut by_rule = self
             .rules
             .iter()
             .find(|r| r.matches(identity, connection, sql, facts))
             .map(CommandRule::verdict)
             .unwrap_or(Verdict::Allow { rule: None });
+        if let Some(block) = self.copies_masked_columns(identity, connection, facts) {
+            by_rule = by_rule.stricter(block);
+        }
         if facts.parsed || self.unparseable == Unparseable::Rules {
             return by_rule;
         }
@@ -159,6 +162,45 @@ impl Policy {
             message: format!(
                 "gatehouse could not parse this {} statement ({reason}), so it is blocked; rewrite it or ask an administrator for a rule that allows it",
                 facts.keyword
+            ),
+        })
+    }
+
+    /// Masking applies to what comes back to the client; a statement that
+    /// writes what it reads from a masked table into somewhere else (a new
+    /// table, a view, another table, a session variable) would take the
+    /// values around it, so it is refused.
+    fn copies_masked_columns(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        facts: &StatementFacts,
+    ) -> Option<Verdict> {
+        use crate::classify::{CopyDirection, StatementKind as K};
+        let writes = matches!(
+            facts.kind,
+            K::Insert | K::Update | K::Delete | K::Merge | K::Ddl | K::Set
+        ) || (facts.kind == K::Copy
+            && facts.copy_direction == Some(CopyDirection::In));
+        if !writes {
+            return None;
+        }
+        let elsewhere: Vec<&String> = facts
+            .tables_read
+            .iter()
+            .filter(|t| !facts.tables_written.contains(*t))
+            .collect();
+        if elsewhere.is_empty()
+            || !self.column_rules_touch(identity, connection, elsewhere.iter().copied())
+        {
+            return None;
+        }
+        Some(Verdict::Block {
+            rule: "masked-columns-stay-masked".into(),
+            message: format!(
+                "this {} reads {}, whose columns are masked for you, and writes the result elsewhere, where masking could not follow it; read the rows instead",
+                facts.keyword,
+                elsewhere.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
             ),
         })
     }

@@ -325,6 +325,11 @@ impl TestGateway {
     }
 }
 
+/// Allow plaintext MySQL logins from loopback (for hand-made packets).
+pub fn my_plaintext(text: String) -> String {
+    text.replace("[mysql]\n", "[mysql]\nallow_plaintext_loopback = true\n")
+}
+
 /// Allow plaintext from loopback (for raw-protocol and NoTls clients).
 pub fn plaintext(text: String) -> String {
     text.replace(
@@ -469,8 +474,17 @@ allow_groups = ["analysts", "dba"]
 impl TestGateway {
     /// Start a gateway in front of MariaDB with the demo policy plus `extra`.
     pub async fn start_mysql(extra_top: &str, extra: &str) -> TestGateway {
+        Self::start_mysql_with(extra_top, extra, |t| t).await
+    }
+
+    /// Start a gateway in front of MariaDB whose configuration is edited first.
+    pub async fn start_mysql_with(
+        extra_top: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
-        let text = my_config_text(dir.path(), extra_top, extra);
+        let text = edit(my_config_text(dir.path(), extra_top, extra));
         let config_path = dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, &text).unwrap();
         let cfg = GatewayConfig::load(&config_path).unwrap();

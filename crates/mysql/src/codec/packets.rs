@@ -70,6 +70,7 @@ pub mod status {
     pub const MORE_RESULTS_EXISTS: u16 = 8;
     pub const CURSOR_EXISTS: u16 = 0x40;
     pub const LAST_ROW_SENT: u16 = 0x80;
+    pub const NO_BACKSLASH_ESCAPES: u16 = 0x200;
 }
 
 /// Command bytes (`COM_*`).
