@@ -688,3 +688,46 @@ async fn review_bypasses_stay_closed() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_text_cannot_carry_masked_values() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let raw = support::target()
+        .cluster
+        .psql("bank", "select reverse(ssn) from customers where id = 1")
+        .unwrap();
+    let reversed = raw
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 11 && l.contains('-'))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!reversed.is_empty(), "{raw}");
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &["select cast(reverse(ssn) as int) from customers where id = 1"],
+        )
+        .await;
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(!e.contains(&reversed), "{e}");
+    assert!(e.contains("withheld") && e.contains("22P02"), "{e}");
+    // A copy of a masked table is refused, even to a DBA.
+    let dana = gw.token("dana", &["dba"]);
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &["create table c2 as select id, reverse(ssn) x from customers"],
+        )
+        .await;
+    assert!(
+        err(&o).contains("masked-columns-stay-masked"),
+        "{}",
+        err(&o)
+    );
+    gw.stop().await;
+}

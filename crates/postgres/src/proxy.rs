@@ -1586,9 +1586,46 @@ impl ServerPump {
         }
     }
 
+    /// Whether the command now answering reads a table with column rules
+    /// for this caller (its error text could quote a masked value).
+    fn current_reads_masked(&self) -> bool {
+        let ctx = &self.ctx;
+        let touches = |facts: &mut dyn Iterator<Item = &StatementFacts>| {
+            let tables: Vec<&String> = facts.flat_map(|f| f.tables_read.iter()).collect();
+            ctx.pipeline.policy.column_rules_touch(
+                &ctx.identity,
+                &ctx.connection,
+                tables.into_iter(),
+            )
+        };
+        match self.queue.front() {
+            Some(Pending::Query { statements, .. }) => touches(&mut statements.iter().flatten()),
+            Some(Pending::Execute { portal, .. }) => {
+                touches(&mut portal.statement.classification.statements.iter())
+            }
+            _ => false,
+        }
+    }
+
     fn error(&mut self, frame: &Frame) -> Result<(), String> {
         let masker = self.ctx.pipeline.masker.clone();
-        let masked = masking::mask_notice(&masker, b'E', &frame.body, &mut self.result.masked);
+        let mut masked = masking::mask_notice(&masker, b'E', &frame.body, &mut self.result.masked);
+        if self.current_reads_masked() {
+            // Error text can quote a value (`invalid input syntax for type
+            // integer: "…"`): for a command reading masked columns, only
+            // the SQLSTATE goes back.
+            let original = backend::parse_notice(&frame.body).unwrap_or_default();
+            let code = original.get(b'C').unwrap_or("XX000").to_string();
+            masked = Some(
+                Notice::new(
+                    "ERROR",
+                    &code,
+                    &format!("the database refused this statement ({code}); its message is withheld because the statement reads columns masked for you"),
+                    None,
+                )
+                .encode(b'E'),
+            );
+        }
         let notice = backend::parse_notice(masked.as_deref().map_or(&frame.body[..], |m| &m[5..]))
             .unwrap_or_default();
         self.result.error = Some(serde_json::json!({
