@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     /// The HTTPS API listener (dev issuer discovery and JWKS, health).
     #[serde(default)]
     pub api: ApiListener,
+    /// The SSH listener (off unless the section is present).
+    pub ssh: Option<SshListener>,
     /// Token issuers.
     #[serde(default)]
     pub identity: IdentitySection,
@@ -109,6 +111,46 @@ impl Default for PostgresListener {
             result_capture_rows: 0,
             max_message_bytes: default_max_message(),
         }
+    }
+}
+
+/// `[ssh]`: `ssh -p PORT CONNECTION@gateway`, the token as the password.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshListener {
+    /// Address to listen on.
+    #[serde(default = "default_ssh_listen")]
+    pub listen: String,
+    /// The gateway's Ed25519 host key (made in `state_dir` on first start).
+    #[serde(default = "default_ssh_host_key")]
+    pub host_key: PathBuf,
+    /// Folder of asciicast recordings (in `state_dir` unless absolute).
+    #[serde(default = "default_recordings")]
+    pub recordings: PathBuf,
+}
+
+fn default_ssh_listen() -> String {
+    "127.0.0.1:2222".into()
+}
+
+fn default_ssh_host_key() -> PathBuf {
+    PathBuf::from("ssh_host_ed25519_key")
+}
+
+/// Default recordings folder, inside `state_dir`.
+pub fn default_recordings() -> PathBuf {
+    PathBuf::from("recordings")
+}
+
+impl GatewayConfig {
+    /// The folder SSH recordings are written to.
+    pub fn recordings_dir(&self) -> PathBuf {
+        let rel = self
+            .ssh
+            .as_ref()
+            .map(|s| s.recordings.clone())
+            .unwrap_or_else(default_recordings);
+        self.state_path(&rel)
     }
 }
 

@@ -12,4 +12,5 @@ pub use gatehouse_core::duration;
 pub mod files;
 pub mod gateway;
 pub mod pgcluster;
+pub mod sshtarget;
 pub mod tls;
