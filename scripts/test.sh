@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the suite needs on a
 # fresh Debian machine, then runs every test. Real servers and clients only:
-# PostgreSQL (server, psql, pgbench) and Chromium from Debian, a real OIDC
+# PostgreSQL (server, psql, pgbench), OpenSSH (sshd, ssh, scp, sftp),
+# sshpass, tmux and Chromium from Debian, a real OIDC
 # provider (oidc-provider) and playwright-core from npm, and the psycopg
 # driver from PyPI. The tests start
 # their own PostgreSQL cluster and IdP on 127.0.0.1 and stop them.
@@ -16,6 +17,12 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
+# SSH: a throwaway OpenSSH sshd as the target, the real ssh/scp/sftp
+# clients, sshpass to hand them the token, tmux for an interactive session.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v sshpass >/dev/null || need_apt+=(sshpass)
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
@@ -30,4 +37,4 @@ python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[bi
 (cd tests/oidc && npm ci --no-audit --no-fund --silent)
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
-GATEHOUSE_REQUIRE_BROWSER=1 cargo test --workspace --all-targets "$@"
+GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_SSH=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0) cargo test --workspace --all-targets "$@"

@@ -258,6 +258,7 @@ impl RunningGateway {
                 audit_public_key: gatehouse_audit::public_key_path(
                     &cfg.state_path(&cfg.audit.signing_key),
                 ),
+                recordings_dir: Some(cfg.recordings_dir()),
                 deliveries: Arc::new(move || {
                     deliveries_of
                         .deliveries()

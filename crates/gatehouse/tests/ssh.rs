@@ -88,12 +88,67 @@ pattern = "/etc/"
 }
 
 async fn gateway() -> TestGateway {
+    gateway_with("").await
+}
+
+async fn gateway_with(more_top: &str) -> TestGateway {
     let target = ssh_target();
     let holder = tempfile::tempdir().unwrap();
     let (top, extra) = ssh_config(target, holder.path());
     // The password file must outlive the gateway: keep the folder.
     std::mem::forget(holder);
-    TestGateway::start(&top, &extra).await
+    TestGateway::start(&format!("{top}\n{more_top}"), &extra).await
+}
+
+const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+
+/// The console with a dev sign-in for an auditor, who may replay any session.
+const CONSOLE: &str = r#"
+[console]
+auditor_groups = ["auditors"]
+[[console.dev_identities]]
+subject = "audrey"
+groups = ["auditors"]
+"#;
+
+/// Whether Chromium and playwright-core are installed; a CI run
+/// (`GATEHOUSE_REQUIRE_BROWSER=1`) fails instead of skipping.
+fn browser_ready() -> bool {
+    let missing = if !Path::new("/usr/bin/chromium").exists() {
+        Some("/usr/bin/chromium is not installed")
+    } else if !Path::new(BROWSER_DIR)
+        .join("node_modules/playwright-core")
+        .exists()
+    {
+        Some("playwright-core is not installed (npm ci in tests/browser)")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var("GATEHOUSE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "browser test required but {why}"
+            );
+            eprintln!("SKIPPED the browser replay: {why}");
+            false
+        }
+    }
+}
+
+/// Whether sshd can run here; a CI run (`GATEHOUSE_REQUIRE_SSH=1`) fails
+/// instead of skipping.
+fn sshd_ready() -> bool {
+    if sshtarget::available() {
+        return true;
+    }
+    assert!(
+        std::env::var("GATEHOUSE_REQUIRE_SSH").as_deref() != Ok("1"),
+        "SSH tests required but sshd is not installed or this is not root"
+    );
+    eprintln!("SKIPPED: sshd is not installed or this is not root");
+    false
 }
 
 fn ssh_port(gw: &TestGateway) -> u16 {
@@ -168,8 +223,7 @@ fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_jso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_block_mask_and_host_key_pinning() {
-    if !sshtarget::available() {
-        eprintln!("skipping: sshd is not installed or not root");
+    if !sshd_ready() {
         return;
     }
     let gw = gateway().await;
@@ -305,8 +359,7 @@ async fn exec_block_mask_and_host_key_pinning() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scp_and_sftp_transfers_are_recorded_and_ruled() {
-    if !sshtarget::available() {
-        eprintln!("skipping: sshd is not installed or not root");
+    if !sshd_ready() {
         return;
     }
     let gw = gateway().await;
@@ -434,8 +487,7 @@ async fn scp_and_sftp_transfers_are_recorded_and_ruled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_exec_runs_after_approval_and_keyboard_interactive_works() {
-    if !sshtarget::available() {
-        eprintln!("skipping: sshd is not installed or not root");
+    if !sshd_ready() {
         return;
     }
     let gw = gateway().await;
@@ -516,11 +568,10 @@ async fn wait_for_screen(session: &str, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_shell_through_tmux_is_recorded_and_replays() {
-    if !sshtarget::available() {
-        eprintln!("skipping: sshd is not installed or not root");
+    if !sshd_ready() {
         return;
     }
-    let gw = gateway().await;
+    let gw = gateway_with(CONSOLE).await;
     let tok = gw.token("olga", &["ops"]);
     let session = format!("gh-ssh-{}", std::process::id());
     let ssh_cmd = format!(
@@ -616,6 +667,35 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("typed-42"));
     assert!(err(&o).contains("SHA-256 verified"));
+    // The console replays it in a real browser with the vendored player.
+    if browser_ready() {
+        let shot = gw.dir.path().join("replay.png");
+        let channel = rec["data"]["channel"].as_u64().unwrap().to_string();
+        let o = tokio::time::timeout(
+            Duration::from_secs(150),
+            tokio::process::Command::new("node")
+                .arg("replay.mjs")
+                .args(["--console", &gw.api_url(), "--login", "audrey"])
+                .args(["--session", &session_id, "--channel", &channel])
+                .args(["--expect", "typed-42", "--screenshot"])
+                .arg(&shot)
+                .current_dir(BROWSER_DIR)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the browser finished in time")
+        .expect("node runs");
+        assert!(
+            o.status.success(),
+            "replay.mjs failed:\n{}\n{}",
+            out(&o),
+            err(&o)
+        );
+        let result: serde_json::Value =
+            serde_json::from_str(out(&o).lines().last().unwrap_or_default()).unwrap();
+        assert!(result["commands"].as_u64().unwrap() >= 3, "{result}");
+    }
     // A recording altered after the fact is refused.
     std::fs::write(&file, text.replace("typed-42", "typed-43")).unwrap();
     let o = gw.cli(&["sessions", "replay", &session_id]).await;

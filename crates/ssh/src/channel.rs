@@ -237,6 +237,7 @@ impl Relay {
             "path": facts.path,
             "verdict": verdict,
             "approval_request": approval,
+            "recording_offset": self.recording.as_ref().map(|r| (r.elapsed() * 1000.0).round() / 1000.0),
         });
         if let (Some(obj), Some(more)) = (data.as_object_mut(), extra.as_object()) {
             for (k, v) in more {

@@ -112,6 +112,11 @@ impl Recording {
         String::from_utf8_lossy(masked.as_deref().unwrap_or(bytes)).into_owned()
     }
 
+    /// Seconds since the recording started (where an event lands on replay).
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
     /// Terminal output (stdout or stderr of the target).
     pub fn output(&mut self, bytes: &[u8]) {
         self.bytes_out += bytes.len() as u64;
