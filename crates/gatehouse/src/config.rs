@@ -430,6 +430,17 @@ mod tests {
         let demo = crate::demo::demo_config(5432, Path::new("/nonexistent/pw"));
         let cfg = GatewayConfig::parse(&demo, Path::new(".")).unwrap();
         crate::gateway::compile_policy(&cfg).unwrap();
+        let with_ssh = demo
+            + &crate::demo::ssh_demo_config(
+                2022,
+                "gatehouse-demo",
+                Path::new("/nonexistent/ssh.pw"),
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFu7OHd1PCfJ3Zm4mBJr5E5q8ldYMbz7N0j1bmr0kz1",
+            );
+        let cfg = GatewayConfig::parse(&with_ssh, Path::new(".")).unwrap();
+        assert_eq!(cfg.ssh.as_ref().unwrap().listen, "127.0.0.1:2222");
+        let policy = crate::gateway::compile_policy(&cfg).unwrap();
+        assert!(policy.connection("bank-host").is_some());
     }
 
     #[test]

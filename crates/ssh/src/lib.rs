@@ -318,7 +318,8 @@ impl ClientHandler {
     }
 }
 
-const TOKEN_PROMPT: &str = "Gatehouse token: ";
+/// Contains "password" so tools that answer password prompts (sshpass) answer it too.
+const TOKEN_PROMPT: &str = "Gatehouse token (your password here): ";
 
 impl server::Handler for ClientHandler {
     type Error = russh::Error;
