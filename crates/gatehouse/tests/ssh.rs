@@ -33,6 +33,28 @@ fn ssh_target() -> &'static SshTarget {
 fn ssh_config(target: &SshTarget, dir: &Path) -> (String, String) {
     let pw = dir.join("ssh-target.pw");
     std::fs::write(&pw, &target.password).unwrap();
+    // A key the gateway logs in with, authorized on the target, and the
+    // target's host key in a known_hosts file (the other two ways to configure).
+    let key = dir.join("gateway-key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let ssh_dir = target.home.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let public = std::fs::read_to_string(dir.join("gateway-key.pub")).unwrap();
+    let mut authorized =
+        std::fs::read_to_string(ssh_dir.join("authorized_keys")).unwrap_or_default();
+    authorized.push_str(&public);
+    std::fs::write(ssh_dir.join("authorized_keys"), authorized).unwrap();
+    let known_hosts = dir.join("target_known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {}\n", target.port, target.host_key),
+    )
+    .unwrap();
     let top = "[ssh]\nlisten = \"127.0.0.1:0\"\n".to_string();
     let extra = format!(
         r#"[[connections]]
@@ -54,6 +76,16 @@ port = {port}
 user = "{user}"
 password_file = "{pw}"
 host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFu7OHd1PCfJ3Zm4mBJr5E5q8ldYMbz7N0j1bmr0kz1"
+allow_groups = ["ops"]
+
+[[connections]]
+name = "bank-host-by-key"
+type = "ssh"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+key_file = "{{key}}"
+known_hosts = "{{known_hosts}}"
 allow_groups = ["ops"]
 
 [[rules]]
@@ -84,6 +116,9 @@ pattern = "/etc/"
         pw = pw.display(),
         key = target.host_key,
     );
+    let extra = extra
+        .replace("{key}", &key.display().to_string())
+        .replace("{known_hosts}", &known_hosts.display().to_string());
     (top, extra)
 }
 
@@ -233,6 +268,11 @@ async fn exec_block_mask_and_host_key_pinning() {
     let o = ssh(&gw, &tok, "bank-host", "echo hello; whoami").await;
     assert!(o.status.success(), "ssh failed: {}", err(&o));
     assert_eq!(out(&o), format!("hello\n{TARGET_USER}\n"));
+
+    // The gateway's own key and a known_hosts file work as well.
+    let o = ssh(&gw, &tok, "bank-host-by-key", "whoami").await;
+    assert!(o.status.success(), "key login: {}", err(&o));
+    assert_eq!(out(&o).trim(), TARGET_USER);
 
     // Exit status passes through; so does stderr.
     let o = ssh(&gw, &tok, "bank-host", "echo oops >&2; exit 3").await;
