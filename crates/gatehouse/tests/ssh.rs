@@ -583,6 +583,72 @@ async fn held_exec_runs_after_approval_and_keyboard_interactive_works() {
         .find(|e| e["data"]["approval_request"] == id)
         .expect("held command recorded");
     assert_eq!(cmd["data"]["verdict"]["effect"], "hold");
+
+    // Denied: never runs, stderr says who and why, non-zero exit.
+    let tok = gw.token("olga", &["ops"]);
+    let port = ssh_port(&gw).to_string();
+    let opts = client_opts(&gw);
+    let marker = ssh_target().home.join("denied-ran");
+    let command = format!("sudo -n true; touch {}", marker.display());
+    let held = tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new("sshpass");
+        cmd.arg("-e")
+            .env("SSHPASS", &tok)
+            .arg("ssh")
+            .args(opts)
+            .args(["-p", &port])
+            .arg("bank-host@127.0.0.1")
+            .arg(command)
+            .stdin(std::process::Stdio::null());
+        run(&mut cmd).await
+    });
+    let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/deny"),
+            &omar,
+            Some(serde_json::json!({"reason": "no change ticket"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = held.await.unwrap();
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(err(&o).contains("denied by omar"), "{}", err(&o));
+    assert!(!marker.exists());
+
+    // The client hangs up while waiting: the request is withdrawn.
+    let tok = gw.token("olga", &["ops"]);
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("ssh")
+        .args(client_opts(&gw))
+        .args(["-p", &ssh_port(&gw).to_string()])
+        .arg("bank-host@127.0.0.1")
+        .arg("sudo -n reboot")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
+    drop(child);
+    let mut withdrawn = false;
+    for _ in 0..100 {
+        let (_, body) = gw
+            .api("GET", &format!("/api/v1/approvals/{id}"), &omar, None)
+            .await;
+        if body["status"] == "withdrawn" {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        withdrawn,
+        "request #{id} was not withdrawn after the client hung up"
+    );
     gw.stop().await;
 }
 
@@ -667,6 +733,15 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
             break;
         }
     }
+    let end = of_kind(&events, "session.end")
+        .into_iter()
+        .find(|e| e["data"]["protocol"] == "ssh")
+        .expect("ssh session end recorded");
+    assert_eq!(
+        end["data"]["recordings"].as_array().map(|a| a.len()),
+        Some(1),
+        "the session end lists its recording: {end}"
+    );
     let lines: Vec<_> = of_kind(&events, "command")
         .into_iter()
         .filter(|e| e["data"]["kind"] == "line")

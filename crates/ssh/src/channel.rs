@@ -111,6 +111,7 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
     };
     relay.pump().await;
     relay.finish().await;
+    relay.live.channel_done();
 }
 
 /// Answer every request on a channel the caller may not use with `message`
@@ -536,6 +537,11 @@ impl Relay {
             tokio::select! {
                 outcome = &mut decision => break outcome,
                 msg = self.client.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) if self.pty.is_some() && data.contains(&3) => {
+                        // Ctrl-C on a terminal: the user gives up.
+                        broker.withdraw(id, "cancelled by the client (Ctrl-C)").await;
+                        return Err(Some(format!("approval request #{id} was withdrawn")));
+                    }
                     Some(ChannelMsg::Data { data }) => {
                         input.extend_from_slice(&data);
                         if input.len() > HELD_INPUT_LIMIT {

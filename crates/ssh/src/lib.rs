@@ -138,6 +138,9 @@ pub struct Live {
     started: Instant,
     target: tokio::sync::OnceCell<Result<Arc<target::Target>, String>>,
     channels: AtomicU32,
+    /// Channels still relaying; the session's end waits for them.
+    active: AtomicU32,
+    idle: tokio::sync::Notify,
     commands: AtomicU64,
     blocked: AtomicU64,
     recordings: Mutex<Vec<serde_json::Value>>,
@@ -174,9 +177,18 @@ impl Live {
             .clone()
     }
 
-    /// The next channel number of this session.
+    /// The next channel number of this session; the channel counts as
+    /// active until [`Live::channel_done`].
     pub fn next_channel(&self) -> u32 {
+        self.active.fetch_add(1, Ordering::SeqCst);
         self.channels.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A channel finished recording its evidence.
+    pub fn channel_done(&self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     /// Count one command (and whether it was refused); its number in the session.
@@ -195,6 +207,16 @@ impl Live {
     }
 
     async fn end(&self) {
+        // Channels record their results and recordings as they close, just
+        // after the connection ends: let them finish first (bounded).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            let idle = self.idle.notified();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), idle).await;
+        }
         if let Some(Ok(t)) = self.target.get() {
             let _ = t
                 .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
@@ -294,6 +316,8 @@ impl ClientHandler {
             started: Instant::now(),
             target: tokio::sync::OnceCell::new(),
             channels: AtomicU32::new(0),
+            active: AtomicU32::new(0),
+            idle: tokio::sync::Notify::new(),
             commands: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             recordings: Mutex::new(Vec::new()),
