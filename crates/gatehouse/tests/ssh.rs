@@ -686,6 +686,7 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
         ssh_port(&gw)
     );
     let started = std::process::Command::new("tmux")
+        .env("TERM", "xterm-256color")
         .args(["new-session", "-d", "-x", "100", "-y", "30", "-s", &session])
         .arg("-e")
         .arg(format!("SSHPASS={tok}"))
