@@ -710,6 +710,9 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
     let screen = wait_for_screen(&session, "blocked by rule").await;
     assert!(screen.contains("no-rm-rf"), "{screen}");
     tmux(&["resize-window", "-t", &session, "-x", "120", "-y", "40"]);
+    // The window change reaches the target's PTY.
+    tmux(&["send-keys", "-t", &session, "echo size=$(stty size)", "Enter"]);
+    wait_for_screen(&session, "size=40 120").await;
     tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
     for _ in 0..100 {
         if !std::process::Command::new("tmux")
