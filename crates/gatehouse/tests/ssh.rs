@@ -711,7 +711,13 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
     assert!(screen.contains("no-rm-rf"), "{screen}");
     tmux(&["resize-window", "-t", &session, "-x", "120", "-y", "40"]);
     // The window change reaches the target's PTY.
-    tmux(&["send-keys", "-t", &session, "echo size=$(stty size)", "Enter"]);
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "echo size=$(stty size)",
+        "Enter",
+    ]);
     wait_for_screen(&session, "size=40 120").await;
     tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
     for _ in 0..100 {
