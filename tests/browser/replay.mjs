@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Open an SSH session's replay page in the Gatehouse console with a real
-// browser, sign in through the console's dev sign-in page, and check that
+// Open an SSH session's page in the Gatehouse console with a real browser,
+// sign in through the console's dev sign-in page, follow its Replay link, and
+// check that
 // the vendored asciinema-player plays the recording: click a command in the
 // list beside the player and wait until the terminal shows `--expect`.
 // Fails on any Content-Security-Policy violation or page error.
@@ -73,9 +74,11 @@ async function main() {
     if (r.status() >= 400 && !r.url().endsWith('/favicon.ico')) problems.push(`${r.status()} ${r.url()}`);
   });
   page.on('pageerror', (e) => problems.push(String(e.message || e)));
-  const path = `/sessions/${opts.session}/replay/${opts.channel}`;
-  await page.goto(`${opts.console}${path}`, { waitUntil: 'domcontentloaded' });
-  for (let step = 0; step < 5 && new URL(page.url()).pathname !== path; step += 1) {
+  // Start from the session's timeline, as an auditor would, and follow its Replay link.
+  const sessionPath = `/sessions/${opts.session}`;
+  const path = `${sessionPath}/replay/${opts.channel}`;
+  await page.goto(`${opts.console}${sessionPath}`, { waitUntil: 'domcontentloaded' });
+  for (let step = 0; step < 5 && new URL(page.url()).pathname !== sessionPath; step += 1) {
     if (!(await page.locator('#dev-signin').count())) {
       throw new Error(`sign-in stopped at ${page.url()}`);
     }
@@ -87,6 +90,10 @@ async function main() {
       await clickAndWait(page.locator('form.stack button[type="submit"]'));
     }
   }
+  if (new URL(page.url()).pathname !== sessionPath) throw new Error(`not on the session page: ${page.url()}`);
+  const link = page.locator(`a.replay-link[href="${path}"]`);
+  if (!(await link.count())) throw new Error(`the session page has no Replay link to ${path}`);
+  await clickAndWait(link.first());
   if (new URL(page.url()).pathname !== path) throw new Error(`not on the replay page: ${page.url()}`);
   await page.locator('#player[data-ready="1"]').waitFor({ state: 'attached' });
   await page.locator('#player .ap-player').waitFor({ state: 'attached' });

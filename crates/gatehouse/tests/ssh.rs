@@ -820,6 +820,9 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
         let result: serde_json::Value =
             serde_json::from_str(out(&o).lines().last().unwrap_or_default()).unwrap();
         assert!(result["commands"].as_u64().unwrap() >= 3, "{result}");
+        if let Ok(keep) = std::env::var("GATEHOUSE_SCREENSHOT_DIR") {
+            let _ = std::fs::copy(&shot, Path::new(&keep).join("ssh-replay.png"));
+        }
     }
     // A recording altered after the fact is refused.
     std::fs::write(&file, text.replace("typed-42", "typed-43")).unwrap();
