@@ -725,6 +725,36 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                 }
             )
         }
+        "command.result" if d.get("exit_status").is_some() => format!(
+            "#{} {} result of command {}: exit status {}{}",
+            e.seq,
+            e.ts,
+            d.get("command_id").cloned().unwrap_or_default(),
+            d.get("exit_status").cloned().unwrap_or_default(),
+            d.get("transfer")
+                .filter(|t| !t.is_null())
+                .map(|t| format!(", {} {} bytes", t["direction"], t["bytes"]))
+                .unwrap_or_default()
+        ),
+        "recording" => format!(
+            "#{} {} recording of channel {}: {} ({} bytes, SHA-256 {}); replay with `gatehouse sessions replay {}`",
+            e.seq,
+            e.ts,
+            d.get("channel").cloned().unwrap_or_default(),
+            s("file"),
+            d.get("size").cloned().unwrap_or_default(),
+            s("sha256"),
+            e.session_id.clone().unwrap_or_default()
+        ),
+        "file.transfer" => format!(
+            "#{} {} {} {} ({} bytes over {})",
+            e.seq,
+            e.ts,
+            s("direction"),
+            s("path"),
+            d.get("bytes").cloned().unwrap_or_default(),
+            s("protocol")
+        ),
         "command.result" => format!(
             "#{} {} result of command {}: {} rows, masked {}{}",
             e.seq,

@@ -785,6 +785,16 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
     assert!(text.contains(r#""r","120x40""#), "{text}");
     assert!(!text.contains("123-45-6789"));
 
+    // `sessions show` lists the lines and the recording.
+    let o = gw.cli(&["sessions", "show", &session_id]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("line rm -rf ./nothing-here"),
+        "{}",
+        out(&o)
+    );
+    assert!(out(&o).contains("recording of channel 1"), "{}", out(&o));
+
     // Terminal replay checks the chained digest, then plays the output.
     let o = gw
         .cli(&["sessions", "replay", &session_id, "--speed", "50"])
