@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the suite needs on a
 # fresh Debian machine, then runs every test. Real servers and clients only:
-# PostgreSQL (server, psql, pgbench), MariaDB (server, mariadb client) and
-# Chromium from Debian, a real OIDC provider (oidc-provider) and
-# playwright-core from npm, and the psycopg, PyMySQL and
-# mysql-connector-python drivers from PyPI. The tests start their own
-# PostgreSQL cluster, MariaDB server and IdP on 127.0.0.1 and stop them.
+# PostgreSQL (server, psql, pgbench), MariaDB (server, mariadb client),
+# OpenSSH (sshd, ssh, scp, sftp), sshpass, tmux, age and Chromium from
+# Debian, a real OIDC provider (oidc-provider) and playwright-core from npm,
+# and the psycopg, PyMySQL and mysql-connector-python drivers from PyPI. The
+# tests start their own PostgreSQL cluster, MariaDB server, sshd and IdP on
+# 127.0.0.1 and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,12 @@ command -v runuser >/dev/null || need_apt+=(util-linux)
 { [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null; } || need_apt+=(mariadb-server)
 command -v mariadb >/dev/null || need_apt+=(mariadb-client)
 command -v age >/dev/null || need_apt+=(age)   # the reference age tool: sealed-originals interop test
+# SSH: a throwaway OpenSSH sshd as the target, the real ssh/scp/sftp
+# clients, sshpass to hand them the token, tmux for an interactive session.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v sshpass >/dev/null || need_apt+=(sshpass)
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
@@ -36,4 +43,4 @@ python3 -c 'import mysql.connector' 2>/dev/null || python3 -m pip install -q 'my
 (cd tests/oidc && npm ci --no-audit --no-fund --silent)
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
-GATEHOUSE_REQUIRE_BROWSER=1 cargo test --workspace --all-targets "$@"
+GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_SSH=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0) cargo test --workspace --all-targets "$@"

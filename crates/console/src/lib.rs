@@ -112,6 +112,8 @@ pub struct ConsoleDeps {
     pub audit_db: PathBuf,
     /// The audit checkpoint public key (PEM), for the chain status page.
     pub audit_public_key: PathBuf,
+    /// Where SSH terminal recordings are kept, for replay (`None`: no replay).
+    pub recordings_dir: Option<PathBuf>,
     /// Notification deliveries, newest first, as JSON objects.
     pub deliveries: Arc<dyn Fn() -> Vec<serde_json::Value> + Send + Sync>,
     /// The console's base URL as browsers reach it, e.g.

@@ -47,6 +47,7 @@ pub(crate) struct App {
     pub validator: Arc<TokenValidator>,
     pub audit_db: PathBuf,
     pub audit_public_key: PathBuf,
+    pub recordings_dir: Option<PathBuf>,
     pub deliveries: Arc<dyn Fn() -> Vec<serde_json::Value> + Send + Sync>,
     /// Without a trailing slash.
     pub public_url: String,
@@ -172,6 +173,7 @@ impl App {
             validator: deps.validator,
             audit_db: deps.audit_db,
             audit_public_key: deps.audit_public_key,
+            recordings_dir: deps.recordings_dir,
             deliveries: deps.deliveries,
             public_url,
             redirect_uri,

@@ -23,3 +23,22 @@
     });
   });
 })();
+
+// SSH replay: start the vendored asciinema-player on the recording, and let
+// the command list seek to the moment each command was typed.
+(function () {
+  'use strict';
+  var el = document.getElementById('player');
+  if (!el || !window.AsciinemaPlayer) { return; }
+  var player = window.AsciinemaPlayer.create(el.getAttribute('data-cast'), el, {
+    fit: 'width', idleTimeLimit: 2, preload: true
+  });
+  el.setAttribute('data-ready', '1');
+  document.querySelectorAll('a.seek[data-t]').forEach(function (a) {
+    a.addEventListener('click', function (e) {
+      e.preventDefault();
+      var t = parseFloat(a.getAttribute('data-t'));
+      Promise.resolve(player.seek(Math.max(0, t - 0.5))).then(function () { player.play(); });
+    });
+  });
+})();

@@ -299,6 +299,20 @@ enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Play an SSH session's recording in this terminal, with its timing.
+    Replay {
+        /// Session id.
+        id: String,
+        /// Playback speed (2 plays twice as fast).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause between two events, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        max_wait: f64,
+        /// Which channel's recording, when the session has several (1, 2, …).
+        #[arg(long)]
+        channel: Option<u64>,
+    },
 }
 
 /// Entry point; errors are printed without a backtrace and exit non-zero.
@@ -756,6 +770,62 @@ fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
                 }
             }
         }
+        SessionsCommand::Replay {
+            id,
+            speed,
+            max_wait,
+            channel,
+        } => {
+            let events = gatehouse_audit::session_events(&db, &id)?;
+            anyhow::ensure!(
+                !events.is_empty(),
+                "no session {id} in the audit trail; see `gatehouse sessions list`"
+            );
+            let recordings: Vec<_> = events
+                .iter()
+                .filter(|e| e.kind == "recording")
+                .filter(|e| channel.is_none_or(|c| e.data["channel"].as_u64() == Some(c)))
+                .collect();
+            let Some(rec) = recordings.first() else {
+                anyhow::bail!(
+                    "session {id} has no terminal recording{} (only SSH shell and exec channels are recorded, and a recording is chained when its channel closes)",
+                    channel.map(|c| format!(" for channel {c}")).unwrap_or_default()
+                );
+            };
+            let file = rec.data["file"].as_str().unwrap_or_default();
+            let path = cfg.recordings_dir().join(file);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading recording {}", path.display()))?;
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            anyhow::ensure!(
+                Some(digest.as_str()) == rec.data["sha256"].as_str(),
+                "recording {} does not match the SHA-256 chained in audit event #{}: it was altered after the session",
+                path.display(),
+                rec.seq
+            );
+            anyhow::ensure!(speed > 0.0, "--speed must be above 0");
+            let (_, frames) = gatehouse_ssh::recording::read(&path).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "replaying {} (SHA-256 verified against audit event #{}); {} recording(s) in this session",
+                file,
+                rec.seq,
+                recordings.len()
+            );
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut last = 0.0f64;
+            for (t, code, data) in frames {
+                let wait = ((t - last).max(0.0) / speed).min(max_wait);
+                last = t;
+                if code != "o" {
+                    continue;
+                }
+                std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+                out.write_all(data.as_bytes())?;
+                out.flush()?;
+            }
+            eprintln!("\n[end of recording]");
+        }
         SessionsCommand::Show { id, json } => {
             let events = gatehouse_audit::session_events(&db, &id)?;
             anyhow::ensure!(
@@ -804,9 +874,43 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                 e.seq,
                 e.ts,
                 d.get("command_id").cloned().unwrap_or_default(),
-                s("sql")
+                if d.get("sql").is_some() {
+                    s("sql")
+                } else {
+                    format!("{} {}", s("kind"), s("command"))
+                }
             )
         }
+        "command.result" if d.get("exit_status").is_some() => format!(
+            "#{} {} result of command {}: exit status {}{}",
+            e.seq,
+            e.ts,
+            d.get("command_id").cloned().unwrap_or_default(),
+            d.get("exit_status").cloned().unwrap_or_default(),
+            d.get("transfer")
+                .filter(|t| !t.is_null())
+                .map(|t| format!(", {} {} bytes", t["direction"], t["bytes"]))
+                .unwrap_or_default()
+        ),
+        "recording" => format!(
+            "#{} {} recording of channel {}: {} ({} bytes, SHA-256 {}); replay with `gatehouse sessions replay {}`",
+            e.seq,
+            e.ts,
+            d.get("channel").cloned().unwrap_or_default(),
+            s("file"),
+            d.get("size").cloned().unwrap_or_default(),
+            s("sha256"),
+            e.session_id.clone().unwrap_or_default()
+        ),
+        "file.transfer" => format!(
+            "#{} {} {} {} ({} bytes over {})",
+            e.seq,
+            e.ts,
+            s("direction"),
+            s("path"),
+            d.get("bytes").cloned().unwrap_or_default(),
+            s("protocol")
+        ),
         "command.result" => format!(
             "#{} {} result of command {}: {} rows, masked {}{}",
             e.seq,

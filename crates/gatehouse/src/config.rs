@@ -29,6 +29,8 @@ pub struct GatewayConfig {
     /// The HTTPS API listener (dev issuer discovery and JWKS, health).
     #[serde(default)]
     pub api: ApiListener,
+    /// The SSH listener (off unless the section is present).
+    pub ssh: Option<SshListener>,
     /// Token issuers.
     #[serde(default)]
     pub identity: IdentitySection,
@@ -171,6 +173,46 @@ impl Default for MySqlListener {
             max_packet_bytes: default_max_packet(),
             server_version: default_mysql_version(),
         }
+    }
+}
+
+/// `[ssh]`: `ssh -p PORT CONNECTION@gateway`, the token as the password.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshListener {
+    /// Address to listen on.
+    #[serde(default = "default_ssh_listen")]
+    pub listen: String,
+    /// The gateway's Ed25519 host key (made in `state_dir` on first start).
+    #[serde(default = "default_ssh_host_key")]
+    pub host_key: PathBuf,
+    /// Folder of asciicast recordings (in `state_dir` unless absolute).
+    #[serde(default = "default_recordings")]
+    pub recordings: PathBuf,
+}
+
+fn default_ssh_listen() -> String {
+    "127.0.0.1:2222".into()
+}
+
+fn default_ssh_host_key() -> PathBuf {
+    PathBuf::from("ssh_host_ed25519_key")
+}
+
+/// Default recordings folder, inside `state_dir`.
+pub fn default_recordings() -> PathBuf {
+    PathBuf::from("recordings")
+}
+
+impl GatewayConfig {
+    /// The folder SSH recordings are written to.
+    pub fn recordings_dir(&self) -> PathBuf {
+        let rel = self
+            .ssh
+            .as_ref()
+            .map(|s| s.recordings.clone())
+            .unwrap_or_else(default_recordings);
+        self.state_path(&rel)
     }
 }
 
@@ -481,11 +523,23 @@ mod tests {
         let cfg = GatewayConfig::parse(&demo, Path::new(".")).unwrap();
         crate::gateway::compile_policy(&cfg).unwrap();
         assert!(cfg.mysql.is_none());
-        let with_mysql = demo + &crate::demo::demo_mysql_config(3306, Path::new("/nonexistent/pw"));
+        let with_mysql =
+            demo.clone() + &crate::demo::demo_mysql_config(3306, Path::new("/nonexistent/pw"));
         let cfg = GatewayConfig::parse(&with_mysql, Path::new(".")).unwrap();
         crate::gateway::compile_policy(&cfg).unwrap();
         assert_eq!(cfg.mysql.unwrap().listen, "127.0.0.1:13306");
         assert_eq!(cfg.connections.len(), 2);
+        let with_ssh = demo
+            + &crate::demo::ssh_demo_config(
+                2022,
+                "gatehouse-demo",
+                Path::new("/nonexistent/ssh.pw"),
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFu7OHd1PCfJ3Zm4mBJr5E5q8ldYMbz7N0j1bmr0kz1",
+            );
+        let cfg = GatewayConfig::parse(&with_ssh, Path::new(".")).unwrap();
+        assert_eq!(cfg.ssh.as_ref().unwrap().listen, "127.0.0.1:2222");
+        let policy = crate::gateway::compile_policy(&cfg).unwrap();
+        assert!(policy.connection("bank-host").is_some());
     }
 
     #[test]

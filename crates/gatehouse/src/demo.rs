@@ -44,7 +44,7 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         eprintln!("gatehouse demo: MariaDB is not installed (apt-get install mariadb-server mariadb-client); the MySQL target is skipped");
         None
     };
-    let demo = Demo::prepare(cluster, mariadb, &state_dir).await?;
+    let mut demo = Demo::prepare(cluster, mariadb, &state_dir).await?;
     let gw = RunningGateway::start(&demo.config).await?;
     let dev = gw
         .dev_issuer
@@ -93,6 +93,11 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         let _ = writeln!(env, "GATEHOUSE_URL={console}");
         let _ = writeln!(env, "GATEHOUSE_CA_FILE={}", ca_file.display());
         let _ = writeln!(env, "GATEHOUSE_CONFIG={}", demo.config_path.display());
+        if let Some(addr) = gw.ssh_addr {
+            let _ = writeln!(env, "GATEHOUSE_SSH_HOST={}", addr.ip());
+            let _ = writeln!(env, "GATEHOUSE_SSH_PORT={}", addr.port());
+            let _ = writeln!(env, "GATEHOUSE_SSH_CONNECTION={SSH_CONNECTION}");
+        }
         crate::files::write_private(path, env.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -106,11 +111,17 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
             mysql_instructions(&addr.ip().to_string(), addr.port())
         );
     }
+    match (gw.ssh_addr, &demo.ssh_skipped) {
+        (Some(addr), _) => println!("{}", ssh_instructions(addr, &demo.config_path)),
+        (None, Some(why)) => println!("SSH: no demo SSH target ({why}).\n"),
+        (None, None) => {}
+    }
     crate::cli::wait_for_signal().await;
     eprintln!(
         "gatehouse demo: stopping; signing the final audit checkpoint and removing the cluster"
     );
     gw.shutdown().await;
+    drop(demo.ssh.take());
     let mut cluster = demo.cluster;
     let mariadb = demo.mariadb;
     tokio::task::spawn_blocking(move || {
@@ -128,6 +139,65 @@ struct Demo {
     mariadb: Option<MariaDbCluster>,
     config: GatewayConfig,
     config_path: PathBuf,
+    /// The throwaway sshd, when it could be started.
+    ssh: Option<crate::sshtarget::SshTarget>,
+    /// Why there is no SSH target.
+    ssh_skipped: Option<String>,
+}
+
+/// The demo's SSH connection name (`ssh -p 2222 bank-host@127.0.0.1`).
+pub const SSH_CONNECTION: &str = "bank-host";
+
+/// The local account the demo sshd lets the gateway log in as.
+const SSH_DEMO_USER: &str = "gatehouse-demo";
+
+/// A file with fake PII on the demo host, to show masking in terminal output.
+const SSH_DEMO_FILE: &str = "name,ssn,card,email
+Ada Lovelace,123-45-6789,4111 1111 1111 1111,ada@example.com
+Grace Hopper,536-22-1457,5500 0000 0000 0004,grace@example.com
+";
+
+/// The SSH part of the demo: the listener, the host and two rules.
+pub(crate) fn ssh_demo_config(
+    port: u16,
+    user: &str,
+    password_file: &Path,
+    host_key: &str,
+) -> String {
+    format!(
+        r#"
+# SSH: `ssh -p 2222 {SSH_CONNECTION}@127.0.0.1`, the token as the password.
+[ssh]
+listen = "127.0.0.1:2222"
+
+[[connections]]
+name = "{SSH_CONNECTION}"
+type = "ssh"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+password_file = "{pw}"
+host_key = "{host_key}"
+allow_groups = ["dba"]
+mask_terminal = true
+
+[[rules]]
+name = "no-rm-rf"
+effect = "block"
+message = "recursive forced deletes are not allowed on bank hosts"
+connections = ["{SSH_CONNECTION}"]
+pattern = "\\brm\\s+-[a-zA-Z]*(r[a-zA-Z]*f|f[a-zA-Z]*r)"
+
+[[rules]]
+name = "sudo-needs-approval"
+effect = "approve"
+message = "sudo on bank hosts needs a second person"
+connections = ["{SSH_CONNECTION}"]
+keywords = ["sudo"]
+approvers = ["approvers"]
+"#,
+        pw = password_file.display(),
+    )
 }
 
 impl Demo {
@@ -173,6 +243,32 @@ impl Demo {
         if let Some(m) = &mariadb {
             text.push_str(&demo_mysql_config(m.port(), &pw_path));
         }
+        let (ssh, ssh_skipped) = if crate::sshtarget::available() {
+            let ssh_pw = hex::encode(rand::random::<[u8; 16]>());
+            let ssh_pw_path = state_dir.join("demo-ssh-target.pw");
+            crate::files::write_private(&ssh_pw_path, ssh_pw.as_bytes())?;
+            let dir = state_dir.join("demo-sshd");
+            eprintln!("gatehouse demo: starting a throwaway sshd…");
+            let target = tokio::task::spawn_blocking(move || {
+                crate::sshtarget::SshTarget::start(&dir, SSH_DEMO_USER, &ssh_pw)
+            })
+            .await??;
+            std::fs::write(target.home.join("customers-export.csv"), SSH_DEMO_FILE)?;
+            text.push_str(&ssh_demo_config(
+                target.port,
+                &target.user,
+                &ssh_pw_path,
+                &target.host_key,
+            ));
+            (Some(target), None)
+        } else {
+            let why = if std::path::Path::new(crate::sshtarget::SSHD).exists() {
+                "sshd needs root"
+            } else {
+                "openssh-server is not installed"
+            };
+            (None, Some(why.to_string()))
+        };
         let config_path = state_dir.join("demo.toml");
         std::fs::write(&config_path, &text)?;
         let config = GatewayConfig::load(&config_path)?;
@@ -181,6 +277,8 @@ impl Demo {
             mariadb,
             config,
             config_path,
+            ssh,
+            ssh_skipped,
         })
     }
 }
@@ -357,6 +455,24 @@ fn mysql_instructions(host: &str, port: u16) -> String {
 "#,
         alice = conn("alice"),
         dana = conn("dana"),
+    )
+}
+
+fn ssh_instructions(addr: std::net::SocketAddr, config: &Path) -> String {
+    let (host, port) = (addr.ip(), addr.port());
+    format!(
+        r#"SSH: gateway {host}:{port}; the host {SSH_CONNECTION} is a throwaway sshd whose password only the gateway holds.
+dana (group dba) runs a command; the token is the password (sshpass -e, or paste it at the prompt):
+  export SSHPASS="$(gatehouse token issue --subject dana --groups dba)"
+  sshpass -e ssh -p {port} -o StrictHostKeyChecking=accept-new {SSH_CONNECTION}@{host} 'cat customers-export.csv'   # PII masked
+  sshpass -e ssh -p {port} {SSH_CONNECTION}@{host} 'rm -rf /tmp/x'       # blocked by rule no-rm-rf, exit 126
+  sshpass -e ssh -p {port} {SSH_CONNECTION}@{host} 'sudo -n true'         # waits for approval #N (omar approves as above)
+  sshpass -e ssh -p {port} {SSH_CONNECTION}@{host}                        # interactive shell, recorded
+  sshpass -e scp -P {port} ./some-file {SSH_CONNECTION}@{host}:          # file names and sizes recorded
+Replay a session in the terminal, or open it in the console (Sessions → Replay):
+  gatehouse sessions replay SESSION_ID --config {config}
+"#,
+        config = config.display(),
     )
 }
 

@@ -39,6 +39,8 @@ pub struct RunningGateway {
     pub mysql_addr: Option<SocketAddr>,
     /// Where the HTTPS API is bound.
     pub api_addr: SocketAddr,
+    /// Where the SSH listener is bound, when `[ssh]` is configured.
+    pub ssh_addr: Option<SocketAddr>,
     /// The dev issuer, when enabled (tests and the demo mint tokens with it).
     pub dev_issuer: Option<Arc<DevIssuer>>,
     /// The audit trail.
@@ -295,6 +297,7 @@ impl RunningGateway {
                 audit_public_key: gatehouse_audit::public_key_path(
                     &cfg.state_path(&cfg.audit.signing_key),
                 ),
+                recordings_dir: Some(cfg.recordings_dir()),
                 deliveries: Arc::new(move || {
                     deliveries_of
                         .deliveries()
@@ -351,6 +354,24 @@ impl RunningGateway {
             settings,
         ));
         let (shutdown, rx) = watch::channel(false);
+        let mut ssh_addr = None;
+        let mut ssh_task = None;
+        if let Some(ssh) = &cfg.ssh {
+            let listener = TcpListener::bind(&ssh.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} ([ssh] listen)", ssh.listen))?;
+            ssh_addr = Some(listener.local_addr()?);
+            let host_key = gatehouse_ssh::hostkey::load_or_create(&cfg.state_path(&ssh.host_key))
+                .map_err(anyhow::Error::msg)?;
+            let adapter = Arc::new(gatehouse_ssh::SshAdapter::new(
+                pipeline.clone(),
+                gatehouse_ssh::SshSettings {
+                    host_key,
+                    recordings_dir: cfg.recordings_dir(),
+                },
+            ));
+            ssh_task = Some(tokio::spawn(adapter.serve(listener, rx.clone())));
+        }
         let mut tasks = Vec::new();
         if let (Some(m), Some(listener)) = (&mysql_cfg, mysql_listener) {
             let tls = match (&m.tls_cert, &m.tls_key) {
@@ -383,10 +404,12 @@ impl RunningGateway {
             )),
             tokio::spawn(broker.clone().run_sweeper(SWEEP_EVERY, rx)),
         ]);
-        tracing::info!(%postgres_addr, ?mysql_addr, %api_addr, "gatehouse is listening");
+        tasks.extend(ssh_task);
+        tracing::info!(%postgres_addr, ?mysql_addr, ?ssh_addr, %api_addr, "gatehouse is listening");
         Ok(RunningGateway {
             postgres_addr,
             mysql_addr,
+            ssh_addr,
             api_addr,
             dev_issuer: dev,
             audit,

@@ -14,4 +14,5 @@ pub mod files;
 pub mod gateway;
 pub mod mariadbcluster;
 pub mod pgcluster;
+pub mod sshtarget;
 pub mod tls;

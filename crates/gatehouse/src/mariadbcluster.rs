@@ -86,9 +86,14 @@ impl MariaDbCluster {
         let root_path = root.path().to_path_buf();
         let data = root_path.join("data");
         let socket = root_path.join("mysqld.sock");
+        // The server's own temporary folder: /tmp is shared with whatever
+        // else runs on the machine (other servers, other test runs).
+        let tmp = root_path.join("tmp");
+        std::fs::create_dir(&tmp).context("creating the MariaDB temporary folder")?;
         let as_root = is_root();
         if as_root {
             let ok = Command::new("chown")
+                .arg("-R")
                 .arg(format!("{SERVER_OS_USER}:{SERVER_OS_USER}"))
                 .arg(&root_path)
                 .status()
@@ -103,6 +108,7 @@ impl MariaDbCluster {
         let mut cmd = Command::new(&install);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .current_dir("/tmp")
@@ -129,6 +135,7 @@ impl MariaDbCluster {
         server
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(format!("--socket={}", socket.display()))

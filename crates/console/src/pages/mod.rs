@@ -4,6 +4,7 @@ pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod deliveries;
 pub(crate) mod grants;
+pub(crate) mod replay;
 pub(crate) mod sessions;
 
 use crate::auth::{self, redirect};
@@ -30,6 +31,16 @@ pub(crate) fn routes(app: Arc<App>) -> Router {
         .route("/grants/{id}/revoke", post(grants::revoke))
         .route("/sessions", get(sessions::list))
         .route("/sessions/{id}", get(sessions::show))
+        .route("/sessions/{id}/replay/{channel}", get(replay::page))
+        .route("/sessions/{id}/replay/{channel}/cast", get(replay::cast))
+        .route(
+            "/static/asciinema-player/asciinema-player.min.js",
+            get(replay::player_js),
+        )
+        .route(
+            "/static/asciinema-player/asciinema-player.css",
+            get(replay::player_css),
+        )
         .route("/audit", get(audit::page))
         .route("/deliveries", get(deliveries::page))
         .route("/static/console.css", get(security::css))

@@ -363,6 +363,20 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
                         @if let Some(r) = d.get("reason").and_then(Value::as_str) { " · " (r) }
                     }
                 }
+                "recording" => {
+                    p {
+                        "Terminal recording of channel " (d.get("channel").cloned().unwrap_or_default().to_string())
+                        " · " (d.get("size").and_then(Value::as_u64).unwrap_or(0)) " bytes · SHA-256 "
+                        code { (text(d, "sha256").chars().take(16).collect::<String>()) "…" }
+                        " · "
+                        @if let (Some(sid), Some(ch)) = (e.session_id.as_deref(), d.get("channel").and_then(Value::as_u64)) {
+                            a.replay-link href={ "/sessions/" (sid) "/replay/" (ch) } { "Replay" }
+                        }
+                    }
+                }
+                "file.transfer" => {
+                    p { (text(d, "direction")) " " code { (text(d, "path")) } " · " (d.get("bytes").and_then(Value::as_u64).unwrap_or(0)) " bytes over " (text(d, "protocol")) }
+                }
                 "approval.requested" => {
                     p {
                         "Approval requested: " (request_link(e))
@@ -446,7 +460,16 @@ fn command(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
             @if let Some(r) = rule { " rule " code { (r) } }
             @if let Some(m) = message { span.muted { " — " (m) } }
         }
-        pre.command { code { (text(d, "sql")) } }
+        @if d.get("sql").is_some() {
+            pre.command { code { (text(d, "sql")) } }
+        } @else {
+            pre.command { code { (text(d, "command")) } }
+            p.muted.small {
+                (text(d, "protocol")) " " (text(d, "kind"))
+                @if let Some(p) = d.get("path").and_then(Value::as_str) { " · " (p) }
+                @if d.get("edited").and_then(Value::as_bool) == Some(true) { " · edited with keys the gateway cannot follow; see the recording" }
+            }
+        }
         p.muted.small {
             @if !kinds.is_empty() { (kinds.join(", ")) }
             @if !tables.is_empty() { " · tables: " (tables.iter().cloned().collect::<Vec<_>>().join(", ")) }

@@ -15,6 +15,7 @@ mod fallback;
 mod keyword;
 mod lineage;
 mod scan;
+pub mod shell;
 mod sql;
 
 pub use cache::ClassifierCache;

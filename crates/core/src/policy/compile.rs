@@ -4,6 +4,7 @@ use super::masking::ColumnRule;
 use super::rules::{CommandRule, Effect, RuleConfig};
 use super::{Policy, PolicyConfig};
 use crate::approval::{Requirement, DEFAULT_APPROVAL_TIMEOUT};
+use crate::classify::shell::{ShellKind, SHELL_KINDS};
 use crate::classify::{CopyDirection, StatementKind, ALL_KINDS};
 use regex::Regex;
 use std::collections::HashSet;
@@ -57,6 +58,7 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
             )));
         }
         conn.access_policy().map_err(PolicyError::Other)?;
+        check_ssh_fields(conn).map_err(PolicyError::Other)?;
     }
     let mut rule_names = HashSet::new();
     let mut rules = Vec::with_capacity(config.rules.len());
@@ -94,7 +96,16 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
 }
 
 fn compile_rule(rule: &RuleConfig, connections: &HashSet<&str>) -> Result<CommandRule, String> {
-    let kinds = parse_kinds(&rule.kinds, "kinds")?;
+    let (sql_kinds, shell_kinds): (Vec<String>, Vec<String>) = rule
+        .kinds
+        .iter()
+        .cloned()
+        .partition(|k| ShellKind::from_name(&k.to_ascii_lowercase()).is_none());
+    let kinds = parse_kinds(&sql_kinds, "kinds")?;
+    let shell_kinds: Vec<ShellKind> = shell_kinds
+        .iter()
+        .filter_map(|k| ShellKind::from_name(&k.to_ascii_lowercase()))
+        .collect();
     let not_kinds = parse_kinds(&rule.not_kinds, "not_kinds")?;
     for c in &rule.connections {
         if !connections.contains(c.as_str()) {
@@ -127,6 +138,7 @@ fn compile_rule(rule: &RuleConfig, connections: &HashSet<&str>) -> Result<Comman
         except_groups: rule.except_groups.clone(),
         connections: rule.connections.clone(),
         kinds,
+        shell_kinds,
         not_kinds,
         keywords: rule.keywords.clone(),
         tables: rule.tables.iter().map(|t| super::Glob::new(t)).collect(),
@@ -183,7 +195,11 @@ fn parse_kinds(names: &[String], field: &str) -> Result<Vec<StatementKind>, Stri
         .iter()
         .map(|n| {
             StatementKind::from_name(&n.to_ascii_lowercase()).ok_or_else(|| {
-                let known: Vec<&str> = ALL_KINDS.iter().map(|k| k.as_str()).collect();
+                let known: Vec<&str> = ALL_KINDS
+                    .iter()
+                    .map(|k| k.as_str())
+                    .chain(SHELL_KINDS.iter().map(|k| k.as_str()))
+                    .collect();
                 format!(
                     "{field} has unknown statement kind \"{n}\"; known kinds: {}",
                     known.join(", ")
@@ -199,4 +215,43 @@ fn line_of(source: &str, offset: usize) -> usize {
         .get(..offset.min(source.len()))
         .map(|s| s.bytes().filter(|&b| b == b'\n').count() + 1)
         .unwrap_or(1)
+}
+
+/// SSH connections must pin the target's host key and say how to log in;
+/// the SSH-only settings make no sense elsewhere.
+fn check_ssh_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
+    let name = &conn.name;
+    if conn.kind != super::ConnectionKind::Ssh {
+        if conn.host_key.is_some()
+            || conn.known_hosts.is_some()
+            || conn.key_file.is_some()
+            || conn.allow_port_forwarding
+            || conn.mask_terminal
+        {
+            return Err(format!(
+                "connection \"{name}\": host_key, known_hosts, key_file, allow_port_forwarding and mask_terminal apply to type = \"ssh\" connections only"
+            ));
+        }
+        return Ok(());
+    }
+    match (&conn.host_key, &conn.known_hosts) {
+        (None, None) => return Err(format!(
+            "connection \"{name}\": an SSH connection needs the target's host key (host_key = \"ssh-ed25519 AAAA…\" or known_hosts = \"/path\"); gatehouse never trusts a host key on first use"
+        )),
+        (Some(_), Some(_)) => return Err(format!(
+            "connection \"{name}\": set host_key or known_hosts, not both"
+        )),
+        _ => {}
+    }
+    if conn.key_file.is_some() && (conn.password_env.is_some() || conn.password_file.is_some()) {
+        return Err(format!(
+            "connection \"{name}\": set key_file or a password, not both"
+        ));
+    }
+    if conn.key_file.is_none() && conn.password_env.is_none() && conn.password_file.is_none() {
+        return Err(format!(
+            "connection \"{name}\": an SSH connection needs key_file, password_env or password_file for the gateway's own login"
+        ));
+    }
+    Ok(())
 }

@@ -11,6 +11,8 @@ pub enum ConnectionKind {
     Postgres,
     /// MySQL/MariaDB wire protocol.
     Mysql,
+    /// SSH: the gateway terminates the client's SSH and re-originates its own.
+    Ssh,
 }
 
 /// Whether the gateway uses TLS to reach the target.
@@ -65,6 +67,22 @@ pub struct ConnectionConfig {
     pub access_approvals: Option<u32>,
     /// Longest access a request may ask for (`"8h"`, the default).
     pub max_access: Option<String>,
+    /// SSH: the target's host key, as in `known_hosts` without the host
+    /// (`"ssh-ed25519 AAAA…"`). A target presenting another key is refused.
+    pub host_key: Option<String>,
+    /// SSH: a `known_hosts` file holding the target's host key (instead of
+    /// `host_key`); entries for `host` or `[host]:port` are accepted.
+    pub known_hosts: Option<PathBuf>,
+    /// SSH: private key file (OpenSSH format) the gateway logs in with;
+    /// otherwise the password from `password_env`/`password_file`.
+    pub key_file: Option<PathBuf>,
+    /// SSH: allow local/remote port forwarding on this connection (off by default).
+    #[serde(default)]
+    pub allow_port_forwarding: bool,
+    /// SSH: apply the content detectors to terminal output before it reaches
+    /// the user too (recordings are always masked).
+    #[serde(default)]
+    pub mask_terminal: bool,
 }
 
 /// Longest access grant when a connection does not say.

@@ -205,6 +205,22 @@ impl Policy {
         })
     }
 
+    /// Decide stage for a shell command (SSH): the first rule that matches
+    /// it (see [`CommandRule::matches_shell`]) decides; no match allows.
+    pub fn decide_shell(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        text: &str,
+        facts: &crate::classify::shell::ShellFacts,
+    ) -> Verdict {
+        self.rules
+            .iter()
+            .find(|r| r.matches_shell(identity, connection, text, facts))
+            .map(CommandRule::verdict)
+            .unwrap_or(Verdict::Allow { rule: None })
+    }
+
     /// Mask stage plan: which result columns of `facts` are masked, and how,
     /// given the column names the target reported.
     pub fn column_masks(

@@ -2,6 +2,7 @@
 
 use super::glob::Glob;
 use crate::approval::Requirement;
+use crate::classify::shell::{ShellFacts, ShellKind};
 use crate::classify::{CopyDirection, StatementFacts, StatementKind};
 use crate::identity::Identity;
 use crate::verdict::Verdict;
@@ -98,6 +99,7 @@ pub struct CommandRule {
     pub(crate) except_groups: Vec<String>,
     pub(crate) connections: Vec<String>,
     pub(crate) kinds: Vec<StatementKind>,
+    pub(crate) shell_kinds: Vec<ShellKind>,
     pub(crate) not_kinds: Vec<StatementKind>,
     pub(crate) keywords: Vec<String>,
     pub(crate) tables: Vec<Glob>,
@@ -126,6 +128,7 @@ impl CommandRule {
             && !self.except_groups.iter().any(|g| identity.in_group(g))
             && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
             && (self.kinds.is_empty() || self.kinds.contains(&facts.kind))
+            && (self.shell_kinds.is_empty() || !self.kinds.is_empty())
             && !self.not_kinds.contains(&facts.kind)
             && (self.keywords.is_empty()
                 || self
@@ -141,6 +144,36 @@ impl CommandRule {
                 ) && !facts.has_where))
             && (!self.without_limit || (facts.kind == StatementKind::Select && !facts.has_limit))
             && self.copy.is_none_or(|d| facts.copy_direction == Some(d))
+    }
+
+    /// Whether this rule applies to a shell command (SSH exec, interactive
+    /// line, file transfer). Rules with SQL-only conditions (SQL kinds,
+    /// `not_kinds`, `tables`, `without_where`, `without_limit`, `copy`)
+    /// never match shell commands; `keywords` match the leading words.
+    pub fn matches_shell(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        text: &str,
+        facts: &ShellFacts,
+    ) -> bool {
+        let sql_only = !self.kinds.is_empty()
+            || !self.not_kinds.is_empty()
+            || !self.tables.is_empty()
+            || self.without_where
+            || self.without_limit
+            || self.copy.is_some();
+        !sql_only
+            && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
+            && !self.except_groups.iter().any(|g| identity.in_group(g))
+            && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
+            && (self.shell_kinds.is_empty() || self.shell_kinds.contains(&facts.kind))
+            && (self.keywords.is_empty()
+                || self
+                    .keywords
+                    .iter()
+                    .any(|k| keyword_prefix(&facts.words.join(" "), k)))
+            && self.pattern.as_ref().is_none_or(|p| p.is_match(text))
     }
 
     fn touches_tables(&self, facts: &StatementFacts) -> bool {

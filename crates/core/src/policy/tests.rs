@@ -210,3 +210,91 @@ fn target_tls_require_is_refused_until_supported() {
     let err = compile(&cfg, &text).unwrap_err().to_string();
     assert!(err.contains("not supported yet"), "{err}");
 }
+
+const SSH_POLICY: &str = r#"
+[[connections]]
+name = "bank"
+type = "postgres"
+host = "127.0.0.1"
+port = 5432
+user = "app"
+allow_groups = ["dba"]
+
+[[connections]]
+name = "bank-host"
+type = "ssh"
+host = "127.0.0.1"
+port = 22
+user = "ops"
+password_env = "HOST_PW"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA=="
+allow_groups = ["dba"]
+
+[[rules]]
+name = "no-rm-rf"
+effect = "block"
+message = "rm -rf is not allowed through the gateway"
+connections = ["bank-host"]
+pattern = "\\brm\\s+-[a-zA-Z]*(r[a-zA-Z]*f|f[a-zA-Z]*r)"
+
+[[rules]]
+name = "sudo-needs-approval"
+effect = "approve"
+message = "sudo needs a second person"
+keywords = ["sudo"]
+kinds = ["exec", "line"]
+approvers = ["approvers"]
+
+[[rules]]
+name = "no-uploads"
+effect = "block"
+message = "no uploads"
+kinds = ["upload"]
+
+[[rules]]
+name = "sql-no-deletes"
+effect = "block"
+message = "no deletes"
+kinds = ["delete"]
+"#;
+
+#[test]
+fn shell_rules_match_shell_commands_only() {
+    use crate::classify::shell::{classify as shell, ShellKind};
+    let cfg: PolicyConfig = toml::from_str(SSH_POLICY).unwrap();
+    let p = compile(&cfg, SSH_POLICY).unwrap();
+    let me = who(&["dba"]);
+    let d = |text: &str| p.decide_shell(&me, "bank-host", text, &shell(text, ShellKind::Exec));
+    assert_eq!(d("rm -rf /tmp/x").rule(), Some("no-rm-rf"));
+    assert_eq!(d("ls; rm  -fr /").rule(), Some("no-rm-rf"));
+    assert_eq!(d("sudo systemctl restart x").effect(), "hold");
+    assert_eq!(d("scp -t /tmp/x").rule(), Some("no-uploads"));
+    assert_eq!(d("scp -f /tmp/x").effect(), "allow");
+    assert_eq!(d("ls -la").effect(), "allow");
+    // The SQL kind rule never matches a shell command, the shell-kind rule
+    // never matches SQL.
+    let c = crate::classify::classify("SELECT 1", crate::classify::Dialect::Postgres);
+    assert_eq!(p.decide(&me, "bank", "SELECT 1", &c).effect(), "allow");
+    // A connection-scoped rule does not apply elsewhere.
+    assert_eq!(
+        p.decide_shell(
+            &me,
+            "other",
+            "rm -rf /",
+            &shell("rm -rf /", ShellKind::Exec)
+        )
+        .effect(),
+        "allow"
+    );
+}
+
+#[test]
+fn ssh_connections_need_a_pinned_host_key() {
+    let text = SSH_POLICY.replace(
+        "host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\"\n",
+        "",
+    );
+    let cfg: PolicyConfig = toml::from_str(&text).unwrap();
+    let err = compile(&cfg, &text).unwrap_err().to_string();
+    assert!(err.contains("host key"), "{err}");
+}

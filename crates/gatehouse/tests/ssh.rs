@@ -1,0 +1,843 @@
+//! SSH through the gateway, end to end: a real OpenSSH sshd on 127.0.0.1
+//! (started here, with its own host key), the real `ssh`, `scp` and `sftp`
+//! clients with the token supplied by `sshpass`, and an interactive shell
+//! driven through tmux.
+
+mod support;
+
+use gatehouse::sshtarget::{self, SshTarget};
+use std::path::Path;
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::Duration;
+use support::*;
+
+const TARGET_USER: &str = "gatehouse-ssh-test";
+
+fn ssh_target() -> &'static SshTarget {
+    static T: OnceLock<SshTarget> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("gatehouse-sshd-{}", std::process::id()));
+        let t = SshTarget::start(&dir, TARGET_USER, "target-password-only-the-gateway-knows")
+            .expect("start sshd (run scripts/test.sh to install openssh-server)");
+        t.stop_when_process_exits(std::process::id());
+        std::fs::write(
+            t.home.join("customers.txt"),
+            "name: Ada Lovelace\nssn: 123-45-6789\n",
+        )
+        .unwrap();
+        t
+    })
+}
+
+fn ssh_config(target: &SshTarget, dir: &Path) -> (String, String) {
+    let pw = dir.join("ssh-target.pw");
+    std::fs::write(&pw, &target.password).unwrap();
+    // A key the gateway logs in with, authorized on the target, and the
+    // target's host key in a known_hosts file (the other two ways to configure).
+    let key = dir.join("gateway-key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let ssh_dir = target.home.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let public = std::fs::read_to_string(dir.join("gateway-key.pub")).unwrap();
+    let mut authorized =
+        std::fs::read_to_string(ssh_dir.join("authorized_keys")).unwrap_or_default();
+    authorized.push_str(&public);
+    std::fs::write(ssh_dir.join("authorized_keys"), authorized).unwrap();
+    let known_hosts = dir.join("target_known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {}\n", target.port, target.host_key),
+    )
+    .unwrap();
+    let top = "[ssh]\nlisten = \"127.0.0.1:0\"\n".to_string();
+    let extra = format!(
+        r#"[[connections]]
+name = "bank-host"
+type = "ssh"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+password_file = "{pw}"
+host_key = "{key}"
+allow_groups = ["ops"]
+mask_terminal = true
+
+[[connections]]
+name = "impostor-host"
+type = "ssh"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+password_file = "{pw}"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFu7OHd1PCfJ3Zm4mBJr5E5q8ldYMbz7N0j1bmr0kz1"
+allow_groups = ["ops"]
+
+[[connections]]
+name = "bank-host-by-key"
+type = "ssh"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+key_file = "{{key}}"
+known_hosts = "{{known_hosts}}"
+allow_groups = ["ops"]
+
+[[rules]]
+name = "no-rm-rf"
+effect = "block"
+message = "recursive forced deletes are not allowed through the gateway"
+connections = ["bank-host"]
+pattern = "\\brm\\s+-[a-zA-Z]*(r[a-zA-Z]*f|f[a-zA-Z]*r)"
+
+[[rules]]
+name = "sudo-needs-approval"
+effect = "approve"
+message = "sudo on bank hosts needs a second person"
+connections = ["bank-host"]
+keywords = ["sudo"]
+approvers = ["approvers"]
+
+[[rules]]
+name = "no-uploads-to-etc"
+effect = "block"
+message = "files may not be uploaded to /etc"
+connections = ["bank-host"]
+kinds = ["upload"]
+pattern = "/etc/"
+"#,
+        port = target.port,
+        user = target.user,
+        pw = pw.display(),
+        key = target.host_key,
+    );
+    let extra = extra
+        .replace("{key}", &key.display().to_string())
+        .replace("{known_hosts}", &known_hosts.display().to_string());
+    (top, extra)
+}
+
+async fn gateway() -> TestGateway {
+    gateway_with("").await
+}
+
+async fn gateway_with(more_top: &str) -> TestGateway {
+    let target = ssh_target();
+    let holder = tempfile::tempdir().unwrap();
+    let (top, extra) = ssh_config(target, holder.path());
+    // The password file must outlive the gateway: keep the folder.
+    std::mem::forget(holder);
+    TestGateway::start(&format!("{top}\n{more_top}"), &extra).await
+}
+
+const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+
+/// The console with a dev sign-in for an auditor, who may replay any session.
+const CONSOLE: &str = r#"
+[console]
+auditor_groups = ["auditors"]
+[[console.dev_identities]]
+subject = "audrey"
+groups = ["auditors"]
+"#;
+
+/// Whether Chromium and playwright-core are installed; a CI run
+/// (`GATEHOUSE_REQUIRE_BROWSER=1`) fails instead of skipping.
+fn browser_ready() -> bool {
+    let missing = if !Path::new("/usr/bin/chromium").exists() {
+        Some("/usr/bin/chromium is not installed")
+    } else if !Path::new(BROWSER_DIR)
+        .join("node_modules/playwright-core")
+        .exists()
+    {
+        Some("playwright-core is not installed (npm ci in tests/browser)")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var("GATEHOUSE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "browser test required but {why}"
+            );
+            eprintln!("SKIPPED the browser replay: {why}");
+            false
+        }
+    }
+}
+
+/// Whether sshd can run here; a CI run (`GATEHOUSE_REQUIRE_SSH=1`) fails
+/// instead of skipping.
+fn sshd_ready() -> bool {
+    if sshtarget::available() {
+        return true;
+    }
+    assert!(
+        std::env::var("GATEHOUSE_REQUIRE_SSH").as_deref() != Ok("1"),
+        "SSH tests required but sshd is not installed or this is not root"
+    );
+    eprintln!("SKIPPED: sshd is not installed or this is not root");
+    false
+}
+
+fn ssh_port(gw: &TestGateway) -> u16 {
+    gw.gw.ssh_addr.expect("ssh listener").port()
+}
+
+/// The gateway's host key line for a client's known_hosts.
+fn known_hosts(gw: &TestGateway) -> std::path::PathBuf {
+    let key = gw.dir.path().join("state").join("ssh_host_ed25519_key");
+    let o = std::process::Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let path = gw.dir.path().join("known_hosts");
+    std::fs::write(
+        &path,
+        format!(
+            "[127.0.0.1]:{} {}",
+            ssh_port(gw),
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn client_opts(gw: &TestGateway) -> Vec<String> {
+    vec![
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", known_hosts(gw).display()),
+        "-o".into(),
+        "PubkeyAuthentication=no".into(),
+        "-o".into(),
+        "PreferredAuthentications=password".into(),
+        "-o".into(),
+        "ConnectTimeout=10".into(),
+        "-o".into(),
+        "LogLevel=ERROR".into(),
+    ]
+}
+
+async fn run(cmd: &mut tokio::process::Command) -> Output {
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("client timed out")
+        .expect("client runs")
+}
+
+/// `ssh CONNECTION@gateway COMMAND` with the token as the password.
+async fn ssh(gw: &TestGateway, token: &str, connection: &str, command: &str) -> Output {
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", token)
+        .arg("ssh")
+        .args(client_opts(gw))
+        .arg("-p")
+        .arg(ssh_port(gw).to_string())
+        .arg(format!("{connection}@127.0.0.1"))
+        .arg(command)
+        .stdin(std::process::Stdio::null());
+    run(&mut cmd).await
+}
+
+fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_block_mask_and_host_key_pinning() {
+    if !sshd_ready() {
+        return;
+    }
+    let gw = gateway().await;
+    let tok = gw.token("olga", &["ops"]);
+
+    // A command runs as the target user; the client never had its password.
+    let o = ssh(&gw, &tok, "bank-host", "echo hello; whoami").await;
+    assert!(o.status.success(), "ssh failed: {}", err(&o));
+    assert_eq!(out(&o), format!("hello\n{TARGET_USER}\n"));
+
+    // The gateway's own key and a known_hosts file work as well.
+    let o = ssh(&gw, &tok, "bank-host-by-key", "whoami").await;
+    assert!(o.status.success(), "key login: {}", err(&o));
+    assert_eq!(out(&o).trim(), TARGET_USER);
+
+    // Exit status passes through; so does stderr.
+    let o = ssh(&gw, &tok, "bank-host", "echo oops >&2; exit 3").await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(err(&o).contains("oops"));
+
+    // Environment passing reaches sshd (AcceptEnv GATEHOUSE_*).
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .env("GATEHOUSE_TEST_VAR", "carried")
+        .arg("ssh")
+        .args(client_opts(&gw))
+        .args(["-o", "SendEnv=GATEHOUSE_TEST_VAR", "-p"])
+        .arg(ssh_port(&gw).to_string())
+        .arg("bank-host@127.0.0.1")
+        .arg("echo $GATEHOUSE_TEST_VAR");
+    let o = run(&mut cmd).await;
+    assert_eq!(out(&o).trim(), "carried", "{}", err(&o));
+
+    // A deny-listed command never reaches the target.
+    let marker = ssh_target().home.join("keep-me");
+    std::fs::create_dir_all(&marker).unwrap();
+    let o = ssh(
+        &gw,
+        &tok,
+        "bank-host",
+        &format!("rm -rf {}", marker.display()),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(
+        err(&o).contains("blocked by rule \"no-rm-rf\""),
+        "{}",
+        err(&o)
+    );
+    assert!(marker.exists(), "the blocked command did not run");
+
+    // Output is masked on the way to the user (mask_terminal) and in the recording.
+    let o = ssh(&gw, &tok, "bank-host", "cat customers.txt").await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("Ada Lovelace"));
+    assert!(!out(&o).contains("123-45-6789"), "{}", out(&o));
+    assert!(out(&o).contains("6789"), "partial mask keeps the last 4");
+
+    // A wrong token gets nowhere.
+    let o = ssh(&gw, "not-a-token", "bank-host", "true").await;
+    assert_eq!(o.status.code(), Some(255));
+
+    // Not in an allowed group: told why, in words.
+    let outsider = gw.token("eve", &["analysts"]);
+    let o = ssh(&gw, &outsider, "bank-host", "true").await;
+    assert_eq!(o.status.code(), Some(255));
+    assert!(err(&o).contains("not in a group allowed"), "{}", err(&o));
+
+    // A target presenting another host key than the pinned one is refused.
+    let o = ssh(&gw, &tok, "impostor-host", "echo should-not-run").await;
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err(&o).contains("presented host key"), "{}", err(&o));
+    assert!(!out(&o).contains("should-not-run"));
+
+    // Port forwarding is refused unless the connection allows it.
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("ssh")
+        .args(client_opts(&gw))
+        .arg("-p")
+        .arg(ssh_port(&gw).to_string())
+        .args(["-W", &format!("127.0.0.1:{}", ssh_target().port)])
+        .arg("bank-host@127.0.0.1")
+        .stdin(std::process::Stdio::null());
+    let o = run(&mut cmd).await;
+    assert_ne!(o.status.code(), Some(0));
+
+    let events = events(&gw).await;
+    let commands = of_kind(&events, "command");
+    let blocked = commands
+        .iter()
+        .find(|e| {
+            e["data"]["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("rm -rf"))
+        })
+        .expect("blocked command recorded");
+    assert_eq!(blocked["data"]["verdict"]["effect"], "block");
+    assert_eq!(blocked["data"]["verdict"]["rule"], "no-rm-rf");
+    assert!(of_kind(&events, "auth.failure")
+        .iter()
+        .any(|e| e["data"]["protocol"] == "ssh"));
+    assert!(of_kind(&events, "access.denied")
+        .iter()
+        .any(|e| e["data"]["protocol"] == "ssh"));
+    assert!(of_kind(&events, "ssh.forward")
+        .iter()
+        .any(|e| e["data"]["allowed"] == false));
+    // Every exec channel's recording is chained with its digest, masked.
+    let recordings = of_kind(&events, "recording");
+    assert!(recordings.len() >= 3, "{recordings:?}");
+    let cat = recordings
+        .iter()
+        .find(|e| e["data"]["masked"]["ssn"].as_u64() == Some(1))
+        .expect("the cat recording masked one SSN");
+    let file = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(cat["data"]["file"].as_str().unwrap());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("123-45-6789"));
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(text.as_bytes())),
+        cat["data"]["sha256"].as_str().unwrap()
+    );
+    // No event holds the target's password or the user's token.
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains(&ssh_target().password));
+    assert!(!all.contains(&tok));
+    let o = gw.cli(&["audit", "verify"]).await;
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_and_sftp_transfers_are_recorded_and_ruled() {
+    if !sshd_ready() {
+        return;
+    }
+    let gw = gateway().await;
+    let tok = gw.token("olga", &["ops"]);
+    let port = ssh_port(&gw).to_string();
+    let local = gw.dir.path().join("upload.txt");
+    std::fs::write(&local, "x".repeat(5000)).unwrap();
+    let home = &ssh_target().home;
+
+    // Legacy scp protocol (-O): an exec of `scp -t` on the target.
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("scp")
+        .arg("-O")
+        .args(client_opts(&gw))
+        .args(["-P", &port])
+        .arg(&local)
+        .arg("bank-host@127.0.0.1:scp-legacy.txt");
+    let o = run(&mut cmd).await;
+    assert!(o.status.success(), "scp -O: {}", err(&o));
+    assert_eq!(
+        std::fs::read(home.join("scp-legacy.txt")).unwrap().len(),
+        5000
+    );
+
+    // Default scp (SFTP protocol), upload then download.
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("scp")
+        .args(client_opts(&gw))
+        .args(["-P", &port])
+        .arg(&local)
+        .arg("bank-host@127.0.0.1:scp-sftp.txt");
+    let o = run(&mut cmd).await;
+    assert!(o.status.success(), "scp: {}", err(&o));
+    let back = gw.dir.path().join("back.txt");
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("scp")
+        .args(client_opts(&gw))
+        .args(["-P", &port])
+        .arg("bank-host@127.0.0.1:scp-sftp.txt")
+        .arg(&back);
+    let o = run(&mut cmd).await;
+    assert!(o.status.success(), "scp download: {}", err(&o));
+    assert_eq!(std::fs::read(&back).unwrap().len(), 5000);
+
+    // sftp reading commands from stdin (batch mode -b would forbid the
+    // password prompt); an upload to /etc is refused by rule.
+    let commands = format!(
+        "put {} sftp-up.txt\nput {} /etc/gatehouse-should-not-exist\nls\nbye\n",
+        local.display(),
+        local.display()
+    );
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("sftp")
+        .args(client_opts(&gw))
+        .args(["-P", &port])
+        .arg("bank-host@127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(commands.as_bytes()).await.unwrap();
+    }
+    let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(o.status.success(), "sftp: {}{}", out(&o), err(&o));
+    assert!(home.join("sftp-up.txt").exists());
+    assert!(!Path::new("/etc/gatehouse-should-not-exist").exists());
+    assert!(
+        err(&o).to_lowercase().contains("permission denied"),
+        "{}",
+        err(&o)
+    );
+
+    let events = events(&gw).await;
+    let commands = of_kind(&events, "command");
+    assert!(
+        commands.iter().any(|e| e["data"]["kind"] == "upload"
+            && e["data"]["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("scp ") && c.contains("scp-legacy.txt"))),
+        "{commands:?}"
+    );
+    let results = of_kind(&events, "command.result");
+    assert!(
+        results
+            .iter()
+            .any(|e| e["data"]["transfer"]["bytes"].as_u64().unwrap_or(0) > 5000),
+        "scp -t byte count: {results:?}"
+    );
+    let transfers = of_kind(&events, "file.transfer");
+    for (path, direction) in [
+        ("scp-sftp.txt", "upload"),
+        ("scp-sftp.txt", "download"),
+        ("sftp-up.txt", "upload"),
+    ] {
+        assert!(
+            transfers.iter().any(|e| e["data"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(path))
+                && e["data"]["direction"] == direction
+                && e["data"]["bytes"] == 5000),
+            "{path} {direction}: {transfers:?}"
+        );
+    }
+    let refused = commands
+        .iter()
+        .find(|e| e["data"]["verdict"]["rule"] == "no-uploads-to-etc")
+        .expect("refused upload recorded");
+    assert_eq!(refused["data"]["path"], "/etc/gatehouse-should-not-exist");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_exec_runs_after_approval_and_keyboard_interactive_works() {
+    if !sshd_ready() {
+        return;
+    }
+    let gw = gateway().await;
+    let tok = gw.token("olga", &["ops"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let port = ssh_port(&gw).to_string();
+    let opts = client_opts(&gw)
+        .into_iter()
+        .map(|o| {
+            if o == "PreferredAuthentications=password" {
+                "PreferredAuthentications=keyboard-interactive".to_string()
+            } else {
+                o
+            }
+        })
+        .collect::<Vec<_>>();
+    let held = tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new("sshpass");
+        cmd.args(["-P", "token", "-e"])
+            .env("SSHPASS", &tok)
+            .arg("ssh")
+            .args(opts)
+            .args(["-p", &port])
+            .arg("bank-host@127.0.0.1")
+            .arg("sudo -n true 2>/dev/null; echo ran-after-approval")
+            .stdin(std::process::Stdio::null());
+        run(&mut cmd).await
+    });
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    assert_eq!(request["rule"], "sudo-needs-approval");
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "maintenance window CHG-7"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = held.await.unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("waiting for approval #{id}")),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("granted by omar"), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "ran-after-approval");
+    let events = events(&gw).await;
+    let cmd = of_kind(&events, "command")
+        .into_iter()
+        .find(|e| e["data"]["approval_request"] == id)
+        .expect("held command recorded");
+    assert_eq!(cmd["data"]["verdict"]["effect"], "hold");
+
+    // Denied: never runs, stderr says who and why, non-zero exit.
+    let tok = gw.token("olga", &["ops"]);
+    let port = ssh_port(&gw).to_string();
+    let opts = client_opts(&gw);
+    let marker = ssh_target().home.join("denied-ran");
+    let command = format!("sudo -n true; touch {}", marker.display());
+    let held = tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new("sshpass");
+        cmd.arg("-e")
+            .env("SSHPASS", &tok)
+            .arg("ssh")
+            .args(opts)
+            .args(["-p", &port])
+            .arg("bank-host@127.0.0.1")
+            .arg(command)
+            .stdin(std::process::Stdio::null());
+        run(&mut cmd).await
+    });
+    let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/deny"),
+            &omar,
+            Some(serde_json::json!({"reason": "no change ticket"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = held.await.unwrap();
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(err(&o).contains("denied by omar"), "{}", err(&o));
+    assert!(!marker.exists());
+
+    // The client hangs up while waiting: the request is withdrawn.
+    let tok = gw.token("olga", &["ops"]);
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("ssh")
+        .args(client_opts(&gw))
+        .args(["-p", &ssh_port(&gw).to_string()])
+        .arg("bank-host@127.0.0.1")
+        .arg("sudo -n reboot")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    let id = gw.pending_request(&omar).await["id"].as_u64().unwrap();
+    drop(child);
+    let mut withdrawn = false;
+    for _ in 0..100 {
+        let (_, body) = gw
+            .api("GET", &format!("/api/v1/approvals/{id}"), &omar, None)
+            .await;
+        if body["status"] == "withdrawn" {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        withdrawn,
+        "request #{id} was not withdrawn after the client hung up"
+    );
+    gw.stop().await;
+}
+
+fn tmux(args: &[&str]) -> String {
+    let o = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+async fn wait_for_screen(session: &str, needle: &str) -> String {
+    let mut screen = String::new();
+    for _ in 0..150 {
+        screen = tmux(&["capture-pane", "-p", "-t", session]);
+        if screen.contains(needle) {
+            return screen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{needle:?} never appeared on the screen:\n{screen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_shell_through_tmux_is_recorded_and_replays() {
+    if !sshd_ready() {
+        return;
+    }
+    let gw = gateway_with(CONSOLE).await;
+    let tok = gw.token("olga", &["ops"]);
+    let session = format!("gh-ssh-{}", std::process::id());
+    let ssh_cmd = format!(
+        "sshpass -e ssh {} -tt -p {} bank-host@127.0.0.1",
+        client_opts(&gw).join(" "),
+        ssh_port(&gw)
+    );
+    let started = std::process::Command::new("tmux")
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-x", "100", "-y", "30", "-s", &session])
+        .arg("-e")
+        .arg(format!("SSHPASS={tok}"))
+        .arg(&ssh_cmd)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    tmux(&["send-keys", "-t", &session, "export PS1='ready> '", "Enter"]);
+    wait_for_screen(&session, "ready>").await;
+    tmux(&["send-keys", "-t", &session, "echo typed-$((40+2))", "Enter"]);
+    wait_for_screen(&session, "typed-42").await;
+    tmux(&["send-keys", "-t", &session, "cat customers.txt", "Enter"]);
+    wait_for_screen(&session, "Ada Lovelace").await;
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "rm -rf ./nothing-here",
+        "Enter",
+    ]);
+    let screen = wait_for_screen(&session, "blocked by rule").await;
+    assert!(screen.contains("no-rm-rf"), "{screen}");
+    tmux(&["resize-window", "-t", &session, "-x", "120", "-y", "40"]);
+    // The window change reaches the target's PTY.
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "echo size=$(stty size)",
+        "Enter",
+    ]);
+    wait_for_screen(&session, "size=40 120").await;
+    tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
+    for _ in 0..100 {
+        if !std::process::Command::new("tmux")
+            .args(["has-session", "-t", &session])
+            .status()
+            .unwrap()
+            .success()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux(&["kill-session", "-t", &session]);
+    // The session end (with its recording) is recorded as the connection closes.
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = support::events(&gw).await;
+        if events
+            .iter()
+            .any(|e| e["kind"] == "session.end" && e["data"]["protocol"] == "ssh")
+        {
+            break;
+        }
+    }
+    let end = of_kind(&events, "session.end")
+        .into_iter()
+        .find(|e| e["data"]["protocol"] == "ssh")
+        .expect("ssh session end recorded");
+    assert_eq!(
+        end["data"]["recordings"].as_array().map(|a| a.len()),
+        Some(1),
+        "the session end lists its recording: {end}"
+    );
+    let lines: Vec<_> = of_kind(&events, "command")
+        .into_iter()
+        .filter(|e| e["data"]["kind"] == "line")
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["data"]["command"] == "echo typed-$((40+2))"
+                && e["data"]["verdict"]["effect"] == "allow"),
+        "{lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|e| e["data"]["command"] == "rm -rf ./nothing-here"
+            && e["data"]["verdict"]["effect"] == "block"));
+    let rec = of_kind(&events, "recording")
+        .into_iter()
+        .next()
+        .expect("shell recording chained");
+    let session_id = rec["session_id"].as_str().unwrap().to_string();
+    let file = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(rec["data"]["file"].as_str().unwrap());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert_eq!(header["width"], 100);
+    assert!(text.contains(r#""i","echo typed-$((40+2))""#), "{text}");
+    assert!(text.contains(r#""r","120x40""#), "{text}");
+    assert!(!text.contains("123-45-6789"));
+
+    // `sessions show` lists the lines and the recording.
+    let o = gw.cli(&["sessions", "show", &session_id]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("line rm -rf ./nothing-here"),
+        "{}",
+        out(&o)
+    );
+    assert!(out(&o).contains("recording of channel 1"), "{}", out(&o));
+
+    // Terminal replay checks the chained digest, then plays the output.
+    let o = gw
+        .cli(&["sessions", "replay", &session_id, "--speed", "50"])
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("typed-42"));
+    assert!(err(&o).contains("SHA-256 verified"));
+    // The console replays it in a real browser with the vendored player.
+    if browser_ready() {
+        let shot = gw.dir.path().join("replay.png");
+        let channel = rec["data"]["channel"].as_u64().unwrap().to_string();
+        let o = tokio::time::timeout(
+            Duration::from_secs(150),
+            tokio::process::Command::new("node")
+                .arg("replay.mjs")
+                .args(["--console", &gw.api_url(), "--login", "audrey"])
+                .args(["--session", &session_id, "--channel", &channel])
+                .args(["--expect", "typed-42", "--screenshot"])
+                .arg(&shot)
+                .current_dir(BROWSER_DIR)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the browser finished in time")
+        .expect("node runs");
+        assert!(
+            o.status.success(),
+            "replay.mjs failed:\n{}\n{}",
+            out(&o),
+            err(&o)
+        );
+        let result: serde_json::Value =
+            serde_json::from_str(out(&o).lines().last().unwrap_or_default()).unwrap();
+        assert!(result["commands"].as_u64().unwrap() >= 3, "{result}");
+        if let Ok(keep) = std::env::var("GATEHOUSE_SCREENSHOT_DIR") {
+            let _ = std::fs::copy(&shot, Path::new(&keep).join("ssh-replay.png"));
+        }
+    }
+    // A recording altered after the fact is refused.
+    std::fs::write(&file, text.replace("typed-42", "typed-43")).unwrap();
+    let o = gw.cli(&["sessions", "replay", &session_id]).await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("altered"), "{}", err(&o));
+    gw.stop().await;
+}

@@ -1,0 +1,910 @@
+//! One session channel, relayed between the client and the target.
+//!
+//! Requests are forwarded with `want_reply` set so the target's answer can
+//! be passed back in order; exec requests are decided first (allow, block
+//! with a message on stderr and exit status 126, or hold for approval with
+//! "waiting for approval #N" on stderr). Output is recorded, masked, in
+//! asciicast v2; SFTP packets are framed to record file names and sizes
+//! and to refuse opens by rule.
+
+use crate::line::{Key, LineBuf};
+use crate::recording::Recording;
+use crate::sftp;
+use crate::target::Target;
+use crate::Live;
+use gatehouse_core::approval::{HeldCommand, Outcome};
+use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
+use gatehouse_core::Verdict;
+use russh::client;
+use russh::server::{self, Msg};
+use russh::{Channel, ChannelId, ChannelMsg};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Exit status of a command the gateway refused.
+pub const REFUSED_EXIT_STATUS: u32 = 126;
+
+/// Largest amount of client input buffered while a command waits for approval.
+const HELD_INPUT_LIMIT: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No shell, exec or subsystem yet.
+    Idle,
+    Shell,
+    Exec,
+    /// scp: file bytes, not terminal output; counted, not recorded.
+    Transfer,
+    Sftp,
+}
+
+struct Relay {
+    live: Arc<Live>,
+    number: u32,
+    id: ChannelId,
+    client: Channel<Msg>,
+    handle: server::Handle,
+    tgt: Channel<client::Msg>,
+    /// Whether the client wants the answer to each forwarded request.
+    pending: VecDeque<bool>,
+    mode: Mode,
+    pty: Option<(String, u32, u32)>,
+    env: Vec<String>,
+    recording: Option<Recording>,
+    line: LineBuf,
+    /// The end of recent output, to spot password prompts.
+    tail: Vec<u8>,
+    /// The exec command being run: its audit id, facts and start.
+    exec: Option<(u64, ShellFacts, Instant)>,
+    transfer_bytes: u64,
+    sftp_in: sftp::Framer,
+    sftp_out: sftp::Framer,
+    tracker: sftp::Tracker,
+    mask_terminal: bool,
+    exit_status: Option<u32>,
+}
+
+enum Next {
+    Client(Option<ChannelMsg>),
+    Target(Option<ChannelMsg>),
+}
+
+/// Relay one session channel until either side closes it.
+pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) {
+    let id = client.id();
+    let target: Result<Arc<Target>, String> = live.target().await;
+    let tgt = match target {
+        Ok(t) => t
+            .channel_open_session()
+            .await
+            .map_err(|e| format!("gatehouse could not open a channel on the target: {e}")),
+        Err(e) => Err(e),
+    };
+    let tgt = match tgt {
+        Ok(t) => t,
+        Err(message) => return refuse_channel(client, handle, &message).await,
+    };
+    let mask_terminal = live.connection.as_ref().is_some_and(|c| c.mask_terminal);
+    let number = live.next_channel();
+    let mut relay = Relay {
+        live,
+        number,
+        id,
+        client,
+        handle,
+        tgt,
+        pending: VecDeque::new(),
+        mode: Mode::Idle,
+        pty: None,
+        env: Vec::new(),
+        recording: None,
+        line: LineBuf::default(),
+        tail: Vec::new(),
+        exec: None,
+        transfer_bytes: 0,
+        sftp_in: sftp::Framer::default(),
+        sftp_out: sftp::Framer::default(),
+        tracker: sftp::Tracker::default(),
+        mask_terminal,
+        exit_status: None,
+    };
+    relay.pump().await;
+    relay.finish().await;
+    relay.live.channel_done();
+}
+
+/// Answer every request on a channel the caller may not use with `message`
+/// on stderr and exit status 255.
+async fn refuse_channel(mut client: Channel<Msg>, handle: server::Handle, message: &str) {
+    let id = client.id();
+    while let Some(msg) = client.wait().await {
+        match msg {
+            ChannelMsg::RequestPty {
+                want_reply: true, ..
+            }
+            | ChannelMsg::SetEnv {
+                want_reply: true, ..
+            } => {
+                let _ = handle.channel_success(id).await;
+            }
+            ChannelMsg::RequestShell { want_reply }
+            | ChannelMsg::Exec { want_reply, .. }
+            | ChannelMsg::RequestSubsystem { want_reply, .. } => {
+                if want_reply {
+                    let _ = handle.channel_success(id).await;
+                }
+                let _ = client
+                    .extended_data_bytes(1, format!("gatehouse: {message}\r\n").into_bytes())
+                    .await;
+                let _ = client.exit_status(255).await;
+                let _ = client.eof().await;
+                let _ = client.close().await;
+                return;
+            }
+            ChannelMsg::Close => return,
+            _ => {}
+        }
+    }
+}
+
+impl Relay {
+    async fn pump(&mut self) {
+        loop {
+            let next = {
+                let (c, t) = (&mut self.client, &mut self.tgt);
+                tokio::select! {
+                    m = c.wait() => Next::Client(m),
+                    m = t.wait() => Next::Target(m),
+                }
+            };
+            let go_on = match next {
+                Next::Client(Some(m)) => self.on_client(m).await,
+                Next::Target(Some(m)) => self.on_target(m).await,
+                Next::Client(None) | Next::Target(None) => false,
+            };
+            if !go_on {
+                break;
+            }
+        }
+    }
+
+    async fn stderr(&self, text: &str) {
+        let _ = self
+            .client
+            .extended_data_bytes(1, text.as_bytes().to_vec())
+            .await;
+    }
+
+    async fn reply(&self, want_reply: bool, ok: bool) {
+        if want_reply {
+            let _ = if ok {
+                self.handle.channel_success(self.id).await
+            } else {
+                self.handle.channel_failure(self.id).await
+            };
+        }
+    }
+
+    fn start_recording(&mut self, title: &str) {
+        if self.recording.is_some() {
+            return;
+        }
+        let (term, w, h) = self.pty.clone().unwrap_or_else(|| (String::new(), 80, 24));
+        let path = self
+            .live
+            .recordings_dir
+            .join(format!("{}-{}.cast", self.live.id, self.number));
+        let masker = self
+            .live
+            .pipeline
+            .policy
+            .detectors_apply(&self.live.identity)
+            .then(|| self.live.pipeline.masker.clone());
+        match Recording::create(&path, w, h, Some(&term), title, masker) {
+            Ok(r) => self.recording = Some(r),
+            Err(e) => tracing::error!(error = %e, "could not start an ssh recording"),
+        }
+    }
+
+    /// Decide a shell command (exec, line, transfer) with the policy.
+    fn decide(&self, text: &str, facts: &ShellFacts) -> Verdict {
+        self.live.pipeline.policy.decide_shell(
+            &self.live.identity,
+            &self.live.connection_name,
+            text,
+            facts,
+        )
+    }
+
+    async fn record_command(
+        &self,
+        text: &str,
+        facts: &ShellFacts,
+        verdict: &Verdict,
+        approval: Option<u64>,
+        extra: serde_json::Value,
+    ) -> Result<u64, String> {
+        let command_id = self
+            .live
+            .count_command(!matches!(verdict, Verdict::Allow { .. }));
+        let mut data = serde_json::json!({
+            "command_id": command_id,
+            "protocol": "ssh",
+            "channel": self.number,
+            "kind": facts.kind,
+            "command": text,
+            "program": facts.program,
+            "path": facts.path,
+            "verdict": verdict,
+            "approval_request": approval,
+            "recording_offset": self.recording.as_ref().map(|r| (r.elapsed() * 1000.0).round() / 1000.0),
+        });
+        if let (Some(obj), Some(more)) = (data.as_object_mut(), extra.as_object()) {
+            for (k, v) in more {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        self.live.record("command", data).await.map(|_| command_id)
+    }
+
+    async fn on_client(&mut self, msg: ChannelMsg) -> bool {
+        match msg {
+            ChannelMsg::RequestPty {
+                want_reply,
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+            } => {
+                self.pty = Some((term.clone(), col_width, row_height));
+                let ok = self
+                    .tgt
+                    .request_pty(
+                        true,
+                        &term,
+                        col_width,
+                        row_height,
+                        pix_width,
+                        pix_height,
+                        &terminal_modes,
+                    )
+                    .await
+                    .is_ok();
+                self.forwarded(want_reply, ok).await;
+            }
+            ChannelMsg::SetEnv {
+                want_reply,
+                variable_name,
+                variable_value,
+            } => {
+                self.env.push(variable_name.clone());
+                let ok = self
+                    .tgt
+                    .set_env(true, variable_name, variable_value)
+                    .await
+                    .is_ok();
+                self.forwarded(want_reply, ok).await;
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                if let Some(r) = self.recording.as_mut() {
+                    r.resize(col_width, row_height);
+                }
+                let _ = self
+                    .tgt
+                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .await;
+            }
+            ChannelMsg::RequestShell { want_reply } => {
+                if self.mode != Mode::Idle {
+                    self.reply(want_reply, false).await;
+                    return true;
+                }
+                self.mode = Mode::Shell;
+                let data = serde_json::json!({
+                    "protocol": "ssh",
+                    "channel": self.number,
+                    "pty": self.pty.as_ref().map(|(t, w, h)| serde_json::json!({"term": t, "width": w, "height": h})),
+                    "env": self.env,
+                });
+                if let Err(e) = self.live.record("ssh.shell", data).await {
+                    self.reply(want_reply, true).await;
+                    return self.refuse_and_close(&audit_refusal(&e)).await;
+                }
+                self.start_recording(&format!(
+                    "{} on {}",
+                    self.live.identity.subject, self.live.connection_name
+                ));
+                let ok = self.tgt.request_shell(true).await.is_ok();
+                self.forwarded(want_reply, ok).await;
+            }
+            ChannelMsg::Exec {
+                want_reply,
+                command,
+            } => {
+                if self.mode != Mode::Idle {
+                    self.reply(want_reply, false).await;
+                    return true;
+                }
+                return self.exec(want_reply, command).await;
+            }
+            ChannelMsg::RequestSubsystem { want_reply, name } => {
+                if self.mode != Mode::Idle {
+                    self.reply(want_reply, false).await;
+                    return true;
+                }
+                let text = format!("subsystem {name}");
+                let facts = shell::classify(&text, ShellKind::Exec);
+                let mut verdict = self.decide(&text, &facts);
+                if name != "sftp" {
+                    verdict = verdict.stricter(Verdict::Block {
+                        rule: "unknown-subsystem".into(),
+                        message: format!(
+                            "the \"{name}\" subsystem cannot be audited by gatehouse, so it is refused"
+                        ),
+                    });
+                }
+                if matches!(verdict, Verdict::Hold { .. }) {
+                    verdict = held_not_supported(verdict, "an SFTP session");
+                }
+                if let Err(e) = self
+                    .record_command(&text, &facts, &verdict, None, serde_json::json!({}))
+                    .await
+                {
+                    self.reply(want_reply, false).await;
+                    return self.refuse_and_close(&audit_refusal(&e)).await;
+                }
+                if let Verdict::Block { rule, message } = &verdict {
+                    tracing::info!(%rule, "ssh subsystem refused: {message}");
+                    self.reply(want_reply, false).await;
+                    return true;
+                }
+                self.mode = Mode::Sftp;
+                let ok = self.tgt.request_subsystem(true, name).await.is_ok();
+                self.forwarded(want_reply, ok).await;
+            }
+            ChannelMsg::RequestX11 { want_reply, .. } => {
+                self.reply(want_reply, false).await;
+            }
+            ChannelMsg::Signal { signal } => {
+                let _ = self.tgt.signal(signal).await;
+            }
+            ChannelMsg::Data { data } => return self.client_data(&data).await,
+            ChannelMsg::Eof => {
+                let _ = self.tgt.eof().await;
+            }
+            ChannelMsg::Close => return false,
+            // Agent forwarding is answered by the handler (refused).
+            _ => {}
+        }
+        true
+    }
+
+    /// Pass a request on; the target's answer goes back when it arrives.
+    async fn forwarded(&mut self, want_reply: bool, sent: bool) {
+        if sent {
+            self.pending.push_back(want_reply);
+        } else {
+            self.reply(want_reply, false).await;
+        }
+    }
+
+    async fn refuse_and_close(&mut self, message: &str) -> bool {
+        self.stderr(&format!("gatehouse: {message}\r\n")).await;
+        let _ = self.client.exit_status(REFUSED_EXIT_STATUS).await;
+        self.exit_status = Some(REFUSED_EXIT_STATUS);
+        let _ = self.client.eof().await;
+        false
+    }
+
+    async fn exec(&mut self, want_reply: bool, command: Vec<u8>) -> bool {
+        let text = String::from_utf8_lossy(&command).into_owned();
+        let facts = shell::classify(&text, ShellKind::Exec);
+        let mut verdict = self.decide(&text, &facts);
+        // The request is answered now: a refusal is told on stderr with an
+        // exit status, which every client shows.
+        self.reply(want_reply, true).await;
+        let mut approval = None;
+        if matches!(verdict, Verdict::Hold { .. }) {
+            match self.open_hold(&text, &verdict).await {
+                Ok(id) => approval = Some(id),
+                Err(message) => {
+                    verdict = Verdict::Block {
+                        rule: verdict.rule().unwrap_or_default().to_string(),
+                        message,
+                    }
+                }
+            }
+        }
+        let id = match self
+            .record_command(&text, &facts, &verdict, approval, serde_json::json!({}))
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(a) = approval {
+                    self.withdraw(a, "the command could not be recorded").await;
+                }
+                return self.refuse_and_close(&audit_refusal(&e)).await;
+            }
+        };
+        if let Verdict::Block { rule, message } = &verdict {
+            return self
+                .refuse_and_close(&format!("blocked by rule \"{rule}\": {message}"))
+                .await;
+        }
+        let mut early_input = Vec::new();
+        let mut early_eof = false;
+        if let Some(a) = approval {
+            match self
+                .await_decision(a, &mut early_input, &mut early_eof)
+                .await
+            {
+                Ok(()) => {}
+                Err(None) => return false,
+                Err(Some(message)) => return self.refuse_and_close(&message).await,
+            }
+        }
+        self.mode = if matches!(facts.kind, ShellKind::Upload | ShellKind::Download) {
+            Mode::Transfer
+        } else {
+            self.start_recording(&text);
+            Mode::Exec
+        };
+        self.exec = Some((id, facts, Instant::now()));
+        if self.tgt.exec(true, command).await.is_err() {
+            return self.refuse_and_close("the target connection failed").await;
+        }
+        // Already answered above.
+        self.pending.push_back(false);
+        if !early_input.is_empty() && !self.client_data(&early_input).await {
+            return false;
+        }
+        if early_eof {
+            let _ = self.tgt.eof().await;
+        }
+        true
+    }
+
+    /// Open an approval request and tell the user on stderr; on failure,
+    /// the message for the user.
+    async fn open_hold(&mut self, text: &str, verdict: &Verdict) -> Result<u64, String> {
+        let Verdict::Hold {
+            rule,
+            message,
+            requirement,
+        } = verdict
+        else {
+            return Err("internal: not a hold".into());
+        };
+        let Some(broker) = self.live.pipeline.approvals.clone() else {
+            return Err(format!(
+                "rule \"{rule}\" requires approval ({message}), but approvals are not enabled on this gateway, so the command was not run"
+            ));
+        };
+        let held = HeldCommand {
+            requester: self.live.identity.clone(),
+            connection: self.live.connection_name.clone(),
+            session_id: self.live.id.clone(),
+            protocol: "ssh".into(),
+            command: text.to_string(),
+            rule: rule.clone(),
+            message: message.clone(),
+            requirement: requirement.clone(),
+        };
+        let opened = broker.open(held).await.map_err(|e| {
+            format!("gatehouse could not open an approval request, so the command was not run: {e}")
+        })?;
+        self.stderr(&format!(
+            "gatehouse: waiting for approval #{}: {}\r\ngatehouse: rule \"{rule}\": {message}. Needs {}; expires in {} s. Press Ctrl-C to withdraw it.\r\n",
+            opened.id,
+            opened.link,
+            requirement.describe(),
+            requirement.timeout_secs
+        ))
+        .await;
+        Ok(opened.id)
+    }
+
+    async fn withdraw(&self, id: u64, why: &str) {
+        if let Some(b) = self.live.pipeline.approvals.clone() {
+            b.withdraw(id, why).await;
+        }
+    }
+
+    /// Wait for the decision on request `id`, watching the client: if it
+    /// goes away the request is withdrawn. Input sent meanwhile is kept
+    /// (up to 1 MiB) for the command. `Err(None)`: the client is gone.
+    async fn await_decision(
+        &mut self,
+        id: u64,
+        input: &mut Vec<u8>,
+        eof: &mut bool,
+    ) -> Result<(), Option<String>> {
+        let Some(broker) = self.live.pipeline.approvals.clone() else {
+            return Err(Some("approvals are not enabled".into()));
+        };
+        let decision = broker.wait(id);
+        tokio::pin!(decision);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut decision => break outcome,
+                msg = self.client.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) if self.pty.is_some() && data.contains(&3) => {
+                        // Ctrl-C on a terminal: the user gives up.
+                        broker.withdraw(id, "cancelled by the client (Ctrl-C)").await;
+                        return Err(Some(format!("approval request #{id} was withdrawn")));
+                    }
+                    Some(ChannelMsg::Data { data }) => {
+                        input.extend_from_slice(&data);
+                        if input.len() > HELD_INPUT_LIMIT {
+                            broker.withdraw(id, "the client sent more than 1 MiB while waiting").await;
+                            return Err(Some(format!("approval request #{id} was withdrawn: the client sent more than 1 MiB while the command waited")));
+                        }
+                    }
+                    Some(ChannelMsg::Eof) => *eof = true,
+                    Some(ChannelMsg::Signal { .. }) => {
+                        broker.withdraw(id, "cancelled by the client").await;
+                        return Err(Some(format!("approval request #{id} was withdrawn")));
+                    }
+                    Some(ChannelMsg::Close) | None => {
+                        broker.withdraw(id, "the client disconnected while waiting").await;
+                        return Err(None);
+                    }
+                    Some(_) => {}
+                },
+            }
+        };
+        match outcome {
+            Outcome::Approved { approvers } => {
+                self.stderr(&format!(
+                    "gatehouse: approval #{id} granted by {}; running it now\r\n",
+                    approvers.join(", ")
+                ))
+                .await;
+                Ok(())
+            }
+            Outcome::Denied { approver, reason } => Err(Some(format!(
+                "approval request #{id} was denied by {approver}: {reason}; the command was not run"
+            ))),
+            Outcome::Expired => Err(Some(format!(
+                "approval request #{id} expired before anyone decided; the command was not run"
+            ))),
+            Outcome::Cancelled(why) => Err(Some(format!(
+                "approval request #{id} was withdrawn: {why}; the command was not run"
+            ))),
+        }
+    }
+
+    async fn client_data(&mut self, data: &[u8]) -> bool {
+        match self.mode {
+            Mode::Sftp => self.sftp_from_client(data).await,
+            Mode::Shell => self.shell_input(data).await,
+            Mode::Transfer => {
+                self.transfer_bytes += data.len() as u64;
+                self.tgt.data_bytes(data.to_vec()).await.is_ok()
+            }
+            Mode::Exec | Mode::Idle => self.tgt.data_bytes(data.to_vec()).await.is_ok(),
+        }
+    }
+
+    /// Keystrokes of an interactive shell: forwarded as typed; each
+    /// submitted line is recorded and checked against the rules before its
+    /// Enter key is forwarded.
+    async fn shell_input(&mut self, data: &[u8]) -> bool {
+        let mut start = 0;
+        for i in 0..data.len() {
+            let Key::Submit(line, edited) = self.line.feed(data[i]) else {
+                continue;
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            // Everything up to the Enter key has been typed; hold the Enter.
+            if i > start && self.tgt.data_bytes(data[start..i].to_vec()).await.is_err() {
+                return false;
+            }
+            start = i;
+            let secret = answers_password_prompt(&self.tail);
+            let shown = if secret {
+                "[input to a password prompt, not recorded]".to_string()
+            } else {
+                line.clone()
+            };
+            let facts = shell::classify(&shown, ShellKind::Line);
+            let mut verdict = if secret {
+                Verdict::Allow { rule: None }
+            } else {
+                self.decide(&line, &facts)
+            };
+            if matches!(verdict, Verdict::Hold { .. }) {
+                verdict = held_not_supported(verdict, "an interactive shell");
+            }
+            let recorded = self
+                .record_command(
+                    &shown,
+                    &facts,
+                    &verdict,
+                    None,
+                    serde_json::json!({"edited": edited}),
+                )
+                .await;
+            if let Some(r) = self.recording.as_mut() {
+                if !secret {
+                    r.input(&line);
+                }
+            }
+            let refusal = match (&recorded, &verdict) {
+                (Err(e), _) => Some(audit_refusal(e)),
+                (Ok(_), Verdict::Block { rule, message }) => {
+                    Some(format!("blocked by rule \"{rule}\": {message}"))
+                }
+                _ => None,
+            };
+            if let Some(message) = refusal {
+                // Erase the typed line on the target (Ctrl-U works in
+                // readline and in the terminal's own line editing), submit
+                // the empty line for a fresh prompt, and drop the rest of
+                // this input.
+                let text = format!("\r\ngatehouse: {message}\r\n");
+                if let Some(r) = self.recording.as_mut() {
+                    r.output(text.as_bytes());
+                }
+                let _ = self.client.data_bytes(text.into_bytes()).await;
+                return self.tgt.data_bytes(&b"\x15\r"[..]).await.is_ok();
+            }
+        }
+        if start < data.len() {
+            return self.tgt.data_bytes(data[start..].to_vec()).await.is_ok();
+        }
+        true
+    }
+
+    async fn sftp_from_client(&mut self, data: &[u8]) -> bool {
+        let packets = match self.sftp_in.push(data) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "sftp stream refused");
+                return false;
+            }
+        };
+        for packet in packets {
+            if let Some(done) = self.tracker.closed(&packet) {
+                let _ = self
+                    .live
+                    .record("file.transfer", transfer_event(self.number, &done))
+                    .await;
+            }
+            if let sftp::ClientRequest::Open { id, path, write } =
+                self.tracker.client_packet(&packet)
+            {
+                let kind = if write {
+                    ShellKind::Upload
+                } else {
+                    ShellKind::Download
+                };
+                let text = format!("sftp {} {path}", if write { "put" } else { "get" });
+                let mut facts = shell::classify(&text, kind);
+                facts.path = Some(path.clone());
+                let mut verdict = self.decide(&text, &facts);
+                if matches!(verdict, Verdict::Hold { .. }) {
+                    verdict = held_not_supported(verdict, "SFTP");
+                }
+                let recorded = self
+                    .record_command(&text, &facts, &verdict, None, serde_json::json!({}))
+                    .await;
+                let refusal = match (&recorded, &verdict) {
+                    (Err(e), _) => Some(audit_refusal(e)),
+                    (Ok(_), Verdict::Block { rule, message }) => {
+                        Some(format!("blocked by gatehouse rule \"{rule}\": {message}"))
+                    }
+                    _ => None,
+                };
+                if let Some(message) = refusal {
+                    self.tracker.target_packet(&sftp::permission_denied(id, ""));
+                    let answer = sftp::permission_denied(id, &message);
+                    if self.client.data_bytes(answer).await.is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            if self.tgt.data_bytes(packet).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn output(&mut self, data: &[u8]) -> Vec<u8> {
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > 256 {
+            let cut = self.tail.len() - 256;
+            self.tail.drain(..cut);
+        }
+        if let Some(r) = self.recording.as_mut() {
+            r.output(data);
+        }
+        if self.mask_terminal
+            && self
+                .live
+                .pipeline
+                .policy
+                .detectors_apply(&self.live.identity)
+        {
+            let mut counts = Default::default();
+            if let Some(masked) = self
+                .live
+                .pipeline
+                .masker
+                .mask_detected_bytes(data, &mut counts)
+            {
+                return masked;
+            }
+        }
+        data.to_vec()
+    }
+
+    async fn on_target(&mut self, msg: ChannelMsg) -> bool {
+        match msg {
+            ChannelMsg::Data { data } => {
+                let out = match self.mode {
+                    Mode::Sftp => {
+                        match self.sftp_out.push(&data) {
+                            Ok(packets) => {
+                                for p in packets {
+                                    self.tracker.target_packet(&p);
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "sftp stream from target"),
+                        }
+                        data.to_vec()
+                    }
+                    Mode::Transfer => {
+                        self.transfer_bytes += data.len() as u64;
+                        data.to_vec()
+                    }
+                    _ => self.output(&data),
+                };
+                return self.client.data_bytes(out).await.is_ok();
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                let out = if self.mode == Mode::Sftp || self.mode == Mode::Transfer {
+                    data.to_vec()
+                } else {
+                    self.output(&data)
+                };
+                return self.client.extended_data_bytes(ext, out).await.is_ok();
+            }
+            ChannelMsg::Eof => {
+                let _ = self.client.eof().await;
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                self.exit_status = Some(exit_status);
+                let _ = self.client.exit_status(exit_status).await;
+            }
+            ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => {
+                let _ = self
+                    .handle
+                    .exit_signal_request(self.id, signal_name, core_dumped, error_message, lang_tag)
+                    .await;
+            }
+            answer @ (ChannelMsg::Success | ChannelMsg::Failure) => {
+                // The oldest forwarded request is the one answered.
+                let wanted = self.pending.pop_front() == Some(true);
+                self.reply(wanted, matches!(answer, ChannelMsg::Success))
+                    .await;
+            }
+            ChannelMsg::Close => return false,
+            _ => {}
+        }
+        true
+    }
+
+    /// Close both ends and record how the channel ended.
+    async fn finish(&mut self) {
+        let _ = self.tgt.close().await;
+        let _ = self.client.close().await;
+        for t in self.tracker.unfinished() {
+            let _ = self
+                .live
+                .record("file.transfer", transfer_event(self.number, &t))
+                .await;
+        }
+        if let Some((id, facts, started)) = self.exec.take() {
+            let mut data = serde_json::json!({
+                "command_id": id,
+                "channel": self.number,
+                "exit_status": self.exit_status,
+                "duration_ms": started.elapsed().as_millis() as u64,
+            });
+            if self.mode == Mode::Transfer {
+                data["transfer"] = serde_json::json!({
+                    "direction": facts.kind,
+                    "path": facts.path,
+                    "bytes": self.transfer_bytes,
+                });
+            }
+            let _ = self.live.record("command.result", data).await;
+        }
+        if let Some(r) = self.recording.take() {
+            match r.close() {
+                Ok(closed) => {
+                    let v = serde_json::to_value(&closed).unwrap_or_default();
+                    let mut data = v.clone();
+                    data["channel"] = serde_json::json!(self.number);
+                    data["protocol"] = serde_json::json!("ssh");
+                    data["format"] = serde_json::json!("asciicast-v2");
+                    if let Err(e) = self.live.record("recording", data).await {
+                        tracing::error!(error = %e, "could not chain an ssh recording");
+                    }
+                    self.live.add_recording(v);
+                }
+                Err(e) => tracing::error!(error = %e, "could not close an ssh recording"),
+            }
+        }
+    }
+}
+
+fn transfer_event(channel: u32, t: &sftp::Transfer) -> serde_json::Value {
+    serde_json::json!({
+        "protocol": "sftp",
+        "channel": channel,
+        "path": t.path,
+        "direction": t.direction,
+        "bytes": t.bytes,
+    })
+}
+
+fn audit_refusal(e: &str) -> String {
+    format!("gatehouse could not record this command in the audit trail, so it was not run: {e}")
+}
+
+/// Approval holds need a command that has not started: exec requests.
+fn held_not_supported(verdict: Verdict, place: &str) -> Verdict {
+    let rule = verdict.rule().unwrap_or_default().to_string();
+    let message = match &verdict {
+        Verdict::Hold { message, .. } => message.clone(),
+        _ => String::new(),
+    };
+    Verdict::Block {
+        message: format!(
+            "{message}; approval cannot be asked from {place}, run it as `ssh CONNECTION@gateway 'command'` to request approval"
+        ),
+        rule,
+    }
+}
+
+/// Whether the output just before a line asked for a secret.
+fn answers_password_prompt(tail: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(tail).to_ascii_lowercase();
+    let last = text
+        .trim_end_matches([' ', '\t'])
+        .rsplit(['\n', '\r'])
+        .next()
+        .unwrap_or("");
+    (last.contains("password") || last.contains("passphrase") || last.contains("passcode"))
+        && last.ends_with(':')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn password_prompts_are_spotted() {
+        assert!(super::answers_password_prompt(b"[sudo] password for ops: "));
+        assert!(super::answers_password_prompt(b"\r\nEnter passphrase:"));
+        assert!(!super::answers_password_prompt(b"$ echo password"));
+    }
+}

@@ -1,0 +1,513 @@
+//! The SSH adapter: terminate the client's SSH, re-originate the gateway's
+//! own, and run every command through the pipeline.
+//!
+//! `ssh -p 2222 CONNECTION@gateway` — the user name selects the connection
+//! and the caller's OIDC token is the password (or the answer to the
+//! keyboard-interactive prompt). The gateway logs in to the target with the
+//! credential only it holds, checking the target's pinned host key, and
+//! relays each session channel ([`channel`]): PTY and window changes,
+//! environment, shell, exec, SFTP, signals and exit status. Exec requests
+//! are commands decided before they reach the target; interactive lines are
+//! recorded and checked as typed (see the README for what that can and
+//! cannot guarantee); terminal output is recorded as asciicast v2 with the
+//! content detectors applied ([`recording`]), and each recording's SHA-256
+//! is chained into the audit trail.
+
+pub mod channel;
+pub mod hostkey;
+mod line;
+pub mod recording;
+pub mod sftp;
+pub mod target;
+
+use gatehouse_core::approval::GrantLease;
+use gatehouse_core::pipeline::{EventRecord, Pipeline};
+use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
+use gatehouse_core::Identity;
+use russh::keys::PrivateKey;
+use russh::server::{self, Auth, Msg, Session};
+use russh::{Channel, ChannelOpenFailure, MethodKind, MethodSet};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Settings of the SSH listener.
+pub struct SshSettings {
+    /// The gateway's host key (see [`hostkey::load_or_create`]).
+    pub host_key: PrivateKey,
+    /// Where asciicast recordings are written.
+    pub recordings_dir: PathBuf,
+}
+
+/// The SSH adapter: accepts clients and runs their sessions.
+pub struct SshAdapter {
+    /// The shared pipeline.
+    pub pipeline: Arc<Pipeline>,
+    settings: SshSettings,
+    config: Arc<server::Config>,
+}
+
+impl SshAdapter {
+    /// Build an adapter.
+    pub fn new(pipeline: Arc<Pipeline>, settings: SshSettings) -> SshAdapter {
+        let config = server::Config {
+            methods: MethodSet::from(&[MethodKind::Password, MethodKind::KeyboardInteractive][..]),
+            auth_rejection_time: Duration::from_secs(1),
+            auth_rejection_time_initial: Some(Duration::from_secs(0)),
+            keys: vec![settings.host_key.clone()],
+            keepalive_interval: Some(Duration::from_secs(60)),
+            nodelay: true,
+            ..Default::default()
+        };
+        SshAdapter {
+            pipeline,
+            settings,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Accept clients until `shutdown` flips; each connection runs in its
+    /// own task.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let this = self.clone();
+                        tokio::spawn(async move { this.run(tcp, peer).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        let live: Arc<Mutex<Option<Arc<Live>>>> = Arc::default();
+        let handler = ClientHandler {
+            adapter: self.clone(),
+            peer,
+            live: live.clone(),
+            lease: None,
+        };
+        match server::run_stream(self.config.clone(), tcp, handler).await {
+            Ok(session) => {
+                if let Err(e) = session.await {
+                    tracing::debug!(%peer, error = %e, "ssh session ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+        }
+        let ended = live.lock().ok().and_then(|mut l| l.take());
+        if let Some(live) = ended {
+            live.end().await;
+        }
+    }
+}
+
+/// One authenticated client connection, shared by its channels.
+pub struct Live {
+    /// Audit id of the session.
+    pub id: String,
+    /// The caller.
+    pub identity: Identity,
+    /// The connection (`None` when access was denied).
+    pub connection: Option<ConnectionConfig>,
+    /// Connection name as asked for.
+    pub connection_name: String,
+    /// Why access was denied, shown on every channel.
+    pub denied: Option<String>,
+    /// The shared pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Where recordings go.
+    pub recordings_dir: PathBuf,
+    client_addr: String,
+    started: Instant,
+    target: tokio::sync::OnceCell<Result<Arc<target::Target>, String>>,
+    channels: AtomicU32,
+    /// Channels still relaying; the session's end waits for them.
+    active: AtomicU32,
+    idle: tokio::sync::Notify,
+    commands: AtomicU64,
+    blocked: AtomicU64,
+    recordings: Mutex<Vec<serde_json::Value>>,
+}
+
+impl Live {
+    /// Record an event of this session.
+    pub async fn record(&self, kind: &'static str, data: serde_json::Value) -> Result<u64, String> {
+        self.pipeline
+            .recorder
+            .record(EventRecord {
+                kind,
+                session_id: Some(self.id.clone()),
+                subject: Some(self.identity.subject.clone()),
+                connection: Some(self.connection_name.clone()),
+                data,
+            })
+            .await
+    }
+
+    /// The logged-in target connection, opened on first use.
+    pub async fn target(&self) -> Result<Arc<target::Target>, String> {
+        let Some(conn) = &self.connection else {
+            return Err(self.denied.clone().unwrap_or_default());
+        };
+        self.target
+            .get_or_init(|| async {
+                target::connect(conn).await.map(Arc::new).map_err(|e| {
+                    tracing::warn!(connection = %conn.name, error = %e, "ssh target login failed");
+                    format!("gatehouse could not open connection \"{}\": {e}", conn.name)
+                })
+            })
+            .await
+            .clone()
+    }
+
+    /// The next channel number of this session; the channel counts as
+    /// active until [`Live::channel_done`].
+    pub fn next_channel(&self) -> u32 {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.channels.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A channel finished recording its evidence.
+    pub fn channel_done(&self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Count one command (and whether it was refused); its number in the session.
+    pub fn count_command(&self, refused: bool) -> u64 {
+        if refused {
+            self.blocked.fetch_add(1, Ordering::Relaxed);
+        }
+        self.commands.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Remember a closed recording for the session's end event.
+    pub fn add_recording(&self, r: serde_json::Value) {
+        if let Ok(mut v) = self.recordings.lock() {
+            v.push(r);
+        }
+    }
+
+    async fn end(&self) {
+        // Channels record their results and recordings as they close, just
+        // after the connection ends: let them finish first (bounded).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            let idle = self.idle.notified();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), idle).await;
+        }
+        if let Some(Ok(t)) = self.target.get() {
+            let _ = t
+                .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
+                .await;
+        }
+        if self.denied.is_some() {
+            return;
+        }
+        let recordings = self
+            .recordings
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let data = serde_json::json!({
+            "protocol": "ssh",
+            "duration_ms": self.started.elapsed().as_millis() as u64,
+            "channels": self.channels.load(Ordering::Relaxed),
+            "commands": self.commands.load(Ordering::Relaxed),
+            "blocked": self.blocked.load(Ordering::Relaxed),
+            "recordings": recordings,
+        });
+        if let Err(e) = self.record("session.end", data).await {
+            tracing::error!(error = %e, "could not record ssh session end");
+        }
+    }
+}
+
+struct ClientHandler {
+    adapter: Arc<SshAdapter>,
+    peer: SocketAddr,
+    live: Arc<Mutex<Option<Arc<Live>>>>,
+    lease: Option<GrantLease>,
+}
+
+impl ClientHandler {
+    fn live(&self) -> Option<Arc<Live>> {
+        self.live.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Authenticate the token, authorize the connection and open the
+    /// audit session. Access denials still log the user in, so every
+    /// channel can tell them why in words (SSH has no other place to).
+    async fn login(&mut self, user: &str, token: &str) -> Result<Auth, russh::Error> {
+        if self.live().is_some() {
+            return Ok(Auth::Accept);
+        }
+        let pipeline = self.adapter.pipeline.clone();
+        let client_addr = self.peer.to_string();
+        let connection = user.to_string();
+        let identity = match pipeline
+            .authenticate(token.trim(), &connection, user, &client_addr, "ssh")
+            .await
+        {
+            Ok(id) => id,
+            Err(reason) => {
+                tracing::info!(peer = %self.peer, %reason, "ssh token refused");
+                return Ok(Auth::reject());
+            }
+        };
+        let mut denied = None;
+        let mut conn = None;
+        let mut grant_id = None;
+        match pipeline.authorize(&identity, &connection) {
+            Ok(a) if a.connection.kind != ConnectionKind::Ssh => {
+                denied = Some(format!(
+                    "connection \"{connection}\" is not an SSH connection; use its own client (psql for PostgreSQL)"
+                ));
+            }
+            Ok(a) => {
+                conn = Some(a.connection.clone());
+                grant_id = a.grant.as_ref().map(|g| g.id);
+                self.lease = a.grant;
+            }
+            Err(d) => denied = Some(d.to_string()),
+        }
+        if let Some(reason) = &denied {
+            let _ = pipeline
+                .recorder
+                .record(EventRecord {
+                    kind: "access.denied",
+                    session_id: None,
+                    subject: Some(identity.subject.clone()),
+                    connection: Some(connection.clone()),
+                    data: serde_json::json!({"client_addr": client_addr, "protocol": "ssh", "reason": reason}),
+                })
+                .await;
+        }
+        let live = Arc::new(Live {
+            id: new_session_id(),
+            identity,
+            connection: conn,
+            connection_name: connection,
+            denied,
+            pipeline,
+            recordings_dir: self.adapter.settings.recordings_dir.clone(),
+            client_addr,
+            started: Instant::now(),
+            target: tokio::sync::OnceCell::new(),
+            channels: AtomicU32::new(0),
+            active: AtomicU32::new(0),
+            idle: tokio::sync::Notify::new(),
+            commands: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            recordings: Mutex::new(Vec::new()),
+        });
+        if live.denied.is_none() {
+            let start = serde_json::json!({
+                "protocol": "ssh",
+                "client_addr": live.client_addr,
+                "user": user,
+                "identity": live.identity,
+                "grant_id": grant_id,
+            });
+            if let Err(e) = live.record("session.start", start).await {
+                tracing::error!(error = %e, "could not record ssh session start; refusing the login");
+                return Ok(Auth::reject());
+            }
+        }
+        if let Ok(mut l) = self.live.lock() {
+            *l = Some(live);
+        }
+        Ok(Auth::Accept)
+    }
+}
+
+/// Contains "password" so tools that answer password prompts (sshpass) answer it too.
+const TOKEN_PROMPT: &str = "Gatehouse token (your password here): ";
+
+impl server::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.login(user, password).await
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let answer = response.and_then(|mut r| r.next());
+        match answer {
+            None => Ok(Auth::Partial {
+                name: Cow::Borrowed("Gatehouse"),
+                instructions: Cow::Borrowed(
+                    "Paste your Gatehouse access token (from `gatehouse login` or `gatehouse token`).",
+                ),
+                prompts: Cow::Owned(vec![(Cow::Borrowed(TOKEN_PROMPT), false)]),
+            }),
+            Some(bytes) => {
+                let token = String::from_utf8_lossy(&bytes).into_owned();
+                self.login(user, &token).await
+            }
+        }
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(lease) = self.lease.take() {
+            let handle = session.handle();
+            tokio::spawn(async move {
+                let reason = lease.ended.await;
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, reason, "en".into())
+                    .await;
+            });
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: server::ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(live) = self.live() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        let handle = session.handle();
+        tokio::spawn(channel::run(live, channel, handle));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(live) = self.live() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let allowed = live
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.allow_port_forwarding);
+        let _ = live
+            .record(
+                "ssh.forward",
+                serde_json::json!({
+                    "kind": "direct-tcpip",
+                    "to": format!("{host_to_connect}:{port_to_connect}"),
+                    "allowed": allowed,
+                }),
+            )
+            .await;
+        if !allowed {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let target = match live.target().await {
+            Ok(t) => t,
+            Err(_) => {
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return Ok(());
+            }
+        };
+        match target
+            .channel_open_direct_tcpip(
+                host_to_connect,
+                port_to_connect,
+                originator_address,
+                originator_port,
+            )
+            .await
+        {
+            Ok(far) => {
+                reply.accept().await;
+                tokio::spawn(async move {
+                    let mut near = channel.into_stream();
+                    let mut far = far.into_stream();
+                    let _ = tokio::io::copy_bidirectional(&mut near, &mut far).await;
+                });
+            }
+            Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+        }
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if let Some(live) = self.live() {
+            let _ = live
+                .record(
+                    "ssh.forward",
+                    serde_json::json!({"kind": "tcpip-forward", "to": format!("{address}:{port}"), "allowed": false}),
+                )
+                .await;
+        }
+        Ok(false)
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: russh::ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if let Some(live) = self.live() {
+            let _ = live
+                .record(
+                    "ssh.forward",
+                    serde_json::json!({"kind": "agent", "allowed": false}),
+                )
+                .await;
+        }
+        Ok(false)
+    }
+}
+
+/// A random, unguessable session id.
+fn new_session_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}

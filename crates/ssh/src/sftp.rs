@@ -1,0 +1,277 @@
+//! Just enough of the SFTP protocol (draft-ietf-secsh-filexfer-02, what
+//! OpenSSH speaks) to record which files move and how many bytes, and to
+//! refuse an open by rule.
+//!
+//! The gateway relays SFTP packets unchanged; it frames them (`u32` length,
+//! type byte, request id) and looks inside OPEN, READ/DATA, WRITE and CLOSE.
+//! Packets are forwarded whole, so a refused OPEN never reaches the target.
+
+use std::collections::HashMap;
+
+/// Largest SFTP packet accepted (OpenSSH's own limit is 256 KiB).
+pub const MAX_PACKET: usize = 256 * 1024 + 1024;
+
+const FXP_OPEN: u8 = 3;
+const FXP_CLOSE: u8 = 4;
+const FXP_READ: u8 = 5;
+const FXP_WRITE: u8 = 6;
+const FXP_STATUS: u8 = 101;
+const FXP_HANDLE: u8 = 102;
+const FXP_DATA: u8 = 103;
+const FXF_READ: u32 = 0x1;
+const FXF_WRITE: u32 = 0x2;
+const FX_PERMISSION_DENIED: u32 = 3;
+
+/// Splits a byte stream into whole SFTP packets.
+#[derive(Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+}
+
+impl Framer {
+    /// Add bytes; return the whole packets now available (with their
+    /// length prefix), or an error for an oversized packet.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            if self.buf.len() < 4 {
+                break;
+            }
+            let len =
+                u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            if len > MAX_PACKET {
+                return Err(format!(
+                    "an SFTP packet of {len} bytes is larger than allowed"
+                ));
+            }
+            if self.buf.len() < 4 + len {
+                break;
+            }
+            out.push(self.buf.drain(..4 + len).collect());
+        }
+        Ok(out)
+    }
+}
+
+/// Reads SSH wire strings and integers from a packet body.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let (b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(*b)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.0.get(..4)?;
+        self.0 = &self.0[4..];
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let hi = self.u32()? as u64;
+        let lo = self.u32()? as u64;
+        Some(hi << 32 | lo)
+    }
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        let s = self.0.get(..len)?;
+        self.0 = &self.0[len..];
+        Some(s)
+    }
+}
+
+/// A file opened through SFTP.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Transfer {
+    /// Path as the client named it.
+    pub path: String,
+    /// `upload` (opened for writing) or `download` (for reading).
+    pub direction: &'static str,
+    /// Bytes written to or read from it.
+    pub bytes: u64,
+}
+
+/// What the client asked for, once a packet from it is read.
+pub enum ClientRequest {
+    /// Open `path` (upload if writing); the request id answers a refusal.
+    Open {
+        /// Request id.
+        id: u32,
+        /// Path.
+        path: String,
+        /// Opened for writing.
+        write: bool,
+    },
+    /// Anything else: forward.
+    Other,
+}
+
+/// Tracks open files across both directions of one SFTP channel.
+#[derive(Default)]
+pub struct Tracker {
+    pending_open: HashMap<u32, Transfer>,
+    pending_read: HashMap<u32, Vec<u8>>,
+    open: HashMap<Vec<u8>, Transfer>,
+}
+
+impl Tracker {
+    /// Look at a packet from the client (with its length prefix).
+    pub fn client_packet(&mut self, packet: &[u8]) -> ClientRequest {
+        let mut r = Reader(packet.get(4..).unwrap_or_default());
+        let (Some(kind), Some(id)) = (r.u8(), r.u32()) else {
+            return ClientRequest::Other;
+        };
+        match kind {
+            FXP_OPEN => {
+                let Some(path) = r.string() else {
+                    return ClientRequest::Other;
+                };
+                let flags = r.u32().unwrap_or(0);
+                let write = flags & FXF_WRITE != 0;
+                let path = String::from_utf8_lossy(path).into_owned();
+                if write || flags & FXF_READ != 0 {
+                    self.pending_open.insert(
+                        id,
+                        Transfer {
+                            path: path.clone(),
+                            direction: if write { "upload" } else { "download" },
+                            bytes: 0,
+                        },
+                    );
+                }
+                ClientRequest::Open { id, path, write }
+            }
+            FXP_WRITE => {
+                if let (Some(handle), Some(_offset), Some(data)) = (r.string(), r.u64(), r.string())
+                {
+                    if let Some(t) = self.open.get_mut(handle) {
+                        t.bytes += data.len() as u64;
+                    }
+                }
+                ClientRequest::Other
+            }
+            FXP_READ => {
+                if let Some(handle) = r.string() {
+                    self.pending_read.insert(id, handle.to_vec());
+                }
+                ClientRequest::Other
+            }
+            _ => ClientRequest::Other,
+        }
+    }
+
+    /// Look at a packet from the client that closes a handle: the finished
+    /// transfer, if it was a file.
+    pub fn closed(&mut self, packet: &[u8]) -> Option<Transfer> {
+        let mut r = Reader(packet.get(4..)?);
+        if r.u8()? != FXP_CLOSE {
+            return None;
+        }
+        let _id = r.u32()?;
+        let handle = r.string()?;
+        self.open.remove(handle)
+    }
+
+    /// Look at a packet from the target (with its length prefix).
+    pub fn target_packet(&mut self, packet: &[u8]) {
+        let mut r = Reader(packet.get(4..).unwrap_or_default());
+        let (Some(kind), Some(id)) = (r.u8(), r.u32()) else {
+            return;
+        };
+        match kind {
+            FXP_HANDLE => {
+                if let (Some(t), Some(handle)) = (self.pending_open.remove(&id), r.string()) {
+                    self.open.insert(handle.to_vec(), t);
+                }
+            }
+            FXP_DATA => {
+                if let (Some(handle), Some(data)) = (self.pending_read.remove(&id), r.string()) {
+                    if let Some(t) = self.open.get_mut(&handle) {
+                        t.bytes += data.len() as u64;
+                    }
+                }
+            }
+            FXP_STATUS => {
+                self.pending_open.remove(&id);
+                self.pending_read.remove(&id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Files still open when the channel ends.
+    pub fn unfinished(&mut self) -> Vec<Transfer> {
+        self.open.drain().map(|(_, t)| t).collect()
+    }
+}
+
+/// An SSH_FXP_STATUS permission-denied answer to request `id`.
+pub fn permission_denied(id: u32, message: &str) -> Vec<u8> {
+    let mut body = vec![FXP_STATUS];
+    body.extend_from_slice(&id.to_be_bytes());
+    body.extend_from_slice(&FX_PERMISSION_DENIED.to_be_bytes());
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message.as_bytes());
+    body.extend_from_slice(&0u32.to_be_bytes()); // language tag ""
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(kind: u8, id: u32, rest: &[u8]) -> Vec<u8> {
+        let mut body = vec![kind];
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(rest);
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn string(s: &[u8]) -> Vec<u8> {
+        let mut out = (s.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(s);
+        out
+    }
+
+    #[test]
+    fn tracks_an_upload_split_across_chunks() {
+        let mut t = Tracker::default();
+        let mut open = string(b"/tmp/up.txt");
+        open.extend_from_slice(&(FXF_WRITE | 0x8).to_be_bytes());
+        open.extend_from_slice(&0u32.to_be_bytes());
+        let open = packet(FXP_OPEN, 7, &open);
+        let mut f = Framer::default();
+        assert!(f.push(&open[..5]).unwrap().is_empty());
+        let got = f.push(&open[5..]).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(
+            t.client_packet(&got[0]),
+            ClientRequest::Open {
+                id: 7,
+                write: true,
+                ..
+            }
+        ));
+        t.target_packet(&packet(FXP_HANDLE, 7, &string(b"h1")));
+        let mut w = string(b"h1");
+        w.extend_from_slice(&0u64.to_be_bytes());
+        w.extend_from_slice(&string(b"hello"));
+        t.client_packet(&packet(FXP_WRITE, 8, &w));
+        let done = t.closed(&packet(FXP_CLOSE, 9, &string(b"h1"))).unwrap();
+        assert_eq!(done.path, "/tmp/up.txt");
+        assert_eq!(done.direction, "upload");
+        assert_eq!(done.bytes, 5);
+        assert_eq!(permission_denied(3, "no").len(), 4 + 1 + 4 + 4 + 4 + 2 + 4);
+    }
+
+    #[test]
+    fn oversized_packets_are_refused() {
+        let mut f = Framer::default();
+        assert!(f.push(&u32::MAX.to_be_bytes()).is_err());
+    }
+}
