@@ -48,6 +48,49 @@ pub trait Recorder: Send + Sync {
     fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>>;
 }
 
+/// Counters of one database session, reported in its end event.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Bytes read from the client.
+    pub bytes_from_client: u64,
+    /// Bytes written to the client.
+    pub bytes_to_client: u64,
+    /// Commands seen.
+    pub commands: u64,
+    /// Commands blocked.
+    pub blocked: u64,
+    /// Why the session ended.
+    pub end_reason: String,
+}
+
+/// Resolve a SQL-level `EXECUTE name` to the prepared `body` it runs: the
+/// body's statements join those decided on, and its first statement is
+/// what the result's columns follow. An unknown body is refused, since
+/// nothing could be checked.
+pub fn resolve_execute(
+    name: &str,
+    body: Option<Classification>,
+    decide_on: &mut Classification,
+    outputs: &mut Vec<Option<crate::classify::StatementFacts>>,
+) -> Option<Verdict> {
+    match body {
+        Some(body) => {
+            outputs.push(body.statements.first().cloned());
+            decide_on.statements.extend(body.statements);
+            None
+        }
+        None => {
+            outputs.push(None);
+            Some(Verdict::Block {
+                rule: "unknown-prepared-statement".into(),
+                message: format!(
+                    "EXECUTE {name}: gatehouse has not seen this statement prepared, so it cannot check it"
+                ),
+            })
+        }
+    }
+}
+
 /// Shared, read-only state of the pipeline; one per gateway process.
 pub struct Pipeline {
     /// Compiled policy.
@@ -139,6 +182,35 @@ impl Pipeline {
     /// Classify stage (cached by normalized statement).
     pub fn classify(&self, sql: &str, dialect: Dialect) -> Arc<Classification> {
         self.classifier.classify(sql, dialect)
+    }
+
+    /// Record a session's end with its counters; a failure is logged (the
+    /// session is over either way).
+    pub async fn end_session(
+        &self,
+        session_id: String,
+        identity: &Identity,
+        connection: &str,
+        started: std::time::Instant,
+        stats: &SessionStats,
+    ) {
+        let end = EventRecord {
+            kind: "session.end",
+            session_id: Some(session_id),
+            subject: Some(identity.subject.clone()),
+            connection: Some(connection.to_string()),
+            data: serde_json::json!({
+                "duration_ms": started.elapsed().as_millis() as u64,
+                "bytes_from_client": stats.bytes_from_client,
+                "bytes_to_client": stats.bytes_to_client,
+                "commands": stats.commands,
+                "blocked": stats.blocked,
+                "reason": stats.end_reason,
+            }),
+        };
+        if let Err(e) = self.recorder.record(end).await {
+            tracing::error!(error = %e, "could not record session end");
+        }
     }
 
     /// Decide stage.

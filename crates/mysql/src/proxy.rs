@@ -18,27 +18,13 @@ use bytes::BytesMut;
 use gatehouse_core::approval::{quote_for_approver, HeldCommand, Outcome};
 use gatehouse_core::classify::{Classification, Dialect, StatementFacts, StatementKind};
 use gatehouse_core::mask::MaskCounts;
-use gatehouse_core::pipeline::{redact_secrets, BoxFuture, EventRecord};
+pub use gatehouse_core::pipeline::SessionStats;
+use gatehouse_core::pipeline::{redact_secrets, resolve_execute, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
-
-/// Counters reported in the session's end event.
-#[derive(Debug, Default)]
-pub struct SessionStats {
-    /// Bytes read from the client.
-    pub bytes_from_client: u64,
-    /// Bytes written to the client.
-    pub bytes_to_client: u64,
-    /// Commands seen.
-    pub commands: u64,
-    /// Commands blocked.
-    pub blocked: u64,
-    /// Why the session ended.
-    pub end_reason: String,
-}
 
 /// Error number of a refused command (`ER_TABLEACCESS_DENIED_ERROR`'s
 /// family: "command denied"), with SQLSTATE 42000.
@@ -531,18 +517,9 @@ impl Proxy {
         for f in base.statements.iter().filter(|f| !f.nested) {
             if f.kind == StatementKind::Execute {
                 let name = f.prepared_name.clone().unwrap_or_default();
-                match self.sql_prepared.get(&name.to_ascii_lowercase()).cloned() {
-                    Some(body) => {
-                        outputs.push(body.statements.first().cloned());
-                        decide_on.statements.extend(body.statements);
-                    }
-                    None => {
-                        outputs.push(None);
-                        refusal = Some(Verdict::Block {
-                            rule: "unknown-prepared-statement".into(),
-                            message: format!("EXECUTE {name}: gatehouse has not seen this statement prepared, so it cannot check it"),
-                        });
-                    }
+                let body = self.sql_prepared.get(&name.to_ascii_lowercase()).cloned();
+                if let Some(r) = resolve_execute(&name, body, &mut decide_on, &mut outputs) {
+                    refusal = Some(r);
                 }
             } else {
                 outputs.push(Some(f.clone()));

@@ -503,23 +503,9 @@ impl MySqlAdapter {
         )
         .await;
         self.kills.remove(gateway_id);
-        let end = EventRecord {
-            kind: "session.end",
-            session_id: Some(session_id),
-            subject: Some(ctx.identity.subject.clone()),
-            connection: Some(ctx.connection.clone()),
-            data: serde_json::json!({
-                "duration_ms": started.elapsed().as_millis() as u64,
-                "bytes_from_client": stats.bytes_from_client,
-                "bytes_to_client": stats.bytes_to_client,
-                "commands": stats.commands,
-                "blocked": stats.blocked,
-                "reason": stats.end_reason,
-            }),
-        };
-        if let Err(e) = pipeline.recorder.record(end).await {
-            tracing::error!(error = %e, "could not record session end");
-        }
+        pipeline
+            .end_session(session_id, &ctx.identity, &ctx.connection, started, &stats)
+            .await;
         Ok(())
     }
 }

@@ -22,7 +22,8 @@ use gatehouse_core::classify::{
     Classification, CopyDirection, Dialect, StatementFacts, StatementKind,
 };
 use gatehouse_core::mask::MaskCounts;
-use gatehouse_core::pipeline::{redact_secrets, BoxFuture, EventRecord};
+pub use gatehouse_core::pipeline::SessionStats;
+use gatehouse_core::pipeline::{redact_secrets, resolve_execute, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,21 +32,6 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-/// Counters reported in the session's end event.
-#[derive(Debug, Default)]
-pub struct SessionStats {
-    /// Bytes read from the client.
-    pub bytes_from_client: u64,
-    /// Bytes written to the client.
-    pub bytes_to_client: u64,
-    /// Commands seen.
-    pub commands: u64,
-    /// Commands blocked.
-    pub blocked: u64,
-    /// Why the session ended.
-    pub end_reason: String,
-}
 
 /// A prepared statement as the gateway understands it.
 struct Statement {
@@ -607,18 +593,8 @@ impl ClientPump {
                 let body = self
                     .known_statement(&name)
                     .map(|s| (*s.classification).clone());
-                match body {
-                    Some(body) => {
-                        outputs.push(body.statements.first().cloned());
-                        decide_on.statements.extend(body.statements);
-                    }
-                    None => {
-                        outputs.push(None);
-                        refusal = Some(Verdict::Block {
-                            rule: "unknown-prepared-statement".into(),
-                            message: format!("EXECUTE {name}: gatehouse has not seen this statement prepared, so it cannot check it"),
-                        });
-                    }
+                if let Some(r) = resolve_execute(&name, body, &mut decide_on, &mut outputs) {
+                    refusal = Some(r);
                 }
             } else {
                 outputs.push(Some(f.clone()));
