@@ -490,7 +490,17 @@ fn print_request(r: &serde_json::Value) {
     println!("  connection: {}", s("connection"));
     if let Some(c) = r["command"].as_str() {
         println!("  rule:       {}", s("rule"));
-        println!("  command:\n    {}", c.replace('\n', "\n    "));
+        // Control characters could redraw the approver's terminal and show
+        // a different command than the one that runs: print them escaped.
+        let shown: String = c
+            .chars()
+            .map(|ch| match ch {
+                '\n' => "\n    ".to_string(),
+                ch if ch.is_control() => ch.escape_default().to_string(),
+                ch => ch.to_string(),
+            })
+            .collect();
+        println!("  command:\n    {shown}");
     }
     println!("  message:    {}", s("message"));
     println!("  needs:      {}", s("requirement_text"));

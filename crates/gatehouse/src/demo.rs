@@ -184,9 +184,9 @@ mask_terminal = true
 [[rules]]
 name = "no-rm-rf"
 effect = "block"
-message = "recursive forced deletes are not allowed on bank hosts"
+message = "recursive deletes (rm -r, rm -rf) are not allowed on bank hosts"
 connections = ["{SSH_CONNECTION}"]
-pattern = "\\brm\\s+-[a-zA-Z]*(r[a-zA-Z]*f|f[a-zA-Z]*r)"
+pattern = '(?i)\brm\b[^;&|]*\s(-[a-z]*r|--recursive)'
 
 [[rules]]
 name = "sudo-needs-approval"

@@ -27,6 +27,9 @@ pub struct SshTarget {
     pub home: PathBuf,
     /// The folder holding the config, key and log.
     pub dir: PathBuf,
+    /// This sshd's own authorized_keys file (the user's home is shared by
+    /// every sshd started for that user, so keys go here instead).
+    pub authorized_keys: PathBuf,
     child: Child,
 }
 
@@ -122,6 +125,8 @@ impl SshTarget {
             .collect::<Vec<_>>()
             .join(" ");
         let port = free_port()?;
+        let authorized_keys = dir.join("authorized_keys");
+        std::fs::write(&authorized_keys, "")?;
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,
@@ -129,10 +134,12 @@ impl SshTarget {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {pid}\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n\
                  PubkeyAuthentication yes\nPermitRootLogin no\nAllowUsers {user}\nStrictModes no\n\
+                 AuthorizedKeysFile {authorized}\n\
                  AcceptEnv LANG LC_* GATEHOUSE_*\nPrintMotd no\nAllowTcpForwarding yes\n\
                  Subsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n",
                 key = key.display(),
                 pid = dir.join("sshd.pid").display(),
+                authorized = authorized_keys.display(),
             ),
         )?;
         run(Command::new(SSHD).arg("-t").arg("-f").arg(&config))?;
@@ -154,6 +161,7 @@ impl SshTarget {
             password: password.to_string(),
             home,
             dir,
+            authorized_keys,
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(10);

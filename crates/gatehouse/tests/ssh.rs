@@ -42,13 +42,10 @@ fn ssh_config(target: &SshTarget, dir: &Path) -> (String, String) {
         .status()
         .unwrap();
     assert!(made.success());
-    let ssh_dir = target.home.join(".ssh");
-    std::fs::create_dir_all(&ssh_dir).unwrap();
     let public = std::fs::read_to_string(dir.join("gateway-key.pub")).unwrap();
-    let mut authorized =
-        std::fs::read_to_string(ssh_dir.join("authorized_keys")).unwrap_or_default();
+    let mut authorized = std::fs::read_to_string(&target.authorized_keys).unwrap_or_default();
     authorized.push_str(&public);
-    std::fs::write(ssh_dir.join("authorized_keys"), authorized).unwrap();
+    std::fs::write(&target.authorized_keys, authorized).unwrap();
     let known_hosts = dir.join("target_known_hosts");
     std::fs::write(
         &known_hosts,
@@ -93,7 +90,7 @@ name = "no-rm-rf"
 effect = "block"
 message = "recursive forced deletes are not allowed through the gateway"
 connections = ["bank-host"]
-pattern = "\\brm\\s+-[a-zA-Z]*(r[a-zA-Z]*f|f[a-zA-Z]*r)"
+pattern = '(?i)\brm\b[^;&|]*\s(-[a-z]*r|--recursive)'
 
 [[rules]]
 name = "sudo-needs-approval"
@@ -839,5 +836,41 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
     let o = gw.cli(&["sessions", "replay", &session_id]).await;
     assert!(!o.status.success());
     assert!(err(&o).contains("altered"), "{}", err(&o));
+    gw.stop().await;
+}
+
+/// Regression tests from review: spellings of a deny-listed command, and a
+/// command dressed up as an scp transfer, are judged like any exec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respelled_and_disguised_commands_are_still_judged() {
+    if !sshd_ready() {
+        return;
+    }
+    let gw = gateway().await;
+    let tok = gw.token("olga", &["ops"]);
+    let marker = ssh_target().home.join("keep-me-too");
+    std::fs::create_dir_all(&marker).unwrap();
+    let m = marker.display();
+    for cmd in [
+        format!("'rm' -rf {m}"),
+        format!("/bin/rm -Rf {m}"),
+        format!("rm -r -f {m}"),
+        format!("rm --recursive --force {m}"),
+        format!("true; rm -rf {m}"),
+    ] {
+        let o = ssh(&gw, &tok, "bank-host", &cmd).await;
+        assert_eq!(o.status.code(), Some(126), "{cmd}: {}", err(&o));
+        assert!(marker.exists(), "{cmd} ran");
+    }
+    // Not a transfer: output masked like any exec.
+    let o = ssh(
+        &gw,
+        &tok,
+        "bank-host",
+        "scp -f /nonexistent >/dev/null 2>&1; cat customers.txt",
+    )
+    .await;
+    assert!(out(&o).contains("Ada Lovelace"), "{}", err(&o));
+    assert!(!out(&o).contains("123-45-6789"), "{}", out(&o));
     gw.stop().await;
 }

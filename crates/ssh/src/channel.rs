@@ -619,11 +619,10 @@ impl Relay {
                 line.clone()
             };
             let facts = shell::classify(&shown, ShellKind::Line);
-            let mut verdict = if secret {
-                Verdict::Allow { rule: None }
-            } else {
-                self.decide(&line, &facts)
-            };
+            // The prompt text is the user's to choose (`PS1='Password: '`),
+            // so a "password" line is still checked against the rules; it is
+            // only kept out of the recording.
+            let mut verdict = self.decide(&line, &shell::classify(&line, ShellKind::Line));
             if matches!(verdict, Verdict::Hold { .. }) {
                 verdict = held_not_supported(verdict, "an interactive shell");
             }

@@ -56,7 +56,9 @@ impl LineBuf {
             Esc::None => {}
         }
         match b {
-            b'\r' | b'\n' => {
+            // Enter, and Ctrl-O / Ctrl-J, which bash also runs the line on:
+            // every key that can submit a line submits it here too.
+            b'\r' | b'\n' | 0x0f => {
                 let line = String::from_utf8_lossy(&self.text).into_owned();
                 let edited = self.edited;
                 self.text.clear();

@@ -64,6 +64,127 @@ pub struct ShellFacts {
     pub words: Vec<String>,
     /// For scp and SFTP: the path transferred.
     pub path: Option<String>,
+    /// Each simple command of the line (split at `;`, `&&`, `||`, `|`,
+    /// `&`, newlines and parentheses), quotes and a leading backslash
+    /// removed, assignments and wrappers such as `env` or `command`
+    /// skipped, and its program reduced to its base name: what keyword
+    /// rules match, so `/usr/bin/sudo x` and `true; sudo x` are seen.
+    pub commands: Vec<String>,
+    /// The line runs things the gateway cannot read off its face
+    /// (substitutions, `eval`, `sh -c`, a program from a variable): block
+    /// and approve keyword rules then apply whatever the words say.
+    pub opaque: bool,
+}
+
+/// Programs that run the rest of their arguments as the command.
+const WRAPPERS: [&str; 8] = [
+    "env", "command", "exec", "nohup", "time", "nice", "builtin", "stdbuf",
+];
+
+/// Shells and interpreters whose `-c` argument is a command line of its own.
+const SHELLS: [&str; 9] = [
+    "sh", "bash", "zsh", "dash", "ksh", "fish", "busybox", "su", "xargs",
+];
+
+/// Split a command line into simple commands (see [`ShellFacts::commands`]).
+fn simple_commands(text: &str) -> (Vec<String>, bool) {
+    // Command substitution (but not `$((…))` arithmetic) and process
+    // substitution run commands the words do not show.
+    let substitution = text
+        .match_indices("$(")
+        .any(|(i, _)| !text[i + 2..].starts_with('('));
+    let mut opaque =
+        substitution || text.contains('`') || text.contains("<(") || text.contains(">(");
+    let mut pieces: Vec<String> = vec![String::new()];
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => pieces.last_mut().expect("one piece").push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, ';' | '&' | '|' | '\n' | '(' | ')' | '{' | '}') => pieces.push(String::new()),
+            (None, '\\') => {}
+            (None, c) => pieces.last_mut().expect("one piece").push(c),
+        }
+    }
+    if quote.is_some() {
+        opaque = true;
+    }
+    let mut commands = Vec::new();
+    for piece in pieces {
+        let mut words = piece.split_whitespace().peekable();
+        // Assignments and wrappers before the program.
+        while let Some(w) = words.peek() {
+            let assignment = w.contains('=') && !w.starts_with('=') && !w.starts_with('-');
+            let wrapper = WRAPPERS.contains(&base_name(w).as_str());
+            if assignment || wrapper {
+                words.next();
+                // `env -i`, `nice -n 5`: skip the wrapper's own options.
+                while words.peek().is_some_and(|o| o.starts_with('-')) {
+                    words.next();
+                }
+            } else {
+                break;
+            }
+        }
+        let Some(first) = words.next() else {
+            continue;
+        };
+        let program = base_name(first);
+        if program.contains('$') || program == "eval" || program == "source" || program == "." {
+            opaque = true;
+        }
+        let rest: Vec<&str> = words.collect();
+        if SHELLS.contains(&program.as_str())
+            && rest.iter().any(|w| w.starts_with('-') && w.contains('c'))
+        {
+            opaque = true;
+        }
+        let mut command = program;
+        for w in rest {
+            command.push(' ');
+            command.push_str(w);
+        }
+        commands.push(command);
+    }
+    (commands, opaque)
+}
+
+fn base_name(word: &str) -> String {
+    word.rsplit('/').next().unwrap_or(word).to_string()
+}
+
+/// `scp [-r] [-p] [-d] [-v] -t|-f [--] PATH` exactly, as sshd's far side
+/// runs it: anything else (a `;`, a second command, more paths) is an
+/// ordinary exec, recorded and masked like any other.
+fn scp_transfer(text: &str, words: &[String]) -> Option<(ShellKind, String)> {
+    if text.contains(|c: char| ";&|<>$`\\'\"(){}\n*?".contains(c)) {
+        return None;
+    }
+    let mut direction = None;
+    let mut paths = Vec::new();
+    let mut options_done = false;
+    for w in words.iter().skip(1) {
+        if !options_done && w == "--" {
+            options_done = true;
+        } else if !options_done && w.starts_with('-') {
+            for flag in w.chars().skip(1) {
+                match flag {
+                    't' | 'f' if direction.is_some() => return None,
+                    't' => direction = Some(ShellKind::Upload),
+                    'f' => direction = Some(ShellKind::Download),
+                    'r' | 'p' | 'd' | 'v' => {}
+                    _ => return None,
+                }
+            }
+        } else {
+            paths.push(w.clone());
+        }
+    }
+    match (direction, paths.as_slice()) {
+        (Some(kind), [path]) => Some((kind, path.clone())),
+        _ => None,
+    }
 }
 
 /// Classify a shell command line.
@@ -75,24 +196,20 @@ pub fn classify(text: &str, kind: ShellKind) -> ShellFacts {
         .unwrap_or_default();
     let mut kind = kind;
     let mut path = None;
-    // scp runs as `scp [-r] [-p] [-d] -t|-f -- PATH` on the far side.
-    if kind == ShellKind::Exec && program == "scp" {
-        let sink = words.iter().any(|w| w.starts_with('-') && w.contains('t'));
-        let source = words.iter().any(|w| w.starts_with('-') && w.contains('f'));
-        if sink != source {
-            kind = if sink {
-                ShellKind::Upload
-            } else {
-                ShellKind::Download
-            };
-            path = words.iter().skip(1).rfind(|w| !w.starts_with('-')).cloned();
+    if kind == ShellKind::Exec && words.first().is_some_and(|w| w == "scp") {
+        if let Some((k, p)) = scp_transfer(text, &words) {
+            kind = k;
+            path = Some(p);
         }
     }
+    let (commands, opaque) = simple_commands(text);
     ShellFacts {
         kind,
         program,
         words,
         path,
+        commands,
+        opaque,
     }
 }
 
@@ -107,6 +224,48 @@ mod tests {
         assert_eq!(f.words.len(), 4);
         assert_eq!(f.kind, ShellKind::Exec);
         assert_eq!(classify("/bin/rm -rf /", ShellKind::Exec).program, "rm");
+    }
+
+    #[test]
+    fn keyword_rules_see_every_simple_command() {
+        let f = classify("true; /usr/bin/sudo -n true && echo x", ShellKind::Exec);
+        assert!(
+            f.commands.iter().any(|c| c.starts_with("sudo -n")),
+            "{:?}",
+            f.commands
+        );
+        let f = classify("env FOO=1 'rm' -rf /tmp/x", ShellKind::Exec);
+        assert!(
+            f.commands.iter().any(|c| c.starts_with("rm -rf")),
+            "{:?}",
+            f.commands
+        );
+        assert!(!f.opaque);
+        for opaque in [
+            "x=su; ${x}do id",
+            "$(echo sudo) id",
+            "sh -c 'sudo id'",
+            "eval sudo id",
+            "`which sudo` id",
+        ] {
+            assert!(classify(opaque, ShellKind::Exec).opaque, "{opaque}");
+        }
+    }
+
+    #[test]
+    fn only_a_plain_scp_is_a_transfer() {
+        for exec in [
+            "scp -f /x >/dev/null 2>&1; cat customers-export.csv",
+            "scp -t /a /b",
+            "scp -f -t /a",
+            "scp -f -o ProxyCommand=x /a",
+        ] {
+            assert_eq!(
+                classify(exec, ShellKind::Exec).kind,
+                ShellKind::Exec,
+                "{exec}"
+            );
+        }
     }
 
     #[test]

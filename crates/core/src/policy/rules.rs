@@ -169,11 +169,21 @@ impl CommandRule {
             && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
             && (self.shell_kinds.is_empty() || self.shell_kinds.contains(&facts.kind))
             && (self.keywords.is_empty()
-                || self
-                    .keywords
-                    .iter()
-                    .any(|k| keyword_prefix(&facts.words.join(" "), k)))
-            && self.pattern.as_ref().is_none_or(|p| p.is_match(text))
+                || self.keywords.iter().any(|k| {
+                    facts.commands.iter().any(|c| keyword_prefix(c, k))
+                        || keyword_prefix(&facts.words.join(" "), k)
+                })
+                // An exec the gateway cannot read off its face is treated as
+                // matching block and approve rules: fail closed. (Typed
+                // lines are a guard rail only; see the README.)
+                || (facts.opaque
+                    && facts.kind == crate::classify::shell::ShellKind::Exec
+                    && self.effect != Effect::Allow))
+            // Patterns see the line as typed and each simple command with its
+            // quotes and path removed (`'rm' -rf`, `/bin/rm -rf`).
+            && self.pattern.as_ref().is_none_or(|p| {
+                p.is_match(text) || facts.commands.iter().any(|c| p.is_match(c))
+            })
     }
 
     fn touches_tables(&self, facts: &StatementFacts) -> bool {
