@@ -450,7 +450,8 @@ async fn scp_and_sftp_transfers_are_recorded_and_ruled() {
     // sftp reading commands from stdin (batch mode -b would forbid the
     // password prompt); an upload to /etc is refused by rule.
     let commands = format!(
-        "put {} sftp-up.txt\nput {} /etc/gatehouse-should-not-exist\nls\nbye\n",
+        "put {} sftp-up.txt\nput {} /etc/gatehouse-should-not-exist\nput {} /tmp/gatehouse-moved\nrename /tmp/gatehouse-moved /tmp/../etc/gatehouse-should-not-exist\nls\nbye\n",
+        local.display(),
         local.display(),
         local.display()
     );
@@ -476,7 +477,9 @@ async fn scp_and_sftp_transfers_are_recorded_and_ruled() {
         .unwrap();
     assert!(o.status.success(), "sftp: {}{}", out(&o), err(&o));
     assert!(home.join("sftp-up.txt").exists());
+    // Neither a direct upload nor a rename through `..` lands in /etc.
     assert!(!Path::new("/etc/gatehouse-should-not-exist").exists());
+    let _ = std::fs::remove_file("/tmp/gatehouse-moved");
     assert!(
         err(&o).to_lowercase().contains("permission denied"),
         "{}",
@@ -491,6 +494,12 @@ async fn scp_and_sftp_transfers_are_recorded_and_ruled() {
                 .as_str()
                 .is_some_and(|c| c.starts_with("scp ") && c.contains("scp-legacy.txt"))),
         "{commands:?}"
+    );
+    assert!(
+        commands.iter().any(|e| e["data"]["command"]
+            == "sftp rename /tmp/gatehouse-moved /etc/gatehouse-should-not-exist"
+            && e["data"]["verdict"]["effect"] == "block"),
+        "the rename is judged with its path normalised: {commands:?}"
     );
     let results = of_kind(&events, "command.result");
     assert!(

@@ -186,9 +186,11 @@ impl Relay {
         }
     }
 
-    fn start_recording(&mut self, title: &str) {
+    /// Start this channel's recording; `false` if it cannot be written,
+    /// and then nothing may run unrecorded (fail closed).
+    fn start_recording(&mut self, title: &str) -> bool {
         if self.recording.is_some() {
-            return;
+            return true;
         }
         let (term, w, h) = self.pty.clone().unwrap_or_else(|| (String::new(), 80, 24));
         let path = self
@@ -202,8 +204,14 @@ impl Relay {
             .detectors_apply(&self.live.identity)
             .then(|| self.live.pipeline.masker.clone());
         match Recording::create(&path, w, h, Some(&term), title, masker) {
-            Ok(r) => self.recording = Some(r),
-            Err(e) => tracing::error!(error = %e, "could not start an ssh recording"),
+            Ok(r) => {
+                self.recording = Some(r);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not start an ssh recording");
+                false
+            }
         }
     }
 
@@ -318,10 +326,16 @@ impl Relay {
                     self.reply(want_reply, true).await;
                     return self.refuse_and_close(&audit_refusal(&e)).await;
                 }
-                self.start_recording(&format!(
+                let title = format!(
                     "{} on {}",
                     self.live.identity.subject, self.live.connection_name
-                ));
+                );
+                if !self.start_recording(&title) {
+                    self.reply(want_reply, true).await;
+                    return self
+                        .refuse_and_close("gatehouse could not start this session's recording, so the shell was not opened; ask an administrator to check the gateway's recordings folder")
+                        .await;
+                }
                 let ok = self.tgt.request_shell(true).await.is_ok();
                 self.forwarded(want_reply, ok).await;
             }
@@ -455,7 +469,11 @@ impl Relay {
         self.mode = if matches!(facts.kind, ShellKind::Upload | ShellKind::Download) {
             Mode::Transfer
         } else {
-            self.start_recording(&text);
+            if !self.start_recording(&text) {
+                return self
+                    .refuse_and_close("gatehouse could not start this command's recording, so it was not run; ask an administrator to check the gateway's recordings folder")
+                    .await;
+            }
             Mode::Exec
         };
         self.exec = Some((id, facts, Instant::now()));
@@ -681,17 +699,30 @@ impl Relay {
                     .record("file.transfer", transfer_event(self.number, &done))
                     .await;
             }
-            if let sftp::ClientRequest::Open { id, path, write } =
-                self.tracker.client_packet(&packet)
-            {
-                let kind = if write {
-                    ShellKind::Upload
-                } else {
-                    ShellKind::Download
-                };
-                let text = format!("sftp {} {path}", if write { "put" } else { "get" });
+            let request = match self.tracker.client_packet(&packet) {
+                sftp::ClientRequest::Open { id, path, write } => {
+                    let kind = if write {
+                        ShellKind::Upload
+                    } else {
+                        ShellKind::Download
+                    };
+                    let text = format!("sftp {} {path}", if write { "put" } else { "get" });
+                    Some((id, kind, text, path))
+                }
+                // Renames, links, removals and attribute changes write to
+                // every path they name: judged and recorded as uploads, so
+                // an upload rule cannot be dodged by renaming afterwards.
+                sftp::ClientRequest::Change { id, op, paths } => Some((
+                    id,
+                    ShellKind::Upload,
+                    format!("sftp {op} {}", paths.join(" ")),
+                    paths.last().cloned().unwrap_or_default(),
+                )),
+                sftp::ClientRequest::Other => None,
+            };
+            if let Some((id, kind, text, path)) = request {
                 let mut facts = shell::classify(&text, kind);
-                facts.path = Some(path.clone());
+                facts.path = Some(path);
                 let mut verdict = self.decide(&text, &facts);
                 if matches!(verdict, Verdict::Hold { .. }) {
                     verdict = held_not_supported(verdict, "SFTP");
@@ -772,6 +803,13 @@ impl Relay {
                     }
                     _ => self.output(&data),
                 };
+                if self.recording.as_ref().is_some_and(|r| r.failed()) {
+                    return self
+                        .refuse_and_close(
+                            "gatehouse could not write this session's recording, so it was ended",
+                        )
+                        .await;
+                }
                 return self.client.data_bytes(out).await.is_ok();
             }
             ChannelMsg::ExtendedData { data, ext } => {

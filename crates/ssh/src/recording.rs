@@ -112,6 +112,12 @@ impl Recording {
         String::from_utf8_lossy(masked.as_deref().unwrap_or(bytes)).into_owned()
     }
 
+    /// Whether a write to the recording has failed (the session must stop:
+    /// nothing may go on unrecorded).
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
     /// Seconds since the recording started (where an event lands on replay).
     pub fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()

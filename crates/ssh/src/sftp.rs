@@ -18,8 +18,17 @@ const FXP_WRITE: u8 = 6;
 const FXP_STATUS: u8 = 101;
 const FXP_HANDLE: u8 = 102;
 const FXP_DATA: u8 = 103;
+const FXP_SETSTAT: u8 = 9;
+const FXP_REMOVE: u8 = 13;
+const FXP_MKDIR: u8 = 14;
+const FXP_RMDIR: u8 = 15;
+const FXP_RENAME: u8 = 18;
+const FXP_SYMLINK: u8 = 20;
+const FXP_EXTENDED: u8 = 200;
 const FXF_READ: u32 = 0x1;
 const FXF_WRITE: u32 = 0x2;
+/// APPEND, CREAT, TRUNC: each changes the file even without WRITE.
+const FXF_CHANGES: u32 = 0x4 | 0x8 | 0x10;
 const FX_PERMISSION_DENIED: u32 = 3;
 
 /// Splits a byte stream into whole SFTP packets.
@@ -103,8 +112,41 @@ pub enum ClientRequest {
         /// Opened for writing.
         write: bool,
     },
+    /// Change the file tree: remove, mkdir, rmdir, setstat, rename,
+    /// symlink, hard link. Judged like an upload to every path involved.
+    Change {
+        /// Request id.
+        id: u32,
+        /// The operation (`rename`, `remove`, …).
+        op: &'static str,
+        /// The paths it touches, normalised.
+        paths: Vec<String>,
+    },
     /// Anything else: forward.
     Other,
+}
+
+/// `a/./b/../c` → `a/c`, so path rules see where a request really points
+/// (`/tmp/../etc/x` is `/etc/x`).
+pub fn normalise(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            ".." if absolute => {}
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
 }
 
 /// Tracks open files across both directions of one SFTP channel.
@@ -128,8 +170,8 @@ impl Tracker {
                     return ClientRequest::Other;
                 };
                 let flags = r.u32().unwrap_or(0);
-                let write = flags & FXF_WRITE != 0;
-                let path = String::from_utf8_lossy(path).into_owned();
+                let write = flags & (FXF_WRITE | FXF_CHANGES) != 0;
+                let path = normalise(&String::from_utf8_lossy(path));
                 if write || flags & FXF_READ != 0 {
                     self.pending_open.insert(
                         id,
@@ -157,6 +199,36 @@ impl Tracker {
                 }
                 ClientRequest::Other
             }
+            FXP_REMOVE | FXP_MKDIR | FXP_RMDIR | FXP_SETSTAT => {
+                let op = match kind {
+                    FXP_REMOVE => "remove",
+                    FXP_MKDIR => "mkdir",
+                    FXP_RMDIR => "rmdir",
+                    _ => "setstat",
+                };
+                match r.string() {
+                    Some(p) => ClientRequest::Change {
+                        id,
+                        op,
+                        paths: vec![normalise(&String::from_utf8_lossy(p))],
+                    },
+                    None => ClientRequest::Other,
+                }
+            }
+            FXP_RENAME | FXP_SYMLINK => two_paths(
+                id,
+                if kind == FXP_RENAME {
+                    "rename"
+                } else {
+                    "symlink"
+                },
+                &mut r,
+            ),
+            FXP_EXTENDED => match r.string() {
+                Some(b"posix-rename@openssh.com") => two_paths(id, "rename", &mut r),
+                Some(b"hardlink@openssh.com") => two_paths(id, "hardlink", &mut r),
+                _ => ClientRequest::Other,
+            },
             _ => ClientRequest::Other,
         }
     }
@@ -203,6 +275,21 @@ impl Tracker {
     /// Files still open when the channel ends.
     pub fn unfinished(&mut self) -> Vec<Transfer> {
         self.open.drain().map(|(_, t)| t).collect()
+    }
+}
+
+/// A change naming two paths (rename, symlink, hard link).
+fn two_paths(id: u32, op: &'static str, r: &mut Reader<'_>) -> ClientRequest {
+    match (r.string(), r.string()) {
+        (Some(a), Some(b)) => ClientRequest::Change {
+            id,
+            op,
+            paths: vec![
+                normalise(&String::from_utf8_lossy(a)),
+                normalise(&String::from_utf8_lossy(b)),
+            ],
+        },
+        _ => ClientRequest::Other,
     }
 }
 
@@ -267,6 +354,24 @@ mod tests {
         assert_eq!(done.direction, "upload");
         assert_eq!(done.bytes, 5);
         assert_eq!(permission_denied(3, "no").len(), 4 + 1 + 4 + 4 + 4 + 2 + 4);
+    }
+
+    #[test]
+    fn paths_are_normalised_and_tree_changes_seen() {
+        assert_eq!(normalise("/tmp/../etc/hostname"), "/etc/hostname");
+        assert_eq!(normalise("/../../etc"), "/etc");
+        assert_eq!(normalise("a/./b/../c"), "a/c");
+        assert_eq!(normalise("../x"), "../x");
+        let mut t = Tracker::default();
+        let mut body = string(b"/tmp/up");
+        body.extend(string(b"/tmp/../etc/cron.d/x"));
+        match t.client_packet(&packet(FXP_RENAME, 9, &body)) {
+            ClientRequest::Change { id, op, paths } => {
+                assert_eq!((id, op), (9, "rename"));
+                assert_eq!(paths, vec!["/tmp/up", "/etc/cron.d/x"]);
+            }
+            _ => panic!("a rename is a change"),
+        }
     }
 
     #[test]
