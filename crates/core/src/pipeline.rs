@@ -184,6 +184,64 @@ impl Pipeline {
         self.classifier.classify(sql, dialect)
     }
 
+    /// Record that `identity` was refused `connection` (authorize stage);
+    /// the caller is refused either way, so a recording failure is only
+    /// logged by the recorder.
+    pub async fn record_access_denied(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        client_addr: &str,
+        protocol: &str,
+        reason: &str,
+    ) {
+        let _ = self
+            .recorder
+            .record(EventRecord {
+                kind: "access.denied",
+                session_id: None,
+                subject: Some(identity.subject.clone()),
+                connection: Some(connection.to_string()),
+                data: serde_json::json!({"client_addr": client_addr, "protocol": protocol, "reason": reason}),
+            })
+            .await;
+    }
+
+    /// Record one database command before it is forwarded (or refused):
+    /// its text with secrets redacted, what the classifier saw, the verdict
+    /// and the approval request it waits on. `Ok` is the command's id in
+    /// its session; an error means the command must not run.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_command(
+        &self,
+        session_id: &str,
+        identity: &Identity,
+        connection: &str,
+        command_id: u64,
+        protocol: &str,
+        sql: &str,
+        classification: &Classification,
+        verdict: &Verdict,
+        approval: Option<u64>,
+    ) -> Result<u64, String> {
+        let event = EventRecord {
+            kind: "command",
+            session_id: Some(session_id.to_string()),
+            subject: Some(identity.subject.clone()),
+            connection: Some(connection.to_string()),
+            data: serde_json::json!({
+                "command_id": command_id,
+                "protocol": protocol,
+                "sql": redact_secrets(sql),
+                "statements": classification.facts_json(),
+                "parse_error": classification.parse_error,
+                "verdict": verdict,
+                "approval_request": approval,
+            }),
+        };
+        self.recorder.record(event).await.map(|_| command_id)
+    }
+
     /// Record a session's end with its counters; a failure is logged (the
     /// session is over either way).
     pub async fn end_session(

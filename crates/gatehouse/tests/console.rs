@@ -7,9 +7,7 @@ mod support;
 
 use std::path::Path;
 use std::time::Duration;
-use support::{err, out, TestGateway};
-
-const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+use support::{browser_ready, err, out, TestGateway, BROWSER_DIR};
 
 const CONSOLE: &str = r#"
 [console]
@@ -22,32 +20,6 @@ groups = ["approvers"]
 subject = "audrey"
 groups = ["auditors"]
 "#;
-
-/// Whether the browser is installed; a CI run (`GATEHOUSE_REQUIRE_BROWSER=1`)
-/// fails instead of skipping.
-fn browser_ready() -> bool {
-    let missing = if !Path::new("/usr/bin/chromium").exists() {
-        Some("/usr/bin/chromium is not installed")
-    } else if !Path::new(BROWSER_DIR)
-        .join("node_modules/playwright-core")
-        .exists()
-    {
-        Some("playwright-core is not installed (npm ci in tests/browser)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(why) => {
-            assert!(
-                std::env::var("GATEHOUSE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "browser test required but {why}"
-            );
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-    }
-}
 
 /// Decide request `id` in Chromium as `login`; the script's JSON line.
 async fn decide_in_browser(

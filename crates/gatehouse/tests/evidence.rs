@@ -11,9 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use support::{err, out, TestGateway};
-
-const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+use support::{browser_ready, err, out, TestGateway, BROWSER_DIR};
 
 /// The demo policy plus the approval rule, and access requests on `bank`.
 fn with_approvals_and_access(text: String) -> String {
@@ -21,32 +19,6 @@ fn with_approvals_and_access(text: String) -> String {
         "allow_groups = [\"analysts\", \"dba\"]\n",
         "allow_groups = [\"analysts\", \"dba\"]\naccess_approvers = [\"approvers\"]\nmax_access = \"2h\"\n",
     )
-}
-
-/// Whether the browser is installed; `GATEHOUSE_REQUIRE_BROWSER=1` fails
-/// instead of skipping.
-fn browser_ready() -> bool {
-    let missing = if !Path::new("/usr/bin/chromium").exists() {
-        Some("/usr/bin/chromium is not installed")
-    } else if !Path::new(BROWSER_DIR)
-        .join("node_modules/playwright-core")
-        .exists()
-    {
-        Some("playwright-core is not installed (npm ci in tests/browser)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(why) => {
-            assert!(
-                std::env::var("GATEHOUSE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "browser test required but {why}"
-            );
-            eprintln!("SKIPPED browser check: {why}");
-            false
-        }
-    }
 }
 
 /// Produce the session mix; returns the held request's number.

@@ -132,8 +132,6 @@ async fn gateway_with(more_top: &str) -> TestGateway {
     TestGateway::start(&format!("{top}\n{more_top}"), &extra).await
 }
 
-const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
-
 /// The console with a dev sign-in for an auditor, who may replay any session.
 const CONSOLE: &str = r#"
 [console]
@@ -142,32 +140,6 @@ auditor_groups = ["auditors"]
 subject = "audrey"
 groups = ["auditors"]
 "#;
-
-/// Whether Chromium and playwright-core are installed; a CI run
-/// (`GATEHOUSE_REQUIRE_BROWSER=1`) fails instead of skipping.
-fn browser_ready() -> bool {
-    let missing = if !Path::new("/usr/bin/chromium").exists() {
-        Some("/usr/bin/chromium is not installed")
-    } else if !Path::new(BROWSER_DIR)
-        .join("node_modules/playwright-core")
-        .exists()
-    {
-        Some("playwright-core is not installed (npm ci in tests/browser)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(why) => {
-            assert!(
-                std::env::var("GATEHOUSE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "browser test required but {why}"
-            );
-            eprintln!("SKIPPED the browser replay: {why}");
-            false
-        }
-    }
-}
 
 /// Whether sshd can run here; a CI run (`GATEHOUSE_REQUIRE_SSH=1`) fails
 /// instead of skipping.

@@ -608,23 +608,20 @@ impl Proxy {
     ) -> Result<u64, String> {
         self.next_command += 1;
         self.stats.commands += 1;
-        let id = self.next_command;
-        let event = EventRecord {
-            kind: "command",
-            session_id: Some(self.ctx.id.clone()),
-            subject: Some(self.ctx.identity.subject.clone()),
-            connection: Some(self.ctx.connection.clone()),
-            data: serde_json::json!({
-                "command_id": id,
-                "protocol": protocol,
-                "sql": redact_secrets(sql),
-                "statements": classification.facts_json(),
-                "parse_error": classification.parse_error,
-                "verdict": verdict,
-                "approval_request": approval,
-            }),
-        };
-        self.ctx.pipeline.recorder.record(event).await.map(|_| id)
+        let ctx = &self.ctx;
+        ctx.pipeline
+            .record_command(
+                &ctx.id,
+                &ctx.identity,
+                &ctx.connection,
+                self.next_command,
+                protocol,
+                sql,
+                classification,
+                verdict,
+                approval,
+            )
+            .await
     }
 
     fn audit_refusal(&mut self, e: &str) {

@@ -377,15 +377,14 @@ impl MySqlAdapter {
             }
             Ok(a) => (a.connection.clone(), a.grant),
             Err(denied) => {
-                let _ = pipeline
-                    .recorder
-                    .record(EventRecord {
-                        kind: "access.denied",
-                        session_id: None,
-                        subject: Some(identity.subject.clone()),
-                        connection: Some(connection.clone()),
-                        data: serde_json::json!({"client_addr": client_addr, "protocol": "mysql", "reason": denied.to_string()}),
-                    })
+                pipeline
+                    .record_access_denied(
+                        &identity,
+                        &connection,
+                        &client_addr,
+                        "mysql",
+                        &denied.to_string(),
+                    )
                     .await;
                 return refuse(&mut client, seq, 1044, "42000", &denied.to_string()).await;
             }

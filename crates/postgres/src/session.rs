@@ -317,15 +317,14 @@ impl PostgresAdapter {
             }
             Ok(a) => (a.connection.clone(), a.grant),
             Err(denied) => {
-                let _ = pipeline
-                    .recorder
-                    .record(EventRecord {
-                        kind: "access.denied",
-                        session_id: None,
-                        subject: Some(identity.subject.clone()),
-                        connection: Some(connection.clone()),
-                        data: serde_json::json!({"client_addr": client_addr, "protocol": "postgres", "reason": denied.to_string()}),
-                    })
+                pipeline
+                    .record_access_denied(
+                        &identity,
+                        &connection,
+                        &client_addr,
+                        "postgres",
+                        &denied.to_string(),
+                    )
                     .await;
                 return fatal(&mut client, "28000", &denied.to_string()).await;
             }

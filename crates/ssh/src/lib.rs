@@ -293,15 +293,8 @@ impl ClientHandler {
             Err(d) => denied = Some(d.to_string()),
         }
         if let Some(reason) = &denied {
-            let _ = pipeline
-                .recorder
-                .record(EventRecord {
-                    kind: "access.denied",
-                    session_id: None,
-                    subject: Some(identity.subject.clone()),
-                    connection: Some(connection.clone()),
-                    data: serde_json::json!({"client_addr": client_addr, "protocol": "ssh", "reason": reason}),
-                })
+            pipeline
+                .record_access_denied(&identity, &connection, &client_addr, "ssh", reason)
                 .await;
         }
         let live = Arc::new(Live {

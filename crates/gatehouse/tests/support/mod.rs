@@ -531,3 +531,32 @@ impl TestGateway {
             .expect("mariadb runs")
     }
 }
+
+/// Where the browser tests' node scripts live.
+pub const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+
+/// Whether Chromium and playwright-core are installed; a CI run
+/// (`GATEHOUSE_REQUIRE_BROWSER=1`) fails instead of skipping.
+pub fn browser_ready() -> bool {
+    let missing = if !Path::new("/usr/bin/chromium").exists() {
+        Some("/usr/bin/chromium is not installed")
+    } else if !Path::new(BROWSER_DIR)
+        .join("node_modules/playwright-core")
+        .exists()
+    {
+        Some("playwright-core is not installed (npm ci in tests/browser)")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var("GATEHOUSE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "browser test required but {why}"
+            );
+            eprintln!("SKIPPED a browser check: {why}");
+            false
+        }
+    }
+}
