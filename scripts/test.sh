@@ -43,4 +43,6 @@ python3 -c 'import mysql.connector' 2>/dev/null || python3 -m pip install -q 'my
 (cd tests/oidc && npm ci --no-audit --no-fund --silent)
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
+# Incremental caches double target/ and buy nothing on a one-shot CI build.
+export CARGO_INCREMENTAL=0
 GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_SSH=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0) cargo test --workspace --all-targets "$@"
