@@ -31,6 +31,10 @@ pub struct GatewayConfig {
     pub api: ApiListener,
     /// The SSH listener (off unless the section is present).
     pub ssh: Option<SshListener>,
+    /// The HTTPS listener for HTTP connections (LLM endpoints, JSON APIs,
+    /// Kubernetes); started when this section is present or any
+    /// connection is an HTTP one.
+    pub http: Option<HttpListener>,
     /// Token issuers.
     #[serde(default)]
     pub identity: IdentitySection,
@@ -172,6 +176,60 @@ impl Default for MySqlListener {
             result_capture_rows: 0,
             max_packet_bytes: default_max_packet(),
             server_version: default_mysql_version(),
+        }
+    }
+}
+
+/// `[http]`: `https://gateway:PORT/<connection>/…` (or a connection's
+/// host name), the caller's token as `Authorization: Bearer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListener {
+    /// Address to listen on.
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+    /// PEM certificate chain; defaults to the `[postgres]` one (or the
+    /// self-signed pair made in `state_dir`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body accepted (bigger ones get 413).
+    #[serde(default = "default_http_max_request")]
+    pub max_request_bytes: usize,
+    /// Largest JSON response masked whole (bigger ones are withheld with
+    /// 502, never passed on unmasked).
+    #[serde(default = "default_http_max_response")]
+    pub max_response_bytes: usize,
+    /// Seconds without requests after which an HTTP session ends.
+    #[serde(default = "default_http_idle")]
+    pub session_idle_secs: u64,
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+
+fn default_http_max_request() -> usize {
+    8 * 1024 * 1024
+}
+
+fn default_http_max_response() -> usize {
+    32 * 1024 * 1024
+}
+
+fn default_http_idle() -> u64 {
+    900
+}
+
+impl Default for HttpListener {
+    fn default() -> Self {
+        HttpListener {
+            listen: default_http_listen(),
+            tls_cert: None,
+            tls_key: None,
+            max_request_bytes: default_http_max_request(),
+            max_response_bytes: default_http_max_response(),
+            session_idle_secs: default_http_idle(),
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct RunningGateway {
     pub api_addr: SocketAddr,
     /// Where the SSH listener is bound, when `[ssh]` is configured.
     pub ssh_addr: Option<SocketAddr>,
+    /// Where the HTTPS listener for HTTP connections is bound, when it runs.
+    pub http_addr: Option<SocketAddr>,
     /// The dev issuer, when enabled (tests and the demo mint tokens with it).
     pub dev_issuer: Option<Arc<DevIssuer>>,
     /// The audit trail.
@@ -373,6 +375,41 @@ impl RunningGateway {
             ssh_task = Some(tokio::spawn(adapter.serve(listener, rx.clone())));
         }
         let mut tasks = Vec::new();
+        let http_cfg = cfg.http.clone().or_else(|| {
+            cfg.connections
+                .iter()
+                .any(|c| c.kind.is_http())
+                .then(crate::config::HttpListener::default)
+        });
+        let mut http_addr = None;
+        if let Some(h) = &http_cfg {
+            let listener = TcpListener::bind(&h.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} ([http] listen)", h.listen))?;
+            http_addr = Some(listener.local_addr()?);
+            let tls = match (&h.tls_cert, &h.tls_key) {
+                (Some(c), Some(k)) => tls::server_config(c, k, &[b"h2", b"http/1.1"])?,
+                (None, None) => api_tls.clone(),
+                _ => anyhow::bail!("[http]: set both tls_cert and tls_key, or neither"),
+            };
+            let adapter = Arc::new(
+                gatehouse_http::HttpAdapter::new(
+                    pipeline.clone(),
+                    gatehouse_http::HttpSettings {
+                        max_request_bytes: h.max_request_bytes,
+                        max_response_bytes: h.max_response_bytes,
+                        session_idle: Duration::from_secs(h.session_idle_secs),
+                        recordings_dir: cfg.recordings_dir(),
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("setting up the HTTP adapter: {e}"))?,
+            );
+            tasks.push(tokio::spawn(adapter.serve(
+                listener,
+                tokio_rustls::TlsAcceptor::from(tls),
+                rx.clone(),
+            )));
+        }
         if let (Some(m), Some(listener)) = (&mysql_cfg, mysql_listener) {
             let tls = match (&m.tls_cert, &m.tls_key) {
                 (Some(c), Some(k)) => tls::server_config(c, k, &[])?,
@@ -405,11 +442,12 @@ impl RunningGateway {
             tokio::spawn(broker.clone().run_sweeper(SWEEP_EVERY, rx)),
         ]);
         tasks.extend(ssh_task);
-        tracing::info!(%postgres_addr, ?mysql_addr, ?ssh_addr, %api_addr, "gatehouse is listening");
+        tracing::info!(%postgres_addr, ?mysql_addr, ?ssh_addr, ?http_addr, %api_addr, "gatehouse is listening");
         Ok(RunningGateway {
             postgres_addr,
             mysql_addr,
             ssh_addr,
+            http_addr,
             api_addr,
             dev_issuer: dev,
             audit,

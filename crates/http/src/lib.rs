@@ -3,4 +3,129 @@
 //! One listener serves every HTTP connection (OpenAI-compatible LLM
 //! endpoints, JSON/function-calling APIs and the Kubernetes API), reached by
 //! host name or path prefix. The caller's bearer token is checked and
-//! stripped; the gateway adds the upstream credential it holds.
+//! stripped; the gateway adds the upstream credential it holds. Requests
+//! are decided, held or blocked like SQL statements; responses are masked
+//! as they stream back.
+
+mod exec;
+mod facts;
+pub mod jsonmask;
+mod kubefacts;
+pub mod llm;
+mod proxy;
+pub mod respond;
+mod response;
+pub mod route;
+pub mod sessions;
+mod splice;
+mod textstream;
+pub mod upstream;
+
+use gatehouse_core::pipeline::Pipeline;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How often idle HTTP sessions are ended.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The adapter's settings (the `[http]` section).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_request_bytes: usize,
+    /// Largest JSON response masked whole; larger ones get 502 rather
+    /// than going out unmasked.
+    pub max_response_bytes: usize,
+    /// A session ends after this long without requests.
+    pub session_idle: Duration,
+    /// Where exec recordings are written.
+    pub recordings_dir: PathBuf,
+}
+
+/// The HTTP adapter; one per gateway.
+pub struct HttpAdapter {
+    pipeline: Arc<Pipeline>,
+    settings: HttpSettings,
+    routes: route::Routes,
+    upstreams: HashMap<String, upstream::Upstream>,
+    sessions: sessions::HttpSessions,
+}
+
+impl HttpAdapter {
+    /// Build the adapter for the policy's HTTP connections.
+    pub fn new(pipeline: Arc<Pipeline>, settings: HttpSettings) -> Result<HttpAdapter, String> {
+        let routes = route::Routes::new(pipeline.policy.connections());
+        let mut upstreams = HashMap::new();
+        for conn in routes.connections() {
+            upstreams.insert(conn.name.clone(), upstream::Upstream::build(conn)?);
+        }
+        let sessions = sessions::HttpSessions::new(pipeline.clone(), settings.session_idle);
+        Ok(HttpAdapter {
+            pipeline,
+            settings,
+            routes,
+            upstreams,
+            sessions,
+        })
+    }
+
+    /// Accept HTTPS connections (HTTP/1.1 and HTTP/2 by ALPN) until
+    /// `shutdown`; then end the open sessions.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: tokio_rustls::TlsAcceptor,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = sweep.tick() => self.sessions.sweep().await,
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "HTTP accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let adapter = self.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let service = hyper::service::service_fn(move |req| {
+                            let adapter = adapter.clone();
+                            async move { Ok::<_, std::convert::Infallible>(adapter.handle(req, peer).await) }
+                        });
+                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        if let Err(e) = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await
+                        {
+                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                        }
+                    });
+                }
+            }
+        }
+        self.sessions.end_all().await;
+    }
+}

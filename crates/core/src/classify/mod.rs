@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 
 mod cache;
 mod fallback;
+pub mod http;
 mod keyword;
 mod lineage;
 mod scan;

@@ -1,7 +1,7 @@
 //! Start-up compilation and validation of policy.
 
 use super::masking::ColumnRule;
-use super::rules::{CommandRule, Effect, RuleConfig};
+use super::rules::{CommandRule, Effect, HttpConditions, RuleConfig};
 use super::{Policy, PolicyConfig};
 use crate::approval::{Requirement, DEFAULT_APPROVAL_TIMEOUT};
 use crate::classify::shell::{ShellKind, SHELL_KINDS};
@@ -44,7 +44,9 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
                 conn.name
             )));
         }
-        if conn.tls == super::TargetTls::Require && conn.kind != super::ConnectionKind::Mysql {
+        if conn.tls == super::TargetTls::Require
+            && !(conn.kind == super::ConnectionKind::Mysql || conn.kind.is_http())
+        {
             // Refuse rather than silently connecting in plaintext.
             return Err(PolicyError::Other(format!(
                 "connection \"{}\": tls = \"require\" to a PostgreSQL target is not supported yet; reach the target over a trusted network (tls = \"disable\") or wait for target TLS",
@@ -59,6 +61,7 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
         }
         conn.access_policy().map_err(PolicyError::Other)?;
         check_ssh_fields(conn).map_err(PolicyError::Other)?;
+        check_http_fields(conn).map_err(PolicyError::Other)?;
     }
     let mut rule_names = HashSet::new();
     let mut rules = Vec::with_capacity(config.rules.len());
@@ -147,6 +150,32 @@ fn compile_rule(rule: &RuleConfig, connections: &HashSet<&str>) -> Result<Comman
         without_limit: rule.without_limit,
         copy,
         requirement,
+        http: compile_http_conditions(rule)?,
+    })
+}
+
+fn compile_http_conditions(rule: &RuleConfig) -> Result<HttpConditions, String> {
+    let globs = |v: &[String]| v.iter().map(|p| super::Glob::new(p)).collect::<Vec<_>>();
+    let mut json = Vec::with_capacity(rule.json.len());
+    for (pointer, re) in &rule.json {
+        if !(pointer.is_empty() || pointer.starts_with('/')) {
+            return Err(format!(
+                "json key \"{pointer}\" is not a JSON pointer; write it like \"/model\" or \"/messages/*/content\""
+            ));
+        }
+        let re =
+            Regex::new(re).map_err(|e| format!("json \"{pointer}\": not a valid regex: {e}"))?;
+        json.push((pointer.clone(), re));
+    }
+    Ok(HttpConditions {
+        methods: rule.methods.clone(),
+        paths: globs(&rule.paths),
+        json,
+        detects: rule.detects.clone(),
+        tools: globs(&rule.tools),
+        verbs: rule.verbs.clone(),
+        resources: globs(&rule.resources),
+        namespaces: globs(&rule.namespaces),
     })
 }
 
@@ -215,6 +244,60 @@ fn line_of(source: &str, offset: usize) -> usize {
         .get(..offset.min(source.len()))
         .map(|s| s.bytes().filter(|&b| b == b'\n').count() + 1)
         .unwrap_or(1)
+}
+
+/// HTTP settings only make sense on HTTP connections, and an upstream
+/// credential scheme must be one the adapter knows.
+fn check_http_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
+    let name = &conn.name;
+    if !conn.kind.is_http() {
+        if !conn.hostnames.is_empty()
+            || conn.path_prefix.is_some()
+            || conn.base_path.is_some()
+            || conn.upstream_auth.is_some()
+            || conn.client_cert.is_some()
+            || conn.client_key.is_some()
+            || conn.mask_prompts
+            || conn.impersonate
+        {
+            return Err(format!(
+                "connection \"{name}\": hostnames, path_prefix, base_path, upstream_auth, client_cert, client_key, mask_prompts and impersonate apply to HTTP connections (type = \"http\", \"openai\" or \"kubernetes\") only"
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(prefix) = &conn.path_prefix {
+        if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') {
+            return Err(format!(
+                "connection \"{name}\": path_prefix \"{prefix}\" must start with / and not end with one (\"/llm\")"
+            ));
+        }
+    }
+    match conn.upstream_auth.as_deref() {
+        None | Some("bearer") | Some("none") => {}
+        Some(h) if h.strip_prefix("header:").is_some_and(|n| !n.trim().is_empty()) => {}
+        Some(other) => {
+            return Err(format!(
+                "connection \"{name}\": upstream_auth = \"{other}\": use \"bearer\", \"header:NAME\" or \"none\""
+            ))
+        }
+    }
+    if conn.client_cert.is_some() != conn.client_key.is_some() {
+        return Err(format!(
+            "connection \"{name}\": set both client_cert and client_key, or neither"
+        ));
+    }
+    if conn.impersonate && conn.kind != super::ConnectionKind::Kubernetes {
+        return Err(format!(
+            "connection \"{name}\": impersonate applies to type = \"kubernetes\" only"
+        ));
+    }
+    if conn.mask_prompts && conn.kind != super::ConnectionKind::Openai {
+        return Err(format!(
+            "connection \"{name}\": mask_prompts applies to type = \"openai\" only"
+        ));
+    }
+    Ok(())
 }
 
 /// SSH connections must pin the target's host key and say how to log in;

@@ -13,6 +13,22 @@ pub enum ConnectionKind {
     Mysql,
     /// SSH: the gateway terminates the client's SSH and re-originates its own.
     Ssh,
+    /// An HTTP(S) JSON or function-calling API.
+    Http,
+    /// An OpenAI-compatible LLM endpoint (`/v1/chat/completions`, …).
+    Openai,
+    /// A Kubernetes API server, for `kubectl`.
+    Kubernetes,
+}
+
+impl ConnectionKind {
+    /// Whether the HTTP adapter serves this connection.
+    pub fn is_http(&self) -> bool {
+        matches!(
+            self,
+            ConnectionKind::Http | ConnectionKind::Openai | ConnectionKind::Kubernetes
+        )
+    }
 }
 
 /// Whether the gateway uses TLS to reach the target.
@@ -45,7 +61,8 @@ pub struct ConnectionConfig {
     pub port: u16,
     /// Database on the target (defaults to the connection name).
     pub database: Option<String>,
-    /// The role the gateway logs in as.
+    /// The role the gateway logs in as (not used by HTTP connections).
+    #[serde(default)]
     pub user: String,
     /// Environment variable holding the target password.
     pub password_env: Option<String>,
@@ -83,6 +100,31 @@ pub struct ConnectionConfig {
     /// the user too (recordings are always masked).
     #[serde(default)]
     pub mask_terminal: bool,
+    /// HTTP: host names (the `Host` header) that reach this connection.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// HTTP: the path prefix that reaches this connection on the gateway's
+    /// HTTPS listener (default `/<name>`); it is removed before forwarding.
+    pub path_prefix: Option<String>,
+    /// HTTP: a path prefix added in front of every forwarded path
+    /// (an upstream that lives below `/api`, say).
+    pub base_path: Option<String>,
+    /// HTTP: how the gateway presents its credential upstream:
+    /// `"bearer"` (the default when a secret is configured),
+    /// `"header:X-Api-Key"`, or `"none"`.
+    pub upstream_auth: Option<String>,
+    /// HTTP: client certificate (PEM) the gateway presents upstream.
+    pub client_cert: Option<PathBuf>,
+    /// HTTP: the client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// LLM: mask detector findings in prompts before they reach the model.
+    #[serde(default)]
+    pub mask_prompts: bool,
+    /// Kubernetes: ask the API server to act as the caller
+    /// (`Impersonate-User`/`Impersonate-Group`), so its own RBAC applies
+    /// to each person on top of the gateway's rules.
+    #[serde(default)]
+    pub impersonate: bool,
 }
 
 /// Longest access grant when a connection does not say.

@@ -38,6 +38,66 @@ pub struct MaskingConfig {
     /// Column rules.
     #[serde(default)]
     pub columns: Vec<ColumnRuleConfig>,
+    /// JSON field rules for HTTP responses.
+    #[serde(default)]
+    pub fields: Vec<FieldRuleConfig>,
+}
+
+/// One `[[masking.fields]]` entry: JSON response fields of HTTP connections
+/// masked whole, found by pointer (`/customers/*/ssn`), the way column
+/// rules mask SQL result columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRuleConfig {
+    /// Name recorded with each masked value's count.
+    pub name: String,
+    /// JSON pointers, with `*` for every array element or object member.
+    pub paths: Vec<String>,
+    /// How matching values are masked: `redact`, `partial` or `tokenize`.
+    pub strategy: StrategyName,
+    /// For `partial`: how many trailing characters stay visible (default 4).
+    pub keep_last: Option<usize>,
+    /// Entity type to count the masked values under (default `column`).
+    pub entity: Option<EntityType>,
+    /// Only on these connections (default: all HTTP connections).
+    #[serde(default)]
+    pub connections: Vec<String>,
+    /// Members of these groups see the field unmasked.
+    #[serde(default)]
+    pub except_groups: Vec<String>,
+}
+
+/// A JSON field to mask in one HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldMask {
+    /// JSON pointer, `*` for every element.
+    pub path: String,
+    /// How, and under which rule.
+    pub mask: ColumnMask,
+}
+
+impl FieldRuleConfig {
+    /// The field masks this rule asks for `identity` on `connection`.
+    pub fn masks_for(&self, identity: &Identity, connection: &str) -> Vec<FieldMask> {
+        let applies = (self.connections.is_empty()
+            || self.connections.iter().any(|c| c == connection))
+            && !self.except_groups.iter().any(|g| identity.in_group(g));
+        if !applies {
+            return Vec::new();
+        }
+        let strategy = self.strategy.with(self.keep_last);
+        self.paths
+            .iter()
+            .map(|p| FieldMask {
+                path: p.clone(),
+                mask: ColumnMask {
+                    rule: self.name.clone(),
+                    strategy: strategy.clone(),
+                    entity: self.entity.unwrap_or(EntityType::Column),
+                },
+            })
+            .collect()
+    }
 }
 
 impl Default for MaskingConfig {
@@ -50,6 +110,7 @@ impl Default for MaskingConfig {
             tokenize_key_file: None,
             exempt_groups: Vec::new(),
             columns: Vec::new(),
+            fields: Vec::new(),
         }
     }
 }
@@ -99,10 +160,17 @@ pub enum StrategyName {
 impl ColumnRuleConfig {
     /// The strategy with its parameters.
     pub fn strategy(&self) -> Strategy {
-        match self.strategy {
+        self.strategy.with(self.keep_last)
+    }
+}
+
+impl StrategyName {
+    /// The strategy with its parameter (`partial` keeps 4 by default).
+    pub fn with(self, keep_last: Option<usize>) -> Strategy {
+        match self {
             StrategyName::Redact => Strategy::Redact,
             StrategyName::Partial => Strategy::Partial {
-                keep_last: self.keep_last.unwrap_or(4),
+                keep_last: keep_last.unwrap_or(4),
             },
             StrategyName::Tokenize => Strategy::Tokenize,
         }

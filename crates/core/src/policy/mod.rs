@@ -15,7 +15,10 @@ mod rules;
 pub use compile::{compile, PolicyError};
 pub use connection::{ConnectionConfig, ConnectionKind, Credential, TargetTls};
 pub use glob::Glob;
-pub use masking::{ColumnMask, ColumnRule, ColumnRuleConfig, MaskingConfig, StrategyName};
+pub use masking::{
+    ColumnMask, ColumnRule, ColumnRuleConfig, FieldMask, FieldRuleConfig, MaskingConfig,
+    StrategyName,
+};
 pub use rules::{CommandRule, Effect, RuleConfig, Unparseable};
 
 use crate::classify::{Classification, StatementFacts};
@@ -219,6 +222,31 @@ impl Policy {
             .find(|r| r.matches_shell(identity, connection, text, facts))
             .map(CommandRule::verdict)
             .unwrap_or(Verdict::Allow { rule: None })
+    }
+
+    /// Decide stage for an HTTP request: the first rule that matches it
+    /// (see [`CommandRule::matches_http`]) decides; no match allows.
+    pub fn decide_http(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        facts: &crate::classify::http::HttpFacts,
+    ) -> Verdict {
+        self.rules
+            .iter()
+            .find(|r| r.matches_http(identity, connection, facts))
+            .map(CommandRule::verdict)
+            .unwrap_or(Verdict::Allow { rule: None })
+    }
+
+    /// Mask stage plan for an HTTP response: the JSON fields masked whole
+    /// for `identity` on `connection`.
+    pub fn field_masks(&self, identity: &Identity, connection: &str) -> Vec<FieldMask> {
+        self.masking
+            .fields
+            .iter()
+            .flat_map(|f| f.masks_for(identity, connection))
+            .collect()
     }
 
     /// Mask stage plan: which result columns of `facts` are masked, and how,

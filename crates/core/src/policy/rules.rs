@@ -2,12 +2,15 @@
 
 use super::glob::Glob;
 use crate::approval::Requirement;
+use crate::classify::http::{json_pointer_all, json_text, HttpFacts};
 use crate::classify::shell::{ShellFacts, ShellKind};
 use crate::classify::{CopyDirection, StatementFacts, StatementKind};
 use crate::identity::Identity;
+use crate::mask::EntityType;
 use crate::verdict::Verdict;
 use regex::Regex;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -87,6 +90,35 @@ pub struct RuleConfig {
     pub approvers_each: Vec<String>,
     /// With `effect = "approve"`: how long a request waits (`"15m"`).
     pub approval_timeout: Option<String>,
+    /// HTTP: the request method must be one of these.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// HTTP: the path below the connection's prefix must match one of
+    /// these patterns (`/v1/*`, `/transfers/*`).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// HTTP: JSON body fields, by pointer (`*` for every element), and a
+    /// regular expression one of their values must match.
+    #[serde(default)]
+    pub json: BTreeMap<String, String>,
+    /// HTTP: the request's text (an LLM prompt) must hold one of these
+    /// entity types (`ssn`, `card_number`, …).
+    #[serde(default)]
+    pub detects: Vec<EntityType>,
+    /// HTTP: a tool or function the request offers, forces or has called
+    /// must be named like one of these.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Kubernetes: the request's verb must be one of these (`delete`).
+    #[serde(default)]
+    pub verbs: Vec<String>,
+    /// Kubernetes: the resource, with its subresource, must match one of
+    /// these (`namespaces`, `pods/exec`), as in RBAC.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Kubernetes: the namespace must match one of these patterns.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// A rule compiled for matching.
@@ -108,6 +140,67 @@ pub struct CommandRule {
     pub(crate) without_limit: bool,
     pub(crate) copy: Option<CopyDirection>,
     pub(crate) requirement: Option<Requirement>,
+    pub(crate) http: HttpConditions,
+}
+
+/// A rule's HTTP-only conditions, compiled.
+#[derive(Debug, Default)]
+pub(crate) struct HttpConditions {
+    pub(crate) methods: Vec<String>,
+    pub(crate) paths: Vec<Glob>,
+    pub(crate) json: Vec<(String, Regex)>,
+    pub(crate) detects: Vec<EntityType>,
+    pub(crate) tools: Vec<Glob>,
+    pub(crate) verbs: Vec<String>,
+    pub(crate) resources: Vec<Glob>,
+    pub(crate) namespaces: Vec<Glob>,
+}
+
+impl HttpConditions {
+    /// Whether any HTTP condition is set; such a rule never matches SQL or
+    /// shell commands, which have none of these facts.
+    fn any(&self) -> bool {
+        !(self.methods.is_empty()
+            && self.paths.is_empty()
+            && self.json.is_empty()
+            && self.detects.is_empty()
+            && self.tools.is_empty()
+            && self.verbs.is_empty()
+            && self.resources.is_empty()
+            && self.namespaces.is_empty())
+    }
+
+    fn hold(&self, facts: &HttpFacts) -> bool {
+        let any_glob = |globs: &[Glob], value: Option<&str>| {
+            globs.is_empty() || value.is_some_and(|v| globs.iter().any(|g| g.matches(v)))
+        };
+        (self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&facts.method)))
+            && any_glob(&self.paths, Some(&facts.path))
+            && self.json.iter().all(|(pointer, re)| {
+                facts.json.as_ref().is_some_and(|body| {
+                    json_pointer_all(body, pointer)
+                        .into_iter()
+                        .any(|v| re.is_match(&json_text(v)))
+                })
+            })
+            && (self.detects.is_empty() || self.detects.iter().any(|e| facts.detected.contains(e)))
+            && (self.tools.is_empty()
+                || facts
+                    .tools
+                    .iter()
+                    .any(|t| self.tools.iter().any(|g| g.matches(t))))
+            && (self.verbs.is_empty()
+                || facts
+                    .verb
+                    .as_deref()
+                    .is_some_and(|v| self.verbs.iter().any(|w| w.eq_ignore_ascii_case(v))))
+            && any_glob(&self.resources, facts.resource.as_deref())
+            && any_glob(&self.namespaces, facts.namespace.as_deref())
+    }
 }
 
 impl CommandRule {
@@ -124,7 +217,8 @@ impl CommandRule {
         sql: &str,
         facts: &StatementFacts,
     ) -> bool {
-        (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
+        !self.http.any()
+            && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
             && !self.except_groups.iter().any(|g| identity.in_group(g))
             && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
             && (self.kinds.is_empty() || self.kinds.contains(&facts.kind))
@@ -164,6 +258,7 @@ impl CommandRule {
             || self.without_limit
             || self.copy.is_some();
         !sql_only
+            && !self.http.any()
             && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
             && !self.except_groups.iter().any(|g| identity.in_group(g))
             && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
@@ -184,6 +279,30 @@ impl CommandRule {
             && self.pattern.as_ref().is_none_or(|p| {
                 p.is_match(text) || facts.commands.iter().any(|c| p.is_match(c))
             })
+    }
+
+    /// Whether this rule applies to an HTTP request. Rules with SQL or
+    /// shell conditions (`kinds`, `not_kinds`, `keywords`, `tables`,
+    /// `without_where`, `without_limit`, `copy`) never match requests;
+    /// `pattern` sees the request line and the request's text.
+    pub fn matches_http(&self, identity: &Identity, connection: &str, facts: &HttpFacts) -> bool {
+        let other_protocol = !self.kinds.is_empty()
+            || !self.shell_kinds.is_empty()
+            || !self.not_kinds.is_empty()
+            || !self.keywords.is_empty()
+            || !self.tables.is_empty()
+            || self.without_where
+            || self.without_limit
+            || self.copy.is_some();
+        !other_protocol
+            && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
+            && !self.except_groups.iter().any(|g| identity.in_group(g))
+            && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
+            && self.http.hold(facts)
+            && self
+                .pattern
+                .as_ref()
+                .is_none_or(|p| p.is_match(&facts.request_line()) || p.is_match(&facts.text))
     }
 
     fn touches_tables(&self, facts: &StatementFacts) -> bool {

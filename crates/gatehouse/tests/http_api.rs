@@ -1,0 +1,458 @@
+//! HTTP adapter with a JSON API: curl through the gateway to a real HTTP
+//! service, field masking by pointer, detectors, blocks, approvals,
+//! bounds and the audit trail.
+
+mod support;
+
+use axum::routing::{delete, get, post};
+use axum::Json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::*;
+
+/// The bank's internal customer API, as an upstream the gateway reaches.
+/// It records every request's headers so tests can check what crossed.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<SeenRequest>>>);
+
+/// Method, URI and headers of one request the upstream received.
+type SeenRequest = (String, String, Vec<(String, String)>);
+
+const API_KEY: &str = "upstream-api-key-for-tests";
+
+async fn start_api(seen: Seen) -> u16 {
+    let record = |seen: Seen| {
+        move |method: axum::http::Method, uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let h = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                    .collect();
+                seen.0
+                    .lock()
+                    .unwrap()
+                    .push((method.to_string(), uri.to_string(), h));
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/customers",
+            get(|| async {
+                Json(serde_json::json!({
+                    "customers": [
+                        {"id": 1, "name": "Ann Lee", "ssn": "123-45-6789", "balance": 1200, "note": "reach her at ann.lee@example.com"},
+                        {"id": 2, "name": "Bo Chen", "ssn": "321-54-9876", "balance": 75, "note": "card 4111 1111 1111 1111 on file"}
+                    ]
+                }))
+            }),
+        )
+        .route("/customers/{id}", delete(|| async { Json(serde_json::json!({"deleted": true})) }))
+        .route(
+            "/transfers",
+            post(|Json(body): Json<serde_json::Value>| async move {
+                Json(serde_json::json!({"accepted": body}))
+            }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let seen = seen.clone();
+                async move {
+                    record(seen)(req.method().clone(), req.uri().clone(), req.headers().clone())
+                        .await;
+                    if req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
+                        return axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            "missing api key",
+                        ));
+                    }
+                    next.run(req).await
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+fn http_config(dir: &std::path::Path, port: u16) -> String {
+    let key = dir.join("api.key");
+    std::fs::write(&key, API_KEY).unwrap();
+    format!(
+        r#"
+[[connections]]
+name = "customers-api"
+type = "http"
+host = "127.0.0.1"
+port = {port}
+upstream_auth = "header:X-Api-Key"
+password_file = "{key}"
+allow_groups = ["analysts", "dba"]
+
+[[rules]]
+name = "no-customer-deletes"
+effect = "block"
+message = "customers are closed through the account-closure workflow"
+connections = ["customers-api"]
+methods = ["DELETE"]
+paths = ["/customers/*"]
+
+[[rules]]
+name = "large-transfers"
+effect = "approve"
+message = "transfers over 10,000 need a second person"
+connections = ["customers-api"]
+methods = ["POST"]
+paths = ["/transfers"]
+json = {{ "/amount" = "^[0-9]{{5,}}" }}
+approvers = ["approvers"]
+
+[[masking.fields]]
+name = "balances"
+connections = ["customers-api"]
+paths = ["/customers/*/balance"]
+strategy = "redact"
+"#,
+        key = key.display()
+    )
+}
+
+async fn start(seen: &Seen) -> TestGateway {
+    let port = start_api(seen.clone()).await;
+    TestGateway::start_with(
+        "[http]\nlisten = \"127.0.0.1:0\"\nmax_request_bytes = 65536",
+        "",
+        |text| {
+            let dir = text
+                .lines()
+                .find_map(|l| l.strip_prefix("password_file = \""))
+                .map(|p| {
+                    std::path::PathBuf::from(p.trim_end_matches('"'))
+                        .parent()
+                        .unwrap()
+                        .to_path_buf()
+                })
+                .unwrap();
+            let policy_at = text.find("[[rules]]").unwrap();
+            let mut t = text.clone();
+            t.insert_str(policy_at, &http_config(&dir, port));
+            t
+        },
+    )
+    .await
+}
+
+fn base(gw: &TestGateway) -> String {
+    format!("https://{}/customers-api", gw.gw.http_addr.unwrap())
+}
+
+async fn curl(gw: &TestGateway, args: &[&str]) -> (u16, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(gw.ca_file())
+        .args(["-w", "\n%{http_code}"])
+        .args(args);
+    let o = tokio::time::timeout(Duration::from_secs(40), cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = out(&o);
+    if !o.status.success() {
+        return (0, format!("{text}\n{}", err(&o)));
+    }
+    let (body, code) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", text.trim()));
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_reads_masked_json_with_the_gateways_credential() {
+    let seen = Seen::default();
+    let gw = start(&seen).await;
+    let alice = gw.token("alice", &["analysts"]);
+    let auth = format!("Authorization: Bearer {alice}");
+    let (code, body) = curl(&gw, &["-H", &auth, &format!("{}/customers", base(&gw))]).await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["customers"][0]["name"], "Ann Lee");
+    assert_eq!(v["customers"][0]["ssn"], "***-**-6789", "{v}");
+    assert!(
+        v["customers"][0]["balance"].is_string(),
+        "balance masked whole: {v}"
+    );
+    assert!(
+        !body.contains("123-45-6789")
+            && !body.contains("321-54-9876")
+            && !body.contains("4111 1111 1111 1111"),
+        "{body}"
+    );
+    assert!(!body.contains("ann.lee@example.com"), "{body}");
+
+    // The upstream saw the gateway's key, never the caller's token.
+    {
+        let seen = seen.0.lock().unwrap();
+        let (_, uri, headers) = seen.last().unwrap();
+        assert_eq!(uri, "/customers");
+        assert!(headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == API_KEY));
+        assert!(
+            !headers.iter().any(|(k, _)| k == "authorization"),
+            "{headers:?}"
+        );
+        assert!(!headers.iter().any(|(_, v)| v.contains(&alice)));
+    }
+
+    // No token, a forged token: refused in JSON, nothing forwarded.
+    let before = seen.0.lock().unwrap().len();
+    let (code, body) = curl(&gw, &[&format!("{}/customers", base(&gw))]).await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    let (code, body) = curl(
+        &gw,
+        &[
+            "-H",
+            "Authorization: Bearer not.a.token",
+            &format!("{}/customers", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 401, "{body}");
+    // Not in an allowed group.
+    let eve = gw.token("eve", &["contractors"]);
+    let (code, body) = curl(
+        &gw,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {eve}"),
+            &format!("{}/customers", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    // Unknown connection.
+    let (code, _) = curl(
+        &gw,
+        &[
+            "-H",
+            &auth,
+            &format!("https://{}/nope/x", gw.gw.http_addr.unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        seen.0.lock().unwrap().len(),
+        before,
+        "refused requests never reach the upstream"
+    );
+
+    // A blocked method and path.
+    let (code, body) = curl(
+        &gw,
+        &[
+            "-X",
+            "DELETE",
+            "-H",
+            &auth,
+            &format!("{}/customers/1", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("no-customer-deletes"), "{body}");
+    assert_eq!(seen.0.lock().unwrap().len(), before);
+
+    // Oversized bodies are refused, not truncated.
+    let big = format!("{{\"amount\": 1, \"memo\": \"{}\"}}", "x".repeat(70_000));
+    let big_file = gw.dir.path().join("big.json");
+    std::fs::write(&big_file, big).unwrap();
+    let (code, body) = curl(
+        &gw,
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", big_file.display()),
+            &format!("{}/transfers", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("max_request_bytes"), "{body}");
+
+    // A malformed JSON body where JSON is declared: refused, fail closed.
+    let (code, body) = curl(
+        &gw,
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"amount\": ",
+            &format!("{}/transfers", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+
+    let events = events(&gw).await;
+    let start = events
+        .iter()
+        .find(|e| e["kind"] == "session.start" && e["data"]["protocol"] == "http")
+        .expect("an HTTP session started");
+    assert_eq!(start["subject"], "alice");
+    let blocked = events
+        .iter()
+        .find(|e| e["kind"] == "command" && e["data"]["verdict"]["rule"] == "no-customer-deletes")
+        .expect("the blocked request is recorded");
+    assert_eq!(blocked["data"]["request"]["method"], "DELETE");
+    let result = events
+        .iter()
+        .find(|e| e["kind"] == "command.result" && e["data"]["status"] == 200)
+        .expect("the read's result is recorded");
+    assert!(
+        result["data"]["masked"]["column"].as_u64().unwrap() >= 2,
+        "{result}"
+    );
+    assert!(
+        result["data"]["masked"]["ssn"].as_u64().unwrap() >= 2,
+        "{result}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_transfer_waits_for_an_approver_and_runs_once() {
+    let seen = Seen::default();
+    let gw = start(&seen).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let url = format!("{}/transfers", base(&gw));
+    let ca = gw.ca_file();
+    let held = tokio::spawn({
+        let dana = dana.clone();
+        async move {
+            let o = tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "60", "--cacert"])
+                .arg(&ca)
+                .args([
+                    "-w",
+                    "\n%{http_code}",
+                    "-H",
+                    &format!("Authorization: Bearer {dana}"),
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                    "{\"amount\": 250000, \"to\": \"ACME\"}",
+                    &url,
+                ])
+                .output()
+                .await
+                .unwrap();
+            out(&o)
+        }
+    });
+    let request = gw.pending_request(&omar).await;
+    assert!(
+        request["command"]
+            .as_str()
+            .unwrap()
+            .contains("POST /transfers"),
+        "{request}"
+    );
+    let before = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, u, _)| u == "/transfers")
+        .count();
+    assert_eq!(before, 0, "nothing reaches the upstream while held");
+    let id = request["id"].as_u64().unwrap();
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "confirmed with treasury"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let text = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.trim_end().ends_with("200"), "{text}");
+    assert!(text.contains("ACME"), "{text}");
+    assert_eq!(
+        seen.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, u, _)| u == "/transfers")
+            .count(),
+        1
+    );
+
+    // A denied one never runs and says who denied it and why.
+    let ca = gw.ca_file();
+    let url = format!("{}/transfers", base(&gw));
+    let held = tokio::spawn(async move {
+        let o = tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--cacert"])
+            .arg(&ca)
+            .args([
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                &format!("Authorization: Bearer {dana}"),
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                "{\"amount\": 99999, \"to\": \"EVIL\"}",
+                &url,
+            ])
+            .output()
+            .await
+            .unwrap();
+        out(&o)
+    });
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+    let (status, _) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/deny"),
+            &omar,
+            Some(serde_json::json!({"reason": "unknown payee"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let text = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.trim_end().ends_with("403"), "{text}");
+    assert!(
+        text.contains("unknown payee") && text.contains("omar"),
+        "{text}"
+    );
+    assert_eq!(
+        seen.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, u, _)| u == "/transfers")
+            .count(),
+        1
+    );
+    gw.stop().await;
+}

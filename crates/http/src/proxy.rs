@@ -1,0 +1,787 @@
+//! One request through the pipeline: route → authenticate → authorize →
+//! classify → decide → record → (hold) → forward → mask → record.
+
+use crate::facts::{self, RequestView};
+use crate::respond::{self, error, full, ClientBody, Refusal};
+use crate::sessions::{Arrival, HttpSession};
+use crate::upstream::Upstream;
+use crate::HttpAdapter;
+use bytes::Bytes;
+use gatehouse_core::approval::{HeldCommand, Outcome};
+use gatehouse_core::classify::http::HttpFacts;
+use gatehouse_core::mask::MaskCounts;
+use gatehouse_core::pipeline::EventRecord;
+use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
+use gatehouse_core::{Identity, Verdict};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Headers that describe one hop, never forwarded as they are.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Longest command text an approver is shown.
+const APPROVER_TEXT: usize = 4096;
+
+/// What the command record and the response pump share about a request.
+pub(crate) struct Exchange {
+    pub(crate) adapter: Arc<HttpAdapter>,
+    pub(crate) session: Arc<HttpSession>,
+    pub(crate) command_id: u64,
+    pub(crate) started: Instant,
+    pub(crate) bytes_from_client: u64,
+}
+
+impl Exchange {
+    /// Record how the request ended and count it in its session. Runs
+    /// after the last byte went to the client; a failure to record is
+    /// logged (the response has already gone).
+    pub(crate) async fn finish(
+        &self,
+        status: StatusCode,
+        bytes_to_client: u64,
+        masked: &MaskCounts,
+        response: Option<serde_json::Value>,
+        error: Option<String>,
+    ) {
+        self.session
+            .count(self.bytes_from_client, bytes_to_client, false);
+        let event = EventRecord {
+            kind: "command.result",
+            session_id: Some(self.session.id.clone()),
+            subject: Some(self.session.identity.subject.clone()),
+            connection: Some(self.session.connection.clone()),
+            data: serde_json::json!({
+                "command_id": self.command_id,
+                "status": status.as_u16(),
+                "bytes_to_client": bytes_to_client,
+                "duration_us": self.started.elapsed().as_micros() as u64,
+                "masked": masked,
+                "response": response,
+                "error": error,
+            }),
+        };
+        if let Err(e) = self.adapter.pipeline.recorder.record(event).await {
+            tracing::error!(error = %e, "could not record an HTTP result");
+        }
+    }
+}
+
+impl HttpAdapter {
+    /// Serve one request; every outcome is a response in the client's dialect.
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ClientBody> {
+        match self.run(req, peer).await {
+            Ok(resp) | Err(resp) => resp,
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<ClientBody>, Response<ClientBody>> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let path = req.uri().path().to_string();
+        let Some(route) = self.routes.find(host.as_deref(), &path) else {
+            return Err(error(
+                None,
+                Refusal::NotFound,
+                &format!("no connection is reached at {path}; use https://<gateway>/<connection>/… or a configured host name"),
+            ));
+        };
+        let conn = route.connection.clone();
+        let rest_path = route.path;
+        let kind = Some(conn.kind);
+        let peer_text = peer.to_string();
+        let Some(token) = bearer(req.headers()) else {
+            return Err(error(
+                kind,
+                Refusal::Unauthenticated,
+                "send your Gatehouse token as `Authorization: Bearer <token>` (get one with `gatehouse login`)",
+            ));
+        };
+        let identity = self
+            .pipeline
+            .authenticate(&token, &conn.name, "", &peer_text, "http")
+            .await
+            .map_err(|e| {
+                error(
+                    kind,
+                    Refusal::Unauthenticated,
+                    &format!("gatehouse could not verify your token: {e}"),
+                )
+            })?;
+        let authorized = match self.pipeline.authorize(&identity, &conn.name) {
+            Ok(a) => a,
+            Err(denied) => {
+                self.pipeline
+                    .record_access_denied(
+                        &identity,
+                        &conn.name,
+                        &peer_text,
+                        "http",
+                        &denied.to_string(),
+                    )
+                    .await;
+                return Err(error(kind, Refusal::Forbidden, &denied.to_string()));
+            }
+        };
+        let grant = authorized.grant;
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let session = self
+            .sessions
+            .enter(
+                &identity,
+                &conn.name,
+                Arrival {
+                    client_addr: &peer_text,
+                    grant_id: grant.as_ref().map(|g| g.id),
+                    user_agent: user_agent.as_deref(),
+                    connection_type: kind_name(conn.kind),
+                },
+            )
+            .await
+            .map_err(|e| {
+                error(
+                    kind,
+                    Refusal::Unavailable,
+                    &format!("gatehouse could not record this session in the audit trail, so the request is refused: {e}"),
+                )
+            })?;
+        let busy = session.busy();
+
+        let (mut parts, body) = req.into_parts();
+        let upgrade = wants_upgrade(&parts.headers);
+        let body = read_bounded(body, &parts.headers, self.settings.max_request_bytes)
+            .await
+            .map_err(|(refusal, message)| error(kind, refusal, &message))?;
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let json_content = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("json"));
+        let view = RequestView {
+            method: parts.method.as_str(),
+            path: &rest_path,
+            query: &query,
+            json_content,
+            body: &body,
+        };
+        let command_id = session.next_command();
+        let facts = match facts::classify(conn.kind, &view, &self.pipeline.masker) {
+            Ok(f) => f,
+            Err(why) => {
+                let facts = HttpFacts {
+                    method: view.method.to_string(),
+                    path: rest_path.clone(),
+                    query: query.clone(),
+                    summary: format!("{} {}", view.method, rest_path),
+                    ..HttpFacts::default()
+                };
+                let verdict = Verdict::Block {
+                    rule: "unreadable-request".into(),
+                    message: why.clone(),
+                };
+                let _ = self
+                    .record_command(
+                        &session,
+                        &conn,
+                        command_id,
+                        &facts,
+                        &verdict,
+                        None,
+                        body.len(),
+                    )
+                    .await;
+                session.count(body.len() as u64, 0, true);
+                return Err(error(kind, Refusal::BadRequest, &why));
+            }
+        };
+        let verdict = self
+            .pipeline
+            .policy
+            .decide_http(&identity, &conn.name, &facts);
+
+        let approval = match &verdict {
+            Verdict::Hold {
+                rule,
+                message,
+                requirement,
+            } => {
+                let Some(broker) = self.pipeline.approvals.clone() else {
+                    return Err(error(
+                        kind,
+                        Refusal::Forbidden,
+                        &format!("rule \"{rule}\" needs approval, but this gateway has no approvals configured"),
+                    ));
+                };
+                let held = HeldCommand {
+                    requester: identity.clone(),
+                    connection: conn.name.clone(),
+                    session_id: session.id.clone(),
+                    protocol: "http".into(),
+                    command: self.approver_text(&facts),
+                    rule: rule.clone(),
+                    message: message.clone(),
+                    requirement: requirement.clone(),
+                };
+                match broker.open(held).await {
+                    Ok(opened) => Some((broker, opened)),
+                    Err(e) => {
+                        return Err(error(
+                            kind,
+                            Refusal::Unavailable,
+                            &format!(
+                                "gatehouse could not open an approval request, so nothing ran: {e}"
+                            ),
+                        ))
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.record_command(
+            &session,
+            &conn,
+            command_id,
+            &facts,
+            &verdict,
+            approval.as_ref().map(|(_, o)| o.id),
+            body.len(),
+        )
+        .await
+        .map_err(|e| {
+            error(
+                kind,
+                Refusal::Unavailable,
+                &format!("gatehouse could not record this request in the audit trail, so it did not run: {e}"),
+            )
+        })?;
+        match &verdict {
+            Verdict::Block { rule, message } => {
+                session.count(body.len() as u64, 0, true);
+                return Err(error(
+                    kind,
+                    Refusal::Forbidden,
+                    &format!("blocked by gatehouse rule \"{rule}\": {message}"),
+                ));
+            }
+            Verdict::Hold { rule, .. } => {
+                let (broker, opened) = approval.expect("a hold opened a request");
+                tracing::info!(request = opened.id, %rule, "HTTP request held for approval");
+                let mut pending = Pending {
+                    broker: broker.clone(),
+                    id: opened.id,
+                    armed: true,
+                };
+                let outcome = broker.wait(opened.id).await;
+                pending.armed = false;
+                let refusal = match outcome {
+                    Outcome::Approved { .. } => None,
+                    Outcome::Denied { approver, reason } => Some(format!(
+                        "request #{} ({}) was denied by {approver}: {reason}",
+                        opened.id, opened.link
+                    )),
+                    Outcome::Expired => Some(format!(
+                        "request #{} ({}) expired: nobody approved it in time",
+                        opened.id, opened.link
+                    )),
+                    Outcome::Cancelled(why) => {
+                        Some(format!("request #{} was withdrawn: {why}", opened.id))
+                    }
+                };
+                if let Some(message) = refusal {
+                    session.count(body.len() as u64, 0, true);
+                    return Err(error(kind, Refusal::NotApproved, &message));
+                }
+            }
+            Verdict::Allow { .. } => {}
+        }
+
+        // Forward.
+        let upstream = self
+            .upstreams
+            .get(&conn.name)
+            .expect("every HTTP connection has an upstream");
+        let exchange = Exchange {
+            adapter: self.clone(),
+            session: session.clone(),
+            command_id,
+            started: Instant::now(),
+            bytes_from_client: body.len() as u64,
+        };
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+        let forwarded_body = if conn.mask_prompts {
+            let mut counts = MaskCounts::default();
+            crate::llm::mask_prompt(&body, &self.pipeline.masker, &mut counts).unwrap_or(body)
+        } else {
+            body
+        };
+        let out = match self.upstream_request(
+            upstream,
+            &conn,
+            &identity,
+            &parts,
+            &rest_path,
+            upgrade,
+            forwarded_body,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                exchange
+                    .finish(
+                        StatusCode::BAD_GATEWAY,
+                        0,
+                        &MaskCounts::default(),
+                        None,
+                        Some(e.clone()),
+                    )
+                    .await;
+                return Err(error(kind, Refusal::BadGateway, &e));
+            }
+        };
+        let mut resp = match upstream.send(out).await {
+            Ok(r) => r,
+            Err(e) => {
+                exchange
+                    .finish(
+                        StatusCode::BAD_GATEWAY,
+                        0,
+                        &MaskCounts::default(),
+                        None,
+                        Some(e.clone()),
+                    )
+                    .await;
+                return Err(error(kind, Refusal::BadGateway, &e));
+            }
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                exchange
+                    .finish(
+                        StatusCode::BAD_GATEWAY,
+                        0,
+                        &MaskCounts::default(),
+                        None,
+                        Some("upstream switched protocols unasked".into()),
+                    )
+                    .await;
+                return Err(error(
+                    kind,
+                    Refusal::BadGateway,
+                    "the upstream switched protocols without being asked to",
+                ));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let mut client_resp = Response::new(full(Bytes::new()));
+            *client_resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            for (name, value) in resp.headers() {
+                client_resp
+                    .headers_mut()
+                    .append(name.clone(), value.clone());
+            }
+            crate::splice::spawn(
+                exchange,
+                facts,
+                client_upgrade,
+                upstream_upgrade,
+                grant.map(|g| g.ended),
+                busy,
+            );
+            return Ok(client_resp);
+        }
+        Ok(crate::response::relay(
+            exchange,
+            &identity,
+            &conn,
+            &facts,
+            resp,
+            grant.map(|g| g.ended),
+            busy,
+        )
+        .await)
+    }
+
+    /// What an approver reads: the request line, its summary and the text
+    /// it carries, detector-masked and bounded.
+    fn approver_text(&self, facts: &HttpFacts) -> String {
+        let mut text = facts.summary.clone();
+        let body = if facts.text.is_empty() {
+            facts
+                .json
+                .as_ref()
+                .map(|j| j.to_string())
+                .unwrap_or_default()
+        } else {
+            facts.text.clone()
+        };
+        if !body.is_empty() {
+            text.push('\n');
+            let mut counts = MaskCounts::default();
+            let body = self
+                .pipeline
+                .masker
+                .mask_detected(&body, &mut counts)
+                .unwrap_or(body);
+            text.push_str(truncate(&body, APPROVER_TEXT));
+        }
+        text
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_command(
+        &self,
+        session: &HttpSession,
+        conn: &ConnectionConfig,
+        command_id: u64,
+        facts: &HttpFacts,
+        verdict: &Verdict,
+        approval: Option<u64>,
+        body_len: usize,
+    ) -> Result<u64, String> {
+        let mut counts = MaskCounts::default();
+        let text = truncate(&facts.text, facts::TEXT_CAPTURE).to_string();
+        let text = self
+            .pipeline
+            .masker
+            .mask_detected(&text, &mut counts)
+            .unwrap_or(text);
+        let mut request = serde_json::to_value(facts).unwrap_or_default();
+        if let Some(obj) = request.as_object_mut() {
+            obj.insert("query".into(), redact_query(&facts.query).into());
+        }
+        self.pipeline
+            .recorder
+            .record(EventRecord {
+                kind: "command",
+                session_id: Some(session.id.clone()),
+                subject: Some(session.identity.subject.clone()),
+                connection: Some(conn.name.clone()),
+                data: serde_json::json!({
+                    "command_id": command_id,
+                    "protocol": "http",
+                    "connection_type": kind_name(conn.kind),
+                    "request": request,
+                    "text": if text.is_empty() { None } else { Some(text) },
+                    "text_masked": counts,
+                    "body_bytes": body_len,
+                    "verdict": verdict,
+                    "approval_request": approval,
+                }),
+            })
+            .await
+            .map(|_| command_id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upstream_request(
+        &self,
+        upstream: &Upstream,
+        conn: &ConnectionConfig,
+        identity: &Identity,
+        parts: &http::request::Parts,
+        path: &str,
+        upgrade: bool,
+        body: Bytes,
+    ) -> Result<Request<crate::upstream::UpstreamBody>, String> {
+        let uri = upstream.uri(path, parts.uri.query())?;
+        let mut out = Request::new(http_body_util::Full::new(body));
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = uri;
+        let headers = out.headers_mut();
+        copy_request_headers(&parts.headers, headers, upgrade);
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_str(upstream.authority()).map_err(|e| e.to_string())?,
+        );
+        // Bodies are read to mask them: ask for them uncompressed.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        if conn.kind == ConnectionKind::Kubernetes {
+            // Protobuf bodies cannot be masked; JSON says the same.
+            if let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()) {
+                if accept.contains("protobuf") {
+                    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+                }
+            }
+            if conn.impersonate {
+                impersonate(headers, identity)?;
+            }
+        }
+        if let Some((name, value)) = upstream.credential()? {
+            headers.insert(name, value);
+        }
+        Ok(out)
+    }
+}
+
+/// Withdraws a held request when the client goes away mid-wait.
+struct Pending {
+    broker: Arc<dyn gatehouse_core::approval::ApprovalBroker>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.armed {
+            let broker = self.broker.clone();
+            let id = self.id;
+            tokio::spawn(async move {
+                broker
+                    .withdraw(id, "the client disconnected while waiting")
+                    .await
+            });
+        }
+    }
+}
+
+/// The connection type as recorded and shown.
+pub(crate) fn kind_name(kind: ConnectionKind) -> &'static str {
+    match kind {
+        ConnectionKind::Openai => "openai",
+        ConnectionKind::Kubernetes => "kubernetes",
+        _ => "http",
+    }
+}
+
+/// The caller's bearer token.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether the client asks to switch protocols (WebSocket, SPDY).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// How much of an oversized body is read and thrown away before the 413,
+/// so a client still sending sees the answer instead of a reset.
+const DRAIN_MAX: usize = 4 * 1024 * 1024;
+
+/// Read a request body whole, refusing it (never truncating) past `limit`.
+async fn read_bounded(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, (Refusal, String)> {
+    let too_large = || {
+        (
+            Refusal::TooLarge,
+            format!("the request body is larger than this gateway accepts ({limit} bytes, [http] max_request_bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > (limit + DRAIN_MAX) as u64) {
+        return Err(too_large());
+    }
+    let mut collected = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                (
+                    Refusal::BadRequest,
+                    format!("could not read the request body: {e}"),
+                )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen <= limit {
+                    collected.extend_from_slice(&data);
+                } else if seen > limit + DRAIN_MAX {
+                    break;
+                }
+            }
+        }
+        Ok::<(), (Refusal, String)>(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), read).await {
+        Ok(Ok(())) if seen <= limit => Ok(collected.freeze()),
+        Ok(Ok(())) => Err(too_large()),
+        Ok(Err(e)) => Err(e),
+        Err(_) if seen > limit => Err(too_large()),
+        Err(_) => Err((
+            Refusal::BadRequest,
+            "the request body did not arrive within 30 seconds".into(),
+        )),
+    }
+}
+
+/// Copy the client's headers for the upstream, minus hop-by-hop headers,
+/// the caller's own credential and anything that would change who the
+/// upstream thinks is calling.
+fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
+    let named_in_connection: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    for (name, value) in from {
+        let n = name.as_str();
+        let hop = HOP_BY_HOP.contains(&n) || named_in_connection.iter().any(|c| c == n);
+        let identity_bearing = n == "authorization"
+            || n == "cookie"
+            || n == "host"
+            || n.starts_with("impersonate-")
+            || n.starts_with("x-remote-")
+            || n == "x-forwarded-for"
+            || n == "forwarded";
+        if hop || identity_bearing {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+    if upgrade {
+        to.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Some(u) = from.get(header::UPGRADE) {
+            to.insert(header::UPGRADE, u.clone());
+        }
+    }
+}
+
+/// Ask the API server to act as the caller, so its RBAC applies per person.
+fn impersonate(headers: &mut HeaderMap, identity: &Identity) -> Result<(), String> {
+    let user = identity.email.as_deref().unwrap_or(&identity.subject);
+    let value = |s: &str| {
+        HeaderValue::from_str(s).map_err(|_| format!("identity \"{s}\" cannot be sent as a header"))
+    };
+    headers.insert(HeaderName::from_static("impersonate-user"), value(user)?);
+    for g in &identity.groups {
+        headers.append(HeaderName::from_static("impersonate-group"), value(g)?);
+    }
+    Ok(())
+}
+
+/// Query parameters whose values look like secrets are recorded as `***`.
+pub(crate) fn redact_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
+    query
+        .split('&')
+        .map(|pair| {
+            let (k, _) = pair.split_once('=').unwrap_or((pair, ""));
+            let lower = k.to_ascii_lowercase();
+            if ["key", "token", "secret", "password", "signature", "sig"]
+                .iter()
+                .any(|s| lower.contains(s))
+            {
+                format!("{k}=***")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Remove hop-by-hop headers from a response going back to the client.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_credentials_and_impersonation_never_travel_upstream() {
+        let mut from = HeaderMap::new();
+        from.insert("authorization", HeaderValue::from_static("Bearer caller"));
+        from.insert("impersonate-user", HeaderValue::from_static("admin"));
+        from.insert("connection", HeaderValue::from_static("close, x-secret"));
+        from.insert("x-secret", HeaderValue::from_static("1"));
+        from.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut to = HeaderMap::new();
+        copy_request_headers(&from, &mut to, false);
+        assert_eq!(to.len(), 1);
+        assert!(to.contains_key("content-type"));
+    }
+
+    #[test]
+    fn secrets_in_queries_are_not_recorded() {
+        assert_eq!(
+            redact_query("a=1&api_key=xyz&Token=t"),
+            "a=1&api_key=***&Token=***"
+        );
+        assert_eq!(redact_query(""), "");
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("bearer abc"));
+        assert_eq!(bearer(&h).as_deref(), Some("abc"));
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+    }
+}
+
+#[allow(unused_imports)]
+use respond as _;

@@ -1,0 +1,337 @@
+//! The mask stage for HTTP responses, and their relay to the client.
+//!
+//! Bodies are streamed: a pump task reads the upstream body frame by frame,
+//! masks what it must and hands each piece to the client at once. Only a
+//! JSON document whose fields are masked by pointer is read whole (bounded
+//! by `[http] max_response_bytes`), since a pointer needs the whole tree.
+
+use crate::proxy::{strip_hop_by_hop, Exchange};
+use crate::respond::{error, full, BodyError, ClientBody, Refusal};
+use crate::textstream::TextStream;
+use bytes::Bytes;
+use gatehouse_core::classify::http::HttpFacts;
+use gatehouse_core::mask::{MaskCounts, Masker};
+use gatehouse_core::pipeline::BoxFuture;
+use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
+use gatehouse_core::Identity;
+use http::header::{self, HeaderValue};
+use http::Response;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// How a response body is treated.
+enum Plan {
+    /// Bytes pass as they are (binary content, or nothing to mask).
+    Pass,
+    /// Streamed text masked piece by piece.
+    Text,
+    /// An LLM's server-sent events, masked as they stream.
+    Sse,
+    /// A JSON document read whole and masked by field and detector.
+    Whole,
+}
+
+/// A streaming body transformation.
+pub(crate) trait Transform: Send {
+    /// Bytes to send now for one upstream chunk.
+    fn chunk(&mut self, bytes: Bytes) -> Result<Bytes, String>;
+    /// Bytes still held at the end of the body.
+    fn finish(&mut self) -> Result<Bytes, String>;
+    /// What the audit record says about the response, and what was masked.
+    fn summary(&mut self) -> (Option<serde_json::Value>, MaskCounts);
+    /// Bytes to send the client when the stream breaks off, if its
+    /// protocol has a way to say so (an SSE error event).
+    fn error_tail(&mut self, _message: &str) -> Option<Bytes> {
+        None
+    }
+}
+
+struct Passthrough;
+
+impl Transform for Passthrough {
+    fn chunk(&mut self, bytes: Bytes) -> Result<Bytes, String> {
+        Ok(bytes)
+    }
+    fn finish(&mut self) -> Result<Bytes, String> {
+        Ok(Bytes::new())
+    }
+    fn summary(&mut self) -> (Option<serde_json::Value>, MaskCounts) {
+        (None, MaskCounts::default())
+    }
+}
+
+pub(crate) struct MaskedText {
+    pub(crate) masker: Arc<Masker>,
+    pub(crate) stream: TextStream,
+    pub(crate) counts: MaskCounts,
+}
+
+impl Transform for MaskedText {
+    fn chunk(&mut self, bytes: Bytes) -> Result<Bytes, String> {
+        Ok(self
+            .stream
+            .push(&self.masker, &bytes, &mut self.counts)
+            .into())
+    }
+    fn finish(&mut self) -> Result<Bytes, String> {
+        Ok(self.stream.finish(&self.masker, &mut self.counts).into())
+    }
+    fn summary(&mut self) -> (Option<serde_json::Value>, MaskCounts) {
+        (None, std::mem::take(&mut self.counts))
+    }
+}
+
+/// Relay `resp` to the client through the mask stage, recording the
+/// result when the last byte has gone.
+pub(crate) async fn relay(
+    exchange: Exchange,
+    identity: &Identity,
+    conn: &ConnectionConfig,
+    facts: &HttpFacts,
+    resp: Response<Incoming>,
+    lease_end: Option<BoxFuture<'static, String>>,
+    busy: crate::sessions::Busy,
+) -> Response<ClientBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let pipeline = exchange.adapter.pipeline.clone();
+    let detectors = pipeline.policy.detectors_apply(identity);
+    let fields = pipeline.policy.field_masks(identity, &conn.name);
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let textual = content_type.is_empty()
+        || content_type.starts_with("text/")
+        || content_type.contains("json")
+        || content_type.contains("xml")
+        || content_type.contains("event-stream")
+        || content_type.contains("yaml");
+    let sse = content_type.contains("event-stream");
+    let streaming = sse
+        || facts.verb.as_deref() == Some("watch")
+        || query_flag(&facts.query, "follow")
+        || query_flag(&facts.query, "watch");
+    let inspect = detectors || !fields.is_empty() || conn.kind == ConnectionKind::Openai;
+    let plan = if !textual || !inspect {
+        Plan::Pass
+    } else if sse && conn.kind == ConnectionKind::Openai {
+        Plan::Sse
+    } else if streaming || !content_type.contains("json") {
+        Plan::Text
+    } else {
+        Plan::Whole
+    };
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
+    if encoded && !matches!(plan, Plan::Pass) {
+        let message = "the upstream sent a compressed body, which gatehouse cannot inspect for masking, so it is withheld";
+        exchange
+            .finish(
+                parts.status,
+                0,
+                &MaskCounts::default(),
+                None,
+                Some(message.into()),
+            )
+            .await;
+        return error(Some(conn.kind), Refusal::BadGateway, message);
+    }
+    let masker = pipeline.masker.clone();
+    let transform: Box<dyn Transform> = match plan {
+        Plan::Pass => Box::new(Passthrough),
+        Plan::Text if detectors => Box::new(MaskedText {
+            masker,
+            stream: TextStream::default(),
+            counts: MaskCounts::default(),
+        }),
+        Plan::Text => Box::new(Passthrough),
+        Plan::Sse => crate::llm::sse_transform(masker, detectors),
+        Plan::Whole => {
+            let limit = exchange.adapter.settings.max_response_bytes;
+            return whole(exchange, conn, parts, body, limit, &fields, detectors, busy).await;
+        }
+    };
+    if !matches!(plan, Plan::Pass) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BodyError>>(16);
+    tokio::spawn(pump(
+        exchange,
+        parts.status,
+        body,
+        transform,
+        tx,
+        lease_end,
+        busy,
+    ));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::from_parts(parts, StreamBody::new(stream).boxed())
+}
+
+/// Move the upstream body to the client through `transform`, then record
+/// the result. Stops when the client goes away or the access grant ends.
+async fn pump(
+    exchange: Exchange,
+    status: http::StatusCode,
+    mut body: Incoming,
+    mut transform: Box<dyn Transform>,
+    tx: mpsc::Sender<Result<Frame<Bytes>, BodyError>>,
+    lease_end: Option<BoxFuture<'static, String>>,
+    busy: crate::sessions::Busy,
+) {
+    let mut sent: u64 = 0;
+    let mut failure: Option<String> = None;
+    let mut lease_end = lease_end;
+    loop {
+        let next = match lease_end.as_mut() {
+            Some(end) => tokio::select! {
+                frame = body.frame() => frame,
+                why = end => {
+                    failure = Some(format!("access grant ended: {why}"));
+                    break;
+                }
+            },
+            None => body.frame().await,
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                failure = Some(format!("the upstream body broke off: {e}"));
+                break;
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers are not relayed
+                };
+                match transform.chunk(data) {
+                    Ok(out) => {
+                        if out.is_empty() {
+                            continue;
+                        }
+                        sent += out.len() as u64;
+                        if tx.send(Ok(Frame::data(out))).await.is_err() {
+                            failure = Some("the client went away".into());
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    match &failure {
+        None => match transform.finish() {
+            Ok(rest) if !rest.is_empty() => {
+                sent += rest.len() as u64;
+                let _ = tx.send(Ok(Frame::data(rest))).await;
+            }
+            Ok(_) => {}
+            Err(e) => failure = Some(e),
+        },
+        Some(why) => {
+            if let Some(tail) = transform.error_tail(why) {
+                sent += tail.len() as u64;
+                let _ = tx.send(Ok(Frame::data(tail))).await;
+            }
+        }
+    }
+    if let Some(why) = &failure {
+        if transform.error_tail(why).is_none() {
+            let _ = tx.send(Err(why.clone().into())).await;
+        }
+    }
+    drop(tx);
+    let (summary, counts) = transform.summary();
+    exchange
+        .finish(status, sent, &counts, summary, failure)
+        .await;
+    drop(busy);
+}
+
+/// Read a JSON response whole (bounded), mask it by field rules and
+/// detectors, and send it.
+#[allow(clippy::too_many_arguments)]
+async fn whole(
+    exchange: Exchange,
+    conn: &ConnectionConfig,
+    mut parts: http::response::Parts,
+    body: Incoming,
+    limit: usize,
+    fields: &[gatehouse_core::policy::FieldMask],
+    detectors: bool,
+    busy: crate::sessions::Busy,
+) -> Response<ClientBody> {
+    let status = parts.status;
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            let message = if e.is::<http_body_util::LengthLimitError>() {
+                format!("the upstream's JSON response is larger than gatehouse masks whole ({limit} bytes, [http] max_response_bytes), so it is withheld")
+            } else {
+                format!("the upstream body broke off: {e}")
+            };
+            exchange
+                .finish(
+                    status,
+                    0,
+                    &MaskCounts::default(),
+                    None,
+                    Some(message.clone()),
+                )
+                .await;
+            return error(Some(conn.kind), Refusal::BadGateway, &message);
+        }
+    };
+    let masker = &exchange.adapter.pipeline.masker;
+    let mut counts = MaskCounts::default();
+    let mut summary = None;
+    let out: Bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut value) => {
+            crate::jsonmask::mask_json(&mut value, fields, masker, detectors, &mut counts);
+            if conn.kind == ConnectionKind::Openai {
+                summary = crate::llm::summarize(&value);
+            }
+            serde_json::to_vec(&value).unwrap_or_default().into()
+        }
+        Err(_) => {
+            let mut text = TextStream::default();
+            let mut out = if detectors {
+                text.push(masker, &bytes, &mut counts)
+            } else {
+                bytes.to_vec()
+            };
+            out.extend(text.finish(masker, &mut counts));
+            out.into()
+        }
+    };
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from_str(&out.len().to_string()).expect("digits"),
+    );
+    exchange
+        .finish(status, out.len() as u64, &counts, summary, None)
+        .await;
+    drop(busy);
+    Response::from_parts(parts, full(out))
+}
+
+/// Whether `name=true` (or `1`) is in a query string.
+fn query_flag(query: &str, name: &str) -> bool {
+    query.split('&').any(|pair| {
+        pair.split_once('=')
+            .is_some_and(|(k, v)| k == name && (v == "true" || v == "1"))
+    })
+}

@@ -1,0 +1,110 @@
+//! Protocol upgrades (WebSocket, SPDY) relayed byte for byte after the
+//! request itself went through the pipeline: `kubectl exec`, `attach` and
+//! `port-forward`.
+
+use crate::proxy::Exchange;
+use gatehouse_core::classify::http::HttpFacts;
+use gatehouse_core::mask::MaskCounts;
+use gatehouse_core::pipeline::BoxFuture;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Relay an upgraded connection in the background until either side
+/// closes (or the access grant that admitted the caller ends).
+pub(crate) fn spawn(
+    exchange: Exchange,
+    facts: HttpFacts,
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    lease_end: Option<BoxFuture<'static, String>>,
+    busy: crate::sessions::Busy,
+) {
+    tokio::spawn(async move {
+        let (client, upstream) = tokio::join!(client, upstream);
+        let (client, upstream) = match (client, upstream) {
+            (Ok(c), Ok(u)) => (TokioIo::new(c), TokioIo::new(u)),
+            (Err(e), _) | (_, Err(e)) => {
+                exchange
+                    .finish(
+                        http::StatusCode::SWITCHING_PROTOCOLS,
+                        0,
+                        &MaskCounts::default(),
+                        None,
+                        Some(format!("the upgrade failed: {e}")),
+                    )
+                    .await;
+                return;
+            }
+        };
+        let mut tap = crate::exec::tap_for(&exchange, &facts);
+        let (cr, cw) = tokio::io::split(client);
+        let (ur, uw) = tokio::io::split(upstream);
+        let (to_up_tx, mut to_up_rx) = tokio::sync::mpsc::channel::<(bool, bytes::Bytes)>(32);
+        let up = relay(cr, uw, to_up_tx.clone(), true);
+        let down = relay(ur, cw, to_up_tx, false);
+        let observe = async {
+            while let Some((from_client, bytes)) = to_up_rx.recv().await {
+                if let Some(t) = tap.as_mut() {
+                    t.observe(from_client, &bytes);
+                }
+            }
+        };
+        let both = async { tokio::join!(up, down, observe) };
+        let mut ended_by = None;
+        let (sent_up, sent_down) = match lease_end {
+            Some(end) => tokio::select! {
+                ((u, d, _),) = async { (both.await,) } => (u, d),
+                why = end => { ended_by = Some(format!("access grant ended: {why}")); (0, 0) }
+            },
+            None => {
+                let (u, d, _) = both.await;
+                (u, d)
+            }
+        };
+        let (summary, counts) = match tap {
+            Some(t) => t.close(),
+            None => (None, MaskCounts::default()),
+        };
+        let mut summary = summary.unwrap_or_else(|| serde_json::json!({}));
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert("bytes_from_client".into(), sent_up.into());
+        }
+        exchange
+            .finish(
+                http::StatusCode::SWITCHING_PROTOCOLS,
+                sent_down,
+                &counts,
+                Some(summary),
+                ended_by,
+            )
+            .await;
+        drop(busy);
+    });
+}
+
+/// Copy one direction, showing every piece to the observer; the writer is
+/// shut down when the reader ends so the other side sees the close.
+async fn relay<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut from: R,
+    mut to: W,
+    observer: tokio::sync::mpsc::Sender<(bool, bytes::Bytes)>,
+    from_client: bool,
+) -> u64 {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let piece = bytes::Bytes::copy_from_slice(&buf[..n]);
+        if to.write_all(&piece).await.is_err() {
+            break;
+        }
+        total += n as u64;
+        let _ = observer.send((from_client, piece)).await;
+    }
+    let _ = to.shutdown().await;
+    total
+}
