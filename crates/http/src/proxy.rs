@@ -2,7 +2,7 @@
 //! classify → decide → record → (hold) → forward → mask → record.
 
 use crate::facts::{self, RequestView};
-use crate::respond::{self, error, full, ClientBody, Refusal};
+use crate::respond::{error, full, ClientBody, Refusal};
 use crate::sessions::{Arrival, HttpSession};
 use crate::upstream::Upstream;
 use crate::HttpAdapter;
@@ -783,5 +783,3 @@ mod tests {
     }
 }
 
-#[allow(unused_imports)]
-use respond as _;
