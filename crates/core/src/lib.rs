@@ -12,6 +12,7 @@ pub mod duration;
 pub mod identity;
 pub mod mask;
 pub mod pipeline;
+pub mod recording;
 pub mod policy;
 pub mod verdict;
 

@@ -16,7 +16,7 @@
 pub mod channel;
 pub mod hostkey;
 mod line;
-pub mod recording;
+pub use gatehouse_core::recording;
 pub mod sftp;
 pub mod target;
 

@@ -1,5 +1,6 @@
 //! Session recordings in asciicast v2: a JSON header line, then one JSON
-//! array per event, `[seconds, "o" | "i" | "r", data]`.
+//! array per event, `[seconds, "o" | "i" | "r", data]`. Shared by the
+//! SSH adapter and the HTTP adapter's `kubectl exec` streams.
 //!
 //! Output is masked by the content detectors before it is written, so a
 //! recording never holds what the audit trail may not. Detectors need whole
@@ -8,7 +9,7 @@
 //! is held until more output arrives (at most [`MAX_HELD`] bytes).
 //! The file's SHA-256 is chained into the audit trail when it is closed.
 
-use gatehouse_core::mask::{MaskCounts, Masker};
+use crate::mask::{MaskCounts, Masker};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -255,7 +256,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gh-rec-{}", std::process::id()));
         let path = dir.join("t.cast");
         let _ = std::fs::remove_file(&path);
-        use gatehouse_core::mask::{MaskerConfig, Strategy, TokenizeKey, DETECTABLE};
+        use crate::mask::{MaskerConfig, Strategy, TokenizeKey, DETECTABLE};
         let masker = Arc::new(Masker::new(MaskerConfig {
             detectors: DETECTABLE.to_vec(),
             strategies: Default::default(),
