@@ -465,7 +465,8 @@ pub struct MaskedResponse {
 /// Mask detector findings in every string of a JSON answer (message
 /// content, tool call arguments, completion text, responses-API output, and
 /// anything else an upstream adds) and summarize it. A body that is not
-/// JSON (an upstream's HTML error page) is masked as text.
+/// JSON (an upstream's HTML error page) is masked as text. Choices'
+/// `logprobs` are dropped (see `SseMasker`).
 pub fn mask_response(body: &[u8], masker: &Masker) -> MaskedResponse {
     let mut counts = MaskCounts::default();
     let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
@@ -477,7 +478,16 @@ pub fn mask_response(body: &[u8], masker: &Masker) -> MaskedResponse {
             counts,
         };
     };
-    let changed = mask_all_strings(&mut v, masker, &mut counts);
+    let mut changed = false;
+    for c in v
+        .get_mut("choices")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        changed |= drop_logprobs(c);
+    }
+    changed |= mask_all_strings(&mut v, masker, &mut counts);
     MaskedResponse {
         body: if changed {
             v.to_string().into_bytes()
@@ -487,6 +497,19 @@ pub fn mask_response(body: &[u8], masker: &Masker) -> MaskedResponse {
         changed,
         summary: summarize(&v),
         counts,
+    }
+}
+
+/// Null a choice's `logprobs`; whether there were any. Their per-token
+/// strings spell a value out one token at a time, which no masker can
+/// judge, so they do not leave the gateway.
+fn drop_logprobs(choice: &mut Value) -> bool {
+    match choice.get_mut("logprobs") {
+        Some(lp) if !lp.is_null() => {
+            *lp = Value::Null;
+            true
+        }
+        _ => false,
     }
 }
 
@@ -624,7 +647,8 @@ enum ToolKey {
 /// finishes its choice, in an event added before `data: [DONE]` or before
 /// the responses API's `.done` event, or at the end of the stream. Every
 /// other string of a JSON event is masked as a whole value; events with
-/// nothing to mask pass through byte for byte.
+/// nothing to mask pass through byte for byte. Choices' `logprobs` are
+/// nulled: their tokens would spell a value out piece by piece.
 #[derive(Debug, Default)]
 pub struct SseMasker {
     decoder: SseDecoder,
@@ -670,7 +694,7 @@ impl SseMasker {
     /// any text still held back.
     pub fn finish(&mut self, masker: &Masker) -> Result<Vec<u8>, SseError> {
         let mut out = Vec::new();
-        if let Some(ev) = self.decoder.finish()? {
+        while let Some(ev) = self.decoder.finish()? {
             self.event(masker, ev, &mut out);
         }
         self.flush_all(masker, &mut out);
@@ -747,8 +771,10 @@ impl SseMasker {
         // put the streamed fields back as their safe-to-send part.
         let mut streamed: Vec<(String, Field, String)> = Vec::new();
         let mut finished: Vec<(usize, u64)> = Vec::new();
+        let mut dropped = false;
         let choices = v.get_mut("choices").and_then(Value::as_array_mut);
         for (pos, c) in choices.into_iter().flatten().enumerate() {
+            dropped |= drop_logprobs(c);
             let i = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
             let base = format!("/choices/{pos}");
             if let Some(Value::String(s)) = c.pointer_mut("/delta/content") {
@@ -777,7 +803,7 @@ impl SseMasker {
                 finished.push((pos, i));
             }
         }
-        let mut changed = mask_all_strings(v, masker, &mut self.counts);
+        let mut changed = mask_all_strings(v, masker, &mut self.counts) | dropped;
         for (path, field, original) in streamed {
             let safe = self.stream(masker, field, &original);
             changed |= safe != original;

@@ -147,6 +147,9 @@ pub fn encode_events(events: &[SseEvent]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub struct SseDecoder {
     buf: Vec<u8>,
+    /// Where the next event starts in `buf` (bytes before it were taken;
+    /// they are dropped once per chunk, not once per event).
+    start: usize,
     /// Where the first line not yet known to be complete starts in `buf`.
     scan: usize,
     max_event: usize,
@@ -164,6 +167,7 @@ impl SseDecoder {
     pub fn new(max_event: usize) -> SseDecoder {
         SseDecoder {
             buf: Vec::new(),
+            start: 0,
             scan: 0,
             max_event,
             failed: false,
@@ -181,6 +185,9 @@ impl SseDecoder {
         while let Some(end) = self.event_end(false) {
             events.push(self.take(end)?);
         }
+        self.buf.drain(..self.start);
+        self.scan -= self.start;
+        self.start = 0;
         if self.buf.len() > self.max_event {
             self.failed = true;
             return Err(self.too_large());
@@ -197,7 +204,10 @@ impl SseDecoder {
         if let Some(end) = self.event_end(true) {
             return self.take(end).map(Some);
         }
-        if self.buf.is_empty() {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            self.scan = 0;
             return Ok(None);
         }
         let end = self.buf.len();
@@ -206,7 +216,7 @@ impl SseDecoder {
 
     /// Bytes buffered for an event not yet complete.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     fn too_large(&self) -> SseError {
@@ -216,12 +226,13 @@ impl SseDecoder {
     }
 
     fn take(&mut self, end: usize) -> Result<SseEvent, SseError> {
-        if end > self.max_event {
+        if end - self.start > self.max_event {
             self.failed = true;
             return Err(self.too_large());
         }
-        let raw: Vec<u8> = self.buf.drain(..end).collect();
-        self.scan = 0;
+        let raw = self.buf[self.start..end].to_vec();
+        self.start = end;
+        self.scan = end;
         Ok(SseEvent::parse(raw))
     }
 

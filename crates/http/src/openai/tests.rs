@@ -223,6 +223,11 @@ fn whole_answers_are_masked_and_summarized() {
     assert_eq!(r.counts.get(EntityType::Ssn), 1);
     assert_eq!(r.counts.get(EntityType::CardNumber), 1);
 
+    // Per-token logprobs would spell a value out: dropped.
+    let lp = json!({"choices": [{"text": "x", "logprobs": {"tokens": ["123", "-45-", "6789"]}}]});
+    let r = mask_response(lp.to_string().as_bytes(), &masker());
+    assert!(r.changed && !String::from_utf8(r.body).unwrap().contains("6789"));
+
     // Nothing to mask: the original bytes, untouched.
     let plain = br#"{"choices": [{"text": "hi", "finish_reason": "stop"}]}"#;
     let r = mask_response(plain, &masker());
@@ -516,6 +521,12 @@ fn other_events_pass_through_and_errors_have_openai_shape() {
     assert_eq!(s.push(&m, odd).unwrap(), odd);
     let out = s.push(&m, b"data: raw ssn 123-45-6789\n\n").unwrap();
     assert_eq!(out, b"data: raw ssn ***-**-6789\n\n");
+    let lp = chunk(
+        "c",
+        json!({"index": 0, "delta": {"content": ""}, "logprobs": {"content": [{"token": "123"}]}, "finish_reason": null}),
+    );
+    let out = s.push(&m, lp.as_bytes()).unwrap();
+    assert!(!String::from_utf8(out).unwrap().contains("123"));
     let mut small = SseMasker::with_max_event(32);
     assert!(small.push(&m, &[b'x'; 64]).is_err());
 
@@ -533,4 +544,43 @@ fn other_events_pass_through_and_errors_have_openai_shape() {
     let text = String::from_utf8(ev).unwrap();
     assert!(text.starts_with("data: {\"error\":") && text.ends_with("}\n\n"));
     assert!(text.contains("\"code\":null"));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// However the answer is cut into events and the bytes into chunks,
+    /// the client sees the whole answer masked as if it came in one piece.
+    #[test]
+    fn any_event_and_chunk_split_masks_like_the_whole_answer(
+        event_cuts in proptest::collection::vec(0usize..120, 0..10),
+        byte_cuts in proptest::collection::vec(0usize..3000, 0..10),
+    ) {
+        let m = masker();
+        let answer = "Customer: SSN 123-45-6789, card 4111 1111 1111 1111, mail jo@example.com, \
+                      phone (212) 555-0147; IBAN GB82 WEST 1234 5698 7654 32 ok.";
+        let mut cuts: Vec<usize> = event_cuts.into_iter().filter(|&c| c < answer.len()).collect();
+        cuts.extend([0, answer.len()]);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut stream: String = cuts.windows(2).map(|w| content(&answer[w[0]..w[1]])).collect();
+        stream.push_str(&finish_chunk());
+        stream.push_str("data: [DONE]\n\n");
+        let bytes = stream.as_bytes();
+        let mut byte_cuts: Vec<usize> = byte_cuts.into_iter().filter(|&c| c < bytes.len()).collect();
+        byte_cuts.push(bytes.len());
+        byte_cuts.sort_unstable();
+        let mut s = SseMasker::new();
+        let mut out = Vec::new();
+        let mut at = 0;
+        for c in byte_cuts {
+            out.extend(s.push(&m, &bytes[at..c]).unwrap());
+            at = c;
+        }
+        out.extend(s.finish(&m).unwrap());
+        let mut counts = MaskCounts::default();
+        let expected = m.mask_detected(answer, &mut counts).unwrap();
+        proptest::prop_assert_eq!(client_view(&out).0, expected);
+        proptest::prop_assert_eq!(s.counts(), &counts);
+    }
 }
