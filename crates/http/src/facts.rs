@@ -38,7 +38,9 @@ pub fn classify(
     };
     let json = parse_json(req)?;
     match kind {
-        ConnectionKind::Openai => crate::llm::read_request(&mut facts, json.as_ref())?,
+        ConnectionKind::Openai => {
+            crate::llm::read_request(&mut facts, req.body)?;
+        }
         ConnectionKind::Kubernetes => crate::kubefacts::read_request(&mut facts),
         _ => {
             facts.text = capture(req.body);

@@ -1,94 +1,114 @@
-//! OpenAI-compatible requests as the classify stage reads them.
+//! The LLM connection type on the pipeline: OpenAI-style requests read for
+//! the decide stage, answers masked whole or as they stream, and the
+//! model's own tool calls decided like requests.
 
+use crate::openai::{self, LlmRequest, LlmResponseSummary, SseMasker};
+use crate::response::Transform;
+use bytes::Bytes;
 use gatehouse_core::classify::http::HttpFacts;
+use gatehouse_core::mask::{MaskCounts, Masker};
+use std::sync::Arc;
 
-/// Fill `facts` from an OpenAI-style request body.
-pub fn read_request(facts: &mut HttpFacts, json: Option<&serde_json::Value>) -> Result<(), String> {
-    if facts.method == "POST" && json.is_none() {
-        return Err("an LLM request needs a JSON body".into());
-    }
-    if let Some(body) = json {
-        facts.model = body
-            .get("model")
-            .and_then(|m| m.as_str())
-            .map(str::to_string);
-        let mut text = String::new();
-        collect_text(body.get("messages"), &mut text);
-        collect_text(body.get("prompt"), &mut text);
-        collect_text(body.get("input"), &mut text);
-        facts.text = text;
-        if let Some(tools) = body.get("tools").and_then(|t| t.as_array()) {
-            for t in tools {
-                if let Some(n) = t
-                    .pointer("/function/name")
-                    .or_else(|| t.get("name"))
-                    .and_then(|n| n.as_str())
-                {
-                    facts.tools.push(n.to_string());
-                }
+/// Fill `facts` from an OpenAI-style request; a POST the gateway cannot
+/// read is refused (it could not be checked).
+pub fn read_request(facts: &mut HttpFacts, body: &[u8]) -> Result<Option<LlmRequest>, String> {
+    let parsed = if facts.method == "POST" || !body.trim_ascii().is_empty() {
+        match openai::parse_request(&facts.path, body) {
+            Ok(r) => Some(r),
+            Err(openai::LlmError::UnknownEndpoint(_)) if facts.method != "POST" => None,
+            Err(openai::LlmError::UnknownEndpoint(p)) => {
+                return Err(format!(
+                    "{p} is not an OpenAI-compatible endpoint gatehouse can check (chat/completions, completions, embeddings, responses, models)"
+                ))
             }
+            Err(e) => return Err(format!("gatehouse cannot read this LLM request: {e}")),
         }
-    }
-    facts.summary = match &facts.model {
-        Some(m) => format!("{} model={m}", facts.request_line()),
-        None => facts.request_line(),
+    } else {
+        None
     };
-    Ok(())
-}
-
-fn collect_text(v: Option<&serde_json::Value>, out: &mut String) {
-    match v {
-        Some(serde_json::Value::String(s)) => {
-            out.push_str(s);
-            out.push('\n');
-        }
-        Some(serde_json::Value::Array(items)) => {
-            items.iter().for_each(|i| collect_text(Some(i), out))
-        }
-        Some(serde_json::Value::Object(map)) => {
-            for key in ["content", "text", "input"] {
-                collect_text(map.get(key), out);
-            }
-        }
-        _ => {}
+    if let Some(r) = &parsed {
+        facts.model = r.model.clone();
+        facts.text = r.prompt.clone();
+        // What the request makes happen: a forced tool, and tool calls it
+        // reports as made. Tools merely offered are recorded, not matched.
+        facts.tools = r
+            .tool_choice
+            .iter()
+            .chain(r.tool_calls.iter())
+            .cloned()
+            .collect();
     }
+    facts.summary = match (&parsed, &facts.model) {
+        (Some(r), Some(m)) => format!(
+            "{} {} model={m}{}",
+            facts.method,
+            r.endpoint.as_str(),
+            if r.stream { " stream" } else { "" }
+        ),
+        _ => facts.request_line(),
+    };
+    Ok(parsed)
 }
 
-/// Mask detector findings in a request's prompt strings; `None` when
-/// nothing changed.
-pub fn mask_prompt(
-    body: &[u8],
-    masker: &gatehouse_core::mask::Masker,
-    counts: &mut gatehouse_core::mask::MaskCounts,
-) -> Option<bytes::Bytes> {
-    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let before = counts.total();
-    for key in ["messages", "prompt", "input"] {
-        if let Some(v) = value.get_mut(key) {
-            crate::jsonmask::mask_strings(v, masker, counts);
-        }
-    }
-    (counts.total() > before).then(|| serde_json::to_vec(&value).unwrap_or_default().into())
+/// Mask detector findings in a request's prompt text; `None` when nothing
+/// changed (the original bytes go).
+pub fn mask_prompt(body: &[u8], masker: &Masker, counts: &mut MaskCounts) -> Option<Bytes> {
+    openai::mask_request(body, masker, counts)
+        .ok()
+        .flatten()
+        .map(Bytes::from)
 }
 
-/// What the audit record keeps of a non-streamed answer.
-pub fn summarize(value: &serde_json::Value) -> Option<serde_json::Value> {
-    Some(serde_json::json!({
-        "model": value.get("model"),
-        "usage": value.get("usage"),
-        "text": value.pointer("/choices/0/message/content").or_else(|| value.pointer("/choices/0/text")),
-        "tool_calls": value.pointer("/choices/0/message/tool_calls"),
-    }))
+/// The audit record's view of an answer.
+pub fn summary_json(summary: &LlmResponseSummary) -> serde_json::Value {
+    serde_json::to_value(summary).unwrap_or_default()
 }
 
-/// The mask stage for a streamed answer.
-pub(crate) fn sse_transform(
-    masker: std::sync::Arc<gatehouse_core::mask::Masker>,
-    _detectors: bool,
-) -> Box<dyn crate::response::Transform> {
-    Box::new(crate::response::MaskedText {
+/// The mask stage for a streamed answer. With detectors off for this
+/// caller the bytes go out as they came, but the record is still masked.
+pub(crate) fn sse_transform(masker: Arc<Masker>, detectors: bool) -> Box<dyn Transform> {
+    Box::new(SseTransform {
         masker,
-        stream: Default::default(),
-        counts: Default::default(),
+        detectors,
+        sse: SseMasker::new(),
     })
+}
+
+struct SseTransform {
+    masker: Arc<Masker>,
+    detectors: bool,
+    sse: SseMasker,
+}
+
+impl Transform for SseTransform {
+    fn chunk(&mut self, bytes: Bytes) -> Result<Bytes, String> {
+        let masked = self
+            .sse
+            .push(&self.masker, &bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(if self.detectors { masked.into() } else { bytes })
+    }
+
+    fn finish(&mut self) -> Result<Bytes, String> {
+        let rest = self.sse.finish(&self.masker).map_err(|e| e.to_string())?;
+        Ok(if self.detectors { rest.into() } else { Bytes::new() })
+    }
+
+    fn summary(&mut self) -> (Option<serde_json::Value>, MaskCounts) {
+        (
+            Some(summary_json(&self.sse.summary())),
+            self.sse.counts().clone(),
+        )
+    }
+
+    fn error_tail(&mut self, message: &str) -> Option<Bytes> {
+        Some(
+            openai::sse_error_event(
+                &format!("gatehouse ended this stream: {message}"),
+                "api_error",
+                Some("stream_interrupted"),
+            )
+            .into(),
+        )
+    }
 }

@@ -106,14 +106,13 @@ pub fn error_body(kind: Option<ConnectionKind>, refusal: Refusal, message: &str)
             "reason": refusal.kube_reason(),
             "code": refusal.status().as_u16(),
         }),
-        Some(ConnectionKind::Openai) => serde_json::json!({
-            "error": {
-                "message": message,
-                "type": refusal.openai_type(),
-                "param": null,
-                "code": refusal.code(),
-            }
-        }),
+        Some(ConnectionKind::Openai) => {
+            return crate::openai::openai_error_body(
+                message,
+                refusal.openai_type(),
+                Some(refusal.code()),
+            )
+        }
         _ => serde_json::json!({
             "error": {"code": refusal.code(), "message": message}
         }),

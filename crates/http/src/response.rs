@@ -297,13 +297,32 @@ async fn whole(
     };
     let masker = &exchange.adapter.pipeline.masker;
     let mut counts = MaskCounts::default();
-    let mut summary = None;
+    if conn.kind == ConnectionKind::Openai && fields.is_empty() {
+        let masked = crate::openai::mask_response(&bytes, masker);
+        let out: Bytes = if detectors && masked.changed {
+            masked.body.into()
+        } else {
+            bytes
+        };
+        parts.headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from_str(&out.len().to_string()).expect("digits"),
+        );
+        exchange
+            .finish(
+                status,
+                out.len() as u64,
+                &masked.counts,
+                Some(crate::llm::summary_json(&masked.summary)),
+                None,
+            )
+            .await;
+        drop(busy);
+        return Response::from_parts(parts, full(out));
+    }
     let out: Bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(mut value) => {
             crate::jsonmask::mask_json(&mut value, fields, masker, detectors, &mut counts);
-            if conn.kind == ConnectionKind::Openai {
-                summary = crate::llm::summarize(&value);
-            }
             serde_json::to_vec(&value).unwrap_or_default().into()
         }
         Err(_) => {
@@ -322,7 +341,7 @@ async fn whole(
         HeaderValue::from_str(&out.len().to_string()).expect("digits"),
     );
     exchange
-        .finish(status, out.len() as u64, &counts, summary, None)
+        .finish(status, out.len() as u64, &counts, None, None)
         .await;
     drop(busy);
     Response::from_parts(parts, full(out))

@@ -1,16 +1,14 @@
-//! Masking a streamed text body (watch events, `logs -f`, SSE) piece by
-//! piece, with UTF-8 sequences split across chunks carried over.
+//! Masking a streamed text body (watch events, `logs -f`) chunk by chunk:
+//! UTF-8 sequences split across chunks are carried over, and the core's
+//! [`StreamMasker`] catches values split across them.
 
-use gatehouse_core::mask::{MaskCounts, Masker};
-
-/// Longest tail kept back waiting for a line end.
-const MAX_CARRY: usize = 64;
+use gatehouse_core::mask::{MaskCounts, Masker, StreamMasker};
 
 /// A text stream's masking state.
 #[derive(Default)]
 pub struct TextStream {
     pending_utf8: Vec<u8>,
-    carry: String,
+    text: StreamMasker,
 }
 
 impl TextStream {
@@ -23,17 +21,18 @@ impl TextStream {
         loop {
             match std::str::from_utf8(rest) {
                 Ok(text) => {
-                    self.carry.push_str(text);
+                    out.extend(self.text.push(masker, text, counts).into_bytes());
                     break;
                 }
                 Err(e) => {
                     let (good, bad) = rest.split_at(e.valid_up_to());
-                    self.carry
-                        .push_str(std::str::from_utf8(good).unwrap_or_default());
+                    let good = std::str::from_utf8(good).unwrap_or_default();
+                    out.extend(self.text.push(masker, good, counts).into_bytes());
                     match e.error_len() {
                         Some(n) => {
-                            // Not UTF-8: flush what we have, pass the byte on.
-                            out.extend(self.flush_all(masker, counts));
+                            // Not UTF-8: what is held goes first, then the
+                            // stray bytes as they are.
+                            out.extend(self.text.finish(masker, counts).into_bytes());
                             out.extend_from_slice(&bad[..n]);
                             rest = &bad[n..];
                         }
@@ -45,37 +44,40 @@ impl TextStream {
                 }
             }
         }
-        let cut = match self.carry.rfind('\n') {
-            Some(i) => i + 1,
-            None if self.carry.len() > MAX_CARRY => {
-                let mut c = self.carry.len() - MAX_CARRY;
-                while !self.carry.is_char_boundary(c) {
-                    c -= 1;
-                }
-                c
-            }
-            None => 0,
-        };
-        let head: String = self.carry.drain(..cut).collect();
-        out.extend(mask(masker, head, counts));
         out
     }
 
     /// Everything still held, masked.
     pub fn finish(&mut self, masker: &Masker, counts: &mut MaskCounts) -> Vec<u8> {
-        let mut out = self.flush_all(masker, counts);
+        let mut out = self.text.finish(masker, counts).into_bytes();
         out.append(&mut self.pending_utf8);
         out
     }
-
-    fn flush_all(&mut self, masker: &Masker, counts: &mut MaskCounts) -> Vec<u8> {
-        mask(masker, std::mem::take(&mut self.carry), counts)
-    }
 }
 
-fn mask(masker: &Masker, text: String, counts: &mut MaskCounts) -> Vec<u8> {
-    masker
-        .mask_detected(&text, counts)
-        .unwrap_or(text)
-        .into_bytes()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::mask::{MaskerConfig, Strategy, TokenizeKey, DETECTABLE};
+
+    #[test]
+    fn values_and_characters_split_across_chunks_are_whole_again() {
+        let masker = Masker::new(MaskerConfig {
+            detectors: DETECTABLE.to_vec(),
+            strategies: Default::default(),
+            default_strategy: Strategy::Redact,
+            tokenize_key: TokenizeKey::new(vec![1; 32]),
+        });
+        let text = "café log: customer ssn 123-45-6789 ok\n".as_bytes();
+        for cut in 1..text.len() {
+            let mut s = TextStream::default();
+            let mut counts = MaskCounts::default();
+            let mut out = s.push(&masker, &text[..cut], &mut counts);
+            out.extend(s.push(&masker, &text[cut..], &mut counts));
+            out.extend(s.finish(&masker, &mut counts));
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.starts_with("café log"), "{out}");
+            assert!(!out.contains("6789") || !out.contains("123-45"), "cut {cut}: {out}");
+        }
+    }
 }

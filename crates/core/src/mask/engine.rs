@@ -4,7 +4,7 @@
 //! (a value with no `@` and few digits) returns `None` after one byte scan
 //! and the caller forwards the original bytes untouched.
 
-use super::detect::{may_contain_pii, Detectors};
+use super::detect::{may_contain_pii, Detectors, Finding};
 use super::strategy::{self, TokenizeKey};
 use super::{EntityType, Strategy};
 use serde::{Deserialize, Serialize};
@@ -94,13 +94,33 @@ impl Masker {
     /// Mask every detector finding inside `text`. `None` when nothing was
     /// found, so callers keep the original bytes (the zero-copy fast path).
     pub fn mask_detected(&self, text: &str, counts: &mut MaskCounts) -> Option<String> {
-        if !may_contain_pii(text.as_bytes()) {
-            return None;
-        }
-        let findings = self.detectors.find(text);
+        let findings = self.findings(text);
         if findings.is_empty() {
             return None;
         }
+        Some(self.mask_findings(text, &findings, counts))
+    }
+
+    /// The detector findings in `text` (prefilter included), for callers
+    /// that mask part of a larger text and must see the spans, such as
+    /// [`super::StreamMasker`] deciding what it may emit.
+    pub fn findings(&self, text: &str) -> Vec<Finding> {
+        if !may_contain_pii(text.as_bytes()) {
+            return Vec::new();
+        }
+        self.detectors.find(text)
+    }
+
+    /// Replace each of `findings` (sorted, disjoint, on char boundaries of
+    /// `text`) by its masked form and count it; the splice half of
+    /// [`Masker::mask_detected`], exposed so a caller can mask a chosen
+    /// subset of findings.
+    pub fn mask_findings(
+        &self,
+        text: &str,
+        findings: &[Finding],
+        counts: &mut MaskCounts,
+    ) -> String {
         let mut out = String::with_capacity(text.len() + 16);
         let mut at = 0;
         for f in findings {
@@ -115,7 +135,7 @@ impl Masker {
             at = f.end;
         }
         out.push_str(&text[at..]);
-        Some(out)
+        out
     }
 
     /// [`Masker::mask_detected`] for raw bytes. Bytes that are not UTF-8 are

@@ -76,11 +76,13 @@ mod engine;
 mod iban;
 mod numbers;
 mod strategy;
+mod stream;
 mod validate;
 
 pub use detect::{may_contain_pii, Detectors, Finding};
 pub use engine::{MaskCounts, Masker, MaskerConfig};
 pub use strategy::{apply, TokenizeKey};
+pub use stream::{StreamMasker, MAX_HOLD};
 
 #[cfg(test)]
 mod tests;
