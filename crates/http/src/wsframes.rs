@@ -513,6 +513,7 @@ pub struct ExecDecoder {
     frames: FrameDecoder,
     protocol: ChannelProtocol,
     scratch: Vec<WsEvent>,
+    failed: Option<ExecError>,
 }
 
 impl ExecDecoder {
@@ -523,23 +524,44 @@ impl ExecDecoder {
             frames: FrameDecoder::new(sender, max_payload),
             protocol,
             scratch: Vec::new(),
+            failed: None,
         }
     }
 
     /// Decodes the next chunk of relayed bytes, appending events to `out`.
+    /// Events decoded before an error are still appended; after an error
+    /// every later call returns it again.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<ExecEvent>) -> Result<(), ExecError> {
-        let result = self.frames.feed(bytes, &mut self.scratch);
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let framing = self.frames.feed(bytes, &mut self.scratch);
+        let mut result = framing.map_err(ExecError::from);
         for event in self.scratch.drain(..) {
-            match event {
+            let decoded = match event {
                 WsEvent::Message { opcode, payload } => {
-                    decode_message(self.protocol, opcode, payload, out)?
+                    decode_message(self.protocol, opcode, payload, out)
                 }
-                WsEvent::Close { code, .. } => out.push(ExecEvent::Disconnect { code }),
-                WsEvent::Oversized { len, .. } => out.push(ExecEvent::Oversized { len }),
-                WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+                WsEvent::Close { code, .. } => {
+                    out.push(ExecEvent::Disconnect { code });
+                    Ok(())
+                }
+                WsEvent::Oversized { len, .. } => {
+                    out.push(ExecEvent::Oversized { len });
+                    Ok(())
+                }
+                WsEvent::Ping(_) | WsEvent::Pong(_) => Ok(()),
+            };
+            if let Err(err) = decoded {
+                result = Err(err);
+                break;
             }
         }
-        Ok(result?)
+        self.scratch.clear();
+        if let Err(err) = &result {
+            self.failed = Some(err.clone());
+        }
+        result
     }
 }
 
@@ -858,12 +880,14 @@ mod tests {
             dec.feed(&bytes, &mut Vec::new()),
             Err(ExecError::UnknownStream(255))
         );
-        let bytes = server(Opcode::Binary, true, b"\x07x");
+        let mut bytes = server(Opcode::Binary, true, b"\x01before");
+        bytes.extend(server(Opcode::Binary, true, b"\x07x"));
         let mut dec = ExecDecoder::new(ChannelProtocol::V5, Sender::Server, 100);
-        assert_eq!(
-            dec.feed(&bytes, &mut Vec::new()),
-            Err(ExecError::UnknownStream(7))
-        );
+        let mut out = Vec::new();
+        assert_eq!(dec.feed(&bytes, &mut out), Err(ExecError::UnknownStream(7)));
+        assert_eq!(out, [ExecEvent::Stdout(b"before".to_vec())]);
+        let ok = server(Opcode::Binary, true, b"\x01after");
+        assert_eq!(dec.feed(&ok, &mut out), Err(ExecError::UnknownStream(7)));
         let bytes = client(Opcode::Binary, true, b"\x04{\"Width\":-1}");
         let mut dec = ExecDecoder::new(ChannelProtocol::V5, Sender::Client, 100);
         assert_eq!(dec.feed(&bytes, &mut Vec::new()), Err(ExecError::Resize));
