@@ -12,6 +12,7 @@ pub mod evidence;
 pub use gatehouse_core::duration;
 pub mod files;
 pub mod gateway;
+pub mod kubeconfig;
 pub mod llmdemo;
 pub mod mariadbcluster;
 pub mod pgcluster;

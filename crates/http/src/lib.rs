@@ -10,6 +10,7 @@
 mod exec;
 mod facts;
 pub mod jsonmask;
+pub mod kube;
 mod kubefacts;
 pub mod llm;
 pub mod openai;
@@ -22,6 +23,7 @@ pub mod sse;
 mod splice;
 mod textstream;
 pub mod upstream;
+pub mod wsframes;
 
 use gatehouse_core::pipeline::Pipeline;
 use hyper_util::rt::{TokioExecutor, TokioIo};
