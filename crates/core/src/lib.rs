@@ -12,8 +12,8 @@ pub mod duration;
 pub mod identity;
 pub mod mask;
 pub mod pipeline;
-pub mod recording;
 pub mod policy;
+pub mod recording;
 pub mod verdict;
 
 pub use identity::Identity;

@@ -41,7 +41,7 @@ pub fn classify(
         ConnectionKind::Openai => {
             crate::llm::read_request(&mut facts, req.body)?;
         }
-        ConnectionKind::Kubernetes => crate::kubefacts::read_request(&mut facts),
+        ConnectionKind::Kubernetes => crate::kubefacts::read_request(&mut facts)?,
         _ => {
             facts.text = capture(req.body);
             facts.summary = facts.request_line();

@@ -91,7 +91,11 @@ impl Transform for SseTransform {
 
     fn finish(&mut self) -> Result<Bytes, String> {
         let rest = self.sse.finish(&self.masker).map_err(|e| e.to_string())?;
-        Ok(if self.detectors { rest.into() } else { Bytes::new() })
+        Ok(if self.detectors {
+            rest.into()
+        } else {
+            Bytes::new()
+        })
     }
 
     fn summary(&mut self) -> (Option<serde_json::Value>, MaskCounts) {

@@ -349,6 +349,26 @@ impl HttpAdapter {
         } else {
             body
         };
+        // An exec that cannot be recorded does not start.
+        let mut tap = None;
+        if upgrade && crate::kubefacts::is_exec(&facts) {
+            match crate::exec::ExecTap::open(&exchange, &facts.summary) {
+                Ok(t) => tap = Some(t),
+                Err(e) => {
+                    let message = format!("gatehouse could not open a recording for this exec, so it did not start: {e}");
+                    exchange
+                        .finish(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            0,
+                            &MaskCounts::default(),
+                            None,
+                            Some(message.clone()),
+                        )
+                        .await;
+                    return Err(error(kind, Refusal::Unavailable, &message));
+                }
+            }
+        }
         let out = match self.upstream_request(
             upstream,
             &conn,
@@ -412,9 +432,16 @@ impl HttpAdapter {
                     .headers_mut()
                     .append(name.clone(), value.clone());
             }
+            if let Some(t) = tap.as_mut() {
+                t.set_protocol(
+                    resp.headers()
+                        .get("sec-websocket-protocol")
+                        .and_then(|v| v.to_str().ok()),
+                );
+            }
             crate::splice::spawn(
                 exchange,
-                facts,
+                tap,
                 client_upgrade,
                 upstream_upgrade,
                 grant.map(|g| g.ended),
@@ -447,7 +474,7 @@ impl HttpAdapter {
         } else {
             facts.text.clone()
         };
-        if !body.is_empty() {
+        if !body.is_empty() && !text.contains(body.as_str()) {
             text.push('\n');
             let mut counts = MaskCounts::default();
             let body = self
@@ -491,6 +518,7 @@ impl HttpAdapter {
                 connection: Some(conn.name.clone()),
                 data: serde_json::json!({
                     "command_id": command_id,
+                    "channel": crate::kubefacts::is_exec(facts).then_some(command_id),
                     "protocol": "http",
                     "connection_type": kind_name(conn.kind),
                     "request": request,
@@ -671,6 +699,8 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
     for (name, value) in from {
         let n = name.as_str();
         let hop = HOP_BY_HOP.contains(&n) || named_in_connection.iter().any(|c| c == n);
+        // Compressed WebSocket frames could not be read for the recording.
+        let unreadable = n == "sec-websocket-extensions";
         let identity_bearing = n == "authorization"
             || n == "cookie"
             || n == "host"
@@ -678,7 +708,7 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
             || n.starts_with("x-remote-")
             || n == "x-forwarded-for"
             || n == "forwarded";
-        if hop || identity_bearing {
+        if hop || identity_bearing || unreadable {
             continue;
         }
         to.append(name.clone(), value.clone());
@@ -782,4 +812,3 @@ mod tests {
         assert_eq!(bearer(&h), None);
     }
 }
-

@@ -2,8 +2,8 @@
 //! request itself went through the pipeline: `kubectl exec`, `attach` and
 //! `port-forward`.
 
+use crate::exec::ExecTap;
 use crate::proxy::Exchange;
-use gatehouse_core::classify::http::HttpFacts;
 use gatehouse_core::mask::MaskCounts;
 use gatehouse_core::pipeline::BoxFuture;
 use hyper::upgrade::OnUpgrade;
@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// closes (or the access grant that admitted the caller ends).
 pub(crate) fn spawn(
     exchange: Exchange,
-    facts: HttpFacts,
+    tap: Option<ExecTap>,
     client: OnUpgrade,
     upstream: OnUpgrade,
     lease_end: Option<BoxFuture<'static, String>>,
@@ -37,7 +37,7 @@ pub(crate) fn spawn(
                 return;
             }
         };
-        let mut tap = crate::exec::tap_for(&exchange, &facts);
+        let mut tap = tap;
         let (cr, cw) = tokio::io::split(client);
         let (ur, uw) = tokio::io::split(upstream);
         let (to_up_tx, mut to_up_rx) = tokio::sync::mpsc::channel::<(bool, bytes::Bytes)>(32);
@@ -63,7 +63,7 @@ pub(crate) fn spawn(
             }
         };
         let (summary, counts) = match tap {
-            Some(t) => t.close(),
+            Some(t) => t.close(&exchange).await,
             None => (None, MaskCounts::default()),
         };
         let mut summary = summary.unwrap_or_else(|| serde_json::json!({}));

@@ -77,7 +77,10 @@ mod tests {
             out.extend(s.finish(&masker, &mut counts));
             let out = String::from_utf8(out).unwrap();
             assert!(out.starts_with("café log"), "{out}");
-            assert!(!out.contains("6789") || !out.contains("123-45"), "cut {cut}: {out}");
+            assert!(
+                !out.contains("6789") || !out.contains("123-45"),
+                "cut {cut}: {out}"
+            );
         }
     }
 }

@@ -1,0 +1,416 @@
+//! kubectl through the gateway to a Kubernetes API server.
+//!
+//! No kube-apiserver can be installed here, so the upstream is the faithful
+//! fake in `tests/kube/apiserver.py` (real HTTPS, discovery, tables, watch,
+//! logs, WebSocket exec); `tests/kube/selftest.sh` proves real kubectl runs
+//! against it unchanged. kubectl itself is the real one (>= 1.30, found by
+//! `scripts/kubectl.sh`).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const UPSTREAM_TOKEN: &str = "upstream-kube-token-for-tests";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// kubectl >= 1.30, or `None` (the test is skipped unless CI requires it).
+fn kubectl() -> Option<String> {
+    let found = std::env::var("KUBECTL").ok().or_else(|| {
+        let o = std::process::Command::new("bash")
+            .arg(repo().join("scripts/kubectl.sh"))
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    });
+    let ready = found
+        .clone()
+        .filter(|k| {
+            std::process::Command::new(k)
+                .args(["version", "--client"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .filter(|_| {
+            std::process::Command::new("python3")
+                .args(["-c", "import aiohttp"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if ready.is_none() && std::env::var("GATEHOUSE_REQUIRE_KUBECTL").as_deref() == Ok("1") {
+        panic!("kubectl >= 1.30 and python3 aiohttp are required (scripts/test.sh installs them)");
+    }
+    ready
+}
+
+/// The fake API server, stopped when dropped.
+struct ApiServer {
+    _child: tokio::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ApiServer {
+    async fn start() -> ApiServer {
+        let dir = tempfile::tempdir().unwrap();
+        let script = repo().join("tests/kube/apiserver.py");
+        let made = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg("--make-cert")
+            .arg(dir.path())
+            .output()
+            .await
+            .unwrap();
+        assert!(made.status.success(), "{}", err(&made));
+        let mut child = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg("--cert")
+            .arg(dir.path().join("server.pem"))
+            .arg("--key")
+            .arg(dir.path().join("server.key"))
+            .args(["--token", UPSTREAM_TOKEN, "--port", "0", "--log"])
+            .arg(dir.path().join("requests.jsonl"))
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the fake API server starts")
+            .unwrap()
+            .unwrap();
+        ApiServer {
+            _child: child,
+            port: first.trim().parse().unwrap(),
+            dir,
+        }
+    }
+
+    /// What the API server saw, one JSON object per request.
+    fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn kube_config(api: &ApiServer, dir: &Path) -> String {
+    let token = dir.join("kube.token");
+    std::fs::write(&token, UPSTREAM_TOKEN).unwrap();
+    format!(
+        r#"
+[[connections]]
+name = "prod-k8s"
+type = "kubernetes"
+host = "127.0.0.1"
+port = {port}
+tls = "require"
+ca_file = "{ca}"
+password_file = "{token}"
+allow_groups = ["sre"]
+
+[[rules]]
+name = "no-namespace-deletes"
+effect = "block"
+message = "namespaces are removed by the platform team's pipeline"
+connections = ["prod-k8s"]
+verbs = ["delete"]
+resources = ["namespaces"]
+
+[[rules]]
+name = "exec-in-prod-needs-approval"
+effect = "approve"
+message = "a shell in a production pod needs a second person"
+connections = ["prod-k8s"]
+resources = ["pods/exec", "pods/attach"]
+namespaces = ["prod"]
+approvers = ["approvers"]
+
+[[rules]]
+name = "no-rm-rf-in-pods"
+effect = "block"
+message = "rm -rf is not run through the gateway"
+connections = ["prod-k8s"]
+resources = ["pods/exec"]
+pattern = "rm\\s+-rf"
+"#,
+        port = api.port,
+        ca = api.dir.path().join("ca.pem").display(),
+        token = token.display(),
+    )
+}
+
+async fn start(api: &ApiServer) -> TestGateway {
+    let api_dir = api.dir.path().to_path_buf();
+    let extra = kube_config(api, &api_dir);
+    TestGateway::start_with("[http]\nlisten = \"127.0.0.1:0\"", "", |text| {
+        let at = text.find("[[rules]]").unwrap();
+        let mut t = text.clone();
+        t.insert_str(at, &extra);
+        t
+    })
+    .await
+}
+
+/// Write a kubeconfig for `token` with `gatehouse kubeconfig`.
+async fn kubeconfig_for(gw: &TestGateway, token: &str, name: &str) -> PathBuf {
+    let path = gw.dir.path().join(name);
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["kubeconfig", "prod-k8s", "--out"])
+        .arg(&path)
+        .arg("--config")
+        .arg(&gw.config_path)
+        .arg("--server")
+        .arg(format!("https://{}", gw.gw.http_addr.unwrap()))
+        .env("GATEHOUSE_TOKEN", token)
+        .env("GATEHOUSE_CA_FILE", gw.ca_file())
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    path
+}
+
+async fn kubectl_run(kubectl: &str, config: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(kubectl);
+    cmd.env("KUBECONFIG", config)
+        .env("HOME", config.parent().unwrap())
+        .args(["--request-timeout=30s"])
+        .args(args)
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("kubectl finishes")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_reads_writes_watches_and_execs_through_the_gateway() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("skipping: no kubectl >= 1.30 / aiohttp");
+        return;
+    };
+    let api = ApiServer::start().await;
+    let gw = start(&api).await;
+    let sam = gw.token("sam", &["sre"]);
+    let kc = kubeconfig_for(&gw, &sam, "sam.kubeconfig").await;
+
+    let o = kubectl_run(&kubectl, &kc, &["get", "pods", "-n", "prod"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("web-1"), "{}", out(&o));
+
+    // JSON answers are masked on the way back.
+    let o = kubectl_run(
+        &kubectl,
+        &kc,
+        &[
+            "get",
+            "configmap",
+            "customer-contacts",
+            "-n",
+            "prod",
+            "-o",
+            "yaml",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let yaml = out(&o);
+    assert!(yaml.contains("customer-contacts"), "{yaml}");
+    // (The fake's second SSN, 987-65-4321, is not a valid SSN: 9xx areas are
+    // never issued, so the detector rightly leaves it.)
+    assert!(
+        !yaml.contains("123-45-6789") && yaml.contains("***-**-6789"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("jane.doe@example.com"), "{yaml}");
+
+    // A blocked verb: kubectl prints the gateway's Status.
+    let o = kubectl_run(&kubectl, &kc, &["delete", "namespace", "prod"]).await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("no-namespace-deletes"), "{}", err(&o));
+    assert!(err(&o).contains("Forbidden"), "{}", err(&o));
+
+    // Writes go through.
+    let o = kubectl_run(&kubectl, &kc, &["delete", "pod", "web-2", "-n", "prod"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+
+    // Streams: a watch and a followed log, masked as they stream.
+    let o = kubectl_run(
+        &kubectl,
+        &kc,
+        &["get", "pods", "-n", "prod", "-w", "--request-timeout=3s"],
+    )
+    .await;
+    assert!(out(&o).contains("web-1"), "{} {}", out(&o), err(&o));
+    let mut follow = tokio::process::Command::new(&kubectl);
+    follow
+        .env("KUBECONFIG", &kc)
+        .args(["logs", "-f", "web-1", "-n", "prod"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = follow.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("log lines keep coming")
+            .unwrap()
+            .expect("the log stream stays open");
+        seen.push(line);
+    }
+    let _ = child.kill().await;
+    let logs = seen.join("\n");
+    assert!(logs.contains("seq="), "{logs}");
+    assert!(
+        !logs.contains("4111 1111 1111 1111") && !logs.contains("123-45-6789"),
+        "{logs}"
+    );
+
+    // exec outside prod runs at once and is recorded.
+    let o = kubectl_run(
+        &kubectl,
+        &kc,
+        &[
+            "exec",
+            "debug",
+            "-n",
+            "default",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; cat /data/customers.csv",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).starts_with("hi"), "{}", out(&o));
+    // exec with rm -rf is blocked before it starts.
+    let o = kubectl_run(
+        &kubectl,
+        &kc,
+        &["exec", "debug", "-n", "default", "--", "rm", "-rf", "/data"],
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("no-rm-rf-in-pods"), "{}", err(&o));
+
+    // The API server only ever saw the gateway's credential.
+    let requests = api.requests();
+    assert!(requests.len() > 5);
+    assert!(requests.iter().all(|r| r["auth"] == "ok"), "{requests:?}");
+    assert!(!requests.iter().any(|r| r["path"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("/namespaces/prod")
+        && r["method"] == "DELETE"));
+
+    let events = events(&gw).await;
+    let commands: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "command" && e["connection"] == "prod-k8s")
+        .collect();
+    assert!(commands
+        .iter()
+        .any(|c| c["data"]["request"]["verb"] == "list"
+            && c["data"]["request"]["resource"] == "pods"));
+    assert!(
+        commands
+            .iter()
+            .any(|c| c["data"]["request"]["summary"] == "delete namespaces/prod"),
+        "{commands:?}"
+    );
+    let exec = commands
+        .iter()
+        .find(|c| {
+            c["data"]["request"]["resource"] == "pods/exec"
+                && c["data"]["verdict"]["effect"] == "allow"
+        })
+        .expect("the exec is recorded");
+    assert!(
+        exec["data"]["text"].as_str().unwrap().contains("echo hi"),
+        "{exec}"
+    );
+    let recording = events
+        .iter()
+        .find(|e| e["kind"] == "recording" && e["data"]["protocol"] == "kubernetes-exec")
+        .expect("the exec stream is recorded and chained");
+    let file = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(recording["data"]["file"].as_str().unwrap());
+    let cast = std::fs::read_to_string(&file).unwrap();
+    assert!(cast.contains("hi"), "{cast}");
+    assert!(
+        !cast.contains("123-45-6789"),
+        "recordings are masked: {cast}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_into_prod_waits_for_approval() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("skipping: no kubectl >= 1.30 / aiohttp");
+        return;
+    };
+    let api = ApiServer::start().await;
+    let gw = start(&api).await;
+    let sam = gw.token("sam", &["sre"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let kc = kubeconfig_for(&gw, &sam, "sam.kubeconfig").await;
+    let held = tokio::spawn({
+        let kubectl = kubectl.clone();
+        let kc = kc.clone();
+        async move {
+            kubectl_run(
+                &kubectl,
+                &kc,
+                &["exec", "web-1", "-n", "prod", "--", "whoami"],
+            )
+            .await
+        }
+    });
+    let request = gw.pending_request(&omar).await;
+    assert!(
+        request["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("create pods/exec web-1 -n prod")
+            && request["command"].as_str().unwrap().ends_with(": whoami"),
+        "{request}"
+    );
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| r["path"].as_str().unwrap_or("").ends_with("/exec")),
+        "nothing reaches the API server while held"
+    );
+    let id = request["id"].as_u64().unwrap();
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "incident 4711"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let o = held.await.unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "root");
+    gw.stop().await;
+}
