@@ -106,7 +106,27 @@ def tools(c, prompt):
     }
 
 
+def tools_stream(c, prompt):
+    calls = {}
+    with c.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": prompt}],
+        tools=[{"type": "function", "function": {"name": "wire_transfer", "parameters": {"type": "object"}}}],
+        stream=True,
+    ) as s:
+        for chunk in s:
+            for choice in chunk.choices:
+                for t in (choice.delta.tool_calls or []) if choice.delta else []:
+                    entry = calls.setdefault(t.index, {"name": "", "arguments": ""})
+                    if t.function and t.function.name:
+                        entry["name"] += t.function.name
+                    if t.function and t.function.arguments:
+                        entry["arguments"] += t.function.arguments
+    return {"tool_calls": [calls[i] for i in sorted(calls)]}
+
+
 SCENARIOS = {
+    "tools_stream": tools_stream,
     "chat": chat,
     "stream": stream,
     "completions": completions,

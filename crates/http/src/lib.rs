@@ -9,6 +9,7 @@
 
 mod exec;
 mod facts;
+mod hold;
 pub mod jsonmask;
 pub mod kube;
 mod kubefacts;
@@ -22,6 +23,7 @@ pub mod sessions;
 mod splice;
 pub mod sse;
 mod textstream;
+mod toolgate;
 pub mod upstream;
 pub mod wsframes;
 

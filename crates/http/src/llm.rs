@@ -71,6 +71,7 @@ pub(crate) fn sse_transform(masker: Arc<Masker>, detectors: bool) -> Box<dyn Tra
         masker,
         detectors,
         sse: SseMasker::new(),
+        calls_tools: false,
     })
 }
 
@@ -78,6 +79,7 @@ struct SseTransform {
     masker: Arc<Masker>,
     detectors: bool,
     sse: SseMasker,
+    calls_tools: bool,
 }
 
 impl Transform for SseTransform {
@@ -86,6 +88,9 @@ impl Transform for SseTransform {
             .sse
             .push(&self.masker, &bytes)
             .map_err(|e| e.to_string())?;
+        if !self.calls_tools && mentions_tool_call(&bytes) {
+            self.calls_tools = !self.sse.summary().tool_calls.is_empty();
+        }
         Ok(if self.detectors { masked.into() } else { bytes })
     }
 
@@ -105,14 +110,23 @@ impl Transform for SseTransform {
         )
     }
 
-    fn error_tail(&mut self, message: &str) -> Option<Bytes> {
-        Some(
-            openai::sse_error_event(
-                &format!("gatehouse ended this stream: {message}"),
-                "api_error",
-                Some("stream_interrupted"),
-            )
-            .into(),
-        )
+    fn calls_tools(&self) -> bool {
+        self.calls_tools
     }
+
+    fn tool_calls(&self) -> Vec<openai::LlmToolCall> {
+        self.sse.summary().tool_calls
+    }
+
+    fn error_tail(&mut self, message: &str) -> Option<Bytes> {
+        Some(openai::sse_error_event(message, "api_error", Some("stream_interrupted")).into())
+    }
+}
+
+/// Cheap pre-check before building a summary: could these bytes start a
+/// tool call (chat `tool_calls`, legacy `function_call`, Responses API
+/// `function_call` items)?
+fn mentions_tool_call(bytes: &[u8]) -> bool {
+    bytes.windows(13).any(|w| w == b"function_call")
+        || bytes.windows(10).any(|w| w == b"tool_calls")
 }

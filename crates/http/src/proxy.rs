@@ -7,7 +7,7 @@ use crate::sessions::{Arrival, HttpSession};
 use crate::upstream::Upstream;
 use crate::HttpAdapter;
 use bytes::Bytes;
-use gatehouse_core::approval::{HeldCommand, Outcome};
+use gatehouse_core::approval::HeldCommand;
 use gatehouse_core::classify::http::HttpFacts;
 use gatehouse_core::mask::MaskCounts;
 use gatehouse_core::pipeline::EventRecord;
@@ -40,6 +40,10 @@ const APPROVER_TEXT: usize = 4096;
 /// What the command record and the response pump share about a request.
 pub(crate) struct Exchange {
     pub(crate) adapter: Arc<HttpAdapter>,
+    /// Who asked (as of this request's token).
+    pub(crate) identity: Identity,
+    /// What was asked, for decisions about the answer.
+    pub(crate) request: HttpFacts,
     pub(crate) session: Arc<HttpSession>,
     pub(crate) command_id: u64,
     pub(crate) started: Instant,
@@ -297,28 +301,7 @@ impl HttpAdapter {
             Verdict::Hold { rule, .. } => {
                 let (broker, opened) = approval.expect("a hold opened a request");
                 tracing::info!(request = opened.id, %rule, "HTTP request held for approval");
-                let mut pending = Pending {
-                    broker: broker.clone(),
-                    id: opened.id,
-                    armed: true,
-                };
-                let outcome = broker.wait(opened.id).await;
-                pending.armed = false;
-                let refusal = match outcome {
-                    Outcome::Approved { .. } => None,
-                    Outcome::Denied { approver, reason } => Some(format!(
-                        "request #{} ({}) was denied by {approver}: {reason}",
-                        opened.id, opened.link
-                    )),
-                    Outcome::Expired => Some(format!(
-                        "request #{} ({}) expired: nobody approved it in time",
-                        opened.id, opened.link
-                    )),
-                    Outcome::Cancelled(why) => {
-                        Some(format!("request #{} was withdrawn: {why}", opened.id))
-                    }
-                };
-                if let Some(message) = refusal {
+                if let Err(message) = crate::hold::wait(broker, &opened).await {
                     session.count(body.len() as u64, 0, true);
                     return Err(error(kind, Refusal::NotApproved, &message));
                 }
@@ -333,6 +316,8 @@ impl HttpAdapter {
             .expect("every HTTP connection has an upstream");
         let exchange = Exchange {
             adapter: self.clone(),
+            identity: identity.clone(),
+            request: facts.clone(),
             session: session.clone(),
             command_id,
             started: Instant::now(),
@@ -574,27 +559,6 @@ impl HttpAdapter {
             headers.insert(name, value);
         }
         Ok(out)
-    }
-}
-
-/// Withdraws a held request when the client goes away mid-wait.
-struct Pending {
-    broker: Arc<dyn gatehouse_core::approval::ApprovalBroker>,
-    id: u64,
-    armed: bool,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if self.armed {
-            let broker = self.broker.clone();
-            let id = self.id;
-            tokio::spawn(async move {
-                broker
-                    .withdraw(id, "the client disconnected while waiting")
-                    .await
-            });
-        }
     }
 }
 

@@ -46,6 +46,15 @@ pub(crate) trait Transform: Send {
     fn error_tail(&mut self, _message: &str) -> Option<Bytes> {
         None
     }
+    /// Whether the answer so far calls a tool (then the rest is held back
+    /// until the calls are complete and decided).
+    fn calls_tools(&self) -> bool {
+        false
+    }
+    /// The tool calls of the whole answer.
+    fn tool_calls(&self) -> Vec<crate::openai::LlmToolCall> {
+        Vec::new()
+    }
 }
 
 struct Passthrough;
@@ -192,6 +201,10 @@ async fn pump(
     let mut sent: u64 = 0;
     let mut failure: Option<String> = None;
     let mut lease_end = lease_end;
+    // Output held back while a tool call in the answer awaits its decision.
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut held_bytes = 0usize;
+    let hold_limit = exchange.adapter.settings.max_response_bytes;
     loop {
         let next = match lease_end.as_mut() {
             Some(end) => tokio::select! {
@@ -218,6 +231,15 @@ async fn pump(
                         if out.is_empty() {
                             continue;
                         }
+                        if transform.calls_tools() {
+                            held_bytes += out.len();
+                            held.push(out);
+                            if held_bytes > hold_limit {
+                                failure = Some(format!("an answer calling a tool is held until the call is decided, and this one grew past {hold_limit} bytes ([http] max_response_bytes)"));
+                                break;
+                            }
+                            continue;
+                        }
                         sent += out.len() as u64;
                         if tx.send(Ok(Frame::data(out))).await.is_err() {
                             failure = Some("the client went away".into());
@@ -232,26 +254,40 @@ async fn pump(
             }
         }
     }
-    match &failure {
-        None => match transform.finish() {
-            Ok(rest) if !rest.is_empty() => {
-                sent += rest.len() as u64;
-                let _ = tx.send(Ok(Frame::data(rest))).await;
-            }
+    if failure.is_none() {
+        match transform.finish() {
+            Ok(rest) if !rest.is_empty() => held.push(rest),
             Ok(_) => {}
             Err(e) => failure = Some(e),
-        },
-        Some(why) => {
-            if let Some(tail) = transform.error_tail(why) {
+        }
+    }
+    if failure.is_none() && transform.calls_tools() {
+        if let Err(why) = crate::toolgate::vet(&exchange, &transform.tool_calls()).await {
+            failure = Some(why);
+            held.clear();
+        }
+    }
+    match &failure {
+        None => {
+            for piece in held {
+                sent += piece.len() as u64;
+                if tx.send(Ok(Frame::data(piece))).await.is_err() {
+                    break;
+                }
+            }
+        }
+        // Say so in the stream's own protocol where it has a way (an SSE
+        // error event); otherwise break the body off so the client cannot
+        // mistake a partial answer for a whole one.
+        Some(why) => match transform.error_tail(why) {
+            Some(tail) => {
                 sent += tail.len() as u64;
                 let _ = tx.send(Ok(Frame::data(tail))).await;
             }
-        }
-    }
-    if let Some(why) = &failure {
-        if transform.error_tail(why).is_none() {
-            let _ = tx.send(Err(why.clone().into())).await;
-        }
+            None => {
+                let _ = tx.send(Err(why.clone().into())).await;
+            }
+        },
     }
     drop(tx);
     let (summary, counts) = transform.summary();
@@ -299,6 +335,18 @@ async fn whole(
     let mut counts = MaskCounts::default();
     if conn.kind == ConnectionKind::Openai && fields.is_empty() {
         let masked = crate::openai::mask_response(&bytes, masker);
+        if let Err(message) = crate::toolgate::vet(&exchange, &masked.summary.tool_calls).await {
+            exchange
+                .finish(
+                    status,
+                    0,
+                    &masked.counts,
+                    Some(crate::llm::summary_json(&masked.summary)),
+                    Some(message.clone()),
+                )
+                .await;
+            return error(Some(conn.kind), Refusal::Forbidden, &message);
+        }
         let out: Bytes = if detectors && masked.changed {
             masked.body.into()
         } else {

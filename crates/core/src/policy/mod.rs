@@ -239,6 +239,23 @@ impl Policy {
             .unwrap_or(Verdict::Allow { rule: None })
     }
 
+    /// Decide stage for the tool calls a model makes in its answer: only
+    /// rules that name `tools` apply (a rule about the request itself
+    /// already had its say), first match decides, no match allows.
+    pub fn decide_tool_calls(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        facts: &crate::classify::http::HttpFacts,
+    ) -> Verdict {
+        self.rules
+            .iter()
+            .filter(|r| r.names_tools())
+            .find(|r| r.matches_http(identity, connection, facts))
+            .map(CommandRule::verdict)
+            .unwrap_or(Verdict::Allow { rule: None })
+    }
+
     /// Mask stage plan for an HTTP response: the JSON fields masked whole
     /// for `identity` on `connection`.
     pub fn field_masks(&self, identity: &Identity, connection: &str) -> Vec<FieldMask> {

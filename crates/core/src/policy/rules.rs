@@ -305,6 +305,12 @@ impl CommandRule {
                 .is_none_or(|p| p.is_match(&facts.request_line()) || p.is_match(&facts.text))
     }
 
+    /// Whether the rule names tools (and so also judges a model's own
+    /// tool calls, not only requests).
+    pub fn names_tools(&self) -> bool {
+        !self.http.tools.is_empty()
+    }
+
     fn touches_tables(&self, facts: &StatementFacts) -> bool {
         facts
             .tables_read
