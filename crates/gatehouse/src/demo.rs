@@ -93,6 +93,13 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         let _ = writeln!(env, "GATEHOUSE_URL={console}");
         let _ = writeln!(env, "GATEHOUSE_CA_FILE={}", ca_file.display());
         let _ = writeln!(env, "GATEHOUSE_CONFIG={}", demo.config_path.display());
+        if let Some(addr) = gw.http_addr {
+            let _ = writeln!(env, "GATEHOUSE_HTTP_URL=https://{addr}");
+            let _ = writeln!(
+                env,
+                "GATEHOUSE_LLM_BASE_URL=https://{addr}/{LLM_CONNECTION}/v1"
+            );
+        }
         if let Some(addr) = gw.ssh_addr {
             let _ = writeln!(env, "GATEHOUSE_SSH_HOST={}", addr.ip());
             let _ = writeln!(env, "GATEHOUSE_SSH_PORT={}", addr.port());
@@ -111,6 +118,9 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
             mysql_instructions(&addr.ip().to_string(), addr.port())
         );
     }
+    if let Some(addr) = gw.http_addr {
+        println!("{}", llm_instructions(addr, &ca_file));
+    }
     match (gw.ssh_addr, &demo.ssh_skipped) {
         (Some(addr), _) => println!("{}", ssh_instructions(addr, &demo.config_path)),
         (None, Some(why)) => println!("SSH: no demo SSH target ({why}).\n"),
@@ -121,6 +131,7 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         "gatehouse demo: stopping; signing the final audit checkpoint and removing the cluster"
     );
     gw.shutdown().await;
+    demo.llm.abort();
     drop(demo.ssh.take());
     let mut cluster = demo.cluster;
     let mariadb = demo.mariadb;
@@ -143,6 +154,8 @@ struct Demo {
     ssh: Option<crate::sshtarget::SshTarget>,
     /// Why there is no SSH target.
     ssh_skipped: Option<String>,
+    /// The demo LLM upstream (OpenAI-compatible, answers with fake PII).
+    llm: tokio::task::JoinHandle<()>,
 }
 
 /// The demo's SSH connection name (`ssh -p 2222 bank-host@127.0.0.1`).
@@ -269,6 +282,13 @@ impl Demo {
             };
             (None, Some(why.to_string()))
         };
+        let llm_key = hex::encode(rand::random::<[u8; 16]>());
+        let llm_key_path = state_dir.join("demo-llm.key");
+        crate::files::write_private(&llm_key_path, llm_key.as_bytes())?;
+        let llm_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let llm_port = llm_listener.local_addr()?.port();
+        let llm = crate::llmdemo::start(llm_listener, llm_key).await;
+        text.push_str(&llm_demo_config(llm_port, &llm_key_path));
         let config_path = state_dir.join("demo.toml");
         std::fs::write(&config_path, &text)?;
         let config = GatewayConfig::load(&config_path)?;
@@ -279,8 +299,68 @@ impl Demo {
             config_path,
             ssh,
             ssh_skipped,
+            llm,
         })
     }
+}
+
+/// The demo's LLM connection name (`https://127.0.0.1:18443/llm/v1`).
+pub const LLM_CONNECTION: &str = "llm";
+
+/// The HTTPS listener for HTTP connections, the demo's LLM connection and
+/// its two rules.
+pub(crate) fn llm_demo_config(port: u16, key_file: &Path) -> String {
+    format!(
+        r#"
+# HTTP connections: the OpenAI SDK with base_url https://127.0.0.1:18443/{LLM_CONNECTION}/v1
+# and the caller's token as the API key. The upstream is a small
+# OpenAI-compatible server whose key only the gateway holds.
+[http]
+listen = "127.0.0.1:18443"
+
+[[connections]]
+name = "{LLM_CONNECTION}"
+type = "openai"
+host = "127.0.0.1"
+port = {port}
+password_file = "{key}"
+allow_groups = ["analysts", "dba"]
+
+[[rules]]
+name = "no-ssn-harvesting"
+effect = "block"
+message = "prompts may not ask for Social Security numbers"
+connections = ["{LLM_CONNECTION}"]
+pattern = "(?i)(list|give|show|tell).{{0,40}}(ssns?|social security)"
+
+[[rules]]
+name = "wire-transfers-need-approval"
+effect = "approve"
+message = "the model wants to move money"
+connections = ["{LLM_CONNECTION}"]
+tools = ["wire_transfer"]
+approvers = ["approvers"]
+"#,
+        key = key_file.display()
+    )
+}
+
+fn llm_instructions(addr: std::net::SocketAddr, ca_file: &Path) -> String {
+    let base = format!("https://{addr}/{LLM_CONNECTION}/v1");
+    format!(
+        r#"LLM: OpenAI-compatible endpoint {base} (the caller's token is the API key; the
+upstream's key stays with the gateway). Answers carry fake PII, masked as they stream:
+  export OPENAI_BASE_URL={base} SSL_CERT_FILE={ca} \
+         OPENAI_API_KEY="$(gatehouse token issue --subject alice --groups analysts)"
+  curl -sN --cacert {ca} -H "Authorization: Bearer $OPENAI_API_KEY" -H 'Content-Type: application/json' \
+    -d '{{"model":"demo","stream":true,"messages":[{{"role":"user","content":"who is on file?"}}]}}' \
+    $OPENAI_BASE_URL/chat/completions
+  python3 -c 'import openai; print(openai.OpenAI().chat.completions.create(model="demo", messages=[{{"role":"user","content":"who is on file?"}}]).choices[0].message.content)'
+  … a prompt asking for SSNs is blocked (rule no-ssn-harvesting), and a model's
+  call to a tool named wire_transfer waits for an approver.
+"#,
+        ca = ca_file.display(),
+    )
 }
 
 /// The demo's configuration: one connection, two identities' rules, masking.
