@@ -4,9 +4,12 @@
 # PostgreSQL (server, psql, pgbench), MariaDB (server, mariadb client),
 # OpenSSH (sshd, ssh, scp, sftp), sshpass, tmux, age and Chromium from
 # Debian, a real OIDC provider (oidc-provider) and playwright-core from npm,
-# and the psycopg, PyMySQL and mysql-connector-python drivers from PyPI. The
-# tests start their own PostgreSQL cluster, MariaDB server, sshd and IdP on
-# 127.0.0.1 and stop them.
+# the psycopg, PyMySQL and mysql-connector-python drivers, the official openai
+# SDK and aiohttp (for the fake Kubernetes API server) from PyPI, curl, and
+# kubectl >= 1.30 (the installed one, else from the npm registry, see
+# scripts/kubectl.sh). The tests start their own PostgreSQL cluster, MariaDB
+# server, sshd, IdP, LLM upstream and Kubernetes API server on 127.0.0.1 and
+# stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +30,10 @@ command -v age >/dev/null || need_apt+=(age)   # the reference age tool: sealed-
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v sshpass >/dev/null || need_apt+=(sshpass)
 command -v tmux >/dev/null || need_apt+=(tmux)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)   # the fake Kubernetes API server's certificates
+command -v script >/dev/null || need_apt+=(bsdutils)   # a terminal for kubectl exec -it
+command -v unzip >/dev/null || need_apt+=(unzip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
@@ -40,9 +47,14 @@ fi
 python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[binary]==3.2.*'
 python3 -c 'import pymysql' 2>/dev/null || python3 -m pip install -q 'PyMySQL>=1.1,<2'
 python3 -c 'import mysql.connector' 2>/dev/null || python3 -m pip install -q 'mysql-connector-python>=9,<27'
+python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q 'openai>=2,<4'
+python3 -c 'import aiohttp' 2>/dev/null || python3 -m pip install -q -r tests/kube/requirements.txt
+KUBECTL=$(bash scripts/kubectl.sh)
+export KUBECTL
 (cd tests/oidc && npm ci --no-audit --no-fund --silent)
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 # Incremental caches double target/ and buy nothing on a one-shot CI build.
 export CARGO_INCREMENTAL=0
+GATEHOUSE_REQUIRE_KUBECTL=1 GATEHOUSE_REQUIRE_OPENAI=1 \
 GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_SSH=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0) cargo test --workspace --all-targets "$@"

@@ -414,3 +414,87 @@ async fn exec_into_prod_waits_for_approval() {
     assert_eq!(out(&o).trim(), "root");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interactive_exec_through_tmux_is_recorded() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("skipping: no kubectl >= 1.30 / aiohttp");
+        return;
+    };
+    let api = ApiServer::start().await;
+    let gw = start(&api).await;
+    let sam = gw.token("sam", &["sre"]);
+    let kc = kubeconfig_for(&gw, &sam, "sam.kubeconfig").await;
+    let session = format!("gh-kube-{}", std::process::id());
+    let started = std::process::Command::new("tmux")
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-x", "100", "-y", "30", "-s", &session])
+        .arg("-e")
+        .arg(format!("KUBECONFIG={}", kc.display()))
+        .arg(format!("{kubectl} exec -it debug -n default -- sh"))
+        .status()
+        .unwrap();
+    assert!(started.success());
+    wait_for_screen(&session, "$").await;
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "echo typed-through-gateway",
+        "Enter",
+    ]);
+    wait_for_screen(&session, "\ntyped-through-gateway").await;
+    tmux(&["send-keys", "-t", &session, "whoami", "Enter"]);
+    wait_for_screen(&session, "root").await;
+    tmux(&["send-keys", "-t", &session, "stty size", "Enter"]);
+    wait_for_screen(&session, "30 100").await;
+    tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
+    for _ in 0..100 {
+        if !std::process::Command::new("tmux")
+            .args(["has-session", "-t", &session])
+            .status()
+            .unwrap()
+            .success()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux(&["kill-session", "-t", &session]);
+    let mut recording = None;
+    for _ in 0..50 {
+        let events = events(&gw).await;
+        recording = events
+            .into_iter()
+            .find(|e| e["kind"] == "recording" && e["data"]["protocol"] == "kubernetes-exec");
+        if recording.is_some() {
+            break;
+        }
+    }
+    let recording = recording.expect("the interactive exec is recorded");
+    let file = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(recording["data"]["file"].as_str().unwrap());
+    let cast = std::fs::read_to_string(&file).unwrap();
+    let mut lines = cast.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        events.iter().any(|e| e[1] == "i"),
+        "keystrokes are input events: {cast}"
+    );
+    assert!(
+        events.iter().any(|e| e[1] == "r"),
+        "resizes are recorded: {cast}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("typed-through-gateway")),
+        "{cast}"
+    );
+    gw.stop().await;
+}

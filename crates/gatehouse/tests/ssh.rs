@@ -630,26 +630,6 @@ async fn held_exec_runs_after_approval_and_keyboard_interactive_works() {
     gw.stop().await;
 }
 
-fn tmux(args: &[&str]) -> String {
-    let o = std::process::Command::new("tmux")
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-async fn wait_for_screen(session: &str, needle: &str) -> String {
-    let mut screen = String::new();
-    for _ in 0..150 {
-        screen = tmux(&["capture-pane", "-p", "-t", session]);
-        if screen.contains(needle) {
-            return screen;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{needle:?} never appeared on the screen:\n{screen}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_shell_through_tmux_is_recorded_and_replays() {
     if !sshd_ready() {

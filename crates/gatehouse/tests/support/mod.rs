@@ -560,3 +560,25 @@ pub fn browser_ready() -> bool {
         }
     }
 }
+
+/// Run tmux with `args`; its standard output.
+pub fn tmux(args: &[&str]) -> String {
+    let o = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Wait (bounded) until `needle` shows in a tmux pane; the screen.
+pub async fn wait_for_screen(session: &str, needle: &str) -> String {
+    let mut screen = String::new();
+    for _ in 0..150 {
+        screen = tmux(&["capture-pane", "-p", "-t", session]);
+        if screen.contains(needle) {
+            return screen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{needle:?} never appeared on the screen:\n{screen}");
+}
