@@ -885,7 +885,7 @@ fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
                 .collect();
             let Some(rec) = recordings.first() else {
                 anyhow::bail!(
-                    "session {id} has no terminal recording{} (only SSH shell and exec channels are recorded, and a recording is chained when its channel closes)",
+                    "session {id} has no terminal recording{} (SSH shell and exec channels and kubectl exec/attach streams are recorded; a recording is chained when it closes)",
                     channel.map(|c| format!(" for channel {c}")).unwrap_or_default()
                 );
             };
@@ -901,7 +901,7 @@ fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
                 rec.seq
             );
             anyhow::ensure!(speed > 0.0, "--speed must be above 0");
-            let (_, frames) = gatehouse_ssh::recording::read(&path).map_err(anyhow::Error::msg)?;
+            let (_, frames) = gatehouse_core::recording::read(&path).map_err(anyhow::Error::msg)?;
             eprintln!(
                 "replaying {} (SHA-256 verified against audit event #{}); {} recording(s) in this session",
                 file,
