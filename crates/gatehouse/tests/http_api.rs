@@ -287,6 +287,15 @@ async fn curl_reads_masked_json_with_the_gateways_credential() {
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("max_request_bytes"), "{body}");
 
+    // A chunked body over HTTP/1.1 is read whole and decided like any other.
+    let (code, body) = curl(
+        &gw,
+        &["--http1.1", "-H", &auth, "-H", "Content-Type: application/json", "-H", "Transfer-Encoding: chunked", "-d", "{\"amount\": 12, \"to\": \"ACME\"}", &format!("{}/transfers", base(&gw))],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("ACME"), "{body}");
+
     // A malformed JSON body where JSON is declared: refused, fail closed.
     let (code, body) = curl(
         &gw,

@@ -39,7 +39,7 @@ pub fn classify(
     let json = parse_json(req)?;
     match kind {
         ConnectionKind::Openai => {
-            crate::llm::read_request(&mut facts, req.body)?;
+            crate::llm::read_request(&mut facts, req.body, masker)?;
         }
         ConnectionKind::Kubernetes => crate::kubefacts::read_request(&mut facts)?,
         _ => {

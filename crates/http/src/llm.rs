@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 /// Fill `facts` from an OpenAI-style request; a POST the gateway cannot
 /// read is refused (it could not be checked).
-pub fn read_request(facts: &mut HttpFacts, body: &[u8]) -> Result<Option<LlmRequest>, String> {
+pub fn read_request(
+    facts: &mut HttpFacts,
+    body: &[u8],
+    masker: &Masker,
+) -> Result<Option<LlmRequest>, String> {
     let parsed = if facts.method == "POST" || !body.trim_ascii().is_empty() {
         match openai::parse_request(&facts.path, body) {
             Ok(r) => Some(r),
@@ -37,6 +41,16 @@ pub fn read_request(facts: &mut HttpFacts, body: &[u8]) -> Result<Option<LlmRequ
             .chain(r.tool_calls.iter())
             .cloned()
             .collect();
+        let mut messages = r.messages.clone();
+        crate::jsonmask::mask_strings(&mut messages, masker, &mut MaskCounts::default());
+        facts.detail = Some(serde_json::json!({
+            "endpoint": r.endpoint.as_str(),
+            "stream": r.stream,
+            "messages": messages,
+            "messages_truncated": r.messages_truncated,
+            "tools_offered": r.tools_offered,
+            "tool_choice": r.tool_choice,
+        }));
     }
     facts.summary = match (&parsed, &facts.model) {
         (Some(r), Some(m)) => format!(

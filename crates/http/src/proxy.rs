@@ -507,6 +507,7 @@ impl HttpAdapter {
                     "protocol": "http",
                     "connection_type": kind_name(conn.kind),
                     "request": request,
+                    "detail": facts.detail,
                     "text": if text.is_empty() { None } else { Some(text) },
                     "text_masked": counts,
                     "body_bytes": body_len,

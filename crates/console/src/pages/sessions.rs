@@ -462,6 +462,15 @@ fn command(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
         }
         @if d.get("sql").is_some() {
             pre.command { code { (text(d, "sql")) } }
+        } @else if let Some(req) = d.get("request") {
+            pre.command { code { (text(req, "summary")) } }
+            @if let Some(t) = d.get("text").and_then(Value::as_str) {
+                pre.command { code { (t) } }
+            }
+            p.muted.small {
+                (text(d, "protocol")) " · " (text(d, "connection_type"))
+                @if d.get("tool_call").and_then(Value::as_bool) == Some(true) { " · a tool call in the model's answer" }
+            }
         } @else {
             pre.command { code { (text(d, "command")) } }
             p.muted.small {
@@ -522,8 +531,23 @@ fn result_body(d: &Value) -> Markup {
                     }
                 }
             }
+            @if let Some(status) = d.get("status").and_then(Value::as_u64) {
+                p.small { "HTTP " (status)
+                    @if let Some(b) = d.get("bytes_to_client").and_then(Value::as_u64) { " · " (b) " bytes" }
+                    @if let Some(u) = d.get("response").and_then(|r| r.get("usage")).filter(|u| !u.is_null()) {
+                        " · tokens: " (u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0)) " in, " (u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0)) " out"
+                    }
+                }
+                @if let Some(t) = d.get("response").and_then(|r| r.get("text")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                    pre.command { code { (t) } }
+                }
+            }
             @if let Some(err) = d.get("error").filter(|e| !e.is_null()) {
-                p.error { "Error " code { (text(err, "sqlstate")) } ": " (text(err, "message")) }
+                @if let Some(msg) = err.as_str() {
+                    p.error { (msg) }
+                } @else {
+                    p.error { "Error " code { (text(err, "sqlstate")) } ": " (text(err, "message")) }
+                }
             }
             @if let Some(rows) = sample.filter(|s| !s.is_empty()) {
                 div.table-wrap {

@@ -45,6 +45,10 @@ pub struct HttpFacts {
     /// Kubernetes object name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the connection type records beyond these facts (an LLM
+    /// request's messages, masked, and the tools it offers).
+    #[serde(skip)]
+    pub detail: Option<serde_json::Value>,
     /// One line for people: what the request does (`delete namespaces/prod`,
     /// `POST /v1/chat/completions model=llama`).
     pub summary: String,
