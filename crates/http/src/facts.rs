@@ -37,14 +37,37 @@ pub fn classify(
         ..HttpFacts::default()
     };
     let json = parse_json(req)?;
+    facts.opaque_body = json.is_none() && !req.body.trim_ascii().is_empty();
     match kind {
         ConnectionKind::Openai => {
-            crate::llm::read_request(&mut facts, req.body, masker)?;
+            if !matches!(req.method, "GET" | "POST" | "HEAD" | "OPTIONS") {
+                return Err(format!(
+                    "{} is not a method of the OpenAI API that gatehouse can check",
+                    req.method
+                ));
+            }
+            let parsed = crate::llm::read_request(&mut facts, req.body, masker)?;
+            if parsed.is_some_and(|r| r.prompt_truncated) {
+                // Rules see everything a long prompt says, not its start.
+                if let Some(j) = &json {
+                    facts.text = json_strings(j);
+                }
+            }
         }
-        ConnectionKind::Kubernetes => crate::kubefacts::read_request(&mut facts)?,
+        ConnectionKind::Kubernetes => {
+            crate::kubefacts::read_request(&mut facts)?;
+            if facts.text.is_empty() {
+                facts.text = body_text(json.as_ref(), req.body);
+            }
+        }
         _ => {
-            facts.text = capture(req.body);
-            facts.summary = facts.request_line();
+            facts.text = body_text(json.as_ref(), req.body);
+            let query = crate::proxy::redact_query(req.query);
+            facts.summary = if query.is_empty() {
+                format!("{} {}", req.method, req.path)
+            } else {
+                format!("{} {}?{query}", req.method, req.path)
+            };
         }
     }
     facts.json = json;
@@ -55,10 +78,11 @@ pub fn classify(
     Ok(facts)
 }
 
-/// The body as JSON when it claims to be JSON (or is an LLM call), `None`
-/// for an empty body; a body that claims JSON and is not is refused.
+/// The body as JSON when it claims to be JSON (or looks like it), `None`
+/// otherwise; a body that claims JSON and is not is refused.
 fn parse_json(req: &RequestView<'_>) -> Result<Option<serde_json::Value>, String> {
-    let trimmed = req.body.trim_ascii_start();
+    let body = req.body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(req.body);
+    let trimmed = body.trim_ascii_start();
     if trimmed.is_empty() {
         return Ok(None);
     }
@@ -66,17 +90,76 @@ fn parse_json(req: &RequestView<'_>) -> Result<Option<serde_json::Value>, String
     if !req.json_content && !looks_json {
         return Ok(None);
     }
-    match serde_json::from_slice(req.body) {
+    match serde_json::from_slice(body) {
         Ok(v) => Ok(Some(v)),
-        Err(e) if req.json_content => Err(format!(
+        Err(e) => Err(format!(
             "the request body is not valid JSON ({e}), so gatehouse cannot check it"
         )),
-        Err(_) => Ok(None),
     }
 }
 
-/// The first [`TEXT_CAPTURE`] bytes of `body` as text.
-pub fn capture(body: &[u8]) -> String {
-    let end = body.len().min(TEXT_CAPTURE);
-    String::from_utf8_lossy(&body[..end]).into_owned()
+/// What rules' `pattern` and `detects` read of a body: the decoded string
+/// values of JSON (so `\u002d` escapes hide nothing), else the text.
+/// Values under keys named like secrets are left out, since this text is
+/// also what the audit record keeps.
+fn body_text(json: Option<&serde_json::Value>, body: &[u8]) -> String {
+    match json {
+        Some(j) => json_strings(j),
+        None => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// Every string (and number) in `value`, one per line, skipping values of
+/// secret-named keys.
+pub fn json_strings(value: &serde_json::Value) -> String {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            serde_json::Value::Number(n) => {
+                out.push_str(&n.to_string());
+                out.push('\n');
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if is_secret_name(k) {
+                        out.push_str(k);
+                        out.push_str(": ***\n");
+                    } else {
+                        walk(v, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(value, &mut out);
+    out
+}
+
+/// Whether a field or parameter name suggests a credential.
+pub fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "credential", "private_key"]
+        .iter()
+        .any(|s| lower.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_secrets_in_json_bodies() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"memo":"123\u002d45\u002d6789","password":"hunter2","n":5}"#).unwrap();
+        let text = json_strings(&v);
+        assert!(text.contains("123-45-6789"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("password: ***"), "{text}");
+    }
 }

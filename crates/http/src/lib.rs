@@ -28,7 +28,7 @@ pub mod upstream;
 pub mod wsframes;
 
 use gatehouse_core::pipeline::Pipeline;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +41,17 @@ const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client has to send a request's headers (slow clients hold
+/// connections open without authenticating).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most client connections served at once; more wait in the kernel's
+/// backlog rather than exhaust the gateway.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// Most concurrent HTTP/2 streams per connection.
+const MAX_STREAMS: u32 = 256;
 
 /// The adapter's settings (the `[http]` section).
 #[derive(Debug, Clone)]
@@ -92,6 +103,7 @@ impl HttpAdapter {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -106,9 +118,14 @@ impl HttpAdapter {
                         }
                     };
                     let _ = tcp.set_nodelay(true);
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many HTTP connections; refusing one");
+                        continue;
+                    };
                     let adapter = self.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
@@ -121,7 +138,16 @@ impl HttpAdapter {
                             let adapter = adapter.clone();
                             async move { Ok::<_, std::convert::Infallible>(adapter.handle(req, peer).await) }
                         });
-                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        builder
+                            .http1()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT);
+                        builder
+                            .http2()
+                            .timer(TokioTimer::new())
+                            .max_concurrent_streams(MAX_STREAMS)
+                            .keep_alive_interval(Some(Duration::from_secs(30)));
                         if let Err(e) = builder
                             .serve_connection_with_upgrades(TokioIo::new(stream), service)
                             .await

@@ -34,8 +34,9 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Longest command text an approver is shown.
-const APPROVER_TEXT: usize = 4096;
+/// Longest command text an approver is shown; a request that does not fit
+/// is not held (nobody could review it whole), it is refused.
+const APPROVER_TEXT: usize = 16 * 1024;
 
 /// What the command record and the response pump share about a request.
 pub(crate) struct Exchange {
@@ -117,7 +118,16 @@ impl HttpAdapter {
             ));
         };
         let conn = route.connection.clone();
-        let rest_path = route.path;
+        let raw_path = route.path;
+        // Rules judge the path the upstream will act on; a path servers
+        // could read differently (dot segments, doubled or encoded
+        // slashes, `;` parameters) is refused rather than guessed at.
+        let rest_path = match canonical_path(&raw_path) {
+            Ok(p) => p,
+            Err(why) => {
+                return Err(error(Some(conn.kind), Refusal::BadRequest, &why));
+            }
+        };
         let kind = Some(conn.kind);
         let peer_text = peer.to_string();
         let Some(token) = bearer(req.headers()) else {
@@ -183,6 +193,18 @@ impl HttpAdapter {
 
         let (mut parts, body) = req.into_parts();
         let upgrade = wants_upgrade(&parts.headers);
+        if parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(error(
+                kind,
+                Refusal::BadRequest,
+                "compressed request bodies cannot be checked by gatehouse; send it uncompressed",
+            ));
+        }
         let body = read_bounded(body, &parts.headers, self.settings.max_request_bytes)
             .await
             .map_err(|(refusal, message)| error(kind, refusal, &message))?;
@@ -191,7 +213,7 @@ impl HttpAdapter {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("json"));
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
         let view = RequestView {
             method: parts.method.as_str(),
             path: &rest_path,
@@ -229,6 +251,14 @@ impl HttpAdapter {
                 return Err(error(kind, Refusal::BadRequest, &why));
             }
         };
+        if upgrade && !upgrade_allowed(conn.kind, &facts, &parts.headers) {
+            session.count(body.len() as u64, 0, true);
+            return Err(error(
+                kind,
+                Refusal::BadRequest,
+                "gatehouse relays protocol upgrades only for kubectl exec, attach and port-forward (WebSocket or SPDY)",
+            ));
+        }
         let verdict = self
             .pipeline
             .policy
@@ -252,7 +282,10 @@ impl HttpAdapter {
                     connection: conn.name.clone(),
                     session_id: session.id.clone(),
                     protocol: "http".into(),
-                    command: self.approver_text(&facts),
+                    command: match self.approver_text(&facts) {
+                        Ok(t) => t,
+                        Err(why) => return Err(error(kind, Refusal::Forbidden, &why)),
+                    },
                     rule: rule.clone(),
                     message: message.clone(),
                     requirement: requirement.clone(),
@@ -446,18 +479,19 @@ impl HttpAdapter {
         .await)
     }
 
-    /// What an approver reads: the request line, its summary and the text
-    /// it carries, detector-masked and bounded.
-    fn approver_text(&self, facts: &HttpFacts) -> String {
+    /// What an approver reads: the summary and the body as the upstream
+    /// will take it (JSON re-serialised, so a duplicated key shows the
+    /// value that takes effect), detector-masked. `Err` when it is too
+    /// long to show whole.
+    fn approver_text(&self, facts: &HttpFacts) -> Result<String, String> {
         let mut text = facts.summary.clone();
-        let body = if facts.text.is_empty() {
-            facts
-                .json
-                .as_ref()
-                .map(|j| j.to_string())
-                .unwrap_or_default()
-        } else {
-            facts.text.clone()
+        let body = match &facts.json {
+            Some(j) if facts.detail.is_none() => {
+                let mut j = j.clone();
+                redact_secret_fields(&mut j);
+                serde_json::to_string_pretty(&j).unwrap_or_default()
+            }
+            _ => facts.text.clone(),
         };
         if !body.is_empty() && !text.contains(body.as_str()) {
             text.push('\n');
@@ -467,9 +501,15 @@ impl HttpAdapter {
                 .masker
                 .mask_detected(&body, &mut counts)
                 .unwrap_or(body);
-            text.push_str(truncate(&body, APPROVER_TEXT));
+            text.push_str(&body);
         }
-        text
+        if text.len() > APPROVER_TEXT {
+            return Err(format!(
+                "this request needs approval, but it is {} bytes long and approvers are shown at most {APPROVER_TEXT}; send a smaller request",
+                text.len()
+            ));
+        }
+        Ok(text)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -546,9 +586,15 @@ impl HttpAdapter {
             HeaderValue::from_static("identity"),
         );
         if conn.kind == ConnectionKind::Kubernetes {
-            // Protobuf bodies cannot be masked; JSON says the same.
+            // Protobuf bodies cannot be masked, and field rules are written
+            // for objects, not tables or YAML: plain JSON says the same.
+            let fields_apply = !self
+                .pipeline
+                .policy
+                .field_masks(identity, &conn.name)
+                .is_empty();
             if let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()) {
-                if accept.contains("protobuf") {
+                if accept.contains("protobuf") || (fields_apply && accept != "application/json") {
                     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
                 }
             }
@@ -666,14 +712,14 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
         let hop = HOP_BY_HOP.contains(&n) || named_in_connection.iter().any(|c| c == n);
         // Compressed WebSocket frames could not be read for the recording.
         let unreadable = n == "sec-websocket-extensions";
-        let identity_bearing = n == "authorization"
-            || n == "cookie"
-            || n == "host"
-            || n.starts_with("impersonate-")
-            || n.starts_with("x-remote-")
-            || n == "x-forwarded-for"
-            || n == "forwarded";
-        if hop || identity_bearing || unreadable {
+        if hop || unreadable || identity_bearing(n) {
+            continue;
+        }
+        if n == "sec-websocket-protocol" {
+            // kubectl may offer its token as a subprotocol; never forward it.
+            if let Some(kept) = without_bearer_subprotocols(value) {
+                to.append(name.clone(), kept);
+            }
             continue;
         }
         to.append(name.clone(), value.clone());
@@ -683,6 +729,121 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
         if let Some(u) = from.get(header::UPGRADE) {
             to.insert(header::UPGRADE, u.clone());
         }
+    }
+}
+
+/// Headers that would tell the upstream who is calling, change what it
+/// does beyond what the gateway decided (method overrides, URL rewrites,
+/// ranges of a body the gateway must mask whole), or carry a length the
+/// gateway may change.
+fn identity_bearing(n: &str) -> bool {
+    matches!(
+        n,
+        "authorization"
+            | "cookie"
+            | "host"
+            | "content-length"
+            | "forwarded"
+            | "x-real-ip"
+            | "true-client-ip"
+            | "remote-user"
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+            | "range"
+            | "if-range"
+    ) || n.starts_with("impersonate-")
+        || n.starts_with("x-remote-")
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-auth-request-")
+}
+
+/// A `Sec-WebSocket-Protocol` value without bearer-token entries.
+fn without_bearer_subprotocols(value: &HeaderValue) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?;
+    let kept: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with("base64url.bearer.authorization"))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Only Kubernetes streams into pods switch protocols, and only to
+/// WebSocket or SPDY: anything else (`h2c`, a WebSocket to another API)
+/// would carry traffic the gateway could not decide or mask.
+fn upgrade_allowed(kind: ConnectionKind, facts: &HttpFacts, headers: &HeaderMap) -> bool {
+    let protocol_ok = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|u| {
+            let u = u.trim().to_ascii_lowercase();
+            u == "websocket" || u.starts_with("spdy/")
+        });
+    protocol_ok
+        && kind == ConnectionKind::Kubernetes
+        && matches!(
+            facts.resource.as_deref(),
+            Some("pods/exec") | Some("pods/attach") | Some("pods/portforward")
+        )
+}
+
+/// The path as the upstream will act on it: percent-decoded, or an error
+/// when servers could disagree about it.
+fn canonical_path(raw: &str) -> Result<String, String> {
+    let refuse = || {
+        format!("the path {raw:?} has dot segments, doubled or encoded slashes or `;` parameters, which servers read differently; gatehouse refuses it rather than guess")
+    };
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || raw.contains('\\') {
+        return Err(refuse());
+    }
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut it = raw.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hi = it.next();
+            let lo = it.next();
+            let hex = |c: Option<u8>| c.and_then(|c| (c as char).to_digit(16));
+            match (hex(hi), hex(lo)) {
+                (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
+                _ => return Err(refuse()),
+            }
+        } else {
+            bytes.push(b);
+        }
+    }
+    let decoded = String::from_utf8(bytes).map_err(|_| refuse())?;
+    let bad_segment = decoded
+        .split('/')
+        .skip(1)
+        .enumerate()
+        .any(|(i, seg)| seg == "." || seg == ".." || (seg.is_empty() && i + 1 < decoded.split('/').count() - 1));
+    if bad_segment || decoded.contains(';') || decoded.chars().any(char::is_control) {
+        return Err(refuse());
+    }
+    Ok(decoded)
+}
+
+/// Blank out values of secret-named fields before people see a body.
+fn redact_secret_fields(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if crate::facts::is_secret_name(k) {
+                    *v = serde_json::Value::String("***".into());
+                } else {
+                    redact_secret_fields(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_secret_fields),
+        _ => {}
     }
 }
 
@@ -709,9 +870,8 @@ pub(crate) fn redact_query(query: &str) -> String {
         .map(|pair| {
             let (k, _) = pair.split_once('=').unwrap_or((pair, ""));
             let lower = k.to_ascii_lowercase();
-            if ["key", "token", "secret", "password", "signature", "sig"]
-                .iter()
-                .any(|s| lower.contains(s))
+            if crate::facts::is_secret_name(k)
+                || ["key", "signature", "sig"].iter().any(|s| lower.contains(s))
             {
                 format!("{k}=***")
             } else {
@@ -757,6 +917,30 @@ mod tests {
         copy_request_headers(&from, &mut to, false);
         assert_eq!(to.len(), 1);
         assert!(to.contains_key("content-type"));
+    }
+
+    #[test]
+    fn paths_servers_could_read_differently_are_refused() {
+        assert_eq!(canonical_path("/%63ustomers/1").unwrap(), "/customers/1");
+        assert_eq!(canonical_path("/v1/chat/completions").unwrap(), "/v1/chat/completions");
+        assert_eq!(canonical_path("/").unwrap(), "/");
+        assert_eq!(canonical_path("/a/").unwrap(), "/a/");
+        for bad in ["/./customers/1", "//customers/1", "/customers;x/1", "/a/../admin", "/a%2fb", "/%2e%2e/x", "/a/%2E/b", "/a\\b"] {
+            assert!(canonical_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn method_overrides_and_forwarding_headers_are_dropped() {
+        let mut from = HeaderMap::new();
+        for h in ["x-http-method-override", "x-forwarded-user", "x-original-url", "remote-user", "range", "content-length"] {
+            from.insert(HeaderName::from_static(h), HeaderValue::from_static("x"));
+        }
+        from.insert("sec-websocket-protocol", HeaderValue::from_static("v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.c2VjcmV0"));
+        let mut to = HeaderMap::new();
+        copy_request_headers(&from, &mut to, false);
+        assert_eq!(to.len(), 1, "{to:?}");
+        assert_eq!(to["sec-websocket-protocol"], "v5.channel.k8s.io");
     }
 
     #[test]

@@ -31,6 +31,11 @@ enum Plan {
     Sse,
     /// A JSON document read whole and masked by field and detector.
     Whole,
+    /// One JSON document per line (a Kubernetes watch), each masked by
+    /// field and detector.
+    JsonLines,
+    /// Field rules apply but the body cannot be masked by field.
+    Refuse(&'static str),
 }
 
 /// A streaming body transformation.
@@ -92,6 +97,65 @@ impl Transform for MaskedText {
     }
 }
 
+/// A stream of JSON documents, one per line, masked line by line.
+struct JsonLines {
+    masker: Arc<Masker>,
+    fields: Vec<gatehouse_core::policy::FieldMask>,
+    detectors: bool,
+    line: Vec<u8>,
+    limit: usize,
+    counts: MaskCounts,
+}
+
+impl JsonLines {
+    fn mask_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        if line.trim_ascii().is_empty() {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+            return Ok(());
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|_| "a line of the stream is not JSON, so field rules cannot be applied; the stream is cut".to_string())?;
+        // A watch event carries its object under `object`; field rules are
+        // written for the object.
+        let is_event = value.get("type").is_some() && value.get("object").is_some();
+        let target = if is_event { &mut value["object"] } else { &mut value };
+        crate::jsonmask::mask_json(target, &self.fields, &self.masker, self.detectors, &mut self.counts);
+        out.extend(serde_json::to_vec(&value).unwrap_or_default());
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+impl Transform for JsonLines {
+    fn chunk(&mut self, bytes: Bytes) -> Result<Bytes, String> {
+        self.line.extend_from_slice(&bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.line.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.line.drain(..=end).collect();
+            self.mask_line(&line[..line.len() - 1], &mut out)?;
+        }
+        if self.line.len() > self.limit {
+            return Err(format!("a line of the stream is longer than {} bytes ([http] max_response_bytes)", self.limit));
+        }
+        Ok(out.into())
+    }
+
+    fn finish(&mut self) -> Result<Bytes, String> {
+        let rest = std::mem::take(&mut self.line);
+        let mut out = Vec::new();
+        if !rest.is_empty() {
+            self.mask_line(&rest, &mut out)?;
+            out.pop();
+        }
+        Ok(out.into())
+    }
+
+    fn summary(&mut self) -> (Option<serde_json::Value>, MaskCounts) {
+        (None, std::mem::take(&mut self.counts))
+    }
+}
+
 /// Relay `resp` to the client through the mask stage, recording the
 /// result when the last byte has gone.
 pub(crate) async fn relay(
@@ -121,20 +185,55 @@ pub(crate) async fn relay(
         || content_type.contains("event-stream")
         || content_type.contains("yaml");
     let sse = content_type.contains("event-stream");
-    let streaming = sse
-        || facts.verb.as_deref() == Some("watch")
-        || query_flag(&facts.query, "follow")
-        || query_flag(&facts.query, "watch");
+    // Streams are told by what the request is (a Kubernetes watch or
+    // followed log) and what the upstream sends, never by query text
+    // alone, which a client could add to any request.
+    let kube_stream = conn.kind == ConnectionKind::Kubernetes
+        && (facts.verb.as_deref() == Some("watch")
+            || (facts
+                .resource
+                .as_deref()
+                .is_some_and(|r| r.ends_with("/log"))
+                && query_flag(&facts.query, "follow")));
+    let bodiless = facts.method == "HEAD"
+        || parts.status == http::StatusCode::NO_CONTENT
+        || parts.status == http::StatusCode::NOT_MODIFIED;
+    let json = content_type.contains("json");
     let inspect = detectors || !fields.is_empty() || conn.kind == ConnectionKind::Openai;
-    let plan = if !textual || !inspect {
+    let fields_unmaskable = "field rules apply to this connection, and this response cannot be masked by field (it is not one JSON document), so it is withheld";
+    let plan = if bodiless || !inspect {
         Plan::Pass
+    } else if !fields.is_empty() && parts.status == http::StatusCode::PARTIAL_CONTENT {
+        Plan::Refuse(fields_unmaskable)
+    } else if !textual {
+        if fields.is_empty() {
+            Plan::Pass
+        } else {
+            Plan::Refuse(fields_unmaskable)
+        }
     } else if sse && conn.kind == ConnectionKind::Openai {
         Plan::Sse
-    } else if streaming || !content_type.contains("json") {
+    } else if sse || kube_stream {
+        if fields.is_empty() {
+            Plan::Text
+        } else if kube_stream && json {
+            Plan::JsonLines
+        } else {
+            Plan::Refuse(fields_unmaskable)
+        }
+    } else if json {
+        Plan::Whole
+    } else if fields.is_empty() {
         Plan::Text
     } else {
-        Plan::Whole
+        Plan::Refuse(fields_unmaskable)
     };
+    if let Plan::Refuse(message) = plan {
+        exchange
+            .finish(parts.status, 0, &MaskCounts::default(), None, Some(message.into()))
+            .await;
+        return error(Some(conn.kind), Refusal::BadGateway, message);
+    }
     let encoded = parts
         .headers
         .get(header::CONTENT_ENCODING)
@@ -163,6 +262,15 @@ pub(crate) async fn relay(
         }),
         Plan::Text => Box::new(Passthrough),
         Plan::Sse => crate::llm::sse_transform(masker, detectors),
+        Plan::JsonLines => Box::new(JsonLines {
+            masker,
+            fields: fields.clone(),
+            detectors,
+            line: Vec::new(),
+            limit: exchange.adapter.settings.max_response_bytes,
+            counts: MaskCounts::default(),
+        }),
+        Plan::Refuse(_) => unreachable!("refused above"),
         Plan::Whole => {
             let limit = exchange.adapter.settings.max_response_bytes;
             return whole(exchange, conn, parts, body, limit, &fields, detectors, busy).await;
@@ -372,6 +480,13 @@ async fn whole(
         Ok(mut value) => {
             crate::jsonmask::mask_json(&mut value, fields, masker, detectors, &mut counts);
             serde_json::to_vec(&value).unwrap_or_default().into()
+        }
+        Err(_) if !fields.is_empty() => {
+            let message = "field rules apply to this connection, and the upstream's response is not valid JSON, so it is withheld";
+            exchange
+                .finish(status, 0, &MaskCounts::default(), None, Some(message.into()))
+                .await;
+            return error(Some(conn.kind), Refusal::BadGateway, message);
         }
         Err(_) => {
             let mut text = TextStream::default();

@@ -20,6 +20,10 @@ pub struct HttpFacts {
     /// The JSON body, when the request had one that parsed.
     #[serde(skip)]
     pub json: Option<serde_json::Value>,
+    /// The request has a body the gateway could not read as JSON (a form,
+    /// YAML, binary): rules about JSON fields cannot be checked against
+    /// it, so block and approve rules that name fields match it.
+    pub opaque_body: bool,
     /// The text a person or model wrote into the request (an LLM prompt),
     /// which `pattern` and `detects` look at; empty when there is none.
     #[serde(skip)]
@@ -87,7 +91,13 @@ pub fn json_pointer_all<'a>(
                         next.push(item);
                     }
                 }
-                (serde_json::Value::Object(map), t) => next.extend(map.get(t)),
+                // Many servers match field names without regard to case
+                // (Go, ASP.NET), so a rule about `/amount` also sees `AMOUNT`.
+                (serde_json::Value::Object(map), t) => next.extend(
+                    map.iter()
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(t))
+                        .map(|(_, v)| v),
+                ),
                 _ => {}
             }
         }

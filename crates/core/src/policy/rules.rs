@@ -170,7 +170,10 @@ impl HttpConditions {
             && self.namespaces.is_empty())
     }
 
-    fn hold(&self, facts: &HttpFacts) -> bool {
+    /// Whether the request meets every HTTP condition. `fail_closed` (a
+    /// block or approve rule) makes field conditions match a body that
+    /// could not be read as JSON.
+    fn hold(&self, facts: &HttpFacts, fail_closed: bool) -> bool {
         let any_glob = |globs: &[Glob], value: Option<&str>| {
             globs.is_empty() || value.is_some_and(|v| globs.iter().any(|g| g.matches(v)))
         };
@@ -180,12 +183,11 @@ impl HttpConditions {
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(&facts.method)))
             && any_glob(&self.paths, Some(&facts.path))
-            && self.json.iter().all(|(pointer, re)| {
-                facts.json.as_ref().is_some_and(|body| {
-                    json_pointer_all(body, pointer)
-                        .into_iter()
-                        .any(|v| re.is_match(&json_text(v)))
-                })
+            && self.json.iter().all(|(pointer, re)| match facts.json.as_ref() {
+                Some(body) => json_pointer_all(body, pointer)
+                    .into_iter()
+                    .any(|v| re.is_match(&json_text(v))),
+                None => fail_closed && facts.opaque_body,
             })
             && (self.detects.is_empty() || self.detects.iter().any(|e| facts.detected.contains(e)))
             && (self.tools.is_empty()
@@ -298,7 +300,7 @@ impl CommandRule {
             && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
             && !self.except_groups.iter().any(|g| identity.in_group(g))
             && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
-            && self.http.hold(facts)
+            && self.http.hold(facts, self.effect != Effect::Allow)
             && self
                 .pattern
                 .as_ref()
