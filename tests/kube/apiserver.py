@@ -17,16 +17,19 @@ closely enough for kubectl v1.30+ to be pointed at it unchanged:
 * pods/log (follow=true streams lines over time, some with fake PII);
 * pods/exec and pods/attach over WebSocket (v5.channel.k8s.io and
   v4.channel.k8s.io) running a tiny fake shell;
+* pods/portforward over WebSocket (`SPDY/3.1+portforward.k8s.io`: a SPDY/3.1
+  session tunnelled in binary messages, see spdy.py) and over a plain
+  `Upgrade: SPDY/3.1` (kubectl's fallback), with fake services in every pod:
+  HTTP with fake PII on 8080, echo on 5432, refused elsewhere;
 * every request appended as one JSON line to a log file, so a test can assert
   what the upstream saw (and that a caller's token never reached it).
 
-Port-forward is not implemented: kubectl 1.31+ tunnels SPDY inside a
-WebSocket for it, and SPDY framing is out of scope here; requests get a 501
-Status.
+exec and attach over SPDY (kubectl before 1.30) are not implemented; those
+requests get a 400 Status.
 
 Usage:
   apiserver.py --cert server.pem --key server.key --token TOKEN \
-      --log requests.jsonl [--port 0] [--host 127.0.0.1]
+      --log requests.jsonl [--port 0] [--host 127.0.0.1] [--trace-spdy]
   apiserver.py --make-cert DIR      # writes DIR/ca.pem, DIR/server.pem, DIR/server.key
 
 With --port 0 the chosen port is printed as the first line on stdout.
@@ -718,34 +721,92 @@ class FakeApiServer:
     async def pod_portforward(self, request, pod):
         """kubectl 1.31+ opens a WebSocket with the subprotocol
         `SPDY/3.1+portforward.k8s.io` and runs a SPDY/3.1 session inside its
-        binary messages. Its fallback, a plain `Upgrade: SPDY/3.1` POST, is
-        refused with 400 (kubectl then reports the error)."""
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return status(400, "BadRequest",
-                          "this fake apiserver only serves port-forward over WebSocket "
-                          f"({PORTFORWARD_WS_PROTOCOL}), not a plain SPDY/3.1 upgrade")
+        binary messages. When that upgrade fails (or with
+        KUBECTL_PORT_FORWARD_WEBSOCKETS=false, or before 1.31) kubectl POSTs
+        `Upgrade: SPDY/3.1` and speaks SPDY on the raw connection."""
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade == "websocket":
+            return await self.portforward_websocket(request, pod)
+        if upgrade == "spdy/3.1":
+            return await self.portforward_spdy(request, pod)
+        return status(400, "BadRequest",
+                      "port-forward needs a WebSocket or SPDY/3.1 upgrade")
+
+    async def portforward_websocket(self, request, pod):
         ws = web.WebSocketResponse(protocols=(PORTFORWARD_WS_PROTOCOL,), autoping=True,
                                    heartbeat=None, max_msg_size=0)
         ready = ws.can_prepare(request)
         if not ready.ok or ready.protocol is None:
             return status(400, "BadRequest", f"port-forward needs the subprotocol {PORTFORWARD_WS_PROTOCOL}")
         await ws.prepare(request)
-        forwarder = PortForwarder(pod)
-        session = spdy.Session(ws.send_bytes, forwarder.on_stream, trace=self.spdy_trace)
-        forwarder.session = session
-        try:
+
+        async def received():
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
-                    await session.feed(msg.data)
+                    yield msg.data
                 elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
-                    break
-        except (spdy.ProtocolError, ConnectionResetError, asyncio.CancelledError) as e:
+                    return
+
+        await self.run_portforward(pod, received(), ws.send_bytes)
+        return ws
+
+    async def portforward_spdy(self, request, pod):
+        # X-Stream-Protocol-Version may be repeated or comma-separated.
+        offered = [v.strip() for h in request.headers.getall("X-Stream-Protocol-Version", [])
+                   for v in h.split(",") if v.strip()]
+        if offered and "portforward.k8s.io" not in offered:
+            return status(403, "Forbidden",
+                          f"unable to upgrade: unable to negotiate protocol: client supports "
+                          f"{offered}, server supports [portforward.k8s.io]")
+        response = web.StreamResponse(status=101, headers={
+            "Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+            "X-Stream-Protocol-Version": "portforward.k8s.io"})
+        await response.prepare(request)
+        # aiohttp only hands over the raw connection for WebSocket and TCP
+        # upgrades; for SPDY the bytes after the request are taken the way
+        # WebSocketResponse takes them, with a payload parser of our own.
+        raw = RawUpgrade()
+        request.protocol.set_parser(raw)
+        try:
+            await self.run_portforward(pod, raw.chunks(), response.write)
+        finally:
+            request.protocol.force_close()
+        return response
+
+    async def run_portforward(self, pod, chunks, write):
+        """Runs one SPDY session: `chunks` yields the client's bytes,
+        `write(bytes)` sends ours."""
+        forwarder = PortForwarder(pod)
+        session = spdy.Session(write, forwarder.on_stream, trace=self.spdy_trace)
+        forwarder.session = session
+        try:
+            async for data in chunks:
+                await session.feed(data)
+        except (spdy.ProtocolError, ConnectionError, asyncio.CancelledError) as e:
             if self.spdy_trace and isinstance(e, spdy.ProtocolError):
                 self.spdy_trace(f"protocol error: {e}")
         finally:
             session.connection_lost()
             forwarder.stop()
-        return ws
+
+
+class RawUpgrade:
+    """The bytes of an upgraded (non-WebSocket) connection, as aiohttp's
+    payload-parser interface delivers them."""
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+
+    def feed_data(self, data):
+        self.queue.put_nowait(bytes(data))
+        return False, b""
+
+    def feed_eof(self):
+        self.queue.put_nowait(None)
+
+    async def chunks(self):
+        while (data := await self.queue.get()) is not None:
+            yield data
 
 
 class PortForwarder:

@@ -15,6 +15,8 @@ if [ -z "${KUBECTL:-}" ]; then
 fi
 python3 -c 'import aiohttp' 2>/dev/null || pip install -q -r "$HERE/requirements.txt"
 
+python3 "$HERE/test_spdy.py" 2>&1 | tail -1 | grep -q '^OK' || { python3 "$HERE/test_spdy.py"; exit 1; }
+
 WORK=$(mktemp -d)
 SERVER_PID=
 PF_PID=
@@ -170,18 +172,19 @@ stop_port_forward() { # kill timeout(1) by its PID; it passes the TERM to kubect
   fi
   PF_PID=
 }
-start_port_forward "$WORK/pf.out" "$WORK/pf.err" 0:8080 0:5432
-WEB_PORT=$(local_port "$WORK/pf.out" 8080)
-ECHO_PORT=$(local_port "$WORK/pf.out" 5432)
-[ -n "$WEB_PORT" ] && [ -n "$ECHO_PORT" ] || { cat "$WORK/pf.out"; fail "no local ports printed"; }
-for i in 1 2; do # a second connection shows the session outlives the first
-  curl -sS -m 10 -i "http://127.0.0.1:$WEB_PORT/" >"$out" || fail "curl through port-forward ($i)"
-  expect "$out" '^HTTP/1.1 200 OK' "port-forward 8080 answers HTTP ($i)"
-  expect "$out" 'customer ssn 123-45-6789' "port-forward 8080 body carries the fake SSN ($i)"
-done
-python3 - "$ECHO_PORT" <<'PY'
+check_port_forward() { # check_port_forward TRANSPORT (for the messages)
+  start_port_forward "$WORK/pf.out" "$WORK/pf.err" 0:8080 0:5432
+  WEB_PORT=$(local_port "$WORK/pf.out" 8080)
+  ECHO_PORT=$(local_port "$WORK/pf.out" 5432)
+  [ -n "$WEB_PORT" ] && [ -n "$ECHO_PORT" ] || { cat "$WORK/pf.out"; fail "no local ports printed"; }
+  for i in 1 2; do # a second connection shows the session outlives the first
+    curl -sS -m 10 -i "http://127.0.0.1:$WEB_PORT/" >"$out" || fail "curl through port-forward ($1 $i)"
+    expect "$out" '^HTTP/1.1 200 OK' "port-forward ($1) 8080 answers HTTP ($i)"
+    expect "$out" 'customer ssn 123-45-6789' "port-forward ($1) 8080 body carries the fake SSN ($i)"
+  done
+  python3 - "$ECHO_PORT" "$1" <<'PY'
 import os, socket, sys
-port = int(sys.argv[1])
+port, transport = int(sys.argv[1]), sys.argv[2]
 # A short line, then 1 MiB: far more than SPDY's 64 KiB initial stream window.
 for payload in (b"ping ssn=123-45-6789\n", os.urandom(1 << 20)):
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
@@ -191,11 +194,22 @@ for payload in (b"ping ssn=123-45-6789\n", os.urandom(1 << 20)):
         while chunk := s.recv(65536):
             got += chunk
     assert bytes(got) == payload, f"echo returned {len(got)} of {len(payload)} bytes"
-print(f"port-forward echo through :{port} ok")
+print(f"port-forward ({transport}) echo through :{port} ok")
 PY
-kill -0 "$PF_PID" 2>/dev/null || { cat "$WORK/pf.err"; fail "port-forward exited early"; }
-stop_port_forward
-expect "$WORK/pf.out" '^Handling connection for' "port-forward logs each connection"
+  kill -0 "$PF_PID" 2>/dev/null || { cat "$WORK/pf.err"; fail "port-forward ($1) exited early"; }
+  stop_port_forward
+  expect "$WORK/pf.out" '^Handling connection for' "port-forward ($1) logs each connection"
+  # kubectl falls back from WebSocket to SPDY silently: check which one ran.
+  grep '/portforward"' "$WORK/requests.jsonl" | tail -1 >"$out"
+  case "$1" in
+    websocket) expect "$out" '"upgrade": "websocket"' "port-forward went over WebSocket" ;;
+    spdy) expect "$out" '"upgrade": "SPDY/3.1"' "port-forward went over plain SPDY" ;;
+  esac
+}
+# kubectl 1.32 by default: SPDY/3.1 tunnelled in a WebSocket.
+check_port_forward websocket
+# Its fallback (and the only way before 1.31): a plain SPDY/3.1 upgrade.
+KUBECTL_PORT_FORWARD_WEBSOCKETS=false check_port_forward spdy
 
 # A port nothing listens on: the pod's error comes back on the error stream,
 # and kubectl 1.32 then gives up the whole port-forward, as with a real pod.
@@ -223,6 +237,8 @@ assert any(e["upgrade"] == "websocket" and "v5.channel.k8s.io" in (e["ws_protoco
            for e in entries), "no WebSocket exec seen"
 assert any(e["upgrade"] == "websocket" and e["ws_protocols"] == "SPDY/3.1+portforward.k8s.io"
            and e["path"].endswith("/pods/web-1/portforward") for e in entries), "no tunnelled port-forward seen"
+assert any(e["method"] == "POST" and e["upgrade"] == "SPDY/3.1"
+           and e["path"].endswith("/pods/web-1/portforward") for e in entries), "no SPDY port-forward seen"
 print(f"request log: {len(entries)} requests, all but the wrong-token one authenticated")
 EOF
 echo "selftest: all kubectl flows passed"

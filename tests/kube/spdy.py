@@ -344,6 +344,8 @@ class Session:
             if len(p) < 10:
                 raise ProtocolError("short SYN_STREAM")
             headers = self._codec.decode(p[10:])  # always inflate: the zlib stream is shared
+            if self._trace:
+                self._trace(f"  headers {', '.join(f'{k}={v}' for k, vs in headers.items() for v in vs)}")
             sid = frame.stream_id
             if sid in self.streams:
                 await self.rst(sid, STREAM_IN_USE)
