@@ -758,15 +758,16 @@ class FakeApiServer:
             return status(403, "Forbidden",
                           f"unable to upgrade: unable to negotiate protocol: client supports "
                           f"{offered}, server supports [portforward.k8s.io]")
+        # aiohttp only hands over the raw connection for WebSocket and TCP
+        # upgrades; for SPDY the bytes after the request are taken the way
+        # WebSocketResponse takes them, with a payload parser of our own,
+        # set before the 101 goes out so no SPDY byte reaches the HTTP parser.
+        raw = RawUpgrade()
+        request.protocol.set_parser(raw)
         response = web.StreamResponse(status=101, headers={
             "Connection": "Upgrade", "Upgrade": "SPDY/3.1",
             "X-Stream-Protocol-Version": "portforward.k8s.io"})
         await response.prepare(request)
-        # aiohttp only hands over the raw connection for WebSocket and TCP
-        # upgrades; for SPDY the bytes after the request are taken the way
-        # WebSocketResponse takes them, with a payload parser of our own.
-        raw = RawUpgrade()
-        request.protocol.set_parser(raw)
         try:
             await self.run_portforward(pod, raw.chunks(), response.write)
         finally:
