@@ -17,16 +17,19 @@ closely enough for kubectl v1.30+ to be pointed at it unchanged:
 * pods/log (follow=true streams lines over time, some with fake PII);
 * pods/exec and pods/attach over WebSocket (v5.channel.k8s.io and
   v4.channel.k8s.io) running a tiny fake shell;
+* pods/portforward over WebSocket (`SPDY/3.1+portforward.k8s.io`: a SPDY/3.1
+  session tunnelled in binary messages, see spdy.py) and over a plain
+  `Upgrade: SPDY/3.1` (kubectl's fallback), with fake services in every pod:
+  HTTP with fake PII on 8080, echo on 5432, refused elsewhere;
 * every request appended as one JSON line to a log file, so a test can assert
   what the upstream saw (and that a caller's token never reached it).
 
-Port-forward is not implemented: kubectl 1.31+ tunnels SPDY inside a
-WebSocket for it, and SPDY framing is out of scope here; requests get a 501
-Status.
+exec and attach over SPDY (kubectl before 1.30) are not implemented; those
+requests get a 400 Status.
 
 Usage:
   apiserver.py --cert server.pem --key server.key --token TOKEN \
-      --log requests.jsonl [--port 0] [--host 127.0.0.1]
+      --log requests.jsonl [--port 0] [--host 127.0.0.1] [--trace-spdy]
   apiserver.py --make-cert DIR      # writes DIR/ca.pem, DIR/server.pem, DIR/server.key
 
 With --port 0 the chosen port is printed as the first line on stdout.
@@ -50,6 +53,9 @@ from urllib.parse import parse_qs
 
 from aiohttp import WSMsgType, web
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import spdy  # noqa: E402  (tests/kube/spdy.py)
+
 CORE_RESOURCES = {
     # name: (kind, namespaced, short names)
     "namespaces": ("Namespace", False, ["ns"]),
@@ -64,6 +70,7 @@ APPS_RESOURCES = {
 GROUPS = {"": ("v1", CORE_RESOURCES), "apps": ("v1", APPS_RESOURCES)}
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+PORTFORWARD_WS_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 FAKE_PII_LINES = [
     "INFO  GET /healthz 200",
     "INFO  login ok user=alice@example.com",
@@ -320,8 +327,9 @@ def accepts_json(request):
 # ---------------------------------------------------------------- server
 
 class FakeApiServer:
-    def __init__(self, token, log_path, port_hint=0):
+    def __init__(self, token, log_path, port_hint=0, spdy_trace=None):
         self.token = token
+        self.spdy_trace = spdy_trace
         self.log_path = Path(log_path)
         self.store = Store()
         self.port = port_hint
@@ -476,8 +484,7 @@ class FakeApiServer:
             if sub in ("exec", "attach"):
                 return await self.pod_exec(request, obj, sub)
             if sub == "portforward":
-                return status(501, "NotImplemented",
-                              "port-forward is not implemented by the fake apiserver")
+                return await self.pod_portforward(request, obj)
             if sub == "status" and request.method == "GET":
                 return web.json_response(obj)
             return status(405, "MethodNotAllowed", f"{request.method} on pods/{sub} is not supported")
@@ -709,6 +716,194 @@ class FakeApiServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return ws
+
+    # -- port-forward ------------------------------------------------------
+    async def pod_portforward(self, request, pod):
+        """kubectl 1.31+ opens a WebSocket with the subprotocol
+        `SPDY/3.1+portforward.k8s.io` and runs a SPDY/3.1 session inside its
+        binary messages. When that upgrade fails (or with
+        KUBECTL_PORT_FORWARD_WEBSOCKETS=false, or before 1.31) kubectl POSTs
+        `Upgrade: SPDY/3.1` and speaks SPDY on the raw connection."""
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade == "websocket":
+            return await self.portforward_websocket(request, pod)
+        if upgrade == "spdy/3.1":
+            return await self.portforward_spdy(request, pod)
+        return status(400, "BadRequest",
+                      "port-forward needs a WebSocket or SPDY/3.1 upgrade")
+
+    async def portforward_websocket(self, request, pod):
+        ws = web.WebSocketResponse(protocols=(PORTFORWARD_WS_PROTOCOL,), autoping=True,
+                                   heartbeat=None, max_msg_size=0)
+        ready = ws.can_prepare(request)
+        if not ready.ok or ready.protocol is None:
+            return status(400, "BadRequest", f"port-forward needs the subprotocol {PORTFORWARD_WS_PROTOCOL}")
+        await ws.prepare(request)
+
+        async def received():
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    yield msg.data
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+                    return
+
+        await self.run_portforward(pod, received(), ws.send_bytes)
+        return ws
+
+    async def portforward_spdy(self, request, pod):
+        # X-Stream-Protocol-Version may be repeated or comma-separated.
+        offered = [v.strip() for h in request.headers.getall("X-Stream-Protocol-Version", [])
+                   for v in h.split(",") if v.strip()]
+        if offered and "portforward.k8s.io" not in offered:
+            return status(403, "Forbidden",
+                          f"unable to upgrade: unable to negotiate protocol: client supports "
+                          f"{offered}, server supports [portforward.k8s.io]")
+        # aiohttp only hands over the raw connection for WebSocket and TCP
+        # upgrades; for SPDY the bytes after the request are taken the way
+        # WebSocketResponse takes them, with a payload parser of our own,
+        # set before the 101 goes out so no SPDY byte reaches the HTTP parser.
+        raw = RawUpgrade()
+        request.protocol.set_parser(raw)
+        response = web.StreamResponse(status=101, headers={
+            "Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+            "X-Stream-Protocol-Version": "portforward.k8s.io"})
+        await response.prepare(request)
+        try:
+            await self.run_portforward(pod, raw.chunks(), response.write)
+        finally:
+            request.protocol.force_close()
+        return response
+
+    async def run_portforward(self, pod, chunks, write):
+        """Runs one SPDY session: `chunks` yields the client's bytes,
+        `write(bytes)` sends ours."""
+        forwarder = PortForwarder(pod)
+        session = spdy.Session(write, forwarder.on_stream, trace=self.spdy_trace)
+        forwarder.session = session
+        try:
+            async for data in chunks:
+                await session.feed(data)
+        except (spdy.ProtocolError, ConnectionError, asyncio.CancelledError) as e:
+            if self.spdy_trace and isinstance(e, spdy.ProtocolError):
+                self.spdy_trace(f"protocol error: {e}")
+        finally:
+            session.connection_lost()
+            forwarder.stop()
+
+
+class RawUpgrade:
+    """The bytes of an upgraded (non-WebSocket) connection, as aiohttp's
+    payload-parser interface delivers them."""
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+
+    def feed_data(self, data):
+        self.queue.put_nowait(bytes(data))
+        return False, b""
+
+    def feed_eof(self):
+        self.queue.put_nowait(None)
+
+    async def chunks(self):
+        while (data := await self.queue.get()) is not None:
+            yield data
+
+
+class PortForwarder:
+    """The kubelet's side of portforward.k8s.io (v1) on one SPDY session.
+
+    For each local connection kubectl opens two streams, with the headers
+    `streamtype` (`error` or `data`), `port` and `requestid`. Once both
+    streams of a requestid are there, the data stream is joined to the fake
+    service on that port inside the pod. A failure is written as text on
+    the error stream, which kubectl prints; both streams are then closed."""
+
+    def __init__(self, pod):
+        self.pod = pod
+        self.session = None
+        self.pending = {}  # requestid -> {"error": Stream, "data": Stream}
+        self.tasks = set()
+
+    def spawn(self, coro):
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def on_stream(self, stream):
+        kind = stream.header("streamtype")
+        port = stream.header("port", "")
+        if kind not in ("error", "data") or not port.isdigit() or not 0 < int(port) < 65536:
+            self.spawn(self.session.rst(stream.id, spdy.REFUSED_STREAM))
+            return
+        key = (stream.header("requestid") or f"port-{port}", int(port))
+        pair = self.pending.setdefault(key, {})
+        if kind in pair:
+            self.spawn(self.session.rst(stream.id, spdy.PROTOCOL_ERROR))
+            return
+        pair[kind] = stream
+        if len(pair) == 2:
+            del self.pending[key]
+            self.spawn(self.forward(key[1], pair["data"], pair["error"]))
+
+    async def forward(self, port, data, error):
+        service = POD_SERVICES.get(port)
+        try:
+            if service is None:
+                meta = self.pod["metadata"]
+                await error.write(
+                    f"error forwarding port {port} to pod {meta['name']}, uid {meta.get('uid')}: "
+                    f"failed to connect to localhost:{port} inside the pod: connection refused".encode())
+            else:
+                await service(self.pod, data)
+        except ConnectionResetError:
+            pass
+        finally:
+            for stream in (data, error):
+                try:
+                    await stream.close()
+                except (ConnectionResetError, ConnectionError):
+                    pass
+
+    def stop(self):
+        for task in list(self.tasks):
+            task.cancel()
+
+
+async def web_service(pod, stream):
+    """Port 8080: one plain HTTP/1.1 request, then the connection closes.
+    `GET /` answers with a page that carries fake PII."""
+    request = bytearray()
+    while b"\r\n\r\n" not in request and len(request) < 65536:
+        chunk = await stream.read()
+        if not chunk:
+            break
+        request += chunk
+    words = request.split(b"\r\n", 1)[0].decode(errors="replace").split()
+    method, path = (words + ["", ""])[:2]
+    if method in ("GET", "HEAD") and path == "/":
+        code, body = "200 OK", (f"hello from {pod['metadata']['name']}\n"
+                                "customer ssn 123-45-6789, contact jane.doe@example.com\n")
+    elif method in ("GET", "HEAD"):
+        code, body = "404 Not Found", "not found\n"
+    else:
+        code, body = "405 Method Not Allowed", "method not allowed\n"
+    body_bytes = body.encode()
+    head = (f"HTTP/1.1 {code}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body_bytes)}\r\nConnection: close\r\n\r\n").encode()
+    await stream.write(head + (b"" if method == "HEAD" else body_bytes))
+
+
+async def echo_service(pod, stream):
+    """Port 5432: every byte goes back until the client half-closes."""
+    while True:
+        chunk = await stream.read()
+        if not chunk:
+            return
+        await stream.write(chunk)
+
+
+POD_SERVICES = {8080: web_service, 5432: echo_service}
 
 
 def selected(obj, q):
@@ -945,7 +1140,10 @@ def make_cert(directory):
 
 
 async def serve(args):
-    server = FakeApiServer(args.token, args.log, args.port)
+    trace = None
+    if args.trace_spdy:
+        trace = lambda line: print(f"spdy: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    server = FakeApiServer(args.token, args.log, args.port, spdy_trace=trace)
     app = web.Application(middlewares=[server.auth_middleware], client_max_size=4 << 20)
     app.router.add_route("*", "/{tail:.*}", server.handle)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -972,6 +1170,8 @@ def main():
     parser.add_argument("--log", help="append one JSON line per request here")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed first)")
+    parser.add_argument("--trace-spdy", action="store_true",
+                        help="print every port-forward SPDY frame on stderr")
     args = parser.parse_args()
     if args.make_cert:
         make_cert(args.make_cert)

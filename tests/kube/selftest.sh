@@ -15,9 +15,13 @@ if [ -z "${KUBECTL:-}" ]; then
 fi
 python3 -c 'import aiohttp' 2>/dev/null || pip install -q -r "$HERE/requirements.txt"
 
+python3 "$HERE/test_spdy.py" 2>&1 | tail -1 | grep -q '^OK' || { python3 "$HERE/test_spdy.py"; exit 1; }
+
 WORK=$(mktemp -d)
 SERVER_PID=
+PF_PID=
 cleanup() {
+  if [ -n "$PF_PID" ]; then kill "$PF_PID" 2>/dev/null || true; fi
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
@@ -141,12 +145,81 @@ expect "$out.clean" '^hello world' "exec -it runs echo"
 expect "$out.clean" '^root' "exec -it runs whoami"
 expect "$out.clean" '^30 100' "exec -it passes the terminal size"
 
-# port-forward is not implemented: it must fail fast, not hang.
-set +e
-timeout 10 "${K[@]}" --token "$TOKEN" port-forward web-1 -n prod 0:80 >"$out" 2>&1
-rc=$?
-set -e
-[ "$rc" = 1 ] || fail "port-forward should fail fast (rc=$rc)"
+# port-forward: kubectl tunnels SPDY/3.1 inside a WebSocket
+# (SPDY/3.1+portforward.k8s.io). Port 8080 in the fake pod serves HTTP,
+# 5432 echoes, anything else is refused inside the pod.
+local_port() { # local_port FILE REMOTE -> the local port kubectl chose
+  sed -n "s/^Forwarding from 127\.0\.0\.1:\([0-9]*\) -> $2\$/\1/p" "$1" | head -1
+}
+start_port_forward() { # start_port_forward OUT ERR PORTS... (sets PF_PID)
+  local o=$1 e=$2
+  shift 2
+  : >"$o"  # empty before kubectl starts, so the wait below cannot see an old run
+  timeout 60 "${K[@]}" --token "$TOKEN" port-forward pod/web-1 -n prod "$@" >"$o" 2>"$e" &
+  PF_PID=$!
+  for _ in $(seq 100); do
+    [ "$(grep -c '^Forwarding from 127' "$o")" -ge $# ] && return 0
+    kill -0 "$PF_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$o" "$e"
+  fail "port-forward did not start"
+}
+stop_port_forward() { # kill timeout(1) by its PID; it passes the TERM to kubectl
+  if [ -n "$PF_PID" ]; then
+    kill "$PF_PID" 2>/dev/null || true
+    wait "$PF_PID" 2>/dev/null || true
+  fi
+  PF_PID=
+}
+check_port_forward() { # check_port_forward TRANSPORT (for the messages)
+  start_port_forward "$WORK/pf.out" "$WORK/pf.err" 0:8080 0:5432
+  WEB_PORT=$(local_port "$WORK/pf.out" 8080)
+  ECHO_PORT=$(local_port "$WORK/pf.out" 5432)
+  [ -n "$WEB_PORT" ] && [ -n "$ECHO_PORT" ] || { cat "$WORK/pf.out"; fail "no local ports printed"; }
+  for i in 1 2; do # a second connection shows the session outlives the first
+    curl -sS -m 10 -i "http://127.0.0.1:$WEB_PORT/" >"$out" || fail "curl through port-forward ($1 $i)"
+    expect "$out" '^HTTP/1.1 200 OK' "port-forward ($1) 8080 answers HTTP ($i)"
+    expect "$out" 'customer ssn 123-45-6789' "port-forward ($1) 8080 body carries the fake SSN ($i)"
+  done
+  python3 - "$ECHO_PORT" "$1" <<'PY'
+import os, socket, sys
+port, transport = int(sys.argv[1]), sys.argv[2]
+# A short line, then 1 MiB: far more than SPDY's 64 KiB initial stream window.
+for payload in (b"ping ssn=123-45-6789\n", os.urandom(1 << 20)):
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while chunk := s.recv(65536):
+            got += chunk
+    assert bytes(got) == payload, f"echo returned {len(got)} of {len(payload)} bytes"
+print(f"port-forward ({transport}) echo through :{port} ok")
+PY
+  kill -0 "$PF_PID" 2>/dev/null || { cat "$WORK/pf.err"; fail "port-forward ($1) exited early"; }
+  stop_port_forward
+  expect "$WORK/pf.out" '^Handling connection for' "port-forward ($1) logs each connection"
+  # kubectl falls back from WebSocket to SPDY silently: check which one ran.
+  grep '/portforward"' "$WORK/requests.jsonl" | tail -1 >"$out"
+  case "$1" in
+    websocket) expect "$out" '"upgrade": "websocket"' "port-forward went over WebSocket" ;;
+    spdy) expect "$out" '"upgrade": "SPDY/3.1"' "port-forward went over plain SPDY" ;;
+  esac
+}
+# kubectl 1.32 by default: SPDY/3.1 tunnelled in a WebSocket.
+check_port_forward websocket
+# Its fallback (and the only way before 1.31): a plain SPDY/3.1 upgrade.
+KUBECTL_PORT_FORWARD_WEBSOCKETS=false check_port_forward spdy
+
+# A port nothing listens on: the pod's error comes back on the error stream,
+# and kubectl 1.32 then gives up the whole port-forward, as with a real pod.
+start_port_forward "$WORK/pf2.out" "$WORK/pf2.err" 0:9999
+NONE_PORT=$(local_port "$WORK/pf2.out" 9999)
+[ -n "$NONE_PORT" ] || { cat "$WORK/pf2.out"; fail "no local port printed for 9999"; }
+if curl -sS -m 10 "http://127.0.0.1:$NONE_PORT/" >"$out" 2>&1; then fail "closed pod port answered"; fi
+for _ in $(seq 50); do kill -0 "$PF_PID" 2>/dev/null || break; sleep 0.1; done
+stop_port_forward
+expect "$WORK/pf2.err" 'error forwarding port 9999 to pod web-1' "a refused port reports the pod's error"
 
 # Authentication: a wrong token is refused, and is all the server saw.
 if timeout 10 "${K[@]}" --token wrong get ns >"$out" 2>&1; then fail "wrong token accepted"; fi
@@ -162,6 +235,10 @@ assert len(bad) == 1 and bad[0]["token_sha256"] == wrong, bad
 assert all(e["token_sha256"] == want for e in entries if e["auth"] == "ok")
 assert any(e["upgrade"] == "websocket" and "v5.channel.k8s.io" in (e["ws_protocols"] or "")
            for e in entries), "no WebSocket exec seen"
+assert any(e["upgrade"] == "websocket" and e["ws_protocols"] == "SPDY/3.1+portforward.k8s.io"
+           and e["path"].endswith("/pods/web-1/portforward") for e in entries), "no tunnelled port-forward seen"
+assert any(e["method"] == "POST" and e["upgrade"] == "SPDY/3.1"
+           and e["path"].endswith("/pods/web-1/portforward") for e in entries), "no SPDY port-forward seen"
 print(f"request log: {len(entries)} requests, all but the wrong-token one authenticated")
 EOF
 echo "selftest: all kubectl flows passed"
