@@ -84,7 +84,16 @@ allow_groups = ["bench"]
     let o = Command::new(&exe)
         .arg("--config")
         .arg(dir.path().join("gatehouse.toml"))
-        .args(["token", "issue", "--subject", "bench", "--groups", "bench", "--ttl", "2h"])
+        .args([
+            "token",
+            "issue",
+            "--subject",
+            "bench",
+            "--groups",
+            "bench",
+            "--ttl",
+            "2h",
+        ])
         .current_dir(dir.path())
         .output()?;
     anyhow::ensure!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -106,15 +115,27 @@ allow_groups = ["bench"]
     println!("non-streamed chat completions, {clients} clients, {seconds} s each:");
     let d = load(&client, &direct, clients, seconds).await?;
     let g = load(&client, &gateway, clients, seconds).await?;
-    println!("  direct   {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms", d.rate, d.p50, d.p99);
-    println!("  gateway  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms", g.rate, g.p50, g.p99);
+    println!(
+        "  direct   {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        d.rate, d.p50, d.p99
+    );
+    println!(
+        "  gateway  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        g.rate, g.p50, g.p99
+    );
     println!("  gateway/direct throughput: {:.2}", g.rate / d.rate);
 
     println!("streamed answers, one at a time (50 each):");
     let ds = streams(&client, &direct, 50).await?;
     let gs = streams(&client, &gateway, 50).await?;
-    println!("  direct   first content byte p50 {:>6.2} ms   whole stream p50 {:>6.2} ms", ds.0, ds.1);
-    println!("  gateway  first content byte p50 {:>6.2} ms   whole stream p50 {:>6.2} ms", gs.0, gs.1);
+    println!(
+        "  direct   first content byte p50 {:>6.2} ms   whole stream p50 {:>6.2} ms",
+        ds.0, ds.1
+    );
+    println!(
+        "  gateway  first content byte p50 {:>6.2} ms   whole stream p50 {:>6.2} ms",
+        gs.0, gs.1
+    );
     let _ = gw.kill();
     let _ = gw.wait();
     Ok(())
@@ -131,7 +152,12 @@ struct Load {
     p99: f64,
 }
 
-async fn load(client: &reqwest::Client, target: &Target, clients: usize, seconds: u64) -> anyhow::Result<Load> {
+async fn load(
+    client: &reqwest::Client,
+    target: &Target,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<Load> {
     let body = serde_json::json!({"model": "bench", "messages": [{"role": "user", "content": "summarise the file"}]});
     // Warm the pool.
     one(client, target, &body).await?;
@@ -149,7 +175,10 @@ async fn load(client: &reqwest::Client, target: &Target, clients: usize, seconds
             while Instant::now() < until {
                 let t = Instant::now();
                 if one(&client, &target, &body).await.is_ok() {
-                    latencies.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+                    latencies
+                        .lock()
+                        .unwrap()
+                        .push(t.elapsed().as_secs_f64() * 1000.0);
                 }
             }
         }));
@@ -167,7 +196,11 @@ async fn load(client: &reqwest::Client, target: &Target, clients: usize, seconds
     })
 }
 
-async fn one(client: &reqwest::Client, target: &Target, body: &serde_json::Value) -> anyhow::Result<()> {
+async fn one(
+    client: &reqwest::Client,
+    target: &Target,
+    body: &serde_json::Value,
+) -> anyhow::Result<()> {
     let r = client
         .post(&target.url)
         .bearer_auth(&target.auth)
@@ -180,17 +213,29 @@ async fn one(client: &reqwest::Client, target: &Target, body: &serde_json::Value
 }
 
 /// Median time to the first content byte and to the end, in ms.
-async fn streams(client: &reqwest::Client, target: &Target, n: usize) -> anyhow::Result<(f64, f64)> {
+async fn streams(
+    client: &reqwest::Client,
+    target: &Target,
+    n: usize,
+) -> anyhow::Result<(f64, f64)> {
     let body = serde_json::json!({"model": "bench", "stream": true, "messages": [{"role": "user", "content": "summarise the file"}]});
     let mut first = Vec::new();
     let mut whole = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        let mut r = client.post(&target.url).bearer_auth(&target.auth).json(&body).send().await?;
+        let mut r = client
+            .post(&target.url)
+            .bearer_auth(&target.auth)
+            .json(&body)
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "status {}", r.status());
         let mut got_first = false;
         while let Some(chunk) = r.chunk().await? {
-            if !got_first && chunk.windows(10).any(|w| w == b"\"content\":") && !chunk.windows(12).any(|w| w == b"\"content\":\"\"") {
+            if !got_first
+                && chunk.windows(10).any(|w| w == b"\"content\":")
+                && !chunk.windows(12).any(|w| w == b"\"content\":\"\"")
+            {
                 first.push(t.elapsed().as_secs_f64() * 1000.0);
                 got_first = true;
             }
@@ -199,7 +244,10 @@ async fn streams(client: &reqwest::Client, target: &Target, n: usize) -> anyhow:
     }
     first.sort_by(|a, b| a.total_cmp(b));
     whole.sort_by(|a, b| a.total_cmp(b));
-    Ok((first.get(first.len() / 2).copied().unwrap_or(f64::NAN), whole[whole.len() / 2]))
+    Ok((
+        first.get(first.len() / 2).copied().unwrap_or(f64::NAN),
+        whole[whole.len() / 2],
+    ))
 }
 
 fn free_port() -> u16 {

@@ -290,7 +290,18 @@ async fn curl_reads_masked_json_with_the_gateways_credential() {
     // A chunked body over HTTP/1.1 is read whole and decided like any other.
     let (code, body) = curl(
         &gw,
-        &["--http1.1", "-H", &auth, "-H", "Content-Type: application/json", "-H", "Transfer-Encoding: chunked", "-d", "{\"amount\": 12, \"to\": \"ACME\"}", &format!("{}/transfers", base(&gw))],
+        &[
+            "--http1.1",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "-d",
+            "{\"amount\": 12, \"to\": \"ACME\"}",
+            &format!("{}/transfers", base(&gw)),
+        ],
     )
     .await;
     assert_eq!(code, 200, "{body}");

@@ -498,3 +498,63 @@ async fn an_interactive_exec_through_tmux_is_recorded() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_streams_through_the_gateway() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("skipping: no kubectl >= 1.30 / aiohttp");
+        return;
+    };
+    let api = ApiServer::start().await;
+    let gw = start(&api).await;
+    let sam = gw.token("sam", &["sre"]);
+    let kc = kubeconfig_for(&gw, &sam, "sam.kubeconfig").await;
+    let mut child = tokio::process::Command::new(&kubectl)
+        .env("KUBECONFIG", &kc)
+        .args(["port-forward", "pod/debug", "-n", "default", "0:5432"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("kubectl says where it forwards")
+        .unwrap()
+        .unwrap_or_default();
+    // "Forwarding from 127.0.0.1:PORT -> 5432"
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| {
+            let _ = child.start_kill();
+            panic!("unexpected kubectl output: {line}")
+        });
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let payload = b"echo through the tunnel\n".repeat(4096);
+    conn.write_all(&payload).await.unwrap();
+    let mut back = vec![0u8; payload.len()];
+    tokio::time::timeout(Duration::from_secs(30), conn.read_exact(&mut back))
+        .await
+        .expect("the echo comes back")
+        .unwrap();
+    assert_eq!(back, payload);
+    drop(conn);
+    let _ = child.kill().await;
+    let events = events(&gw).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "command"
+                && e["data"]["request"]["resource"] == "pods/portforward"),
+        "the port-forward is recorded"
+    );
+    assert!(api.requests().iter().all(|r| r["auth"] == "ok"));
+    gw.stop().await;
+}

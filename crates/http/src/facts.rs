@@ -144,9 +144,19 @@ pub fn json_strings(value: &serde_json::Value) -> String {
 /// Whether a field or parameter name suggests a credential.
 pub fn is_secret_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "credential", "private_key"]
-        .iter()
-        .any(|s| lower.contains(s))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "credential",
+        "private_key",
+    ]
+    .iter()
+    .any(|s| lower.contains(s))
 }
 
 #[cfg(test)]
@@ -156,7 +166,8 @@ mod tests {
     #[test]
     fn escapes_and_secrets_in_json_bodies() {
         let v: serde_json::Value =
-            serde_json::from_str(r#"{"memo":"123\u002d45\u002d6789","password":"hunter2","n":5}"#).unwrap();
+            serde_json::from_str(r#"{"memo":"123\u002d45\u002d6789","password":"hunter2","n":5}"#)
+                .unwrap();
         let text = json_strings(&v);
         assert!(text.contains("123-45-6789"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");

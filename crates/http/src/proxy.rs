@@ -800,7 +800,8 @@ fn canonical_path(raw: &str) -> Result<String, String> {
         format!("the path {raw:?} has dot segments, doubled or encoded slashes or `;` parameters, which servers read differently; gatehouse refuses it rather than guess")
     };
     let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || raw.contains('\\') {
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || raw.contains('\\')
+    {
         return Err(refuse());
     }
     let mut bytes = Vec::with_capacity(raw.len());
@@ -819,11 +820,9 @@ fn canonical_path(raw: &str) -> Result<String, String> {
         }
     }
     let decoded = String::from_utf8(bytes).map_err(|_| refuse())?;
-    let bad_segment = decoded
-        .split('/')
-        .skip(1)
-        .enumerate()
-        .any(|(i, seg)| seg == "." || seg == ".." || (seg.is_empty() && i + 1 < decoded.split('/').count() - 1));
+    let bad_segment = decoded.split('/').skip(1).enumerate().any(|(i, seg)| {
+        seg == "." || seg == ".." || (seg.is_empty() && i + 1 < decoded.split('/').count() - 1)
+    });
     if bad_segment || decoded.contains(';') || decoded.chars().any(char::is_control) {
         return Err(refuse());
     }
@@ -871,7 +870,9 @@ pub(crate) fn redact_query(query: &str) -> String {
             let (k, _) = pair.split_once('=').unwrap_or((pair, ""));
             let lower = k.to_ascii_lowercase();
             if crate::facts::is_secret_name(k)
-                || ["key", "signature", "sig"].iter().any(|s| lower.contains(s))
+                || ["key", "signature", "sig"]
+                    .iter()
+                    .any(|s| lower.contains(s))
             {
                 format!("{k}=***")
             } else {
@@ -922,10 +923,22 @@ mod tests {
     #[test]
     fn paths_servers_could_read_differently_are_refused() {
         assert_eq!(canonical_path("/%63ustomers/1").unwrap(), "/customers/1");
-        assert_eq!(canonical_path("/v1/chat/completions").unwrap(), "/v1/chat/completions");
+        assert_eq!(
+            canonical_path("/v1/chat/completions").unwrap(),
+            "/v1/chat/completions"
+        );
         assert_eq!(canonical_path("/").unwrap(), "/");
         assert_eq!(canonical_path("/a/").unwrap(), "/a/");
-        for bad in ["/./customers/1", "//customers/1", "/customers;x/1", "/a/../admin", "/a%2fb", "/%2e%2e/x", "/a/%2E/b", "/a\\b"] {
+        for bad in [
+            "/./customers/1",
+            "//customers/1",
+            "/customers;x/1",
+            "/a/../admin",
+            "/a%2fb",
+            "/%2e%2e/x",
+            "/a/%2E/b",
+            "/a\\b",
+        ] {
             assert!(canonical_path(bad).is_err(), "{bad}");
         }
     }
@@ -933,10 +946,22 @@ mod tests {
     #[test]
     fn method_overrides_and_forwarding_headers_are_dropped() {
         let mut from = HeaderMap::new();
-        for h in ["x-http-method-override", "x-forwarded-user", "x-original-url", "remote-user", "range", "content-length"] {
+        for h in [
+            "x-http-method-override",
+            "x-forwarded-user",
+            "x-original-url",
+            "remote-user",
+            "range",
+            "content-length",
+        ] {
             from.insert(HeaderName::from_static(h), HeaderValue::from_static("x"));
         }
-        from.insert("sec-websocket-protocol", HeaderValue::from_static("v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.c2VjcmV0"));
+        from.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(
+                "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.c2VjcmV0",
+            ),
+        );
         let mut to = HeaderMap::new();
         copy_request_headers(&from, &mut to, false);
         assert_eq!(to.len(), 1, "{to:?}");

@@ -119,8 +119,18 @@ impl JsonLines {
         // A watch event carries its object under `object`; field rules are
         // written for the object.
         let is_event = value.get("type").is_some() && value.get("object").is_some();
-        let target = if is_event { &mut value["object"] } else { &mut value };
-        crate::jsonmask::mask_json(target, &self.fields, &self.masker, self.detectors, &mut self.counts);
+        let target = if is_event {
+            &mut value["object"]
+        } else {
+            &mut value
+        };
+        crate::jsonmask::mask_json(
+            target,
+            &self.fields,
+            &self.masker,
+            self.detectors,
+            &mut self.counts,
+        );
         out.extend(serde_json::to_vec(&value).unwrap_or_default());
         out.push(b'\n');
         Ok(())
@@ -136,7 +146,10 @@ impl Transform for JsonLines {
             self.mask_line(&line[..line.len() - 1], &mut out)?;
         }
         if self.line.len() > self.limit {
-            return Err(format!("a line of the stream is longer than {} bytes ([http] max_response_bytes)", self.limit));
+            return Err(format!(
+                "a line of the stream is longer than {} bytes ([http] max_response_bytes)",
+                self.limit
+            ));
         }
         Ok(out.into())
     }
@@ -230,7 +243,13 @@ pub(crate) async fn relay(
     };
     if let Plan::Refuse(message) = plan {
         exchange
-            .finish(parts.status, 0, &MaskCounts::default(), None, Some(message.into()))
+            .finish(
+                parts.status,
+                0,
+                &MaskCounts::default(),
+                None,
+                Some(message.into()),
+            )
             .await;
         return error(Some(conn.kind), Refusal::BadGateway, message);
     }
@@ -484,7 +503,13 @@ async fn whole(
         Err(_) if !fields.is_empty() => {
             let message = "field rules apply to this connection, and the upstream's response is not valid JSON, so it is withheld";
             exchange
-                .finish(status, 0, &MaskCounts::default(), None, Some(message.into()))
+                .finish(
+                    status,
+                    0,
+                    &MaskCounts::default(),
+                    None,
+                    Some(message.into()),
+                )
                 .await;
             return error(Some(conn.kind), Refusal::BadGateway, message);
         }

@@ -183,12 +183,15 @@ impl HttpConditions {
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(&facts.method)))
             && any_glob(&self.paths, Some(&facts.path))
-            && self.json.iter().all(|(pointer, re)| match facts.json.as_ref() {
-                Some(body) => json_pointer_all(body, pointer)
-                    .into_iter()
-                    .any(|v| re.is_match(&json_text(v))),
-                None => fail_closed && facts.opaque_body,
-            })
+            && self
+                .json
+                .iter()
+                .all(|(pointer, re)| match facts.json.as_ref() {
+                    Some(body) => json_pointer_all(body, pointer)
+                        .into_iter()
+                        .any(|v| re.is_match(&json_text(v))),
+                    None => fail_closed && facts.opaque_body,
+                })
             && (self.detects.is_empty() || self.detects.iter().any(|e| facts.detected.contains(e)))
             && (self.tools.is_empty()
                 || facts
