@@ -109,6 +109,13 @@ paths = ["/transfers"]
 json = {{ "/amount" = "^[0-9]{{5,}}" }}
 approvers = ["approvers"]
 
+[[rules]]
+name = "no-ssns-in-requests"
+effect = "block"
+message = "customer SSNs do not travel in API requests"
+connections = ["customers-api"]
+detects = ["ssn"]
+
 [[masking.fields]]
 name = "balances"
 connections = ["customers-api"]
@@ -306,6 +313,113 @@ async fn curl_reads_masked_json_with_the_gateways_credential() {
     .await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("ACME"), "{body}");
+
+    // Review regressions: a client-chosen `follow` does not turn off field
+    // masks; paths servers read alike are judged alike; headers that
+    // would change what the upstream does never cross; an escaped SSN is
+    // still an SSN; protocol upgrades are only for kubectl streams.
+    let (code, body) = curl(
+        &gw,
+        &[
+            "-H",
+            &auth,
+            &format!("{}/customers?follow=1&watch=true", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("\"balance\":1200"), "{body}");
+    let before = seen.0.lock().unwrap().len();
+    for path in [
+        "%63ustomers/1",
+        "./customers/1",
+        "/customers/1",
+        "customers;x/1",
+        "x/../customers/1",
+    ] {
+        let (code, body) = curl(
+            &gw,
+            &[
+                "--path-as-is",
+                "-X",
+                "DELETE",
+                "-H",
+                &auth,
+                &format!("{}/{path}", base(&gw)),
+            ],
+        )
+        .await;
+        assert!(code == 403 || code == 400, "{path}: {code} {body}");
+    }
+    let (code, _) = curl(
+        &gw,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "X-HTTP-Method-Override: DELETE",
+            "-H",
+            "X-Forwarded-User: admin",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"amount\": 1}",
+            &format!("{}/transfers", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200);
+    {
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(
+            seen.len(),
+            before + 1,
+            "only the plain POST reached the upstream"
+        );
+        let (_, _, headers) = seen.last().unwrap();
+        assert!(
+            !headers
+                .iter()
+                .any(|(k, _)| k == "x-http-method-override" || k == "x-forwarded-user"),
+            "{headers:?}"
+        );
+    }
+    let (code, body) = curl(
+        &gw,
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"amount\": 1, \"memo\": \"123\\u002d45\\u002d6789\"}",
+            &format!("{}/transfers", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("no-ssns-in-requests"), "{body}");
+    let (code, body) = curl(
+        &gw,
+        &[
+            "--http1.1",
+            "-H",
+            &auth,
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            &format!("{}/customers", base(&gw)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
 
     // A malformed JSON body where JSON is declared: refused, fail closed.
     let (code, body) = curl(

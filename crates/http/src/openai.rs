@@ -616,12 +616,21 @@ enum Field {
     OutputText(u64, u64),
     /// Responses API `response.function_call_arguments.delta` by output index.
     CallArgs(u64),
+    /// Any other string in a chat choice's `delta` (`reasoning_content`,
+    /// `refusal`, …), by choice and the key's name (see `SseMasker::names`).
+    Delta(u64, u64),
+    /// Any other Responses API `*.delta` event (reasoning summaries,
+    /// refusals, transcripts), by output index, content index and the
+    /// event type's name.
+    OtherDelta(u64, u64, u64),
 }
 
 impl Field {
     fn choice(&self) -> Option<u64> {
         match *self {
-            Field::Content(i) | Field::Text(i) | Field::ToolArgs(i, _) => Some(i),
+            Field::Content(i) | Field::Text(i) | Field::ToolArgs(i, _) | Field::Delta(i, _) => {
+                Some(i)
+            }
             _ => None,
         }
     }
@@ -653,6 +662,9 @@ enum ToolKey {
 pub struct SseMasker {
     decoder: SseDecoder,
     streams: BTreeMap<Field, StreamMasker>,
+    /// Names of delta keys and event types, by the number a [`Field`]
+    /// carries (fields are `Copy`, names are not).
+    names: Vec<String>,
     text: Option<Capture>,
     tools: BTreeMap<ToolKey, LlmToolCall>,
     model: Option<String>,
@@ -783,6 +795,24 @@ impl SseMasker {
             if let Some(Value::String(s)) = c.get_mut("text") {
                 streamed.push((format!("{base}/text"), Field::Text(i), take(s)));
             }
+            // Every other text the delta streams (reasoning, refusals) is
+            // masked across chunks too, not only the fields named above.
+            let others: Vec<String> = c
+                .get("delta")
+                .and_then(Value::as_object)
+                .map(|d| {
+                    d.iter()
+                        .filter(|(k, v)| v.is_string() && !matches!(k.as_str(), "content" | "role"))
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for key in others {
+                let n = self.name_number(&key);
+                if let Some(Value::String(s)) = c.pointer_mut(&format!("/delta/{key}")) {
+                    streamed.push((format!("{base}/delta/{key}"), Field::Delta(i, n), take(s)));
+                }
+            }
             let calls = c
                 .pointer_mut("/delta/tool_calls")
                 .and_then(Value::as_array_mut);
@@ -846,6 +876,10 @@ impl SseMasker {
             match field {
                 Field::Content(_) => append(object_at(c, "delta"), "content", &tail),
                 Field::Text(_) => append(c, "text", &tail),
+                Field::Delta(_, n) => {
+                    let key = self.names[n as usize].clone();
+                    append(object_at(c, "delta"), &key, &tail)
+                }
                 Field::ToolArgs(_, j) => {
                     let delta = object_at(c, "delta");
                     let calls = delta
@@ -888,9 +922,18 @@ impl SseMasker {
         if let Some(id) = v.get("item_id") {
             self.item_ids.insert(oi, id.clone());
         }
+        // Token log-probabilities would spell a value out one token at a time.
+        if let Some(obj) = v.as_object_mut() {
+            if obj.get("logprobs").is_some_and(|l| !l.is_null()) {
+                obj.insert("logprobs".into(), json!([]));
+            }
+        }
         let delta_field = match kind {
             "response.output_text.delta" => Some(Field::OutputText(oi, ci)),
             "response.function_call_arguments.delta" => Some(Field::CallArgs(oi)),
+            k if k.ends_with(".delta") && v.get("delta").is_some_and(Value::is_string) => {
+                Some(Field::OtherDelta(oi, ci, self.name_number(k)))
+            }
             _ => None,
         };
         match kind {
@@ -899,6 +942,12 @@ impl SseMasker {
             }
             "response.function_call_arguments.done" => {
                 self.release_responses(masker, Field::CallArgs(oi), out)
+            }
+            k if k.ends_with(".done") => {
+                let delta_kind = format!("{}.delta", &k[..k.len() - ".done".len()]);
+                if let Some(n) = self.names.iter().position(|x| *x == delta_kind) {
+                    self.release_responses(masker, Field::OtherDelta(oi, ci, n as u64), out)
+                }
             }
             _ => {}
         }
@@ -948,6 +997,17 @@ impl SseMasker {
             out.extend_from_slice(
                 &SseEvent::data(self.added_event(field, tail).to_string()).to_bytes(),
             );
+        }
+    }
+
+    /// The number standing for a delta key or event type in [`Field`].
+    fn name_number(&mut self, name: &str) -> u64 {
+        match self.names.iter().position(|n| n == name) {
+            Some(i) => i as u64,
+            None => {
+                self.names.push(name.to_string());
+                (self.names.len() - 1) as u64
+            }
         }
     }
 
@@ -1036,6 +1096,20 @@ impl SseMasker {
                     "type": "response.function_call_arguments.delta",
                     "item_id": item_id(oi),
                     "output_index": oi,
+                    "delta": tail,
+                })
+            }
+            Field::Delta(i, n) => {
+                let mut delta = serde_json::Map::new();
+                delta.insert(self.names[n as usize].clone(), Value::String(tail));
+                json!({"index": i, "delta": delta, "finish_reason": null})
+            }
+            Field::OtherDelta(oi, ci, n) => {
+                return json!({
+                    "type": self.names[n as usize],
+                    "item_id": item_id(oi),
+                    "output_index": oi,
+                    "content_index": ci,
                     "delta": tail,
                 })
             }

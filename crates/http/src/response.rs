@@ -460,8 +460,31 @@ async fn whole(
     };
     let masker = &exchange.adapter.pipeline.masker;
     let mut counts = MaskCounts::default();
-    if conn.kind == ConnectionKind::Openai && fields.is_empty() {
-        let masked = crate::openai::mask_response(&bytes, masker);
+    if conn.kind == ConnectionKind::Openai {
+        let mut masked = crate::openai::mask_response(&bytes, masker);
+        if !fields.is_empty() {
+            // Field rules on an LLM connection apply after the detectors.
+            match serde_json::from_slice::<serde_json::Value>(&masked.body) {
+                Ok(mut v) => {
+                    crate::jsonmask::mask_json(&mut v, fields, masker, false, &mut masked.counts);
+                    masked.body = serde_json::to_vec(&v).unwrap_or_default();
+                    masked.changed = true;
+                }
+                Err(_) => {
+                    let message = "field rules apply to this connection, and the upstream's response is not valid JSON, so it is withheld";
+                    exchange
+                        .finish(
+                            status,
+                            0,
+                            &MaskCounts::default(),
+                            None,
+                            Some(message.into()),
+                        )
+                        .await;
+                    return error(Some(conn.kind), Refusal::BadGateway, message);
+                }
+            }
+        }
         if let Err(message) = crate::toolgate::vet(&exchange, &masked.summary.tool_calls).await {
             exchange
                 .finish(
@@ -474,7 +497,7 @@ async fn whole(
                 .await;
             return error(Some(conn.kind), Refusal::Forbidden, &message);
         }
-        let out: Bytes = if detectors && masked.changed {
+        let out: Bytes = if (detectors || !fields.is_empty()) && masked.changed {
             masked.body.into()
         } else {
             bytes

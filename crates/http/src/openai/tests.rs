@@ -459,6 +459,47 @@ fn streamed_tool_call_arguments_are_masked() {
 }
 
 #[test]
+fn reasoning_and_other_streamed_fields_are_masked_across_events() {
+    let m = masker();
+    let reasoning = |t: &str| {
+        chunk(
+            "c",
+            json!({"index": 0, "delta": {"reasoning_content": t}, "finish_reason": null}),
+        )
+    };
+    let mut s = SseMasker::new();
+    let mut out = s.push(&m, reasoning("ssn 123-45").as_bytes()).unwrap();
+    out.extend(s.push(&m, reasoning("-6789 ok").as_bytes()).unwrap());
+    out.extend(s.push(&m, finish_chunk().as_bytes()).unwrap());
+    out.extend(s.push(&m, b"data: [DONE]\n\n").unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        !text.contains("6789 ok") || text.contains("***-**-6789"),
+        "{text}"
+    );
+    assert!(!text.contains("123-45"), "{text}");
+
+    let ev = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let summary = |d: &str| {
+        ev(
+            json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0, "summary_index": 0, "delta": d, "logprobs": [{"token": "123"}]}),
+        )
+    };
+    let stream = [
+        summary("looked up 123-45-"),
+        summary("6789 in the file"),
+        ev(json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1", "output_index": 0, "summary_index": 0, "text": "looked up 123-45-6789 in the file"})),
+    ]
+    .concat();
+    let mut s = SseMasker::new();
+    let mut out = s.push(&m, stream.as_bytes()).unwrap();
+    out.extend(s.finish(&m).unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("123-45"), "{text}");
+    assert!(!text.contains("\"token\""), "logprobs are dropped: {text}");
+}
+
+#[test]
 fn completions_and_responses_streams_are_masked() {
     let m = masker();
     let text = |t: &str| {
