@@ -128,25 +128,9 @@ strategy = "redact"
 
 async fn start(seen: &Seen) -> TestGateway {
     let port = start_api(seen.clone()).await;
-    TestGateway::start_with(
+    TestGateway::start_with_policy(
         "[http]\nlisten = \"127.0.0.1:0\"\nmax_request_bytes = 65536",
-        "",
-        |text| {
-            let dir = text
-                .lines()
-                .find_map(|l| l.strip_prefix("password_file = \""))
-                .map(|p| {
-                    std::path::PathBuf::from(p.trim_end_matches('"'))
-                        .parent()
-                        .unwrap()
-                        .to_path_buf()
-                })
-                .unwrap();
-            let policy_at = text.find("[[rules]]").unwrap();
-            let mut t = text.clone();
-            t.insert_str(policy_at, &http_config(&dir, port));
-            t
-        },
+        |dir| http_config(dir, port),
     )
     .await
 }
@@ -463,37 +447,51 @@ async fn curl_reads_masked_json_with_the_gateways_credential() {
     gw.stop().await;
 }
 
+/// POST `body` to `/transfers` as `token` with curl in the background (it
+/// will wait on a hold); its output ends with the status code.
+fn post_transfer(
+    gw: &TestGateway,
+    token: &str,
+    content_type: &str,
+    body: &str,
+) -> tokio::task::JoinHandle<String> {
+    let ca = gw.ca_file();
+    let url = format!("{}/transfers", base(gw));
+    let args = [
+        "-w".to_string(),
+        "\n%{http_code}".into(),
+        "-H".into(),
+        format!("Authorization: Bearer {token}"),
+        "-H".into(),
+        format!("Content-Type: {content_type}"),
+        "-d".into(),
+        body.into(),
+        url,
+    ];
+    tokio::spawn(async move {
+        let o = tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--cacert"])
+            .arg(&ca)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        out(&o)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_transfer_waits_for_an_approver_and_runs_once() {
     let seen = Seen::default();
     let gw = start(&seen).await;
     let dana = gw.token("dana", &["dba"]);
     let omar = gw.token("omar", &["approvers"]);
-    let url = format!("{}/transfers", base(&gw));
-    let ca = gw.ca_file();
-    let held = tokio::spawn({
-        let dana = dana.clone();
-        async move {
-            let o = tokio::process::Command::new("curl")
-                .args(["-sS", "--max-time", "60", "--cacert"])
-                .arg(&ca)
-                .args([
-                    "-w",
-                    "\n%{http_code}",
-                    "-H",
-                    &format!("Authorization: Bearer {dana}"),
-                    "-H",
-                    "Content-Type: application/json",
-                    "-d",
-                    "{\"amount\": 250000, \"to\": \"ACME\"}",
-                    &url,
-                ])
-                .output()
-                .await
-                .unwrap();
-            out(&o)
-        }
-    });
+    let held = post_transfer(
+        &gw,
+        &dana,
+        "application/json",
+        "{\"amount\": 250000, \"to\": \"ACME\"}",
+    );
     let request = gw.pending_request(&omar).await;
     assert!(
         request["command"]
@@ -537,28 +535,12 @@ async fn a_large_transfer_waits_for_an_approver_and_runs_once() {
     );
 
     // A denied one never runs and says who denied it and why.
-    let ca = gw.ca_file();
-    let url = format!("{}/transfers", base(&gw));
-    let held = tokio::spawn(async move {
-        let o = tokio::process::Command::new("curl")
-            .args(["-sS", "--max-time", "60", "--cacert"])
-            .arg(&ca)
-            .args([
-                "-w",
-                "\n%{http_code}",
-                "-H",
-                &format!("Authorization: Bearer {dana}"),
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                "{\"amount\": 99999, \"to\": \"EVIL\"}",
-                &url,
-            ])
-            .output()
-            .await
-            .unwrap();
-        out(&o)
-    });
+    let held = post_transfer(
+        &gw,
+        &dana,
+        "application/json",
+        "{\"amount\": 99999, \"to\": \"EVIL\"}",
+    );
     let request = gw.pending_request(&omar).await;
     let id = request["id"].as_u64().unwrap();
     let (status, _) = gw
@@ -587,6 +569,42 @@ async fn a_large_transfer_waits_for_an_approver_and_runs_once() {
             .filter(|(_, u, _)| u == "/transfers")
             .count(),
         1
+    );
+
+    // A body the JSON rule cannot read (a form) is held all the same, and
+    // so is a field spelled in another case.
+    for (content_type, body) in [
+        ("application/x-www-form-urlencoded", "amount=250000&to=ACME"),
+        ("application/json", "{\"AMOUNT\": 250000, \"to\": \"ACME\"}"),
+    ] {
+        let held = post_transfer(&gw, &dana, content_type, body);
+        let request = gw.pending_request(&omar).await;
+        let id = request["id"].as_u64().unwrap();
+        let (status, _) = gw
+            .api(
+                "POST",
+                &format!("/api/v1/approvals/{id}/deny"),
+                &omar,
+                Some(serde_json::json!({"reason": "no"})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let text = tokio::time::timeout(Duration::from_secs(30), held)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.trim_end().ends_with("403"), "{content_type}: {text}");
+    }
+    let transfers = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, u, _)| u == "/transfers")
+        .count();
+    assert_eq!(
+        transfers, 1,
+        "held and denied requests never reach the upstream"
     );
     gw.stop().await;
 }

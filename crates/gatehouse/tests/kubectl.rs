@@ -152,13 +152,8 @@ pattern = "rm\\s+-rf"
 }
 
 async fn start(api: &ApiServer) -> TestGateway {
-    let api_dir = api.dir.path().to_path_buf();
-    let extra = kube_config(api, &api_dir);
-    TestGateway::start_with("[http]\nlisten = \"127.0.0.1:0\"", "", |text| {
-        let at = text.find("[[rules]]").unwrap();
-        let mut t = text.clone();
-        t.insert_str(at, &extra);
-        t
+    TestGateway::start_with_policy("[http]\nlisten = \"127.0.0.1:0\"", |_| {
+        kube_config(api, api.dir.path())
     })
     .await
 }
@@ -449,18 +444,7 @@ async fn an_interactive_exec_through_tmux_is_recorded() {
     tmux(&["send-keys", "-t", &session, "stty size", "Enter"]);
     wait_for_screen(&session, "30 100").await;
     tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
-    for _ in 0..100 {
-        if !std::process::Command::new("tmux")
-            .args(["has-session", "-t", &session])
-            .status()
-            .unwrap()
-            .success()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tmux(&["kill-session", "-t", &session]);
+    wait_tmux_closed(&session).await;
     let mut recording = None;
     for _ in 0..50 {
         let events = events(&gw).await;

@@ -29,20 +29,10 @@ async fn start() -> TestGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     gatehouse::llmdemo::start(listener, UPSTREAM_KEY.into()).await;
-    TestGateway::start_with("[http]\nlisten = \"127.0.0.1:0\"", "", |text| {
-        let dir = text
-            .lines()
-            .find_map(|l| l.strip_prefix("password_file = \""))
-            .map(|p| {
-                std::path::PathBuf::from(p.trim_end_matches('"'))
-                    .parent()
-                    .unwrap()
-                    .to_path_buf()
-            })
-            .unwrap();
+    TestGateway::start_with_policy("[http]\nlisten = \"127.0.0.1:0\"", |dir| {
         let key = dir.join("llm.key");
         std::fs::write(&key, UPSTREAM_KEY).unwrap();
-        let extra = format!(
+        format!(
             r#"
 [[connections]]
 name = "llm"
@@ -75,11 +65,7 @@ tools = ["wire_transfer"]
 approvers = ["approvers"]
 "#,
             key = key.display()
-        );
-        let at = text.find("[[rules]]").unwrap();
-        let mut t = text.clone();
-        t.insert_str(at, &extra);
-        t
+        )
     })
     .await
 }

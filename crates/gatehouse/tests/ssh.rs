@@ -678,18 +678,7 @@ async fn interactive_shell_through_tmux_is_recorded_and_replays() {
     ]);
     wait_for_screen(&session, "size=40 120").await;
     tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
-    for _ in 0..100 {
-        if !std::process::Command::new("tmux")
-            .args(["has-session", "-t", &session])
-            .status()
-            .unwrap()
-            .success()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tmux(&["kill-session", "-t", &session]);
+    wait_tmux_closed(&session).await;
     // The session end (with its recording) is recorded as the connection closes.
     let mut events = Vec::new();
     for _ in 0..50 {

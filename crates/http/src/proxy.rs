@@ -86,6 +86,25 @@ impl Exchange {
     }
 }
 
+impl Exchange {
+    /// Answer for the upstream with a refusal in `kind`'s dialect, and
+    /// record the request's end with `detail` (the client's message when
+    /// `None`; details such as internal addresses stay in the trail).
+    pub(crate) async fn refuse(
+        &self,
+        status: StatusCode,
+        kind: ConnectionKind,
+        refusal: Refusal,
+        message: &str,
+        detail: Option<String>,
+    ) -> Response<ClientBody> {
+        let detail = detail.unwrap_or_else(|| message.to_string());
+        self.finish(status, 0, &MaskCounts::default(), None, Some(detail))
+            .await;
+        error(Some(kind), refusal, message)
+    }
+}
+
 impl HttpAdapter {
     /// Serve one request; every outcome is a response in the client's dialect.
     pub(crate) async fn handle(
@@ -374,16 +393,15 @@ impl HttpAdapter {
                 Ok(t) => tap = Some(t),
                 Err(e) => {
                     let message = format!("gatehouse could not open a recording for this exec, so it did not start: {e}");
-                    exchange
-                        .finish(
+                    return Err(exchange
+                        .refuse(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            0,
-                            &MaskCounts::default(),
+                            conn.kind,
+                            Refusal::Unavailable,
+                            &message,
                             None,
-                            Some(message.clone()),
                         )
-                        .await;
-                    return Err(error(kind, Refusal::Unavailable, &message));
+                        .await);
                 }
             }
         }
@@ -398,49 +416,44 @@ impl HttpAdapter {
         ) {
             Ok(r) => r,
             Err(e) => {
-                exchange
-                    .finish(
+                return Err(exchange
+                    .refuse(
                         StatusCode::BAD_GATEWAY,
-                        0,
-                        &MaskCounts::default(),
+                        conn.kind,
+                        Refusal::BadGateway,
+                        &e,
                         None,
-                        Some(e.clone()),
                     )
-                    .await;
-                return Err(error(kind, Refusal::BadGateway, &e));
+                    .await)
             }
         };
         let mut resp = match upstream.send(out).await {
             Ok(r) => r,
             Err(e) => {
-                exchange
-                    .finish(
+                tracing::warn!(connection = %conn.name, error = %e, "upstream request failed");
+                let message = format!("the upstream of connection \"{}\" did not answer; the details are in the gateway's log and audit trail", conn.name);
+                return Err(exchange
+                    .refuse(
                         StatusCode::BAD_GATEWAY,
-                        0,
-                        &MaskCounts::default(),
-                        None,
-                        Some(e.clone()),
+                        conn.kind,
+                        Refusal::BadGateway,
+                        &message,
+                        Some(e),
                     )
-                    .await;
-                return Err(error(kind, Refusal::BadGateway, &e));
+                    .await);
             }
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                exchange
-                    .finish(
+                return Err(exchange
+                    .refuse(
                         StatusCode::BAD_GATEWAY,
-                        0,
-                        &MaskCounts::default(),
+                        conn.kind,
+                        Refusal::BadGateway,
+                        "the upstream switched protocols without being asked to",
                         None,
-                        Some("upstream switched protocols unasked".into()),
                     )
-                    .await;
-                return Err(error(
-                    kind,
-                    Refusal::BadGateway,
-                    "the upstream switched protocols without being asked to",
-                ));
+                    .await);
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let mut client_resp = Response::new(full(Bytes::new()));

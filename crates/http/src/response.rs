@@ -242,16 +242,9 @@ pub(crate) async fn relay(
         Plan::Refuse(fields_unmaskable)
     };
     if let Plan::Refuse(message) = plan {
-        exchange
-            .finish(
-                parts.status,
-                0,
-                &MaskCounts::default(),
-                None,
-                Some(message.into()),
-            )
+        return exchange
+            .refuse(parts.status, conn.kind, Refusal::BadGateway, message, None)
             .await;
-        return error(Some(conn.kind), Refusal::BadGateway, message);
     }
     let encoded = parts
         .headers
@@ -260,16 +253,9 @@ pub(crate) async fn relay(
         .is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
     if encoded && !matches!(plan, Plan::Pass) {
         let message = "the upstream sent a compressed body, which gatehouse cannot inspect for masking, so it is withheld";
-        exchange
-            .finish(
-                parts.status,
-                0,
-                &MaskCounts::default(),
-                None,
-                Some(message.into()),
-            )
+        return exchange
+            .refuse(parts.status, conn.kind, Refusal::BadGateway, message, None)
             .await;
-        return error(Some(conn.kind), Refusal::BadGateway, message);
     }
     let masker = pipeline.masker.clone();
     let transform: Box<dyn Transform> = match plan {
@@ -446,16 +432,9 @@ async fn whole(
             } else {
                 format!("the upstream body broke off: {e}")
             };
-            exchange
-                .finish(
-                    status,
-                    0,
-                    &MaskCounts::default(),
-                    None,
-                    Some(message.clone()),
-                )
+            return exchange
+                .refuse(status, conn.kind, Refusal::BadGateway, &message, None)
                 .await;
-            return error(Some(conn.kind), Refusal::BadGateway, &message);
         }
     };
     let masker = &exchange.adapter.pipeline.masker;
@@ -472,16 +451,9 @@ async fn whole(
                 }
                 Err(_) => {
                     let message = "field rules apply to this connection, and the upstream's response is not valid JSON, so it is withheld";
-                    exchange
-                        .finish(
-                            status,
-                            0,
-                            &MaskCounts::default(),
-                            None,
-                            Some(message.into()),
-                        )
+                    return exchange
+                        .refuse(status, conn.kind, Refusal::BadGateway, message, None)
                         .await;
-                    return error(Some(conn.kind), Refusal::BadGateway, message);
                 }
             }
         }
@@ -525,16 +497,9 @@ async fn whole(
         }
         Err(_) if !fields.is_empty() => {
             let message = "field rules apply to this connection, and the upstream's response is not valid JSON, so it is withheld";
-            exchange
-                .finish(
-                    status,
-                    0,
-                    &MaskCounts::default(),
-                    None,
-                    Some(message.into()),
-                )
+            return exchange
+                .refuse(status, conn.kind, Refusal::BadGateway, message, None)
                 .await;
-            return error(Some(conn.kind), Refusal::BadGateway, message);
         }
         Err(_) => {
             let mut text = TextStream::default();

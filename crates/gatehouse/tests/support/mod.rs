@@ -107,8 +107,31 @@ impl TestGateway {
         extra: &str,
         edit: impl FnOnce(String) -> String,
     ) -> TestGateway {
+        Self::start_in(extra_top, extra, |_, text| edit(text)).await
+    }
+
+    /// Start a gateway with `policy(state_folder)` (connections, rules,
+    /// masking) placed before the demo rules, so its rules are tried first.
+    pub async fn start_with_policy(
+        extra_top: &str,
+        policy: impl FnOnce(&Path) -> String,
+    ) -> TestGateway {
+        Self::start_in(extra_top, "", |dir, text| {
+            let at = text.find("[[rules]]").expect("the demo policy has rules");
+            let mut t = text.clone();
+            t.insert_str(at, &policy(dir));
+            t
+        })
+        .await
+    }
+
+    async fn start_in(
+        extra_top: &str,
+        extra: &str,
+        edit: impl FnOnce(&Path, String) -> String,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
-        let text = edit(config_text(dir.path(), extra_top, extra));
+        let text = edit(dir.path(), config_text(dir.path(), extra_top, extra));
         let config_path = dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, &text).unwrap();
         let cfg = GatewayConfig::load(&config_path).unwrap();
@@ -581,4 +604,20 @@ pub async fn wait_for_screen(session: &str, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{needle:?} never appeared on the screen:\n{screen}");
+}
+
+/// Wait (bounded) until a tmux session has ended, then make sure it has.
+pub async fn wait_tmux_closed(session: &str) {
+    for _ in 0..100 {
+        if !std::process::Command::new("tmux")
+            .args(["has-session", "-t", session])
+            .status()
+            .unwrap()
+            .success()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux(&["kill-session", "-t", session]);
 }
