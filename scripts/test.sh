@@ -51,6 +51,9 @@ python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q 'openai>=2,<
 python3 -c 'import aiohttp' 2>/dev/null || python3 -m pip install -q -r tests/kube/requirements.txt
 KUBECTL=$(bash scripts/kubectl.sh)
 export KUBECTL
+# The fake Kubernetes API server, proven against real kubectl on its own
+# first, so a failure in the gateway's kubectl tests is the gateway's.
+bash tests/kube/selftest.sh
 (cd tests/oidc && npm ci --no-audit --no-fund --silent)
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
