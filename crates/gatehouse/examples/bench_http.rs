@@ -2,12 +2,13 @@
 //! the same OpenAI-compatible upstream, in the same run.
 //!
 //!     cargo build --release -p gatehouse
-//!     cargo run --release -p gatehouse --example bench_http -- [SECONDS] [CLIENTS]
+//!     cargo run --release -p gatehouse --example bench_http -- [SECONDS] [CLIENTS] [full|normal]
 //!
 //! 1. Non-streamed chat completions for SECONDS with CLIENTS concurrent
 //!    clients: directly (plain HTTP to the upstream, its key) and through
 //!    the gateway (HTTPS, token check, decide, audit with fsync, answer
-//!    masked whole); prints requests/s and p50/p99 latency.
+//!    masked whole); prints requests/s and p50/p99 latency. The third
+//!    argument is the audit store's durability (`full` fsyncs each event).
 //! 2. Streamed completions, one at a time: time to the first content byte
 //!    and to the end of the stream, direct and through the gateway (masked
 //!    as it streams).
@@ -26,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let clients: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let durability = args.get(3).cloned().unwrap_or_else(|| "full".into());
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let upstream_port = listener.local_addr()?.port();
@@ -45,6 +47,8 @@ listen = "127.0.0.1:{pg}"
 listen = "127.0.0.1:{api}"
 [http]
 listen = "127.0.0.1:{http_port}"
+[audit]
+durability = "{durability}"
 [[connections]]
 name = "llm"
 type = "openai"
@@ -231,13 +235,27 @@ async fn streams(
             .await?;
         anyhow::ensure!(r.status().is_success(), "status {}", r.status());
         let mut got_first = false;
+        let mut pending = String::new();
         while let Some(chunk) = r.chunk().await? {
-            if !got_first
-                && chunk.windows(10).any(|w| w == b"\"content\":")
-                && !chunk.windows(12).any(|w| w == b"\"content\":\"\"")
-            {
-                first.push(t.elapsed().as_secs_f64() * 1000.0);
-                got_first = true;
+            if got_first {
+                continue;
+            }
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                let has_content = line
+                    .strip_prefix("data: ")
+                    .and_then(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+                    .and_then(|v| {
+                        v.pointer("/choices/0/delta/content")
+                            .and_then(|c| c.as_str())
+                            .map(|c| !c.is_empty())
+                    })
+                    .unwrap_or(false);
+                if has_content && !got_first {
+                    first.push(t.elapsed().as_secs_f64() * 1000.0);
+                    got_first = true;
+                }
             }
         }
         whole.push(t.elapsed().as_secs_f64() * 1000.0);

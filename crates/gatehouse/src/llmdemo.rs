@@ -58,6 +58,11 @@ pub async fn start(
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(key, require_key));
     tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        // Tokens go out as they are made, as inference servers send them.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "LLM demo upstream stopped");
         }

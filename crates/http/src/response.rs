@@ -478,16 +478,14 @@ async fn whole(
             header::CONTENT_LENGTH,
             HeaderValue::from_str(&out.len().to_string()).expect("digits"),
         );
-        exchange
-            .finish(
-                status,
-                out.len() as u64,
-                &masked.counts,
-                Some(crate::llm::summary_json(&masked.summary)),
-                None,
-            )
-            .await;
-        drop(busy);
+        record_after(
+            exchange,
+            status,
+            out.len() as u64,
+            masked.counts,
+            Some(crate::llm::summary_json(&masked.summary)),
+            busy,
+        );
         return Response::from_parts(parts, full(out));
     }
     let out: Bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
@@ -516,11 +514,25 @@ async fn whole(
         header::CONTENT_LENGTH,
         HeaderValue::from_str(&out.len().to_string()).expect("digits"),
     );
-    exchange
-        .finish(status, out.len() as u64, &counts, None, None)
-        .await;
-    drop(busy);
+    record_after(exchange, status, out.len() as u64, counts, None, busy);
     Response::from_parts(parts, full(out))
+}
+
+/// Record a whole answer's result without making the caller wait for it:
+/// the request itself was recorded before it ran, and the answer is
+/// already masked, as the SQL adapters record results.
+fn record_after(
+    exchange: Exchange,
+    status: http::StatusCode,
+    sent: u64,
+    counts: MaskCounts,
+    summary: Option<serde_json::Value>,
+    busy: crate::sessions::Busy,
+) {
+    tokio::spawn(async move {
+        exchange.finish(status, sent, &counts, summary, None).await;
+        drop(busy);
+    });
 }
 
 /// Whether `name=true` (or `1`) is in a query string.
