@@ -284,6 +284,15 @@ impl Pipeline {
     }
 }
 
+/// A new session id: 96 random bits as hex, the same shape for every
+/// adapter so the console and exports treat them alike.
+pub fn new_session_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
 /// Replace secret literals in statement text before it is recorded
 /// (`PASSWORD 'x'`, `IDENTIFIED BY 'x'`), so the audit trail never holds a
 /// credential that passed through the gateway.

@@ -112,7 +112,7 @@ impl HttpSessions {
             return Ok(s.clone());
         }
         let session = Arc::new(HttpSession {
-            id: new_session_id(),
+            id: gatehouse_core::pipeline::new_session_id(),
             identity: identity.clone(),
             connection: connection.to_string(),
             started: Instant::now(),
@@ -181,12 +181,4 @@ impl HttpSessions {
             .end_session(s.id.clone(), &s.identity, &s.connection, s.started, &stats)
             .await;
     }
-}
-
-/// A random session id, as the other adapters make them.
-fn new_session_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
 }

@@ -421,7 +421,7 @@ impl MySqlAdapter {
                 .await;
             }
         };
-        let session_id = new_session_id();
+        let session_id = gatehouse_core::pipeline::new_session_id();
         let started = Instant::now();
         let program = resp
             .attributes
@@ -534,12 +534,4 @@ async fn refuse<W: AsyncWrite + Unpin + ?Sized>(
     let _ = client.write_all(&out).await;
     let _ = client.shutdown().await;
     Ok(())
-}
-
-/// A random, unguessable session id.
-fn new_session_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

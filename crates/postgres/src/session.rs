@@ -341,7 +341,7 @@ impl PostgresAdapter {
                 .await;
             }
         };
-        let session_id = new_session_id();
+        let session_id = gatehouse_core::pipeline::new_session_id();
         let started = Instant::now();
         let start_event = EventRecord {
             kind: "session.start",
@@ -417,12 +417,4 @@ async fn fatal<W: AsyncWrite + Unpin + ?Sized>(
     let _ = client.write_all(&msg).await;
     let _ = client.shutdown().await;
     Ok(())
-}
-
-/// A random, unguessable session id (also used in URLs later).
-fn new_session_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -298,7 +298,7 @@ impl ClientHandler {
                 .await;
         }
         let live = Arc::new(Live {
-            id: new_session_id(),
+            id: gatehouse_core::pipeline::new_session_id(),
             identity,
             connection: conn,
             connection_name: connection,
@@ -495,12 +495,4 @@ impl server::Handler for ClientHandler {
         }
         Ok(false)
     }
-}
-
-/// A random, unguessable session id.
-fn new_session_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
 }
