@@ -581,6 +581,11 @@ mod tests {
         let cfg = GatewayConfig::parse(&demo, Path::new(".")).unwrap();
         crate::gateway::compile_policy(&cfg).unwrap();
         assert!(cfg.mysql.is_none());
+        let with_llm =
+            demo.clone() + &crate::demo::llm_demo_config(8000, Path::new("/nonexistent/key"));
+        let cfg = GatewayConfig::parse(&with_llm, Path::new(".")).unwrap();
+        crate::gateway::compile_policy(&cfg).unwrap();
+        assert_eq!(cfg.http.unwrap().listen, "127.0.0.1:18443");
         let with_mysql =
             demo.clone() + &crate::demo::demo_mysql_config(3306, Path::new("/nonexistent/pw"));
         let cfg = GatewayConfig::parse(&with_mysql, Path::new(".")).unwrap();
