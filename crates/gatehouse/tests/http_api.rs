@@ -320,6 +320,9 @@ async fn curl_reads_masked_json_with_the_gateways_credential() {
         "/customers/1",
         "customers;x/1",
         "x/../customers/1",
+        "customers/1%3F",
+        "customers/1%23x",
+        "%2563ustomers/1",
     ] {
         let (code, body) = curl(
             &gw,

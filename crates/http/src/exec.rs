@@ -59,15 +59,17 @@ impl ExecTap {
             }
             None => {
                 self.unreadable = Some(format!(
-                    "stream protocol {:?} is not one gatehouse decodes (v4/v5.channel.k8s.io); bytes were relayed unrecorded",
+                    "stream protocol {:?} is not one gatehouse decodes (v4/v5.channel.k8s.io), so the stream was cut",
                     subprotocol.unwrap_or("none")
                 ))
             }
         }
     }
 
-    /// Bytes went by, from the client when `from_client`.
-    pub(crate) fn observe(&mut self, from_client: bool, bytes: &[u8]) {
+    /// Bytes went by, from the client when `from_client`. `false` when
+    /// the stream can no longer be recorded: the session must be cut, since
+    /// nothing may go on unrecorded.
+    pub(crate) fn observe(&mut self, from_client: bool, bytes: &[u8]) -> bool {
         let decoder = if from_client {
             self.client.as_mut()
         } else {
@@ -75,13 +77,18 @@ impl ExecTap {
         };
         let Some(decoder) = decoder else {
             self.skipped_bytes += bytes.len() as u64;
-            return;
+            return false;
         };
         let mut events = Vec::new();
-        if let Err(e) = decoder.feed(bytes, &mut events) {
-            self.unreadable
-                .get_or_insert_with(|| format!("the exec stream could not be decoded: {e}"));
-        }
+        let readable = match decoder.feed(bytes, &mut events) {
+            Ok(()) => true,
+            Err(e) => {
+                self.unreadable.get_or_insert_with(|| {
+                    format!("the exec stream could not be decoded, so it was cut: {e}")
+                });
+                false
+            }
+        };
         for event in events {
             match event {
                 ExecEvent::Stdin(b) => self.recording.input(&String::from_utf8_lossy(&b)),
@@ -94,6 +101,7 @@ impl ExecTap {
                 ExecEvent::Close(_) | ExecEvent::Disconnect { .. } => {}
             }
         }
+        readable && !self.recording.failed()
     }
 
     /// Close the recording and chain it into the trail; what the result

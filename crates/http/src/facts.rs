@@ -19,6 +19,8 @@ pub struct RequestView<'a> {
     pub query: &'a str,
     /// Whether the body says it is JSON.
     pub json_content: bool,
+    /// Whether the body says it is a URL-encoded form.
+    pub form_content: bool,
     /// The body, read whole (bounded).
     pub body: &'a [u8],
 }
@@ -46,12 +48,13 @@ pub fn classify(
                     req.method
                 ));
             }
-            let parsed = crate::llm::read_request(&mut facts, req.body, masker)?;
-            if parsed.is_some_and(|r| r.prompt_truncated) {
-                // Rules see everything a long prompt says, not its start.
-                if let Some(j) = &json {
-                    facts.text = json_strings(j);
-                }
+            crate::llm::read_request(&mut facts, req.body, masker)?;
+            // Rules see every string of the request, not only the fields
+            // the prompt is read from: a key in another case, tool-call
+            // arguments in the history and tool descriptions reach the
+            // model too.
+            if let Some(j) = &json {
+                facts.text = json_strings(j);
             }
         }
         ConnectionKind::Kubernetes => {
@@ -69,6 +72,20 @@ pub fn classify(
                 format!("{} {}?{query}", req.method, req.path)
             };
         }
+    }
+    // Values in the query (of JSON APIs; Kubernetes and LLM queries are
+    // read above), and in a form body, are part of what the request says.
+    let mut extra = if kind == ConnectionKind::Http {
+        form_values(req.query)
+    } else {
+        String::new()
+    };
+    if json.is_none() && req.form_content {
+        extra.push_str(&form_values(&String::from_utf8_lossy(req.body)));
+    }
+    if !extra.is_empty() {
+        facts.text.push('\n');
+        facts.text.push_str(&extra);
     }
     facts.json = json;
     let mut counts = MaskCounts::default();
@@ -141,6 +158,48 @@ pub fn json_strings(value: &serde_json::Value) -> String {
     out
 }
 
+/// The decoded values of `a=1&b=x+y` (a query or a form body), one per
+/// line; values of secret-named keys are left out.
+pub fn form_values(encoded: &str) -> String {
+    let mut out = String::new();
+    for pair in encoded.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or(("", pair));
+        if is_secret_name(&percent_decode(k)) {
+            continue;
+        }
+        out.push_str(&percent_decode(v));
+        out.push('\n');
+    }
+    out
+}
+
+/// `+` as space and `%XX` escapes decoded (invalid escapes kept as written).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether a field or parameter name suggests a credential.
 pub fn is_secret_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -172,5 +231,14 @@ mod tests {
         assert!(text.contains("123-45-6789"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("password: ***"), "{text}");
+    }
+
+    #[test]
+    fn queries_and_forms_are_read_for_rules() {
+        assert_eq!(
+            form_values("ssn=123%2D45%2D6789&card=4111+1111&token=abc"),
+            "123-45-6789\n4111 1111\n"
+        );
+        assert_eq!(form_values("a=%ZZ&b=%4"), "%ZZ\n%4\n");
     }
 }

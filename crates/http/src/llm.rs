@@ -64,13 +64,14 @@ pub fn read_request(
     Ok(parsed)
 }
 
-/// Mask detector findings in a request's prompt text; `None` when nothing
-/// changed (the original bytes go).
+/// Mask detector findings in every string of a request before it reaches
+/// the model (prompts, tool results, history, whatever the keys' case);
+/// `None` when nothing changed (the original bytes go).
 pub fn mask_prompt(body: &[u8], masker: &Masker, counts: &mut MaskCounts) -> Option<Bytes> {
-    openai::mask_request(body, masker, counts)
-        .ok()
-        .flatten()
-        .map(Bytes::from)
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let before = counts.total();
+    crate::jsonmask::mask_strings(&mut value, masker, counts);
+    (counts.total() > before).then(|| serde_json::to_vec(&value).unwrap_or_default().into())
 }
 
 /// The audit record's view of an answer.
@@ -102,8 +103,8 @@ impl Transform for SseTransform {
             .sse
             .push(&self.masker, &bytes)
             .map_err(|e| e.to_string())?;
-        if !self.calls_tools && mentions_tool_call(&bytes) {
-            self.calls_tools = !self.sse.summary().tool_calls.is_empty();
+        if !self.calls_tools {
+            self.calls_tools = self.sse.has_tool_calls();
         }
         Ok(if self.detectors { masked.into() } else { bytes })
     }
@@ -137,10 +138,49 @@ impl Transform for SseTransform {
     }
 }
 
-/// Cheap pre-check before building a summary: could these bytes start a
-/// tool call (chat `tool_calls`, legacy `function_call`, Responses API
-/// `function_call` items)?
-fn mentions_tool_call(bytes: &[u8]) -> bool {
-    bytes.windows(13).any(|w| w == b"function_call")
-        || bytes.windows(10).any(|w| w == b"tool_calls")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::mask::{MaskerConfig, Strategy, TokenizeKey, DETECTABLE};
+
+    fn masker() -> Arc<Masker> {
+        Arc::new(Masker::new(MaskerConfig {
+            detectors: DETECTABLE.to_vec(),
+            strategies: Default::default(),
+            default_strategy: Strategy::Redact,
+            tokenize_key: TokenizeKey::new(vec![3; 32]),
+        }))
+    }
+
+    /// However the upstream's bytes are cut, no output naming a tool leaves
+    /// the transform before it says the answer calls tools (which is when
+    /// the pump starts holding the answer back for the decision).
+    #[test]
+    fn a_tool_call_is_seen_before_any_of_it_is_released() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Sure, paying now. \"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"wire_transfer\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"amount\\\": 5}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n",
+        )
+        .as_bytes();
+        let legacy = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"function_call\":{\"name\":\"wire_transfer\",\"arguments\":\"{}\"}}}]}\n\n",
+            "data: [DONE]\n\n",
+        )
+        .as_bytes();
+        for bytes in [stream, legacy] {
+            for cut in 1..bytes.len() {
+                let mut t = sse_transform(masker(), true);
+                for piece in [&bytes[..cut], &bytes[cut..]] {
+                    let out = t.chunk(Bytes::copy_from_slice(piece)).unwrap();
+                    let shows_call = out.windows(13).any(|w| w == b"wire_transfer");
+                    assert!(!shows_call || t.calls_tools(), "cut at {cut}");
+                }
+                assert!(t.calls_tools(), "cut at {cut}");
+                assert_eq!(t.tool_calls()[0].name, "wire_transfer", "cut at {cut}");
+            }
+        }
+    }
 }

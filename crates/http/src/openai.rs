@@ -541,10 +541,21 @@ fn summarize(v: &Value) -> LlmResponseSummary {
             .into_iter()
             .flatten()
         {
-            tool_calls.push(call(
-                tc.pointer("/function/name"),
-                tc.pointer("/function/arguments"),
-            ));
+            // `function` calls, `custom` tools, and any shape to come:
+            // a call whose name cannot be read is still a call.
+            let name = tc
+                .pointer("/function/name")
+                .or_else(|| tc.pointer("/custom/name"))
+                .or_else(|| tc.get("name"));
+            let args = tc
+                .pointer("/function/arguments")
+                .or_else(|| tc.pointer("/custom/input"))
+                .or_else(|| tc.get("arguments"));
+            let mut c = call(name, args);
+            if c.name.is_empty() {
+                c.name = s(tc.get("type")).unwrap_or_else(|| "unknown_tool".into());
+            }
+            tool_calls.push(c);
         }
         if let Some(fc) = c.pointer("/message/function_call") {
             tool_calls.push(call(fc.get("name"), fc.get("arguments")));
@@ -566,6 +577,21 @@ fn summarize(v: &Value) -> LlmResponseSummary {
                 }
             }
             Some("function_call") => tool_calls.push(call(item.get("name"), item.get("arguments"))),
+            // Custom tools, shell, computer use, patches: every `*_call`
+            // item is something an agent will run.
+            Some(t) if t.ends_with("_call") => {
+                let mut c = call(
+                    item.get("name"),
+                    item.get("arguments").or_else(|| item.get("input")),
+                );
+                if c.name.is_empty() {
+                    c.name = t.to_string();
+                }
+                if c.arguments.is_empty() {
+                    c.arguments = capped(&item.to_string());
+                }
+                tool_calls.push(c);
+            }
             _ => {}
         }
     }
@@ -821,13 +847,38 @@ impl SseMasker {
                     .get("index")
                     .and_then(Value::as_u64)
                     .unwrap_or(tpos as u64);
-                if let Some(name) = tc.pointer("/function/name").and_then(Value::as_str) {
-                    self.tools.entry(ToolKey::Chat(i, j)).or_default().name = name.to_string();
+                let name = tc
+                    .pointer("/function/name")
+                    .or_else(|| tc.pointer("/custom/name"))
+                    .and_then(Value::as_str);
+                let entry = self.tools.entry(ToolKey::Chat(i, j)).or_default();
+                match name {
+                    Some(name) => entry.name = name.to_string(),
+                    // A fragment of a call whose name came earlier, or a
+                    // shape without one: still a call.
+                    None if entry.name.is_empty() => {
+                        entry.name = tc
+                            .get("type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("unknown_tool")
+                            .to_string()
+                    }
+                    None => {}
                 }
                 if let Some(Value::String(s)) = tc.pointer_mut("/function/arguments") {
                     let path = format!("{base}/delta/tool_calls/{tpos}/function/arguments");
                     streamed.push((path, Field::ToolArgs(i, j), take(s)));
                 }
+            }
+            // The legacy single `function_call` is a tool call too.
+            if let Some(name) = c
+                .pointer("/delta/function_call/name")
+                .and_then(Value::as_str)
+            {
+                self.tools
+                    .entry(ToolKey::Chat(i, u64::MAX))
+                    .or_default()
+                    .name = name.to_string();
             }
             if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
                 finished.push((pos, i));
@@ -961,13 +1012,14 @@ impl SseMasker {
             changed |= safe != original;
             v["delta"] = Value::String(safe);
         }
-        if let Some(item) = v
-            .get("item")
-            .filter(|i| i.get("type").and_then(Value::as_str) == Some("function_call"))
-        {
-            if let Some(name) = item.get("name").and_then(Value::as_str) {
-                self.tools.entry(ToolKey::Output(oi)).or_default().name = name.to_string();
-            }
+        if let Some((item, t)) = v.get("item").and_then(|i| {
+            i.get("type")
+                .and_then(Value::as_str)
+                .filter(|t| t.ends_with("_call"))
+                .map(|t| (i, t))
+        }) {
+            let name = item.get("name").and_then(Value::as_str).unwrap_or(t);
+            self.tools.entry(ToolKey::Output(oi)).or_default().name = name.to_string();
         }
         if let Some(resp) = v.get("response") {
             if let Some(m) = resp.get("model").and_then(Value::as_str) {
@@ -1020,6 +1072,11 @@ impl SseMasker {
             .push(masker, piece, &mut self.counts);
         self.record(field, &safe);
         safe
+    }
+
+    /// Whether the answer so far calls a tool (cheap; for gating).
+    pub fn has_tool_calls(&self) -> bool {
+        !self.tools.is_empty()
     }
 
     /// Everything `field` still holds, masked; the stream is then closed.

@@ -34,6 +34,10 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Most requests one identity may have running or held on a connection at
+/// once; past it the gateway answers 429 instead of holding more bodies.
+const MAX_IN_FLIGHT: u64 = 64;
+
 /// Longest command text an approver is shown; a request that does not fit
 /// is not held (nobody could review it whole), it is refused.
 const APPROVER_TEXT: usize = 16 * 1024;
@@ -209,6 +213,13 @@ impl HttpAdapter {
                 )
             })?;
         let busy = session.busy();
+        if session.in_flight() > MAX_IN_FLIGHT {
+            return Err(error(
+                kind,
+                Refusal::TooMany,
+                &format!("you have more than {MAX_IN_FLIGHT} requests running or waiting for approval on this connection; wait for some to finish"),
+            ));
+        }
 
         let (mut parts, body) = req.into_parts();
         let upgrade = wants_upgrade(&parts.headers);
@@ -228,16 +239,20 @@ impl HttpAdapter {
             .await
             .map_err(|(refusal, message)| error(kind, refusal, &message))?;
         let query = parts.uri.query().unwrap_or("").to_string();
-        let json_content = parts
+        let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let json_content = content_type.contains("json");
+        let form_content = content_type.contains("x-www-form-urlencoded");
         let view = RequestView {
             method: parts.method.as_str(),
             path: &rest_path,
             query: &query,
             json_content,
+            form_content,
             body: &body,
         };
         let command_id = session.next_command();
@@ -270,18 +285,24 @@ impl HttpAdapter {
                 return Err(error(kind, Refusal::BadRequest, &why));
             }
         };
-        if upgrade && !upgrade_allowed(conn.kind, &facts, &parts.headers) {
-            session.count(body.len() as u64, 0, true);
-            return Err(error(
-                kind,
-                Refusal::BadRequest,
-                "gatehouse relays protocol upgrades only for kubectl exec, attach and port-forward (WebSocket or SPDY)",
-            ));
-        }
         let verdict = self
             .pipeline
             .policy
             .decide_http(&identity, &conn.name, &facts);
+        // A blocked request is refused for its rule whatever its transport
+        // (kubectl falls back from WebSocket to SPDY and shows the last
+        // error); anything else may only switch to protocols we record.
+        if !matches!(verdict, Verdict::Block { .. })
+            && upgrade
+            && !upgrade_allowed(conn.kind, &facts, &parts.headers)
+        {
+            session.count(body.len() as u64, 0, true);
+            return Err(error(
+                kind,
+                Refusal::BadRequest,
+                "gatehouse relays protocol upgrades only for kubectl exec and attach (WebSocket, v4/v5.channel.k8s.io, so the session can be recorded; kubectl 1.30 or newer) and port-forward",
+            ));
+        }
 
         let approval = match &verdict {
             Verdict::Hold {
@@ -410,7 +431,7 @@ impl HttpAdapter {
             &conn,
             &identity,
             &parts,
-            &rest_path,
+            &raw_path,
             upgrade,
             forwarded_body,
         ) {
@@ -508,14 +529,14 @@ impl HttpAdapter {
         };
         if !body.is_empty() && !text.contains(body.as_str()) {
             text.push('\n');
-            let mut counts = MaskCounts::default();
-            let body = self
-                .pipeline
-                .masker
-                .mask_detected(&body, &mut counts)
-                .unwrap_or(body);
             text.push_str(&body);
         }
+        let mut counts = MaskCounts::default();
+        let text = self
+            .pipeline
+            .masker
+            .mask_detected(&text, &mut counts)
+            .unwrap_or(text);
         if text.len() > APPROVER_TEXT {
             return Err(format!(
                 "this request needs approval, but it is {} bytes long and approvers are shown at most {APPROVER_TEXT}; send a smaller request",
@@ -545,7 +566,14 @@ impl HttpAdapter {
             .unwrap_or(text);
         let mut request = serde_json::to_value(facts).unwrap_or_default();
         if let Some(obj) = request.as_object_mut() {
-            obj.insert("query".into(), redact_query(&facts.query).into());
+            let masker = &self.pipeline.masker;
+            let query = redact_query(&facts.query);
+            let query = masker.mask_detected(&query, &mut counts).unwrap_or(query);
+            let summary = masker
+                .mask_detected(&facts.summary, &mut counts)
+                .unwrap_or_else(|| facts.summary.clone());
+            obj.insert("query".into(), query.into());
+            obj.insert("summary".into(), summary.into());
         }
         self.pipeline
             .recorder
@@ -613,6 +641,27 @@ impl HttpAdapter {
             }
             if conn.impersonate {
                 impersonate(headers, identity)?;
+            }
+            // An exec or attach may only settle on a channel protocol the
+            // recorder decodes: the others are not offered upstream.
+            if upgrade {
+                if let Some(offered) = headers
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                {
+                    let known: Vec<&str> = offered
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| crate::wsframes::ChannelProtocol::from_subprotocol(p).is_some())
+                        .collect();
+                    if !known.is_empty() && path_is_exec_like(path) {
+                        headers.insert(
+                            "sec-websocket-protocol",
+                            HeaderValue::from_str(&known.join(", ")).map_err(|e| e.to_string())?,
+                        );
+                    }
+                }
             }
         }
         if let Some((name, value)) = upstream.credential()? {
@@ -771,6 +820,10 @@ fn identity_bearing(n: &str) -> bool {
         || n.starts_with("x-remote-")
         || n.starts_with("x-forwarded-")
         || n.starts_with("x-auth-request-")
+        || n.starts_with("x-webauth-")
+        || n.starts_with("x-original-")
+        || n.starts_with("x-envoy-")
+        || matches!(n, "x-client-ip" | "cf-connecting-ip" | "x-user" | "x-email")
 }
 
 /// A `Sec-WebSocket-Protocol` value without bearer-token entries.
@@ -791,19 +844,40 @@ fn without_bearer_subprotocols(value: &HeaderValue) -> Option<HeaderValue> {
 /// WebSocket or SPDY: anything else (`h2c`, a WebSocket to another API)
 /// would carry traffic the gateway could not decide or mask.
 fn upgrade_allowed(kind: ConnectionKind, facts: &HttpFacts, headers: &HeaderMap) -> bool {
-    let protocol_ok = headers
+    let upgrade = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|u| {
-            let u = u.trim().to_ascii_lowercase();
-            u == "websocket" || u.starts_with("spdy/")
-        });
-    protocol_ok
-        && kind == ConnectionKind::Kubernetes
-        && matches!(
-            facts.resource.as_deref(),
-            Some("pods/exec") | Some("pods/attach") | Some("pods/portforward")
-        )
+        .map(|u| u.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let websocket = upgrade == "websocket";
+    if kind != ConnectionKind::Kubernetes {
+        return false;
+    }
+    match facts.resource.as_deref() {
+        // exec and attach are recorded: only the channel protocols the
+        // recorder decodes may be offered (no SPDY, no unknown ones).
+        Some("pods/exec") | Some("pods/attach") => {
+            let offered: Vec<String> = headers
+                .get_all("sec-websocket-protocol")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty() && !p.starts_with("base64url.bearer.authorization"))
+                .collect();
+            websocket
+                && offered
+                    .iter()
+                    .any(|p| crate::wsframes::ChannelProtocol::from_subprotocol(p).is_some())
+        }
+        Some("pods/portforward") => websocket || upgrade.starts_with("spdy/"),
+        _ => false,
+    }
+}
+
+/// Whether a (raw) Kubernetes path ends in an exec or attach subresource.
+fn path_is_exec_like(path: &str) -> bool {
+    path.ends_with("/exec") || path.ends_with("/attach")
 }
 
 /// The path as the upstream will act on it: percent-decoded, or an error
@@ -813,7 +887,13 @@ fn canonical_path(raw: &str) -> Result<String, String> {
         format!("the path {raw:?} has dot segments, doubled or encoded slashes or `;` parameters, which servers read differently; gatehouse refuses it rather than guess")
     };
     let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || raw.contains('\\')
+    // Encoded separators and escapes would mean one thing here and another
+    // after the upstream decodes them (`%3F` starts a query there, `%25`
+    // is decoded twice).
+    if ["%2f", "%5c", "%00", "%3f", "%23", "%25"]
+        .iter()
+        .any(|e| lower.contains(e))
+        || raw.contains('\\')
     {
         return Err(refuse());
     }
@@ -836,7 +916,10 @@ fn canonical_path(raw: &str) -> Result<String, String> {
     let bad_segment = decoded.split('/').skip(1).enumerate().any(|(i, seg)| {
         seg == "." || seg == ".." || (seg.is_empty() && i + 1 < decoded.split('/').count() - 1)
     });
-    if bad_segment || decoded.contains(';') || decoded.chars().any(char::is_control) {
+    if bad_segment
+        || decoded.contains([';', '?', '#', '%', ' '])
+        || decoded.chars().any(char::is_control)
+    {
         return Err(refuse());
     }
     Ok(decoded)
@@ -951,6 +1034,11 @@ mod tests {
             "/%2e%2e/x",
             "/a/%2E/b",
             "/a\\b",
+            "/admin%3F",
+            "/admin%23x",
+            "/%2561dmin",
+            "/a%20b",
+            "/transfers%3f",
         ] {
             assert!(canonical_path(bad).is_err(), "{bad}");
         }

@@ -40,6 +40,8 @@ pub enum Refusal {
     BadGateway,
     /// The gateway could not keep the evidence, so nothing ran.
     Unavailable,
+    /// The caller has too many requests running (or waiting) at once.
+    TooMany,
 }
 
 impl Refusal {
@@ -52,6 +54,7 @@ impl Refusal {
             Refusal::BadRequest => StatusCode::BAD_REQUEST,
             Refusal::BadGateway => StatusCode::BAD_GATEWAY,
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TooMany => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -66,6 +69,7 @@ impl Refusal {
             Refusal::BadRequest => "unreadable_request",
             Refusal::BadGateway => "upstream_failed",
             Refusal::Unavailable => "audit_unavailable",
+            Refusal::TooMany => "too_many_requests",
         }
     }
 
@@ -79,6 +83,7 @@ impl Refusal {
             Refusal::BadRequest => "BadRequest",
             Refusal::BadGateway => "InternalError",
             Refusal::Unavailable => "ServiceUnavailable",
+            Refusal::TooMany => "TooManyRequests",
         }
     }
 
@@ -90,6 +95,7 @@ impl Refusal {
             Refusal::NotFound => "not_found_error",
             Refusal::TooLarge | Refusal::BadRequest => "invalid_request_error",
             Refusal::BadGateway | Refusal::Unavailable => "api_error",
+            Refusal::TooMany => "rate_limit_error",
         }
     }
 }

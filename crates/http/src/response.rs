@@ -196,7 +196,16 @@ pub(crate) async fn relay(
         || content_type.contains("json")
         || content_type.contains("xml")
         || content_type.contains("event-stream")
-        || content_type.contains("yaml");
+        || content_type.contains("yaml")
+        || [
+            "csv",
+            "javascript",
+            "ndjson",
+            "x-www-form-urlencoded",
+            "graphql",
+        ]
+        .iter()
+        .any(|t| content_type.contains(t));
     let sse = content_type.contains("event-stream");
     // Streams are told by what the request is (a Kubernetes watch or
     // followed log) and what the upstream sends, never by query text
@@ -240,6 +249,19 @@ pub(crate) async fn relay(
         Plan::Text
     } else {
         Plan::Refuse(fields_unmaskable)
+    };
+    // Where rules judge a model's tool calls, an answer the gateway cannot
+    // read them from (text, several documents) is not passed on.
+    let tools_unreadable = "rules about tool calls apply to this connection, and this answer is neither one JSON document nor an event stream, so it is withheld";
+    let plan = match plan {
+        Plan::Text
+            if conn.kind == ConnectionKind::Openai
+                && parts.status.is_success()
+                && pipeline.policy.tool_rules_apply(&conn.name) =>
+        {
+            Plan::Refuse(tools_unreadable)
+        }
+        other => other,
     };
     if let Plan::Refuse(message) = plan {
         return exchange
@@ -375,7 +397,23 @@ async fn pump(
         }
     }
     if failure.is_none() && transform.calls_tools() {
-        if let Err(why) = crate::toolgate::vet(&exchange, &transform.tool_calls()).await {
+        // A client that hangs up, or a grant that ends, while the call
+        // waits for approvers withdraws it (dropping the wait does).
+        let calls = transform.tool_calls();
+        let vetted = async {
+            match lease_end.as_mut() {
+                Some(end) => tokio::select! {
+                    r = crate::toolgate::vet(&exchange, &calls) => r,
+                    why = end => Err(format!("access grant ended: {why}")),
+                    _ = tx.closed() => Err("the client went away".into()),
+                },
+                None => tokio::select! {
+                    r = crate::toolgate::vet(&exchange, &calls) => r,
+                    _ = tx.closed() => Err("the client went away".into()),
+                },
+            }
+        };
+        if let Err(why) = vetted.await {
             failure = Some(why);
             held.clear();
         }
@@ -440,6 +478,19 @@ async fn whole(
     let masker = &exchange.adapter.pipeline.masker;
     let mut counts = MaskCounts::default();
     if conn.kind == ConnectionKind::Openai {
+        if status.is_success()
+            && exchange
+                .adapter
+                .pipeline
+                .policy
+                .tool_rules_apply(&conn.name)
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
+        {
+            let message = "rules about tool calls apply to this connection, and this answer is not one JSON document, so it is withheld";
+            return exchange
+                .refuse(status, conn.kind, Refusal::BadGateway, message, None)
+                .await;
+        }
         let mut masked = crate::openai::mask_response(&bytes, masker);
         if !fields.is_empty() {
             // Field rules on an LLM connection apply after the detectors.

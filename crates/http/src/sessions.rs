@@ -44,6 +44,11 @@ impl HttpSession {
         }
     }
 
+    /// Requests (and streams) of this session running now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Mark a request (or stream) as running; the guard ends it.
     pub fn busy(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::Relaxed);

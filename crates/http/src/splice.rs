@@ -43,25 +43,40 @@ pub(crate) fn spawn(
         let (to_up_tx, mut to_up_rx) = tokio::sync::mpsc::channel::<(bool, bytes::Bytes)>(32);
         let up = relay(cr, uw, to_up_tx.clone(), true);
         let down = relay(ur, cw, to_up_tx, false);
+        let relays = async { tokio::join!(up, down) };
+        tokio::pin!(relays);
+        // The observer ends early only when the stream cannot be recorded
+        // any more; the relays are then dropped, which cuts both sides.
         let observe = async {
             while let Some((from_client, bytes)) = to_up_rx.recv().await {
                 if let Some(t) = tap.as_mut() {
-                    t.observe(from_client, &bytes);
+                    if !t.observe(from_client, &bytes) {
+                        return Some("the stream could not be recorded, so it was cut".to_string());
+                    }
                 }
             }
+            std::future::pending::<Option<String>>().await
         };
-        let both = async { tokio::join!(up, down, observe) };
         let mut ended_by = None;
-        let (sent_up, sent_down) = match lease_end {
-            Some(end) => tokio::select! {
-                ((u, d, _),) = async { (both.await,) } => (u, d),
-                why = end => { ended_by = Some(format!("access grant ended: {why}")); (0, 0) }
-            },
-            None => {
-                let (u, d, _) = both.await;
-                (u, d)
+        let (sent_up, sent_down) = {
+            let lease = async {
+                match lease_end {
+                    Some(end) => Some(end.await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                (u, d) = &mut relays => (u, d),
+                cut = observe => { ended_by = cut; (0, 0) }
+                why = lease => { ended_by = why.map(|w| format!("access grant ended: {w}")); (0, 0) }
             }
         };
+        // Whatever was relayed after the observer last looked is recorded too.
+        while let Ok((from_client, bytes)) = to_up_rx.try_recv() {
+            if let Some(t) = tap.as_mut() {
+                t.observe(from_client, &bytes);
+            }
+        }
         let (summary, counts) = match tap {
             Some(t) => t.close(&exchange).await,
             None => (None, MaskCounts::default()),

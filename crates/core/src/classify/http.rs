@@ -111,6 +111,12 @@ pub fn json_pointer_all<'a>(
 pub fn json_text(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(s) => s.clone(),
+        // A whole number too large for 64 bits is still written out in
+        // digits, so `^[0-9]{5,}` sees `100000000000000000000`, not `1e20`.
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e300 => format!("{f:.0}"),
+            _ => n.to_string(),
+        },
         other => other.to_string(),
     }
 }

@@ -232,11 +232,13 @@ impl Policy {
         connection: &str,
         facts: &crate::classify::http::HttpFacts,
     ) -> Verdict {
-        self.rules
-            .iter()
-            .find(|r| r.matches_http(identity, connection, facts))
-            .map(CommandRule::verdict)
-            .unwrap_or(Verdict::Allow { rule: None })
+        per_tool(facts, |f| {
+            self.rules
+                .iter()
+                .find(|r| r.matches_http(identity, connection, f))
+                .map(CommandRule::verdict)
+                .unwrap_or(Verdict::Allow { rule: None })
+        })
     }
 
     /// Decide stage for the tool calls a model makes in its answer: only
@@ -248,12 +250,23 @@ impl Policy {
         connection: &str,
         facts: &crate::classify::http::HttpFacts,
     ) -> Verdict {
-        self.rules
-            .iter()
-            .filter(|r| r.names_tools())
-            .find(|r| r.matches_http(identity, connection, facts))
-            .map(CommandRule::verdict)
-            .unwrap_or(Verdict::Allow { rule: None })
+        per_tool(facts, |f| {
+            self.rules
+                .iter()
+                .filter(|r| r.names_tools())
+                .find(|r| r.matches_http(identity, connection, f))
+                .map(CommandRule::verdict)
+                .unwrap_or(Verdict::Allow { rule: None })
+        })
+    }
+
+    /// Whether any rule about tools could apply on `connection`; answers
+    /// there must be readable enough to find their tool calls.
+    pub fn tool_rules_apply(&self, connection: &str) -> bool {
+        self.rules.iter().any(|r| {
+            r.names_tools()
+                && (r.connections.is_empty() || r.connections.iter().any(|c| c == connection))
+        })
     }
 
     /// Mask stage plan for an HTTP response: the JSON fields masked whole
@@ -299,6 +312,25 @@ impl Policy {
             .iter()
             .any(|g| identity.in_group(g))
     }
+}
+
+/// Decide a request that names several tools one tool at a time and keep
+/// the strictest verdict, so an allow rule for one tool cannot carry
+/// another past the rule that blocks it.
+fn per_tool(
+    facts: &crate::classify::http::HttpFacts,
+    decide: impl Fn(&crate::classify::http::HttpFacts) -> Verdict,
+) -> Verdict {
+    if facts.tools.len() <= 1 {
+        return decide(facts);
+    }
+    let mut verdict = Verdict::Allow { rule: None };
+    for tool in &facts.tools {
+        let mut one = facts.clone();
+        one.tools = vec![tool.clone()];
+        verdict = verdict.stricter(decide(&one));
+    }
+    verdict
 }
 
 #[cfg(test)]

@@ -298,3 +298,81 @@ fn ssh_connections_need_a_pinned_host_key() {
     let err = compile(&cfg, &text).unwrap_err().to_string();
     assert!(err.contains("host key"), "{err}");
 }
+
+#[test]
+fn http_rules_decide_each_tool_and_never_match_sql() {
+    let text = r#"
+[[connections]]
+name = "llm"
+type = "openai"
+host = "127.0.0.1"
+port = 8000
+allow_groups = ["ds"]
+
+[[rules]]
+name = "lookups-are-fine"
+effect = "allow"
+tools = ["lookup_*"]
+
+[[rules]]
+name = "no-wires"
+effect = "block"
+message = "no"
+tools = ["wire_transfer"]
+
+[[rules]]
+name = "big-amounts"
+effect = "block"
+message = "no"
+methods = ["POST"]
+json = { "/amount" = "^[0-9]{5,}" }
+"#;
+    let cfg: PolicyConfig = toml::from_str(text).unwrap();
+    let policy = compile(&cfg, text).unwrap();
+    let who = crate::Identity {
+        subject: "a".into(),
+        email: None,
+        groups: vec!["ds".into()],
+        issuer: "i".into(),
+        token_id: None,
+        expires_at: 0,
+    };
+    let facts = crate::classify::http::HttpFacts {
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        tools: vec!["lookup_customer".into(), "wire_transfer".into()],
+        ..Default::default()
+    };
+    // An allow for one tool does not carry the other past its block.
+    assert_eq!(
+        policy.decide_tool_calls(&who, "llm", &facts).effect(),
+        "block"
+    );
+    assert_eq!(policy.decide_http(&who, "llm", &facts).effect(), "block");
+    let lookups = crate::classify::http::HttpFacts {
+        tools: vec!["lookup_customer".into()],
+        ..facts.clone()
+    };
+    assert_eq!(
+        policy.decide_tool_calls(&who, "llm", &lookups).effect(),
+        "allow"
+    );
+    // A body that could not be read as JSON meets a blocking field rule.
+    let form = crate::classify::http::HttpFacts {
+        method: "POST".into(),
+        opaque_body: true,
+        ..Default::default()
+    };
+    assert_eq!(policy.decide_http(&who, "llm", &form).effect(), "block");
+    // No HTTP rule matches a SQL statement.
+    let c = crate::classify::classify(
+        "delete from t where id = 1",
+        crate::classify::Dialect::Postgres,
+    );
+    assert_eq!(
+        policy
+            .decide(&who, "llm", "delete from t where id = 1", &c)
+            .effect(),
+        "allow"
+    );
+}
