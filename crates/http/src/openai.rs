@@ -773,7 +773,22 @@ impl SseMasker {
         }
         let new_data = match serde_json::from_str::<Value>(data) {
             Ok(mut v @ Value::Object(_)) => self.chunk(masker, &mut v, out).then(|| v.to_string()),
-            _ => masker.mask_detected(data, &mut self.counts),
+            // Other JSON is masked decoded, so escapes hide nothing.
+            Ok(mut v) => mask_all_strings(&mut v, masker, &mut self.counts).then(|| v.to_string()),
+            // Text that is not JSON is one stream across events: a value
+            // split over two of them is still caught (held back like any
+            // streamed text and released at the end).
+            Err(_) => {
+                let n = self.name_number("data:text");
+                let field = Field::Delta(u64::MAX, n);
+                let could_be_part = data.bytes().any(|b| b.is_ascii_digit() || b == b'@');
+                if could_be_part || self.streams.contains_key(&field) {
+                    let safe = self.stream(masker, field, data);
+                    (safe != data).then_some(safe)
+                } else {
+                    masker.mask_detected(data, &mut self.counts)
+                }
+            }
         };
         match new_data {
             Some(data) => out.extend_from_slice(
@@ -823,20 +838,19 @@ impl SseMasker {
             }
             // Every other text the delta streams (reasoning, refusals) is
             // masked across chunks too, not only the fields named above.
-            let others: Vec<String> = c
-                .get("delta")
-                .and_then(Value::as_object)
-                .map(|d| {
-                    d.iter()
-                        .filter(|(k, v)| v.is_string() && !matches!(k.as_str(), "content" | "role"))
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut others = Vec::new();
+            if let Some(d) = c.get("delta") {
+                string_pointers(d, String::new(), &mut others);
+            }
+            others.retain(|p| {
+                !matches!(p.as_str(), "/content" | "/role")
+                    && !p.starts_with("/tool_calls")
+                    && !p.starts_with("/function_call/name")
+            });
             for key in others {
                 let n = self.name_number(&key);
-                if let Some(Value::String(s)) = c.pointer_mut(&format!("/delta/{key}")) {
-                    streamed.push((format!("{base}/delta/{key}"), Field::Delta(i, n), take(s)));
+                if let Some(Value::String(s)) = c.pointer_mut(&format!("/delta{key}")) {
+                    streamed.push((format!("{base}/delta{key}"), Field::Delta(i, n), take(s)));
                 }
             }
             let calls = c
@@ -928,8 +942,8 @@ impl SseMasker {
                 Field::Content(_) => append(object_at(c, "delta"), "content", &tail),
                 Field::Text(_) => append(c, "text", &tail),
                 Field::Delta(_, n) => {
-                    let key = self.names[n as usize].clone();
-                    append(object_at(c, "delta"), &key, &tail)
+                    let pointer = self.names[n as usize].clone();
+                    append_at(object_at(c, "delta"), &pointer, &tail)
                 }
                 Field::ToolArgs(_, j) => {
                     let delta = object_at(c, "delta");
@@ -1118,11 +1132,14 @@ impl SseMasker {
         let fields: Vec<Field> = self.streams.keys().copied().collect();
         for field in fields {
             let tail = self.release(masker, field);
-            if !tail.is_empty() {
-                out.extend_from_slice(
-                    &SseEvent::data(self.added_event(field, tail).to_string()).to_bytes(),
-                );
+            if tail.is_empty() {
+                continue;
             }
+            let data = match (field, self.added_event(field, tail)) {
+                (Field::Delta(u64::MAX, _), Value::String(text)) => text,
+                (_, event) => event.to_string(),
+            };
+            out.extend_from_slice(&SseEvent::data(data).to_bytes());
         }
     }
 
@@ -1156,9 +1173,11 @@ impl SseMasker {
                     "delta": tail,
                 })
             }
+            // Text of non-JSON data events, released as such.
+            Field::Delta(u64::MAX, _) => return Value::String(tail),
             Field::Delta(i, n) => {
-                let mut delta = serde_json::Map::new();
-                delta.insert(self.names[n as usize].clone(), Value::String(tail));
+                let mut delta = json!({});
+                append_at(&mut delta, &self.names[n as usize], &tail);
                 json!({"index": i, "delta": delta, "finish_reason": null})
             }
             Field::OtherDelta(oi, ci, n) => {
@@ -1175,6 +1194,41 @@ impl SseMasker {
         chunk.insert("choices".into(), json!([choice]));
         Value::Object(chunk)
     }
+}
+
+/// JSON pointers of every string under `v` (relative to it).
+fn string_pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::String(_) => out.push(at),
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = k.replace('~', "~0").replace('/', "~1");
+                string_pointers(v, format!("{at}/{key}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Append `tail` to the string at `pointer` under `v`, making the objects
+/// on the way.
+fn append_at(v: &mut Value, pointer: &str, tail: &str) {
+    let keys: Vec<String> = pointer
+        .trim_start_matches('/')
+        .split('/')
+        .map(|k| k.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, path)) = keys.split_last() else {
+        return;
+    };
+    let mut here = v;
+    for k in path {
+        here = object_at(here, k);
+    }
+    if !here.is_object() {
+        *here = json!({});
+    }
+    append(here, last, tail);
 }
 
 /// Take a string's contents, leaving it empty.

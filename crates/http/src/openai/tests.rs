@@ -500,6 +500,41 @@ fn reasoning_and_other_streamed_fields_are_masked_across_events() {
 }
 
 #[test]
+fn nested_deltas_plain_text_and_json_arrays_are_masked() {
+    let m = masker();
+    let audio = |t: &str| {
+        chunk(
+            "c",
+            json!({"index": 0, "delta": {"audio": {"transcript": t}}, "finish_reason": null}),
+        )
+    };
+    let mut s = SseMasker::new();
+    let mut out = s.push(&m, audio("ssn 123-45").as_bytes()).unwrap();
+    out.extend(s.push(&m, audio("-6789 ok").as_bytes()).unwrap());
+    out.extend(s.push(&m, finish_chunk().as_bytes()).unwrap());
+    out.extend(s.push(&m, b"data: [DONE]\n\n").unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("123-45"), "{text}");
+    assert!(text.contains("transcript"), "{text}");
+
+    let mut s = SseMasker::new();
+    let mut out = s.push(&m, b"data: ssn 123-45\n\n").unwrap();
+    out.extend(s.push(&m, b"data: -6789 ok\n\n").unwrap());
+    out.extend(s.finish(&m).unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("123-45"), "{text}");
+
+    let mut s = SseMasker::new();
+    let mut out = s
+        .push(&m, b"data: [\"123\\u002d45\\u002d6789\"]\n\n")
+        .unwrap();
+    out.extend(s.finish(&m).unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("6789\"") || text.contains("***"), "{text}");
+    assert!(!text.contains("\\u002d45"), "{text}");
+}
+
+#[test]
 fn completions_and_responses_streams_are_masked() {
     let m = masker();
     let text = |t: &str| {
@@ -560,8 +595,14 @@ fn other_events_pass_through_and_errors_have_openai_shape() {
     let mut s = SseMasker::new();
     let odd = b": keep-alive\r\n\r\nevent: ping\r\ndata: not json\r\n\r\n";
     assert_eq!(s.push(&m, odd).unwrap(), odd);
-    let out = s.push(&m, b"data: raw ssn 123-45-6789\n\n").unwrap();
-    assert_eq!(out, b"data: raw ssn ***-**-6789\n\n");
+    let mut out = s.push(&m, b"data: raw ssn 123-45-6789\n\n").unwrap();
+    out.extend(s.finish(&m).unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("data: raw ssn "), "{text}");
+    assert!(
+        text.contains("***-**-6789") && !text.contains("123-45"),
+        "{text}"
+    );
     let lp = chunk(
         "c",
         json!({"index": 0, "delta": {"content": ""}, "logprobs": {"content": [{"token": "123"}]}, "finish_reason": null}),
