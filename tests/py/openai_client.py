@@ -3,7 +3,9 @@
     python3 openai_client.py SCENARIO PROMPT
 
 The base URL, token and CA come from GATEHOUSE_LLM_BASE_URL,
-GATEHOUSE_TOKEN and GATEHOUSE_CA_FILE. Prints one JSON object: what the
+GATEHOUSE_TOKEN and GATEHOUSE_CA_FILE; GATEHOUSE_LLM_MODEL names the model
+("tiny" unless set) and GATEHOUSE_LLM_MAX_TOKENS, when set, caps the chat
+answers (a real model would otherwise write until its context is full). Prints one JSON object: what the
 SDK returned (or the error it raised), for the Rust test to check.
 """
 
@@ -25,9 +27,18 @@ def client():
     )
 
 
+MODEL = os.environ.get("GATEHOUSE_LLM_MODEL", "tiny")
+
+
+def limits():
+    """Extra chat arguments: max_tokens when the caller caps answers."""
+    cap = os.environ.get("GATEHOUSE_LLM_MAX_TOKENS")
+    return {"max_tokens": int(cap)} if cap else {}
+
+
 def chat(c, prompt):
     r = c.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": prompt}]
+        model=MODEL, messages=[{"role": "user", "content": prompt}], **limits()
     )
     return {
         "content": r.choices[0].message.content,
@@ -42,10 +53,11 @@ def stream(c, prompt):
     usage = None
     chunks = 0
     with c.chat.completions.create(
-        model="tiny",
+        model=MODEL,
         messages=[{"role": "user", "content": prompt}],
         stream=True,
         stream_options={"include_usage": True},
+        **limits(),
     ) as s:
         for chunk in s:
             chunks += 1
