@@ -5,7 +5,8 @@
 # OpenSSH (sshd, ssh, scp, sftp), sshpass, tmux, age and Chromium from
 # Debian, a real OIDC provider (oidc-provider) and playwright-core from npm,
 # the psycopg, PyMySQL and mysql-connector-python drivers, the official openai
-# SDK and aiohttp (for the fake Kubernetes API server) from PyPI, curl, and
+# SDK, aiohttp (for the fake Kubernetes API server) and llama-cpp-python (a
+# real OpenAI-compatible server) from PyPI, curl, and
 # kubectl >= 1.30 (the installed one, else from the npm registry, see
 # scripts/kubectl.sh). The tests start their own PostgreSQL cluster, MariaDB
 # server, sshd, IdP, LLM upstream and Kubernetes API server on 127.0.0.1 and
@@ -51,6 +52,9 @@ python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q 'openai>=2,<
 python3 -c 'import aiohttp' 2>/dev/null || python3 -m pip install -q -r tests/kube/requirements.txt
 KUBECTL=$(bash scripts/kubectl.sh)
 export KUBECTL
+# A real OpenAI-compatible server (llama.cpp, built from source the first
+# time, 4-12 minutes on 2 cores) with a tiny random-weights model.
+bash scripts/llama.sh >/dev/null
 # The fake Kubernetes API server, proven against real kubectl on its own
 # first, so a failure in the gateway's kubectl tests is the gateway's.
 bash tests/kube/selftest.sh
@@ -59,5 +63,5 @@ bash tests/kube/selftest.sh
 
 # Incremental caches double target/ and buy nothing on a one-shot CI build.
 export CARGO_INCREMENTAL=0
-GATEHOUSE_REQUIRE_KUBECTL=1 GATEHOUSE_REQUIRE_OPENAI=1 \
+GATEHOUSE_REQUIRE_KUBECTL=1 GATEHOUSE_REQUIRE_OPENAI=1 GATEHOUSE_REQUIRE_LLAMA=1 \
 GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_SSH=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0) cargo test --workspace --all-targets "$@"
