@@ -63,5 +63,5 @@ bash tests/kube/selftest.sh
 
 # Incremental caches double target/ and buy nothing on a one-shot CI build.
 export CARGO_INCREMENTAL=0
-GATEHOUSE_REQUIRE_KUBECTL=1 GATEHOUSE_REQUIRE_OPENAI=1 GATEHOUSE_REQUIRE_LLAMA=1 \
+GATEHOUSE_REQUIRE_KUBECTL=1 GATEHOUSE_REQUIRE_OPENAI=1 GATEHOUSE_REQUIRE_LLAMA=1 GATEHOUSE_REQUIRE_AGE=1 \
 GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_SSH=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0) cargo test --workspace --all-targets "$@"
