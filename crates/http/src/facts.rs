@@ -1,6 +1,7 @@
 //! The classify stage for HTTP: what each connection type can read off a
 //! request, as protocol-free [`HttpFacts`] for the decide stage.
 
+use crate::kube::percent_decode;
 use gatehouse_core::classify::http::HttpFacts;
 use gatehouse_core::mask::{MaskCounts, Masker};
 use gatehouse_core::policy::ConnectionKind;
@@ -164,40 +165,13 @@ pub fn form_values(encoded: &str) -> String {
     let mut out = String::new();
     for pair in encoded.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or(("", pair));
-        if is_secret_name(&percent_decode(k)) {
+        if is_secret_name(&percent_decode(k, true)) {
             continue;
         }
-        out.push_str(&percent_decode(v));
+        out.push_str(&percent_decode(v, true));
         out.push('\n');
     }
     out
-}
-
-/// `+` as space and `%XX` escapes decoded (invalid escapes kept as written).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether a field or parameter name suggests a credential.

@@ -71,34 +71,47 @@ fn for_each_at(value: &mut Value, tokens: &[String], f: &mut dyn FnMut(&mut Valu
     }
 }
 
-/// Mask detector findings in every string of `value`, keys included.
-pub fn mask_strings(value: &mut Value, masker: &Masker, counts: &mut MaskCounts) {
+/// Mask detector findings in every string of `value`, keys included;
+/// whether anything changed (so an unchanged document can go out as the
+/// upstream wrote it).
+pub fn mask_strings(value: &mut Value, masker: &Masker, counts: &mut MaskCounts) -> bool {
     match value {
-        Value::String(s) => {
-            if let Some(masked) = masker.mask_detected(s, counts) {
+        Value::String(s) => match masker.mask_detected(s, counts) {
+            Some(masked) => {
                 *s = masked;
+                true
             }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| mask_strings(v, masker, counts)),
+            None => false,
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| {
+            mask_strings(v, masker, counts) | changed
+        }),
         Value::Object(map) => {
             let keys_need_masking = map
                 .keys()
                 .any(|k| gatehouse_core::mask::may_contain_pii(k.as_bytes()));
             if keys_need_masking {
                 let old = std::mem::take(map);
+                let mut changed = false;
                 for (k, mut v) in old {
-                    mask_strings(&mut v, masker, counts);
-                    let k = masker.mask_detected(&k, counts).unwrap_or(k);
+                    changed |= mask_strings(&mut v, masker, counts);
+                    let k = match masker.mask_detected(&k, counts) {
+                        Some(masked) => {
+                            changed = true;
+                            masked
+                        }
+                        None => k,
+                    };
                     map.insert(k, v);
                 }
+                changed
             } else {
-                map.values_mut()
-                    .for_each(|v| mask_strings(v, masker, counts));
+                map.values_mut().fold(false, |changed, v| {
+                    mask_strings(v, masker, counts) | changed
+                })
             }
         }
-        _ => {}
+        _ => false,
     }
 }
 

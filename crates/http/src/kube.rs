@@ -366,7 +366,9 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(text: &str, plus_is_space: bool) -> String {
+/// `%XX` escapes decoded, and `+` as a space in queries and forms; an
+/// invalid escape is kept as written. Shared with the classify stage.
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

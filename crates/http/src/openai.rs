@@ -369,20 +369,6 @@ fn mask_string(v: &mut Value, masker: &Masker, counts: &mut MaskCounts) -> bool 
     false
 }
 
-/// Mask every string value (not keys) in `v`; whether any changed.
-fn mask_all_strings(v: &mut Value, masker: &Masker, counts: &mut MaskCounts) -> bool {
-    match v {
-        Value::String(_) => mask_string(v, masker, counts),
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |c, i| mask_all_strings(i, masker, counts) | c),
-        Value::Object(o) => o
-            .values_mut()
-            .fold(false, |c, i| mask_all_strings(i, masker, counts) | c),
-        _ => false,
-    }
-}
-
 /// Token counts as the upstream reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LlmUsage {
@@ -487,7 +473,7 @@ pub fn mask_response(body: &[u8], masker: &Masker) -> MaskedResponse {
     {
         changed |= drop_logprobs(c);
     }
-    changed |= mask_all_strings(&mut v, masker, &mut counts);
+    changed |= crate::jsonmask::mask_strings(&mut v, masker, &mut counts);
     MaskedResponse {
         body: if changed {
             v.to_string().into_bytes()
@@ -774,7 +760,8 @@ impl SseMasker {
         let new_data = match serde_json::from_str::<Value>(data) {
             Ok(mut v @ Value::Object(_)) => self.chunk(masker, &mut v, out).then(|| v.to_string()),
             // Other JSON is masked decoded, so escapes hide nothing.
-            Ok(mut v) => mask_all_strings(&mut v, masker, &mut self.counts).then(|| v.to_string()),
+            Ok(mut v) => crate::jsonmask::mask_strings(&mut v, masker, &mut self.counts)
+                .then(|| v.to_string()),
             // Text that is not JSON is one stream across events: a value
             // split over two of them is still caught (held back like any
             // streamed text and released at the end).
@@ -898,7 +885,7 @@ impl SseMasker {
                 finished.push((pos, i));
             }
         }
-        let mut changed = mask_all_strings(v, masker, &mut self.counts) | dropped;
+        let mut changed = crate::jsonmask::mask_strings(v, masker, &mut self.counts) | dropped;
         for (path, field, original) in streamed {
             let safe = self.stream(masker, field, &original);
             changed |= safe != original;
@@ -1020,7 +1007,7 @@ impl SseMasker {
             (Some(_), Some(Value::String(s))) => Some(take(s)),
             _ => None,
         };
-        let mut changed = mask_all_strings(v, masker, &mut self.counts);
+        let mut changed = crate::jsonmask::mask_strings(v, masker, &mut self.counts);
         if let (Some(field), Some(original)) = (delta_field, original) {
             let safe = self.stream(masker, field, &original);
             changed |= safe != original;
