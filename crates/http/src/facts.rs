@@ -49,7 +49,7 @@ pub fn classify(
                     req.method
                 ));
             }
-            crate::llm::read_request(&mut facts, req.body, masker)?;
+            crate::llm::read_request(&mut facts, json.as_ref(), masker)?;
             // Rules see every string of the request, not only the fields
             // the prompt is read from: a key in another case, tool-call
             // arguments in the history and tool descriptions reach the

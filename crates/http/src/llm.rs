@@ -13,11 +13,14 @@ use std::sync::Arc;
 /// read is refused (it could not be checked).
 pub fn read_request(
     facts: &mut HttpFacts,
-    body: &[u8],
+    body: Option<&serde_json::Value>,
     masker: &Masker,
 ) -> Result<Option<LlmRequest>, String> {
-    let parsed = if facts.method == "POST" || !body.trim_ascii().is_empty() {
-        match openai::parse_request(&facts.path, body) {
+    if facts.opaque_body {
+        return Err("gatehouse cannot read this LLM request: its body is not JSON".into());
+    }
+    let parsed = if facts.method == "POST" || body.is_some() {
+        match openai::read_request(&facts.path, body) {
             Ok(r) => Some(r),
             Err(openai::LlmError::UnknownEndpoint(_)) if facts.method != "POST" => None,
             Err(openai::LlmError::UnknownEndpoint(p)) => {
@@ -32,7 +35,6 @@ pub fn read_request(
     };
     if let Some(r) = &parsed {
         facts.model = r.model.clone();
-        facts.text = r.prompt.clone();
         // What the request makes happen: a forced tool, and tool calls it
         // reports as made. Tools merely offered are recorded, not matched.
         facts.tools = r

@@ -128,16 +128,25 @@ pub struct LlmRequest {
 /// Parse an LLM request from its path and body. `GET /v1/models` needs no
 /// body; every other endpoint needs a JSON object.
 pub fn parse_request(path: &str, body: &[u8]) -> Result<LlmRequest, LlmError> {
+    let value = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(serde_json::from_slice::<Value>(body).map_err(|e| LlmError::BadJson(e.to_string()))?)
+    };
+    read_request(path, value.as_ref())
+}
+
+/// [`parse_request`] for a body already parsed (the proxy parses each body
+/// once); `None` is an empty body.
+pub fn read_request(path: &str, body: Option<&Value>) -> Result<LlmRequest, LlmError> {
     let endpoint =
         LlmEndpoint::from_path(path).ok_or_else(|| LlmError::UnknownEndpoint(path.to_string()))?;
-    let obj = if endpoint == LlmEndpoint::Models && body.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
-    } else {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(obj)) => obj,
-            Ok(_) => return Err(LlmError::BadJson("not an object".into())),
-            Err(e) => return Err(LlmError::BadJson(e.to_string())),
-        }
+    let empty = Map::new();
+    let obj = match body {
+        None if endpoint == LlmEndpoint::Models => &empty,
+        None => return Err(LlmError::BadJson("EOF while parsing a value".into())),
+        Some(Value::Object(obj)) => obj,
+        Some(_) => return Err(LlmError::BadJson("not an object".into())),
     };
     let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
 
