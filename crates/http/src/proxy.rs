@@ -49,6 +49,8 @@ pub(crate) struct Exchange {
     pub(crate) identity: Identity,
     /// What was asked, for decisions about the answer.
     pub(crate) request: HttpFacts,
+    /// The JSON fields masked whole for this caller on this connection.
+    pub(crate) fields: Vec<gatehouse_core::policy::FieldMask>,
     pub(crate) session: Arc<HttpSession>,
     pub(crate) command_id: u64,
     pub(crate) started: Instant,
@@ -387,10 +389,12 @@ impl HttpAdapter {
             .upstreams
             .get(&conn.name)
             .expect("every HTTP connection has an upstream");
+        let fields = self.pipeline.policy.field_masks(&identity, &conn.name);
         let exchange = Exchange {
             adapter: self.clone(),
             identity: identity.clone(),
-            request: facts.clone(),
+            request: facts,
+            fields,
             session: session.clone(),
             command_id,
             started: Instant::now(),
@@ -409,8 +413,8 @@ impl HttpAdapter {
         };
         // An exec that cannot be recorded does not start.
         let mut tap = None;
-        if upgrade && crate::kubefacts::is_exec(&facts) {
-            match crate::exec::ExecTap::open(&exchange, &facts.summary) {
+        if upgrade && crate::kubefacts::is_exec(&exchange.request) {
+            match crate::exec::ExecTap::open(&exchange, &exchange.request.summary) {
                 Ok(t) => tap = Some(t),
                 Err(e) => {
                     let message = format!("gatehouse could not open a recording for this exec, so it did not start: {e}");
@@ -430,6 +434,7 @@ impl HttpAdapter {
             upstream,
             &conn,
             &identity,
+            !exchange.fields.is_empty(),
             &parts,
             &raw_path,
             upgrade,
@@ -501,16 +506,7 @@ impl HttpAdapter {
             );
             return Ok(client_resp);
         }
-        Ok(crate::response::relay(
-            exchange,
-            &identity,
-            &conn,
-            &facts,
-            resp,
-            grant.map(|g| g.ended),
-            busy,
-        )
-        .await)
+        Ok(crate::response::relay(exchange, &conn, resp, grant.map(|g| g.ended), busy).await)
     }
 
     /// What an approver reads: the summary and the body as the upstream
@@ -606,6 +602,7 @@ impl HttpAdapter {
         upstream: &Upstream,
         conn: &ConnectionConfig,
         identity: &Identity,
+        fields_apply: bool,
         parts: &http::request::Parts,
         path: &str,
         upgrade: bool,
@@ -629,11 +626,6 @@ impl HttpAdapter {
         if conn.kind == ConnectionKind::Kubernetes {
             // Protobuf bodies cannot be masked, and field rules are written
             // for objects, not tables or YAML: plain JSON says the same.
-            let fields_apply = !self
-                .pipeline
-                .policy
-                .field_masks(identity, &conn.name)
-                .is_empty();
             if let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()) {
                 if accept.contains("protobuf") || (fields_apply && accept != "application/json") {
                     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));

@@ -9,11 +9,9 @@ use crate::proxy::{strip_hop_by_hop, Exchange};
 use crate::respond::{error, full, BodyError, ClientBody, Refusal};
 use crate::textstream::TextStream;
 use bytes::Bytes;
-use gatehouse_core::classify::http::HttpFacts;
 use gatehouse_core::mask::{MaskCounts, Masker};
 use gatehouse_core::pipeline::BoxFuture;
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
-use gatehouse_core::Identity;
 use http::header::{self, HeaderValue};
 use http::Response;
 use http_body_util::{BodyExt, StreamBody};
@@ -173,9 +171,7 @@ impl Transform for JsonLines {
 /// result when the last byte has gone.
 pub(crate) async fn relay(
     exchange: Exchange,
-    identity: &Identity,
     conn: &ConnectionConfig,
-    facts: &HttpFacts,
     resp: Response<Incoming>,
     lease_end: Option<BoxFuture<'static, String>>,
     busy: crate::sessions::Busy,
@@ -183,8 +179,9 @@ pub(crate) async fn relay(
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let pipeline = exchange.adapter.pipeline.clone();
-    let detectors = pipeline.policy.detectors_apply(identity);
-    let fields = pipeline.policy.field_masks(identity, &conn.name);
+    let detectors = pipeline.policy.detectors_apply(&exchange.identity);
+    let fields = exchange.fields.clone();
+    let facts = &exchange.request;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
