@@ -47,6 +47,19 @@ pub struct Closed {
     pub masked: MaskCounts,
 }
 
+impl Closed {
+    /// The `recording` audit event's data: the file's digest and counts,
+    /// and which channel (SSH channel, Kubernetes exec) of which protocol
+    /// it recorded, so replay can find it and check it.
+    pub fn event_data(&self, channel: u64, protocol: &str) -> serde_json::Value {
+        let mut data = serde_json::to_value(self).unwrap_or_default();
+        data["channel"] = serde_json::json!(channel);
+        data["protocol"] = serde_json::json!(protocol);
+        data["format"] = serde_json::json!("asciicast-v2");
+        data
+    }
+}
+
 impl Recording {
     /// Create `path` and write the asciicast header.
     pub fn create(

@@ -115,10 +115,7 @@ impl ExecTap {
         let skipped = self.skipped_bytes;
         match self.recording.close() {
             Ok(closed) => {
-                let mut data = serde_json::to_value(&closed).unwrap_or_default();
-                data["channel"] = serde_json::json!(exchange.command_id);
-                data["protocol"] = serde_json::json!("kubernetes-exec");
-                data["format"] = serde_json::json!("asciicast-v2");
+                let data = closed.event_data(exchange.command_id, "kubernetes-exec");
                 let pipeline = &exchange.adapter.pipeline;
                 if let Err(e) = pipeline
                     .recorder

@@ -880,10 +880,7 @@ impl Relay {
             match r.close() {
                 Ok(closed) => {
                     let v = serde_json::to_value(&closed).unwrap_or_default();
-                    let mut data = v.clone();
-                    data["channel"] = serde_json::json!(self.number);
-                    data["protocol"] = serde_json::json!("ssh");
-                    data["format"] = serde_json::json!("asciicast-v2");
+                    let data = closed.event_data(u64::from(self.number), "ssh");
                     if let Err(e) = self.live.record("recording", data).await {
                         tracing::error!(error = %e, "could not chain an ssh recording");
                     }
