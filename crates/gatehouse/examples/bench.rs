@@ -14,9 +14,12 @@
 //! The gateway runs as its own process (`gatehouse serve`) so its memory is
 //! its own.
 
+mod support;
+
 use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{bench_token, free_port, gateway_exe, spawn_gateway, wait_port};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -95,43 +98,14 @@ keep_last = 4
             config(port, plaintext, durability, free_port()),
         )?;
     }
-    let exe = std::env::current_exe()?
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("gatehouse"))
-        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    anyhow::ensure!(
-        exe.exists(),
-        "build the binary first: cargo build --release -p gatehouse"
-    );
+    let exe = gateway_exe()?;
     let gw = spawn_gateway(&exe, &tls_dir)?;
     let _gw_plain = spawn_gateway(&exe, &plain_dir)?;
     let _gw_normal = spawn_gateway(&exe, &normal_dir)?;
     wait_port(gw_port)?;
     wait_port(plain_port)?;
     wait_port(normal_port)?;
-    let token = |cfg_dir: &std::path::Path| -> anyhow::Result<String> {
-        let o = Command::new(&exe)
-            .arg("--config")
-            .arg(cfg_dir.join("gatehouse.toml"))
-            .args([
-                "token",
-                "issue",
-                "--subject",
-                "bench",
-                "--groups",
-                "bench",
-                "--ttl",
-                "2h",
-            ])
-            .output()?;
-        anyhow::ensure!(
-            o.status.success(),
-            "token issue failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Ok(String::from_utf8(o.stdout)?.trim().to_string())
-    };
+    let token = |cfg_dir: &std::path::Path| bench_token(&exe, cfg_dir);
     let tok = token(&tls_dir)?;
     let tok_plain = token(&plain_dir)?;
     let tok_normal = token(&normal_dir)?;
@@ -239,27 +213,6 @@ keep_last = 4
 }
 
 /// Start `gatehouse serve` on a configuration folder.
-fn spawn_gateway(exe: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<KillOnDrop> {
-    let child = Command::new(exe)
-        .arg("--config")
-        .arg(dir.join("gatehouse.toml"))
-        .arg("serve")
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    Ok(KillOnDrop(child))
-}
-
-/// A gateway process that is stopped however the benchmark ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let o = cmd.output()?;
     anyhow::ensure!(
@@ -269,23 +222,6 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
         String::from_utf8_lossy(&o.stderr)
     );
     Ok(())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn wait_port(port: u16) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    anyhow::bail!("gateway did not listen on {port}")
 }
 
 fn tps(pgbench_output: &str) -> Option<f64> {

@@ -16,9 +16,11 @@
 //! The upstream is `gatehouse::llmdemo` in this process; the gateway runs as
 //! its own process (`gatehouse serve`).
 
-use std::process::{Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{bench_token, free_port, gateway_exe, spawn_gateway, wait_port};
 
 const KEY: &str = "bench-upstream-key";
 
@@ -62,46 +64,10 @@ allow_groups = ["bench"]
             key = key_file.display()
         ),
     )?;
-    let exe = std::env::current_exe()?
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("gatehouse"))
-        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    anyhow::ensure!(
-        exe.exists(),
-        "build the binary first: cargo build --release -p gatehouse"
-    );
-    let mut gw = Command::new(&exe)
-        .arg("--config")
-        .arg(dir.path().join("gatehouse.toml"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let o = Command::new(&exe)
-        .arg("--config")
-        .arg(dir.path().join("gatehouse.toml"))
-        .args([
-            "token",
-            "issue",
-            "--subject",
-            "bench",
-            "--groups",
-            "bench",
-            "--ttl",
-            "2h",
-        ])
-        .current_dir(dir.path())
-        .output()?;
-    anyhow::ensure!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let token = String::from_utf8(o.stdout)?.trim().to_string();
+    let exe = gateway_exe()?;
+    let _gw = spawn_gateway(&exe, dir.path())?;
+    wait_port(http_port)?;
+    let token = bench_token(&exe, dir.path())?;
     let ca = std::fs::read(dir.path().join("state/tls-cert.pem"))?;
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
@@ -140,8 +106,6 @@ allow_groups = ["bench"]
         "  gateway  first content byte p50 {:>6.2} ms   whole stream p50 {:>6.2} ms",
         gs.0, gs.1
     );
-    let _ = gw.kill();
-    let _ = gw.wait();
     Ok(())
 }
 
@@ -266,11 +230,4 @@ async fn streams(
         first.get(first.len() / 2).copied().unwrap_or(f64::NAN),
         whole[whole.len() / 2],
     ))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
 }
