@@ -49,7 +49,9 @@ impl Idp {
             .spawn()
             .expect("node runs");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        // Generous: on a loaded 2-core CI machine a cold Node start beside
+        // Chromium once took longer than 20 s.
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(l)) = lines.next_line().await {
                 if l.starts_with("ready") {
                     return true;
