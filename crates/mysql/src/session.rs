@@ -133,6 +133,8 @@ pub struct SessionContext {
     pub holding: Arc<std::sync::atomic::AtomicBool>,
     /// Sessions `KILL` may name.
     pub kills: KillRegistry,
+    /// The target server, for the executable comments it runs.
+    pub server: gatehouse_core::classify::syntax::MySqlServer,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -491,6 +493,9 @@ impl MySqlAdapter {
             held_cancel,
             holding,
             kills: self.kills.clone(),
+            server: gatehouse_core::classify::syntax::MySqlServer::from_greeting(
+                &target.server_version,
+            ),
         });
         let stats = proxy::run(
             ctx.clone(),

@@ -89,6 +89,8 @@ pub struct SessionContext {
     pub settings: AdapterSettings,
     /// Woken when the client cancels, to withdraw a held statement.
     pub held_cancel: Arc<tokio::sync::Notify>,
+    /// How the target lexes this session's text, as it reports it.
+    pub syntax: crate::syntax::SessionSyntax,
 }
 
 impl PostgresAdapter {
@@ -341,6 +343,15 @@ impl PostgresAdapter {
                 .await;
             }
         };
+        let syntax = match crate::syntax::SessionSyntax::from_login(&target.parameter_status) {
+            Ok(s) => s,
+            Err(why) => {
+                pipeline
+                    .record_access_denied(&identity, &conn.name, &client_addr, "postgres", &why)
+                    .await;
+                return fatal(&mut client, "22023", &why).await;
+            }
+        };
         let session_id = gatehouse_core::pipeline::new_session_id();
         let started = Instant::now();
         let start_event = EventRecord {
@@ -387,6 +398,7 @@ impl PostgresAdapter {
             pipeline: pipeline.clone(),
             settings: self.settings.clone(),
             held_cancel,
+            syntax,
         });
         let stats = proxy::run(
             ctx.clone(),

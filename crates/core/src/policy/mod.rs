@@ -304,6 +304,15 @@ impl Policy {
         masking::touches(&self.column_rules, identity, connection, &tables)
     }
 
+    /// Whether any column rule masks something for this caller on this
+    /// connection: text the server sends that no statement's columns
+    /// describe (a notification's payload) is then withheld.
+    pub fn masks_columns_for(&self, identity: &Identity, connection: &str) -> bool {
+        self.column_rules
+            .iter()
+            .any(|r| r.applies_to(identity, connection))
+    }
+
     /// Whether content detectors apply to this caller's results.
     pub fn detectors_apply(&self, identity: &Identity) -> bool {
         !self
