@@ -109,6 +109,20 @@ pub struct Pipeline {
     pub grants: Option<Arc<dyn AccessGrants>>,
 }
 
+impl Authorized<'_> {
+    /// The identity policy sees on this connection: the caller, except
+    /// that a caller let in by an access grant acts in the grant's groups
+    /// only, so the grant gives what it names and nothing the holder's own
+    /// groups carry.
+    pub fn acting(&self, caller: &Identity) -> Identity {
+        let mut identity = caller.clone();
+        if let Some(grant) = &self.grant {
+            identity.groups = grant.acting_as.clone();
+        }
+        identity
+    }
+}
+
 /// A caller allowed onto a connection, and on what grounds.
 pub struct Authorized<'a> {
     /// The connection.

@@ -138,6 +138,10 @@ enum AccessCommand {
         /// Why (shown to approvers, recorded in the audit trail).
         #[arg(long)]
         reason: String,
+        /// The group whose rules the grant gives you (one of the
+        /// connection's `access_as`; default: its first).
+        #[arg(long = "as")]
+        as_group: Option<String>,
         /// JSON output for scripts.
         #[arg(long)]
         json: bool,
@@ -589,6 +593,22 @@ fn print_request(r: &serde_json::Value) {
             .collect();
         println!("  command:\n    {shown}");
     }
+    if s("kind") == "access" {
+        let groups: Vec<&str> = r["access_as"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str())
+            .collect();
+        println!(
+            "  acts as:    {}",
+            if groups.is_empty() {
+                "no group (the policy's defaults only)".to_string()
+            } else {
+                groups.join(", ")
+            }
+        );
+    }
     println!("  message:    {}", s("message"));
     println!("  needs:      {}", s("requirement_text"));
     println!("  link:       {}", s("link"));
@@ -617,12 +637,13 @@ async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
             connection,
             duration,
             reason,
+            as_group,
             json,
         } => {
             let r = client
                 .post(
                     "/api/v1/access",
-                    &serde_json::json!({"connection": connection, "duration": duration, "reason": reason}),
+                    &serde_json::json!({"connection": connection, "duration": duration, "reason": reason, "as": as_group}),
                 )
                 .await?;
             if json {

@@ -65,6 +65,12 @@ pub struct GatewayConfig {
     /// What happens to statements the parser cannot read.
     #[serde(default)]
     pub unparseable: Unparseable,
+    /// What happens to reads no rule matches.
+    #[serde(default)]
+    pub default_read_effect: gatehouse_core::policy::DefaultEffect,
+    /// What happens to writes no rule matches.
+    #[serde(default)]
+    pub default_write_effect: gatehouse_core::policy::DefaultEffect,
     /// Folder of the file, for resolving relative paths (not in the file).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -551,6 +557,8 @@ impl GatewayConfig {
             rules: self.rules.clone(),
             masking: self.masking.clone(),
             unparseable: self.unparseable,
+            default_read_effect: self.default_read_effect,
+            default_write_effect: self.default_write_effect,
         }
     }
 

@@ -188,6 +188,7 @@ impl HttpAdapter {
                 return Err(error(kind, Refusal::Forbidden, &denied.to_string()));
             }
         };
+        let identity = authorized.acting(&identity);
         let grant = authorized.grant;
         let user_agent = req
             .headers()

@@ -333,7 +333,7 @@ impl MySqlAdapter {
         };
         let client_addr = peer.to_string();
         let pipeline = &self.pipeline;
-        let identity = match pipeline
+        let mut identity = match pipeline
             .authenticate(&token, &connection, &user, &client_addr, "mysql")
             .await
         {
@@ -377,7 +377,10 @@ impl MySqlAdapter {
                 )
                 .await
             }
-            Ok(a) => (a.connection.clone(), a.grant),
+            Ok(a) => {
+                identity = a.acting(&identity);
+                (a.connection.clone(), a.grant)
+            }
             Err(denied) => {
                 pipeline
                     .record_access_denied(

@@ -245,11 +245,24 @@ fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
     match verdict {
         Verdict::Allow { .. } => None,
         Verdict::Block { rule, message } => Some(error_bytes(
-            "42501",
+            block_sqlstate(rule),
             &format!("blocked by gatehouse rule \"{rule}\": {message}"),
             Some("this statement was not sent to the database; the attempt is recorded in the audit trail"),
         )),
         Verdict::Hold { .. } => None,
+    }
+}
+
+/// The SQLSTATE of a block: where the gateway refuses what the server
+/// would have refused too, the server's own code, so code that catches it
+/// (a duplicate PREPARE's 42P05) behaves as it would directly; otherwise
+/// insufficient_privilege.
+fn block_sqlstate(rule: &str) -> &'static str {
+    match rule {
+        "duplicate-prepared-statement" => "42P05",
+        "unknown-prepared-statement" => "26000",
+        "unknown-cursor" => "34000",
+        _ => "42501",
     }
 }
 

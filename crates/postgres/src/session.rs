@@ -282,7 +282,7 @@ impl PostgresAdapter {
         };
         let pipeline = &self.pipeline;
         let client_addr = peer.to_string();
-        let identity = match pipeline
+        let mut identity = match pipeline
             .authenticate(&token, &connection, &user, &client_addr, "postgres")
             .await
         {
@@ -317,7 +317,10 @@ impl PostgresAdapter {
                 )
                 .await
             }
-            Ok(a) => (a.connection.clone(), a.grant),
+            Ok(a) => {
+                identity = a.acting(&identity);
+                (a.connection.clone(), a.grant)
+            }
             Err(denied) => {
                 pipeline
                     .record_access_denied(

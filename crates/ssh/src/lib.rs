@@ -266,7 +266,7 @@ impl ClientHandler {
         let pipeline = self.adapter.pipeline.clone();
         let client_addr = self.peer.to_string();
         let connection = user.to_string();
-        let identity = match pipeline
+        let mut identity = match pipeline
             .authenticate(token.trim(), &connection, user, &client_addr, "ssh")
             .await
         {
@@ -287,6 +287,7 @@ impl ClientHandler {
             }
             Ok(a) => {
                 conn = Some(a.connection.clone());
+                identity = a.acting(&identity);
                 grant_id = a.grant.as_ref().map(|g| g.id);
                 self.lease = a.grant;
             }
