@@ -959,3 +959,71 @@ async fn sessions_end_when_the_token_expires() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_shell_ends_when_the_token_expires() {
+    if !sshd_ready() {
+        return;
+    }
+    let gw = gateway_with("[identity]\nleeway_secs = 0\n").await;
+    let tok = gw.token_ttl("olga", &["ops"], Duration::from_secs(5));
+    let exp = exp_of(&tok);
+    let expired_at = chrono::DateTime::from_timestamp(exp, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let session = format!("gh-ssh-expiry-{}", std::process::id());
+    // The pane outlives ssh, so what it printed last can be read.
+    let ssh_cmd = format!(
+        "sshpass -e ssh {} -tt -p {} bank-host@127.0.0.1; echo ssh-exited-$?; sleep 60",
+        client_opts(&gw).join(" "),
+        ssh_port(&gw)
+    );
+    let started = std::process::Command::new("tmux")
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-x", "160", "-y", "30", "-s", &session])
+        .arg("-e")
+        .arg(format!("SSHPASS={tok}"))
+        .arg(&ssh_cmd)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    tmux(&["send-keys", "-t", &session, "export PS1='ready> '", "Enter"]);
+    wait_for_screen(&session, "ready>").await;
+    tmux(&["send-keys", "-t", &session, "echo typed-$((40+2))", "Enter"]);
+    wait_for_screen(&session, "typed-42").await;
+
+    // Idle at the prompt when the token expires: the shell is ended.
+    let screen = wait_for_screen(&session, "ssh-exited-").await;
+    tmux(&["kill-session", "-t", &session]);
+    assert!(
+        screen.contains(&format!("gatehouse: your token expired at {expired_at}")),
+        "{screen}"
+    );
+    assert!(!screen.contains("ssh-exited-0"), "{screen}");
+
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = support::events(&gw).await;
+        if !of_kind(&events, "session.end").is_empty() {
+            break;
+        }
+    }
+    let end = of_kind(&events, "session.end")[0].clone();
+    assert_eq!(end["data"]["ended_by"], "token_expired", "{end}");
+    assert_eq!(
+        end["data"]["recordings"].as_array().map(|a| a.len()),
+        Some(1),
+        "the cut shell's recording is kept: {end}"
+    );
+    assert_eq!(of_kind(&events, "session.expired").len(), 1);
+    // The recording shows why the shell ended.
+    let recording = of_kind(&events, "recording")[0].clone();
+    let file = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(recording["data"]["file"].as_str().unwrap());
+    let cast = std::fs::read_to_string(&file).unwrap();
+    assert!(cast.contains("your token expired at"), "{cast}");
+    gw.stop().await;
+}
