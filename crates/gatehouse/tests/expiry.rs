@@ -348,11 +348,20 @@ async fn a_mysql_statement_held_past_the_token_is_withdrawn() {
 }
 
 /// An upstream whose `/ticks` streams a line every 200 ms until the client
-/// goes away, and whose `/hello` answers at once.
+/// goes away, whose `/slow` answers JSON after a minute, and whose `/hello`
+/// and `/held` answer at once.
 async fn ticking_upstream() -> u16 {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/hello", get(|| async { "hello\n" }))
+        .route("/held", get(|| async { "held-ran\n" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                axum::Json(serde_json::json!({"late": true}))
+            }),
+        )
         .route(
             "/ticks",
             get(|| async {
@@ -382,7 +391,9 @@ async fn http_streams_end_and_requests_are_refused_once_the_token_expires() {
         &format!("[http]\nlisten = \"127.0.0.1:0\"\n{NO_LEEWAY}"),
         |_| {
             format!(
-                "[[connections]]\nname = \"ticker\"\ntype = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nallow_groups = [\"analysts\"]\n\n"
+                "[[connections]]\nname = \"ticker\"\ntype = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nallow_groups = [\"analysts\"]\n\n\
+                 [[rules]]\nname = \"held-needs-approval\"\neffect = \"approve\"\nmessage = \"a second person\"\n\
+                 connections = [\"ticker\"]\npaths = [\"/held\"]\napprovers = [\"approvers\"]\n\n"
             )
         },
     )
@@ -403,17 +414,43 @@ async fn http_streams_end_and_requests_are_refused_once_the_token_expires() {
     let o = curl("/hello").output().await.unwrap();
     assert!(out(&o).contains("hello\n\n200"), "{}", out(&o));
 
-    // A stream opened with the token ends when it expires.
-    let o = tokio::time::timeout(Duration::from_secs(60), curl("/ticks").output())
-        .await
-        .expect("the stream ends")
-        .unwrap();
+    // A stream, a slow answer and a request held for approval, all
+    // outliving the token.
+    let (ticks, slow, held) = (
+        curl("/ticks").output(),
+        curl("/slow").output(),
+        curl("/held").output(),
+    );
+    let (ticks, slow, held) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(ticks, slow, held)
+    })
+    .await
+    .expect("all three end at the token's expiry");
+    let o = ticks.unwrap();
     assert!(
         !o.status.success(),
         "the body is broken off, not ended as if whole"
     );
     assert!(out(&o).contains("tick 0"), "{}", out(&o));
     assert!(chrono::Utc::now().timestamp() >= exp);
+    // The slow answer is withheld: 401, the reason.
+    let o = slow.unwrap();
+    assert!(out(&o).trim_end().ends_with("401"), "{}", out(&o));
+    assert!(
+        out(&o).contains("your token expired at") && out(&o).contains("the answer was withheld"),
+        "{}",
+        out(&o)
+    );
+    assert!(!out(&o).contains("late"), "{}", out(&o));
+    // The held request is withdrawn and never reaches the upstream.
+    let o = held.unwrap();
+    assert!(out(&o).trim_end().ends_with("403"), "{}", out(&o));
+    assert!(
+        out(&o).contains("was withdrawn: your token expired at"),
+        "{}",
+        out(&o)
+    );
+    assert!(!out(&o).contains("held-ran"), "{}", out(&o));
 
     // Every later request is refused with 401.
     wait_past(exp).await;
@@ -422,23 +459,31 @@ async fn http_streams_end_and_requests_are_refused_once_the_token_expires() {
     assert!(out(&o).contains("expired"), "{}", out(&o));
 
     let events = wait_for_event(&gw, "session.expired").await;
-    let expired = events
+    let expired: Vec<&serde_json::Value> = events
         .iter()
-        .find(|e| e["kind"] == "session.expired")
-        .unwrap();
-    assert_eq!(expired["data"]["protocol"], "http");
-    assert_eq!(expired["data"]["token_expires_at"], rfc3339(exp));
-    let command_id = expired["data"]["command_id"].clone();
-    let result = events
-        .iter()
-        .find(|e| e["kind"] == "command.result" && e["data"]["command_id"] == command_id)
-        .expect("the cut stream's result");
-    assert!(
-        result["data"]["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("your token expired at")),
-        "{result}"
+        .filter(|e| e["kind"] == "session.expired")
+        .collect();
+    assert_eq!(
+        expired.len(),
+        3,
+        "stream, slow answer, held request: {expired:?}"
     );
+    for e in &expired {
+        assert_eq!(e["data"]["protocol"], "http");
+        assert_eq!(e["data"]["token_expires_at"], rfc3339(exp));
+    }
+    // The cut stream's and the withheld answer's results say why.
+    let cut: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "command.result"
+                && e["data"]["error"]
+                    .as_str()
+                    .is_some_and(|x| x.starts_with("your token expired at"))
+        })
+        .collect();
+    assert_eq!(cut.len(), 2, "{cut:?}");
+    assert!(events.iter().any(|e| e["kind"] == "approval.withdrawn"));
     assert!(events.iter().any(|e| e["kind"] == "auth.failure"));
     gw.stop().await;
 }

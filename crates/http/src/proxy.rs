@@ -113,6 +113,29 @@ impl Exchange {
             .await;
     }
 
+    /// The request's deadline came before its answer was ready (a slow
+    /// upstream, a JSON answer still being read): the answer is withheld,
+    /// 401 for an expired token (sign in again), 403 for an ended grant.
+    pub(crate) async fn refuse_at_deadline(
+        &self,
+        kind: ConnectionKind,
+        end: &SessionEnd,
+    ) -> Response<ClientBody> {
+        self.record_cut(end).await;
+        let refusal = if end.is_token_expiry() {
+            Refusal::Unauthenticated
+        } else {
+            Refusal::Forbidden
+        };
+        let message = format!("{}; the answer was withheld", end.message());
+        let status = if end.is_token_expiry() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        self.refuse(status, kind, refusal, &message, None).await
+    }
+
     /// Answer for the upstream with a refusal in `kind`'s dialect, and
     /// record the request's end with `detail` (the client's message when
     /// `None`; details such as internal addresses stay in the trail).
@@ -402,6 +425,17 @@ impl HttpAdapter {
                 let (broker, opened) = approval.expect("a hold opened a request");
                 tracing::info!(request = opened.id, %rule, "HTTP request held for approval");
                 if let Err(message) = crate::hold::wait(broker, &opened, &deadline).await {
+                    if let Some(end) = deadline.ended() {
+                        self.pipeline
+                            .record_deadline(
+                                &session.id,
+                                &identity,
+                                &conn.name,
+                                &end,
+                                serde_json::json!({"protocol": "http", "command_id": command_id}),
+                            )
+                            .await;
+                    }
                     session.count(body.len() as u64, 0, true);
                     return Err(error(kind, Refusal::NotApproved, &message));
                 }
@@ -479,7 +513,15 @@ impl HttpAdapter {
                     .await)
             }
         };
-        let mut resp = match upstream.send(out).await {
+        // The answer must come before the deadline.
+        let sent = tokio::select! {
+            biased;
+            end = exchange.deadline.reached() => {
+                return Err(exchange.refuse_at_deadline(conn.kind, &end).await);
+            }
+            sent = upstream.send(out) => sent,
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(connection = %conn.name, error = %e, "upstream request failed");

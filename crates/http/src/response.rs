@@ -450,7 +450,14 @@ async fn whole(
     busy: crate::sessions::Busy,
 ) -> Response<ClientBody> {
     let status = parts.status;
-    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+    let collected = tokio::select! {
+        biased;
+        end = exchange.deadline.reached() => {
+            return exchange.refuse_at_deadline(conn.kind, &end).await;
+        }
+        collected = http_body_util::Limited::new(body, limit).collect() => collected,
+    };
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             let message = if e.is::<http_body_util::LengthLimitError>() {
