@@ -356,6 +356,22 @@ async fn ticking_upstream() -> u16 {
         .route("/hello", get(|| async { "hello\n" }))
         .route("/held", get(|| async { "held-ran\n" }))
         .route(
+            "/v1/chat/completions",
+            axum::routing::post(|| async {
+                let chunks = futures_util::stream::unfold(0u64, |n| async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let event = format!(
+                        "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"tiny\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{n} \"}}}}]}}\n\n"
+                    );
+                    Some((Ok::<_, std::convert::Infallible>(event), n + 1))
+                });
+                axum::response::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(axum::body::Body::from_stream(chunks))
+                    .unwrap()
+            }),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
@@ -389,11 +405,16 @@ async fn http_streams_end_and_requests_are_refused_once_the_token_expires() {
     let port = ticking_upstream().await;
     let gw = TestGateway::start_with_policy(
         &format!("[http]\nlisten = \"127.0.0.1:0\"\n{NO_LEEWAY}"),
-        |_| {
+        |dir| {
+            let key = dir.join("model.key");
+            std::fs::write(&key, "upstream-key").unwrap();
             format!(
-                "[[connections]]\nname = \"ticker\"\ntype = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nallow_groups = [\"analysts\"]\n\n\
+                "[[connections]]\nname = \"model\"\ntype = \"openai\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+                 password_file = \"{key}\"\nallow_groups = [\"analysts\"]\n\n\
+                 [[connections]]\nname = \"ticker\"\ntype = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\nallow_groups = [\"analysts\"]\n\n\
                  [[rules]]\nname = \"held-needs-approval\"\neffect = \"approve\"\nmessage = \"a second person\"\n\
-                 connections = [\"ticker\"]\npaths = [\"/held\"]\napprovers = [\"approvers\"]\n\n"
+                 connections = [\"ticker\"]\npaths = [\"/held\"]\napprovers = [\"approvers\"]\n\n",
+                key = key.display()
             )
         },
     )
@@ -416,16 +437,46 @@ async fn http_streams_end_and_requests_are_refused_once_the_token_expires() {
 
     // A stream, a slow answer and a request held for approval, all
     // outliving the token.
-    let (ticks, slow, held) = (
+    let mut chat = tokio::process::Command::new("curl");
+    chat.args(["-sS", "-N", "--max-time", "60", "--cacert"])
+        .arg(gw.ca_file())
+        .args(["-H", "Content-Type: application/json", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args([
+            "-d",
+            r#"{"model":"tiny","stream":true,"messages":[{"role":"user","content":"count"}]}"#,
+        ])
+        .arg(format!(
+            "https://{}/model/v1/chat/completions",
+            gw.gw.http_addr.unwrap()
+        ));
+    let (ticks, slow, held, chat) = (
         curl("/ticks").output(),
         curl("/slow").output(),
         curl("/held").output(),
+        chat.output(),
     );
-    let (ticks, slow, held) = tokio::time::timeout(Duration::from_secs(60), async {
-        tokio::join!(ticks, slow, held)
+    let (ticks, slow, held, chat) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(ticks, slow, held, chat)
     })
     .await
-    .expect("all three end at the token's expiry");
+    .expect("all four end at the token's expiry");
+    // A model's streamed answer ends with an SSE error event saying why.
+    let o = chat.unwrap();
+    let body = out(&o);
+    assert!(body.contains("word0"), "{body}");
+    let last = body
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_default();
+    let event: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+    assert!(
+        event["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("your token expired at")),
+        "{body}"
+    );
     let o = ticks.unwrap();
     assert!(
         !o.status.success(),
@@ -465,8 +516,8 @@ async fn http_streams_end_and_requests_are_refused_once_the_token_expires() {
         .collect();
     assert_eq!(
         expired.len(),
-        3,
-        "stream, slow answer, held request: {expired:?}"
+        4,
+        "stream, model stream, slow answer, held request: {expired:?}"
     );
     for e in &expired {
         assert_eq!(e["data"]["protocol"], "http");
@@ -482,7 +533,7 @@ async fn http_streams_end_and_requests_are_refused_once_the_token_expires() {
                     .is_some_and(|x| x.starts_with("your token expired at"))
         })
         .collect();
-    assert_eq!(cut.len(), 2, "{cut:?}");
+    assert_eq!(cut.len(), 3, "{cut:?}");
     assert!(events.iter().any(|e| e["kind"] == "approval.withdrawn"));
     assert!(events.iter().any(|e| e["kind"] == "auth.failure"));
     gw.stop().await;
