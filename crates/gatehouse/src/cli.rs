@@ -1041,6 +1041,13 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                 .map(|v| format!(", error {v}"))
                 .unwrap_or_default()
         ),
+        "session.expired" => format!(
+            "#{} {} session expired: token expired at {} ({})",
+            e.seq,
+            e.ts,
+            s("token_expires_at"),
+            s("reason")
+        ),
         "session.end" => format!(
             "#{} {} session end: {} commands, {} blocked, {} ms ({})",
             e.seq,

@@ -313,7 +313,8 @@ pub struct IdentitySection {
     /// Run the local dev issuer (the embedded default; turn off in production).
     #[serde(default = "yes")]
     pub dev_issuer: bool,
-    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds. Sessions end at
+    /// the token's `exp` plus this, when it would stop being accepted.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
     /// Least time between two JWKS fetches for an unknown `kid`, in

@@ -57,11 +57,17 @@ pub struct RunningGateway {
     tasks: Vec<JoinHandle<()>>,
 }
 
-struct TokenAuthenticator(Arc<TokenValidator>);
+/// The validator, and the clock-skew leeway it was configured with (a
+/// session ends when its token would stop being accepted: `exp` + leeway).
+struct TokenAuthenticator(Arc<TokenValidator>, Duration);
 
 impl Authenticator for TokenAuthenticator {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>> {
         Box::pin(async move { self.0.validate(token).await.map_err(|e| e.to_string()) })
+    }
+
+    fn leeway(&self) -> Duration {
+        self.1
     }
 }
 
@@ -273,7 +279,10 @@ impl RunningGateway {
             policy: policy.clone(),
             classifier: ClassifierCache::new(CLASSIFIER_CACHE),
             masker: Arc::new(masker),
-            authenticator: Arc::new(TokenAuthenticator(validator.clone())),
+            authenticator: Arc::new(TokenAuthenticator(
+                validator.clone(),
+                Duration::from_secs(cfg.identity.leeway_secs),
+            )),
             recorder,
             approvals: Some(Arc::new(broker.clone())),
             grants: Some(Arc::new(broker.clone())),

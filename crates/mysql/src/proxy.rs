@@ -1286,6 +1286,7 @@ impl Proxy {
         mut cancelled: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
         mut decision: std::pin::Pin<&mut BoxFuture<'_, Outcome>>,
     ) -> Result<Outcome, Option<(u16, String)>> {
+        let deadline = self.ctx.deadline.clone();
         let outcome = loop {
             if self.client.pending_bytes() >= (1 << 20) {
                 // Past this the gateway could no longer notice a hang-up.
@@ -1298,6 +1299,13 @@ impl Proxy {
                 )));
             }
             tokio::select! {
+                biased;
+                // The session's deadline came: the statement must never run.
+                end = deadline.reached() => {
+                    let why = end.message();
+                    broker.withdraw(id, &format!("the session ended while the statement waited: {why}")).await;
+                    return Err(Some((ER_INTERRUPTED, format!("approval request #{id} was withdrawn: {why}"))));
+                }
                 outcome = &mut decision => break outcome,
                 _ = &mut cancelled => {
                     broker.withdraw(id, "cancelled by the client (KILL QUERY)").await;

@@ -403,15 +403,20 @@ impl PostgresAdapter {
             held_cancel,
             syntax,
         });
-        let stats = proxy::run(
+        // The session ends at its deadline (the token's expiry or the
+        // grant's end) even while the client is idle: the proxy sends a
+        // FATAL with the reason and withdraws a held statement.
+        let deadline = pipeline.session_deadline(&ctx.identity, grant);
+        let mut stats = proxy::run(
             ctx.clone(),
             client,
             rest,
             target.stream,
             target.leftover,
-            grant.map(|g| g.ended),
+            Some(deadline.message_when_reached()),
         )
         .await;
+        stats.ended_by = deadline.ended();
         if let Some((pid, _)) = gateway_key {
             self.cancels.remove(pid);
         }
