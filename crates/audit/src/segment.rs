@@ -467,6 +467,10 @@ mod tests {
                 seq,
                 &e.hash,
                 "2025-01-31T10:00:00.000Z".into(),
+                crate::checkpoint::SignedPolicy {
+                    every: 1000,
+                    interval_ms: 60_000,
+                },
             );
             out.push(cp);
         }

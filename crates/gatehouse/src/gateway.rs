@@ -130,6 +130,7 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
         durability,
         checkpoint_every: cfg.audit.checkpoint_every,
         checkpoint_interval: Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+        anchor_file: Some(cfg.state_path(&cfg.audit.anchor_file)),
     })
     .context("opening the audit trail")
 }

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use gatehouse_audit::{load_verifying_key, verify, Checkpoint, VerifyReport, VerifyingKey};
 use maud::html;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,39 +30,13 @@ pub(crate) struct AuditStatus {
     last: Result<Option<CheckedCheckpoint>, String>,
 }
 
-/// The newest checkpoint, read through a read-only connection.
+/// The newest checkpoint, read through a read-only connection (whatever
+/// the store's format: a format 2 checkpoint signs its policy too).
 fn last_checkpoint(path: &Path) -> Result<Option<Checkpoint>, String> {
     if !path.exists() {
         return Err(format!("there is no audit trail at {}", path.display()));
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    conn.query_row(
-        "SELECT seq, event_seq, event_hash, ts, prev_hash, hash, signature
-         FROM checkpoints ORDER BY seq DESC LIMIT 1",
-        [],
-        |row| {
-            let int = |i: usize| -> rusqlite::Result<u64> {
-                Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
-            };
-            Ok(Checkpoint {
-                seq: int(0)?,
-                event_seq: int(1)?,
-                event_hash: row.get(2)?,
-                ts: row.get(3)?,
-                prev_hash: row.get(4)?,
-                hash: row.get(5)?,
-                signature: row.get(6)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(|e| format!("cannot read the checkpoints: {e}"))
+    gatehouse_audit::last_checkpoint(path).map_err(|e| e.to_string())
 }
 
 fn check(db: &Path, key_path: &Path) -> AuditStatus {
