@@ -742,7 +742,8 @@ fn check_tail(report: &mut VerifyReport, tail: &Tail, rules: &TailRules) -> Opti
             format!(
                 "{range} after {signed_part}, and no gateway is writing this store: a gateway signs a final \
                  checkpoint when it stops, so the checkpoints covering them were deleted, or the gateway crashed \
-                 (if it did, start it again: it signs the tail at once, and verify passes)"
+                 (if it did, start it again: it signs the tail at once, and verify passes), or this is a copy of a \
+                 live store taken between checkpoints (verify the live store, or copy it after it stops)"
             ),
         ));
     }
