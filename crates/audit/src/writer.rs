@@ -474,12 +474,14 @@ fn resume(
     let signed_through = last_checkpoint.as_ref().map_or(0, |cp| cp.event_seq);
     if head.seq > signed_through {
         let unsigned = head.seq - signed_through;
-        // The policy the last checkpoint signed (a format 1 checkpoint, or
-        // none at all: this writer's own).
+        // The policy the last checkpoint signed. Without one (a format 1
+        // checkpoint, or none at all) this writer's own, plus one batch: a
+        // writer from before signed policies checkpointed after a whole
+        // batch, so a crash could leave that much more.
         let limit = last_checkpoint
             .as_ref()
             .and_then(Checkpoint::policy)
-            .map_or(policy.every, |p| p.every);
+            .map_or(policy.every.saturating_add(MAX_BATCH as u64), |p| p.every);
         if unsigned > limit {
             return Err(broken(
                 signed_through + 1,

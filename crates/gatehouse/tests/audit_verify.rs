@@ -89,7 +89,17 @@ async fn verify_fails_once_the_checkpoints_are_deleted() {
     assert!(text.contains("no gateway is writing this store"), "{text}");
 
     // And the gateway will not start on it and sign over the gap.
-    let o = gatehouse(&config, &["serve"]);
+    let serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env_remove("GATEHOUSE_CONFIG")
+        .kill_on_drop(true)
+        .output();
+    let o = tokio::time::timeout(std::time::Duration::from_secs(60), serve)
+        .await
+        .expect("the gateway must refuse to start, not serve")
+        .unwrap();
     let text = format!("{}{}", out(&o), err(&o));
     assert!(!o.status.success(), "{text}");
     assert!(text.contains("behind its anchor"), "{text}");
