@@ -528,13 +528,12 @@ fn anchor_catch_up(
 ) -> Result<Vec<Checkpoint>, AuditError> {
     let location = store.location();
     let shown = path.display().to_string();
-    let open_err = |e: std::io::Error| {
-        AuditError::Open {
+    let open_err = |e: std::io::Error| AuditError::Open {
         path: shown.clone(),
         reason: format!(
-            "the audit anchor file cannot be created or read ({e}); check [audit] anchor_file and that its folder is writable"
+            "the audit anchor file cannot be created or read ({e}); check [audit] anchor_file \
+             and that its folder is writable"
         ),
-    }
     };
     crate::anchor::ensure(path).map_err(open_err)?;
     let anchored = crate::anchor::last(path).map_err(open_err)?;
