@@ -136,6 +136,7 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
         durability,
         checkpoint_every: cfg.audit.checkpoint_every,
         checkpoint_interval: Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+        anchor_file: Some(cfg.state_path(&cfg.audit.anchor_file)),
     })
     .context("opening the audit trail")
 }
@@ -308,6 +309,11 @@ impl RunningGateway {
                 audit_public_key: gatehouse_audit::public_key_path(
                     &cfg.state_path(&cfg.audit.signing_key),
                 ),
+                audit_verify: gatehouse_audit::VerifyOptions {
+                    configured_policy: Some(cfg.audit.checkpoint_policy()),
+                    anchor_file: Some(cfg.state_path(&cfg.audit.anchor_file)),
+                    ..Default::default()
+                },
                 recordings_dir: Some(cfg.recordings_dir()),
                 deliveries: Arc::new(move || {
                     deliveries_of
