@@ -165,6 +165,8 @@ pub fn parse_kill(sql: &str) -> Option<(bool, u32)> {
 /// or a change sharing a multi-statement string with other statements
 /// (the server reads those after the change; the gateway read them before).
 fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
+    // `SET sql_mode/**/= …` must read as `SET sql_mode = …`.
+    let sql = &gatehouse_core::classify::without_comments(sql, Dialect::MySql);
     use std::sync::OnceLock;
     static TOUCHES: OnceLock<regex::Regex> = OnceLock::new();
     static VALUE: OnceLock<regex::Regex> = OnceLock::new();

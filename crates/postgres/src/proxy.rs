@@ -99,6 +99,10 @@ enum Pending {
         /// Prepared-statement changes, by top-level statement index.
         effects: Vec<(usize, PreparedEffect)>,
     },
+    /// A statement the gateway sent to fail the client's open transaction
+    /// with a refusal's error (see [`ClientPump::refuse_query`]): its error
+    /// and ReadyForQuery go to the client as the refusal's answer.
+    FailTransaction,
     /// A Parse; if the target refuses it, `previous` is put back.
     Parse {
         name: String,
@@ -251,6 +255,24 @@ fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
         )),
         Verdict::Hold { .. } => None,
     }
+}
+
+/// A `DO` block that makes the target raise the error in `bytes` (an
+/// ErrorResponse the gateway made): same SQLSTATE, message and hint. The
+/// texts are dollar-quoted with `$` removed, so nothing in them can end the
+/// quote; the code must be five letters or digits.
+fn raise_statement(bytes: &[u8]) -> Option<String> {
+    let notice = backend::parse_notice(bytes.get(5..)?).ok()?;
+    let code = notice.get(b'C').unwrap_or("42501");
+    if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let text = |k: u8| notice.get(k).unwrap_or("").replace('$', "");
+    Some(format!(
+        "DO $gatehouse$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = $m${}$m$, HINT = $m${}$m$; END$gatehouse$",
+        text(b'M'),
+        text(b'H')
+    ))
 }
 
 /// The SQLSTATE of a block: where the gateway refuses what the server
@@ -592,19 +614,16 @@ impl ClientPump {
     /// session's lexical settings (see [`crate::syntax`]). A text whose
     /// reading depends on them (a backslash in a plain string, non-ASCII
     /// bytes) waits until the target has answered everything sent before
-    /// it, so the settings it last reported are the ones it reads with. In
-    /// an extended-protocol batch after a statement that may have changed
-    /// them, that cannot be known: the error for the client.
-    async fn readable<'a>(
-        &mut self,
-        sql: &'a str,
-        in_batch: bool,
-    ) -> Result<Cow<'a, str>, Vec<u8>> {
+    /// it, so the settings it last reported are the ones it reads with.
+    /// After an Execute not yet followed by Sync that may have changed them
+    /// (the server reports only at ReadyForQuery), that cannot be known,
+    /// for a Parse or a Query alike: the error for the client.
+    async fn readable<'a>(&mut self, sql: &'a str) -> Result<Cow<'a, str>, Vec<u8>> {
         let ambiguous = pg_backslash_ambiguous(sql);
         if sql.is_ascii() && !ambiguous {
             return Ok(Cow::Borrowed(sql));
         }
-        if in_batch && self.batch_may_change {
+        if self.batch_may_change {
             return Err(error_bytes(
                 "0A000",
                 "gatehouse reads a statement with non-ASCII text or a backslash in a quoted string only once the server has reported its settings, and a statement earlier in this batch may have changed them",
@@ -742,7 +761,7 @@ impl ClientPump {
     }
 
     async fn simple_query(&mut self, frame: Frame, sql: String) {
-        let read = match self.readable(&sql, false).await {
+        let read = match self.readable(&sql).await {
             Ok(text) => text.into_owned(),
             Err(bytes) => {
                 self.stats.blocked += 1;
@@ -812,7 +831,9 @@ impl ClientPump {
             sql,
             effects,
         });
+        // A Query is a sync point: its ReadyForQuery reports what changed.
         self.sent_syncs += 1;
+        self.batch_may_change = false;
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -836,10 +857,27 @@ impl ClientPump {
         shown
     }
 
-    /// Answer a simple Query with a gateway-made error (nothing forwarded).
+    /// Answer a simple Query with a gateway-made error; the statement is
+    /// not forwarded. Inside a transaction block a server error would
+    /// abort the transaction (later statements fail, COMMIT rolls back), and
+    /// scripts rely on that: so there the gateway has the target raise the
+    /// same error itself, with a `DO` block that runs nothing else.
     fn refuse_query(&mut self, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
+        }
+        if self
+            .ctx
+            .transaction
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == b'T'
+        {
+            if let Some(sql) = raise_statement(&bytes) {
+                self.push(Pending::FailTransaction);
+                self.sent_syncs += 1;
+                self.out.extend_from_slice(&frontend::query(&sql));
+                return;
+            }
         }
         self.push(Pending::Synthetic {
             bytes,
@@ -1086,7 +1124,7 @@ impl ClientPump {
             ));
             return;
         }
-        let read = match self.readable(&sql, true).await {
+        let read = match self.readable(&sql).await {
             Ok(text) => text.into_owned(),
             Err(bytes) => {
                 self.stats.blocked += 1;
@@ -1780,11 +1818,14 @@ impl ServerPump {
         self.out
             .extend_from_slice(masked.as_deref().unwrap_or(&frame.raw));
         // Extended protocol: the target now skips everything up to Sync.
-        let extended = !matches!(self.queue.front(), Some(Pending::Query { .. }) | None);
+        let extended = !matches!(
+            self.queue.front(),
+            Some(Pending::Query { .. } | Pending::FailTransaction) | None
+        );
         if extended {
             while let Some(front) = self.queue.front() {
                 match front {
-                    Pending::Sync | Pending::Query { .. } => break,
+                    Pending::Sync | Pending::Query { .. } | Pending::FailTransaction => break,
                     Pending::Synthetic { batch: false, .. } => break,
                     _ => {}
                 }
@@ -1807,12 +1848,20 @@ impl ServerPump {
 
     fn ready(&mut self, frame: &Frame) -> Result<(), String> {
         self.status = backend::parse_ready_for_query(&frame.body).unwrap_or(b'I');
+        self.ctx
+            .transaction
+            .store(self.status, std::sync::atomic::Ordering::SeqCst);
         self.ctx.syntax.ready_for_query();
         // Whatever the target skipped after an error is done now.
         while let Some(front) = self.queue.pop_front() {
             match front {
                 Pending::Query { unit, .. } => {
                     self.finish(unit);
+                    break;
+                }
+                Pending::FailTransaction => {
+                    // The refusal was recorded with its command.
+                    self.result = ResultState::default();
                     break;
                 }
                 Pending::Sync => break,

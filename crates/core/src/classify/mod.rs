@@ -33,6 +33,11 @@ pub fn normalize(sql: &str, dialect: Dialect) -> String {
     scan::normalize(sql, dialect)
 }
 
+/// The command with its comments replaced by spaces (literals kept).
+pub fn without_comments(sql: &str, dialect: Dialect) -> String {
+    scan::without_comments(sql, dialect)
+}
+
 /// Split a command into its statements (quote- and comment-aware).
 pub fn split_statements(sql: &str, dialect: Dialect) -> Vec<&str> {
     scan::split_statements(sql, dialect)

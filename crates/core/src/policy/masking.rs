@@ -304,9 +304,31 @@ pub(crate) fn plan(
             OutputColumn::Wildcard { tables } => by_name(tables, field),
         }
     };
+    // Without a trace to follow, columns are matched by name, except that
+    // a statement reading a table these rules cover has all its columns
+    // redacted: a renamed column (an alias list, a function the classifier
+    // cannot see through) would otherwise pass under a name no rule names.
+    let untraced = || -> Vec<Option<ColumnMask>> {
+        let covered = facts.is_some_and(|f| {
+            let tables: Vec<String> = f.tables_read.iter().cloned().collect();
+            touches(rules, identity, connection, &tables)
+        });
+        field_names
+            .iter()
+            .map(|n| {
+                by_name(&[], n).or_else(|| {
+                    covered.then(|| ColumnMask {
+                        rule: "untraceable-columns".to_string(),
+                        strategy: Strategy::Redact,
+                        entity: EntityType::Column,
+                    })
+                })
+            })
+            .collect()
+    };
     let output = facts.and_then(|f| f.output.as_deref());
     let Some(items) = output else {
-        return field_names.iter().map(|n| by_name(&[], n)).collect();
+        return untraced();
     };
     let first_star = items
         .iter()
@@ -319,7 +341,7 @@ pub(crate) fn plan(
                 .map(|(item, name)| by_sources(item, name))
                 .collect();
         }
-        return field_names.iter().map(|n| by_name(&[], n)).collect();
+        return untraced();
     };
     let last_star = items
         .iter()
@@ -327,7 +349,7 @@ pub(crate) fn plan(
         .unwrap_or(first_star);
     let tail = items.len() - last_star - 1;
     if first_star + tail > field_names.len() {
-        return field_names.iter().map(|n| by_name(&[], n)).collect();
+        return untraced();
     }
     let star_tables: Vec<String> = items[first_star..=last_star]
         .iter()

@@ -163,6 +163,9 @@ impl Policy {
         if let Some(block) = self.copies_masked_columns(identity, connection, facts) {
             by_rule = by_rule.stricter(block);
         }
+        if let Some(block) = self.reads_value_catalogs(identity, connection, facts) {
+            by_rule = by_rule.stricter(block);
+        }
         if facts.parsed || self.unparseable == Unparseable::Rules {
             return by_rule;
         }
@@ -206,6 +209,40 @@ impl Policy {
                 ),
             },
         }
+    }
+
+    /// The server's own catalogs that hold sample values of every column
+    /// (planner statistics: most common values, histogram bounds, MariaDB's
+    /// min/max per column) bypass column rules: refused to a caller with
+    /// column rules on the connection.
+    fn reads_value_catalogs(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        facts: &StatementFacts,
+    ) -> Option<Verdict> {
+        const VALUE_CATALOGS: &[&str] = &[
+            "pg_stats",
+            "pg_statistic",
+            "pg_stats_ext",
+            "pg_stats_ext_exprs",
+            "pg_statistic_ext_data",
+            "column_stats",
+            "column_statistics",
+        ];
+        let catalog = facts.tables_read.iter().find(|t| {
+            let name = t.rsplit('.').next().unwrap_or(t).trim_matches(['"', '`']);
+            VALUE_CATALOGS.iter().any(|c| c.eq_ignore_ascii_case(name))
+        })?;
+        if !self.masks_columns_for(identity, connection) {
+            return None;
+        }
+        Some(Verdict::Block {
+            rule: "masked-columns-stay-masked".into(),
+            message: format!(
+                "{catalog} holds sample values of every column, masked ones included, and column rules apply to you here"
+            ),
+        })
     }
 
     /// Masking applies to what comes back to the client; a statement that
