@@ -23,7 +23,7 @@ use gatehouse_core::classify::{
 };
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{redact_secrets, resolve_execute, BoxFuture, EventRecord};
+use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -563,44 +563,33 @@ impl ClientPump {
     /// the facts its columns follow.
     fn resolve(&self, sql: &str) -> (Classification, Vec<Option<StatementFacts>>, Option<Verdict>) {
         let base = self.ctx.pipeline.classify(sql, Dialect::Postgres);
-        let mut decide_on = (*base).clone();
-        let mut outputs = Vec::new();
-        let mut refusal = None;
-        let mut declared: HashMap<&str, &StatementFacts> = HashMap::new();
-        for f in base.statements.iter().filter(|f| !f.nested) {
-            let cursor = f.prepared_name.as_deref().unwrap_or_default();
-            if f.keyword.starts_with("DECLARE") {
-                declared.insert(cursor, f);
-                outputs.push(Some(f.clone()));
-            } else if f.keyword.starts_with("FETCH") {
-                // FETCH returns the cursor's query's columns.
-                match declared
-                    .get(cursor)
-                    .copied()
-                    .or_else(|| self.cursors.get(cursor))
-                {
-                    Some(c) => outputs.push(Some(c.clone())),
-                    None => {
-                        outputs.push(None);
-                        refusal = Some(Verdict::Block {
+        let mut declared: HashMap<String, StatementFacts> = HashMap::new();
+        let r = resolve_executes(
+            &base,
+            |name| {
+                self.known_statement(name)
+                    .map(|s| (*s.classification).clone())
+            },
+            |f| {
+                let cursor = f.prepared_name.as_deref().unwrap_or_default();
+                if f.keyword.starts_with("DECLARE") {
+                    declared.insert(cursor.to_string(), f.clone());
+                    Ok(Some(f.clone()))
+                } else if f.keyword.starts_with("FETCH") {
+                    // FETCH returns the cursor's query's columns.
+                    match declared.get(cursor).or_else(|| self.cursors.get(cursor)) {
+                        Some(c) => Ok(Some(c.clone())),
+                        None => Err(Verdict::Block {
                             rule: "unknown-cursor".into(),
                             message: format!("FETCH from cursor {cursor}: gatehouse has not seen it declared, so it cannot mask its rows"),
-                        });
+                        }),
                     }
+                } else {
+                    Ok(Some(f.clone()))
                 }
-            } else if f.kind == StatementKind::Execute {
-                let name = f.prepared_name.clone().unwrap_or_default();
-                let body = self
-                    .known_statement(&name)
-                    .map(|s| (*s.classification).clone());
-                if let Some(r) = resolve_execute(&name, body, &mut decide_on, &mut outputs) {
-                    refusal = Some(r);
-                }
-            } else {
-                outputs.push(Some(f.clone()));
-            }
-        }
-        (decide_on, outputs, refusal)
+            },
+        );
+        (r.decide_on, r.outputs, r.refusal)
     }
 
     /// Verdict for a command: policy, plus checks only the adapter can make.
@@ -738,7 +727,7 @@ impl ClientPump {
         for f in c
             .statements
             .iter()
-            .filter(|f| !f.nested && f.kind == StatementKind::Execute)
+            .filter(|f| f.kind == StatementKind::Execute)
         {
             let name = f.prepared_name.clone().unwrap_or_default();
             if let Some(stmt) = self.known_statement(&name) {
