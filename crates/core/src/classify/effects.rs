@@ -15,10 +15,10 @@ use super::lineage::{query_output, returning_output, Env};
 use super::sql::{last_segment, lower_object, table_of};
 use super::{ColumnSource, ColumnWrite, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, Assignment, AssignmentTarget, BinaryOperator, Expr,
-    MergeAction, MergeInsertKind, MergeUpdateKind, ObjectName, OnConflictAction, OnInsert, Query,
-    RenameTableNameKind, SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins,
-    Visit, Visitor,
+    AlterColumnOperation, AlterTableOperation, ArrayElemTypeDef, Assignment, AssignmentTarget,
+    BinaryOperator, DataType, Expr, MergeAction, MergeInsertKind, MergeUpdateKind, ObjectName,
+    OnConflictAction, OnInsert, Query, RenameTableNameKind, SelectItem, SetExpr, Statement,
+    TableFactor, TableObject, TableWithJoins, Visit, Visitor,
 };
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -47,6 +47,14 @@ impl Visitor for Calls {
         match expr {
             Expr::Function(f) => {
                 self.names.insert(function_name(&f.name, self.dialect));
+            }
+            // A cast to a type the parser does not know may run a
+            // user-defined cast function or a domain's CHECK: a call.
+            // (MySQL has no user-defined types.)
+            Expr::Cast { data_type, .. } if self.dialect == Dialect::Postgres => {
+                if let Some(t) = custom_type(data_type, self.dialect) {
+                    self.names.insert(format!("cast({t})"));
+                }
             }
             Expr::BinaryOp { op, .. } => match op {
                 BinaryOperator::Assignment => self.assigns = true,
@@ -78,6 +86,14 @@ impl Visitor for Calls {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_statement(&mut self, stmt: &Statement) -> ControlFlow<()> {
+        // `CALL p(…)` holds its procedure as a bare Function, not an Expr.
+        if let Statement::Call(f) = stmt {
+            self.names.insert(function_name(&f.name, self.dialect));
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if let SetExpr::Select(s) = query.body.as_ref() {
             if let Some(into) = &s.into {
@@ -88,6 +104,21 @@ impl Visitor for Calls {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The name of a type the parser does not know (user-defined, a domain,
+/// or a built-in it has no variant for), through array brackets.
+fn custom_type(t: &DataType, dialect: Dialect) -> Option<String> {
+    match t {
+        DataType::Custom(name, _) => Some(function_name(name, dialect)),
+        DataType::Array(
+            ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::Parenthesis(inner)
+            | ArrayElemTypeDef::Qualified(inner, _),
+        ) => custom_type(inner, dialect),
+        _ => None,
     }
 }
 

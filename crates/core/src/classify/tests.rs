@@ -847,3 +847,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn casts_to_unknown_types_are_calls() {
+    let c = pg("select ssn::my_domain, cast(ssn as public.t2), ssn::inet, ssn::text, ssn::my_domain[] from customers");
+    assert_eq!(
+        called(&c, 0),
+        vec!["cast(inet)", "cast(my_domain)", "cast(public.t2)"]
+    );
+}
+
+#[test]
+fn mysql_casts_are_not_calls() {
+    let c =
+        my("select cast(ssn as nchar), cast(ssn as unsigned), convert(ssn, char) from customers");
+    assert!(c.statements[0].functions.is_empty(), "{c:?}");
+}

@@ -217,6 +217,16 @@ impl Policy {
                 elsewhere.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
+        if facts.kind == K::Execute
+            && self.column_rules_touch(identity, connection, facts.tables_read.iter())
+        {
+            // `EXECUTE p((SELECT ssn FROM customers …))`: the prepared body
+            // may store its parameters anywhere.
+            return block(format!(
+                "this EXECUTE passes values read from {}, whose columns are masked for you, to a prepared statement that could keep them; pass literal values instead",
+                facts.tables_read.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ));
+        }
         let outside: Vec<&String> = facts
             .functions
             .iter()
