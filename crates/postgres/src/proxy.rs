@@ -1028,11 +1028,38 @@ impl ClientPump {
             return;
         };
         let stmt = portal.statement.clone();
-        let verdict = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
-        let approval = if stmt.held.is_some() {
+        // A statement that runs a SQL-level prepared statement (`EXECUTE q`,
+        // `EXPLAIN ANALYZE EXECUTE q`) runs whatever q is now, which may have
+        // been prepared again since this Parse: decide on that.
+        let runs_prepared = stmt
+            .classification
+            .statements
+            .iter()
+            .any(|f| f.kind == StatementKind::Execute);
+        let (classification, verdict) = if runs_prepared {
+            let (c, _, refusal) = self.resolve(&stmt.sql);
+            let v = self.verdict_for(&stmt.sql, &c, refusal);
+            (Arc::new(c), v)
+        } else {
+            let v = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
+            (stmt.classification.clone(), v)
+        };
+        if let Some(err) = verdict_error(&verdict) {
+            self.stats.blocked += 1;
+            let bytes = match self
+                .record_command(&stmt.sql, &classification, &verdict, "extended", None)
+                .await
+            {
+                Ok(_) => err,
+                Err(e) => Self::audit_refusal(&e),
+            };
+            return self.fail_batch(bytes);
+        }
+        let approval = if matches!(verdict, Verdict::Hold { .. }) {
+            let sql = self.shown_for_approval(&stmt.sql, &classification);
             let shown = match portal.params_shown.as_deref() {
-                Some(p) if !p.is_empty() => format!("{}\n-- parameters: {p}", stmt.sql),
-                _ => stmt.sql.clone(),
+                Some(p) if !p.is_empty() => format!("{sql}\n-- parameters: {p}"),
+                _ => sql,
             };
             // The target answers what was sent so far only on Flush; ask
             // for it so the notice reaches the client in order.
@@ -1048,13 +1075,7 @@ impl ClientPump {
             None
         };
         let id = match self
-            .record_command(
-                &stmt.sql,
-                &stmt.classification,
-                &verdict,
-                "extended",
-                approval,
-            )
+            .record_command(&stmt.sql, &classification, &verdict, "extended", approval)
             .await
         {
             Ok(id) => id,
