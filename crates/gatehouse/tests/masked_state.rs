@@ -125,6 +125,7 @@ async fn masked_values_cannot_be_copied_into_other_columns() {
         "update customers set notes = 'n:' || reverse(ssn) where id = 3",
         "update customers c set notes = (select s.ssn from customers s where s.id = c.id) where id = 3",
         "with u as (update customers set notes = ssn where id = 3 returning id) select * from u",
+        "with s as (select ssn as x from customers where id = 3) update customers set notes = (select x from s) where id = 3",
         "insert into customers (name, email, notes) select name, email, ssn from customers where id = 3",
         "alter table customers alter column notes type text using (ssn)",
         "alter table customers alter column notes type text using (case when id = 3 then ssn else notes end)",

@@ -11,7 +11,7 @@
 //! DDL that rewrites, renames or empties a table (`ALTER … USING`,
 //! `TRUNCATE`, `DROP COLUMN`) as what it is.
 
-use super::lineage::{query_output, returning_output, Env};
+use super::lineage::{query_output, returning_output_in, Env};
 use super::sql::{last_segment, lower_object, table_of};
 use super::{ColumnSource, ColumnWrite, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
@@ -137,11 +137,12 @@ pub fn function_name(name: &ObjectName, dialect: Dialect) -> String {
         .join(".")
 }
 
-/// The column values a statement writes, each with its lineage.
-pub fn column_writes(stmt: &Statement) -> Vec<ColumnWrite> {
+/// The column values a statement writes, each with its lineage; `env`
+/// holds the CTEs it may read (see [`super::lineage::ctes_in`]).
+pub fn column_writes(stmt: &Statement, env: &Env) -> Vec<ColumnWrite> {
     match stmt {
         Statement::Query(q) => match q.body.as_ref() {
-            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Merge(s) => column_writes(s),
+            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Merge(s) => column_writes(s, env),
             _ => Vec::new(),
         },
         Statement::Update(upd) => {
@@ -157,9 +158,9 @@ pub fn column_writes(stmt: &Statement) -> Vec<ColumnWrite> {
                 .chain(upd.table.joins.iter().map(|j| &j.relation))
                 .filter_map(named_factor)
                 .collect();
-            assignments(&upd.assignments, &scope, &[], &targets)
+            assignments(&upd.assignments, &scope, &[], &targets, env)
         }
-        Statement::Insert(ins) => insert_writes(ins),
+        Statement::Insert(ins) => insert_writes(ins, env),
         Statement::Merge(m) => {
             let Some((alias, table)) = named_factor(&m.table) else {
                 return Vec::new();
@@ -181,9 +182,12 @@ pub fn column_writes(stmt: &Statement) -> Vec<ColumnWrite> {
                 match &clause.action {
                     MergeAction::Update(u) => match &u.kind {
                         MergeUpdateKind::Set(a) => {
-                            out.extend(assignments(a, &scope, &[], &targets))
+                            out.extend(assignments(a, &scope, &[], &targets, env))
                         }
-                        _ => out.push(whole_table(&targets[0].1, all_in(&clause.action, &scope))),
+                        _ => out.push(whole_table(
+                            &targets[0].1,
+                            all_in(&clause.action, &scope, env),
+                        )),
                     },
                     MergeAction::Insert(i) => {
                         let values = match &i.kind {
@@ -197,7 +201,7 @@ pub fn column_writes(stmt: &Statement) -> Vec<ColumnWrite> {
                                     if row.content.len() != columns.len() {
                                         out.push(whole_table(
                                             &targets[0].1,
-                                            all_in(&clause.action, &scope),
+                                            all_in(&clause.action, &scope, env),
                                         ));
                                         continue;
                                     }
@@ -205,14 +209,15 @@ pub fn column_writes(stmt: &Statement) -> Vec<ColumnWrite> {
                                         out.push(ColumnWrite {
                                             tables: vec![targets[0].1.clone()],
                                             column: c.clone(),
-                                            sources: expr_sources(e, &scope, &[]),
+                                            sources: expr_sources(e, &scope, &[], env),
                                         });
                                     }
                                 }
                             }
-                            _ => {
-                                out.push(whole_table(&targets[0].1, all_in(&clause.action, &scope)))
-                            }
+                            _ => out.push(whole_table(
+                                &targets[0].1,
+                                all_in(&clause.action, &scope, env),
+                            )),
                         }
                     }
                     _ => {}
@@ -240,13 +245,13 @@ pub fn column_writes(stmt: &Statement) -> Vec<ColumnWrite> {
                         op: AlterColumnOperation::SetDataType { using, .. },
                     } => {
                         let sources = match using {
-                            Some(e) => expr_sources(e, &[], &me),
+                            Some(e) => expr_sources(e, &[], &me, env),
                             None => vec![itself(&column_name.value)],
                         };
                         out.push(on(&column_name.value, sources));
                     }
                     AlterTableOperation::AddColumn { column_def, .. } => {
-                        let sources = exprs_sources(&column_def.options, &me);
+                        let sources = exprs_sources(&column_def.options, &me, env);
                         if !sources.is_empty() {
                             out.push(on(&column_def.name.value, sources));
                         }
@@ -257,14 +262,14 @@ pub fn column_writes(stmt: &Statement) -> Vec<ColumnWrite> {
                         options,
                         ..
                     } => {
-                        let mut sources = exprs_sources(options, &me);
+                        let mut sources = exprs_sources(options, &me, env);
                         sources.push(itself(&old_name.value));
                         out.push(on(&new_name.value, sources));
                     }
                     AlterTableOperation::ModifyColumn {
                         col_name, options, ..
                     } => {
-                        let mut sources = exprs_sources(options, &me);
+                        let mut sources = exprs_sources(options, &me, env);
                         sources.push(itself(&col_name.value));
                         out.push(on(&col_name.value, sources));
                     }
@@ -315,10 +320,10 @@ fn whole_table(table: &str, sources: Vec<ColumnSource>) -> ColumnWrite {
 }
 
 /// Every column any expression of `node` reads.
-fn all_in<V: Visit>(node: &V, scope: &[&TableWithJoins]) -> Vec<ColumnSource> {
+fn all_in<V: Visit>(node: &V, scope: &[&TableWithJoins], env: &Env) -> Vec<ColumnSource> {
     let mut out = Vec::new();
     let _ = sqlparser::ast::visit_expressions(node, |e: &Expr| {
-        out.extend(expr_sources(e, scope, &[]));
+        out.extend(expr_sources(e, scope, &[], env));
         ControlFlow::<()>::Continue(())
     });
     out.sort();
@@ -328,10 +333,10 @@ fn all_in<V: Visit>(node: &V, scope: &[&TableWithJoins]) -> Vec<ColumnSource> {
 
 /// Every column the expressions in `node` read, in a table's own scope
 /// (generated columns, defaults).
-fn exprs_sources<V: Visit>(node: &V, me: &[(String, String)]) -> Vec<ColumnSource> {
+fn exprs_sources<V: Visit>(node: &V, me: &[(String, String)], env: &Env) -> Vec<ColumnSource> {
     let mut out = Vec::new();
     let _ = sqlparser::ast::visit_expressions(node, |e: &Expr| {
-        out.extend(expr_sources(e, &[], me));
+        out.extend(expr_sources(e, &[], me, env));
         ControlFlow::<()>::Continue(())
     });
     out.sort();
@@ -345,8 +350,9 @@ fn expr_sources(
     e: &Expr,
     from: &[&TableWithJoins],
     targets: &[(String, String)],
+    env: &Env,
 ) -> Vec<ColumnSource> {
-    returning_output(&[SelectItem::UnnamedExpr(e.clone())], from, targets)
+    returning_output_in(&[SelectItem::UnnamedExpr(e.clone())], from, targets, env)
         .into_iter()
         .flat_map(|c| match c {
             OutputColumn::Expr { sources, .. } => sources,
@@ -387,10 +393,11 @@ fn assignments(
     from: &[&TableWithJoins],
     scope: &[(String, String)],
     targets: &[(String, String)],
+    env: &Env,
 ) -> Vec<ColumnWrite> {
     let mut out = Vec::new();
     for a in list {
-        let sources = expr_sources(&a.value, from, scope);
+        let sources = expr_sources(&a.value, from, scope, env);
         let names: Vec<&ObjectName> = match &a.target {
             AssignmentTarget::ColumnName(n) => vec![n],
             AssignmentTarget::Tuple(v) => v.iter().collect(),
@@ -425,7 +432,7 @@ fn assignments(
 
 /// INSERT: its column list against its source's columns (positionally),
 /// MySQL's `INSERT … SET`, and the upsert clauses' assignments.
-fn insert_writes(ins: &sqlparser::ast::Insert) -> Vec<ColumnWrite> {
+fn insert_writes(ins: &sqlparser::ast::Insert, env: &Env) -> Vec<ColumnWrite> {
     let table = match (&ins.table, &ins.table_alias) {
         (TableObject::TableName(n), Some(a)) if n.to_string().eq_ignore_ascii_case("only") => {
             a.alias.value.to_lowercase()
@@ -441,7 +448,7 @@ fn insert_writes(ins: &sqlparser::ast::Insert) -> Vec<ColumnWrite> {
     let targets = [(alias, table.clone())];
     let mut out = Vec::new();
     if let Some(q) = &ins.source {
-        let cols = query_output(q, &Env::default());
+        let cols = query_output(q, env);
         let columns: Vec<String> = ins.columns.iter().map(column_of).collect();
         let aligned = !columns.is_empty()
             && cols.len() == columns.len()
@@ -472,16 +479,16 @@ fn insert_writes(ins: &sqlparser::ast::Insert) -> Vec<ColumnWrite> {
             out.push(whole_table(&table, all));
         }
     }
-    out.extend(assignments(&ins.assignments, &[], &targets, &targets));
+    out.extend(assignments(&ins.assignments, &[], &targets, &targets, env));
     match &ins.on {
         Some(OnInsert::DuplicateKeyUpdate(a)) => {
-            out.extend(assignments(a, &[], &targets, &targets));
+            out.extend(assignments(a, &[], &targets, &targets, env));
         }
         Some(OnInsert::OnConflict(c)) => {
             if let OnConflictAction::DoUpdate(d) = &c.action {
                 let mut scope = targets.to_vec();
                 scope.push(("excluded".to_string(), table.clone()));
-                out.extend(assignments(&d.assignments, &[], &scope, &targets));
+                out.extend(assignments(&d.assignments, &[], &scope, &targets, env));
             }
         }
         _ => {}

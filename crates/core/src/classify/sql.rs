@@ -63,7 +63,13 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
             let mut out = vec![head];
             // The outer walk already found statements nested at any depth,
             // so each one's own nested list would only repeat them.
-            out.extend(nested.iter().map(|s| into_nested(analyse(s, dialect).0)));
+            // A nested statement may read CTEs of the statement around it.
+            let ctes = super::lineage::ctes_in(stmt);
+            out.extend(nested.iter().map(|s| {
+                let mut f = analyse(s, dialect).0;
+                f.column_writes = super::effects::column_writes(s, &ctes);
+                into_nested(f)
+            }));
             out.extend(upsert);
             out.extend(ddl);
             out
@@ -330,7 +336,12 @@ fn analyse(stmt: &Statement, dialect: Dialect) -> (StatementFacts, Vec<Statement
     let (functions, assigns) = super::effects::calls(stmt, dialect);
     f.functions = functions;
     f.assigns_variable = assigns;
-    f.column_writes = super::effects::column_writes(stmt);
+    if matches!(
+        f.kind,
+        StatementKind::Insert | StatementKind::Update | StatementKind::Merge | StatementKind::Ddl
+    ) {
+        f.column_writes = super::effects::column_writes(stmt, &super::lineage::ctes_in(stmt));
+    }
     (f, rel.modifying)
 }
 

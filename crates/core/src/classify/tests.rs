@@ -863,3 +863,27 @@ fn mysql_casts_are_not_calls() {
         my("select cast(ssn as nchar), cast(ssn as unsigned), convert(ssn, char) from customers");
     assert!(c.statements[0].functions.is_empty(), "{c:?}");
 }
+
+#[test]
+fn column_writes_see_ctes_of_the_statement() {
+    let cust = |c: &str| (vec!["customers".to_string()], c.to_string());
+    for sql in [
+        "with s as (select ssn as x from customers where id = 2) update customers set notes = (select x from s) where id = 1",
+        "with s as (select ssn from customers where id = 2) insert into customers (id, notes) select 999, ssn from s",
+    ] {
+        let c = pg(sql);
+        assert!(
+            writes(&c, 0).iter().any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))),
+            "{sql}: {:?}",
+            writes(&c, 0)
+        );
+    }
+    let c = pg("with u as (update customers set notes = (select x from s) where id = 1 returning id), s as (select ssn as x from customers) select * from u");
+    let nested = c.statements.iter().position(|f| f.nested).unwrap();
+    assert!(
+        writes(&c, nested)
+            .iter()
+            .any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))),
+        "{c:?}"
+    );
+}
