@@ -26,7 +26,7 @@ use gatehouse_core::classify::{
 };
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{redact_secrets, resolve_execute, BoxFuture, EventRecord};
+use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -653,44 +653,33 @@ impl ClientPump {
     /// the facts its columns follow.
     fn resolve(&self, sql: &str) -> (Classification, Vec<Option<StatementFacts>>, Option<Verdict>) {
         let base = self.ctx.pipeline.classify(sql, Dialect::Postgres);
-        let mut decide_on = (*base).clone();
-        let mut outputs = Vec::new();
-        let mut refusal = None;
-        let mut declared: HashMap<&str, &StatementFacts> = HashMap::new();
-        for f in base.statements.iter().filter(|f| !f.nested) {
-            let cursor = f.prepared_name.as_deref().unwrap_or_default();
-            if f.keyword.starts_with("DECLARE") {
-                declared.insert(cursor, f);
-                outputs.push(Some(f.clone()));
-            } else if f.keyword.starts_with("FETCH") {
-                // FETCH returns the cursor's query's columns.
-                match declared
-                    .get(cursor)
-                    .copied()
-                    .or_else(|| self.cursors.get(cursor))
-                {
-                    Some(c) => outputs.push(Some(c.clone())),
-                    None => {
-                        outputs.push(None);
-                        refusal = Some(Verdict::Block {
+        let mut declared: HashMap<String, StatementFacts> = HashMap::new();
+        let r = resolve_executes(
+            &base,
+            |name| {
+                self.known_statement(name)
+                    .map(|s| (*s.classification).clone())
+            },
+            |f| {
+                let cursor = f.prepared_name.as_deref().unwrap_or_default();
+                if f.keyword.starts_with("DECLARE") {
+                    declared.insert(cursor.to_string(), f.clone());
+                    Ok(Some(f.clone()))
+                } else if f.keyword.starts_with("FETCH") {
+                    // FETCH returns the cursor's query's columns.
+                    match declared.get(cursor).or_else(|| self.cursors.get(cursor)) {
+                        Some(c) => Ok(Some(c.clone())),
+                        None => Err(Verdict::Block {
                             rule: "unknown-cursor".into(),
                             message: format!("FETCH from cursor {cursor}: gatehouse has not seen it declared, so it cannot mask its rows"),
-                        });
+                        }),
                     }
+                } else {
+                    Ok(Some(f.clone()))
                 }
-            } else if f.kind == StatementKind::Execute {
-                let name = f.prepared_name.clone().unwrap_or_default();
-                let body = self
-                    .known_statement(&name)
-                    .map(|s| (*s.classification).clone());
-                if let Some(r) = resolve_execute(&name, body, &mut decide_on, &mut outputs) {
-                    refusal = Some(r);
-                }
-            } else {
-                outputs.push(Some(f.clone()));
-            }
-        }
-        (decide_on, outputs, refusal)
+            },
+        );
+        (r.decide_on, r.outputs, r.refusal)
     }
 
     /// Verdict for a command: policy, plus checks only the adapter can make.
@@ -844,7 +833,7 @@ impl ClientPump {
         for f in c
             .statements
             .iter()
-            .filter(|f| !f.nested && f.kind == StatementKind::Execute)
+            .filter(|f| f.kind == StatementKind::Execute)
         {
             let name = f.prepared_name.clone().unwrap_or_default();
             if let Some(stmt) = self.known_statement(&name) {
@@ -1170,11 +1159,38 @@ impl ClientPump {
             return;
         };
         let stmt = portal.statement.clone();
-        let verdict = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
-        let approval = if stmt.held.is_some() {
+        // A statement that runs a SQL-level prepared statement (`EXECUTE q`,
+        // `EXPLAIN ANALYZE EXECUTE q`) runs whatever q is now, which may have
+        // been prepared again since this Parse: decide on that.
+        let runs_prepared = stmt
+            .classification
+            .statements
+            .iter()
+            .any(|f| f.kind == StatementKind::Execute);
+        let (classification, verdict) = if runs_prepared {
+            let (c, _, refusal) = self.resolve(&stmt.sql);
+            let v = self.verdict_for(&stmt.sql, &c, refusal);
+            (Arc::new(c), v)
+        } else {
+            let v = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
+            (stmt.classification.clone(), v)
+        };
+        if let Some(err) = verdict_error(&verdict) {
+            self.stats.blocked += 1;
+            let bytes = match self
+                .record_command(&stmt.sql, &classification, &verdict, "extended", None)
+                .await
+            {
+                Ok(_) => err,
+                Err(e) => Self::audit_refusal(&e),
+            };
+            return self.fail_batch(bytes);
+        }
+        let approval = if matches!(verdict, Verdict::Hold { .. }) {
+            let sql = self.shown_for_approval(&stmt.sql, &classification);
             let shown = match portal.params_shown.as_deref() {
-                Some(p) if !p.is_empty() => format!("{}\n-- parameters: {p}", stmt.sql),
-                _ => stmt.sql.clone(),
+                Some(p) if !p.is_empty() => format!("{sql}\n-- parameters: {p}"),
+                _ => sql,
             };
             // The target answers what was sent so far only on Flush; ask
             // for it so the notice reaches the client in order.
@@ -1190,13 +1206,7 @@ impl ClientPump {
             None
         };
         let id = match self
-            .record_command(
-                &stmt.sql,
-                &stmt.classification,
-                &verdict,
-                "extended",
-                approval,
-            )
+            .record_command(&stmt.sql, &classification, &verdict, "extended", approval)
             .await
         {
             Ok(id) => id,

@@ -276,6 +276,22 @@ pub(crate) fn touches(
 /// reported against the star's tables. Without a trace (a cursor FETCH, a
 /// statement the classifier could not trace), fields are matched by name
 /// against every rule regardless of table: more masking, never less.
+/// The mask the first active column rule covering `column` of one of
+/// `tables` gives (`column` `*`: any column of them).
+pub(crate) fn mask_of(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    tables: &[String],
+    column: &str,
+) -> Option<ColumnMask> {
+    rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .find(|r| r.covers(tables, column))
+        .map(|r| r.mask())
+}
+
 pub(crate) fn plan(
     rules: &[ColumnRule],
     identity: &Identity,
