@@ -18,9 +18,10 @@
 //!    matched by name whatever the table (`c.ssn` has an alias, not a table),
 //!    so this errs towards masking. An `INSERT … VALUES` without a column list
 //!    masks every literal when any column rule applies to the caller: when
-//!    unsure, mask. A bound parameter compared with a masked column
-//!    (`col = $1`, `col = ?`) masks that parameter's value in the
-//!    `-- parameters:` line adapters append for approvers.
+//!    unsure, mask. So are the arguments of `EXECUTE name (…)`, whose
+//!    prepared body is not in the text. A bound parameter compared with a
+//!    masked column (`col = $1`, `col = ?`) masks that parameter's value in
+//!    the `-- parameters:` line adapters append for approvers.
 //! 2. **Content detectors, on every text.** The same detectors and
 //!    strategies as the result path, so `ssn = '536-22-1457'` is stored as
 //!    `ssn = '***-**-1457'` under `partial`. A text with `%`-escapes (a
@@ -287,6 +288,32 @@ impl Masker {
                             mark(i..i + 1, &how, &mut masked, &mut params);
                         }
                     }
+                }
+            }
+            // `EXECUTE name (args)`: the arguments are bound to a prepared
+            // body this text does not show, so which column each meets is
+            // unknown: mask them all when any column rule applies.
+            if matches!(toks[i].1, Token::Word(w) if w.eq_ignore_ascii_case("execute"))
+                && toks.get(i + 1).is_some_and(|t| column_name(&t.1).is_some())
+                && matches!(toks.get(i + 2), Some((_, Token::Punct('('))))
+            {
+                if let Some(how) = columns("*") {
+                    let mut depth = 0usize;
+                    let mut end = i + 2;
+                    while end < toks.len() {
+                        match toks[end].1 {
+                            Token::Punct('(') => depth += 1,
+                            Token::Punct(')') => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                        end += 1;
+                    }
+                    mark(i + 3..end.min(toks.len()), &how, &mut masked, &mut params);
                 }
             }
             // `… (cols) VALUES (…), (…)`
@@ -929,6 +956,20 @@ mod tests {
             my("INSERT INTO accounts SET account_number = \"12345678\", name = 'Jo'"),
             "INSERT INTO accounts SET account_number = \"****5678\", name = 'Jo'"
         );
+    }
+
+    #[test]
+    fn execute_arguments_are_masked_when_column_rules_apply() {
+        assert_eq!(
+            pg("EXECUTE find_account('12345678', 7)"),
+            "EXECUTE find_account('****5678', *)"
+        );
+        let none = masker().mask_for_trail(
+            "EXECUTE find_account('12345678', 7)",
+            TrailKind::Sql(Dialect::Postgres),
+            &|_| None,
+        );
+        assert!(!none.changed(), "no column rule, nothing to hide");
     }
 
     #[test]
