@@ -19,9 +19,11 @@
 //!    so this errs towards masking. An `INSERT … VALUES` without a column list
 //!    masks every literal when any column rule applies to the caller: when
 //!    unsure, mask. So are the arguments of `EXECUTE name (…)`, whose
-//!    prepared body is not in the text. A bound parameter compared with a
-//!    masked column (`col = $1`, `col = ?`) masks that parameter's value in
-//!    the `-- parameters:` line adapters append for approvers.
+//!    prepared body is not in the text, and values assigned to MySQL user
+//!    variables (`SET @v = …`, bound later by `EXECUTE … USING @v`). A bound
+//!    parameter compared with a masked column (`col = $1`, `col = ?`) masks
+//!    that parameter's value in the `-- parameters:` line adapters append
+//!    for approvers.
 //! 2. **Content detectors, on every text.** The same detectors and
 //!    strategies as the result path, so `ssn = '536-22-1457'` is stored as
 //!    `ssn = '***-**-1457'` under `partial`. A text with `%`-escapes (a
@@ -109,11 +111,28 @@ impl Masker {
             TrailKind::Sql(dialect) => self.column_splices(text, dialect, columns, &mut counts),
             TrailKind::Text => Vec::new(),
         };
-        let findings = self.findings(text);
-        for f in findings {
-            if inside_hex_identifier(text, f.start, f.end) {
-                continue;
+        let findings: Vec<_> = self
+            .findings(text)
+            .into_iter()
+            .filter(|f| !inside_hex_identifier(text, f.start, f.end))
+            .collect();
+        // A value hidden by `%`-escapes (a query string): when the decoded
+        // text holds more findings, keep the decoded text, masked.
+        if let Some(decoded) = percent_decoded(text) {
+            let hidden = self
+                .findings(&decoded)
+                .iter()
+                .filter(|f| !inside_hex_identifier(&decoded, f.start, f.end))
+                .count();
+            if hidden > findings.len() {
+                let masked = self.mask_for_trail(&decoded, kind, columns);
+                return TrailText {
+                    text: Cow::Owned(masked.text.into_owned()),
+                    counts: masked.counts,
+                };
             }
+        }
+        for f in findings {
             if splices.iter().any(|s| s.start < f.end && f.start < s.end) {
                 continue;
             }
@@ -127,14 +146,6 @@ impl Masker {
             });
         }
         if splices.is_empty() {
-            if let Some(decoded) = percent_decoded(text) {
-                if let Some(masked) = self.mask_detected(&decoded, &mut counts) {
-                    return TrailText {
-                        text: Cow::Owned(masked),
-                        counts,
-                    };
-                }
-            }
             return TrailText {
                 text: Cow::Borrowed(text),
                 counts,
@@ -287,6 +298,21 @@ impl Masker {
                         if let Some(how) = columns(&col) {
                             mark(i..i + 1, &how, &mut masked, &mut params);
                         }
+                    }
+                }
+            }
+            // MySQL `SET @v = …` / `@v := …`: a user variable, bound later
+            // (`EXECUTE s USING @v`) to a column this text does not name.
+            if matches!(toks[i].1, Token::Punct('@'))
+                && matches!(toks.get(i + 1), Some((_, Token::Word(_))))
+            {
+                let mut op = i + 2;
+                if matches!(toks.get(op), Some((_, Token::Punct(':')))) {
+                    op += 1;
+                }
+                if matches!(toks.get(op), Some((_, Token::Punct('=')))) {
+                    if let (Some(how), Some(range)) = (columns("*"), operand_after(&toks, op)) {
+                        mark(range, &how, &mut masked, &mut params);
                     }
                 }
             }
@@ -964,6 +990,10 @@ mod tests {
             pg("EXECUTE find_account('12345678', 7)"),
             "EXECUTE find_account('****5678', *)"
         );
+        assert_eq!(
+            my("SET @acct = '12345678', @n := 5; EXECUTE s USING @acct"),
+            "SET @acct = '****5678', @n := *; EXECUTE s USING @acct"
+        );
         let none = masker().mask_for_trail(
             "EXECUTE find_account('12345678', 7)",
             TrailKind::Sql(Dialect::Postgres),
@@ -996,6 +1026,11 @@ mod tests {
             "GET /v1/cards?pan=**** **** **** 1111&x=1"
         );
         assert_eq!(text("GET /a?b=c%20d"), "GET /a?b=c%20d");
+        // One value in clear sight does not hide another behind escapes.
+        assert_eq!(
+            text("ssn=536-22-1457&pan=4111%201111%201111%201111"),
+            "ssn=***-**-1457&pan=**** **** **** 1111"
+        );
     }
 
     #[test]
