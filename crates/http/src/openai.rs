@@ -282,11 +282,9 @@ impl Capture {
             self.text.push_str(s);
             return;
         }
-        let mut cut = room;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        self.text.push_str(&s[..cut]);
+        // Never inside a number: a cut card would escape the detectors.
+        self.text
+            .push_str(gatehouse_core::mask::cut_for_trail(s, room));
         self.truncated = true;
     }
 

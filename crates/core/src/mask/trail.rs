@@ -429,6 +429,34 @@ impl Masker {
     }
 }
 
+/// `text` cut to at most `max` bytes for the trail: on a char boundary, and
+/// never inside a number, so a cap cannot leave the first twelve digits of
+/// a card that the detectors no longer recognise as one. A cut that falls
+/// in a run of digits and single spaces or dashes backs off to the run's
+/// start (by at most 32 bytes).
+pub fn cut_for_trail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let b = text.as_bytes();
+    let in_number = |c: u8| c.is_ascii_digit() || c == b' ' || c == b'-';
+    let splits = end > 0
+        && b[end - 1].is_ascii_digit()
+        && (b[end].is_ascii_digit()
+            || (in_number(b[end]) && b.get(end + 1).is_some_and(u8::is_ascii_digit)));
+    if splits {
+        let floor = end.saturating_sub(32);
+        while end > floor && in_number(b[end - 1]) {
+            end -= 1;
+        }
+    }
+    &text[..end]
+}
+
 /// Whether the digits `start..end` of `text` are part of a machine
 /// identifier rather than a value a person typed: a run of 16 or more hex
 /// digits holding a letter (a SHA-256, a session id, a recording's file
@@ -1082,6 +1110,16 @@ mod tests {
         assert_ne!(text("x4111111111111111"), "x4111111111111111");
     }
 
+    #[test]
+    fn a_cap_never_cuts_inside_a_number() {
+        let t = "card 4111 1111 1111 1111 ok";
+        assert_eq!(cut_for_trail(t, 17), "card");
+        assert_eq!(cut_for_trail(t, 24), "card 4111 1111 1111 1111");
+        assert_eq!(cut_for_trail(t, 100), t);
+        assert_eq!(cut_for_trail("abc", 2), "ab");
+        assert_eq!(cut_for_trail("é4111", 1), "");
+    }
+
     /// Fake SSNs and cards (valid shapes, test ranges).
     const SECRETS: [&str; 4] = [
         "536-22-1457",
@@ -1091,6 +1129,20 @@ mod tests {
     ];
 
     proptest! {
+        /// A cut text is a prefix, never longer than asked, and never ends
+        /// in the middle of a number.
+        #[test]
+        fn cuts_are_prefixes_off_numbers(t in "[0-9 a-z-]{0,60}", max in 0usize..70) {
+            let cut = cut_for_trail(&t, max);
+            prop_assert!(t.starts_with(cut) && cut.len() <= max.min(t.len()));
+            // Unless the back-off hit its 32-byte floor:
+            if cut.len() < t.len() && cut.len() > max.saturating_sub(32) {
+                let b = t.as_bytes();
+                let n = cut.len();
+                prop_assert!(!(n > 0 && b[n - 1].is_ascii_digit() && b[n].is_ascii_digit()));
+            }
+        }
+
         /// Whatever SQL or text surrounds it, a detectable value never
         /// survives, and the masker never panics.
         #[test]
