@@ -676,8 +676,7 @@ fn ends_operand(w: &str) -> bool {
 /// (`=`, `<>`, `!=`, `<=>`, `LIKE`, `NOT ILIKE`, …); 0 when none starts there.
 fn comparison_len(toks: &[(usize, Token<'_>)], i: usize) -> usize {
     let mut n = 0;
-    while let Some((_, Token::Punct(c @ ('=' | '<' | '>' | '!')))) = toks.get(i + n) {
-        let _ = c;
+    while let Some((_, Token::Punct('=' | '<' | '>' | '!'))) = toks.get(i + n) {
         n += 1;
         if n == 3 {
             break;
