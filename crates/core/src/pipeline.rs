@@ -10,8 +10,9 @@ use crate::approval::{AccessGrants, ApprovalBroker, GrantLease};
 use crate::classify::{Classification, ClassifierCache, Dialect, StatementFacts, StatementKind};
 use crate::deadline::{SessionDeadline, SessionEnd};
 use crate::identity::Identity;
-use crate::mask::Masker;
+use crate::mask::{MaskCounts, Masker, TrailKind};
 use crate::policy::{AccessDenied, ConnectionConfig, Policy};
+use crate::trail::OriginalsSealer;
 use crate::verdict::Verdict;
 use std::future::Future;
 use std::pin::Pin;
@@ -200,6 +201,9 @@ pub struct Pipeline {
     pub approvals: Option<Arc<dyn ApprovalBroker>>,
     /// Time-bound access grants; `None` means group membership alone decides.
     pub grants: Option<Arc<dyn AccessGrants>>,
+    /// Seals the originals of command texts the trail stores masked
+    /// (`[audit] seal_originals_to`); `None` keeps no originals at all.
+    pub sealer: Option<OriginalsSealer>,
 }
 
 impl Authorized<'_> {
@@ -365,10 +369,37 @@ impl Pipeline {
             .await;
     }
 
+    /// A command's text as the audit trail may keep it (see [`crate::trail`]):
+    /// secrets redacted (SQL), column rules active for `identity` applied
+    /// to SQL literals, and content detectors on the rest. The same text
+    /// is what approvers see.
+    pub fn mask_for_trail(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        text: &str,
+        kind: TrailKind,
+    ) -> (String, MaskCounts) {
+        let text = match kind {
+            TrailKind::Sql(_) => redact_secrets(text),
+            TrailKind::Text => std::borrow::Cow::Borrowed(text),
+        };
+        crate::trail::mask_text(
+            &self.masker,
+            &self.policy,
+            identity,
+            connection,
+            &text,
+            kind,
+        )
+    }
+
     /// Record one database command before it is forwarded (or refused):
-    /// its text with secrets redacted, what the classifier saw, the verdict
-    /// and the approval request it waits on. `Ok` is the command's id in
-    /// its session; an error means the command must not run.
+    /// its text with secrets redacted and PII masked (see
+    /// [`Pipeline::mask_for_trail`]; with a sealer, the unmasked text is
+    /// sealed into the event), what the classifier saw, the verdict and the
+    /// approval request it waits on. `Ok` is the command's id in its
+    /// session; an error means the command must not run.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_command(
         &self,
@@ -382,20 +413,43 @@ impl Pipeline {
         verdict: &Verdict,
         approval: Option<u64>,
     ) -> Result<u64, String> {
+        let dialect = match self.policy.connection(connection).map(|c| c.kind) {
+            Some(crate::policy::ConnectionKind::Mysql) => Dialect::MySql,
+            _ => Dialect::Postgres,
+        };
+        let (shown, masked) =
+            self.mask_for_trail(identity, connection, sql, TrailKind::Sql(dialect));
+        let mut data = serde_json::json!({
+            "command_id": command_id,
+            "protocol": protocol,
+            "sql": shown,
+            "statements": classification.facts_json(),
+            "parse_error": classification.parse_error,
+            "verdict": verdict,
+            "approval_request": approval,
+        });
+        if let Some(obj) = data.as_object_mut().filter(|_| !masked.is_empty()) {
+            obj.insert(
+                "trail_masked".into(),
+                serde_json::to_value(&masked).unwrap_or_default(),
+            );
+            if let Some(sealer) = &self.sealer {
+                let plain = serde_json::json!({
+                    "event": "command",
+                    "fields": {"/sql": redact_secrets(sql)},
+                });
+                obj.insert(
+                    "sealed_originals".into(),
+                    (sealer.0)(plain.to_string().as_bytes()).into(),
+                );
+            }
+        }
         let event = EventRecord {
             kind: "command",
             session_id: Some(session_id.to_string()),
             subject: Some(identity.subject.clone()),
             connection: Some(connection.to_string()),
-            data: serde_json::json!({
-                "command_id": command_id,
-                "protocol": protocol,
-                "sql": redact_secrets(sql),
-                "statements": classification.facts_json(),
-                "parse_error": classification.parse_error,
-                "verdict": verdict,
-                "approval_request": approval,
-            }),
+            data,
         };
         self.recorder.record(event).await.map(|_| command_id)
     }

@@ -24,6 +24,7 @@ pub mod syntax;
 
 pub use cache::ClassifierCache;
 pub use fallback::classify_by_keywords;
+pub use scan::{tokens, Token};
 
 /// The cache key of a command: literals replaced, comments and spacing folded.
 ///

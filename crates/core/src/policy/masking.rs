@@ -268,6 +268,23 @@ pub(crate) fn touches(
         })
 }
 
+/// The rule that masks a column named `column` for `identity` on
+/// `connection`, whatever its table (statement text seldom says which
+/// table a name belongs to, so this errs towards masking); `*` finds any
+/// rule active for the caller.
+pub(crate) fn by_column_name(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    column: &str,
+) -> Option<ColumnMask> {
+    rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .find(|r| r.covers(&[], column))
+        .map(ColumnRule::mask)
+}
+
 /// Decide per result field whether a column rule masks it.
 ///
 /// With a full trace and no `*`, fields map to projection items by position.

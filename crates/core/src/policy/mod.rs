@@ -455,6 +455,18 @@ impl Policy {
         masking::plan(&self.column_rules, identity, connection, facts, field_names)
     }
 
+    /// How a column rule masks values of a column named `column` (any
+    /// table; `*` for any column) for `identity` on `connection`: what the
+    /// audit trail does to a literal compared with that column.
+    pub fn trail_column_mask(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        column: &str,
+    ) -> Option<ColumnMask> {
+        masking::by_column_name(&self.column_rules, identity, connection, column)
+    }
+
     /// Whether any column rule active for this caller could cover a column
     /// of these tables; used to fail closed when result columns cannot be
     /// traced.
