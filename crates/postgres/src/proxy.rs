@@ -174,6 +174,7 @@ pub async fn run(
         discard_until_sync: false,
         sent_syncs: 0,
         batch_may_change: false,
+        unsynced: false,
         next_command: 0,
         stats: SessionStats::default(),
         out: Vec::with_capacity(8192),
@@ -267,7 +268,22 @@ fn raise_statement(bytes: &[u8]) -> Option<String> {
     if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let text = |k: u8| notice.get(k).unwrap_or("").replace('$', "");
+    // Printable ASCII only: the target may read other bytes in a client
+    // encoding of the moment.
+    let text = |k: u8| {
+        notice
+            .get(k)
+            .unwrap_or("")
+            .chars()
+            .map(|c| {
+                if (c.is_ascii_graphic() && c != '$') || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect::<String>()
+    };
     Some(format!(
         "DO $gatehouse$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = $m${}$m$, HINT = $m${}$m$; END$gatehouse$",
         text(b'M'),
@@ -365,6 +381,9 @@ struct ClientPump {
     /// A statement executed since the last Sync may have changed how the
     /// target lexes (reported only at the next ReadyForQuery).
     batch_may_change: bool,
+    /// Extended-protocol messages were forwarded since the last Sync or
+    /// Query: the target holds their answers until a sync point.
+    unsynced: bool,
     next_command: u64,
     stats: SessionStats,
     out: Vec<u8>,
@@ -483,6 +502,7 @@ impl ClientPump {
                 });
                 self.portals.insert(bind.portal.to_string(), portal);
                 self.push(Pending::Bind);
+                self.unsynced = true;
                 self.out.extend_from_slice(&frame.raw);
             }
             b'D' => {
@@ -510,6 +530,7 @@ impl ClientPump {
                     },
                     Err(e) => return self.protocol_error(malformed(e)),
                 }
+                self.unsynced = true;
                 self.out.extend_from_slice(&frame.raw);
             }
             b'E' => {
@@ -536,12 +557,14 @@ impl ClientPump {
                     Err(e) => return self.protocol_error(malformed(e)),
                 }
                 self.push(Pending::Close);
+                self.unsynced = true;
                 self.out.extend_from_slice(&frame.raw);
             }
             b'S' => {
                 self.discard_until_sync = false;
                 self.sent_syncs += 1;
                 self.batch_may_change = false;
+                self.unsynced = false;
                 self.push(Pending::Sync);
                 self.out.extend_from_slice(&frame.raw);
             }
@@ -823,6 +846,7 @@ impl ClientPump {
         // A Query is a sync point: its ReadyForQuery reports what changed.
         self.sent_syncs += 1;
         self.batch_may_change = false;
+        self.unsynced = false;
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -855,15 +879,20 @@ impl ClientPump {
         if bytes.is_empty() {
             return;
         }
-        if self
+        // Mid-batch (extended messages not yet synced) the target answers
+        // nothing until a sync point, and a server error would abort the
+        // batch's implicit transaction too: the same way.
+        let in_transaction = self
             .ctx
             .transaction
             .load(std::sync::atomic::Ordering::SeqCst)
-            == b'T'
-        {
+            == b'T';
+        if in_transaction || self.unsynced {
             if let Some(sql) = raise_statement(&bytes) {
                 self.push(Pending::FailTransaction);
                 self.sent_syncs += 1;
+                self.batch_may_change = false;
+                self.unsynced = false;
                 self.out.extend_from_slice(&frontend::query(&sql));
                 return;
             }
@@ -1148,6 +1177,7 @@ impl ClientPump {
         });
         let previous = lock_prepared(&self.prepared).insert(name.clone(), stmt);
         self.push(Pending::Parse { name, previous });
+        self.unsynced = true;
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -1243,6 +1273,7 @@ impl ClientPump {
             effects,
         });
         self.batch_may_change |= may_change_lexing(&stmt.classification);
+        self.unsynced = true;
         self.out.extend_from_slice(&frame.raw);
     }
 }

@@ -312,8 +312,28 @@ fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
             } else {
                 env.ctes.get(&full)
             };
+            let aliases = alias_columns(alias.as_ref());
             let source = match cte {
-                Some(cols) => Source::Derived(rename(cols.clone(), &alias_columns(alias.as_ref()))),
+                Some(cols) => Source::Derived(rename(cols.clone(), &aliases)),
+                // `customers AS c(a, b)` renames the table's first columns,
+                // in an order the gateway does not know: each new name may
+                // be any column (a whole-row source), and the rest keep
+                // their names.
+                None if !aliases.is_empty() => {
+                    let whole = vec![ColumnSource {
+                        tables: vec![full.clone()],
+                        column: "*".into(),
+                    }];
+                    let mut cols: Vec<OutputColumn> = aliases
+                        .iter()
+                        .map(|a| OutputColumn::Expr {
+                            name: Some(a.clone()),
+                            sources: whole.clone(),
+                        })
+                        .collect();
+                    cols.push(OutputColumn::Wildcard { tables: vec![full] });
+                    Source::Derived(cols)
+                }
                 None => Source::Table(full),
             };
             scope.push(ScopeItem {

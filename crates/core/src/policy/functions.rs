@@ -405,6 +405,45 @@ const BUILT_IN_TYPES: &[&str] = &[
     "xml",
 ];
 
+/// Built-ins that run SQL handed to them as text, or read a table named
+/// in a string (`query_to_xml('select ssn from customers', …)`,
+/// `table_to_xml('customers', …)`, `ts_stat('select …')`): the statement
+/// that calls them names no table, so no column rule can follow what they
+/// read. Refused to callers with column rules on the connection.
+const READS_BY_NAME: &[&str] = &[
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "database_to_xmlschema",
+    "dblink",
+    "dblink_exec",
+    "dblink_open",
+    "dblink_fetch",
+    "dblink_send_query",
+    "dblink_get_result",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "query_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "schema_to_xmlschema",
+    "table_to_xml",
+    "table_to_xml_and_xmlschema",
+    "table_to_xmlschema",
+    "ts_stat",
+];
+
+/// Whether `name` (as in [`StatementFacts::functions`]) runs SQL given as
+/// text or reads a table named in a string.
+///
+/// [`StatementFacts::functions`]: crate::classify::StatementFacts::functions
+pub fn reads_tables_by_name(name: &str) -> bool {
+    let bare = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    let bare = bare.rsplit('.').next().unwrap_or(bare);
+    READS_BY_NAME.contains(&bare)
+}
+
 /// Whether `name` (as in [`StatementFacts::functions`]) is a built-in
 /// that keeps its values within the statement's result.
 ///

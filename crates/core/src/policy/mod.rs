@@ -15,7 +15,7 @@ mod rules;
 
 pub use compile::{compile, PolicyError};
 pub use connection::{ConnectionConfig, ConnectionKind, Credential, TargetTls};
-pub use functions::keeps_values_in_statement;
+pub use functions::{keeps_values_in_statement, reads_tables_by_name};
 pub use glob::Glob;
 pub use masking::{
     ColumnMask, ColumnRule, ColumnRuleConfig, FieldMask, FieldRuleConfig, MaskingConfig,
@@ -232,17 +232,21 @@ impl Policy {
             "column_stats",
             "column_statistics",
         ];
-        let catalog = facts.tables_read.iter().find(|t| {
-            let name = t.rsplit('.').next().unwrap_or(t).trim_matches(['"', '`']);
-            VALUE_CATALOGS.iter().any(|c| c.eq_ignore_ascii_case(name))
-        })?;
+        let catalog = facts
+            .tables_read
+            .iter()
+            .find(|t| {
+                let name = t.rsplit('.').next().unwrap_or(t).trim_matches(['"', '`']);
+                VALUE_CATALOGS.iter().any(|c| c.eq_ignore_ascii_case(name))
+            })
+            .or_else(|| facts.functions.iter().find(|f| reads_tables_by_name(f)))?;
         if !self.masks_columns_for(identity, connection) {
             return None;
         }
         Some(Verdict::Block {
             rule: "masked-columns-stay-masked".into(),
             message: format!(
-                "{catalog} holds sample values of every column, masked ones included, and column rules apply to you here"
+                "{catalog} reads values of columns no column rule can follow (planner statistics, or SQL given as text), and column rules apply to you here"
             ),
         })
     }
