@@ -311,6 +311,7 @@ impl Broker {
                     "grant": grant.as_ref().map(|g: &Grant| serde_json::json!({
                         "holder": g.holder,
                         "connection": g.connection,
+                        "acting_as": g.access_as,
                         "expires_at": rfc3339(g.expires_at),
                     })),
                 }),
@@ -340,7 +341,7 @@ impl Broker {
                     .record(
                         "grant.created",
                         &r,
-                        serde_json::json!({"grant_id": g.id, "holder": g.holder, "expires_at": rfc3339(g.expires_at)}),
+                        serde_json::json!({"grant_id": g.id, "holder": g.holder, "acting_as": g.access_as, "expires_at": rfc3339(g.expires_at)}),
                     )
                     .await
                 {
@@ -364,6 +365,7 @@ impl Broker {
             request_id: r.id,
             holder: r.requester.clone(),
             connection: r.connection.clone(),
+            access_as: r.access_as.clone(),
             starts_at: start,
             expires_at: start + r.access_secs.unwrap_or(0) as i64,
             revoked_at: None,
@@ -388,13 +390,16 @@ impl Broker {
         Ok(())
     }
 
-    /// Ask for time-bound access to `connection` for `secs` seconds.
+    /// Ask for time-bound access to `connection` for `secs` seconds, acting
+    /// as `as_group` (one of the connection's `access_as`; the first when
+    /// `None`).
     pub async fn request_access(
         &self,
         requester: &Identity,
         connection: &str,
         secs: u64,
         reason: &str,
+        as_group: Option<&str>,
     ) -> Result<Request, BrokerError> {
         let policy = &self.inner.policy;
         let conn = policy
@@ -424,6 +429,21 @@ impl Broker {
                 "say why you need access (--reason)".into(),
             ));
         }
+        let access_as = match (as_group, conn.access_as.first()) {
+            (Some(g), _) if conn.access_as.iter().any(|a| a == g) => vec![g.to_string()],
+            (Some(g), _) => {
+                return Err(BrokerError::Invalid(format!(
+                    "a grant on \"{connection}\" cannot act as \"{g}\"; it may act as: {}",
+                    if conn.access_as.is_empty() {
+                        "no group (the connection sets no access_as)".to_string()
+                    } else {
+                        conn.access_as.join(", ")
+                    }
+                )))
+            }
+            (None, Some(first)) => vec![first.clone()],
+            (None, None) => Vec::new(),
+        };
         let created = now();
         let r = Request {
             id: 0,
@@ -437,6 +457,7 @@ impl Broker {
             rule: None,
             message: reason.trim().to_string(),
             access_secs: Some(secs),
+            access_as,
             expires_at: created + requirement.timeout_secs as i64,
             requirement,
             decisions: Vec::new(),
@@ -461,6 +482,7 @@ impl Broker {
                     "rule": r.rule,
                     "message": r.message,
                     "access_secs": r.access_secs,
+                    "access_as": r.access_as,
                     "requirement": r.requirement,
                     "expires_at": rfc3339(r.expires_at),
                 }),
@@ -733,6 +755,7 @@ impl ApprovalBroker for Broker {
                 rule: Some(held.rule),
                 message: held.message,
                 access_secs: None,
+                access_as: Vec::new(),
                 expires_at: created + held.requirement.timeout_secs as i64,
                 requirement: held.requirement,
                 decisions: Vec::new(),
@@ -771,6 +794,7 @@ impl AccessGrants for Broker {
         })?;
         let id = grant.id;
         let expires_at = grant.expires_at;
+        let acting_as = grant.access_as.clone();
         let mut rx = tx.subscribe();
         let ended: BoxFuture<'static, String> = Box::pin(async move {
             let left = Duration::from_secs((expires_at - now()).max(0) as u64);
@@ -794,6 +818,7 @@ impl AccessGrants for Broker {
         Some(GrantLease {
             id,
             expires_at,
+            acting_as,
             ended,
         })
     }

@@ -84,6 +84,9 @@ pub struct Request {
     pub message: String,
     /// Seconds of access asked for (access requests).
     pub access_secs: Option<u64>,
+    /// The groups the asked-for access acts as (access requests).
+    #[serde(default)]
+    pub access_as: Vec<String>,
     /// Who must approve.
     pub requirement: Requirement,
     /// Decisions so far, in order.
@@ -125,9 +128,10 @@ impl Request {
                 self.rule.as_deref().unwrap_or("?")
             ),
             RequestKind::Access => format!(
-                "{who} asks for {} of access to {}: {}",
+                "{who} asks for {} of access to {} {}: {}",
                 human_secs(self.access_secs.unwrap_or(0)),
                 self.connection,
+                scope_words(&self.access_as),
                 one_line(&self.message, 120)
             ),
         }
@@ -145,6 +149,9 @@ pub struct Grant {
     pub holder: Identity,
     /// The connection.
     pub connection: String,
+    /// The groups the holder acts as under this grant (its scope).
+    #[serde(default)]
+    pub access_as: Vec<String>,
     /// Start (Unix seconds).
     pub starts_at: i64,
     /// End (Unix seconds).
@@ -161,6 +168,15 @@ impl Grant {
     /// In force at `now`.
     pub fn active_at(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.starts_at <= now && now < self.expires_at
+    }
+}
+
+/// A grant's scope in words: `as analysts`, or `with no group's rules`.
+pub fn scope_words(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "with no group's rules (the policy's defaults only)".to_string()
+    } else {
+        format!("as {}", groups.join(", "))
     }
 }
 

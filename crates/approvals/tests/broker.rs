@@ -171,14 +171,20 @@ async fn expiry_and_restart_never_run_the_command() {
 async fn grants_are_bounded_and_end_their_sessions_on_revoke() {
     let (b, trail) = broker();
     let eve = who("eve", &["contractors"]);
-    assert!(b.request_access(&eve, "bank", 3 * 3600, "x").await.is_err());
+    assert!(b
+        .request_access(&eve, "bank", 3 * 3600, "x", None)
+        .await
+        .is_err());
     assert!(
-        b.request_access(&who("dana", &["dba"]), "bank", 600, "x")
+        b.request_access(&who("dana", &["dba"]), "bank", 600, "x", None)
             .await
             .is_err(),
         "already allowed"
     );
-    let r = b.request_access(&eve, "bank", 3600, "INC-1").await.unwrap();
+    let r = b
+        .request_access(&eve, "bank", 3600, "INC-1", None)
+        .await
+        .unwrap();
     assert!(b.active(&eve, "bank").is_none(), "not before approval");
     assert!(matches!(
         b.decide(r.id, &eve, true, "me").await,

@@ -7,7 +7,19 @@ use crate::signer::AuditSigner;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-const CHECKPOINT_DOMAIN: &str = "gatehouse.audit.checkpoint.v1";
+const CHECKPOINT_DOMAIN_V1: &str = "gatehouse.audit.checkpoint.v1";
+const CHECKPOINT_DOMAIN_V2: &str = "gatehouse.audit.checkpoint.v2";
+
+/// The checkpoint policy a writer worked under, as a format 2 checkpoint
+/// signs it: verify holds the unsigned tail to it, so editing the
+/// configuration cannot relax what the trail promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedPolicy {
+    /// A checkpoint after at most this many events.
+    pub every: u64,
+    /// …and at most this long (milliseconds) after the first unsigned event.
+    pub interval_ms: u64,
+}
 
 /// One signed checkpoint; also the JSONL format of
 /// [`crate::export_checkpoints_jsonl`].
@@ -27,17 +39,41 @@ pub struct Checkpoint {
     pub hash: String,
     /// Ed25519 signature over the payload, hex (128 characters).
     pub signature: String,
+    /// Format 2: `checkpoint_every` of the writer that signed it (signed).
+    /// Absent in format 1 checkpoints (written before gatehouse signed its
+    /// policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<u64>,
+    /// Format 2: the writer's checkpoint interval in milliseconds (signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_interval_ms: Option<u64>,
 }
 
 impl Checkpoint {
-    /// Sign a checkpoint covering event `event_seq` whose hash is
-    /// `event_hash`, linked to `previous` (None for the first checkpoint).
+    /// Sign a format 2 checkpoint covering event `event_seq` whose hash is
+    /// `event_hash`, linked to `previous` (None for the first checkpoint),
+    /// stating the writer's `policy`.
     pub(crate) fn sign(
         signer: &AuditSigner,
         previous: Option<&Checkpoint>,
         event_seq: u64,
         event_hash: &str,
         ts: String,
+        policy: SignedPolicy,
+    ) -> Checkpoint {
+        Checkpoint::sign_with(signer, previous, event_seq, event_hash, ts, Some(policy))
+    }
+
+    /// [`sign`](Self::sign), or a format 1 checkpoint when `policy` is None
+    /// (kept for tests that build trails in the old format).
+    #[doc(hidden)]
+    pub fn sign_with(
+        signer: &AuditSigner,
+        previous: Option<&Checkpoint>,
+        event_seq: u64,
+        event_hash: &str,
+        ts: String,
+        policy: Option<SignedPolicy>,
     ) -> Checkpoint {
         let mut cp = Checkpoint {
             seq: previous.map_or(1, |p| p.seq + 1),
@@ -47,6 +83,8 @@ impl Checkpoint {
             prev_hash: previous.map_or_else(|| GENESIS_HASH.to_string(), |p| p.hash.clone()),
             hash: String::new(),
             signature: String::new(),
+            checkpoint_every: policy.map(|p| p.every),
+            checkpoint_interval_ms: policy.map(|p| p.interval_ms),
         };
         let payload = cp.payload();
         cp.hash = sha256_hex(&payload);
@@ -54,14 +92,34 @@ impl Checkpoint {
         cp
     }
 
-    /// The exact bytes that are hashed and signed (see the crate docs).
+    /// The policy this checkpoint signed: None for a format 1 checkpoint.
+    pub fn policy(&self) -> Option<SignedPolicy> {
+        match (self.checkpoint_every, self.checkpoint_interval_ms) {
+            (Some(every), Some(interval_ms)) => Some(SignedPolicy { every, interval_ms }),
+            _ => None,
+        }
+    }
+
+    /// The exact bytes that are hashed and signed (see the crate docs):
+    /// format 2 when the checkpoint carries a policy, format 1 otherwise.
+    /// A checkpoint with only one of the two policy fields gets a format 2
+    /// payload with the other as 0, so it can never verify.
     pub fn payload(&self) -> Vec<u8> {
-        let mut enc = Encoding::new(CHECKPOINT_DOMAIN);
+        let v2 = self.checkpoint_every.is_some() || self.checkpoint_interval_ms.is_some();
+        let mut enc = Encoding::new(if v2 {
+            CHECKPOINT_DOMAIN_V2
+        } else {
+            CHECKPOINT_DOMAIN_V1
+        });
         enc.u64(self.seq)
             .u64(self.event_seq)
             .str(&self.event_hash)
             .str(&self.ts)
             .str(&self.prev_hash);
+        if v2 {
+            enc.u64(self.checkpoint_every.unwrap_or(0))
+                .u64(self.checkpoint_interval_ms.unwrap_or(0));
+        }
         enc.bytes().to_vec()
     }
 
@@ -94,6 +152,11 @@ impl Checkpoint {
 mod tests {
     use super::*;
 
+    const POLICY: SignedPolicy = SignedPolicy {
+        every: 1000,
+        interval_ms: 60_000,
+    };
+
     #[test]
     fn signed_checkpoints_verify_and_chain() {
         let signer = AuditSigner::ephemeral();
@@ -103,6 +166,7 @@ mod tests {
             10,
             &"a".repeat(64),
             "2025-01-01T00:00:00.000Z".into(),
+            POLICY,
         );
         let second = Checkpoint::sign(
             &signer,
@@ -110,6 +174,7 @@ mod tests {
             20,
             &"b".repeat(64),
             "2025-01-01T00:01:00.000Z".into(),
+            POLICY,
         );
         assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS_HASH));
         assert_eq!((second.seq, &second.prev_hash), (2, &first.hash));
@@ -126,6 +191,7 @@ mod tests {
             10,
             &"a".repeat(64),
             "2025-01-01T00:00:00.000Z".into(),
+            POLICY,
         );
         let key = signer.verifying_key();
 
@@ -155,5 +221,45 @@ mod tests {
             .check_signature(&other)
             .unwrap_err()
             .contains("not the key"));
+    }
+
+    #[test]
+    fn the_policy_is_signed_and_format_1_still_verifies() {
+        let signer = AuditSigner::ephemeral();
+        let key = signer.verifying_key();
+        let cp = Checkpoint::sign(
+            &signer,
+            None,
+            10,
+            &"a".repeat(64),
+            "2025-01-01T00:00:00.000Z".into(),
+            POLICY,
+        );
+        assert_eq!(cp.policy(), Some(POLICY));
+        let mut relaxed = cp.clone();
+        relaxed.checkpoint_every = Some(1_000_000);
+        assert!(relaxed.check_signature(&key).is_err());
+        let mut stripped = cp.clone();
+        stripped.checkpoint_every = None;
+        stripped.checkpoint_interval_ms = None;
+        assert!(
+            stripped.check_signature(&key).is_err(),
+            "a format 2 checkpoint cannot pass as format 1"
+        );
+
+        let old = Checkpoint::sign_with(
+            &signer,
+            None,
+            10,
+            &"a".repeat(64),
+            "2025-01-01T00:00:00.000Z".into(),
+            None,
+        );
+        old.check_signature(&key).unwrap();
+        assert_eq!(old.policy(), None);
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("checkpoint_every"), "{json}");
+        let back: Checkpoint = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, old);
     }
 }

@@ -4,7 +4,7 @@
 use crate::error::AuditError;
 use crate::event::parse_time_bound;
 use crate::store::{
-    decode_checkpoint_row, decode_event_row, open_read_only, read_error, CHECKPOINT_COLUMNS,
+    checkpoint_columns, decode_checkpoint_row, decode_event_row, open_read_only, read_error,
     EVENT_COLUMNS,
 };
 use std::io::Write;
@@ -106,10 +106,9 @@ pub fn export_jsonl(
 pub fn export_checkpoints_jsonl(path: &Path, out: &mut dyn Write) -> Result<u64, AuditError> {
     let read_err = read_error(path);
     let conn = open_read_only(path)?;
+    let columns = checkpoint_columns(&conn).map_err(read_err)?;
     let mut stmt = conn
-        .prepare(&format!(
-            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY seq"
-        ))
+        .prepare(&format!("SELECT {columns} FROM checkpoints ORDER BY seq"))
         .map_err(read_err)?;
     let rows = stmt
         .query_map([], |row| Ok(decode_checkpoint_row(row)))
@@ -257,4 +256,27 @@ impl TrailReader {
         }
         Ok(out)
     }
+}
+
+/// The newest checkpoint of the store at `path`, if any, read through a
+/// read-only connection (whatever the store's format).
+pub fn last_checkpoint(path: &Path) -> Result<Option<crate::Checkpoint>, AuditError> {
+    use rusqlite::OptionalExtension;
+    let read_err = read_error(path);
+    let conn = open_read_only(path)?;
+    let columns = checkpoint_columns(&conn).map_err(read_err)?;
+    conn.query_row(
+        &format!("SELECT {columns} FROM checkpoints ORDER BY seq DESC LIMIT 1"),
+        [],
+        |row| Ok(decode_checkpoint_row(row)),
+    )
+    .optional()
+    .map_err(read_err)?
+    .transpose()
+    .map_err(|reason| AuditError::Read {
+        path: path.display().to_string(),
+        reason: format!(
+            "the newest checkpoint cannot be read: {reason}; run `gatehouse audit verify`"
+        ),
+    })
 }

@@ -16,13 +16,20 @@
 //!   next signed checkpoint, whose signed head hash no longer matches.
 //! * Deleting events from the end is caught when a checkpoint covers them.
 //! * Events after the last checkpoint (the *unsigned tail*, reported by
-//!   [`verify`]) are protected by the chain only: someone with write access
-//!   to the store could rewrite or drop them undetected. The writer keeps the
-//!   tail short (see [`AuditConfig`]) and signs it when it closes.
-//! * Someone who deletes events *and* the checkpoints covering them can only
-//!   be caught with a copy of a later checkpoint kept elsewhere: examiners
-//!   should keep the checkpoints they were given ([`export_checkpoints_jsonl`]).
-//!
+//!   [`verify`]) are protected by the chain only. So verify also holds the
+//!   tail to the checkpoint policy the newest checkpoint signed: on a
+//!   stopped trail there must be none (a gateway signs a final checkpoint
+//!   when it stops); on a live one (the writer holds its lock, see
+//!   [`verify_with`]) at most `checkpoint_every` events, the oldest at most
+//!   the checkpoint interval plus [`LIVE_GRACE`] old. Deleting checkpoints
+//!   therefore fails verify, and the writer refuses to sign such a tail.
+//! * Someone who deletes the newest checkpoint *and* every event after the
+//!   one before it leaves a store that is consistent on its own. The writer
+//!   also appends every checkpoint to an *anchor file* outside the store
+//!   ([`AuditConfig::anchor_file`]); verify with the anchor fails when the
+//!   store is behind it. Examiners should also keep the checkpoints they
+//!   were given ([`export_checkpoints_jsonl`]).
+
 //! # Event hash (format version 1)
 //!
 //! All integers are unsigned 64-bit big-endian (8 bytes). Every string field
@@ -55,23 +62,29 @@
 //! [`canonical_json`]. The store keeps `data` in this canonical text, so the
 //! stored bytes are exactly the hashed bytes.
 //!
-//! # Checkpoint (format version 1)
+//! # Checkpoint (format version 2; version 1 still verifies)
 //!
 //! ```text
-//! payload = str("gatehouse.audit.checkpoint.v1")
+//! payload = str("gatehouse.audit.checkpoint.v2")
 //!           u64(seq)            1 for the first checkpoint, then +1 without gaps
 //!           u64(event_seq)      the last event this checkpoint covers
 //!           str(event_hash)     that event's hash
 //!           str(ts)
 //!           str(prev_hash)      hash of checkpoint seq-1; 64 "0"s for the first
+//!           u64(checkpoint_every)        the writer's policy: a checkpoint after
+//!           u64(checkpoint_interval_ms)  at most this many events / this long
 //! hash      = hex(SHA-256(payload))
 //! signature = hex(Ed25519-sign(secret key, payload))   (RFC 8032, 64 bytes)
 //! ```
 //!
+//! A version 1 checkpoint (written before gatehouse signed its policy) has
+//! the domain `gatehouse.audit.checkpoint.v1` and stops after `prev_hash`;
+//! its JSON form has no `checkpoint_every` / `checkpoint_interval_ms`.
+//!
 //! Checkpoints form their own chain through `prev_hash`, so deleting or
 //! reordering a checkpoint is detected too. Each covers a strictly later event
 //! than the one before it.
-//!
+
 //! # Writing
 //!
 //! [`AuditLog`] owns the store on one dedicated thread. [`AuditLog::record`]
@@ -80,6 +93,7 @@
 //! event of that transaction and leaves the chain exactly as it was, so the
 //! caller can refuse the command (fail closed).
 
+mod anchor;
 mod canonical;
 mod chain;
 mod checkpoint;
@@ -96,12 +110,12 @@ mod writer;
 
 pub use canonical::canonical_json;
 pub use chain::GENESIS_HASH;
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, SignedPolicy};
 pub use error::AuditError;
 pub use event::{parse_time_bound, AuditEvent, NewEvent};
 pub use export::{
-    export_checkpoints_jsonl, export_jsonl, export_range_jsonl, last_event_seq, period_seq_range,
-    read_checkpoints, ExportFilter, TrailReader,
+    export_checkpoints_jsonl, export_jsonl, export_range_jsonl, last_checkpoint, last_event_seq,
+    period_seq_range, read_checkpoints, ExportFilter, TrailReader,
 };
 pub use retention::{prune, prune_records, PruneOutcome, PruneRecord, RetentionPolicy};
 pub use segment::{
@@ -113,7 +127,10 @@ pub use signer::{
     verify_manifest_signature, AuditSigner,
 };
 pub use store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
-pub use verify::{verify, verify_jsonl, BadEvent, VerifyReport};
+pub use verify::{
+    verify, verify_jsonl, verify_with, AnchorReport, BadEvent, PolicyInForce, VerifyOptions,
+    VerifyReport, LIVE_GRACE,
+};
 pub use writer::{AuditConfig, AuditLog, CheckpointPolicy};
 
 /// Re-exported so callers can name the key type [`verify`] takes without

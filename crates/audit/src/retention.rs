@@ -34,7 +34,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
 use crate::event::format_ts;
 use crate::signer::AuditSigner;
-use crate::store::{decode_checkpoint_row, read_error, CHECKPOINT_COLUMNS};
+use crate::store::{checkpoint_columns, decode_checkpoint_row, read_error};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -312,10 +312,11 @@ pub fn prune(
     let last_cp: Option<i64> = tx
         .query_row("SELECT max(seq) FROM checkpoints", [], |r| r.get(0))
         .map_err(write_err)?;
+    let columns = checkpoint_columns(&tx).map_err(write_err)?;
     let anchor = tx
         .query_row(
             &format!(
-                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE event_seq < ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1"
+                "SELECT {columns} FROM checkpoints WHERE event_seq < ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1"
             ),
             [i64::try_from(first_kept).unwrap_or(i64::MAX), last_cp.unwrap_or(0)],
             |r| Ok(decode_checkpoint_row(r)),

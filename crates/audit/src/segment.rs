@@ -370,6 +370,28 @@ where
             |(_, e)| e,
         );
         report.unsigned_tail = last.saturating_sub(covered);
+        // A live writer signs after `checkpoint_every` events: a longer
+        // tail after a checkpoint that signed its policy means the
+        // checkpoints covering it were deleted before the segment was
+        // exported.
+        let closing = report
+            .closing_checkpoint
+            .and_then(|(seq, _)| good.iter().find(|cp| cp.seq == seq));
+        if let Some((cp, policy)) = closing.and_then(|cp| cp.policy().map(|p| (cp, p))) {
+            if report.unsigned_tail > policy.every {
+                report.problem(at_checkpoint(
+                    covered + 1,
+                    cp.seq,
+                    format!(
+                        "events {} to {last} ({}) follow it unsigned, more than the {} after which it promised the \
+                         next checkpoint: the checkpoints covering them were deleted before the export",
+                        covered + 1,
+                        report.unsigned_tail,
+                        policy.every
+                    ),
+                ));
+            }
+        }
     }
     Ok(report)
 }
@@ -467,6 +489,10 @@ mod tests {
                 seq,
                 &e.hash,
                 "2025-01-31T10:00:00.000Z".into(),
+                crate::checkpoint::SignedPolicy {
+                    every: 1000,
+                    interval_ms: 60_000,
+                },
             );
             out.push(cp);
         }
@@ -536,6 +562,41 @@ mod tests {
             "{text:?}"
         );
         assert_eq!(r.closing_checkpoint, Some((2, 20)));
+    }
+
+    #[test]
+    fn an_unsigned_tail_longer_than_the_signed_policy_is_named() {
+        let signer = AuditSigner::ephemeral();
+        let events = chain(40);
+        let mut out: Vec<Checkpoint> = Vec::new();
+        let policy = crate::checkpoint::SignedPolicy {
+            every: 10,
+            interval_ms: 60_000,
+        };
+        for seq in [10u64, 20] {
+            let cp = Checkpoint::sign(
+                &signer,
+                out.last(),
+                seq,
+                &events[(seq - 1) as usize].hash,
+                "2025-01-31T10:00:00.000Z".into(),
+                policy,
+            );
+            out.push(cp);
+        }
+        // 5 unsigned events after checkpoint 2: within its policy.
+        let r = run(&events[10..25], &out, &signer.verifying_key());
+        assert!(r.is_intact(), "{:?}", r.problems);
+        assert_eq!(r.unsigned_tail, 5);
+        // 20: the checkpoints at 30 and 40 were deleted.
+        let r = run(&events[10..40], &out, &signer.verifying_key());
+        assert!(
+            r.problems.iter().any(|p| p
+                .reason
+                .contains("more than the 10 after which it promised")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! block on disk I/O; they await an acknowledgement sent after the commit.
 
 use crate::chain::{ChainCursor, GENESIS_HASH};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, SignedPolicy};
 use crate::error::AuditError;
 use crate::event::{format_ts, AuditEvent, NewEvent};
 use crate::signer::AuditSigner;
 use crate::store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,11 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// …and at least this often while events arrive (default 60 s).
     pub checkpoint_interval: Duration,
+    /// Where every signed checkpoint is also appended, one JSON line each
+    /// (created 0600): the external anchor that exposes a store whose
+    /// newest checkpoints and events were deleted. Meant for another volume
+    /// or a write-once copy. None: no anchor.
+    pub anchor_file: Option<PathBuf>,
 }
 
 impl AuditConfig {
@@ -52,6 +58,7 @@ impl AuditConfig {
             durability: Durability::Full,
             checkpoint_every: policy.every,
             checkpoint_interval: policy.interval,
+            anchor_file: None,
         }
     }
 }
@@ -77,10 +84,34 @@ impl Default for CheckpointPolicy {
 
 impl CheckpointPolicy {
     /// Zero would mean "never" or "spin"; clamp to workable minimums.
-    fn sane(self) -> Self {
+    pub(crate) fn sane(self) -> Self {
         CheckpointPolicy {
             every: self.every.max(1),
             interval: self.interval.max(Duration::from_millis(10)),
+        }
+    }
+
+    /// As a format 2 checkpoint signs it.
+    pub(crate) fn signed(self) -> SignedPolicy {
+        SignedPolicy {
+            every: self.every,
+            interval_ms: u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The policy a checkpoint signed.
+    pub(crate) fn from_signed(p: SignedPolicy) -> Self {
+        CheckpointPolicy {
+            every: p.every,
+            interval: Duration::from_millis(p.interval_ms),
+        }
+    }
+
+    /// The stricter of the two, field by field.
+    pub(crate) fn strictest(self, other: CheckpointPolicy) -> Self {
+        CheckpointPolicy {
+            every: self.every.min(other.every),
+            interval: self.interval.min(other.interval),
         }
     }
 }
@@ -155,15 +186,23 @@ enum Request {
 
 impl AuditLog {
     /// Open the SQLite trail `config` names (creating it and the signing key
-    /// on first start), check its tail, and start the writer thread.
+    /// on first start), check its tail (and that it is not behind its
+    /// anchor), take the writer lock, and start the writer thread.
     pub fn open(config: AuditConfig) -> Result<AuditLog, AuditError> {
         let signer = AuditSigner::load_or_create(&config.signing_key_path)?;
         let store = SqliteStore::open(&config.path, config.durability)?;
+        let lock = crate::anchor::lock_writer(&config.path);
         let policy = CheckpointPolicy {
             every: config.checkpoint_every,
             interval: config.checkpoint_interval,
         };
-        AuditLog::start(Box::new(store), signer, policy)
+        AuditLog::start_inner(
+            Box::new(store),
+            signer,
+            policy,
+            config.anchor_file.as_deref(),
+            lock,
+        )
     }
 
     /// Start a writer over any store (PostgreSQL, or a test double).
@@ -173,24 +212,60 @@ impl AuditLog {
     /// signature and match the event it covers, and every event after it
     /// must chain correctly. Older history is left to [`crate::verify`]. A
     /// broken tail is refused ([`AuditError::Broken`]) rather than signed
-    /// over, and so is a trail last signed by a different key.
+    /// over, and so is a trail last signed by a different key, and an
+    /// unsigned tail longer than the signed policy allows (its checkpoints
+    /// were deleted: signing it would bless whatever was rewritten).
     pub fn start(
-        mut store: Box<dyn AuditStore>,
+        store: Box<dyn AuditStore>,
         signer: AuditSigner,
         policy: CheckpointPolicy,
     ) -> Result<AuditLog, AuditError> {
+        AuditLog::start_inner(store, signer, policy, None, None)
+    }
+
+    /// [`start`](Self::start) with an external anchor file (see
+    /// [`AuditConfig::anchor_file`]): the store must not be behind it.
+    pub fn start_anchored(
+        store: Box<dyn AuditStore>,
+        signer: AuditSigner,
+        policy: CheckpointPolicy,
+        anchor_file: &Path,
+    ) -> Result<AuditLog, AuditError> {
+        AuditLog::start_inner(store, signer, policy, Some(anchor_file), None)
+    }
+
+    fn start_inner(
+        mut store: Box<dyn AuditStore>,
+        signer: AuditSigner,
+        policy: CheckpointPolicy,
+        anchor_file: Option<&Path>,
+        lock: Option<File>,
+    ) -> Result<AuditLog, AuditError> {
         let location = store.location();
-        let resumed = resume(store.as_mut(), &signer.verifying_key())?;
+        let policy = policy.sane();
+        let resumed = resume(store.as_mut(), &signer.verifying_key(), policy)?;
+        let anchor_pending = match anchor_file {
+            Some(path) => anchor_catch_up(
+                store.as_mut(),
+                &signer.verifying_key(),
+                path,
+                resumed.last_checkpoint.as_ref(),
+            )?,
+            None => Vec::new(),
+        };
         let public_key_pem = signer.public_key_pem();
         let writer = Writer {
             store,
             signer,
-            policy: policy.sane(),
+            policy,
             head: resumed.head,
             last_ts: resumed.last_ts,
             last_checkpoint: resumed.last_checkpoint,
             last_checkpoint_at: Instant::now(),
             location: location.clone(),
+            anchor: anchor_file.map(Path::to_path_buf),
+            anchor_pending,
+            lock,
         };
         let (requests, inbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -305,7 +380,11 @@ struct Resumed {
 
 /// Check the last checkpoint and the events after it, and return the head to
 /// continue from. Reads at most the unsigned tail plus one event.
-fn resume(store: &mut dyn AuditStore, key: &VerifyingKey) -> Result<Resumed, AuditError> {
+fn resume(
+    store: &mut dyn AuditStore,
+    key: &VerifyingKey,
+    policy: CheckpointPolicy,
+) -> Result<Resumed, AuditError> {
     let location = store.location();
     let read = |e: StoreError| AuditError::Read {
         path: location.clone(),
@@ -392,11 +471,39 @@ fn resume(store: &mut dyn AuditStore, key: &VerifyingKey) -> Result<Resumed, Aud
     let last_ts = last_ts
         .and_then(|ts| DateTime::parse_from_rfc3339(&ts).ok())
         .map_or(DateTime::<Utc>::MIN_UTC, |t| t.with_timezone(&Utc));
-    if head.seq > last_checkpoint.as_ref().map_or(0, |cp| cp.event_seq) {
+    let signed_through = last_checkpoint.as_ref().map_or(0, |cp| cp.event_seq);
+    if head.seq > signed_through {
+        let unsigned = head.seq - signed_through;
+        // The policy the last checkpoint signed. Without one (a format 1
+        // checkpoint, or none at all) this writer's own, plus one batch: a
+        // writer from before signed policies checkpointed after a whole
+        // batch, so a crash could leave that much more.
+        let limit = last_checkpoint
+            .as_ref()
+            .and_then(Checkpoint::policy)
+            .map_or(policy.every.saturating_add(MAX_BATCH as u64), |p| p.every);
+        if unsigned > limit {
+            return Err(broken(
+                signed_through + 1,
+                format!(
+                    "events {} to {} ({unsigned}) follow the last signed checkpoint{}, more than the {limit} a \
+                     checkpoint is signed after: the checkpoints that covered them were deleted (and the events may \
+                     have been rewritten), so this writer will not sign them",
+                    signed_through + 1,
+                    head.seq,
+                    last_checkpoint
+                        .as_ref()
+                        .map_or(" (there is none)".to_string(), |cp| format!(
+                            " (checkpoint {}, covering event {})",
+                            cp.seq, cp.event_seq
+                        )),
+                ),
+            ));
+        }
         tracing::info!(
             store = %location,
-            unsigned = head.seq - last_checkpoint.as_ref().map_or(0, |cp| cp.event_seq),
-            "audit trail has events after its last checkpoint (the gateway stopped without closing); they will be signed with the next checkpoint"
+            unsigned,
+            "audit trail has events after its last checkpoint (the gateway stopped without closing); signing them now"
         );
     }
     Ok(Resumed {
@@ -404,6 +511,100 @@ fn resume(store: &mut dyn AuditStore, key: &VerifyingKey) -> Result<Resumed, Aud
         last_ts,
         last_checkpoint,
     })
+}
+
+/// Checkpoints read per round trip when copying them to the anchor.
+const ANCHOR_CHUNK: usize = 1000;
+
+/// Check that the store is not behind its anchor at `path` (creating the
+/// anchor if needed), and return the store's checkpoints the anchor lacks
+/// (all of them for a new anchor, e.g. a trail from before anchors), for
+/// the writer to append.
+fn anchor_catch_up(
+    store: &mut dyn AuditStore,
+    key: &VerifyingKey,
+    path: &Path,
+    store_last: Option<&Checkpoint>,
+) -> Result<Vec<Checkpoint>, AuditError> {
+    let location = store.location();
+    let shown = path.display().to_string();
+    let open_err = |e: std::io::Error| AuditError::Open {
+        path: shown.clone(),
+        reason: format!(
+            "the audit anchor file cannot be created or read ({e}); check [audit] anchor_file \
+             and that its folder is writable"
+        ),
+    };
+    crate::anchor::ensure(path).map_err(open_err)?;
+    let anchored = crate::anchor::last(path).map_err(open_err)?;
+    let broken = |seq: u64, reason: String| AuditError::Broken {
+        path: location.clone(),
+        seq,
+        reason,
+    };
+    let from = match &anchored {
+        None => 1,
+        Some(a) => {
+            if let Err(reason) = a.check_signature(key) {
+                return Err(broken(
+                    a.event_seq,
+                    format!(
+                        "the last line of the anchor file {shown} is not a checkpoint of this trail ({reason}); \
+                         the anchor was edited or belongs to another trail"
+                    ),
+                ));
+            }
+            match store_last {
+                Some(cp) if cp.seq > a.seq => a.seq + 1,
+                Some(cp) if cp.seq == a.seq && cp.hash == a.hash => return Ok(Vec::new()),
+                Some(cp) if cp.seq == a.seq => {
+                    return Err(broken(
+                        cp.event_seq,
+                        format!(
+                            "checkpoint {} differs from the copy in the anchor file {shown}: the store's \
+                             checkpoints were replaced",
+                            cp.seq
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(broken(
+                        a.event_seq,
+                        format!(
+                            "the store is behind its anchor: the anchor file {shown} holds checkpoint {} (covering \
+                             event {}, signed {}) but the store's newest checkpoint is {}: checkpoints, and \
+                             perhaps the events they covered, were deleted",
+                            a.seq,
+                            a.event_seq,
+                            a.ts,
+                            store_last.map_or("none".to_string(), |cp| cp.seq.to_string())
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    if store_last.is_none() {
+        return Ok(Vec::new());
+    }
+    let read = |e: StoreError| AuditError::Read {
+        path: location.clone(),
+        reason: e.0,
+    };
+    let mut missing = Vec::new();
+    let mut next = from;
+    loop {
+        let chunk = store.read_checkpoints(next, ANCHOR_CHUNK).map_err(read)?;
+        let full = chunk.len() == ANCHOR_CHUNK;
+        if let Some(last) = chunk.last() {
+            next = last.seq + 1;
+        }
+        missing.extend(chunk);
+        if !full {
+            break;
+        }
+    }
+    Ok(missing)
 }
 
 /// State owned by the writer thread.
@@ -416,12 +617,28 @@ struct Writer {
     last_checkpoint: Option<Checkpoint>,
     last_checkpoint_at: Instant,
     location: String,
+    /// The external anchor, if any.
+    anchor: Option<PathBuf>,
+    /// Checkpoints committed to the store but not yet to the anchor.
+    anchor_pending: Vec<Checkpoint>,
+    /// The writer lock, held until the thread ends (after the final
+    /// checkpoint).
+    lock: Option<File>,
 }
 
 impl Writer {
     fn run(mut self, inbox: Receiver<Request>) {
+        // A tail left by a crash is signed at once, and a trail from before
+        // anchors is copied to its anchor.
+        if self.unsigned() > 0 {
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(store = %self.location, error = %e, "could not sign the audit trail's unsigned tail");
+            }
+        } else {
+            self.flush_anchor();
+        }
         loop {
-            let wait = (self.last_checkpoint_at + self.policy.interval)
+            let wait = (self.last_checkpoint_at + self.policy().interval)
                 .saturating_duration_since(Instant::now());
             let first = match inbox.recv_timeout(wait) {
                 Ok(request) => request,
@@ -438,10 +655,13 @@ impl Writer {
                 }
             };
             let (records, close) = drain(first, &inbox);
-            self.commit(records);
-            self.checkpoint_if_due();
+            self.commit_in_steps(records);
             if let Some(reply) = close {
-                reply.send(self.final_checkpoint());
+                let signed = self.final_checkpoint();
+                // Stopped: from now on verify requires the trail to be
+                // signed to its end (it is, unless signing failed).
+                drop(self.lock.take());
+                reply.send(signed);
                 // Refuse whatever was queued behind the close.
                 while let Ok(request) = inbox.try_recv() {
                     match request {
@@ -451,6 +671,23 @@ impl Writer {
                 }
                 return;
             }
+        }
+    }
+
+    /// Commit `records` in as few transactions as the policy allows: a
+    /// transaction never takes the unsigned tail past `checkpoint_every`,
+    /// and the checkpoint follows it at once, so a live trail's unsigned
+    /// tail is never longer than the policy it signs (what verify checks).
+    fn commit_in_steps(&mut self, mut records: Records) {
+        while !records.is_empty() {
+            let room = self.policy().every.saturating_sub(self.unsigned()).max(1);
+            let take = records
+                .len()
+                .min(usize::try_from(room).unwrap_or(usize::MAX));
+            let rest = records.split_off(take);
+            self.commit(records);
+            self.checkpoint_if_due();
+            records = rest;
         }
     }
 
@@ -517,16 +754,28 @@ impl Writer {
         self.head.seq - self.last_checkpoint.as_ref().map_or(0, |cp| cp.event_seq)
     }
 
+    /// The policy to keep: this writer's own, or, until it has signed its
+    /// first checkpoint, the stricter of its own and the one the last
+    /// checkpoint signed (so a relaxed configuration never leaves a tail the
+    /// trail's last promise does not allow).
+    fn policy(&self) -> CheckpointPolicy {
+        match self.last_checkpoint.as_ref().and_then(Checkpoint::policy) {
+            Some(signed) => self.policy.strictest(CheckpointPolicy::from_signed(signed)),
+            None => self.policy,
+        }
+    }
+
     fn checkpoint_if_due(&mut self) {
         let unsigned = self.unsigned();
-        let interval_passed = self.last_checkpoint_at.elapsed() >= self.policy.interval;
+        let policy = self.policy();
+        let interval_passed = self.last_checkpoint_at.elapsed() >= policy.interval;
         if unsigned == 0 {
             if interval_passed {
                 self.last_checkpoint_at = Instant::now();
             }
             return;
         }
-        if unsigned >= self.policy.every || interval_passed {
+        if unsigned >= policy.every || interval_passed {
             if let Err(e) = self.checkpoint() {
                 // The events are committed; the next trigger retries.
                 tracing::error!(store = %self.location, error = %e, "could not sign an audit checkpoint");
@@ -550,6 +799,7 @@ impl Writer {
             self.head.seq,
             &self.head.hash,
             ts,
+            self.policy.signed(),
         );
         self.store
             .append_checkpoint(&cp)
@@ -562,8 +812,33 @@ impl Writer {
             event_seq = cp.event_seq,
             "signed audit checkpoint"
         );
+        if self.anchor.is_some() {
+            self.anchor_pending.push(cp.clone());
+        }
         self.last_checkpoint = Some(cp);
+        self.flush_anchor();
         Ok(())
+    }
+
+    /// Append the checkpoints the anchor lacks. A failure is logged and
+    /// retried with the next checkpoint: the store keeps the record, and
+    /// verify reports the anchor as lagging.
+    fn flush_anchor(&mut self) {
+        let Some(path) = &self.anchor else {
+            return;
+        };
+        if self.anchor_pending.is_empty() {
+            return;
+        }
+        match crate::anchor::append(path, &self.anchor_pending) {
+            Ok(()) => self.anchor_pending.clear(),
+            Err(e) => tracing::error!(
+                anchor = %path.display(),
+                error = %e,
+                pending = self.anchor_pending.len(),
+                "could not append to the audit anchor file; retrying with the next checkpoint"
+            ),
+        }
     }
 }
 

@@ -107,7 +107,20 @@ fn export_round_trips_and_verifies_offline() {
         &key,
     )
     .unwrap();
-    assert_eq!(offline, verify(&db(dir.path()), &key).unwrap());
+    let online = verify(&db(dir.path()), &key).unwrap();
+    assert_eq!(
+        online.writer_running,
+        Some(false),
+        "the store knows no gateway writes it"
+    );
+    assert_eq!(
+        offline,
+        gatehouse_audit::VerifyReport {
+            writer_running: None,
+            ..online
+        },
+        "an export verifies as the store does"
+    );
     assert!(
         offline.is_intact() && offline.unsigned_tail == 0,
         "{offline:?}"

@@ -40,15 +40,21 @@ fn an_untouched_trail_verifies() {
     let dir = trail();
     let report = check(dir.path());
     assert_eq!(
-        report,
-        VerifyReport {
-            events: 20,
-            checkpoints: 1,
-            last_checkpoint_seq: Some(20),
-            first_bad: None,
-            unsigned_tail: 0,
-            pruned_through: None,
-        }
+        (
+            report.events,
+            report.checkpoints,
+            report.last_checkpoint_seq,
+            report.first_bad,
+            report.unsigned_tail,
+            report.pruned_through,
+            report.writer_running,
+        ),
+        (20, 1, Some(20), None, 0, None, Some(false))
+    );
+    assert_eq!(
+        report.policy.map(|p| (p.every, p.signed_by_checkpoint)),
+        Some((1000, Some(1))),
+        "the policy is the one checkpoint 1 signed"
     );
 }
 
@@ -274,10 +280,13 @@ fn wrong_public_key() {
     );
 }
 
-/// The documented limit: events after the last checkpoint are protected by
-/// the chain only, and verify says how many there are.
+/// Events after the last checkpoint are protected by the chain only. On a
+/// stopped trail (no writer holds its lock) any such event fails, since a
+/// gateway signs a final checkpoint when it stops; on a live one, a tail
+/// within the signed policy is the documented limit, and verify says how
+/// long it is.
 #[test]
-fn a_forged_event_appended_after_the_last_checkpoint_is_only_unsigned() {
+fn a_forged_event_appended_after_the_last_checkpoint() {
     let dir = trail();
     let last = read_event(dir.path(), 20);
     let mut forged = AuditEvent {
@@ -303,8 +312,27 @@ fn a_forged_event_appended_after_the_last_checkpoint_is_only_unsigned() {
         )
         .unwrap();
     let report = check(dir.path());
-    assert!(report.is_intact());
-    assert_eq!(report.unsigned_tail, 1);
+    let bad = report
+        .first_bad
+        .expect("a stopped trail must be signed to its end");
+    assert_eq!(bad.seq, 21);
+    assert!(
+        bad.reason.contains("no gateway is writing this store"),
+        "{bad}"
+    );
+
+    let live = gatehouse_audit::verify_with(
+        &db(dir.path()),
+        &public_key(dir.path()),
+        &gatehouse_audit::VerifyOptions {
+            writer_running: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(live.is_intact(), "{live:?}");
+    assert_eq!(live.unsigned_tail, 1);
+    assert!(live.unsigned_since.is_some() && live.unsigned_age_ms.is_some());
 }
 
 #[test]

@@ -371,3 +371,86 @@ fn a_second_writer_cannot_fork_the_chain() {
     let report = verify(&db(dir.path()), &public_key(dir.path())).unwrap();
     assert!(report.is_intact(), "{report:?}");
 }
+
+/// Watches, through the store trait, how far the unsigned tail ever gets.
+struct TailWatch {
+    inner: SqliteStore,
+    head: u64,
+    signed: u64,
+    max_unsigned: Arc<Mutex<u64>>,
+    slow_first: bool,
+}
+
+impl AuditStore for TailWatch {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn head(&mut self) -> Result<Option<ChainHead>, StoreError> {
+        self.inner.head()
+    }
+    fn last_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.last_checkpoint()
+    }
+    fn append_batch(&mut self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.slow_first) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.inner.append_batch(events)?;
+        self.head = events.last().map_or(self.head, |e| e.seq);
+        let mut max = self.max_unsigned.lock().unwrap();
+        *max = (*max).max(self.head - self.signed);
+        Ok(())
+    }
+    fn append_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.inner.append_checkpoint(checkpoint)?;
+        self.signed = checkpoint.event_seq;
+        Ok(())
+    }
+    fn read_events(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.read_events(from_seq, limit)
+    }
+    fn read_checkpoints(
+        &mut self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        self.inner.read_checkpoints(from_seq, limit)
+    }
+}
+
+/// Group commit never takes the unsigned tail past `checkpoint_every`, so a
+/// live trail always meets the policy it signs (which verify checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_never_leaves_more_unsigned_events_than_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_unsigned = Arc::new(Mutex::new(0));
+    let store = TailWatch {
+        inner: SqliteStore::open(&db(dir.path()), Durability::Normal).unwrap(),
+        head: 0,
+        signed: 0,
+        max_unsigned: max_unsigned.clone(),
+        slow_first: true,
+    };
+    let signer = AuditSigner::ephemeral();
+    let key = signer.verifying_key();
+    let policy = CheckpointPolicy {
+        every: 16,
+        interval: Duration::from_secs(3600),
+    };
+    let log = AuditLog::start(Box::new(store), signer, policy).unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.record(command("s", i)).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    log.close().await;
+    let max = *max_unsigned.lock().unwrap();
+    assert!(max <= 16, "the unsigned tail reached {max} events");
+    let report = verify(&db(dir.path()), &key).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.policy.map(|p| p.every), Some(16));
+}

@@ -112,6 +112,9 @@ pub struct ConsoleDeps {
     pub audit_db: PathBuf,
     /// The audit checkpoint public key (PEM), for the chain status page.
     pub audit_public_key: PathBuf,
+    /// What the chain status page holds the trail to beyond its chain: the
+    /// configured checkpoint policy and the external anchor file.
+    pub audit_verify: gatehouse_audit::VerifyOptions,
     /// Where SSH terminal recordings are kept, for replay (`None`: no replay).
     pub recordings_dir: Option<PathBuf>,
     /// Notification deliveries, newest first, as JSON objects.

@@ -101,6 +101,7 @@ mod tests {
             rule: Some("r".into()),
             message: "m".into(),
             access_secs: None,
+            access_as: Vec::new(),
             requirement: Requirement {
                 any_of: vec!["approvers".into()],
                 count: 1,
@@ -160,6 +161,7 @@ mod tests {
             request_id: 1,
             holder: who("alice", &[]),
             connection: "bank".into(),
+            access_as: Vec::new(),
             starts_at: 0,
             expires_at: 10,
             revoked_at: None,

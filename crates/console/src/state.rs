@@ -47,6 +47,7 @@ pub(crate) struct App {
     pub validator: Arc<TokenValidator>,
     pub audit_db: PathBuf,
     pub audit_public_key: PathBuf,
+    pub audit_verify: gatehouse_audit::VerifyOptions,
     pub recordings_dir: Option<PathBuf>,
     pub deliveries: Arc<dyn Fn() -> Vec<serde_json::Value> + Send + Sync>,
     /// Without a trailing slash.
@@ -173,6 +174,7 @@ impl App {
             validator: deps.validator,
             audit_db: deps.audit_db,
             audit_public_key: deps.audit_public_key,
+            audit_verify: deps.audit_verify,
             recordings_dir: deps.recordings_dir,
             deliveries: deps.deliveries,
             public_url,

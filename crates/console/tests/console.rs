@@ -327,6 +327,7 @@ async fn access_requests_are_granted_and_revoked_in_the_console() {
             "bank",
             3600,
             "incident INC-7: need to read the ledger",
+            None,
         )
         .await
         .expect("access request");

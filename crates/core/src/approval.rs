@@ -209,6 +209,9 @@ pub struct GrantLease {
     pub id: u64,
     /// When it ends (Unix seconds).
     pub expires_at: i64,
+    /// The groups its holder acts as (the grant's scope), in place of
+    /// their own.
+    pub acting_as: Vec<String>,
     /// Resolves, with a reason for the client, when the grant is revoked or
     /// expires; the adapter then ends the session.
     pub ended: BoxFuture<'static, String>,

@@ -8,6 +8,7 @@
 
 pub mod approval;
 pub mod classify;
+pub mod deadline;
 pub mod duration;
 pub mod identity;
 pub mod mask;

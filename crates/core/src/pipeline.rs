@@ -8,6 +8,7 @@
 
 use crate::approval::{AccessGrants, ApprovalBroker, GrantLease};
 use crate::classify::{Classification, ClassifierCache, Dialect};
+use crate::deadline::{SessionDeadline, SessionEnd};
 use crate::identity::Identity;
 use crate::mask::Masker;
 use crate::policy::{AccessDenied, ConnectionConfig, Policy};
@@ -24,6 +25,13 @@ pub trait Authenticator: Send + Sync {
     /// Validate `token`; the error text is safe to show the client (it never
     /// contains the token).
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>>;
+
+    /// The clock skew tolerated past a token's `exp` when it is validated;
+    /// a session ends when its token would stop being accepted, `exp` plus
+    /// this (see [`crate::deadline`]).
+    fn leeway(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// One audit event as the pipeline hands it to the recorder.
@@ -61,6 +69,9 @@ pub struct SessionStats {
     pub blocked: u64,
     /// Why the session ended.
     pub end_reason: String,
+    /// Set when the session ended because its deadline came (the token
+    /// expired or the access grant ended); the end event says which.
+    pub ended_by: Option<SessionEnd>,
 }
 
 /// Resolve a SQL-level `EXECUTE name` to the prepared `body` it runs: the
@@ -107,6 +118,20 @@ pub struct Pipeline {
     pub approvals: Option<Arc<dyn ApprovalBroker>>,
     /// Time-bound access grants; `None` means group membership alone decides.
     pub grants: Option<Arc<dyn AccessGrants>>,
+}
+
+impl Authorized<'_> {
+    /// The identity policy sees on this connection: the caller, except
+    /// that a caller let in by an access grant acts in the grant's groups
+    /// only, so the grant gives what it names and nothing the holder's own
+    /// groups carry.
+    pub fn acting(&self, caller: &Identity) -> Identity {
+        let mut identity = caller.clone();
+        if let Some(grant) = &self.grant {
+            identity.groups = grant.acting_as.clone();
+        }
+        identity
+    }
 }
 
 /// A caller allowed onto a connection, and on what grounds.
@@ -179,6 +204,57 @@ impl Pipeline {
         }
     }
 
+    /// When a session of `identity`, admitted with `grant`, must end: its
+    /// token's expiry (as validated, leeway included) or the grant's end,
+    /// whichever comes first. Every adapter waits on this alongside its
+    /// client and target; see [`crate::deadline`].
+    pub fn session_deadline(
+        &self,
+        identity: &Identity,
+        grant: Option<GrantLease>,
+    ) -> SessionDeadline {
+        // The identity stage requires `exp`; an identity without one (0,
+        // never set) has no token deadline.
+        let exp = (identity.expires_at > 0).then_some(identity.expires_at);
+        SessionDeadline::new(exp, self.authenticator.leeway(), grant)
+    }
+
+    /// Record that a session reached its deadline because the caller's
+    /// token expired: a `session.expired` event, so an examiner can list
+    /// the sessions (and streams) a token's expiry ended. `extra` adds
+    /// fields (the protocol, the HTTP command cut off). A grant's end is
+    /// already in the trail as a grant event, so nothing is recorded for
+    /// it here. A recording failure is logged (the session ends anyway).
+    pub async fn record_deadline(
+        &self,
+        session_id: &str,
+        identity: &Identity,
+        connection: &str,
+        end: &SessionEnd,
+        extra: serde_json::Value,
+    ) {
+        let SessionEnd::TokenExpired { expires_at } = end else {
+            return;
+        };
+        let mut data = serde_json::json!({
+            "token_expires_at": crate::deadline::rfc3339(*expires_at),
+            "token_id": identity.token_id,
+            "leeway_secs": self.authenticator.leeway().as_secs(),
+            "reason": end.message(),
+        });
+        merge(&mut data, extra);
+        let event = EventRecord {
+            kind: "session.expired",
+            session_id: Some(session_id.to_string()),
+            subject: Some(identity.subject.clone()),
+            connection: Some(connection.to_string()),
+            data,
+        };
+        if let Err(e) = self.recorder.record(event).await {
+            tracing::error!(error = %e, "could not record a session's token expiry");
+        }
+    }
+
     /// Classify stage (cached by normalized statement).
     pub fn classify(&self, sql: &str, dialect: Dialect) -> Arc<Classification> {
         self.classifier.classify(sql, dialect)
@@ -242,8 +318,10 @@ impl Pipeline {
         self.recorder.record(event).await.map(|_| command_id)
     }
 
-    /// Record a session's end with its counters; a failure is logged (the
-    /// session is over either way).
+    /// Record a session's end with its counters (and, when its deadline
+    /// ended it, why: a `session.expired` event first for a token expiry,
+    /// and `ended_by` in the end event); a failure is logged (the session
+    /// is over either way).
     pub async fn end_session(
         &self,
         session_id: String,
@@ -252,19 +330,32 @@ impl Pipeline {
         started: std::time::Instant,
         stats: &SessionStats,
     ) {
+        let mut data = serde_json::json!({
+            "duration_ms": started.elapsed().as_millis() as u64,
+            "bytes_from_client": stats.bytes_from_client,
+            "bytes_to_client": stats.bytes_to_client,
+            "commands": stats.commands,
+            "blocked": stats.blocked,
+            "reason": stats.end_reason,
+        });
+        if let Some(ended_by) = &stats.ended_by {
+            self.record_deadline(
+                &session_id,
+                identity,
+                connection,
+                ended_by,
+                serde_json::json!({}),
+            )
+            .await;
+            merge(&mut data, ended_by.audit_fields());
+            data["reason"] = ended_by.message().into();
+        }
         let end = EventRecord {
             kind: "session.end",
             session_id: Some(session_id),
             subject: Some(identity.subject.clone()),
             connection: Some(connection.to_string()),
-            data: serde_json::json!({
-                "duration_ms": started.elapsed().as_millis() as u64,
-                "bytes_from_client": stats.bytes_from_client,
-                "bytes_to_client": stats.bytes_to_client,
-                "commands": stats.commands,
-                "blocked": stats.blocked,
-                "reason": stats.end_reason,
-            }),
+            data,
         };
         if let Err(e) = self.recorder.record(end).await {
             tracing::error!(error = %e, "could not record session end");
@@ -281,6 +372,13 @@ impl Pipeline {
     ) -> Verdict {
         self.policy
             .decide(identity, connection, sql, classification)
+    }
+}
+
+/// Add `extra`'s fields to the JSON object `data`.
+pub fn merge(data: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(from)) = (data.as_object_mut(), extra) {
+        into.extend(from);
     }
 }
 

@@ -17,6 +17,7 @@ fn config(dir: &Path, every: u64) -> AuditConfig {
         durability: Durability::Normal,
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(3600),
+        anchor_file: None,
     }
 }
 

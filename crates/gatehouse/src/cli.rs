@@ -138,6 +138,10 @@ enum AccessCommand {
         /// Why (shown to approvers, recorded in the audit trail).
         #[arg(long)]
         reason: String,
+        /// The group whose rules the grant gives you (one of the
+        /// connection's `access_as`; default: its first).
+        #[arg(long = "as")]
+        as_group: Option<String>,
         /// JSON output for scripts.
         #[arg(long)]
         json: bool,
@@ -187,11 +191,16 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain and checkpoint signatures; non-zero exit on any tampering.
+    /// Check the hash chain, the checkpoint signatures, that the trail is
+    /// signed where its checkpoint policy says it is, and that the store is
+    /// not behind its anchor file; non-zero exit on any failure.
     Verify {
         /// Public key file (default: the one next to the configured signing key).
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// Anchor file to compare the store with (default: `[audit] anchor_file`).
+        #[arg(long)]
+        anchor: Option<PathBuf>,
     },
     /// Write the events.
     Export {
@@ -649,6 +658,22 @@ fn print_request(r: &serde_json::Value) {
             .collect();
         println!("  command:\n    {shown}");
     }
+    if s("kind") == "access" {
+        let groups: Vec<&str> = r["access_as"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str())
+            .collect();
+        println!(
+            "  acts as:    {}",
+            if groups.is_empty() {
+                "no group (the policy's defaults only)".to_string()
+            } else {
+                groups.join(", ")
+            }
+        );
+    }
     println!("  message:    {}", s("message"));
     println!("  needs:      {}", s("requirement_text"));
     println!("  link:       {}", s("link"));
@@ -677,12 +702,13 @@ async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
             connection,
             duration,
             reason,
+            as_group,
             json,
         } => {
             let r = client
                 .post(
                     "/api/v1/access",
-                    &serde_json::json!({"connection": connection, "duration": duration, "reason": reason}),
+                    &serde_json::json!({"connection": connection, "duration": duration, "reason": reason, "as": as_group}),
                 )
                 .await?;
             if json {
@@ -773,35 +799,23 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
     let db = cfg.state_path(&cfg.audit.path);
     let key_path = cfg.state_path(&cfg.audit.signing_key);
     match command {
-        AuditCommand::Verify { public_key } => {
+        AuditCommand::Verify { public_key, anchor } => {
             let pub_path =
                 public_key.unwrap_or_else(|| gatehouse_audit::public_key_path(&key_path));
             let key = gatehouse_audit::load_verifying_key(&pub_path)
                 .with_context(|| format!("reading the public key {}", pub_path.display()))?;
-            let report = gatehouse_audit::verify(&db, &key)?;
-            match &report.first_bad {
-                None => {
-                    println!(
-                        "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint{}",
-                        report.events,
-                        report.checkpoints,
-                        report.last_checkpoint_seq.map_or("none".to_string(), |s| s.to_string()),
-                        report.unsigned_tail,
-                        report
-                            .pruned_through
-                            .map(|p| format!("; events 1–{p} were pruned under the retention policy (signed prune record)"))
-                            .unwrap_or_default()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(bad) => {
-                    println!(
-                        "audit trail TAMPERED: first bad event {}: {}",
-                        bad.seq, bad.reason
-                    );
-                    Ok(ExitCode::from(1))
-                }
-            }
+            let options = gatehouse_audit::VerifyOptions {
+                configured_policy: Some(cfg.audit.checkpoint_policy()),
+                anchor_file: Some(anchor.unwrap_or_else(|| cfg.state_path(&cfg.audit.anchor_file))),
+                ..Default::default()
+            };
+            let report = gatehouse_audit::verify_with(&db, &key, &options)?;
+            print_verify_report(&report);
+            Ok(if report.is_intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         AuditCommand::Export {
             format,
@@ -887,6 +901,81 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `audit verify`'s report: the verdict, then what was checked.
+fn print_verify_report(report: &gatehouse_audit::VerifyReport) {
+    match &report.first_bad {
+        None => println!(
+            "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint{}",
+            report.events,
+            report.checkpoints,
+            report
+                .last_checkpoint_seq
+                .map_or("none".to_string(), |s| s.to_string()),
+            report.unsigned_tail,
+            report
+                .pruned_through
+                .map(|p| format!(
+                    "; events 1–{p} were pruned under the retention policy (signed prune record)"
+                ))
+                .unwrap_or_default()
+        ),
+        Some(bad) => {
+            println!(
+                "audit trail FAILED verification (tampered, or not signed where its policy says it is): first bad event {}: {}",
+                bad.seq, bad.reason
+            );
+            for more in &report.other_problems {
+                println!("  also: event {}: {}", more.seq, more.reason);
+            }
+        }
+    }
+    let running = match report.writer_running {
+        Some(true) => "a gateway is writing it",
+        Some(false) => "no gateway is writing it",
+        None => "cannot tell whether a gateway is writing it",
+    };
+    match (&report.unsigned_since, report.unsigned_age_ms) {
+        (Some(since), Some(age)) => println!(
+            "  unsigned tail: {} events, the oldest written {since} ({:.1} s ago); {running}",
+            report.unsigned_tail,
+            age as f64 / 1000.0
+        ),
+        _ => println!("  unsigned tail: none; {running}"),
+    }
+    if let Some(p) = &report.policy {
+        let interval = p.interval_ms as f64 / 1000.0;
+        match p.signed_by_checkpoint {
+            Some(cp) => println!(
+                "  checkpoint policy: every {} events or {interval} s, as signed by checkpoint {cp} (the configuration cannot relax it)",
+                p.every
+            ),
+            None => println!(
+                "  checkpoint policy: every {} events or {interval} s, from the configuration (the trail signs none)",
+                p.every
+            ),
+        }
+    }
+    if let Some(a) = &report.anchor {
+        println!(
+            "  anchor {}: {} checkpoints, newest {}{}",
+            a.path,
+            a.entries,
+            a.newest.map_or("none".to_string(), |n| n.to_string()),
+            if a.pruned > 0 {
+                format!(
+                    " ({} of them pruned from the store by a signed prune record)",
+                    a.pruned
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    for note in &report.notes {
+        println!("  note: {note}");
     }
 }
 
@@ -1079,6 +1168,13 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                 .filter(|v| !v.is_null())
                 .map(|v| format!(", error {v}"))
                 .unwrap_or_default()
+        ),
+        "session.expired" => format!(
+            "#{} {} session expired: token expired at {} ({})",
+            e.seq,
+            e.ts,
+            s("token_expires_at"),
+            s("reason")
         ),
         "session.end" => format!(
             "#{} {} session end: {} commands, {} blocked, {} ms{}",

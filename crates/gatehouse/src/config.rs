@@ -65,6 +65,12 @@ pub struct GatewayConfig {
     /// What happens to statements the parser cannot read.
     #[serde(default)]
     pub unparseable: Unparseable,
+    /// What happens to reads no rule matches.
+    #[serde(default)]
+    pub default_read_effect: gatehouse_core::policy::DefaultEffect,
+    /// What happens to writes no rule matches.
+    #[serde(default)]
+    pub default_write_effect: gatehouse_core::policy::DefaultEffect,
     /// Folder of the file, for resolving relative paths (not in the file).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -307,7 +313,8 @@ pub struct IdentitySection {
     /// Run the local dev issuer (the embedded default; turn off in production).
     #[serde(default = "yes")]
     pub dev_issuer: bool,
-    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds. Sessions end at
+    /// the token's `exp` plus this, when it would stop being accepted.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
     /// Least time between two JWKS fetches for an unknown `kid`, in
@@ -362,6 +369,13 @@ pub struct AuditSection {
     /// …or after this many seconds with new events.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_interval_secs: u64,
+    /// Every signed checkpoint is also appended here (one JSON line each,
+    /// created 0600): the external anchor `gatehouse audit verify` compares
+    /// the store with, which exposes a store whose newest checkpoints and
+    /// events were deleted. Put it on another volume or ship it to
+    /// write-once storage; the default lives in the state folder.
+    #[serde(default = "default_anchor_file")]
+    pub anchor_file: PathBuf,
     /// How long events are kept, per kind (`default` for kinds not listed),
     /// e.g. `{ default = "400d", "command.result" = "90d" }`. Empty keeps
     /// everything. Applied by `gatehouse audit prune`.
@@ -376,6 +390,15 @@ pub struct AuditSection {
 }
 
 impl AuditSection {
+    /// The checkpoint policy the configuration sets (what `audit verify`
+    /// holds a trail to where the trail signs none of its own).
+    pub fn checkpoint_policy(&self) -> gatehouse_audit::CheckpointPolicy {
+        gatehouse_audit::CheckpointPolicy {
+            every: self.checkpoint_every,
+            interval: std::time::Duration::from_secs(self.checkpoint_interval_secs),
+        }
+    }
+
     /// The retention policy, with every duration parsed.
     pub fn retention_policy(&self) -> Result<gatehouse_audit::RetentionPolicy, String> {
         let mut policy = gatehouse_audit::RetentionPolicy::default();
@@ -407,6 +430,9 @@ fn default_checkpoint_every() -> u64 {
 fn default_checkpoint_secs() -> u64 {
     60
 }
+fn default_anchor_file() -> PathBuf {
+    PathBuf::from("audit-anchor.jsonl")
+}
 
 impl Default for AuditSection {
     fn default() -> Self {
@@ -416,6 +442,7 @@ impl Default for AuditSection {
             durability: default_durability(),
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_secs(),
+            anchor_file: default_anchor_file(),
             retention: std::collections::BTreeMap::new(),
             seal_originals_to: None,
         }
@@ -551,6 +578,8 @@ impl GatewayConfig {
             rules: self.rules.clone(),
             masking: self.masking.clone(),
             unparseable: self.unparseable,
+            default_read_effect: self.default_read_effect,
+            default_write_effect: self.default_write_effect,
         }
     }
 

@@ -57,11 +57,17 @@ pub struct RunningGateway {
     tasks: Vec<JoinHandle<()>>,
 }
 
-struct TokenAuthenticator(Arc<TokenValidator>);
+/// The validator, and the clock-skew leeway it was configured with (a
+/// session ends when its token would stop being accepted: `exp` + leeway).
+struct TokenAuthenticator(Arc<TokenValidator>, Duration);
 
 impl Authenticator for TokenAuthenticator {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>> {
         Box::pin(async move { self.0.validate(token).await.map_err(|e| e.to_string()) })
+    }
+
+    fn leeway(&self) -> Duration {
+        self.1
     }
 }
 
@@ -130,6 +136,7 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
         durability,
         checkpoint_every: cfg.audit.checkpoint_every,
         checkpoint_interval: Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+        anchor_file: Some(cfg.state_path(&cfg.audit.anchor_file)),
     })
     .context("opening the audit trail")
 }
@@ -273,7 +280,10 @@ impl RunningGateway {
             policy: policy.clone(),
             classifier: ClassifierCache::new(CLASSIFIER_CACHE),
             masker: Arc::new(masker),
-            authenticator: Arc::new(TokenAuthenticator(validator.clone())),
+            authenticator: Arc::new(TokenAuthenticator(
+                validator.clone(),
+                Duration::from_secs(cfg.identity.leeway_secs),
+            )),
             recorder,
             approvals: Some(Arc::new(broker.clone())),
             grants: Some(Arc::new(broker.clone())),
@@ -299,6 +309,11 @@ impl RunningGateway {
                 audit_public_key: gatehouse_audit::public_key_path(
                     &cfg.state_path(&cfg.audit.signing_key),
                 ),
+                audit_verify: gatehouse_audit::VerifyOptions {
+                    configured_policy: Some(cfg.audit.checkpoint_policy()),
+                    anchor_file: Some(cfg.state_path(&cfg.audit.anchor_file)),
+                    ..Default::default()
+                },
                 recordings_dir: Some(cfg.recordings_dir()),
                 deliveries: Arc::new(move || {
                     deliveries_of

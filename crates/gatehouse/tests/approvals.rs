@@ -609,3 +609,100 @@ mod prepared_names {
         gw.stop().await;
     }
 }
+
+/// A grant gives the group it names and no more; writes no rule allows are
+/// refused (`default_write_effect = "block"`), whoever asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_grants_give_only_their_scope_and_writes_need_a_rule() {
+    let gw = TestGateway::start_with("default_write_effect = \"block\"", "", |text| {
+        format!(
+            "{}\n{}",
+            with_approval_rule(text),
+            gatehouse::demo::DEMO_WRITERS_RULE
+        )
+        .replace(
+            "allow_groups = [\"analysts\", \"dba\"]\n",
+            "allow_groups = [\"analysts\", \"dba\", \"ops\"]\naccess_approvers = [\"approvers\"]\naccess_as = [\"analysts\"]\n",
+        )
+    })
+    .await;
+    let eve = gw.token("eve", &["contractors", "dba-like"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let o = gw
+        .cli_as(
+            &eve,
+            &[
+                "access", "request", "bank", "--for", "1h", "--reason", "INC-42", "--as", "dba",
+            ],
+        )
+        .await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("cannot act as \"dba\""), "{}", err(&o));
+    let o = gw
+        .cli_as(
+            &eve,
+            &[
+                "access", "request", "bank", "--for", "1h", "--reason", "INC-42", "--json",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let req: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let id = req["id"].to_string();
+    // The approver sees what the grant gives.
+    let o = gw.cli_as(&omar, &["approvals", "show", &id]).await;
+    assert!(out(&o).contains("as analysts"), "{}", out(&o));
+    let o = gw
+        .cli_as(&omar, &["approvals", "approve", &id, "--reason", "ok"])
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let before = phone_of(&gw, 9).await;
+    let o = gw
+        .psql(
+            "eve",
+            &eve,
+            &["select ssn from customers order by id limit 1"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("***-**-"), "masked for eve: {}", out(&o));
+    for (sql, rule) in [
+        (
+            "update customers set phone = '555-0199' where id = 9",
+            "analysts-read-only",
+        ),
+        ("create table eve_table (x int)", "analysts-read-only"),
+    ] {
+        let o = gw.psql("eve", &eve, &[sql]).await;
+        assert!(err(&o).contains(rule), "{sql}: {}", err(&o));
+    }
+    assert_eq!(phone_of(&gw, 9).await, before);
+    // A group no rule names reads, and may not write.
+    let ops = gw.token("olga", &["ops"]);
+    let o = gw
+        .psql("olga", &ops, &["select count(*) from accounts"])
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = gw
+        .psql("olga", &ops, &["create table olga_table (x int)"])
+        .await;
+    assert!(err(&o).contains("default-writes"), "{}", err(&o));
+    // DBAs have a rule that lets them write.
+    let dana = gw.token("dana", &["dba"]);
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "create table dana_scratch (x int)",
+                "drop table dana_scratch",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let events = support::events(&gw).await;
+    assert!(events.iter().any(|e| e["kind"] == "session.start"
+        && e["subject"] == "eve"
+        && e["data"]["identity"]["groups"] == serde_json::json!(["analysts"])));
+    gw.stop().await;
+}

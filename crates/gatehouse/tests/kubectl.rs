@@ -542,3 +542,105 @@ async fn port_forward_streams_through_the_gateway() {
     assert!(api.requests().iter().all(|r| r["auth"] == "ok"));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn followed_logs_and_execs_end_when_the_token_expires() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("skipping: no kubectl >= 1.30 / aiohttp");
+        return;
+    };
+    let api = ApiServer::start().await;
+    // No leeway: streams end at the token's `exp` itself.
+    let gw = TestGateway::start_with_policy(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[identity]\nleeway_secs = 0\n",
+        |_| kube_config(&api, api.dir.path()),
+    )
+    .await;
+    let sam = gw.token_ttl("sam", &["sre"], Duration::from_secs(6));
+    let kc = kubeconfig_for(&gw, &sam, "sam.kubeconfig").await;
+
+    let spawn = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(&kubectl);
+        cmd.env("KUBECONFIG", &kc)
+            .env("HOME", kc.parent().unwrap())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().unwrap()
+    };
+    let mut follow = spawn(&["logs", "-f", "web-1", "-n", "prod"]);
+    let mut shell = spawn(&["exec", "-i", "debug", "-n", "default", "--", "sh"]);
+    let mut follow_out = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), follow_out.next_line())
+        .await
+        .expect("the log stream starts")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(first.contains("seq="), "{first}");
+    let mut stdin = shell.stdin.take().unwrap();
+    use tokio::io::AsyncWriteExt;
+    stdin.write_all(b"echo started\n").await.unwrap();
+    let mut shell_out = BufReader::new(shell.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), shell_out.next_line())
+        .await
+        .expect("the exec starts")
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(line, "started");
+
+    // Neither would end by itself (the shell's stdin stays open): the
+    // token's expiry ends both.
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while follow_out.next_line().await.ok().flatten().is_some() {}
+        while shell_out.next_line().await.ok().flatten().is_some() {}
+        (follow.wait().await.unwrap(), shell.wait().await.unwrap())
+    })
+    .await;
+    let (_, shell_status) = ended.expect("the streams end when the token expires");
+    assert!(!shell_status.success(), "the exec was cut off");
+    drop(stdin);
+
+    let mut events = events(&gw).await;
+    for _ in 0..50 {
+        if events
+            .iter()
+            .filter(|e| e["kind"] == "session.expired")
+            .count()
+            >= 2
+            && events
+                .iter()
+                .any(|e| e["kind"] == "recording" && e["data"]["protocol"] == "kubernetes-exec")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        events = support::events(&gw).await;
+    }
+    let expired: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "session.expired")
+        .collect();
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    for e in &expired {
+        let command_id = e["data"]["command_id"].clone();
+        let result = events
+            .iter()
+            .find(|r| r["kind"] == "command.result" && r["data"]["command_id"] == command_id)
+            .expect("the cut stream's result");
+        assert!(
+            result["data"]["error"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("your token expired at")),
+            "{result}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "recording" && e["data"]["protocol"] == "kubernetes-exec"),
+        "the cut exec's recording is closed and chained"
+    );
+    gw.stop().await;
+}

@@ -736,3 +736,29 @@ async fn error_text_cannot_carry_masked_values() {
     );
     gw.stop().await;
 }
+
+/// Where the gateway refuses what the server would refuse too, the client
+/// gets the server's own SQLSTATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_the_server_would_make_carry_its_sqlstate() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &[
+                "\\set VERBOSITY verbose",
+                "prepare p as select 1",
+                "prepare p as select 2",
+                "execute never_prepared",
+                "fetch next from never_declared",
+            ],
+        )
+        .await;
+    let e = err(&o);
+    for code in ["42P05", "26000", "34000"] {
+        assert!(e.contains(code), "{code}: {e}");
+    }
+    gw.stop().await;
+}

@@ -851,3 +851,206 @@ async fn respelled_and_disguised_commands_are_still_judged() {
     assert!(!out(&o).contains("123-45-6789"), "{}", out(&o));
     gw.stop().await;
 }
+
+/// The token's `exp` claim (read, not verified: the test minted it).
+fn exp_of(token: &str) -> i64 {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    claims["exp"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_the_token_expires() {
+    if !sshd_ready() {
+        return;
+    }
+    // No leeway: the session ends at the token's `exp` itself.
+    let gw = gateway_with("[identity]\nleeway_secs = 0\n").await;
+    let tok = gw.token_ttl("olga", &["ops"], Duration::from_secs(4));
+    let exp = exp_of(&tok);
+    let expired_at = chrono::DateTime::from_timestamp(exp, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let omar = gw.token("omar", &["approvers"]);
+
+    // A long command, and one held for approval, both outliving the token.
+    let long = {
+        let (gw_tok, gw_port, opts) = (tok.clone(), ssh_port(&gw), client_opts(&gw));
+        tokio::spawn(async move {
+            let mut cmd = tokio::process::Command::new("sshpass");
+            cmd.arg("-e")
+                .env("SSHPASS", &gw_tok)
+                .arg("ssh")
+                .args(opts)
+                .arg("-p")
+                .arg(gw_port.to_string())
+                .arg("bank-host@127.0.0.1")
+                .arg("echo started; sleep 40; echo never")
+                .stdin(std::process::Stdio::null());
+            run(&mut cmd).await
+        })
+    };
+    let held = {
+        let (gw_tok, gw_port, opts) = (tok.clone(), ssh_port(&gw), client_opts(&gw));
+        tokio::spawn(async move {
+            let mut cmd = tokio::process::Command::new("sshpass");
+            cmd.arg("-e")
+                .env("SSHPASS", &gw_tok)
+                .arg("ssh")
+                .args(opts)
+                .arg("-p")
+                .arg(gw_port.to_string())
+                .arg("bank-host@127.0.0.1")
+                .arg("sudo -n true; echo ran-after-approval")
+                .stdin(std::process::Stdio::null());
+            run(&mut cmd).await
+        })
+    };
+    let request = gw.pending_request(&omar).await;
+    let id = request["id"].as_u64().unwrap();
+
+    let told =
+        format!("gatehouse: your token expired at {expired_at}; sign in again and reconnect");
+    let o = long.await.unwrap();
+    assert!(!o.status.success());
+    assert_eq!(out(&o), "started\n", "the command was cut off");
+    assert!(err(&o).contains(&told), "{}", err(&o));
+
+    let o = held.await.unwrap();
+    assert!(!o.status.success());
+    assert!(!out(&o).contains("ran-after-approval"));
+    assert!(
+        err(&o).contains(&format!(
+            "gatehouse: approval request #{id} was withdrawn: your token expired at {expired_at}"
+        )),
+        "{}",
+        err(&o)
+    );
+    let (status, body) = gw
+        .api(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            &omar,
+            Some(serde_json::json!({"reason": "too late"})),
+        )
+        .await;
+    assert_ne!(
+        status, 200,
+        "a withdrawn request cannot be approved: {body}"
+    );
+
+    // Both sessions ended for the token, with their evidence kept.
+    let mut events = events(&gw).await;
+    for _ in 0..50 {
+        if of_kind(&events, "session.end").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        events = support::events(&gw).await;
+    }
+    let expired = of_kind(&events, "session.expired");
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    for e in &expired {
+        assert_eq!(e["data"]["protocol"], "ssh");
+        assert_eq!(e["data"]["token_expires_at"], expired_at.as_str());
+    }
+    let ends = of_kind(&events, "session.end");
+    assert_eq!(ends.len(), 2);
+    for end in ends {
+        assert_eq!(end["data"]["ended_by"], "token_expired", "{end}");
+        assert!(end["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("your token expired at"));
+    }
+    let cut = of_kind(&events, "command.result").into_iter().find(|e| {
+        e["data"]["error"]
+            .as_str()
+            .is_some_and(|x| x.starts_with("cut off: your token expired"))
+    });
+    assert!(cut.is_some(), "the cut command's result says why");
+    assert!(
+        !of_kind(&events, "recording").is_empty(),
+        "the cut session's recording is closed and chained"
+    );
+    let withdrawn = of_kind(&events, "approval.withdrawn");
+    assert!(
+        withdrawn.iter().any(|w| w["data"]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("your token expired"))),
+        "{withdrawn:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_shell_ends_when_the_token_expires() {
+    if !sshd_ready() {
+        return;
+    }
+    let gw = gateway_with("[identity]\nleeway_secs = 0\n").await;
+    let tok = gw.token_ttl("olga", &["ops"], Duration::from_secs(5));
+    let exp = exp_of(&tok);
+    let expired_at = chrono::DateTime::from_timestamp(exp, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let session = format!("gh-ssh-expiry-{}", std::process::id());
+    // The pane outlives ssh, so what it printed last can be read.
+    let ssh_cmd = format!(
+        "sshpass -e ssh {} -tt -p {} bank-host@127.0.0.1; echo ssh-exited-$?; sleep 60",
+        client_opts(&gw).join(" "),
+        ssh_port(&gw)
+    );
+    let started = std::process::Command::new("tmux")
+        .env("TERM", "xterm-256color")
+        .args(["new-session", "-d", "-x", "160", "-y", "30", "-s", &session])
+        .arg("-e")
+        .arg(format!("SSHPASS={tok}"))
+        .arg(&ssh_cmd)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    tmux(&["send-keys", "-t", &session, "export PS1='ready> '", "Enter"]);
+    wait_for_screen(&session, "ready>").await;
+    tmux(&["send-keys", "-t", &session, "echo typed-$((40+2))", "Enter"]);
+    wait_for_screen(&session, "typed-42").await;
+
+    // Idle at the prompt when the token expires: the shell is ended.
+    let screen = wait_for_screen(&session, "ssh-exited-").await;
+    tmux(&["kill-session", "-t", &session]);
+    assert!(
+        screen.contains(&format!("gatehouse: your token expired at {expired_at}")),
+        "{screen}"
+    );
+    assert!(!screen.contains("ssh-exited-0"), "{screen}");
+
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = support::events(&gw).await;
+        if !of_kind(&events, "session.end").is_empty() {
+            break;
+        }
+    }
+    let end = of_kind(&events, "session.end")[0].clone();
+    assert_eq!(end["data"]["ended_by"], "token_expired", "{end}");
+    assert_eq!(
+        end["data"]["recordings"].as_array().map(|a| a.len()),
+        Some(1),
+        "the cut shell's recording is kept: {end}"
+    );
+    assert_eq!(of_kind(&events, "session.expired").len(), 1);
+    // The recording shows why the shell ended.
+    let recording = of_kind(&events, "recording")[0].clone();
+    let file = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(recording["data"]["file"].as_str().unwrap());
+    let cast = std::fs::read_to_string(&file).unwrap();
+    assert!(cast.contains("your token expired at"), "{cast}");
+    gw.stop().await;
+}

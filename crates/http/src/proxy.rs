@@ -9,6 +9,7 @@ use crate::HttpAdapter;
 use bytes::Bytes;
 use gatehouse_core::approval::HeldCommand;
 use gatehouse_core::classify::http::HttpFacts;
+use gatehouse_core::deadline::{SessionDeadline, SessionEnd};
 use gatehouse_core::mask::MaskCounts;
 use gatehouse_core::pipeline::EventRecord;
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
@@ -55,6 +56,10 @@ pub(crate) struct Exchange {
     pub(crate) command_id: u64,
     pub(crate) started: Instant,
     pub(crate) bytes_from_client: u64,
+    /// When this request's answer must stop: the expiry of the token it
+    /// came with, or the end of the grant that admitted it. Streams
+    /// (SSE, watches, followed logs, exec and port-forward) end then.
+    pub(crate) deadline: SessionDeadline,
 }
 
 impl Exchange {
@@ -93,6 +98,44 @@ impl Exchange {
 }
 
 impl Exchange {
+    /// A stream was cut at `end`: a token expiry is recorded as such
+    /// (`session.expired`, naming the request), so an examiner can list it.
+    pub(crate) async fn record_cut(&self, end: &SessionEnd) {
+        self.adapter
+            .pipeline
+            .record_deadline(
+                &self.session.id,
+                &self.identity,
+                &self.session.connection,
+                end,
+                serde_json::json!({"protocol": "http", "command_id": self.command_id}),
+            )
+            .await;
+    }
+
+    /// The request's deadline came before its answer was ready (a slow
+    /// upstream, a JSON answer still being read): the answer is withheld,
+    /// 401 for an expired token (sign in again), 403 for an ended grant.
+    pub(crate) async fn refuse_at_deadline(
+        &self,
+        kind: ConnectionKind,
+        end: &SessionEnd,
+    ) -> Response<ClientBody> {
+        self.record_cut(end).await;
+        let refusal = if end.is_token_expiry() {
+            Refusal::Unauthenticated
+        } else {
+            Refusal::Forbidden
+        };
+        let message = format!("{}; the answer was withheld", end.message());
+        let status = if end.is_token_expiry() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        self.refuse(status, kind, refusal, &message, None).await
+    }
+
     /// Answer for the upstream with a refusal in `kind`'s dialect, and
     /// record the request's end with `detail` (the client's message when
     /// `None`; details such as internal addresses stay in the trail).
@@ -188,7 +231,13 @@ impl HttpAdapter {
                 return Err(error(kind, Refusal::Forbidden, &denied.to_string()));
             }
         };
+        let identity = authorized.acting(&identity);
         let grant = authorized.grant;
+        let grant_id = grant.as_ref().map(|g| g.id);
+        // Each request is authenticated on its own token; what it starts
+        // (a wait for approval, a stream) ends when that token expires or
+        // the grant ends.
+        let deadline = self.pipeline.session_deadline(&identity, grant);
         let user_agent = req
             .headers()
             .get(header::USER_AGENT)
@@ -201,7 +250,7 @@ impl HttpAdapter {
                 &conn.name,
                 Arrival {
                     client_addr: &peer_text,
-                    grant_id: grant.as_ref().map(|g| g.id),
+                    grant_id,
                     user_agent: user_agent.as_deref(),
                     connection_type: kind_name(conn.kind),
                 },
@@ -376,7 +425,18 @@ impl HttpAdapter {
             Verdict::Hold { rule, .. } => {
                 let (broker, opened) = approval.expect("a hold opened a request");
                 tracing::info!(request = opened.id, %rule, "HTTP request held for approval");
-                if let Err(message) = crate::hold::wait(broker, &opened).await {
+                if let Err(message) = crate::hold::wait(broker, &opened, &deadline).await {
+                    if let Some(end) = deadline.ended() {
+                        self.pipeline
+                            .record_deadline(
+                                &session.id,
+                                &identity,
+                                &conn.name,
+                                &end,
+                                serde_json::json!({"protocol": "http", "command_id": command_id}),
+                            )
+                            .await;
+                    }
                     session.count(body.len() as u64, 0, true);
                     return Err(error(kind, Refusal::NotApproved, &message));
                 }
@@ -399,6 +459,7 @@ impl HttpAdapter {
             command_id,
             started: Instant::now(),
             bytes_from_client: body.len() as u64,
+            deadline,
         };
         let client_upgrade = if upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
@@ -453,7 +514,15 @@ impl HttpAdapter {
                     .await)
             }
         };
-        let mut resp = match upstream.send(out).await {
+        // The answer must come before the deadline.
+        let sent = tokio::select! {
+            biased;
+            end = exchange.deadline.reached() => {
+                return Err(exchange.refuse_at_deadline(conn.kind, &end).await);
+            }
+            sent = upstream.send(out) => sent,
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(connection = %conn.name, error = %e, "upstream request failed");
@@ -496,17 +565,10 @@ impl HttpAdapter {
                         .and_then(|v| v.to_str().ok()),
                 );
             }
-            crate::splice::spawn(
-                exchange,
-                tap,
-                client_upgrade,
-                upstream_upgrade,
-                grant.map(|g| g.ended),
-                busy,
-            );
+            crate::splice::spawn(exchange, tap, client_upgrade, upstream_upgrade, busy);
             return Ok(client_resp);
         }
-        Ok(crate::response::relay(exchange, &conn, resp, grant.map(|g| g.ended), busy).await)
+        Ok(crate::response::relay(exchange, &conn, resp, busy).await)
     }
 
     /// What an approver reads: the summary and the body as the upstream

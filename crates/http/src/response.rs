@@ -10,7 +10,6 @@ use crate::respond::{error, full, BodyError, ClientBody, Refusal};
 use crate::textstream::TextStream;
 use bytes::Bytes;
 use gatehouse_core::mask::{MaskCounts, Masker};
-use gatehouse_core::pipeline::BoxFuture;
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use http::header::{self, HeaderValue};
 use http::Response;
@@ -173,7 +172,6 @@ pub(crate) async fn relay(
     exchange: Exchange,
     conn: &ConnectionConfig,
     resp: Response<Incoming>,
-    lease_end: Option<BoxFuture<'static, String>>,
     busy: crate::sessions::Busy,
 ) -> Response<ClientBody> {
     let (mut parts, body) = resp.into_parts();
@@ -304,15 +302,7 @@ pub(crate) async fn relay(
         parts.headers.remove(header::CONTENT_LENGTH);
     }
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BodyError>>(16);
-    tokio::spawn(pump(
-        exchange,
-        parts.status,
-        body,
-        transform,
-        tx,
-        lease_end,
-        busy,
-    ));
+    tokio::spawn(pump(exchange, parts.status, body, transform, tx, busy));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -320,33 +310,34 @@ pub(crate) async fn relay(
 }
 
 /// Move the upstream body to the client through `transform`, then record
-/// the result. Stops when the client goes away or the access grant ends.
+/// the result. Stops when the client goes away or the request's deadline
+/// comes (its token expires, the access grant ends).
 async fn pump(
     exchange: Exchange,
     status: http::StatusCode,
     mut body: Incoming,
     mut transform: Box<dyn Transform>,
     tx: mpsc::Sender<Result<Frame<Bytes>, BodyError>>,
-    lease_end: Option<BoxFuture<'static, String>>,
     busy: crate::sessions::Busy,
 ) {
     let mut sent: u64 = 0;
     let mut failure: Option<String> = None;
-    let mut lease_end = lease_end;
+    let deadline = exchange.deadline.clone();
+    let mut deadline_end = None;
     // Output held back while a tool call in the answer awaits its decision.
     let mut held: Vec<Bytes> = Vec::new();
     let mut held_bytes = 0usize;
     let hold_limit = exchange.adapter.settings.max_response_bytes;
     loop {
-        let next = match lease_end.as_mut() {
-            Some(end) => tokio::select! {
-                frame = body.frame() => frame,
-                why = end => {
-                    failure = Some(format!("access grant ended: {why}"));
-                    break;
-                }
-            },
-            None => body.frame().await,
+        let next = tokio::select! {
+            // The deadline first: nothing more is sent after it.
+            biased;
+            end = deadline.reached() => {
+                failure = Some(end.message());
+                deadline_end = Some(end);
+                break;
+            }
+            frame = body.frame() => frame,
         };
         match next {
             None => break,
@@ -394,23 +385,20 @@ async fn pump(
         }
     }
     if failure.is_none() && transform.calls_tools() {
-        // A client that hangs up, or a grant that ends, while the call
-        // waits for approvers withdraws it (dropping the wait does).
+        // A client that hangs up while the call waits for approvers
+        // withdraws it (dropping the wait does); so does the request's
+        // deadline (the wait itself withdraws it then).
         let calls = transform.tool_calls();
         let vetted = async {
-            match lease_end.as_mut() {
-                Some(end) => tokio::select! {
-                    r = crate::toolgate::vet(&exchange, &calls) => r,
-                    why = end => Err(format!("access grant ended: {why}")),
-                    _ = tx.closed() => Err("the client went away".into()),
-                },
-                None => tokio::select! {
-                    r = crate::toolgate::vet(&exchange, &calls) => r,
-                    _ = tx.closed() => Err("the client went away".into()),
-                },
+            tokio::select! {
+                r = crate::toolgate::vet(&exchange, &calls) => r,
+                _ = tx.closed() => Err("the client went away".into()),
             }
         };
         if let Err(why) = vetted.await {
+            if let Some(end) = exchange.deadline.ended() {
+                deadline_end = Some(end);
+            }
             failure = Some(why);
             held.clear();
         }
@@ -438,6 +426,9 @@ async fn pump(
         },
     }
     drop(tx);
+    if let Some(end) = &deadline_end {
+        exchange.record_cut(end).await;
+    }
     let (summary, counts) = transform.summary();
     exchange
         .finish(status, sent, &counts, summary, failure)
@@ -459,7 +450,14 @@ async fn whole(
     busy: crate::sessions::Busy,
 ) -> Response<ClientBody> {
     let status = parts.status;
-    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+    let collected = tokio::select! {
+        biased;
+        end = exchange.deadline.reached() => {
+            return exchange.refuse_at_deadline(conn.kind, &end).await;
+        }
+        collected = http_body_util::Limited::new(body, limit).collect() => collected,
+    };
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             let message = if e.is::<http_body_util::LengthLimitError>() {

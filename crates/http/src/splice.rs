@@ -5,19 +5,18 @@
 use crate::exec::ExecTap;
 use crate::proxy::Exchange;
 use gatehouse_core::mask::MaskCounts;
-use gatehouse_core::pipeline::BoxFuture;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Relay an upgraded connection in the background until either side
-/// closes (or the access grant that admitted the caller ends).
+/// closes (or the request's deadline comes: its token expires or the
+/// access grant that admitted the caller ends).
 pub(crate) fn spawn(
     exchange: Exchange,
     tap: Option<ExecTap>,
     client: OnUpgrade,
     upstream: OnUpgrade,
-    lease_end: Option<BoxFuture<'static, String>>,
     busy: crate::sessions::Busy,
 ) {
     tokio::spawn(async move {
@@ -58,19 +57,22 @@ pub(crate) fn spawn(
             std::future::pending::<Option<String>>().await
         };
         let mut ended_by = None;
+        let mut deadline_end = None;
+        let deadline = exchange.deadline.clone();
         let (sent_up, sent_down) = {
-            let lease = async {
-                match lease_end {
-                    Some(end) => Some(end.await),
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 (u, d) = &mut relays => (u, d),
                 cut = observe => { ended_by = cut; (0, 0) }
-                why = lease => { ended_by = why.map(|w| format!("access grant ended: {w}")); (0, 0) }
+                end = deadline.reached() => {
+                    ended_by = Some(end.message());
+                    deadline_end = Some(end);
+                    (0, 0)
+                }
             }
         };
+        if let Some(end) = &deadline_end {
+            exchange.record_cut(end).await;
+        }
         // Whatever was relayed after the observer last looked is recorded too.
         while let Ok((from_client, bytes)) = to_up_rx.try_recv() {
             if let Some(t) = tap.as_mut() {

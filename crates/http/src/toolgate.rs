@@ -115,7 +115,7 @@ pub(crate) async fn vet(exchange: &Exchange, calls: &[LlmToolCall]) -> Result<()
         )),
         Verdict::Hold { .. } => {
             let (broker, opened) = opened.expect("a hold opened a request");
-            crate::hold::wait(broker, &opened).await
+            crate::hold::wait(broker, &opened, &exchange.deadline).await
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::masking::{self, RowFormat, RowPlan};
 use crate::session::{ClientIo, SessionContext};
 use bytes::BytesMut;
 use gatehouse_core::approval::{quote_for_approver, HeldCommand, Outcome};
+use gatehouse_core::classify::syntax::mysql_executable_comments;
 use gatehouse_core::classify::{Classification, Dialect, StatementFacts, StatementKind};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
@@ -92,6 +93,7 @@ pub async fn run(
         seq: 1,
         lexing_changed: false,
         withhold_errors: false,
+        diagnostics_masked: false,
     };
     let grant_end = grant_end.unwrap_or_else(|| Box::pin(std::future::pending()));
     let reason = proxy.run(grant_end).await;
@@ -120,6 +122,9 @@ struct Proxy {
     /// The current command reads columns masked for this caller, so the
     /// target's error text (which can quote values) is withheld.
     withhold_errors: bool,
+    /// The last statement read columns masked for this caller, so its
+    /// warnings (`SHOW WARNINGS`) are withheld too.
+    diagnostics_masked: bool,
 }
 
 /// How handling a command ended: keep going, or end the session.
@@ -180,17 +185,17 @@ fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
         })
     };
     let unsafe_charset = UNSAFE.get_or_init(|| {
-        regex::Regex::new(r"(?i)no_backslash_escapes|\b(sjis|cp932|big5|gbk|gb18030)\b")
+        regex::Regex::new(r"(?i)no_backslash_escapes|ansi_quotes|\b(ansi|oracle|db2|mssql|maxdb|postgresql|sjis|cp932|big5|gbk|gb18030)\b")
             .expect("static regex")
     });
     if unsafe_charset.is_match(sql) {
-        return refuse("NO_BACKSLASH_ESCAPES and the sjis, cp932, big5, gbk and gb18030 character sets are not supported through gatehouse");
+        return refuse("sql_mode ANSI_QUOTES (and ANSI, ORACLE, DB2, MSSQL, MAXDB, POSTGRESQL, which imply it), NO_BACKSLASH_ESCAPES and the sjis, cp932, big5, gbk and gb18030 character sets are not supported through gatehouse");
     }
     if c.statements.iter().filter(|f| !f.nested).count() > 1 {
         return refuse("change sql_mode or the character set in a statement of its own");
     }
     let value = VALUE.get_or_init(|| {
-        regex::Regex::new(r"(?i)(?:sql_mode|character_set_[a-z_]+|collation_connection)\s*:?=\s*([^\s,;]+)|\b(?:names|charset|character\s+set)\s+([^\s,;]+)")
+        regex::Regex::new(r#"(?i)(?:sql_mode|character_set_[a-z_]+|collation_connection)\s*:?=\s*('[^']*'|"[^"]*"|[^\s,;]+)|\b(?:names|charset|character\s+set)\s+('[^']*'|"[^"]*"|[^\s,;]+)"#)
             .expect("static regex")
     });
     for caps in value.captures_iter(sql) {
@@ -199,10 +204,18 @@ fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
             .or_else(|| caps.get(2))
             .map(|m| m.as_str())
             .unwrap_or_default();
-        let literal = v.starts_with('\'')
-            || v.starts_with('"')
-            || v.eq_ignore_ascii_case("default")
-            || v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        // A quoted value or a name; not a number (`sql_mode = 4` is
+        // ANSI_QUOTES as a bit mask), not hex, not an expression.
+        let name = v.starts_with(|ch: char| ch.is_ascii_alphabetic())
+            && !v.to_ascii_lowercase().starts_with("0x")
+            && v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        let quoted = (v.starts_with('\'') || v.starts_with('"'))
+            && v.len() >= 2
+            && v.ends_with(&v[..1])
+            && v[1..v.len() - 1]
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ',');
+        let literal = quoted || name;
         if !literal {
             return refuse("set sql_mode and the character set to literal values, not variables or expressions");
         }
@@ -590,6 +603,32 @@ impl Proxy {
         verdict
     }
 
+    /// `SHOW WARNINGS`, `SHOW ERRORS` and `GET DIAGNOSTICS` report the
+    /// messages of the statement before them, which quote values
+    /// (`Truncated incorrect INTEGER value: '…'`): after a statement that
+    /// read columns masked for this caller they are refused, as its own
+    /// error text was withheld. Any other statement starts a new set of
+    /// diagnostics.
+    fn diagnostics_refusal(&mut self, sql: &str, c: &Classification) -> Option<Verdict> {
+        let w = words(sql);
+        let first_two = (
+            w.first().map(String::as_str).unwrap_or_default(),
+            w.get(1).map(String::as_str).unwrap_or_default(),
+        );
+        let diagnostics = matches!(
+            first_two,
+            ("show", "warnings" | "errors" | "count") | ("get", _)
+        );
+        if !diagnostics {
+            self.diagnostics_masked = self.reads_masked(c);
+            return None;
+        }
+        self.diagnostics_masked.then(|| Verdict::Block {
+            rule: "masked-columns-stay-masked".into(),
+            message: "the warnings and errors of the previous statement are withheld because it read columns masked for you".into(),
+        })
+    }
+
     /// Whether `c` reads a table with column rules active for this caller.
     fn reads_masked(&self, c: &Classification) -> bool {
         let ctx = &self.ctx;
@@ -710,8 +749,12 @@ impl Proxy {
         if let Some((query, id)) = parse_kill(&sql) {
             return self.kill(&sql, query, id).await;
         }
-        let (classification, outputs, refusal) = self.resolve(&sql);
-        let verdict = self.verdict_for(&sql, &classification, refusal);
+        let read = mysql_executable_comments(&sql, &self.ctx.server).into_owned();
+        let (classification, outputs, refusal) = self.resolve(&read);
+        let mut verdict = self.verdict_for(&read, &classification, refusal);
+        if let Some(block) = self.diagnostics_refusal(&read, &classification) {
+            verdict = verdict.stricter(block);
+        }
         self.withhold_errors = self.reads_masked(&classification);
         let Some(id) = self
             .admit(&sql, &sql, &classification, &verdict, "text")
@@ -1015,8 +1058,12 @@ impl Proxy {
     }
 
     async fn prepare(&mut self, payload: &[u8], sql: String) -> Step {
-        let (classification, outputs, refusal) = self.resolve(&sql);
-        let verdict = self.verdict_for(&sql, &classification, refusal);
+        let read = mysql_executable_comments(&sql, &self.ctx.server).into_owned();
+        let (classification, outputs, refusal) = self.resolve(&read);
+        let mut verdict = self.verdict_for(&read, &classification, refusal);
+        if let Some(block) = self.diagnostics_refusal(&read, &classification) {
+            verdict = verdict.stricter(block);
+        }
         if let Verdict::Block { .. } = verdict {
             // Refused at PREPARE: recorded, never sent.
             self.admit(&sql, &sql, &classification, &verdict, "prepare")
@@ -1245,6 +1292,7 @@ impl Proxy {
         mut cancelled: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
         mut decision: std::pin::Pin<&mut BoxFuture<'_, Outcome>>,
     ) -> Result<Outcome, Option<(u16, String)>> {
+        let deadline = self.ctx.deadline.clone();
         let outcome = loop {
             if self.client.pending_bytes() >= (1 << 20) {
                 // Past this the gateway could no longer notice a hang-up.
@@ -1257,6 +1305,13 @@ impl Proxy {
                 )));
             }
             tokio::select! {
+                biased;
+                // The session's deadline came: the statement must never run.
+                end = deadline.reached() => {
+                    let why = end.message();
+                    broker.withdraw(id, &format!("the session ended while the statement waited: {why}")).await;
+                    return Err(Some((ER_INTERRUPTED, format!("approval request #{id} was withdrawn: {why}"))));
+                }
                 outcome = &mut decision => break outcome,
                 _ = &mut cancelled => {
                     broker.withdraw(id, "cancelled by the client (KILL QUERY)").await;

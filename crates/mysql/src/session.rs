@@ -133,6 +133,10 @@ pub struct SessionContext {
     pub holding: Arc<std::sync::atomic::AtomicBool>,
     /// Sessions `KILL` may name.
     pub kills: KillRegistry,
+    /// The target server, for the executable comments it runs.
+    pub server: gatehouse_core::classify::syntax::MySqlServer,
+    /// When the session must end (token expiry or grant end).
+    pub deadline: gatehouse_core::deadline::SessionDeadline,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -331,7 +335,7 @@ impl MySqlAdapter {
         };
         let client_addr = peer.to_string();
         let pipeline = &self.pipeline;
-        let identity = match pipeline
+        let mut identity = match pipeline
             .authenticate(&token, &connection, &user, &client_addr, "mysql")
             .await
         {
@@ -375,7 +379,10 @@ impl MySqlAdapter {
                 )
                 .await
             }
-            Ok(a) => (a.connection.clone(), a.grant),
+            Ok(a) => {
+                identity = a.acting(&identity);
+                (a.connection.clone(), a.grant)
+            }
             Err(denied) => {
                 pipeline
                     .record_access_denied(
@@ -481,6 +488,10 @@ impl MySqlAdapter {
             self.kills.remove(gateway_id);
             return Err(e.into());
         }
+        // The session ends at its deadline (the token's expiry or the
+        // grant's end), with an ERR packet, even while the client is idle;
+        // a statement waiting for approval is withdrawn then.
+        let deadline = pipeline.session_deadline(&identity, grant);
         let ctx = Arc::new(SessionContext {
             id: session_id.clone(),
             identity,
@@ -491,16 +502,22 @@ impl MySqlAdapter {
             held_cancel,
             holding,
             kills: self.kills.clone(),
+            server: gatehouse_core::classify::syntax::MySqlServer::from_greeting(
+                &target.server_version,
+            ),
+            deadline,
         });
-        let stats = proxy::run(
+        let deadline = ctx.deadline.clone();
+        let mut stats = proxy::run(
             ctx.clone(),
             client,
             leftover,
             target.stream,
             target.leftover,
-            grant.map(|g| g.ended),
+            Some(deadline.message_when_reached()),
         )
         .await;
+        stats.ended_by = deadline.ended();
         self.kills.remove(gateway_id);
         pipeline
             .end_session(session_id, &ctx.identity, &ctx.connection, started, &stats)

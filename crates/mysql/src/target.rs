@@ -292,6 +292,12 @@ pub async fn connect(
             }
         }
     }
+    let sql_mode = session_sql_mode(&mut reader, capabilities).await?;
+    if let Some(mode) = lexing_sql_mode(&sql_mode) {
+        return Err(TargetError::Refused(format!(
+            "the target session's sql_mode includes {mode}, which changes how the server reads quotes, so gatehouse could read statements differently from it; remove it from the server's global sql_mode (and from the gateway account's init_connect)"
+        )));
+    }
     let (stream, leftover) = reader.into_parts();
     Ok(TargetSession {
         stream,
@@ -301,4 +307,76 @@ pub async fn connect(
         capabilities,
         connection_id: hello.connection_id,
     })
+}
+
+/// The `sql_mode` parts that change where the server ends a string or a
+/// quoted name (`ANSI_QUOTES` makes `"…"` a name; the combination modes
+/// imply it; `NO_BACKSLASH_ESCAPES` makes `\` an ordinary character).
+pub const LEXING_SQL_MODES: &[&str] = &[
+    "ANSI_QUOTES",
+    "ANSI",
+    "ORACLE",
+    "DB2",
+    "MSSQL",
+    "MAXDB",
+    "POSTGRESQL",
+    "NO_BACKSLASH_ESCAPES",
+];
+
+/// The first mode of a comma-separated `sql_mode` value that changes lexing.
+pub fn lexing_sql_mode(sql_mode: &str) -> Option<&'static str> {
+    sql_mode.split(',').find_map(|m| {
+        LEXING_SQL_MODES
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(m.trim()))
+            .copied()
+    })
+}
+
+/// Ask the freshly logged-in target for its session `sql_mode`: no status
+/// flag reports `ANSI_QUOTES` the way one reports `NO_BACKSLASH_ESCAPES`.
+async fn session_sql_mode(
+    reader: &mut PacketReader<Box<dyn ClientIo>>,
+    capabilities: u32,
+) -> Result<String, TargetError> {
+    let protocol = |what: &str| TargetError::Protocol(format!("reading sql_mode: {what}"));
+    let mut seq = 0u8;
+    let mut out = Vec::new();
+    let mut query = vec![0x03];
+    query.extend_from_slice(b"SELECT @@SESSION.sql_mode");
+    encode_packet(&mut out, &mut seq, &query);
+    reader.get_mut().write_all(&out).await?;
+    let head = reader.expect().await?;
+    if head.payload.first() == Some(&0xff) {
+        let e = packets::parse_err(&head.payload).map_err(|e| protocol(&e.to_string()))?;
+        return Err(TargetError::Refused(format!(
+            "the target refused to report its sql_mode: {} (error {})",
+            e.message, e.code
+        )));
+    }
+    let columns = packets::column_count(&head.payload).map_err(|e| protocol(&e.to_string()))?;
+    for _ in 0..columns {
+        reader.expect().await?;
+    }
+    if capabilities & cap::DEPRECATE_EOF == 0 {
+        reader.expect().await?;
+    }
+    let mut mode = None;
+    loop {
+        let p = reader.expect().await?;
+        match p.payload.first() {
+            Some(0xff) => return Err(protocol("the target sent an error")),
+            Some(0xfe) if p.payload.len() < 0xff_ffff => break,
+            _ => {
+                let row = crate::codec::rows::parse_text_row(&p.payload, 1)
+                    .map_err(|e| protocol(&e.to_string()))?;
+                mode = row
+                    .first()
+                    .copied()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+            }
+        }
+    }
+    mode.ok_or_else(|| protocol("no row"))
 }

@@ -12,6 +12,7 @@ pub mod io;
 pub mod masking;
 mod proxy;
 pub mod session;
+pub mod syntax;
 pub mod target;
 
 pub use session::{AdapterSettings, OriginalsSealer, PostgresAdapter};

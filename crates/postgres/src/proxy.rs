@@ -18,6 +18,9 @@ use crate::masking::{self, RowPlan};
 use crate::session::{ClientIo, SessionContext};
 use bytes::BytesMut;
 use gatehouse_core::approval::{quote_for_approver as quoted, HeldCommand, Outcome};
+use gatehouse_core::classify::syntax::{
+    may_change_lexing, pg_backslash_ambiguous, pg_encoding_change_refusal, pg_standard_strings,
+};
 use gatehouse_core::classify::{
     Classification, CopyDirection, Dialect, StatementFacts, StatementKind,
 };
@@ -25,6 +28,7 @@ use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
 use gatehouse_core::pipeline::{redact_secrets, resolve_execute, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -121,6 +125,9 @@ enum Pending {
     },
 }
 
+/// What a LISTENer with column rules sees in place of a payload.
+const NOTIFICATION_WITHHELD: &str = "[withheld by gatehouse: column rules apply to you on this connection, and a notification's payload cannot be traced to the columns it came from]";
+
 /// A Flush message, sent to the target before a held Execute waits.
 const FLUSH: [u8; 5] = [b'H', 0, 0, 0, 4];
 
@@ -161,6 +168,8 @@ pub async fn run(
         cursors: HashMap::new(),
         holding: None,
         discard_until_sync: false,
+        sent_syncs: 0,
+        batch_may_change: false,
         next_command: 0,
         stats: SessionStats::default(),
         out: Vec::with_capacity(8192),
@@ -236,11 +245,24 @@ fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
     match verdict {
         Verdict::Allow { .. } => None,
         Verdict::Block { rule, message } => Some(error_bytes(
-            "42501",
+            block_sqlstate(rule),
             &format!("blocked by gatehouse rule \"{rule}\": {message}"),
             Some("this statement was not sent to the database; the attempt is recorded in the audit trail"),
         )),
         Verdict::Hold { .. } => None,
+    }
+}
+
+/// The SQLSTATE of a block: where the gateway refuses what the server
+/// would have refused too, the server's own code, so code that catches it
+/// (a duplicate PREPARE's 42P05) behaves as it would directly; otherwise
+/// insufficient_privilege.
+fn block_sqlstate(rule: &str) -> &'static str {
+    match rule {
+        "duplicate-prepared-statement" => "42P05",
+        "unknown-prepared-statement" => "26000",
+        "unknown-cursor" => "34000",
+        _ => "42501",
     }
 }
 
@@ -315,6 +337,12 @@ struct ClientPump {
     /// Declared cursors' statements by name, for masking what FETCH returns.
     cursors: HashMap<String, StatementFacts>,
     discard_until_sync: bool,
+    /// Query and Sync messages forwarded: the target answers each with
+    /// ReadyForQuery, after reporting any setting it changed.
+    sent_syncs: u64,
+    /// A statement executed since the last Sync may have changed how the
+    /// target lexes (reported only at the next ReadyForQuery).
+    batch_may_change: bool,
     next_command: u64,
     stats: SessionStats,
     out: Vec<u8>,
@@ -490,6 +518,8 @@ impl ClientPump {
             }
             b'S' => {
                 self.discard_until_sync = false;
+                self.sent_syncs += 1;
+                self.batch_may_change = false;
                 self.push(Pending::Sync);
                 self.out.extend_from_slice(&frame.raw);
             }
@@ -556,6 +586,47 @@ impl ClientPump {
     fn protocol_error(&mut self, problem: String) -> Result<bool, String> {
         self.fatal("08P01", &format!("gatehouse closed the session: {problem}"));
         Err(format!("client protocol error: {problem}"))
+    }
+
+    /// The text to classify for `sql`: as the target will read it under the
+    /// session's lexical settings (see [`crate::syntax`]). A text whose
+    /// reading depends on them (a backslash in a plain string, non-ASCII
+    /// bytes) waits until the target has answered everything sent before
+    /// it, so the settings it last reported are the ones it reads with. In
+    /// an extended-protocol batch after a statement that may have changed
+    /// them, that cannot be known: the error for the client.
+    async fn readable<'a>(
+        &mut self,
+        sql: &'a str,
+        in_batch: bool,
+    ) -> Result<Cow<'a, str>, Vec<u8>> {
+        let ambiguous = pg_backslash_ambiguous(sql);
+        if sql.is_ascii() && !ambiguous {
+            return Ok(Cow::Borrowed(sql));
+        }
+        if in_batch && self.batch_may_change {
+            return Err(error_bytes(
+                "0A000",
+                "gatehouse reads a statement with non-ASCII text or a backslash in a quoted string only once the server has reported its settings, and a statement earlier in this batch may have changed them",
+                Some("send Sync before this statement"),
+            ));
+        }
+        if self.flush().await.is_err() {
+            return Err(Vec::new());
+        }
+        let syntax = &self.ctx.syntax;
+        syntax.answered(self.sent_syncs).await;
+        if !syntax.encoding_safe() {
+            return Err(error_bytes(
+                "22023",
+                "the session's client_encoding cannot be read by gatehouse, so the statement was not run",
+                None,
+            ));
+        }
+        if ambiguous && !syntax.standard_strings() {
+            return Ok(Cow::Owned(pg_standard_strings(sql).into_owned()));
+        }
+        Ok(Cow::Borrowed(sql))
     }
 
     /// Classify one command text, resolving SQL-level EXECUTE to the body it
@@ -627,6 +698,12 @@ impl ClientPump {
                 message: "binary COPY output cannot be masked; use FORMAT text or csv".into(),
             });
         }
+        if let Some(message) = pg_encoding_change_refusal(sql) {
+            verdict = verdict.stricter(Verdict::Block {
+                rule: "pg-session-syntax".into(),
+                message,
+            });
+        }
         verdict
     }
 
@@ -665,8 +742,15 @@ impl ClientPump {
     }
 
     async fn simple_query(&mut self, frame: Frame, sql: String) {
-        let (classification, outputs, refusal) = self.resolve(&sql);
-        let mut verdict = self.verdict_for(&sql, &classification, refusal);
+        let read = match self.readable(&sql, false).await {
+            Ok(text) => text.into_owned(),
+            Err(bytes) => {
+                self.stats.blocked += 1;
+                return self.refuse_query(bytes);
+            }
+        };
+        let (classification, outputs, refusal) = self.resolve(&read);
+        let mut verdict = self.verdict_for(&read, &classification, refusal);
         let effects = match self.prepared_effects(&sql, &classification) {
             Ok(e) => e,
             Err(refused) => {
@@ -728,6 +812,7 @@ impl ClientPump {
             sql,
             effects,
         });
+        self.sent_syncs += 1;
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -1001,8 +1086,16 @@ impl ClientPump {
             ));
             return;
         }
-        let (classification, outputs, refusal) = self.resolve(&sql);
-        let verdict = self.verdict_for(&sql, &classification, refusal);
+        let read = match self.readable(&sql, true).await {
+            Ok(text) => text.into_owned(),
+            Err(bytes) => {
+                self.stats.blocked += 1;
+                lock_prepared(&self.prepared).remove(&name);
+                return self.fail_batch(bytes);
+            }
+        };
+        let (classification, outputs, refusal) = self.resolve(&read);
+        let verdict = self.verdict_for(&read, &classification, refusal);
         if let Some(err) = verdict_error(&verdict) {
             self.stats.blocked += 1;
             let bytes = match self
@@ -1101,6 +1194,7 @@ impl ClientPump {
             portal,
             effects,
         });
+        self.batch_may_change |= may_change_lexing(&stmt.classification);
         self.out.extend_from_slice(&frame.raw);
     }
 }
@@ -1165,12 +1259,14 @@ impl ServerPump {
                 frame = self.reader.next() => match frame {
                     Ok(Some(f)) => {
                         if let Err(e) = self.step(f) {
+                            let _ = self.write().await;
                             return e;
                         }
                         loop {
                             match self.reader.buffered() {
                                 Ok(Some(f)) => {
                                     if let Err(e) = self.step(f) {
+                                        let _ = self.write().await;
                                         return e;
                                     }
                                 }
@@ -1324,9 +1420,11 @@ impl ServerPump {
             }),
             b'H' => self.copy_out_start(&frame),
             b'd' => self.copy_data(&frame),
+            b'S' => self.parameter_status(&frame),
+            b'A' => self.notification(&frame),
             _ => {
-                // ParameterStatus, NotificationResponse, ParameterDescription,
-                // CopyDone, CopyInResponse: relayed unchanged.
+                // CopyDone, CopyInResponse, CopyBothResponse, EmptyQuery…:
+                // relayed unchanged (they carry no values).
                 self.out.extend_from_slice(&frame.raw);
                 Ok(())
             }
@@ -1589,25 +1687,99 @@ impl ServerPump {
         }
     }
 
-    fn error(&mut self, frame: &Frame) -> Result<(), String> {
+    /// An ErrorResponse or NoticeResponse as the client may see it: its
+    /// text through the detectors, or, for a command reading columns masked
+    /// for this caller, only its code (error and notice text can quote a
+    /// value: `invalid input syntax for type integer: "…"`, a function's
+    /// `RAISE NOTICE`). `None` when the original may go as it is.
+    fn screened_notice(&mut self, tag: u8, body: &[u8]) -> Option<Vec<u8>> {
         let masker = self.ctx.pipeline.masker.clone();
-        let mut masked = masking::mask_notice(&masker, b'E', &frame.body, &mut self.result.masked);
-        if self.current_reads_masked() {
-            // Error text can quote a value (`invalid input syntax for type
-            // integer: "…"`): for a command reading masked columns, only
-            // the SQLSTATE goes back.
-            let original = backend::parse_notice(&frame.body).unwrap_or_default();
-            let code = original.get(b'C').unwrap_or("XX000").to_string();
-            masked = Some(
-                Notice::new(
-                    "ERROR",
-                    &code,
-                    &format!("the database refused this statement ({code}); its message is withheld because the statement reads columns masked for you"),
+        let masked = masking::mask_notice(&masker, tag, body, &mut self.result.masked);
+        if !self.current_reads_masked() {
+            return masked;
+        }
+        let original = backend::parse_notice(body).unwrap_or_default();
+        let severity = original.get(b'S').unwrap_or("NOTICE").to_string();
+        let code = original.get(b'C').unwrap_or("XX000").to_string();
+        let what = if tag == b'E' {
+            "the database refused this statement"
+        } else {
+            "the database sent a notice"
+        };
+        Some(
+            Notice::new(
+                &severity,
+                &code,
+                &format!("{what} ({code}); its message is withheld because the statement reads columns masked for you"),
+                None,
+            )
+            .encode(tag),
+        )
+    }
+
+    /// A ParameterStatus report: followed for the session's lexing (an
+    /// unsafe client encoding ends the session), its value masked by the
+    /// detectors (`set_config('application_name', …)` can carry anything).
+    fn parameter_status(&mut self, frame: &Frame) -> Result<(), String> {
+        let (name, value) =
+            backend::parse_parameter_status(&frame.body).map_err(|e| format!("target sent {e}"))?;
+        if let Some(why) = self.ctx.syntax.observe(name, value) {
+            self.out.extend_from_slice(
+                &Notice::new(
+                    "FATAL",
+                    "22023",
+                    &format!("gatehouse ended this session: {why}"),
                     None,
                 )
                 .encode(b'E'),
             );
+            return Err(format!("the target reported {name} = {value}"));
         }
+        let masker = self.ctx.pipeline.masker.clone();
+        match masker.mask_detected(value, &mut self.result.masked) {
+            Some(masked) => self
+                .out
+                .extend_from_slice(&backend::parameter_status(name, &masked)),
+            None => self.out.extend_from_slice(&frame.raw),
+        }
+        Ok(())
+    }
+
+    /// A notification for a LISTENer. Its payload is whatever the notifier
+    /// chose, from any session: no column traces to it, so for a caller
+    /// with column rules on this connection it is withheld; otherwise the
+    /// detectors mask it.
+    fn notification(&mut self, frame: &Frame) -> Result<(), String> {
+        let n = backend::parse_notification(&frame.body).map_err(|e| format!("target sent {e}"))?;
+        let ctx = &self.ctx;
+        let replaced = if !n.payload.is_empty()
+            && ctx
+                .pipeline
+                .policy
+                .masks_columns_for(&ctx.identity, &ctx.connection)
+        {
+            Some(NOTIFICATION_WITHHELD.to_string())
+        } else {
+            ctx.pipeline
+                .masker
+                .clone()
+                .mask_detected(n.payload, &mut self.result.masked)
+        };
+        match replaced {
+            Some(payload) => {
+                self.out
+                    .extend_from_slice(&backend::notification(&backend::Notification {
+                        payload: &payload,
+                        ..n
+                    }))
+            }
+            None => self.out.extend_from_slice(&frame.raw),
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, frame: &Frame) -> Result<(), String> {
+        let masked = self.screened_notice(b'E', &frame.body);
         let notice = backend::parse_notice(masked.as_deref().map_or(&frame.body[..], |m| &m[5..]))
             .unwrap_or_default();
         self.result.error = Some(serde_json::json!({
@@ -1636,8 +1808,7 @@ impl ServerPump {
     }
 
     fn notice(&mut self, frame: &Frame) -> Result<(), String> {
-        let masker = self.ctx.pipeline.masker.clone();
-        let masked = masking::mask_notice(&masker, b'N', &frame.body, &mut self.result.masked);
+        let masked = self.screened_notice(b'N', &frame.body);
         self.out
             .extend_from_slice(masked.as_deref().unwrap_or(&frame.raw));
         Ok(())
@@ -1645,6 +1816,7 @@ impl ServerPump {
 
     fn ready(&mut self, frame: &Frame) -> Result<(), String> {
         self.status = backend::parse_ready_for_query(&frame.body).unwrap_or(b'I');
+        self.ctx.syntax.ready_for_query();
         // Whatever the target skipped after an error is done now.
         while let Some(front) = self.queue.pop_front() {
             match front {

@@ -89,6 +89,8 @@ pub struct SessionContext {
     pub settings: AdapterSettings,
     /// Woken when the client cancels, to withdraw a held statement.
     pub held_cancel: Arc<tokio::sync::Notify>,
+    /// How the target lexes this session's text, as it reports it.
+    pub syntax: crate::syntax::SessionSyntax,
 }
 
 impl PostgresAdapter {
@@ -280,7 +282,7 @@ impl PostgresAdapter {
         };
         let pipeline = &self.pipeline;
         let client_addr = peer.to_string();
-        let identity = match pipeline
+        let mut identity = match pipeline
             .authenticate(&token, &connection, &user, &client_addr, "postgres")
             .await
         {
@@ -315,7 +317,10 @@ impl PostgresAdapter {
                 )
                 .await
             }
-            Ok(a) => (a.connection.clone(), a.grant),
+            Ok(a) => {
+                identity = a.acting(&identity);
+                (a.connection.clone(), a.grant)
+            }
             Err(denied) => {
                 pipeline
                     .record_access_denied(
@@ -339,6 +344,15 @@ impl PostgresAdapter {
                     &format!("gatehouse could not open connection \"{}\": {e}", conn.name),
                 )
                 .await;
+            }
+        };
+        let syntax = match crate::syntax::SessionSyntax::from_login(&target.parameter_status) {
+            Ok(s) => s,
+            Err(why) => {
+                pipeline
+                    .record_access_denied(&identity, &conn.name, &client_addr, "postgres", &why)
+                    .await;
+                return fatal(&mut client, "22023", &why).await;
             }
         };
         let session_id = gatehouse_core::pipeline::new_session_id();
@@ -387,16 +401,22 @@ impl PostgresAdapter {
             pipeline: pipeline.clone(),
             settings: self.settings.clone(),
             held_cancel,
+            syntax,
         });
-        let stats = proxy::run(
+        // The session ends at its deadline (the token's expiry or the
+        // grant's end) even while the client is idle: the proxy sends a
+        // FATAL with the reason and withdraws a held statement.
+        let deadline = pipeline.session_deadline(&ctx.identity, grant);
+        let mut stats = proxy::run(
             ctx.clone(),
             client,
             rest,
             target.stream,
             target.leftover,
-            grant.map(|g| g.ended),
+            Some(deadline.message_when_reached()),
         )
         .await;
+        stats.ended_by = deadline.ended();
         if let Some((pid, _)) = gateway_key {
             self.cancels.remove(pid);
         }

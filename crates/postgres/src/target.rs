@@ -67,7 +67,9 @@ pub async fn connect(
     let mut params: Vec<(&str, &str)> =
         vec![("user", &conn.user), ("database", conn.database_name())];
     for (k, v) in client_params {
-        if PASSED_PARAMS.contains(&k.as_str()) {
+        // Parameter names are case-insensitive (libpq sends `PGTZ` as
+        // `timezone`).
+        if PASSED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)) {
             params.push((k, v));
         }
     }

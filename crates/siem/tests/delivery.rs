@@ -298,6 +298,7 @@ async fn every_event_reaches_every_sink_across_outages_and_restarts() {
         durability: Durability::Normal,
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(3600),
+        anchor_file: None,
     })
     .unwrap();
     record(&log, 1, 25).await;

@@ -14,6 +14,7 @@ use crate::target::Target;
 use crate::Live;
 use gatehouse_core::approval::{HeldCommand, Outcome};
 use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
+use gatehouse_core::deadline::SessionEnd;
 use gatehouse_core::Verdict;
 use russh::client;
 use russh::server::{self, Msg};
@@ -63,11 +64,14 @@ struct Relay {
     tracker: sftp::Tracker,
     mask_terminal: bool,
     exit_status: Option<u32>,
+    /// Set when the session's deadline cut this channel off.
+    cut: Option<String>,
 }
 
 enum Next {
     Client(Option<ChannelMsg>),
     Target(Option<ChannelMsg>),
+    Deadline(SessionEnd),
 }
 
 /// Relay one session channel until either side closes it.
@@ -108,6 +112,7 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
         tracker: sftp::Tracker::default(),
         mask_terminal,
         exit_status: None,
+        cut: None,
     };
     relay.pump().await;
     relay.finish().await;
@@ -150,10 +155,15 @@ async fn refuse_channel(mut client: Channel<Msg>, handle: server::Handle, messag
 
 impl Relay {
     async fn pump(&mut self) {
+        let deadline = self.live.deadline.clone();
         loop {
             let next = {
                 let (c, t) = (&mut self.client, &mut self.tgt);
+                // The deadline first: nothing the client sends after it
+                // is acted on.
                 tokio::select! {
+                    biased;
+                    end = deadline.reached() => Next::Deadline(end),
                     m = c.wait() => Next::Client(m),
                     m = t.wait() => Next::Target(m),
                 }
@@ -162,6 +172,7 @@ impl Relay {
                 Next::Client(Some(m)) => self.on_client(m).await,
                 Next::Target(Some(m)) => self.on_target(m).await,
                 Next::Client(None) | Next::Target(None) => false,
+                Next::Deadline(end) => self.end_at_deadline(&end).await,
             };
             if !go_on {
                 break;
@@ -410,6 +421,21 @@ impl Relay {
         }
     }
 
+    /// The session's deadline came (token expired, grant ended): tell the
+    /// user on stderr, in the recording too, and close the channel; the
+    /// connection is closed once every channel has recorded its evidence.
+    async fn end_at_deadline(&mut self, end: &SessionEnd) -> bool {
+        let message = end.message();
+        let line = format!("\r\ngatehouse: {message}\r\n");
+        if let Some(r) = self.recording.as_mut() {
+            r.output(line.as_bytes());
+        }
+        self.stderr(&line).await;
+        self.cut = Some(message);
+        let _ = self.client.eof().await;
+        false
+    }
+
     async fn refuse_and_close(&mut self, message: &str) -> bool {
         self.stderr(&format!("gatehouse: {message}\r\n")).await;
         let _ = self.client.exit_status(REFUSED_EXIT_STATUS).await;
@@ -557,8 +583,17 @@ impl Relay {
         };
         let decision = broker.wait(id);
         tokio::pin!(decision);
+        let deadline = self.live.deadline.clone();
         let outcome = loop {
             tokio::select! {
+                biased;
+                // The session's deadline came: the command must never run.
+                end = deadline.reached() => {
+                    let why = end.message();
+                    broker.withdraw(id, &format!("the session ended while the command waited: {why}")).await;
+                    self.cut = Some(why.clone());
+                    return Err(Some(format!("approval request #{id} was withdrawn: {why}; the command was not run")));
+                }
                 outcome = &mut decision => break outcome,
                 msg = self.client.wait() => match msg {
                     Some(ChannelMsg::Data { data }) if self.pty.is_some() && data.contains(&3) => {
@@ -873,6 +908,9 @@ impl Relay {
                 "exit_status": self.exit_status,
                 "duration_ms": started.elapsed().as_millis() as u64,
             });
+            if let Some(why) = &self.cut {
+                data["error"] = format!("cut off: {why}").into();
+            }
             if self.mode == Mode::Transfer {
                 data["transfer"] = serde_json::json!({
                     "direction": facts.kind,

@@ -20,7 +20,7 @@ pub use gatehouse_core::recording;
 pub mod sftp;
 pub mod target;
 
-use gatehouse_core::approval::GrantLease;
+use gatehouse_core::deadline::SessionDeadline;
 use gatehouse_core::pipeline::{EventRecord, Pipeline};
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use gatehouse_core::Identity;
@@ -101,7 +101,6 @@ impl SshAdapter {
             adapter: self.clone(),
             peer,
             live: live.clone(),
-            lease: None,
         };
         let reason = match server::run_stream(self.config.clone(), tcp, handler).await {
             Ok(session) => match session.await {
@@ -118,6 +117,9 @@ impl SshAdapter {
         };
         let ended = live.lock().ok().and_then(|mut l| l.take());
         if let Some(live) = ended {
+            if let Some(task) = live.deadline_task.lock().ok().and_then(|mut t| t.take()) {
+                task.abort();
+            }
             live.end(&reason).await;
         }
     }
@@ -139,6 +141,12 @@ pub struct Live {
     pub pipeline: Arc<Pipeline>,
     /// Where recordings go.
     pub recordings_dir: PathBuf,
+    /// When the session must end (token expiry or grant end); every
+    /// channel waits on it, and so does the connection.
+    pub deadline: SessionDeadline,
+    /// The task closing the connection at the deadline; stopped when the
+    /// connection ends first.
+    deadline_task: Mutex<Option<tokio::task::AbortHandle>>,
     client_addr: String,
     started: Instant,
     target: tokio::sync::OnceCell<Result<Arc<target::Target>, String>>,
@@ -217,18 +225,24 @@ impl Live {
         }
     }
 
-    /// Record the session's end; `reason` says how the connection ended.
-    async fn end(&self, reason: &str) {
-        // Channels record their results and recordings as they close, just
-        // after the connection ends: let them finish first (bounded).
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+    /// Wait (at most `within`) until no channel is relaying.
+    async fn channels_closed(&self, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        while self.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
             let idle = self.idle.notified();
             if self.active.load(Ordering::SeqCst) == 0 {
                 break;
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), idle).await;
         }
+    }
+
+    /// Record the session's end; `reason` says how the connection ended
+    /// (replaced by the deadline's message when the deadline ended it).
+    async fn end(&self, reason: &str) {
+        // Channels record their results and recordings as they close, just
+        // after the connection ends: let them finish first (bounded).
+        self.channels_closed(Duration::from_secs(10)).await;
         if let Some(Ok(t)) = self.target.get() {
             let _ = t
                 .disconnect(russh::Disconnect::ByApplication, "session ended", "en")
@@ -242,7 +256,7 @@ impl Live {
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default();
-        let data = serde_json::json!({
+        let mut data = serde_json::json!({
             "protocol": "ssh",
             "reason": reason,
             "duration_ms": self.started.elapsed().as_millis() as u64,
@@ -251,6 +265,19 @@ impl Live {
             "blocked": self.blocked.load(Ordering::Relaxed),
             "recordings": recordings,
         });
+        if let Some(end) = self.deadline.ended() {
+            self.pipeline
+                .record_deadline(
+                    &self.id,
+                    &self.identity,
+                    &self.connection_name,
+                    &end,
+                    serde_json::json!({"protocol": "ssh"}),
+                )
+                .await;
+            gatehouse_core::pipeline::merge(&mut data, end.audit_fields());
+            data["reason"] = end.message().into();
+        }
         if let Err(e) = self.record("session.end", data).await {
             tracing::error!(error = %e, "could not record ssh session end");
         }
@@ -261,7 +288,6 @@ struct ClientHandler {
     adapter: Arc<SshAdapter>,
     peer: SocketAddr,
     live: Arc<Mutex<Option<Arc<Live>>>>,
-    lease: Option<GrantLease>,
 }
 
 impl ClientHandler {
@@ -279,7 +305,7 @@ impl ClientHandler {
         let pipeline = self.adapter.pipeline.clone();
         let client_addr = self.peer.to_string();
         let connection = user.to_string();
-        let identity = match pipeline
+        let mut identity = match pipeline
             .authenticate(token.trim(), &connection, user, &client_addr, "ssh")
             .await
         {
@@ -292,6 +318,7 @@ impl ClientHandler {
         let mut denied = None;
         let mut conn = None;
         let mut grant_id = None;
+        let mut grant = None;
         match pipeline.authorize(&identity, &connection) {
             Ok(a) if a.connection.kind != ConnectionKind::Ssh => {
                 denied = Some(format!(
@@ -300,8 +327,9 @@ impl ClientHandler {
             }
             Ok(a) => {
                 conn = Some(a.connection.clone());
+                identity = a.acting(&identity);
                 grant_id = a.grant.as_ref().map(|g| g.id);
-                self.lease = a.grant;
+                grant = a.grant;
             }
             Err(d) => denied = Some(d.to_string()),
         }
@@ -310,6 +338,7 @@ impl ClientHandler {
                 .record_access_denied(&identity, &connection, &client_addr, "ssh", reason)
                 .await;
         }
+        let deadline = pipeline.session_deadline(&identity, grant);
         let live = Arc::new(Live {
             id: gatehouse_core::pipeline::new_session_id(),
             identity,
@@ -318,6 +347,8 @@ impl ClientHandler {
             denied,
             pipeline,
             recordings_dir: self.adapter.settings.recordings_dir.clone(),
+            deadline,
+            deadline_task: Mutex::new(None),
             client_addr,
             started: Instant::now(),
             target: tokio::sync::OnceCell::new(),
@@ -381,14 +412,31 @@ impl server::Handler for ClientHandler {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        if let Some(lease) = self.lease.take() {
+        // At the session's deadline every channel tells its user why and
+        // closes, recording its evidence; then the connection is closed.
+        if let Some(live) = self.live() {
             let handle = session.handle();
-            tokio::spawn(async move {
-                let reason = lease.ended.await;
+            let deadline = live.deadline.clone();
+            let task_live = live.clone();
+            let task = tokio::spawn(async move {
+                let live = task_live;
+                let end = deadline.reached().await;
+                live.channels_closed(Duration::from_secs(5)).await;
+                // A client whose channels all closed leaves on its own; the
+                // grace also lets what the channels last sent (the reason on
+                // stderr) reach it before the disconnect does.
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 let _ = handle
-                    .disconnect(russh::Disconnect::ByApplication, reason, "en".into())
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        format!("gatehouse: {}", end.message()),
+                        "en".into(),
+                    )
                     .await;
             });
+            if let Ok(mut t) = live.deadline_task.lock() {
+                *t = Some(task.abort_handle());
+            }
         }
         Ok(())
     }

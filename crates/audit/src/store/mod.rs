@@ -4,7 +4,7 @@
 mod sqlite;
 
 pub(crate) use sqlite::{
-    decode_checkpoint_row, decode_event_row, open_read_only, read_error, CHECKPOINT_COLUMNS,
+    checkpoint_columns, decode_checkpoint_row, decode_event_row, open_read_only, read_error,
     EVENT_COLUMNS,
 };
 pub use sqlite::{Durability, SqliteStore};

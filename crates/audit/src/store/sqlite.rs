@@ -33,7 +33,10 @@ impl Durability {
 }
 
 /// The on-disk format this code reads and writes (`PRAGMA user_version`).
-const FORMAT_VERSION: i64 = 1;
+/// 2 added the signed checkpoint policy (`checkpoints.checkpoint_every`,
+/// `checkpoints.checkpoint_interval_ms`); a format 1 store is migrated on
+/// open by adding the two columns (NULL in its old rows).
+const FORMAT_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -56,7 +59,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     ts         TEXT NOT NULL,
     prev_hash  TEXT NOT NULL,
     hash       TEXT NOT NULL,
-    signature  TEXT NOT NULL
+    signature  TEXT NOT NULL,
+    checkpoint_every       INTEGER,
+    checkpoint_interval_ms INTEGER
 ) STRICT;
 ";
 
@@ -64,9 +69,34 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 pub(crate) const EVENT_COLUMNS: &str =
     "seq, ts, kind, session_id, subject, connection, data, prev_hash, hash";
 
-/// Column list matching [`decode_checkpoint_row`].
+/// Column list matching [`decode_checkpoint_row`], for a store in the
+/// current format (use [`checkpoint_columns`] on a store that may be older).
 pub(crate) const CHECKPOINT_COLUMNS: &str =
-    "seq, event_seq, event_hash, ts, prev_hash, hash, signature";
+    "seq, event_seq, event_hash, ts, prev_hash, hash, signature, checkpoint_every, checkpoint_interval_ms";
+
+/// [`CHECKPOINT_COLUMNS`] for a format 1 store (read-only readers never
+/// migrate it): the policy columns read as NULL.
+const CHECKPOINT_COLUMNS_V1: &str =
+    "seq, event_seq, event_hash, ts, prev_hash, hash, signature, NULL, NULL";
+
+/// Whether the `checkpoints` table has the format 2 policy columns.
+fn has_policy_columns(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('checkpoints') WHERE name = 'checkpoint_every'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// The checkpoint column list to select on `conn`, whatever its format.
+pub(crate) fn checkpoint_columns(conn: &Connection) -> rusqlite::Result<&'static str> {
+    Ok(if has_policy_columns(conn)? {
+        CHECKPOINT_COLUMNS
+    } else {
+        CHECKPOINT_COLUMNS_V1
+    })
+}
 
 /// The SQLite store the writer appends to. Holds the one read-write
 /// connection; readers open their own read-only ones.
@@ -112,6 +142,13 @@ impl SqliteStore {
         }
         conn.execute_batch(SCHEMA)
             .map_err(|e| fail(e.to_string()))?;
+        if !has_policy_columns(&conn).map_err(|e| fail(e.to_string()))? {
+            conn.execute_batch(
+                "ALTER TABLE checkpoints ADD COLUMN checkpoint_every INTEGER;
+                 ALTER TABLE checkpoints ADD COLUMN checkpoint_interval_ms INTEGER;",
+            )
+            .map_err(|e| fail(format!("cannot add the checkpoint policy columns: {e}")))?;
+        }
         conn.pragma_update(None, "user_version", FORMAT_VERSION)
             .map_err(|e| fail(e.to_string()))?;
         Ok(SqliteStore {
@@ -183,8 +220,9 @@ impl AuditStore for SqliteStore {
 
     fn append_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO checkpoints (seq, event_seq, event_hash, ts, prev_hash, hash, signature)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO checkpoints (seq, event_seq, event_hash, ts, prev_hash, hash, signature,
+                                      checkpoint_every, checkpoint_interval_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 to_sql_int(cp.seq)?,
                 to_sql_int(cp.event_seq)?,
@@ -192,7 +230,9 @@ impl AuditStore for SqliteStore {
                 cp.ts,
                 cp.prev_hash,
                 cp.hash,
-                cp.signature
+                cp.signature,
+                cp.checkpoint_every.map(to_sql_int).transpose()?,
+                cp.checkpoint_interval_ms.map(to_sql_int).transpose()?
             ],
         )?;
         Ok(())
@@ -300,6 +340,13 @@ pub(crate) fn decode_checkpoint_row(row: &Row<'_>) -> Result<Checkpoint, String>
         row.get(i)
             .map_err(|e| format!("its {column} has the wrong type ({e})"))
     };
+    let opt_int = |i: usize, column: &str| -> Result<Option<u64>, String> {
+        let n: Option<i64> = row
+            .get(i)
+            .map_err(|e| format!("its {column} is not an integer ({e})"))?;
+        n.map(|n| u64::try_from(n).map_err(|_| format!("its {column} {n} is negative")))
+            .transpose()
+    };
     Ok(Checkpoint {
         seq: int(0, "seq")?,
         event_seq: int(1, "event_seq")?,
@@ -308,6 +355,8 @@ pub(crate) fn decode_checkpoint_row(row: &Row<'_>) -> Result<Checkpoint, String>
         prev_hash: text(4, "prev_hash")?,
         hash: text(5, "hash")?,
         signature: text(6, "signature")?,
+        checkpoint_every: opt_int(7, "checkpoint_every")?,
+        checkpoint_interval_ms: opt_int(8, "checkpoint_interval_ms")?,
     })
 }
 

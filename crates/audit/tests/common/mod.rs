@@ -16,6 +16,11 @@ pub fn key_path(dir: &Path) -> PathBuf {
     dir.join("audit.key")
 }
 
+/// The external anchor the test writers append their checkpoints to.
+pub fn anchor_path(dir: &Path) -> PathBuf {
+    dir.join("anchor/audit-anchor.jsonl")
+}
+
 /// A config that only checkpoints every `every` events and at close.
 pub fn config(dir: &Path, every: u64) -> AuditConfig {
     AuditConfig {
@@ -24,6 +29,7 @@ pub fn config(dir: &Path, every: u64) -> AuditConfig {
         durability: Durability::Normal,
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(3600),
+        anchor_file: Some(anchor_path(dir)),
     }
 }
 

@@ -283,7 +283,8 @@ fn request_card(
                 RequestKind::Access => {
                     p.access {
                         "Asks for " strong { (human_secs(r.access_secs.unwrap_or(0))) }
-                        " of access to " strong { (r.connection) } "."
+                        " of access to " strong { (r.connection) } ", "
+                        strong.scope { (gatehouse_approvals::model::scope_words(&r.access_as)) } "."
                     }
                     blockquote.reason { (r.message) }
                 }

@@ -9,9 +9,10 @@ use crate::state::App;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use gatehouse_audit::{load_verifying_key, verify, Checkpoint, VerifyReport, VerifyingKey};
+use gatehouse_audit::{
+    load_verifying_key, verify_with, Checkpoint, VerifyOptions, VerifyReport, VerifyingKey,
+};
 use maud::html;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,48 +32,22 @@ pub(crate) struct AuditStatus {
     last: Result<Option<CheckedCheckpoint>, String>,
 }
 
-/// The newest checkpoint, read through a read-only connection.
+/// The newest checkpoint, read through a read-only connection (whatever
+/// the store's format: a format 2 checkpoint signs its policy too).
 fn last_checkpoint(path: &Path) -> Result<Option<Checkpoint>, String> {
     if !path.exists() {
         return Err(format!("there is no audit trail at {}", path.display()));
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    conn.query_row(
-        "SELECT seq, event_seq, event_hash, ts, prev_hash, hash, signature
-         FROM checkpoints ORDER BY seq DESC LIMIT 1",
-        [],
-        |row| {
-            let int = |i: usize| -> rusqlite::Result<u64> {
-                Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
-            };
-            Ok(Checkpoint {
-                seq: int(0)?,
-                event_seq: int(1)?,
-                event_hash: row.get(2)?,
-                ts: row.get(3)?,
-                prev_hash: row.get(4)?,
-                hash: row.get(5)?,
-                signature: row.get(6)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(|e| format!("cannot read the checkpoints: {e}"))
+    gatehouse_audit::last_checkpoint(path).map_err(|e| e.to_string())
 }
 
-fn check(db: &Path, key_path: &Path) -> AuditStatus {
+fn check(db: &Path, key_path: &Path, options: &VerifyOptions) -> AuditStatus {
     let started = Instant::now();
     let key: Result<VerifyingKey, String> = load_verifying_key(key_path).map_err(|e| e.to_string());
     let report = key
         .as_ref()
         .map_err(Clone::clone)
-        .and_then(|k| verify(db, k).map_err(|e| e.to_string()));
+        .and_then(|k| verify_with(db, k, options).map_err(|e| e.to_string()));
     let last = last_checkpoint(db).map(|cp| {
         cp.map(|cp| {
             let sig = match &key {
@@ -100,7 +75,8 @@ async fn status(app: &App) -> Arc<AuditStatus> {
     }
     let db = app.audit_db.clone();
     let key = app.audit_public_key.clone();
-    let s = match blocking(move || Ok(check(&db, &key))).await {
+    let options = app.audit_verify.clone();
+    let s = match blocking(move || Ok(check(&db, &key, &options))).await {
         Ok(s) => Arc::new(s),
         Err(e) => Arc::new(AuditStatus {
             checked_at: chrono::Utc::now(),
@@ -129,7 +105,17 @@ pub(crate) async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Respons
                         (r.events) " events and " (r.checkpoints) " signed checkpoints checked: every hash recomputes and every signature verifies with the public key."
                     }
                     @if r.unsigned_tail > 0 {
-                        p.muted { (r.unsigned_tail) " newest events are not yet covered by a checkpoint; they are protected by the hash chain and will be signed at the next checkpoint." }
+                        p.muted {
+                            (r.unsigned_tail) " newest events are not yet covered by a checkpoint"
+                            @if let Some(age) = r.unsigned_age_ms { " (the oldest written " (age / 1000) " s ago)" }
+                            "; they are protected by the hash chain and will be signed at the next checkpoint, within the policy the trail signed."
+                        }
+                    }
+                    @if let Some(a) = &r.anchor {
+                        p.muted { "The store agrees with its anchor file " code { (a.path) } " (" (a.entries) " checkpoints)." }
+                    }
+                    @for note in &r.notes {
+                        p.muted { (note) }
                     }
                     @if let Some(n) = r.pruned_through {
                         p.muted { "Events 1–" (n) " were removed under the retention policy; a signed prune record anchors what remains on the checkpoint that covered event " (n) "." }
@@ -138,11 +124,14 @@ pub(crate) async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> Respons
             }
             Ok(r) => {
                 section.card.verdict-bad #chain data-intact="false" {
-                    h2 { "✘ The chain does not verify" }
+                    h2 { "✘ The trail does not verify" }
                     @if let Some(b) = &r.first_bad {
                         p { "First problem at event " strong { (b.seq) } ": " (b.reason) }
                     }
-                    p { "Checked " (r.events) " events and " (r.checkpoints) " checkpoints. Preserve the database file and an export, and tell your security team: the record may have been altered." }
+                    @for b in &r.other_problems {
+                        p { "Also at event " strong { (b.seq) } ": " (b.reason) }
+                    }
+                    p { "Checked " (r.events) " events and " (r.checkpoints) " checkpoints. Preserve the database file, the anchor file and an export, and tell your security team: the record may have been altered, or is not signed where its policy says it is." }
                 }
             }
             Err(e) => {

@@ -215,6 +215,7 @@ impl Console {
                 dev_issuer: dev.clone(),
                 audit_db: dir.path().join("audit.db"),
                 audit_public_key: public_key_path(&key),
+                audit_verify: Default::default(),
                 recordings_dir: None,
                 deliveries,
                 public_url: url.clone(),

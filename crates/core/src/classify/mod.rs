@@ -10,6 +10,7 @@
 use serde::Serialize;
 use std::collections::BTreeSet;
 
+mod agree;
 mod cache;
 mod fallback;
 pub mod http;
@@ -18,6 +19,7 @@ mod lineage;
 mod scan;
 pub mod shell;
 mod sql;
+pub mod syntax;
 
 pub use cache::ClassifierCache;
 pub use fallback::classify_by_keywords;
@@ -56,22 +58,32 @@ pub fn classify(sql: &str, dialect: Dialect) -> Classification {
 /// ones (the keyword fallback follows `PREPARE … AS` bodies through here).
 fn classify_at(sql: &str, dialect: Dialect, depth: usize) -> Classification {
     let d = parser_dialect(dialect);
-    if let Ok(stmts) = sqlparser::parser::Parser::parse_sql(d.as_ref(), sql) {
-        return Classification {
-            statements: stmts
-                .iter()
-                .flat_map(|s| sql::facts_for(s, dialect))
-                .collect(),
-            parse_error: None,
-        };
+    if agree::lexers_agree(sql, dialect) {
+        if let Ok(stmts) = sqlparser::parser::Parser::parse_sql(d.as_ref(), sql) {
+            return Classification {
+                statements: stmts
+                    .iter()
+                    .flat_map(|s| sql::facts_for(s, dialect))
+                    .collect(),
+                parse_error: None,
+            };
+        }
     }
     let mut statements = Vec::new();
     let mut parse_error = None;
     for piece in split_statements(sql, dialect) {
-        match sqlparser::parser::Parser::parse_sql(d.as_ref(), piece) {
+        // Each piece is split where the server splits; the parser's reading
+        // of it counts only where its tokens agree with the server's.
+        let parsed = if agree::lexers_agree(piece, dialect) {
+            sqlparser::parser::Parser::parse_sql(d.as_ref(), piece)
+                .map_err(|e| scrub_parse_error(&e.to_string()))
+        } else {
+            Err(LEXER_DIFFERS.to_string())
+        };
+        match parsed {
             Ok(stmts) => statements.extend(stmts.iter().flat_map(|s| sql::facts_for(s, dialect))),
             Err(e) => {
-                parse_error.get_or_insert_with(|| scrub_parse_error(&e.to_string()));
+                parse_error.get_or_insert(e);
                 statements.extend(fallback::fallback_facts(piece, dialect, depth));
             }
         }
@@ -85,6 +97,11 @@ fn classify_at(sql: &str, dialect: Dialect, depth: usize) -> Classification {
         parse_error,
     }
 }
+
+/// Why a statement whose quotes the parser reads differently from the
+/// server is classified by keywords.
+const LEXER_DIFFERS: &str =
+    "the SQL parser would end a string, quoted name or comment in it where the server does not";
 
 /// The parser's message without what depends on literal values: the
 /// position (literal lengths move it) and any literal it quotes (a

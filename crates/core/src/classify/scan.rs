@@ -38,20 +38,73 @@ fn opaque_span(b: &[u8], i: usize, dialect: Dialect) -> Option<Span> {
         }
         b'#' if mysql => Span::Comment(skip_line_comment(b, i)),
         b'/' if next == Some(b'*') => {
-            if mysql && b.get(i + 2) == Some(&b'!') {
+            if mysql && executable_comment(b, i) {
                 return None;
             }
             Span::Comment(skip_block_comment(b, i, !mysql))
         }
-        b'\'' => Span::Literal(skip_string(b, i, mysql)),
+        b'\'' if mysql => Span::Literal(skip_string(b, i, true)),
+        b'\'' => Span::Literal(skip_pg_string(b, i, false)),
         b'"' if mysql => Span::Literal(skip_string(b, i, true)),
-        b'e' | b'E' if !prev_word && next == Some(b'\'') => {
-            Span::Literal(skip_string(b, i + 1, true))
-        }
+        b'e' | b'E' if !prev_word && next == Some(b'\'') => Span::Literal(if mysql {
+            skip_string(b, i + 1, true)
+        } else {
+            skip_pg_string(b, i + 1, true)
+        }),
         b'$' if !mysql && !prev_word => Span::Literal(skip_dollar(b, i, dollar_tag(b, i)?)),
         b'"' | b'`' => Span::QuotedIdent(skip_string(b, i, false)),
         _ => return None,
     })
+}
+
+/// Whether the `/*` at `i` opens code MySQL or MariaDB runs: `/*!` (MySQL
+/// and MariaDB) or `/*M!` (MariaDB). Treated as code wherever the server
+/// version is not known, so the gateway never reads less than runs.
+pub(super) fn executable_comment(b: &[u8], i: usize) -> bool {
+    match b.get(i + 2) {
+        Some(b'!') => true,
+        Some(b'M') => b.get(i + 3) == Some(&b'!'),
+        _ => false,
+    }
+}
+
+/// A PostgreSQL string literal starting at the quote `b[i]`, with its
+/// continuations: a literal followed by whitespace holding a newline
+/// (line comments count as whitespace there) and another quote goes on in
+/// the same state, so `E'a'` + newline + `'b\'c'` is one escaped string.
+/// The server reads it that way; reading the second part as a literal of
+/// its own would end it at a different quote.
+pub(super) fn skip_pg_string(b: &[u8], i: usize, backslash: bool) -> usize {
+    let mut end = skip_string(b, i, backslash);
+    while let Some(next) = continuation(b, end) {
+        end = skip_string(b, next, backslash);
+    }
+    end
+}
+
+/// Where a string continuation's opening quote stands, if the literal that
+/// ended at `end` continues.
+fn continuation(b: &[u8], end: usize) -> Option<usize> {
+    let mut j = end;
+    let mut newline = false;
+    while j < b.len() {
+        match b[j] {
+            b'\n' | b'\r' => {
+                newline = true;
+                j += 1;
+            }
+            b' ' | b'\t' | 0x0c => j += 1,
+            b'-' if b.get(j + 1) == Some(&b'-') => {
+                j = skip_line_comment(b, j);
+                if j >= b.len() {
+                    return None;
+                }
+            }
+            b'\'' if newline => return Some(j),
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Tracks, word by word, whether the scanner stands right after `FROM` in a
@@ -227,6 +280,36 @@ pub fn split_statements(sql: &str, dialect: Dialect) -> Vec<&str> {
         .collect()
 }
 
+/// What a span the server reads as a unit is, for [`opaque_spans`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opaque {
+    Comment,
+    Literal,
+    QuotedIdent,
+}
+
+/// Every comment, literal and quoted identifier of `sql` with its byte
+/// range, in order: where the server's lexer puts them.
+pub(super) fn opaque_spans(sql: &str, dialect: Dialect) -> Vec<(usize, usize, Opaque)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let (end, kind) = match opaque_span(b, i, dialect) {
+            Some(Span::Comment(end)) => (end, Opaque::Comment),
+            Some(Span::Literal(end)) => (end, Opaque::Literal),
+            Some(Span::QuotedIdent(end)) => (end, Opaque::QuotedIdent),
+            None => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push((i, end, kind));
+        i = end.max(i + 1);
+    }
+    out
+}
+
 /// One lexical token of a statement, as the keyword fallback reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token<'a> {
@@ -289,7 +372,7 @@ pub fn tokens(sql: &str, dialect: Dialect) -> Vec<(usize, Token<'_>)> {
     out
 }
 
-fn is_word(c: u8) -> bool {
+pub(super) fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
 }
 
@@ -302,20 +385,20 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-fn scan_while(b: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
+pub(super) fn scan_while(b: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
     while i < b.len() && f(b[i]) {
         i += 1;
     }
     i
 }
 
-fn skip_line_comment(b: &[u8], i: usize) -> usize {
+pub(super) fn skip_line_comment(b: &[u8], i: usize) -> usize {
     scan_while(b, i, |c| c != b'\n')
 }
 
 /// `/* … */`, nested when `nested` (PostgreSQL); an unterminated comment
 /// runs to the end.
-fn skip_block_comment(b: &[u8], mut i: usize, nested: bool) -> usize {
+pub(super) fn skip_block_comment(b: &[u8], mut i: usize, nested: bool) -> usize {
     let mut depth = 0;
     while i < b.len() {
         if b[i] == b'/' && b.get(i + 1) == Some(&b'*') && (nested || depth == 0) {
@@ -336,7 +419,7 @@ fn skip_block_comment(b: &[u8], mut i: usize, nested: bool) -> usize {
 
 /// A quoted string starting at the quote `b[i]`; doubled quotes escape, and
 /// with `backslash` so does `\`. Unterminated strings run to the end.
-fn skip_string(b: &[u8], i: usize, backslash: bool) -> usize {
+pub(super) fn skip_string(b: &[u8], i: usize, backslash: bool) -> usize {
     let q = b[i];
     let mut j = i + 1;
     while j < b.len() {
@@ -356,7 +439,7 @@ fn skip_string(b: &[u8], i: usize, backslash: bool) -> usize {
 }
 
 /// Length of a `$tag$` opener at `i` (`$$` or `$name$`), if it is one.
-fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
+pub(super) fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
         if j == i + 1 && b[j].is_ascii_digit() {
@@ -367,7 +450,7 @@ fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
     (j < b.len() && b[j] == b'$').then_some(j + 1 - i)
 }
 
-fn skip_dollar(b: &[u8], i: usize, tag_len: usize) -> usize {
+pub(super) fn skip_dollar(b: &[u8], i: usize, tag_len: usize) -> usize {
     let tag = &b[i..i + tag_len];
     let mut j = i + tag_len;
     while j + tag_len <= b.len() {

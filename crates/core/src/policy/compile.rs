@@ -94,6 +94,8 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
         rules,
         column_rules,
         unparseable: config.unparseable,
+        default_read_effect: config.default_read_effect,
+        default_write_effect: config.default_write_effect,
         masking: config.masking.clone(),
     })
 }

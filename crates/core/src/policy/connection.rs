@@ -84,6 +84,13 @@ pub struct ConnectionConfig {
     pub access_approvals: Option<u32>,
     /// Longest access a request may ask for (`"8h"`, the default).
     pub max_access: Option<String>,
+    /// The groups a time-bound access grant may act as on this connection
+    /// (`gatehouse access request … --as GROUP`; the first is the default):
+    /// a grant gives their rules, never the holder's own groups'. Empty:
+    /// a grant acts with no group, so only rules that name no group and the
+    /// policy's defaults apply to its holder.
+    #[serde(default)]
+    pub access_as: Vec<String>,
     /// SSH: the target's host key, as in `known_hosts` without the host
     /// (`"ssh-ed25519 AAAA…"`). A target presenting another key is refused.
     pub host_key: Option<String>,

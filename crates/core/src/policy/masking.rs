@@ -219,7 +219,7 @@ impl ColumnRule {
         }
     }
 
-    fn applies_to(&self, identity: &Identity, connection: &str) -> bool {
+    pub(crate) fn applies_to(&self, identity: &Identity, connection: &str) -> bool {
         (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
             && !self.except_groups.iter().any(|g| identity.in_group(g))
     }

@@ -19,7 +19,7 @@ pub use masking::{
     ColumnMask, ColumnRule, ColumnRuleConfig, FieldMask, FieldRuleConfig, MaskingConfig,
     StrategyName,
 };
-pub use rules::{CommandRule, Effect, RuleConfig, Unparseable};
+pub use rules::{CommandRule, DefaultEffect, Effect, RuleConfig, Unparseable};
 
 use crate::classify::{Classification, StatementFacts};
 use crate::identity::Identity;
@@ -42,6 +42,14 @@ pub struct PolicyConfig {
     /// What to do with statements the SQL parser cannot read.
     #[serde(default)]
     pub unparseable: Unparseable,
+    /// What happens to a statement that reads (SELECT, SHOW, EXPLAIN, SET,
+    /// transaction control) when no rule matches it.
+    #[serde(default)]
+    pub default_read_effect: DefaultEffect,
+    /// What happens to a statement that writes (anything else: INSERT,
+    /// UPDATE, DELETE, DDL, COPY FROM, CALL, DO, …) when no rule matches.
+    #[serde(default)]
+    pub default_write_effect: DefaultEffect,
 }
 
 /// Compiled policy: connections, rules and column rules ready to match.
@@ -51,6 +59,8 @@ pub struct Policy {
     pub(crate) rules: Vec<CommandRule>,
     pub(crate) column_rules: Vec<ColumnRule>,
     pub(crate) unparseable: Unparseable,
+    pub(crate) default_read_effect: DefaultEffect,
+    pub(crate) default_write_effect: DefaultEffect,
     /// The masking section as configured (detectors, strategies, key source).
     pub masking: MaskingConfig,
 }
@@ -149,7 +159,7 @@ impl Policy {
             .iter()
             .find(|r| r.matches(identity, connection, sql, facts))
             .map(CommandRule::verdict)
-            .unwrap_or(Verdict::Allow { rule: None });
+            .unwrap_or_else(|| self.default_verdict(facts));
         if let Some(block) = self.copies_masked_columns(identity, connection, facts) {
             by_rule = by_rule.stricter(block);
         }
@@ -167,6 +177,35 @@ impl Policy {
                 facts.keyword
             ),
         })
+    }
+
+    /// The verdict for a statement no rule matches: the policy's default
+    /// for reads or for writes. Anything that is not plainly a read counts
+    /// as a write (fail closed).
+    fn default_verdict(&self, facts: &StatementFacts) -> Verdict {
+        use crate::classify::{CopyDirection, StatementKind as K};
+        let read = match facts.kind {
+            K::Select | K::Show | K::Set | K::Transaction | K::Deallocate | K::Prepare => true,
+            // What EXPLAIN and EXECUTE run is judged as its own statement.
+            K::Explain | K::Execute => true,
+            K::Copy => facts.copy_direction == Some(CopyDirection::Out),
+            _ => false,
+        } && facts.tables_written.is_empty();
+        let (effect, what, key) = if read {
+            (self.default_read_effect, "reads", "default_read_effect")
+        } else {
+            (self.default_write_effect, "writes", "default_write_effect")
+        };
+        match effect {
+            DefaultEffect::Allow => Verdict::Allow { rule: None },
+            DefaultEffect::Block => Verdict::Block {
+                rule: format!("default-{what}"),
+                message: format!(
+                    "no rule allows this {} for you, and this gateway refuses {what} no rule allows ({key} = \"block\")",
+                    facts.keyword
+                ),
+            },
+        }
     }
 
     /// Masking applies to what comes back to the client; a statement that
@@ -302,6 +341,15 @@ impl Policy {
     ) -> bool {
         let tables: Vec<String> = tables.by_ref().cloned().collect();
         masking::touches(&self.column_rules, identity, connection, &tables)
+    }
+
+    /// Whether any column rule masks something for this caller on this
+    /// connection: text the server sends that no statement's columns
+    /// describe (a notification's payload) is then withheld.
+    pub fn masks_columns_for(&self, identity: &Identity, connection: &str) -> bool {
+        self.column_rules
+            .iter()
+            .any(|r| r.applies_to(identity, connection))
     }
 
     /// Whether content detectors apply to this caller's results.

@@ -35,6 +35,17 @@ pub enum Unparseable {
     Rules,
 }
 
+/// What happens to a SQL statement no rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultEffect {
+    /// It runs.
+    #[default]
+    Allow,
+    /// It is refused, naming the default.
+    Block,
+}
+
 /// One command rule as written in the configuration file.
 ///
 /// Every condition that is present must hold; absent conditions match

@@ -216,6 +216,9 @@ struct AccessBody {
     /// `2h`, `30m`, …
     duration: String,
     reason: String,
+    /// The group the grant acts as (one of the connection's `access_as`).
+    #[serde(default, rename = "as")]
+    as_group: Option<String>,
 }
 
 async fn request_access(
@@ -228,7 +231,13 @@ async fn request_access(
         .as_secs();
     let r = st
         .broker
-        .request_access(&who, &body.connection, secs, &body.reason)
+        .request_access(
+            &who,
+            &body.connection,
+            secs,
+            &body.reason,
+            body.as_group.as_deref(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(with_extras(&st.broker, &r, &who))))
 }

@@ -261,6 +261,39 @@ pub fn parameter_status(name: &str, value: &str) -> Vec<u8> {
     Writer::new(b'S').cstr(name).cstr(value).finish()
 }
 
+/// A NotificationResponse (`A`): a `NOTIFY` delivered to a `LISTEN`er.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification<'a> {
+    /// The notifying backend's process id.
+    pub pid: i32,
+    /// The channel.
+    pub channel: &'a str,
+    /// The payload (any text the notifier chose).
+    pub payload: &'a str,
+}
+
+/// Decode a NotificationResponse body.
+pub fn parse_notification(body: &[u8]) -> Result<Notification<'_>, DecodeError> {
+    let mut r = Reader::new(body, "NotificationResponse");
+    let pid = r.i32()?;
+    let channel = r.cstr()?;
+    let payload = r.cstr()?;
+    Ok(Notification {
+        pid,
+        channel,
+        payload,
+    })
+}
+
+/// Encode a NotificationResponse.
+pub fn notification(n: &Notification<'_>) -> Vec<u8> {
+    Writer::new(b'A')
+        .i32(n.pid)
+        .cstr(n.channel)
+        .cstr(n.payload)
+        .finish()
+}
+
 /// Decode CopyInResponse/CopyOutResponse/CopyBothResponse: overall format
 /// and per-column formats.
 pub fn parse_copy_response(body: &[u8]) -> Result<(u8, Vec<i16>), DecodeError> {
@@ -283,6 +316,18 @@ pub fn copy_data(data: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn notification_round_trip() {
+        let n = Notification {
+            pid: 42,
+            channel: "ch1",
+            payload: "hello",
+        };
+        let bytes = notification(&n);
+        assert_eq!(bytes[0], b'A');
+        assert_eq!(parse_notification(&bytes[5..]).unwrap(), n);
+    }
 
     #[test]
     fn row_description_round_trip() {
@@ -321,6 +366,7 @@ mod tests {
     proptest! {
         #[test]
         fn decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_notification(&data);
             let _ = parse_authentication(&data);
             let _ = parse_row_description(&data);
             let _ = parse_data_row(&data);
