@@ -742,11 +742,11 @@ async fn error_text_cannot_carry_masked_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_the_server_would_make_carry_its_sqlstate() {
     let gw = TestGateway::start("", "").await;
-    let alice = gw.token("alice", &["analysts"]);
+    let dana = gw.token("dana", &["dba"]);
     let o = gw
         .psql(
-            "alice",
-            &alice,
+            "dana",
+            &dana,
             &[
                 "\\set VERBOSITY verbose",
                 "prepare p as select 1",
