@@ -445,12 +445,16 @@ max_access = "8h"
 
 /// The demo's writers: with `default_write_effect = "block"`, a write runs
 /// only when a rule allows it. After every block and approve rule, so
-/// those still decide first.
+/// those still decide first. It names its connection: the SSH and LLM
+/// rules are appended after it, and an allow rule for every connection
+/// would decide dana's `rm -rf` and `sudo` on `bank-host` before they do.
+/// [`demo_mysql_config`] adds the same rule for the MariaDB connection.
 pub const DEMO_WRITERS_RULE: &str = r#"[[rules]]
 name = "dba-may-write"
 effect = "allow"
 message = "DBAs change data and schema, within the rules above"
 groups = ["dba"]
+connections = ["bank"]
 "#;
 
 /// The demo MariaDB's connection name: what `mysql -D` names.
@@ -476,6 +480,13 @@ password_file = "{pw}"
 allow_groups = ["analysts", "dba"]
 access_approvers = ["approvers"]
 max_access = "8h"
+
+[[rules]]
+name = "dba-may-write-mysql"
+effect = "allow"
+message = "DBAs change data and schema, within the rules above"
+groups = ["dba"]
+connections = ["{MYSQL_CONNECTION}"]
 "#,
         pw = password_file.display(),
     )
