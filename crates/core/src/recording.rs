@@ -101,7 +101,9 @@ impl Recording {
             "width": or_default(width, 80),
             "height": or_default(height, 24),
             "timestamp": now,
-            "title": title,
+            // The title is the command that opened the channel: masked like
+            // a typed line, so the file never holds what the trail may not.
+            "title": rec.mask(title.as_bytes()),
             "env": {"TERM": term.unwrap_or(""), "SHELL": ""},
         });
         rec.line(&header.to_string());
@@ -280,7 +282,15 @@ mod tests {
             default_strategy: Strategy::Redact,
             tokenize_key: TokenizeKey::new(b"k".to_vec()),
         }));
-        let mut r = Recording::create(&path, 80, 24, Some("xterm"), "t", Some(masker)).unwrap();
+        let mut r = Recording::create(
+            &path,
+            80,
+            24,
+            Some("xterm"),
+            "grep 123-45-6789 x",
+            Some(masker),
+        )
+        .unwrap();
         r.output(b"ssn: 123-4");
         r.output(b"5-6789\r\n$ ");
         r.input("echo hi");
@@ -291,6 +301,10 @@ mod tests {
         assert_eq!(closed.sha256.len(), 64);
         let (h, ev) = read(&path).unwrap();
         assert_eq!(h["version"], 2);
+        assert_eq!(
+            h["title"], "grep [REDACTED:ssn] x",
+            "the title is masked too"
+        );
         assert!(ev.iter().any(|e| e.1 == "i" && e.2 == "echo hi"));
         assert!(ev.iter().any(|e| e.1 == "r" && e.2 == "100x30"));
         let _ = std::fs::remove_dir_all(dir);

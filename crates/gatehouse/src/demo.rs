@@ -505,6 +505,16 @@ tables = ["customers"]
 approvers = ["approvers"]
 approvals = 1
 approval_timeout = "15m"
+
+[[rules]]
+name = "dba-stored-code-needs-approval"
+effect = "approve"
+message = "code stored in the database runs later without the gateway seeing its statements (a function's UPDATE, a trigger's copy), so a second person reads it first"
+groups = ["dba"]
+keywords = ["CREATE FUNCTION", "CREATE PROCEDURE", "CREATE TRIGGER", "CREATE RULE", "CREATE EVENT", "ALTER FUNCTION", "ALTER PROCEDURE", "ALTER EVENT", "CREATE AGGREGATE", "CREATE OPERATOR", "CREATE CAST", "CREATE LANGUAGE", "CREATE EXTENSION"]
+approvers = ["approvers"]
+approvals = 1
+approval_timeout = "15m"
 "#;
 
 /// Rules and masking shared by the demo and the tests.
