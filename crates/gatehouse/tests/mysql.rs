@@ -486,6 +486,17 @@ async fn python_drivers_prepared_statements_and_binary_rows_are_masked() {
                 .is_some_and(|m| !m.is_empty())
     });
     assert!(masked, "masking counts are recorded");
+    // Each recorded sample comes with its column names.
+    let sampled: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "command.result" && e["data"]["result_sample"].is_array())
+        .collect();
+    assert!(!sampled.is_empty(), "samples are recorded");
+    for e in sampled {
+        let names = e["data"]["columns"].as_array().expect("column names");
+        let row = e["data"]["result_sample"][0].as_array().unwrap();
+        assert_eq!(names.len(), row.len(), "{e}");
+    }
     // The recorded sample holds the masked values only.
     let raw_ssn = t
         .server

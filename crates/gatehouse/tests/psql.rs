@@ -407,6 +407,11 @@ async fn audit_trail_records_and_verifies_and_detects_tampering() {
         sample.contains("***-**-"),
         "sample holds masked values only: {sample}"
     );
+    assert_eq!(
+        result["data"]["columns"],
+        serde_json::json!(["ssn"]),
+        "the sample's column names: {result}"
+    );
 
     // sessions list/show read it back.
     let o = gw.cli(&["sessions", "list", "--json"]).await;

@@ -202,7 +202,7 @@ impl HttpAdapter {
             return Err(error(
                 kind,
                 Refusal::Unauthenticated,
-                "send your Gatehouse token as `Authorization: Bearer <token>` (get one with `gatehouse login`)",
+                "send your Gatehouse token as `Authorization: Bearer <token>` (from your identity provider, or `gatehouse token issue` with the dev issuer)",
             ));
         };
         let identity = self

@@ -67,6 +67,8 @@ struct ResultState {
     masked: MaskCounts,
     error: Option<serde_json::Value>,
     sample: Vec<serde_json::Value>,
+    /// The result's column names, recorded with `sample` so the rows can be read.
+    columns: Vec<String>,
 }
 
 /// Run the session until either side closes.
@@ -944,6 +946,9 @@ impl Proxy {
             let bytes: &[u8] = masked.as_deref().unwrap_or(&r.payload);
             if result.sample.len() < self.ctx.settings.result_capture_rows {
                 if let Some(s) = plan.sample(bytes) {
+                    if result.sample.is_empty() {
+                        result.columns = plan.column_names();
+                    }
                     result.sample.push(s);
                 }
             }
@@ -967,6 +972,7 @@ impl Proxy {
                 "duration_us": unit.started.elapsed().as_micros() as u64,
                 "masked": result.masked,
                 "error": result.error,
+                "columns": if result.sample.is_empty() || result.columns.is_empty() { None } else { Some(result.columns) },
                 "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
             }),
         };

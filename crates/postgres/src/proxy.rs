@@ -1304,6 +1304,9 @@ struct ResultState {
     masked: MaskCounts,
     error: Option<serde_json::Value>,
     sample: Vec<serde_json::Value>,
+    /// The result's column names (from its RowDescription), recorded with
+    /// `sample` so the rows can be read.
+    columns: Vec<String>,
     /// Originals of the masked cells of `sample` (row, column, value), kept
     /// only to be sealed; never recorded in the clear.
     originals: Vec<serde_json::Value>,
@@ -1523,6 +1526,9 @@ impl ServerPump {
         let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
         let plan = match self.queue.front() {
             Some(Pending::Query { statements, .. }) => {
+                if self.result.sample.is_empty() {
+                    self.result.columns = fields.iter().map(|f| f.name.clone()).collect();
+                }
                 let facts = statements.get(self.result.index).cloned().flatten();
                 let plan = self.plan(facts.as_ref(), &fields, &formats);
                 self.result.plan = Some(plan.clone());
@@ -1566,6 +1572,9 @@ impl ServerPump {
                     .clone();
                 let formats =
                     expand_formats(&portal.formats, fields.as_ref().map_or(0, |f| f.len()));
+                if let Some(f) = &fields {
+                    self.result.columns = f.iter().map(|f| f.name.clone()).collect();
+                }
                 let plan = match fields {
                     Some(f) => self.plan(portal.statement.output_facts.as_ref(), &f, &formats),
                     None => {
@@ -1938,6 +1947,7 @@ impl ServerPump {
                 "duration_us": unit.started.elapsed().as_micros() as u64,
                 "masked": result.masked,
                 "error": result.error,
+                "columns": if result.sample.is_empty() || result.columns.is_empty() { None } else { Some(result.columns) },
                 "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
             }),
         };
