@@ -101,6 +101,13 @@ keywords = ["sudo"]
 approvers = ["approvers"]
 
 [[rules]]
+name = "disk-images-may-be-fetched"
+effect = "allow"
+connections = ["bank-host"]
+kinds = ["binary"]
+pattern = '\.img$'
+
+[[rules]]
 name = "no-uploads-to-etc"
 effect = "block"
 message = "files may not be uploaded to /etc"
@@ -822,5 +829,218 @@ async fn respelled_and_disguised_commands_are_still_judged() {
     .await;
     assert!(out(&o).contains("Ada Lovelace"), "{}", err(&o));
     assert!(!out(&o).contains("123-45-6789"), "{}", out(&o));
+    gw.stop().await;
+}
+
+/// A fake customer export: SSNs, card numbers and emails on every line,
+/// big enough for many SFTP reads in flight (masking changes the length).
+fn customers_export() -> String {
+    let mut text = String::from("id,name,ssn,card,email\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "{i},Ada Lovelace,123-45-6789,4111 1111 1111 1111,ada{i}@example.com\n"
+        ));
+    }
+    text
+}
+
+fn assert_masked(local: &Path, what: &str) {
+    let got = std::fs::read_to_string(local).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(!got.contains("123-45-6789"), "{what}: SSN in clear");
+    assert!(
+        !got.contains("4111 1111 1111 1111"),
+        "{what}: card in clear"
+    );
+    assert!(!got.contains("@example.com"), "{what}: email in clear");
+    assert_eq!(got.lines().count(), 3001, "{what}: every line arrives");
+    assert!(
+        got.contains("2999,Ada Lovelace,"),
+        "{what}: the end arrives"
+    );
+    assert!(
+        got.contains("6789"),
+        "{what}: partial masking keeps the last 4"
+    );
+}
+
+async fn scp(gw: &TestGateway, token: &str, legacy: bool, from: &str, to: &Path) -> Output {
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e").env("SSHPASS", token).arg("scp");
+    if legacy {
+        cmd.arg("-O");
+    }
+    cmd.args(client_opts(gw))
+        .args(["-P", &ssh_port(gw).to_string()])
+        .arg(from)
+        .arg(to);
+    run(&mut cmd).await
+}
+
+/// Issue 12: downloads on a masking connection are masked like `cat`;
+/// binary files are refused unless a rule allows them; uploads unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_masked_and_binaries_need_a_rule() {
+    if !sshd_ready() {
+        return;
+    }
+    let home = &ssh_target().home;
+    let export = customers_export();
+    std::fs::write(home.join("customers-export.csv"), &export).unwrap();
+    let mut blob = b"\x7fELF\x02\x01\x01\0".to_vec();
+    blob.extend((0..200_000u32).map(|i| (i % 251) as u8));
+    std::fs::write(home.join("tool.bin"), &blob).unwrap();
+    std::fs::write(home.join("disk.img"), &blob).unwrap();
+    let gw = gateway().await;
+    let tok = gw.token("olga", &["ops"]);
+    let dir = gw.dir.path();
+
+    // scp over SFTP, scp -O (legacy), sftp get: the local copy is masked.
+    let o = scp(
+        &gw,
+        &tok,
+        false,
+        "bank-host@127.0.0.1:customers-export.csv",
+        &dir.join("via-sftp.csv"),
+    )
+    .await;
+    assert!(o.status.success(), "scp: {}", err(&o));
+    assert_masked(&dir.join("via-sftp.csv"), "scp (sftp)");
+    let o = scp(
+        &gw,
+        &tok,
+        true,
+        "bank-host@127.0.0.1:customers-export.csv",
+        &dir.join("via-legacy.csv"),
+    )
+    .await;
+    assert!(o.status.success(), "scp -O: {}", err(&o));
+    assert_masked(&dir.join("via-legacy.csv"), "scp -O");
+    assert_eq!(
+        std::fs::read(dir.join("via-sftp.csv")).unwrap(),
+        std::fs::read(dir.join("via-legacy.csv")).unwrap(),
+        "both protocols mask alike"
+    );
+
+    // A binary file is refused over both protocols; one a rule allows passes.
+    let o = scp(
+        &gw,
+        &tok,
+        false,
+        "bank-host@127.0.0.1:tool.bin",
+        &dir.join("tool-sftp.bin"),
+    )
+    .await;
+    assert!(!o.status.success(), "binary over sftp must fail");
+    assert!(err(&o).contains("not text"), "{}", err(&o));
+    let o = scp(
+        &gw,
+        &tok,
+        true,
+        "bank-host@127.0.0.1:tool.bin",
+        &dir.join("tool-legacy.bin"),
+    )
+    .await;
+    assert!(!o.status.success(), "binary over scp -O must fail");
+    assert!(err(&o).contains("not text"), "{}", err(&o));
+    assert!(!dir.join("tool-legacy.bin").exists());
+    let o = scp(
+        &gw,
+        &tok,
+        false,
+        "bank-host@127.0.0.1:disk.img",
+        &dir.join("disk-sftp.img"),
+    )
+    .await;
+    assert!(o.status.success(), "allowed binary: {}", err(&o));
+    assert_eq!(std::fs::read(dir.join("disk-sftp.img")).unwrap(), blob);
+    let o = scp(
+        &gw,
+        &tok,
+        true,
+        "bank-host@127.0.0.1:disk.img",
+        &dir.join("disk-legacy.img"),
+    )
+    .await;
+    assert!(o.status.success(), "allowed binary, scp -O: {}", err(&o));
+    assert_eq!(std::fs::read(dir.join("disk-legacy.img")).unwrap(), blob);
+
+    // sftp get, and an upload, which is not masked (the target gets what was sent).
+    let local = dir.join("upload.csv");
+    std::fs::write(&local, &export).unwrap();
+    let commands = format!(
+        "get customers-export.csv {}\nget tool.bin {}\nput {} uploaded-export.csv\nbye\n",
+        dir.join("via-get.csv").display(),
+        dir.join("via-get.bin").display(),
+        local.display()
+    );
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("sftp")
+        .args(client_opts(&gw))
+        .args(["-P", &ssh_port(&gw).to_string()])
+        .arg("bank-host@127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(commands.as_bytes()).await.unwrap();
+    }
+    let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_masked(&dir.join("via-get.csv"), "sftp get");
+    assert!(err(&o).contains("not text"), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        std::fs::read_to_string(home.join("uploaded-export.csv")).unwrap(),
+        export,
+        "uploads are not masked"
+    );
+
+    let events = events(&gw).await;
+    let transfers = of_kind(&events, "file.transfer");
+    let masked: Vec<_> = transfers
+        .iter()
+        .filter(|e| {
+            e["data"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("customers-export.csv"))
+                && e["data"]["masking"]["result"] == "masked"
+        })
+        .collect();
+    assert_eq!(masked.len(), 3, "{transfers:?}");
+    for e in &masked {
+        assert_eq!(e["data"]["masking"]["masked"]["ssn"], 3000, "{e}");
+        assert_eq!(e["data"]["masking"]["masked"]["card_number"], 3000, "{e}");
+        assert_eq!(e["data"]["bytes"], export.len() as u64, "{e}");
+    }
+    assert!(masked.iter().any(|e| e["data"]["protocol"] == "scp"));
+    let refused = transfers
+        .iter()
+        .filter(|e| {
+            e["data"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("tool.bin"))
+                && e["data"]["masking"]["result"] == "refused"
+        })
+        .count();
+    assert_eq!(refused, 3, "{transfers:?}");
+    let passed = transfers
+        .iter()
+        .filter(|e| {
+            e["data"]["masking"]["result"] == "passed"
+                && e["data"]["masking"]["rule"] == "disk-images-may-be-fetched"
+        })
+        .count();
+    assert_eq!(passed, 2, "{transfers:?}");
+    assert!(transfers.iter().any(|e| e["data"]["direction"] == "upload"
+        && e["data"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("uploaded-export.csv"))
+        && e["data"]["masking"].is_null()));
     gw.stop().await;
 }

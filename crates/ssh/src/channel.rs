@@ -7,6 +7,7 @@
 //! asciicast v2; SFTP packets are framed to record file names and sizes
 //! and to refuse opens by rule.
 
+use crate::download::{self, Binary, ScpDownload, SftpDownloads};
 use crate::line::{Key, LineBuf};
 use crate::recording::Recording;
 use crate::sftp;
@@ -14,6 +15,7 @@ use crate::target::Target;
 use crate::Live;
 use gatehouse_core::approval::{HeldCommand, Outcome};
 use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
+use gatehouse_core::mask::{Masker, NotText};
 use gatehouse_core::Verdict;
 use russh::client;
 use russh::server::{self, Msg};
@@ -62,6 +64,12 @@ struct Relay {
     sftp_out: sftp::Framer,
     tracker: sftp::Tracker,
     mask_terminal: bool,
+    /// Set when downloads are masked: `mask_terminal` on the connection
+    /// and the caller not exempt from the detectors.
+    file_masker: Option<Arc<Masker>>,
+    downloads: SftpDownloads,
+    /// scp -f on a masking connection.
+    scp: Option<ScpDownload>,
     exit_status: Option<u32>,
 }
 
@@ -86,6 +94,8 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
         Err(message) => return refuse_channel(client, handle, &message).await,
     };
     let mask_terminal = live.connection.as_ref().is_some_and(|c| c.mask_terminal);
+    let file_masker = (mask_terminal && live.pipeline.policy.detectors_apply(&live.identity))
+        .then(|| live.pipeline.masker.clone());
     let number = live.next_channel();
     let mut relay = Relay {
         live,
@@ -107,6 +117,9 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
         sftp_out: sftp::Framer::default(),
         tracker: sftp::Tracker::default(),
         mask_terminal,
+        file_masker,
+        downloads: SftpDownloads::default(),
+        scp: None,
         exit_status: None,
     };
     relay.pump().await;
@@ -467,6 +480,9 @@ impl Relay {
             }
         }
         self.mode = if matches!(facts.kind, ShellKind::Upload | ShellKind::Download) {
+            if facts.kind == ShellKind::Download && self.file_masker.is_some() {
+                self.scp = Some(ScpDownload::default());
+            }
             Mode::Transfer
         } else {
             if !self.start_recording(&text) {
@@ -607,7 +623,11 @@ impl Relay {
             Mode::Shell => self.shell_input(data).await,
             Mode::Transfer => {
                 self.transfer_bytes += data.len() as u64;
-                self.tgt.data_bytes(data.to_vec()).await.is_ok()
+                let data = match self.scp.as_mut() {
+                    Some(scp) => scp.from_client(data),
+                    None => data.to_vec(),
+                };
+                data.is_empty() || self.tgt.data_bytes(data).await.is_ok()
             }
             Mode::Exec | Mode::Idle => self.tgt.data_bytes(data.to_vec()).await.is_ok(),
         }
@@ -693,14 +713,60 @@ impl Relay {
             }
         };
         for packet in packets {
-            if let Some(done) = self.tracker.closed(&packet) {
+            if self.file_masker.is_some() {
+                if let Some(id) =
+                    download::request_id(&packet).filter(|&id| self.downloads.collides(id))
+                {
+                    let answer = download::status(
+                        id,
+                        4,
+                        "gatehouse: request id in use by the gateway; retry",
+                    );
+                    if self.client.data_bytes(answer).await.is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+                if let Some(out) = self.downloads.client_packet(&packet) {
+                    if !self.send_sftp(out).await {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            if let Some(mut done) = self.tracker.closed(&packet) {
+                let masking = self.downloads.close_packet(&packet);
+                if let Some(m) = &masking {
+                    done.bytes = m.bytes_in;
+                }
                 let _ = self
                     .live
-                    .record("file.transfer", transfer_event(self.number, &done))
+                    .record(
+                        "file.transfer",
+                        transfer_event(self.number, &done, masking.as_ref()),
+                    )
                     .await;
             }
             let request = match self.tracker.client_packet(&packet) {
-                sftp::ClientRequest::Open { id, path, write } => {
+                sftp::ClientRequest::Open {
+                    id,
+                    write: true,
+                    read: true,
+                    ..
+                } if self.file_masker.is_some() => {
+                    let answer = sftp::permission_denied(
+                        id,
+                        "gatehouse masks downloads on this connection, so a file cannot be opened for reading and writing at once",
+                    );
+                    self.tracker.target_packet(&sftp::permission_denied(id, ""));
+                    if self.client.data_bytes(answer).await.is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+                sftp::ClientRequest::Open {
+                    id, path, write, ..
+                } => {
                     let kind = if write {
                         ShellKind::Upload
                     } else {
@@ -753,6 +819,96 @@ impl Relay {
         true
     }
 
+    /// Send what the masked downloads produced.
+    async fn send_sftp(&mut self, out: download::Out) -> bool {
+        if let Some(n) = &out.notice {
+            self.stderr(&format!("{n}\r\n")).await;
+        }
+        for p in out.target {
+            if self.tgt.data_bytes(p).await.is_err() {
+                return false;
+            }
+        }
+        let to_client: Vec<u8> = out.client.concat();
+        to_client.is_empty() || self.client.data_bytes(to_client).await.is_ok()
+    }
+
+    /// SFTP packets from the target: answers to the gateway's own reads
+    /// feed the masked downloads; the rest are tracked and forwarded.
+    async fn sftp_from_target(&mut self, data: &[u8]) -> bool {
+        let packets = match self.sftp_out.push(data) {
+            Ok(p) => p,
+            Err(e) if self.file_masker.is_none() => {
+                tracing::warn!(error = %e, "sftp stream from target");
+                return self.client.data_bytes(data.to_vec()).await.is_ok();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sftp stream from target refused");
+                return false;
+            }
+        };
+        let Some(masker) = self.file_masker.clone() else {
+            for p in &packets {
+                self.tracker.target_packet(p);
+            }
+            return self.client.data_bytes(data.to_vec()).await.is_ok();
+        };
+        let live = self.live.clone();
+        let decide = move |path: &str, e: &NotText| decide_binary(&live, "sftp get", path, e);
+        let mut forward = Vec::new();
+        for p in packets {
+            if let Some(out) = self.downloads.target_packet(&p, &masker, &decide) {
+                if !self.send_sftp(out).await {
+                    return false;
+                }
+                continue;
+            }
+            if let Some((handle, t)) = self.tracker.target_packet(&p) {
+                if t.direction == "download" {
+                    self.downloads.open(handle, t.path);
+                }
+            }
+            forward.extend_from_slice(&p);
+        }
+        forward.is_empty() || self.client.data_bytes(forward).await.is_ok()
+    }
+
+    /// scp -f output on a masking connection: file content masked, binary
+    /// files refused unless a rule allows them.
+    async fn scp_from_target(&mut self, data: &[u8]) -> bool {
+        let (Some(scp), Some(masker)) = (self.scp.as_mut(), self.file_masker.clone()) else {
+            return false;
+        };
+        let live = self.live.clone();
+        let decide = move |path: &str, e: &NotText| decide_binary(&live, "scp -f", path, e);
+        let out = match scp.from_target(data, &masker, &decide) {
+            Ok(out) => out,
+            Err(e) => {
+                return self
+                    .refuse_and_close(&format!(
+                        "gatehouse could not follow this scp transfer ({e}), so it was ended"
+                    ))
+                    .await
+            }
+        };
+        for o in &out.done {
+            let t = sftp::Transfer {
+                path: o.path.clone(),
+                direction: "download",
+                bytes: o.bytes_in,
+            };
+            let mut event = transfer_event(self.number, &t, Some(o));
+            event["protocol"] = serde_json::json!("scp");
+            // The path asked for (`scp -f PATH`); `path` is the file sent.
+            event["requested"] = serde_json::json!(self.exec.as_ref().map(|e| e.1.path.clone()));
+            let _ = self.live.record("file.transfer", event).await;
+        }
+        if !out.target.is_empty() && self.tgt.data_bytes(out.target).await.is_err() {
+            return false;
+        }
+        out.client.is_empty() || self.client.data_bytes(out.client).await.is_ok()
+    }
+
     fn output(&mut self, data: &[u8]) -> Vec<u8> {
         self.tail.extend_from_slice(data);
         if self.tail.len() > 256 {
@@ -786,19 +942,12 @@ impl Relay {
         match msg {
             ChannelMsg::Data { data } => {
                 let out = match self.mode {
-                    Mode::Sftp => {
-                        match self.sftp_out.push(&data) {
-                            Ok(packets) => {
-                                for p in packets {
-                                    self.tracker.target_packet(&p);
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "sftp stream from target"),
-                        }
-                        data.to_vec()
-                    }
+                    Mode::Sftp => return self.sftp_from_target(&data).await,
                     Mode::Transfer => {
                         self.transfer_bytes += data.len() as u64;
+                        if self.scp.is_some() {
+                            return self.scp_from_target(&data).await;
+                        }
                         data.to_vec()
                     }
                     _ => self.output(&data),
@@ -854,10 +1003,23 @@ impl Relay {
     async fn finish(&mut self) {
         let _ = self.tgt.close().await;
         let _ = self.client.close().await;
-        for t in self.tracker.unfinished() {
+        let mut masked: std::collections::HashMap<String, download::Outcome> = self
+            .downloads
+            .unfinished()
+            .into_iter()
+            .map(|o| (o.path.clone(), o))
+            .collect();
+        for mut t in self.tracker.unfinished() {
+            let masking = masked.remove(&t.path);
+            if let Some(m) = &masking {
+                t.bytes = m.bytes_in;
+            }
             let _ = self
                 .live
-                .record("file.transfer", transfer_event(self.number, &t))
+                .record(
+                    "file.transfer",
+                    transfer_event(self.number, &t, masking.as_ref()),
+                )
                 .await;
         }
         if let Some((id, facts, started)) = self.exec.take() {
@@ -892,14 +1054,53 @@ impl Relay {
     }
 }
 
-fn transfer_event(channel: u32, t: &sftp::Transfer) -> serde_json::Value {
+/// A `file.transfer` event; `masking` says how a download on a masking
+/// connection was treated (masked, passed by a rule, refused).
+fn transfer_event(
+    channel: u32,
+    t: &sftp::Transfer,
+    masking: Option<&download::Outcome>,
+) -> serde_json::Value {
     serde_json::json!({
         "protocol": "sftp",
         "channel": channel,
         "path": t.path,
         "direction": t.direction,
         "bytes": t.bytes,
+        "masking": masking.map(download::Outcome::json),
     })
+}
+
+/// Decide a download that is not text on a masking connection: refused
+/// unless a rule naming `kinds = ["binary"]` allows it.
+fn decide_binary(live: &Live, verb: &str, path: &str, found: &NotText) -> Binary {
+    let text = format!("{verb} {path}");
+    let mut facts = shell::classify(&text, ShellKind::Binary);
+    facts.kind = ShellKind::Binary;
+    facts.path = Some(path.to_string());
+    let verdict =
+        live.pipeline
+            .policy
+            .decide_shell(&live.identity, &live.connection_name, &text, &facts);
+    match verdict {
+        Verdict::Allow { rule: Some(rule) } => Binary::Allowed { rule },
+        Verdict::Allow { rule: None } => Binary::Refused {
+            rule: None,
+            message: format!(
+                "{path} is not text ({found}); this connection masks downloads and a binary file cannot be masked, so it was refused (an administrator can allow such files with a rule of kinds = [\"binary\"])"
+            ),
+        },
+        Verdict::Block { rule, message } => Binary::Refused {
+            message: format!("{path} is not text ({found}) and is blocked by rule \"{rule}\": {message}"),
+            rule: Some(rule),
+        },
+        Verdict::Hold { rule, message, .. } => Binary::Refused {
+            message: format!(
+                "{path} is not text ({found}); rule \"{rule}\" asks for approval ({message}), which cannot be asked for during a transfer, so it was refused"
+            ),
+            rule: Some(rule),
+        },
+    }
 }
 
 fn audit_refusal(e: &str) -> String {

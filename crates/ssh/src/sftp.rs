@@ -111,6 +111,8 @@ pub enum ClientRequest {
         path: String,
         /// Opened for writing.
         write: bool,
+        /// Opened for reading (possibly as well as writing).
+        read: bool,
     },
     /// Change the file tree: remove, mkdir, rmdir, setstat, rename,
     /// symlink, hard link. Judged like an upload to every path involved.
@@ -182,7 +184,12 @@ impl Tracker {
                         },
                     );
                 }
-                ClientRequest::Open { id, path, write }
+                ClientRequest::Open {
+                    id,
+                    path,
+                    write,
+                    read: flags & FXF_READ != 0,
+                }
             }
             FXP_WRITE => {
                 if let (Some(handle), Some(_offset), Some(data)) = (r.string(), r.u64(), r.string())
@@ -245,16 +252,18 @@ impl Tracker {
         self.open.remove(handle)
     }
 
-    /// Look at a packet from the target (with its length prefix).
-    pub fn target_packet(&mut self, packet: &[u8]) {
+    /// Look at a packet from the target (with its length prefix); a file
+    /// just opened is returned with its handle.
+    pub fn target_packet(&mut self, packet: &[u8]) -> Option<(Vec<u8>, Transfer)> {
         let mut r = Reader(packet.get(4..).unwrap_or_default());
         let (Some(kind), Some(id)) = (r.u8(), r.u32()) else {
-            return;
+            return None;
         };
         match kind {
             FXP_HANDLE => {
                 if let (Some(t), Some(handle)) = (self.pending_open.remove(&id), r.string()) {
-                    self.open.insert(handle.to_vec(), t);
+                    self.open.insert(handle.to_vec(), t.clone());
+                    return Some((handle.to_vec(), t));
                 }
             }
             FXP_DATA => {
@@ -270,6 +279,7 @@ impl Tracker {
             }
             _ => {}
         }
+        None
     }
 
     /// Files still open when the channel ends.

@@ -77,12 +77,14 @@ mod iban;
 mod numbers;
 mod strategy;
 mod stream;
+mod text;
 mod validate;
 
 pub use detect::{may_contain_pii, Detectors, Finding};
 pub use engine::{MaskCounts, Masker, MaskerConfig};
 pub use strategy::{apply, TokenizeKey};
 pub use stream::{StreamMasker, MAX_HOLD};
+pub use text::{sniff_text, NotText, TextStream};
 
 #[cfg(test)]
 mod tests;
