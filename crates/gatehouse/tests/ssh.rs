@@ -921,6 +921,39 @@ async fn downloads_are_masked_and_binaries_need_a_rule() {
         "both protocols mask alike"
     );
 
+    // A directory, recursively (scp -r: D/E lines, several files, and -p
+    // times in the legacy protocol).
+    let reports = home.join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    std::fs::write(reports.join("a.csv"), "Ada,123-45-6789\n").unwrap();
+    std::fs::write(reports.join("b.txt"), "card 4111 1111 1111 1111 ok\n").unwrap();
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&reports)
+        .status();
+    for (legacy, into) in [(true, "tree-legacy"), (false, "tree-sftp")] {
+        let mut cmd = tokio::process::Command::new("sshpass");
+        cmd.arg("-e").env("SSHPASS", &tok).arg("scp");
+        if legacy {
+            cmd.arg("-O");
+        }
+        cmd.args(["-r", "-p"])
+            .args(client_opts(&gw))
+            .args(["-P", &ssh_port(&gw).to_string()])
+            .arg("bank-host@127.0.0.1:reports")
+            .arg(dir.join(into));
+        let o = run(&mut cmd).await;
+        assert!(o.status.success(), "scp -r ({into}): {}", err(&o));
+        let a = std::fs::read_to_string(dir.join(into).join("a.csv")).unwrap();
+        let b = std::fs::read_to_string(dir.join(into).join("b.txt")).unwrap();
+        assert_eq!(a, "Ada,***-**-6789\n", "{into}");
+        assert!(
+            b.starts_with("card ") && b.ends_with("1111 ok\n"),
+            "{into}: {b}"
+        );
+        assert!(!b.contains("4111 1111 1111 1111"), "{into}: {b}");
+    }
+
     // A binary file is refused over both protocols; one a rule allows passes.
     let o = scp(
         &gw,

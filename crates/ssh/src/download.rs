@@ -13,8 +13,8 @@
 //!   never sees), masks it with one [`TextStream`], and answers each client
 //!   READ by offset from the masked stream. A READ for data the gateway no
 //!   longer holds (more than [`KEEP_BEHIND`] behind the furthest read
-//!   served) or too far ahead ([`MAX_AHEAD`]) is refused with a failure
-//!   status. `stat`/`fstat` still report the original size: OpenSSH's
+//!   served), or one so far ahead that reaching it would hold more than
+//!   [`MAX_AHEAD`] unread, is refused with a failure status. `stat`/`fstat` still report the original size: OpenSSH's
 //!   `sftp` and `scp` read until end of file, so they are not misled.
 //! - **scp's legacy protocol** (`scp -f`) announces each file as
 //!   `Cmode size name\n`, then sends exactly `size` bytes and a status byte;
@@ -37,7 +37,8 @@ pub const READ_CHUNK: u32 = 64 * 1024;
 /// Masked bytes kept behind the furthest read served, for a client that
 /// asks again.
 pub const KEEP_BEHIND: u64 = 1024 * 1024;
-/// How far past the masked data a client READ may point.
+/// How much masked data no READ has taken the gateway holds, at most,
+/// while reading on toward a READ further ahead.
 pub const MAX_AHEAD: u64 = 8 * 1024 * 1024;
 /// Largest masked file scp's legacy protocol can carry (held whole).
 pub const SCP_MAX_MASKED: usize = 16 * 1024 * 1024;
@@ -298,7 +299,10 @@ impl SftpDownloads {
                 ));
                 continue;
             }
-            if offset > end_known + MAX_AHEAD {
+            // A read past what is masked waits while the gateway reads on;
+            // it fails only if that would hold more than MAX_AHEAD that no
+            // read has taken (reads past the end get EOF, as usual).
+            if offset > end_known && f.buf.len() as u64 >= MAX_AHEAD + KEEP_BEHIND {
                 out.client.push(status(
                     id,
                     FX_FAILURE,
@@ -1014,12 +1018,22 @@ mod tests {
         let mut d = SftpDownloads::default();
         d.open(b"h".to_vec(), "f".into());
         let mut got = HashMap::new();
-        // Far ahead: refused.
+        // Past the end (OpenSSH keeps many reads in flight): end of file.
         let out = d
             .client_packet(&client_read(1, b"h", 64 * 1024 * 1024, 100))
             .unwrap();
-        collect(&out, &mut got);
-        assert_eq!(got[&1], Err(FX_FAILURE));
+        drive(&mut d, file.as_bytes(), out, &mut got);
+        assert_eq!(got[&1], Err(FX_EOF));
+        // Far ahead in a big file with nothing read below: refused once
+        // reaching it would hold too much.
+        let big = "y ".repeat(8 * 1024 * 1024);
+        let mut far = SftpDownloads::default();
+        far.open(b"g".to_vec(), "g".into());
+        let out = far
+            .client_packet(&client_read(9, b"g", 15 * 1024 * 1024, 100))
+            .unwrap();
+        drive(&mut far, big.as_bytes(), out, &mut got);
+        assert_eq!(got[&9], Err(FX_FAILURE));
         // Read well into the file, then go back to the start: gone.
         let out = d
             .client_packet(&client_read(2, b"h", 3 * 1024 * 1024, 100))
