@@ -383,6 +383,26 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_is_masked_message_by_message_without_holding() {
+        let mut m = ExecMasker::new(
+            masker(),
+            ChannelProtocol::V5,
+            Box::new(|_| Err("no".into())),
+            true,
+        );
+        // A typed character echoes at once.
+        assert_eq!(
+            decode(&m.feed(&server(1, b"l"))),
+            vec![ExecEvent::Stdout(b"l".to_vec())]
+        );
+        assert_eq!(
+            decode(&m.feed(&server(1, b"ssn 123-45-6789\r\n"))),
+            vec![ExecEvent::Stdout(b"ssn ***-**-6789\r\n".to_vec())]
+        );
+        assert_eq!(m.counts().get(EntityType::Ssn), 1);
+    }
+
+    #[test]
     fn binary_output_is_refused_or_passed_by_rule() {
         let tar = b"data/file.txt\0\0\0\0\0\0\x000000644\0";
         let mut m = ExecMasker::new(

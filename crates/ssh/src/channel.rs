@@ -735,9 +735,12 @@ impl Relay {
                 }
             }
             if let Some(mut done) = self.tracker.closed(&packet) {
-                let masking = self.downloads.close_packet(&packet);
+                let masking = self
+                    .downloads
+                    .close_packet(&packet)
+                    .filter(|m| done.direction == "download" || m.bytes_in > 0);
                 if let Some(m) = &masking {
-                    done.bytes = m.bytes_in;
+                    done.bytes = done.bytes.max(m.bytes_in);
                 }
                 let _ = self
                     .live
@@ -863,10 +866,18 @@ impl Relay {
                 }
                 continue;
             }
+            // Every READ of a file handle is the gateway's to answer (an
+            // upload's handle may be readable too: sftp-server opens
+            // CREAT/APPEND without WRITE read-only), so a DATA answer it did
+            // not ask for is not forwarded: the target is not speaking
+            // SFTP as the gateway follows it.
+            if p.get(4) == Some(&103) {
+                tracing::warn!("unsolicited SFTP DATA from the target on a masking connection");
+                self.stderr("gatehouse: the target sent file data the gateway did not ask for, so this SFTP session was ended\r\n").await;
+                return false;
+            }
             if let Some((handle, t)) = self.tracker.target_packet(&p) {
-                if t.direction == "download" {
-                    self.downloads.open(handle, t.path);
-                }
+                self.downloads.open(handle, t.path);
             }
             forward.extend_from_slice(&p);
         }
@@ -948,7 +959,14 @@ impl Relay {
                         if self.scp.is_some() {
                             return self.scp_from_target(&data).await;
                         }
-                        data.to_vec()
+                        // An upload's answers (acknowledgements, errors):
+                        // on a masking connection, masked like any output.
+                        match &self.file_masker {
+                            Some(m) => m
+                                .mask_detected_bytes(&data, &mut Default::default())
+                                .unwrap_or_else(|| data.to_vec()),
+                            None => data.to_vec(),
+                        }
                     }
                     _ => self.output(&data),
                 };
@@ -963,7 +981,14 @@ impl Relay {
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 let out = if self.mode == Mode::Sftp || self.mode == Mode::Transfer {
-                    data.to_vec()
+                    // The transfer's own stderr (scp's or sftp-server's
+                    // messages): masked on a masking connection.
+                    match &self.file_masker {
+                        Some(m) => m
+                            .mask_detected_bytes(&data, &mut Default::default())
+                            .unwrap_or_else(|| data.to_vec()),
+                        None => data.to_vec(),
+                    }
                 } else {
                     self.output(&data)
                 };
@@ -1010,9 +1035,11 @@ impl Relay {
             .map(|o| (o.path.clone(), o))
             .collect();
         for mut t in self.tracker.unfinished() {
-            let masking = masked.remove(&t.path);
+            let masking = masked
+                .remove(&t.path)
+                .filter(|m| t.direction == "download" || m.bytes_in > 0);
             if let Some(m) = &masking {
-                t.bytes = m.bytes_in;
+                t.bytes = t.bytes.max(m.bytes_in);
             }
             let _ = self
                 .live

@@ -605,8 +605,27 @@ impl ScpDownload {
                             state
                         }
                     } else {
-                        // T, D, E lines and errors pass as they are.
-                        out.client.extend_from_slice(&line);
+                        match line.first() {
+                            // Times, directories and their ends pass as
+                            // they are.
+                            Some(b'T' | b'D' | b'E') => out.client.extend_from_slice(&line),
+                            // Warnings and errors are text the target
+                            // wrote: masked like any output.
+                            Some(1 | 2) => {
+                                let mut counts = MaskCounts::default();
+                                let masked = masker.mask_detected_bytes(&line, &mut counts);
+                                out.client
+                                    .extend_from_slice(masked.as_deref().unwrap_or(&line));
+                            }
+                            // Anything else is not scp's protocol (a login
+                            // script printing on the target, say): it cannot
+                            // be told from file content, so the transfer ends.
+                            _ => {
+                                return Err(
+                                    "the target sent something that is not scp's protocol".into()
+                                )
+                            }
+                        }
                         ScpState::Control(Vec::new())
                     }
                 }
@@ -1097,5 +1116,11 @@ mod tests {
         assert!(out.client.ends_with(b"\nE\n"));
         assert_eq!(out.target, vec![0, 0]);
         assert_eq!(out.done[0].result, "refused");
+        // Errors are masked; anything that is not the protocol ends it.
+        let out = s
+            .from_target(b"\x01scp: 123-45-6789.csv: No such file\n", &m, &refuse)
+            .unwrap();
+        assert_eq!(out.client, b"\x01scp: ***-**-6789.csv: No such file\n");
+        assert!(s.from_target(b"ssn 123-45-6789\n", &m, &refuse).is_err());
     }
 }

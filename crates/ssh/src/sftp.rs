@@ -174,16 +174,16 @@ impl Tracker {
                 let flags = r.u32().unwrap_or(0);
                 let write = flags & (FXF_WRITE | FXF_CHANGES) != 0;
                 let path = normalise(&String::from_utf8_lossy(path));
-                if write || flags & FXF_READ != 0 {
-                    self.pending_open.insert(
-                        id,
-                        Transfer {
-                            path: path.clone(),
-                            direction: if write { "upload" } else { "download" },
-                            bytes: 0,
-                        },
-                    );
-                }
+                // Every open is tracked: without READ or WRITE the server
+                // still opens the file read-only.
+                self.pending_open.insert(
+                    id,
+                    Transfer {
+                        path: path.clone(),
+                        direction: if write { "upload" } else { "download" },
+                        bytes: 0,
+                    },
+                );
                 ClientRequest::Open {
                     id,
                     path,
@@ -382,6 +382,31 @@ mod tests {
             }
             _ => panic!("a rename is a change"),
         }
+    }
+
+    #[test]
+    fn an_open_without_read_or_write_is_a_download() {
+        // sftp-server opens it read-only; it must not dodge download rules
+        // or masking.
+        let mut t = Tracker::default();
+        let mut open = string(b"/srv/customers.csv");
+        open.extend_from_slice(&0u32.to_be_bytes());
+        open.extend_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(
+            t.client_packet(&packet(FXP_OPEN, 1, &open)),
+            ClientRequest::Open {
+                write: false,
+                read: false,
+                ..
+            }
+        ));
+        let (handle, opened) = t
+            .target_packet(&packet(FXP_HANDLE, 1, &string(b"h")))
+            .unwrap();
+        assert_eq!(
+            (handle.as_slice(), opened.direction),
+            (&b"h"[..], "download")
+        );
     }
 
     #[test]
