@@ -954,6 +954,25 @@ async fn downloads_are_masked_and_binaries_need_a_rule() {
         assert!(!b.contains("4111 1111 1111 1111"), "{into}: {b}");
     }
 
+    // `cat` of the same file over an exec (no terminal): masked as one
+    // stream, whatever the packet boundaries; binary output needs the rule.
+    let o = ssh(&gw, &tok, "bank-host", "cat customers-export.csv").await;
+    assert!(o.status.success(), "{}", err(&o));
+    std::fs::write(dir.join("via-cat.csv"), &o.stdout).unwrap();
+    assert_masked(&dir.join("via-cat.csv"), "ssh cat");
+    assert_eq!(
+        o.stdout,
+        std::fs::read(dir.join("via-sftp.csv")).unwrap(),
+        "cat and scp give the same masked text"
+    );
+    let o = ssh(&gw, &tok, "bank-host", "cat tool.bin").await;
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(err(&o).contains("not text"), "{}", err(&o));
+    assert!(!o.stdout.contains(&0), "no binary output passed");
+    let o = ssh(&gw, &tok, "bank-host", "cat disk.img").await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(o.stdout, blob, "a rule allows it");
+
     // A binary file is refused over both protocols; one a rule allows passes.
     let o = scp(
         &gw,
@@ -1070,6 +1089,27 @@ async fn downloads_are_masked_and_binaries_need_a_rule() {
         })
         .count();
     assert_eq!(passed, 2, "{transfers:?}");
+    let outputs: Vec<_> = of_kind(&events, "command.result")
+        .into_iter()
+        .map(|e| &e["data"]["output_masking"])
+        .filter(|m| !m.is_null())
+        .collect();
+    assert!(
+        outputs
+            .iter()
+            .any(|m| m["result"] == "masked" && m["masked"]["ssn"] == 3000),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs.iter().any(|m| m["result"] == "refused"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs
+            .iter()
+            .any(|m| m["result"] == "passed" && m["rule"] == "disk-images-may-be-fetched"),
+        "{outputs:?}"
+    );
     assert!(transfers.iter().any(|e| e["data"]["direction"] == "upload"
         && e["data"]["path"]
             .as_str()

@@ -15,7 +15,7 @@ use crate::target::Target;
 use crate::Live;
 use gatehouse_core::approval::{HeldCommand, Outcome};
 use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
-use gatehouse_core::mask::{Masker, NotText};
+use gatehouse_core::mask::{Masker, NotText, TextStream};
 use gatehouse_core::Verdict;
 use russh::client;
 use russh::server::{self, Msg};
@@ -70,7 +70,42 @@ struct Relay {
     downloads: SftpDownloads,
     /// scp -f on a masking connection.
     scp: Option<ScpDownload>,
+    /// An exec without a terminal on a masking connection: its stdout and
+    /// stderr masked as streams (see [`Relay::exec_output`]).
+    exec_text: Option<ExecText>,
     exit_status: Option<u32>,
+}
+
+/// The output streams of an exec without a terminal, masked whole.
+#[derive(Default)]
+struct ExecText {
+    /// stdout, stderr.
+    streams: [TextStream; 2],
+    /// Binary output allowed by this rule: passed unchanged.
+    passed: Option<String>,
+    /// Why the output was refused.
+    refused: Option<String>,
+}
+
+impl ExecText {
+    /// The `output_masking` object of the command's result event.
+    fn summary(&self) -> serde_json::Value {
+        let mut counts = gatehouse_core::mask::MaskCounts::default();
+        for s in &self.streams {
+            counts.merge(&s.counts);
+        }
+        let result = match (&self.passed, &self.refused) {
+            (_, Some(_)) => "refused",
+            (Some(_), None) => "passed",
+            (None, None) => "masked",
+        };
+        serde_json::json!({
+            "result": result,
+            "masked": counts,
+            "rule": self.passed,
+            "reason": self.refused,
+        })
+    }
 }
 
 enum Next {
@@ -120,6 +155,7 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
         file_masker,
         downloads: SftpDownloads::default(),
         scp: None,
+        exec_text: None,
         exit_status: None,
     };
     relay.pump().await;
@@ -490,6 +526,9 @@ impl Relay {
                     .refuse_and_close("gatehouse could not start this command's recording, so it was not run; ask an administrator to check the gateway's recordings folder")
                     .await;
             }
+            if self.pty.is_none() && self.file_masker.is_some() {
+                self.exec_text = Some(ExecText::default());
+            }
             Mode::Exec
         };
         self.exec = Some((id, facts, Instant::now()));
@@ -857,7 +896,9 @@ impl Relay {
             return self.client.data_bytes(data.to_vec()).await.is_ok();
         };
         let live = self.live.clone();
-        let decide = move |path: &str, e: &NotText| decide_binary(&live, "sftp get", path, e);
+        let decide = move |path: &str, e: &NotText| {
+            decide_binary(&live, &format!("sftp get {path}"), path, e)
+        };
         let mut forward = Vec::new();
         for p in packets {
             if let Some(out) = self.downloads.target_packet(&p, &masker, &decide) {
@@ -891,7 +932,8 @@ impl Relay {
             return false;
         };
         let live = self.live.clone();
-        let decide = move |path: &str, e: &NotText| decide_binary(&live, "scp -f", path, e);
+        let decide =
+            move |path: &str, e: &NotText| decide_binary(&live, &format!("scp -f {path}"), path, e);
         let out = match scp.from_target(data, &masker, &decide) {
             Ok(out) => out,
             Err(e) => {
@@ -918,6 +960,86 @@ impl Relay {
             return false;
         }
         out.client.is_empty() || self.client.data_bytes(out.client).await.is_ok()
+    }
+
+    /// Output of an exec without a terminal on a masking connection
+    /// (stream 0 stdout, 1 stderr): recorded, then masked as one stream
+    /// each, so a value split across packets is masked whole. Output that
+    /// is not text in its first 8 KiB is refused unless a rule with
+    /// `kinds = ["binary"]` allows it; later it ends the command. `Err` is
+    /// the refusal for the user.
+    fn exec_output(&mut self, index: usize, data: &[u8]) -> Result<Vec<u8>, String> {
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > 256 {
+            let cut = self.tail.len() - 256;
+            self.tail.drain(..cut);
+        }
+        if let Some(r) = self.recording.as_mut() {
+            r.output(data);
+        }
+        let (Some(x), Some(masker)) = (self.exec_text.as_mut(), self.file_masker.clone()) else {
+            return Ok(data.to_vec());
+        };
+        if x.passed.is_some() {
+            return Ok(data.to_vec());
+        }
+        let early = x.streams[index].bytes_in < download::SNIFF as u64;
+        let result = match x.streams[index].push(&masker, data) {
+            Ok(out) => Ok(out),
+            Err(found) if early => {
+                let command = self
+                    .exec
+                    .as_ref()
+                    .map(|e| e.1.words.join(" "))
+                    .unwrap_or_default();
+                let subject = format!("the output of `{command}`");
+                match decide_binary(&self.live, &command, &subject, &found) {
+                    Binary::Allowed { rule } => {
+                        x.passed = Some(rule);
+                        Ok(data.to_vec())
+                    }
+                    Binary::Refused { message, .. } => Err(message),
+                }
+            }
+            Err(found) => Err(format!(
+                "the command's output is not text ({found}) after text was sent; the rest was withheld because binary output cannot be masked"
+            )),
+        };
+        if let (Err(why), Some(x)) = (&result, self.exec_text.as_mut()) {
+            x.refused = Some(why.clone());
+        }
+        result
+    }
+
+    /// Release what the exec's output streams hold back (the command's
+    /// output ended).
+    async fn flush_exec_text(&mut self) -> bool {
+        let (Some(x), Some(masker)) = (self.exec_text.as_mut(), self.file_masker.clone()) else {
+            return true;
+        };
+        if x.passed.is_some() {
+            return true;
+        }
+        let rests: Vec<Result<Vec<u8>, NotText>> =
+            x.streams.iter_mut().map(|s| s.finish(&masker)).collect();
+        for (index, rest) in rests.into_iter().enumerate() {
+            let bytes = match rest {
+                Ok(b) => b,
+                Err(found) => format!("\r\ngatehouse: the output ended in the middle of a character ({found}); it was dropped\r\n").into_bytes(),
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            let sent = if index == 0 {
+                self.client.data_bytes(bytes).await
+            } else {
+                self.client.extended_data_bytes(1, bytes).await
+            };
+            if sent.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     fn output(&mut self, data: &[u8]) -> Vec<u8> {
@@ -968,6 +1090,10 @@ impl Relay {
                             None => data.to_vec(),
                         }
                     }
+                    Mode::Exec if self.exec_text.is_some() => match self.exec_output(0, &data) {
+                        Ok(out) => out,
+                        Err(message) => return self.refuse_and_close(&message).await,
+                    },
                     _ => self.output(&data),
                 };
                 if self.recording.as_ref().is_some_and(|r| r.failed()) {
@@ -977,7 +1103,7 @@ impl Relay {
                         )
                         .await;
                 }
-                return self.client.data_bytes(out).await.is_ok();
+                return out.is_empty() || self.client.data_bytes(out).await.is_ok();
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 let out = if self.mode == Mode::Sftp || self.mode == Mode::Transfer {
@@ -989,12 +1115,23 @@ impl Relay {
                             .unwrap_or_else(|| data.to_vec()),
                         None => data.to_vec(),
                     }
+                } else if self.exec_text.is_some() && ext == 1 {
+                    match self.exec_output(1, &data) {
+                        Ok(out) => out,
+                        Err(message) => return self.refuse_and_close(&message).await,
+                    }
                 } else {
                     self.output(&data)
                 };
+                if out.is_empty() {
+                    return true;
+                }
                 return self.client.extended_data_bytes(ext, out).await.is_ok();
             }
             ChannelMsg::Eof => {
+                if !self.flush_exec_text().await {
+                    return false;
+                }
                 let _ = self.client.eof().await;
             }
             ChannelMsg::ExitStatus { exit_status } => {
@@ -1018,7 +1155,10 @@ impl Relay {
                 self.reply(wanted, matches!(answer, ChannelMsg::Success))
                     .await;
             }
-            ChannelMsg::Close => return false,
+            ChannelMsg::Close => {
+                self.flush_exec_text().await;
+                return false;
+            }
             _ => {}
         }
         true
@@ -1056,6 +1196,9 @@ impl Relay {
                 "exit_status": self.exit_status,
                 "duration_ms": started.elapsed().as_millis() as u64,
             });
+            if let Some(x) = &self.exec_text {
+                data["output_masking"] = x.summary();
+            }
             if self.mode == Mode::Transfer {
                 data["transfer"] = serde_json::json!({
                     "direction": facts.kind,
@@ -1100,15 +1243,14 @@ fn transfer_event(
 
 /// Decide a download that is not text on a masking connection: refused
 /// unless a rule naming `kinds = ["binary"]` allows it.
-fn decide_binary(live: &Live, verb: &str, path: &str, found: &NotText) -> Binary {
-    let text = format!("{verb} {path}");
-    let mut facts = shell::classify(&text, ShellKind::Binary);
+fn decide_binary(live: &Live, text: &str, path: &str, found: &NotText) -> Binary {
+    let mut facts = shell::classify(text, ShellKind::Binary);
     facts.kind = ShellKind::Binary;
     facts.path = Some(path.to_string());
     let verdict =
         live.pipeline
             .policy
-            .decide_shell(&live.identity, &live.connection_name, &text, &facts);
+            .decide_shell(&live.identity, &live.connection_name, text, &facts);
     match verdict {
         Verdict::Allow { rule: Some(rule) } => Binary::Allowed { rule },
         Verdict::Allow { rule: None } => Binary::Refused {
