@@ -6,6 +6,11 @@
 //! "waiting for approval #N" on stderr). Output is recorded, masked, in
 //! asciicast v2; SFTP packets are framed to record file names and sizes
 //! and to refuse opens by rule.
+//!
+//! On a connection that masks what the user sees (`mask_terminal`, caller
+//! not exempt), terminal output is masked packet by packet, an exec
+//! without a terminal as two streams (`Relay::exec_output`), and
+//! downloads (SFTP reads, `scp -f`) as described in [`crate::download`].
 
 use crate::download::{self, Binary, ScpDownload, SftpDownloads};
 use crate::line::{Key, LineBuf};
@@ -71,7 +76,7 @@ struct Relay {
     /// scp -f on a masking connection.
     scp: Option<ScpDownload>,
     /// An exec without a terminal on a masking connection: its stdout and
-    /// stderr masked as streams (see [`Relay::exec_output`]).
+    /// stderr masked as streams (see `Relay::exec_output`).
     exec_text: Option<ExecText>,
     exit_status: Option<u32>,
 }

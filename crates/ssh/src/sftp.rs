@@ -5,6 +5,8 @@
 //! The gateway relays SFTP packets unchanged; it frames them (`u32` length,
 //! type byte, request id) and looks inside OPEN, READ/DATA, WRITE and CLOSE.
 //! Packets are forwarded whole, so a refused OPEN never reaches the target.
+//! On a masking connection the READs of open files are answered by the
+//! gateway itself instead ([`crate::download`]).
 
 use std::collections::HashMap;
 
