@@ -145,6 +145,40 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any text, cut into byte pieces anywhere (inside characters too),
+        /// masks like the whole text at once; any bytes never panic.
+        #[test]
+        fn byte_splits_mask_like_the_whole_text(
+            text in "([a-z ,.\n✓客]|123-45-6789|4111 1111 1111 1111|jo@example\\.com){0,40}",
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let m = masker();
+            let bytes = text.as_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= bytes.len()).collect();
+            cuts.sort_unstable();
+            let mut s = TextStream::new();
+            let mut out = Vec::new();
+            let mut at = 0;
+            for c in cuts {
+                out.extend(s.push(&m, &bytes[at..c]).unwrap());
+                at = c;
+            }
+            out.extend(s.push(&m, &bytes[at..]).unwrap());
+            out.extend(s.finish(&m).unwrap());
+            let mut counts = MaskCounts::default();
+            let whole = m.mask_detected(&text, &mut counts).unwrap_or_else(|| text.clone());
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), whole);
+            proptest::prop_assert_eq!(&s.counts, &counts);
+            let mut s = TextStream::new();
+            let _ = s.push(&m, &junk);
+            let _ = s.finish(&m);
+        }
+    }
+
     #[test]
     fn binary_is_reported_where_it_shows() {
         let m = masker();
