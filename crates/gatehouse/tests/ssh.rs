@@ -1030,6 +1030,9 @@ async fn downloads_are_masked_and_binaries_need_a_rule() {
         .env("SSHPASS", &tok)
         .arg("sftp")
         .args(client_opts(&gw))
+        // Large reads, many in flight: the masked stream is still served
+        // whole and in order.
+        .args(["-B", "262144", "-R", "128"])
         .args(["-P", &ssh_port(&gw).to_string()])
         .arg("bank-host@127.0.0.1")
         .stdin(std::process::Stdio::piped())

@@ -42,6 +42,9 @@ pub const KEEP_BEHIND: u64 = 1024 * 1024;
 pub const MAX_AHEAD: u64 = 8 * 1024 * 1024;
 /// Largest masked file scp's legacy protocol can carry (held whole).
 pub const SCP_MAX_MASKED: usize = 16 * 1024 * 1024;
+/// Most data in one answer, as sftp-server caps it (a client asking for
+/// more gets a short read, and asks again for the rest).
+pub const MAX_SERVE: u32 = 255 * 1024;
 /// How much of a download is looked at to tell text from binary.
 pub const SNIFF: usize = 8 * 1024;
 
@@ -310,7 +313,7 @@ impl SftpDownloads {
                 ));
                 continue;
             }
-            let want_end = offset + u64::from(len);
+            let want_end = offset + u64::from(len.min(MAX_SERVE));
             if want_end <= end_known || (f.eof && offset < end_known) {
                 let from = (offset - f.base) as usize;
                 let to = (want_end.min(end_known) - f.base) as usize;
