@@ -182,6 +182,32 @@ mod tests {
     }
 
     #[test]
+    fn long_lines_without_blanks_still_mask_every_value() {
+        // CSV with no spaces: runs far longer than the stream masker's hold.
+        let m = masker();
+        let mut text = String::new();
+        for i in 0..50 {
+            text.push_str(&format!(
+                "{i},Ada,123-45-6789,4111111111111111,ada{i}@example.com,{}\n",
+                "x".repeat(150)
+            ));
+        }
+        for piece in [1, 7, 64, 129, 4096] {
+            let mut s = TextStream::new();
+            let mut out = Vec::new();
+            for chunk in text.as_bytes().chunks(piece) {
+                out.extend(s.push(&m, chunk).unwrap());
+            }
+            out.extend(s.finish(&m).unwrap());
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains("123-45-6789"), "piece {piece}");
+            assert!(!out.contains("4111111111111111"), "piece {piece}");
+            assert!(!out.contains("@example.com"), "piece {piece}");
+            assert_eq!(s.counts.get(EntityType::Ssn), 50, "piece {piece}");
+        }
+    }
+
+    #[test]
     fn binary_is_reported_where_it_shows() {
         let m = masker();
         let mut s = TextStream::new();
