@@ -41,11 +41,14 @@ import base64
 import copy
 import datetime as dt
 import hashlib
+import io
 import json
+import posixpath
 import shlex
 import ssl
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -970,6 +973,10 @@ def resource_list(group_version, resources, subresources=False):
             "resources": out}
 
 
+CUSTOMERS_CSV = ("name,email,ssn\nAlice,alice@example.com,123-45-6789\n"
+                 "Bob,bob@example.org,987-65-4321\n")
+
+
 class FakeShell:
     """A tiny shell behind the Kubernetes channel protocol: channel 0 stdin,
     1 stdout, 2 stderr, 3 status, 4 resize, 255 close (v5)."""
@@ -1041,8 +1048,23 @@ class FakeShell:
         if cmd == "stty" and args == ["size"]:
             return f"{self.size[0]} {self.size[1]}\n", "", 0, False
         if cmd == "cat" and args == ["/data/customers.csv"]:
-            return ("name,email,ssn\nAlice,alice@example.com,123-45-6789\n"
-                    "Bob,bob@example.org,987-65-4321\n"), "", 0, False
+            return CUSTOMERS_CSV, "", 0, False
+        if cmd == "tar" and args[:2] == ["cf", "-"]:
+            # What `kubectl cp POD:PATH LOCAL` runs: a tar archive on stdout.
+            rest, base = args[2:], ""
+            if rest[:1] == ["-C"] and len(rest) >= 3:
+                base, rest = rest[1], rest[2:]
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as archive:
+                for name in rest:
+                    full = posixpath.join(base, name) if base else name
+                    if full != "/data/customers.csv":
+                        return "", f"tar: {full}: Cannot stat: No such file or directory\n", 2, False
+                    data = CUSTOMERS_CSV.encode()
+                    info = tarfile.TarInfo(name=name.lstrip("/"))
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+            return buf.getvalue(), "", 0, False
         if cmd == "exit":
             code = int(args[0]) if args and args[0].isdigit() else 0
             return "", "", code, True

@@ -644,3 +644,121 @@ async fn followed_logs_and_execs_end_when_the_token_expires() {
     );
     gw.stop().await;
 }
+
+/// Issue 12: on a Kubernetes connection with `mask_terminal = true`, exec
+/// output reaches the user masked, and `kubectl cp` (tar, binary) is
+/// refused unless a `kinds = ["binary"]` rule allows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_output_is_masked_and_kubectl_cp_needs_a_rule() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("skipping: no kubectl >= 1.30 / aiohttp");
+        return;
+    };
+    let api = ApiServer::start().await;
+    let gw = TestGateway::start_with_policy("[http]\nlisten = \"127.0.0.1:0\"", |_| {
+        let config = kube_config(&api, api.dir.path()).replacen(
+            "allow_groups = [\"sre\"]",
+            "allow_groups = [\"sre\"]\nmask_terminal = true",
+            1,
+        );
+        format!(
+            "{config}\n[[rules]]\nname = \"platform-may-copy-files\"\neffect = \"allow\"\nconnections = [\"prod-k8s\"]\ngroups = [\"platform\"]\nkinds = [\"binary\"]\npattern = \"^tar \"\n"
+        )
+    })
+    .await;
+    let sre = kubeconfig_for(&gw, &gw.token("sam", &["sre"]), "sre.kubeconfig").await;
+
+    let o = kubectl_run(
+        &kubectl,
+        &sre,
+        &[
+            "exec",
+            "debug",
+            "-n",
+            "default",
+            "--",
+            "cat",
+            "/data/customers.csv",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let shown = out(&o);
+    assert!(shown.starts_with("name,email,ssn\nAlice,"), "{shown}");
+    assert!(
+        !shown.contains("123-45-6789")
+            && !shown.contains("alice@example.com")
+            && !shown.contains("bob@example.org"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("6789"),
+        "partial masking keeps the last 4: {shown}"
+    );
+
+    // kubectl cp runs tar: binary, refused on a masking connection.
+    let local = gw.dir.path().join("copied.csv");
+    let o = kubectl_run(
+        &kubectl,
+        &sre,
+        &[
+            "cp",
+            "default/debug:/data/customers.csv",
+            local.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!o.status.success(), "kubectl cp must fail: {}", out(&o));
+    assert!(err(&o).contains("not text"), "{}", err(&o));
+    assert!(!std::fs::read_to_string(&local)
+        .unwrap_or_default()
+        .contains("123-45-6789"));
+
+    // A caller a rule allows copies the file as it is.
+    let platform = kubeconfig_for(
+        &gw,
+        &gw.token("pat", &["sre", "platform"]),
+        "platform.kubeconfig",
+    )
+    .await;
+    let o = kubectl_run(
+        &kubectl,
+        &platform,
+        &[
+            "cp",
+            "default/debug:/data/customers.csv",
+            local.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(std::fs::read_to_string(&local)
+        .unwrap()
+        .contains("Alice,alice@example.com,123-45-6789"));
+
+    let events = events(&gw).await;
+    let results: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "command.result" && !e["data"]["response"]["output_masking"].is_null()
+        })
+        .map(|e| &e["data"]["response"]["output_masking"])
+        .collect();
+    assert!(
+        results.iter().any(|m| m["result"] == "masked"
+            && m["masked"]["ssn"] == 1
+            && m["masked"]["email"] == 2),
+        "{results:?}"
+    );
+    assert!(
+        results.iter().any(|m| m["result"] == "refused"),
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|m| m["result"] == "passed" && m["rule"] == "platform-may-copy-files"),
+        "{results:?}"
+    );
+    gw.stop().await;
+}

@@ -101,6 +101,13 @@ keywords = ["sudo"]
 approvers = ["approvers"]
 
 [[rules]]
+name = "disk-images-may-be-fetched"
+effect = "allow"
+connections = ["bank-host"]
+kinds = ["binary"]
+pattern = '\.img$'
+
+[[rules]]
 name = "no-uploads-to-etc"
 effect = "block"
 message = "files may not be uploaded to /etc"
@@ -1052,5 +1059,294 @@ async fn an_interactive_shell_ends_when_the_token_expires() {
         .join(recording["data"]["file"].as_str().unwrap());
     let cast = std::fs::read_to_string(&file).unwrap();
     assert!(cast.contains("your token expired at"), "{cast}");
+    gw.stop().await;
+}
+
+/// A fake customer export: SSNs, card numbers and emails on every line,
+/// big enough for many SFTP reads in flight (masking changes the length).
+fn customers_export() -> String {
+    let mut text = String::from("id,name,ssn,card,email\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "{i},Ada Lovelace,123-45-6789,4111 1111 1111 1111,ada{i}@example.com\n"
+        ));
+    }
+    text
+}
+
+fn assert_masked(local: &Path, what: &str) {
+    let got = std::fs::read_to_string(local).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(!got.contains("123-45-6789"), "{what}: SSN in clear");
+    assert!(
+        !got.contains("4111 1111 1111 1111"),
+        "{what}: card in clear"
+    );
+    assert!(!got.contains("@example.com"), "{what}: email in clear");
+    assert_eq!(got.lines().count(), 3001, "{what}: every line arrives");
+    assert!(
+        got.contains("2999,Ada Lovelace,"),
+        "{what}: the end arrives"
+    );
+    assert!(
+        got.contains("6789"),
+        "{what}: partial masking keeps the last 4"
+    );
+}
+
+async fn scp(gw: &TestGateway, token: &str, legacy: bool, from: &str, to: &Path) -> Output {
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e").env("SSHPASS", token).arg("scp");
+    if legacy {
+        cmd.arg("-O");
+    }
+    cmd.args(client_opts(gw))
+        .args(["-P", &ssh_port(gw).to_string()])
+        .arg(from)
+        .arg(to);
+    run(&mut cmd).await
+}
+
+/// Issue 12: downloads on a masking connection are masked like `cat`;
+/// binary files are refused unless a rule allows them; uploads unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_masked_and_binaries_need_a_rule() {
+    if !sshd_ready() {
+        return;
+    }
+    let home = &ssh_target().home;
+    let export = customers_export();
+    std::fs::write(home.join("customers-export.csv"), &export).unwrap();
+    let mut blob = b"\x7fELF\x02\x01\x01\0".to_vec();
+    blob.extend((0..200_000u32).map(|i| (i % 251) as u8));
+    std::fs::write(home.join("tool.bin"), &blob).unwrap();
+    std::fs::write(home.join("disk.img"), &blob).unwrap();
+    let gw = gateway().await;
+    let tok = gw.token("olga", &["ops"]);
+    let dir = gw.dir.path();
+
+    // scp over SFTP, scp -O (legacy), sftp get: the local copy is masked.
+    let o = scp(
+        &gw,
+        &tok,
+        false,
+        "bank-host@127.0.0.1:customers-export.csv",
+        &dir.join("via-sftp.csv"),
+    )
+    .await;
+    assert!(o.status.success(), "scp: {}", err(&o));
+    assert_masked(&dir.join("via-sftp.csv"), "scp (sftp)");
+    let o = scp(
+        &gw,
+        &tok,
+        true,
+        "bank-host@127.0.0.1:customers-export.csv",
+        &dir.join("via-legacy.csv"),
+    )
+    .await;
+    assert!(o.status.success(), "scp -O: {}", err(&o));
+    assert_masked(&dir.join("via-legacy.csv"), "scp -O");
+    assert_eq!(
+        std::fs::read(dir.join("via-sftp.csv")).unwrap(),
+        std::fs::read(dir.join("via-legacy.csv")).unwrap(),
+        "both protocols mask alike"
+    );
+
+    // A directory, recursively (scp -r: D/E lines, several files, and -p
+    // times in the legacy protocol).
+    let reports = home.join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    std::fs::write(reports.join("a.csv"), "Ada,123-45-6789\n").unwrap();
+    std::fs::write(reports.join("b.txt"), "card 4111 1111 1111 1111 ok\n").unwrap();
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&reports)
+        .status();
+    for (legacy, into) in [(true, "tree-legacy"), (false, "tree-sftp")] {
+        let mut cmd = tokio::process::Command::new("sshpass");
+        cmd.arg("-e").env("SSHPASS", &tok).arg("scp");
+        if legacy {
+            cmd.arg("-O");
+        }
+        cmd.args(["-r", "-p"])
+            .args(client_opts(&gw))
+            .args(["-P", &ssh_port(&gw).to_string()])
+            .arg("bank-host@127.0.0.1:reports")
+            .arg(dir.join(into));
+        let o = run(&mut cmd).await;
+        assert!(o.status.success(), "scp -r ({into}): {}", err(&o));
+        let a = std::fs::read_to_string(dir.join(into).join("a.csv")).unwrap();
+        let b = std::fs::read_to_string(dir.join(into).join("b.txt")).unwrap();
+        assert_eq!(a, "Ada,***-**-6789\n", "{into}");
+        assert!(
+            b.starts_with("card ") && b.ends_with("1111 ok\n"),
+            "{into}: {b}"
+        );
+        assert!(!b.contains("4111 1111 1111 1111"), "{into}: {b}");
+    }
+
+    // `cat` of the same file over an exec (no terminal): masked as one
+    // stream, whatever the packet boundaries; binary output needs the rule.
+    let o = ssh(&gw, &tok, "bank-host", "cat customers-export.csv").await;
+    assert!(o.status.success(), "{}", err(&o));
+    std::fs::write(dir.join("via-cat.csv"), &o.stdout).unwrap();
+    assert_masked(&dir.join("via-cat.csv"), "ssh cat");
+    assert_eq!(
+        o.stdout,
+        std::fs::read(dir.join("via-sftp.csv")).unwrap(),
+        "cat and scp give the same masked text"
+    );
+    let o = ssh(&gw, &tok, "bank-host", "cat tool.bin").await;
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(err(&o).contains("not text"), "{}", err(&o));
+    assert!(!o.stdout.contains(&0), "no binary output passed");
+    let o = ssh(&gw, &tok, "bank-host", "cat disk.img").await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(o.stdout, blob, "a rule allows it");
+
+    // A binary file is refused over both protocols; one a rule allows passes.
+    let o = scp(
+        &gw,
+        &tok,
+        false,
+        "bank-host@127.0.0.1:tool.bin",
+        &dir.join("tool-sftp.bin"),
+    )
+    .await;
+    assert!(!o.status.success(), "binary over sftp must fail");
+    assert!(err(&o).contains("not text"), "{}", err(&o));
+    let o = scp(
+        &gw,
+        &tok,
+        true,
+        "bank-host@127.0.0.1:tool.bin",
+        &dir.join("tool-legacy.bin"),
+    )
+    .await;
+    assert!(!o.status.success(), "binary over scp -O must fail");
+    assert!(err(&o).contains("not text"), "{}", err(&o));
+    assert!(!dir.join("tool-legacy.bin").exists());
+    let o = scp(
+        &gw,
+        &tok,
+        false,
+        "bank-host@127.0.0.1:disk.img",
+        &dir.join("disk-sftp.img"),
+    )
+    .await;
+    assert!(o.status.success(), "allowed binary: {}", err(&o));
+    assert_eq!(std::fs::read(dir.join("disk-sftp.img")).unwrap(), blob);
+    let o = scp(
+        &gw,
+        &tok,
+        true,
+        "bank-host@127.0.0.1:disk.img",
+        &dir.join("disk-legacy.img"),
+    )
+    .await;
+    assert!(o.status.success(), "allowed binary, scp -O: {}", err(&o));
+    assert_eq!(std::fs::read(dir.join("disk-legacy.img")).unwrap(), blob);
+
+    // sftp get, and an upload, which is not masked (the target gets what was sent).
+    let local = dir.join("upload.csv");
+    std::fs::write(&local, &export).unwrap();
+    let commands = format!(
+        "get customers-export.csv {}\nget tool.bin {}\nput {} uploaded-export.csv\nbye\n",
+        dir.join("via-get.csv").display(),
+        dir.join("via-get.bin").display(),
+        local.display()
+    );
+    let mut cmd = tokio::process::Command::new("sshpass");
+    cmd.arg("-e")
+        .env("SSHPASS", &tok)
+        .arg("sftp")
+        .args(client_opts(&gw))
+        // Large reads, many in flight: the masked stream is still served
+        // whole and in order.
+        .args(["-B", "262144", "-R", "128"])
+        .args(["-P", &ssh_port(&gw).to_string()])
+        .arg("bank-host@127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(commands.as_bytes()).await.unwrap();
+    }
+    let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_masked(&dir.join("via-get.csv"), "sftp get");
+    assert!(err(&o).contains("not text"), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        std::fs::read_to_string(home.join("uploaded-export.csv")).unwrap(),
+        export,
+        "uploads are not masked"
+    );
+
+    let events = events(&gw).await;
+    let transfers = of_kind(&events, "file.transfer");
+    let masked: Vec<_> = transfers
+        .iter()
+        .filter(|e| {
+            e["data"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("customers-export.csv"))
+                && e["data"]["masking"]["result"] == "masked"
+        })
+        .collect();
+    assert_eq!(masked.len(), 3, "{transfers:?}");
+    for e in &masked {
+        assert_eq!(e["data"]["masking"]["masked"]["ssn"], 3000, "{e}");
+        assert_eq!(e["data"]["masking"]["masked"]["card_number"], 3000, "{e}");
+        assert_eq!(e["data"]["bytes"], export.len() as u64, "{e}");
+    }
+    assert!(masked.iter().any(|e| e["data"]["protocol"] == "scp"));
+    let refused = transfers
+        .iter()
+        .filter(|e| {
+            e["data"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("tool.bin"))
+                && e["data"]["masking"]["result"] == "refused"
+        })
+        .count();
+    assert_eq!(refused, 3, "{transfers:?}");
+    let passed = transfers
+        .iter()
+        .filter(|e| {
+            e["data"]["masking"]["result"] == "passed"
+                && e["data"]["masking"]["rule"] == "disk-images-may-be-fetched"
+        })
+        .count();
+    assert_eq!(passed, 2, "{transfers:?}");
+    let outputs: Vec<_> = of_kind(&events, "command.result")
+        .into_iter()
+        .map(|e| &e["data"]["output_masking"])
+        .filter(|m| !m.is_null())
+        .collect();
+    assert!(
+        outputs
+            .iter()
+            .any(|m| m["result"] == "masked" && m["masked"]["ssn"] == 3000),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs.iter().any(|m| m["result"] == "refused"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs
+            .iter()
+            .any(|m| m["result"] == "passed" && m["rule"] == "disk-images-may-be-fetched"),
+        "{outputs:?}"
+    );
+    assert!(transfers.iter().any(|e| e["data"]["direction"] == "upload"
+        && e["data"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("uploaded-export.csv"))
+        && e["data"]["masking"].is_null()));
     gw.stop().await;
 }

@@ -8,6 +8,7 @@
 //! as they stream back.
 
 mod exec;
+mod execmask;
 mod facts;
 mod hold;
 pub mod jsonmask;

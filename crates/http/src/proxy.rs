@@ -558,14 +558,43 @@ impl HttpAdapter {
                     .headers_mut()
                     .append(name.clone(), value.clone());
             }
+            let subprotocol = resp
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok());
             if let Some(t) = tap.as_mut() {
-                t.set_protocol(
-                    resp.headers()
-                        .get("sec-websocket-protocol")
-                        .and_then(|v| v.to_str().ok()),
-                );
+                t.set_protocol(subprotocol);
             }
-            crate::splice::spawn(exchange, tap, client_upgrade, upstream_upgrade, busy);
+            let output_masker =
+                match subprotocol.and_then(crate::wsframes::ChannelProtocol::from_subprotocol) {
+                    Some(protocol)
+                        if tap.is_some()
+                            && conn.mask_terminal
+                            && self.pipeline.policy.detectors_apply(&identity) =>
+                    {
+                        let tty = crate::kube::ExecRequest::from_query(&query).tty;
+                        Some(crate::execmask::ExecMasker::new(
+                            self.pipeline.masker.clone(),
+                            protocol,
+                            binary_decider(
+                                &self.pipeline,
+                                &identity,
+                                &conn.name,
+                                &exchange.request.text,
+                            ),
+                            tty,
+                        ))
+                    }
+                    _ => None,
+                };
+            crate::splice::spawn(
+                exchange,
+                tap,
+                client_upgrade,
+                upstream_upgrade,
+                busy,
+                output_masker,
+            );
             return Ok(client_resp);
         }
         Ok(crate::response::relay(exchange, &conn, resp, busy).await)
@@ -1044,6 +1073,38 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for h in HOP_BY_HOP {
         headers.remove(h);
     }
+}
+
+/// How binary exec output (`kubectl cp` runs `tar cf -`) on a masking
+/// connection is decided: refused unless a rule with `kinds = ["binary"]`
+/// matches the exec's command (its `pattern` sees the command line).
+fn binary_decider(
+    pipeline: &std::sync::Arc<gatehouse_core::pipeline::Pipeline>,
+    identity: &gatehouse_core::Identity,
+    connection: &str,
+    command: &str,
+) -> crate::execmask::DecideBinary {
+    use gatehouse_core::classify::shell::{self, ShellKind};
+    let pipeline = pipeline.clone();
+    let identity = identity.clone();
+    let connection = connection.to_string();
+    let command = command.to_string();
+    Box::new(move |found| {
+        let mut facts = shell::classify(&command, ShellKind::Binary);
+        facts.kind = ShellKind::Binary;
+        match pipeline
+            .policy
+            .decide_shell(&identity, &connection, &command, &facts)
+        {
+            Verdict::Allow { rule: Some(rule) } => Ok(rule),
+            Verdict::Allow { rule: None } => Err(format!(
+                "the output of `{command}` is not text ({found}); this connection masks exec output and binary output cannot be masked, so it was refused (kubectl cp needs a rule with kinds = [\"binary\"] that allows it)"
+            )),
+            Verdict::Block { rule, message } | Verdict::Hold { rule, message, .. } => Err(format!(
+                "the output of `{command}` is not text ({found}) and rule \"{rule}\" refuses it: {message}"
+            )),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! `port-forward`.
 
 use crate::exec::ExecTap;
+use crate::execmask::ExecMasker;
 use crate::proxy::Exchange;
 use gatehouse_core::mask::MaskCounts;
 use hyper::upgrade::OnUpgrade;
@@ -18,6 +19,7 @@ pub(crate) fn spawn(
     client: OnUpgrade,
     upstream: OnUpgrade,
     busy: crate::sessions::Busy,
+    masker: Option<ExecMasker>,
 ) {
     tokio::spawn(async move {
         let (client, upstream) = tokio::join!(client, upstream);
@@ -40,8 +42,8 @@ pub(crate) fn spawn(
         let (cr, cw) = tokio::io::split(client);
         let (ur, uw) = tokio::io::split(upstream);
         let (to_up_tx, mut to_up_rx) = tokio::sync::mpsc::channel::<(bool, bytes::Bytes)>(32);
-        let up = relay(cr, uw, to_up_tx.clone(), true);
-        let down = relay(ur, cw, to_up_tx, false);
+        let up = relay(cr, uw, to_up_tx.clone(), true, None);
+        let down = relay(ur, cw, to_up_tx, false, masker);
         let relays = async { tokio::join!(up, down) };
         tokio::pin!(relays);
         // The observer ends early only when the stream cannot be recorded
@@ -59,14 +61,14 @@ pub(crate) fn spawn(
         let mut ended_by = None;
         let mut deadline_end = None;
         let deadline = exchange.deadline.clone();
-        let (sent_up, sent_down) = {
+        let ((sent_up, _), (sent_down, masker)) = {
             tokio::select! {
                 (u, d) = &mut relays => (u, d),
-                cut = observe => { ended_by = cut; (0, 0) }
+                cut = observe => { ended_by = cut; ((0, None), (0, None)) }
                 end = deadline.reached() => {
                     ended_by = Some(end.message());
                     deadline_end = Some(end);
-                    (0, 0)
+                    ((0, None), (0, None))
                 }
             }
         };
@@ -86,6 +88,13 @@ pub(crate) fn spawn(
         let mut summary = summary.unwrap_or_else(|| serde_json::json!({}));
         if let Some(obj) = summary.as_object_mut() {
             obj.insert("bytes_from_client".into(), sent_up.into());
+            if let Some(m) = &masker {
+                // What the user was sent: masked, passed by a rule, or cut.
+                obj.insert("output_masking".into(), m.summary());
+            }
+        }
+        if let Some(why) = masker.as_ref().and_then(|m| m.ended.clone()) {
+            ended_by.get_or_insert(why);
         }
         exchange
             .finish(
@@ -101,13 +110,17 @@ pub(crate) fn spawn(
 }
 
 /// Copy one direction, showing every piece to the observer; the writer is
-/// shut down when the reader ends so the other side sees the close.
+/// shut down when the reader ends so the other side sees the close. With
+/// `masker` (exec output on a masking connection) what is written is its
+/// re-written stream; the observer still sees the original bytes (the
+/// recording masks them itself).
 async fn relay<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     mut from: R,
     mut to: W,
     observer: tokio::sync::mpsc::Sender<(bool, bytes::Bytes)>,
     from_client: bool,
-) -> u64 {
+    mut masker: Option<ExecMasker>,
+) -> (u64, Option<ExecMasker>) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut total = 0u64;
     loop {
@@ -116,12 +129,19 @@ async fn relay<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Ok(n) => n,
         };
         let piece = bytes::Bytes::copy_from_slice(&buf[..n]);
-        if to.write_all(&piece).await.is_err() {
+        let written = match masker.as_mut() {
+            Some(m) => bytes::Bytes::from(m.feed(&piece)),
+            None => piece.clone(),
+        };
+        if to.write_all(&written).await.is_err() {
             break;
         }
-        total += n as u64;
+        total += written.len() as u64;
         let _ = observer.send((from_client, piece)).await;
+        if masker.as_ref().is_some_and(|m| m.ended.is_some()) {
+            break;
+        }
     }
     let _ = to.shutdown().await;
-    total
+    (total, masker)
 }

@@ -450,7 +450,8 @@ impl ChannelProtocol {
         })
     }
 
-    fn is_base64(self) -> bool {
+    /// Whether text frames carry base64 (`base64.channel.k8s.io`, v4 base64).
+    pub fn is_base64(self) -> bool {
         matches!(
             self,
             ChannelProtocol::Base64Channel | ChannelProtocol::V4Base64

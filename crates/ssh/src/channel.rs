@@ -6,7 +6,13 @@
 //! "waiting for approval #N" on stderr). Output is recorded, masked, in
 //! asciicast v2; SFTP packets are framed to record file names and sizes
 //! and to refuse opens by rule.
+//!
+//! On a connection that masks what the user sees (`mask_terminal`, caller
+//! not exempt), terminal output is masked packet by packet, an exec
+//! without a terminal as two streams (`Relay::exec_output`), and
+//! downloads (SFTP reads, `scp -f`) as described in [`crate::download`].
 
+use crate::download::{self, Binary, ScpDownload, SftpDownloads};
 use crate::line::{Key, LineBuf};
 use crate::recording::Recording;
 use crate::sftp;
@@ -15,6 +21,7 @@ use crate::Live;
 use gatehouse_core::approval::{HeldCommand, Outcome};
 use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
 use gatehouse_core::deadline::SessionEnd;
+use gatehouse_core::mask::{Masker, NotText, TextStream};
 use gatehouse_core::Verdict;
 use russh::client;
 use russh::server::{self, Msg};
@@ -63,9 +70,50 @@ struct Relay {
     sftp_out: sftp::Framer,
     tracker: sftp::Tracker,
     mask_terminal: bool,
+    /// Set when downloads are masked: `mask_terminal` on the connection
+    /// and the caller not exempt from the detectors.
+    file_masker: Option<Arc<Masker>>,
+    downloads: SftpDownloads,
+    /// scp -f on a masking connection.
+    scp: Option<ScpDownload>,
+    /// An exec without a terminal on a masking connection: its stdout and
+    /// stderr masked as streams (see `Relay::exec_output`).
+    exec_text: Option<ExecText>,
     exit_status: Option<u32>,
     /// Set when the session's deadline cut this channel off.
     cut: Option<String>,
+}
+
+/// The output streams of an exec without a terminal, masked whole.
+#[derive(Default)]
+struct ExecText {
+    /// stdout, stderr.
+    streams: [TextStream; 2],
+    /// Binary output allowed by this rule: passed unchanged.
+    passed: Option<String>,
+    /// Why the output was refused.
+    refused: Option<String>,
+}
+
+impl ExecText {
+    /// The `output_masking` object of the command's result event.
+    fn summary(&self) -> serde_json::Value {
+        let mut counts = gatehouse_core::mask::MaskCounts::default();
+        for s in &self.streams {
+            counts.merge(&s.counts);
+        }
+        let result = match (&self.passed, &self.refused) {
+            (_, Some(_)) => "refused",
+            (Some(_), None) => "passed",
+            (None, None) => "masked",
+        };
+        serde_json::json!({
+            "result": result,
+            "masked": counts,
+            "rule": self.passed,
+            "reason": self.refused,
+        })
+    }
 }
 
 enum Next {
@@ -90,6 +138,8 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
         Err(message) => return refuse_channel(client, handle, &message).await,
     };
     let mask_terminal = live.connection.as_ref().is_some_and(|c| c.mask_terminal);
+    let file_masker = (mask_terminal && live.pipeline.policy.detectors_apply(&live.identity))
+        .then(|| live.pipeline.masker.clone());
     let number = live.next_channel();
     let mut relay = Relay {
         live,
@@ -111,6 +161,10 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
         sftp_out: sftp::Framer::default(),
         tracker: sftp::Tracker::default(),
         mask_terminal,
+        file_masker,
+        downloads: SftpDownloads::default(),
+        scp: None,
+        exec_text: None,
         exit_status: None,
         cut: None,
     };
@@ -499,12 +553,18 @@ impl Relay {
             }
         }
         self.mode = if matches!(facts.kind, ShellKind::Upload | ShellKind::Download) {
+            if facts.kind == ShellKind::Download && self.file_masker.is_some() {
+                self.scp = Some(ScpDownload::default());
+            }
             Mode::Transfer
         } else {
             if !self.start_recording(&text) {
                 return self
                     .refuse_and_close("gatehouse could not start this command's recording, so it was not run; ask an administrator to check the gateway's recordings folder")
                     .await;
+            }
+            if self.pty.is_none() && self.file_masker.is_some() {
+                self.exec_text = Some(ExecText::default());
             }
             Mode::Exec
         };
@@ -648,7 +708,11 @@ impl Relay {
             Mode::Shell => self.shell_input(data).await,
             Mode::Transfer => {
                 self.transfer_bytes += data.len() as u64;
-                self.tgt.data_bytes(data.to_vec()).await.is_ok()
+                let data = match self.scp.as_mut() {
+                    Some(scp) => scp.from_client(data),
+                    None => data.to_vec(),
+                };
+                data.is_empty() || self.tgt.data_bytes(data).await.is_ok()
             }
             Mode::Exec | Mode::Idle => self.tgt.data_bytes(data.to_vec()).await.is_ok(),
         }
@@ -734,14 +798,63 @@ impl Relay {
             }
         };
         for packet in packets {
-            if let Some(done) = self.tracker.closed(&packet) {
+            if self.file_masker.is_some() {
+                if let Some(id) =
+                    download::request_id(&packet).filter(|&id| self.downloads.collides(id))
+                {
+                    let answer = download::status(
+                        id,
+                        4,
+                        "gatehouse: request id in use by the gateway; retry",
+                    );
+                    if self.client.data_bytes(answer).await.is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+                if let Some(out) = self.downloads.client_packet(&packet) {
+                    if !self.send_sftp(out).await {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            if let Some(mut done) = self.tracker.closed(&packet) {
+                let masking = self
+                    .downloads
+                    .close_packet(&packet)
+                    .filter(|m| done.direction == "download" || m.bytes_in > 0);
+                if let Some(m) = &masking {
+                    done.bytes = done.bytes.max(m.bytes_in);
+                }
                 let _ = self
                     .live
-                    .record("file.transfer", transfer_event(self.number, &done))
+                    .record(
+                        "file.transfer",
+                        transfer_event(self.number, &done, masking.as_ref()),
+                    )
                     .await;
             }
             let request = match self.tracker.client_packet(&packet) {
-                sftp::ClientRequest::Open { id, path, write } => {
+                sftp::ClientRequest::Open {
+                    id,
+                    write: true,
+                    read: true,
+                    ..
+                } if self.file_masker.is_some() => {
+                    let answer = sftp::permission_denied(
+                        id,
+                        "gatehouse masks downloads on this connection, so a file cannot be opened for reading and writing at once",
+                    );
+                    self.tracker.target_packet(&sftp::permission_denied(id, ""));
+                    if self.client.data_bytes(answer).await.is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+                sftp::ClientRequest::Open {
+                    id, path, write, ..
+                } => {
                     let kind = if write {
                         ShellKind::Upload
                     } else {
@@ -794,6 +907,187 @@ impl Relay {
         true
     }
 
+    /// Send what the masked downloads produced.
+    async fn send_sftp(&mut self, out: download::Out) -> bool {
+        if let Some(n) = &out.notice {
+            self.stderr(&format!("{n}\r\n")).await;
+        }
+        for p in out.target {
+            if self.tgt.data_bytes(p).await.is_err() {
+                return false;
+            }
+        }
+        let to_client: Vec<u8> = out.client.concat();
+        to_client.is_empty() || self.client.data_bytes(to_client).await.is_ok()
+    }
+
+    /// SFTP packets from the target: answers to the gateway's own reads
+    /// feed the masked downloads; the rest are tracked and forwarded.
+    async fn sftp_from_target(&mut self, data: &[u8]) -> bool {
+        let packets = match self.sftp_out.push(data) {
+            Ok(p) => p,
+            Err(e) if self.file_masker.is_none() => {
+                tracing::warn!(error = %e, "sftp stream from target");
+                return self.client.data_bytes(data.to_vec()).await.is_ok();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sftp stream from target refused");
+                return false;
+            }
+        };
+        let Some(masker) = self.file_masker.clone() else {
+            for p in &packets {
+                self.tracker.target_packet(p);
+            }
+            return self.client.data_bytes(data.to_vec()).await.is_ok();
+        };
+        let live = self.live.clone();
+        let decide = move |path: &str, e: &NotText| {
+            decide_binary(&live, &format!("sftp get {path}"), path, e)
+        };
+        let mut forward = Vec::new();
+        for p in packets {
+            if let Some(out) = self.downloads.target_packet(&p, &masker, &decide) {
+                if !self.send_sftp(out).await {
+                    return false;
+                }
+                continue;
+            }
+            // Every READ of a file handle is the gateway's to answer (an
+            // upload's handle may be readable too: sftp-server opens
+            // CREAT/APPEND without WRITE read-only), so a DATA answer it did
+            // not ask for is not forwarded: the target is not speaking
+            // SFTP as the gateway follows it.
+            if p.get(4) == Some(&103) {
+                tracing::warn!("unsolicited SFTP DATA from the target on a masking connection");
+                self.stderr("gatehouse: the target sent file data the gateway did not ask for, so this SFTP session was ended\r\n").await;
+                return false;
+            }
+            if let Some((handle, t)) = self.tracker.target_packet(&p) {
+                self.downloads.open(handle, t.path);
+            }
+            forward.extend_from_slice(&p);
+        }
+        forward.is_empty() || self.client.data_bytes(forward).await.is_ok()
+    }
+
+    /// scp -f output on a masking connection: file content masked, binary
+    /// files refused unless a rule allows them.
+    async fn scp_from_target(&mut self, data: &[u8]) -> bool {
+        let (Some(scp), Some(masker)) = (self.scp.as_mut(), self.file_masker.clone()) else {
+            return false;
+        };
+        let live = self.live.clone();
+        let decide =
+            move |path: &str, e: &NotText| decide_binary(&live, &format!("scp -f {path}"), path, e);
+        let out = match scp.from_target(data, &masker, &decide) {
+            Ok(out) => out,
+            Err(e) => {
+                return self
+                    .refuse_and_close(&format!(
+                        "gatehouse could not follow this scp transfer ({e}), so it was ended"
+                    ))
+                    .await
+            }
+        };
+        for o in &out.done {
+            let t = sftp::Transfer {
+                path: o.path.clone(),
+                direction: "download",
+                bytes: o.bytes_in,
+            };
+            let mut event = transfer_event(self.number, &t, Some(o));
+            event["protocol"] = serde_json::json!("scp");
+            // The path asked for (`scp -f PATH`); `path` is the file sent.
+            event["requested"] = serde_json::json!(self.exec.as_ref().map(|e| e.1.path.clone()));
+            let _ = self.live.record("file.transfer", event).await;
+        }
+        if !out.target.is_empty() && self.tgt.data_bytes(out.target).await.is_err() {
+            return false;
+        }
+        out.client.is_empty() || self.client.data_bytes(out.client).await.is_ok()
+    }
+
+    /// Output of an exec without a terminal on a masking connection
+    /// (stream 0 stdout, 1 stderr): recorded, then masked as one stream
+    /// each, so a value split across packets is masked whole. Output that
+    /// is not text in its first 8 KiB is refused unless a rule with
+    /// `kinds = ["binary"]` allows it; later it ends the command. `Err` is
+    /// the refusal for the user.
+    fn exec_output(&mut self, index: usize, data: &[u8]) -> Result<Vec<u8>, String> {
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > 256 {
+            let cut = self.tail.len() - 256;
+            self.tail.drain(..cut);
+        }
+        if let Some(r) = self.recording.as_mut() {
+            r.output(data);
+        }
+        let (Some(x), Some(masker)) = (self.exec_text.as_mut(), self.file_masker.clone()) else {
+            return Ok(data.to_vec());
+        };
+        if x.passed.is_some() {
+            return Ok(data.to_vec());
+        }
+        let early = x.streams[index].bytes_in < download::SNIFF as u64;
+        let result = match x.streams[index].push(&masker, data) {
+            Ok(out) => Ok(out),
+            Err(found) if early => {
+                let command = self
+                    .exec
+                    .as_ref()
+                    .map(|e| e.1.words.join(" "))
+                    .unwrap_or_default();
+                let subject = format!("the output of `{command}`");
+                match decide_binary(&self.live, &command, &subject, &found) {
+                    Binary::Allowed { rule } => {
+                        x.passed = Some(rule);
+                        Ok(data.to_vec())
+                    }
+                    Binary::Refused { message, .. } => Err(message),
+                }
+            }
+            Err(found) => Err(format!(
+                "the command's output is not text ({found}) after text was sent; the rest was withheld because binary output cannot be masked"
+            )),
+        };
+        if let (Err(why), Some(x)) = (&result, self.exec_text.as_mut()) {
+            x.refused = Some(why.clone());
+        }
+        result
+    }
+
+    /// Release what the exec's output streams hold back (the command's
+    /// output ended).
+    async fn flush_exec_text(&mut self) -> bool {
+        let (Some(x), Some(masker)) = (self.exec_text.as_mut(), self.file_masker.clone()) else {
+            return true;
+        };
+        if x.passed.is_some() {
+            return true;
+        }
+        let rests: Vec<Result<Vec<u8>, NotText>> =
+            x.streams.iter_mut().map(|s| s.finish(&masker)).collect();
+        for (index, rest) in rests.into_iter().enumerate() {
+            let bytes = match rest {
+                Ok(b) => b,
+                Err(found) => format!("\r\ngatehouse: the output ended in the middle of a character ({found}); it was dropped\r\n").into_bytes(),
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            let sent = if index == 0 {
+                self.client.data_bytes(bytes).await
+            } else {
+                self.client.extended_data_bytes(1, bytes).await
+            };
+            if sent.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     fn output(&mut self, data: &[u8]) -> Vec<u8> {
         self.tail.extend_from_slice(data);
         if self.tail.len() > 256 {
@@ -827,21 +1121,25 @@ impl Relay {
         match msg {
             ChannelMsg::Data { data } => {
                 let out = match self.mode {
-                    Mode::Sftp => {
-                        match self.sftp_out.push(&data) {
-                            Ok(packets) => {
-                                for p in packets {
-                                    self.tracker.target_packet(&p);
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "sftp stream from target"),
-                        }
-                        data.to_vec()
-                    }
+                    Mode::Sftp => return self.sftp_from_target(&data).await,
                     Mode::Transfer => {
                         self.transfer_bytes += data.len() as u64;
-                        data.to_vec()
+                        if self.scp.is_some() {
+                            return self.scp_from_target(&data).await;
+                        }
+                        // An upload's answers (acknowledgements, errors):
+                        // on a masking connection, masked like any output.
+                        match &self.file_masker {
+                            Some(m) => m
+                                .mask_detected_bytes(&data, &mut Default::default())
+                                .unwrap_or_else(|| data.to_vec()),
+                            None => data.to_vec(),
+                        }
                     }
+                    Mode::Exec if self.exec_text.is_some() => match self.exec_output(0, &data) {
+                        Ok(out) => out,
+                        Err(message) => return self.refuse_and_close(&message).await,
+                    },
                     _ => self.output(&data),
                 };
                 if self.recording.as_ref().is_some_and(|r| r.failed()) {
@@ -851,17 +1149,35 @@ impl Relay {
                         )
                         .await;
                 }
-                return self.client.data_bytes(out).await.is_ok();
+                return out.is_empty() || self.client.data_bytes(out).await.is_ok();
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 let out = if self.mode == Mode::Sftp || self.mode == Mode::Transfer {
-                    data.to_vec()
+                    // The transfer's own stderr (scp's or sftp-server's
+                    // messages): masked on a masking connection.
+                    match &self.file_masker {
+                        Some(m) => m
+                            .mask_detected_bytes(&data, &mut Default::default())
+                            .unwrap_or_else(|| data.to_vec()),
+                        None => data.to_vec(),
+                    }
+                } else if self.exec_text.is_some() && ext == 1 {
+                    match self.exec_output(1, &data) {
+                        Ok(out) => out,
+                        Err(message) => return self.refuse_and_close(&message).await,
+                    }
                 } else {
                     self.output(&data)
                 };
+                if out.is_empty() {
+                    return true;
+                }
                 return self.client.extended_data_bytes(ext, out).await.is_ok();
             }
             ChannelMsg::Eof => {
+                if !self.flush_exec_text().await {
+                    return false;
+                }
                 let _ = self.client.eof().await;
             }
             ChannelMsg::ExitStatus { exit_status } => {
@@ -885,7 +1201,10 @@ impl Relay {
                 self.reply(wanted, matches!(answer, ChannelMsg::Success))
                     .await;
             }
-            ChannelMsg::Close => return false,
+            ChannelMsg::Close => {
+                self.flush_exec_text().await;
+                return false;
+            }
             _ => {}
         }
         true
@@ -895,10 +1214,25 @@ impl Relay {
     async fn finish(&mut self) {
         let _ = self.tgt.close().await;
         let _ = self.client.close().await;
-        for t in self.tracker.unfinished() {
+        let mut masked: std::collections::HashMap<String, download::Outcome> = self
+            .downloads
+            .unfinished()
+            .into_iter()
+            .map(|o| (o.path.clone(), o))
+            .collect();
+        for mut t in self.tracker.unfinished() {
+            let masking = masked
+                .remove(&t.path)
+                .filter(|m| t.direction == "download" || m.bytes_in > 0);
+            if let Some(m) = &masking {
+                t.bytes = t.bytes.max(m.bytes_in);
+            }
             let _ = self
                 .live
-                .record("file.transfer", transfer_event(self.number, &t))
+                .record(
+                    "file.transfer",
+                    transfer_event(self.number, &t, masking.as_ref()),
+                )
                 .await;
         }
         if let Some((id, facts, started)) = self.exec.take() {
@@ -910,6 +1244,9 @@ impl Relay {
             });
             if let Some(why) = &self.cut {
                 data["error"] = format!("cut off: {why}").into();
+            }
+            if let Some(x) = &self.exec_text {
+                data["output_masking"] = x.summary();
             }
             if self.mode == Mode::Transfer {
                 data["transfer"] = serde_json::json!({
@@ -936,14 +1273,52 @@ impl Relay {
     }
 }
 
-fn transfer_event(channel: u32, t: &sftp::Transfer) -> serde_json::Value {
+/// A `file.transfer` event; `masking` says how a download on a masking
+/// connection was treated (masked, passed by a rule, refused).
+fn transfer_event(
+    channel: u32,
+    t: &sftp::Transfer,
+    masking: Option<&download::Outcome>,
+) -> serde_json::Value {
     serde_json::json!({
         "protocol": "sftp",
         "channel": channel,
         "path": t.path,
         "direction": t.direction,
         "bytes": t.bytes,
+        "masking": masking.map(download::Outcome::json),
     })
+}
+
+/// Decide a download that is not text on a masking connection: refused
+/// unless a rule naming `kinds = ["binary"]` allows it.
+fn decide_binary(live: &Live, text: &str, path: &str, found: &NotText) -> Binary {
+    let mut facts = shell::classify(text, ShellKind::Binary);
+    facts.kind = ShellKind::Binary;
+    facts.path = Some(path.to_string());
+    let verdict =
+        live.pipeline
+            .policy
+            .decide_shell(&live.identity, &live.connection_name, text, &facts);
+    match verdict {
+        Verdict::Allow { rule: Some(rule) } => Binary::Allowed { rule },
+        Verdict::Allow { rule: None } => Binary::Refused {
+            rule: None,
+            message: format!(
+                "{path} is not text ({found}); this connection masks downloads and a binary file cannot be masked, so it was refused (an administrator can allow such files with a rule of kinds = [\"binary\"])"
+            ),
+        },
+        Verdict::Block { rule, message } => Binary::Refused {
+            message: format!("{path} is not text ({found}) and is blocked by rule \"{rule}\": {message}"),
+            rule: Some(rule),
+        },
+        Verdict::Hold { rule, message, .. } => Binary::Refused {
+            message: format!(
+                "{path} is not text ({found}); rule \"{rule}\" asks for approval ({message}), which cannot be asked for during a transfer, so it was refused"
+            ),
+            rule: Some(rule),
+        },
+    }
 }
 
 fn audit_refusal(e: &str) -> String {

@@ -14,6 +14,7 @@
 //! is chained into the audit trail.
 
 pub mod channel;
+pub mod download;
 pub mod hostkey;
 mod line;
 pub use gatehouse_core::recording;

@@ -5,6 +5,8 @@
 //! The gateway relays SFTP packets unchanged; it frames them (`u32` length,
 //! type byte, request id) and looks inside OPEN, READ/DATA, WRITE and CLOSE.
 //! Packets are forwarded whole, so a refused OPEN never reaches the target.
+//! On a masking connection the READs of open files are answered by the
+//! gateway itself instead ([`crate::download`]).
 
 use std::collections::HashMap;
 
@@ -111,6 +113,8 @@ pub enum ClientRequest {
         path: String,
         /// Opened for writing.
         write: bool,
+        /// Opened for reading (possibly as well as writing).
+        read: bool,
     },
     /// Change the file tree: remove, mkdir, rmdir, setstat, rename,
     /// symlink, hard link. Judged like an upload to every path involved.
@@ -172,17 +176,22 @@ impl Tracker {
                 let flags = r.u32().unwrap_or(0);
                 let write = flags & (FXF_WRITE | FXF_CHANGES) != 0;
                 let path = normalise(&String::from_utf8_lossy(path));
-                if write || flags & FXF_READ != 0 {
-                    self.pending_open.insert(
-                        id,
-                        Transfer {
-                            path: path.clone(),
-                            direction: if write { "upload" } else { "download" },
-                            bytes: 0,
-                        },
-                    );
+                // Every open is tracked: without READ or WRITE the server
+                // still opens the file read-only.
+                self.pending_open.insert(
+                    id,
+                    Transfer {
+                        path: path.clone(),
+                        direction: if write { "upload" } else { "download" },
+                        bytes: 0,
+                    },
+                );
+                ClientRequest::Open {
+                    id,
+                    path,
+                    write,
+                    read: flags & FXF_READ != 0,
                 }
-                ClientRequest::Open { id, path, write }
             }
             FXP_WRITE => {
                 if let (Some(handle), Some(_offset), Some(data)) = (r.string(), r.u64(), r.string())
@@ -245,16 +254,18 @@ impl Tracker {
         self.open.remove(handle)
     }
 
-    /// Look at a packet from the target (with its length prefix).
-    pub fn target_packet(&mut self, packet: &[u8]) {
+    /// Look at a packet from the target (with its length prefix); a file
+    /// just opened is returned with its handle.
+    pub fn target_packet(&mut self, packet: &[u8]) -> Option<(Vec<u8>, Transfer)> {
         let mut r = Reader(packet.get(4..).unwrap_or_default());
         let (Some(kind), Some(id)) = (r.u8(), r.u32()) else {
-            return;
+            return None;
         };
         match kind {
             FXP_HANDLE => {
                 if let (Some(t), Some(handle)) = (self.pending_open.remove(&id), r.string()) {
-                    self.open.insert(handle.to_vec(), t);
+                    self.open.insert(handle.to_vec(), t.clone());
+                    return Some((handle.to_vec(), t));
                 }
             }
             FXP_DATA => {
@@ -270,6 +281,7 @@ impl Tracker {
             }
             _ => {}
         }
+        None
     }
 
     /// Files still open when the channel ends.
@@ -372,6 +384,31 @@ mod tests {
             }
             _ => panic!("a rename is a change"),
         }
+    }
+
+    #[test]
+    fn an_open_without_read_or_write_is_a_download() {
+        // sftp-server opens it read-only; it must not dodge download rules
+        // or masking.
+        let mut t = Tracker::default();
+        let mut open = string(b"/srv/customers.csv");
+        open.extend_from_slice(&0u32.to_be_bytes());
+        open.extend_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(
+            t.client_packet(&packet(FXP_OPEN, 1, &open)),
+            ClientRequest::Open {
+                write: false,
+                read: false,
+                ..
+            }
+        ));
+        let (handle, opened) = t
+            .target_packet(&packet(FXP_HANDLE, 1, &string(b"h")))
+            .unwrap();
+        assert_eq!(
+            (handle.as_slice(), opened.direction),
+            (&b"h"[..], "download")
+        );
     }
 
     #[test]

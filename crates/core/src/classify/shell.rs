@@ -24,14 +24,20 @@ pub enum ShellKind {
     Upload,
     /// A file fetched from the target (scp -f, SFTP open for reading).
     Download,
+    /// A download that turned out not to be text (a NUL byte or bytes that
+    /// are not UTF-8) on a connection that masks what it sends the user:
+    /// it cannot be masked, so it is refused unless a rule naming this kind
+    /// (`kinds = ["binary"]`) allows it.
+    Binary,
 }
 
 /// Every shell kind, with the names rules use.
-pub const SHELL_KINDS: [ShellKind; 4] = [
+pub const SHELL_KINDS: [ShellKind; 5] = [
     ShellKind::Exec,
     ShellKind::Line,
     ShellKind::Upload,
     ShellKind::Download,
+    ShellKind::Binary,
 ];
 
 impl ShellKind {
@@ -42,6 +48,7 @@ impl ShellKind {
             ShellKind::Line => "line",
             ShellKind::Upload => "upload",
             ShellKind::Download => "download",
+            ShellKind::Binary => "binary",
         }
     }
 

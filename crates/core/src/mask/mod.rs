@@ -77,6 +77,7 @@ mod iban;
 mod numbers;
 mod strategy;
 mod stream;
+mod text;
 mod trail;
 mod validate;
 
@@ -84,6 +85,7 @@ pub use detect::{may_contain_pii, Detectors, Finding};
 pub use engine::{MaskCounts, Masker, MaskerConfig};
 pub use strategy::{apply, TokenizeKey};
 pub use stream::{StreamMasker, MAX_HOLD};
+pub use text::{sniff_text, NotText, TextStream};
 pub use trail::{cut_for_trail, ColumnStrategy, TrailKind, TrailText, PARAMETERS};
 
 #[cfg(test)]

@@ -311,10 +311,10 @@ fn check_ssh_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
             || conn.known_hosts.is_some()
             || conn.key_file.is_some()
             || conn.allow_port_forwarding
-            || conn.mask_terminal
+            || (conn.mask_terminal && conn.kind != super::ConnectionKind::Kubernetes)
         {
             return Err(format!(
-                "connection \"{name}\": host_key, known_hosts, key_file, allow_port_forwarding and mask_terminal apply to type = \"ssh\" connections only"
+                "connection \"{name}\": host_key, known_hosts, key_file and allow_port_forwarding apply to type = \"ssh\" connections only, mask_terminal to \"ssh\" and \"kubernetes\""
             ));
         }
         return Ok(());

@@ -103,8 +103,10 @@ pub struct ConnectionConfig {
     /// SSH: allow local/remote port forwarding on this connection (off by default).
     #[serde(default)]
     pub allow_port_forwarding: bool,
-    /// SSH: apply the content detectors to terminal output before it reaches
-    /// the user too (recordings are always masked).
+    /// SSH: apply the content detectors to what reaches the user too:
+    /// terminal output and downloads (SFTP reads, `scp -f`), whose binary
+    /// files are then refused unless a `kinds = ["binary"]` rule allows
+    /// them (recordings are always masked).
     #[serde(default)]
     pub mask_terminal: bool,
     /// HTTP: host names (the `Host` header) that reach this connection.

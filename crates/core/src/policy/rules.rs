@@ -278,7 +278,14 @@ impl CommandRule {
             && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
             && !self.except_groups.iter().any(|g| identity.in_group(g))
             && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
-            && (self.shell_kinds.is_empty() || self.shell_kinds.contains(&facts.kind))
+            // A binary download is passed only by a rule that names the
+            // kind: a rule about downloads in general says nothing about
+            // content the gateway cannot mask.
+            && (if facts.kind == crate::classify::shell::ShellKind::Binary {
+                self.shell_kinds.contains(&facts.kind)
+            } else {
+                self.shell_kinds.is_empty() || self.shell_kinds.contains(&facts.kind)
+            })
             && (self.keywords.is_empty()
                 || self.keywords.iter().any(|k| {
                     facts.commands.iter().any(|c| keyword_prefix(c, k))

@@ -292,6 +292,33 @@ fn shell_rules_match_shell_commands_only() {
 }
 
 #[test]
+fn binary_downloads_match_only_rules_that_name_the_kind() {
+    use crate::classify::shell::{classify as shell, ShellKind};
+    let text = format!(
+        "{SSH_POLICY}\n[[rules]]\nname = \"anyone-anything\"\neffect = \"allow\"\ngroups = [\"dba\"]\n\n[[rules]]\nname = \"images\"\neffect = \"allow\"\nkinds = [\"binary\"]\npattern = '\\.img$'\n"
+    );
+    let cfg: PolicyConfig = toml::from_str(&text).unwrap();
+    let p = compile(&cfg, &text).unwrap();
+    let me = who(&["dba"]);
+    let d = |text: &str| {
+        let mut facts = shell(text, ShellKind::Binary);
+        facts.kind = ShellKind::Binary;
+        p.decide_shell(&me, "bank-host", text, &facts)
+    };
+    // A catch-all allow rule says nothing about binary content: no rule
+    // matches, and the adapter refuses what no rule allows.
+    assert_eq!(d("sftp get /srv/tool.bin").rule(), None);
+    assert_eq!(d("sftp get /srv/disk.img").rule(), Some("images"));
+    // Nor does a rule naming "binary" match ordinary downloads.
+    let facts = shell("scp -f /srv/disk.img", ShellKind::Exec);
+    assert_eq!(
+        p.decide_shell(&me, "bank-host", "scp -f /srv/disk.img", &facts)
+            .rule(),
+        Some("anyone-anything")
+    );
+}
+
+#[test]
 fn ssh_connections_need_a_pinned_host_key() {
     let text = SSH_POLICY.replace(
         "host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\"\n",
