@@ -224,6 +224,7 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
     assert_eq!(out(&o), std::fs::read_to_string(&key).unwrap());
     assert!(err(&o).contains("fingerprint SHA256:"), "{}", err(&o));
     let (_state, config) = gw.stop().await;
+    let config_text = std::fs::read_to_string(&config).unwrap();
     // Keep a copy for people to open (target/tmp/evidence/pack).
     let kept = shots_dir().join("pack");
     let _ = std::fs::remove_dir_all(&kept);
@@ -308,6 +309,24 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
         "{refusal_kinds:?}"
     );
 
+    // The policy in force: recorded at the gateway's start, the SHA-256 of
+    // the very file the operator holds, its signing key announced.
+    let policies = summary["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert_eq!(policies[0]["reason"], "start");
+    assert_eq!(
+        policies[0]["sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            config_text.as_bytes()
+        ))
+    );
+    let starts = summary["gateway"].as_array().unwrap();
+    assert_eq!(starts[0]["kind"], "gateway.start");
+    assert_eq!(
+        starts[0]["key_fingerprint"],
+        manifest["signing_key"]["fingerprint"]
+    );
+
     let report = std::fs::read_to_string(pack.join("report.html")).unwrap();
     // Values from the trail are escaped wherever they appear: the probe is
     // in alice's recording as text, and no page holds a script element.
@@ -333,6 +352,10 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
         "investigation over",
         "sign-in failed",
         "SSN",
+        "Policy in force",
+        "gateway started",
+        "Signing key custody",
+        "omar approved dana\u{2019}s request",
     ] {
         assert!(report.contains(needle), "the report shows {needle}");
     }
