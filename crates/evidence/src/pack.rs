@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+/// The specification written into every pack as `SPEC.md`.
+pub const SPEC_TEXT: &str = include_str!("../SPEC.md");
+
 /// The manifest's format tag.
 pub const FORMAT: &str = "gatehouse.evidence.pack.v1";
 
@@ -38,6 +41,8 @@ pub mod files {
     pub const SUMMARY: &str = "summary.json";
     /// How to verify, in plain text.
     pub const README: &str = "README.txt";
+    /// The pack's specification: formats and how to verify independently.
+    pub const SPEC: &str = "SPEC.md";
     /// Per-session recordings.
     pub const SESSIONS_DIR: &str = "sessions";
 }
@@ -406,6 +411,7 @@ pub fn write_pack(
         &out.join(files::README),
         readme(&period, &signing_key).as_bytes(),
     )?;
+    write_file(&out.join(files::SPEC), SPEC_TEXT.as_bytes())?;
 
     // The manifest: every file but itself and its signature.
     let mut entries = Vec::new();
@@ -509,9 +515,13 @@ fn readme(period: &Period, key: &KeyInfo) -> String {
          sessions/*.jsonl, *.html      each session's events, and a readable timeline\n\
          report.html                   the report for people\n\
          summary.json                  the figures behind the report\n\
-         control-map.html, .json       the control map\n\n\
-         The event and checkpoint formats are documented in the gatehouse-audit crate\n\
-         (hash = SHA-256 over a length-prefixed encoding of each field; RFC 8785 JSON).\n",
+         control-map.html, .json       the control map\n\
+         SPEC.md                       the formats, and how to verify without Gatehouse\n\n\
+         SPEC.md specifies every format (event hash, canonical JSON, checkpoint and manifest\n\
+         signatures) and every check, so the pack can be verified without the vendor's binary.\n\
+         An independent verifier written from it ships with Gatehouse (tools/verify_pack.py;\n\
+         Python 3 and the `cryptography` package):\n\n\
+         \x20   python3 verify_pack.py THIS_FOLDER --public-key gateway.pub\n",
         period = report::period_text(period),
         fp = key.fingerprint
     )

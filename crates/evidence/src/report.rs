@@ -984,8 +984,10 @@ fn chain_section(b: &mut String, ctx: &ReportContext<'_>) {
          --public-key gateway.pub</code>. It checks the manifest's signature, every file's size and SHA-256, that no \
          file was added or removed, every event's hash and link, every checkpoint's signature and signed hash, both \
          anchors of the segment, and that each session recording is exactly its events. It names every problem.</li>\
-         <li>The formats are documented (see <code>README.txt</code>), so the same checks can be written \
-         independently.</li></ol></section>",
+         <li>Or check it without the vendor's binary: <code>SPEC.md</code> in this folder specifies every format \
+         and check, and an independent verifier written from it ships with Gatehouse \
+         (<code>python3 tools/verify_pack.py THIS_FOLDER --public-key gateway.pub</code>, Python 3 with the \
+         <code>cryptography</code> package).</li></ol></section>",
     );
 }
 
