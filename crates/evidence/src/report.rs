@@ -71,6 +71,7 @@ fn entity_label(entity: &str) -> String {
         "aba_routing" => "ABA routing no.".into(),
         "email" => "Email address".into(),
         "phone" => "Phone number".into(),
+        "account_number" => "Account number".into(),
         "column" => "Column rule".into(),
         other => other.to_string(),
     }

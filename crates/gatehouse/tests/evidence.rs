@@ -332,6 +332,14 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
         serde_json::from_str(&std::fs::read_to_string(pack.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["blocked"][0]["rule"], "analysts-read-only");
     assert!(summary["masking"]["ssn"]["values"].as_u64().unwrap() >= 5);
+    // Card numbers are counted as card numbers (the demo's column rules
+    // name each kind of value), not as SSNs.
+    assert!(
+        summary["masking"]["card_number"]["values"]
+            .as_u64()
+            .unwrap()
+            >= 5
+    );
     let approval = &summary["approvals"][held.to_string()];
     assert_eq!(approval["outcome"], "executed");
     assert_eq!(
