@@ -5,7 +5,7 @@
 use crate::charts::{grouped_bars, horizontal_bars, Series};
 use crate::facts::{command_text, human_secs, Facts, SessionFacts};
 use crate::html::{esc, href, num, page, tag};
-use crate::pack::{KeyInfo, Period, Segment, SessionEntry};
+use crate::pack::{KeyInfo, Period, RecordingEntry, Segment, SessionEntry};
 use gatehouse_audit::{AuditEvent, Checkpoint, SegmentReport, SegmentStart};
 use serde_json::Value;
 use std::fmt::Write;
@@ -31,6 +31,10 @@ pub struct ReportContext<'a> {
     pub checkpoints: &'a [Checkpoint],
     /// The session recordings.
     pub sessions: &'a [SessionEntry],
+    /// The terminal recordings in the pack.
+    pub recordings: &'a [RecordingEntry],
+    /// Terminal recordings of the period left out, and why.
+    pub left_out: &'a [(String, String)],
 }
 
 /// "2025-01-01 00:00 UTC to 2025-02-01 00:00 UTC".
@@ -445,7 +449,45 @@ fn sessions_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
             num(s.masked_total()),
         );
     }
-    b.push_str("</tbody></table></section>");
+    b.push_str("</tbody></table>");
+    let _ = write!(
+        b,
+        "<h3 id=\"recordings\">Terminal recordings</h3><p class=\"muted\">{} recording(s) of SSH terminals and \
+         <code>kubectl exec</code> streams, masked as they were written, are in <code>recordings/</code>, each the very \
+         file whose SHA-256 the audit trail recorded when it was closed. Each has a player page that works offline.</p>",
+        ctx.recordings.len()
+    );
+    if !ctx.recordings.is_empty() {
+        b.push_str(
+            "<table><thead><tr><th>Recording</th><th>Session</th><th class=\"num\">Event</th>\
+             <th class=\"num\">Size</th><th>SHA-256</th></tr></thead><tbody>",
+        );
+        for r in ctx.recordings {
+            let _ = write!(
+                b,
+                "<tr><td><a class=\"mono\" href=\"{}\">{}</a> (<a href=\"{}\">file</a>)</td><td>{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"mono\">{}…</td></tr>",
+                href(&r.player),
+                esc(&r.file),
+                href(&r.path),
+                session_link(ctx, &r.session),
+                r.event_seq,
+                num(r.size),
+                esc(r.sha256.get(..16).unwrap_or(&r.sha256))
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    for (file, why) in ctx.left_out {
+        let _ = write!(
+            b,
+            "<p class=\"note\">{} recording <span class=\"mono\">{}</span> is not in this pack: {}.</p>",
+            tag("warn", "left out"),
+            esc(file),
+            esc(why)
+        );
+    }
+    b.push_str("</section>");
 }
 
 fn approvals_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
@@ -998,6 +1040,7 @@ pub fn session_page(
     facts: Option<&SessionFacts>,
     events: &[&AuditEvent],
     raw_file: &str,
+    recordings: &[RecordingEntry],
 ) -> String {
     let mut b = String::new();
     let _ = write!(
@@ -1049,7 +1092,7 @@ pub fn session_page(
             "<tr id=\"e{seq}\"><td class=\"num mono\">{seq}</td><td>{}</td><td>{}</td><td class=\"sql\">{}</td></tr>",
             ts_cell(&e.ts),
             event_tag(e),
-            event_detail(e),
+            event_detail(e, recordings),
             seq = e.seq
         );
     }
@@ -1079,7 +1122,7 @@ fn event_tag(e: &AuditEvent) -> String {
     tag(class, &e.kind)
 }
 
-fn event_detail(e: &AuditEvent) -> String {
+fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
     let d = &e.data;
     let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     match e.kind.as_str() {
@@ -1172,9 +1215,82 @@ fn event_detail(e: &AuditEvent) -> String {
             }
             out
         }
+        "recording" => {
+            let file = text("file");
+            let mut out = format!(
+                "terminal recording <span class=\"mono\">{}</span> ({} bytes, SHA-256 <span class=\"mono\">{}</span>)",
+                esc(&file),
+                d.get("size").and_then(Value::as_u64).unwrap_or(0),
+                esc(&text("sha256"))
+            );
+            if let Some(Value::Object(m)) = d.get("masked") {
+                if !m.is_empty() {
+                    let list: Vec<String> = m
+                        .iter()
+                        .map(|(k, v)| format!("{} {}", v, entity_label(k)))
+                        .collect();
+                    let _ = write!(out, "; masked {}", esc(&list.join(", ")));
+                }
+            }
+            match recordings.iter().find(|r| r.event_seq == e.seq) {
+                Some(r) => {
+                    let _ = write!(
+                        out,
+                        "<div><a href=\"../{}\">play it</a> · <a href=\"../{}\">the file</a></div>",
+                        href(&r.player),
+                        href(&r.path)
+                    );
+                }
+                None => out.push_str("<div class=\"note\">not included in this pack</div>"),
+            }
+            out
+        }
         _ => format!(
             "<pre>{}</pre>",
             esc(&serde_json::to_string(d).unwrap_or_default())
         ),
     }
+}
+
+/// A terminal recording's player page (in `recordings/`): the vendored
+/// asciinema-player plays the recording embedded in the page (a page
+/// opened from disk cannot fetch the file beside it), with no network.
+pub fn player_page(file: &str, e: &AuditEvent, cast: &str) -> String {
+    let masked = match e.data.get("masked") {
+        Some(Value::Object(m)) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| format!("{} {}", v, entity_label(k)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "none".into(),
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'self' file: \
+         'wasm-unsafe-eval'; style-src 'self' file: 'unsafe-inline'; img-src data:; font-src data:\">\n\
+         <title>Recording {title} — Gatehouse evidence pack</title>\n\
+         <link rel=\"stylesheet\" href=\"player/asciinema-player.css\">\n\
+         <style>body{{font:14px/1.5 -apple-system,\"Segoe UI\",Arial,sans-serif;margin:0;color:#1c2430}}\
+         main{{max-width:1100px;margin:0 auto;padding:24px 32px}}.mono{{font-family:monospace}}\
+         .muted{{color:#5b6675}}</style>\n</head>\n<body>\n<main>\n\
+         <p class=\"muted\">Gatehouse evidence pack · terminal recording</p>\n\
+         <h1 class=\"mono\">{title}</h1>\n\
+         <p><a href=\"../report.html#sessions\">&larr; Back to the report</a> · session <span class=\"mono\">{session}</span> \
+         · {who} on {conn} · recorded as event {seq} (SHA-256 <span class=\"mono\">{sha}</span>) · values masked: {masked} · \
+         <a href=\"{link}\">the file</a> (asciicast v2)</p>\n\
+         <div id=\"player\"></div>\n\
+         <noscript><p>The player needs JavaScript; the recording is the file above, plain JSON lines.</p></noscript>\n\
+         <pre id=\"cast\" hidden>{cast}</pre>\n\
+         <script src=\"player/asciinema-player.min.js\"></script>\n<script src=\"player/play.js\"></script>\n\
+         </main>\n</body>\n</html>\n",
+        title = esc(file),
+        session = esc(e.session_id.as_deref().unwrap_or("")),
+        who = esc(e.subject.as_deref().unwrap_or("")),
+        conn = esc(e.connection.as_deref().unwrap_or("")),
+        seq = e.seq,
+        sha = esc(e.data.get("sha256").and_then(Value::as_str).unwrap_or("")),
+        masked = esc(&masked),
+        link = href(file),
+        cast = esc(cast),
+    )
 }

@@ -5,7 +5,7 @@ use gatehouse_audit::{
     load_verifying_key, public_key_path, AuditConfig, AuditLog, AuditSigner, Durability, NewEvent,
     SegmentStart,
 };
-use gatehouse_evidence::{plan_segment, verify_pack, write_pack};
+use gatehouse_evidence::{plan_segment, verify_pack, write_pack, write_pack_with, PackOptions};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -419,4 +419,171 @@ fn the_report_names_every_command_decision_change_and_policy() {
     }
     let v = verify_pack(&out, &signer.verifying_key()).unwrap();
     assert!(v.is_verified(), "{:?}", v.problems);
+}
+
+/// The independent verifier's verdict and output on `pack`.
+fn verify_independently(pack: &Path, key_pem: &str) -> (bool, String) {
+    let key = pack.with_extension("pub");
+    std::fs::write(&key, key_pem).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/verify_pack.py");
+    let o = std::process::Command::new("python3")
+        .arg(script)
+        .arg(pack)
+        .arg("--public-key")
+        .arg(&key)
+        .output()
+        .expect("python3 runs (scripts/test.sh installs the cryptography package)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{text}");
+    (o.status.success(), text)
+}
+
+/// Terminal recordings are in the pack, bound to the chain by the SHA-256
+/// their `recording` event holds, with an offline player page; one whose
+/// file no longer matches is left out and said so; altering an included
+/// one fails both verifiers.
+#[test]
+fn terminal_recordings_are_packed_with_a_player_and_bound_to_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let recordings = dir.path().join("recordings");
+    std::fs::create_dir_all(&recordings).unwrap();
+    let cast = "{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"o\",\"$ cat notes\\r\\n\"]\n[0.2,\"o\",\"ssn ***-**-6789 </script>\\r\\n\"]\n";
+    std::fs::write(recordings.join("s1-0.cast"), cast).unwrap();
+    std::fs::write(recordings.join("s1-1.cast"), "edited later").unwrap();
+    let sha = |t: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()));
+    let log = AuditLog::open(config(dir.path(), 100)).unwrap();
+    for (file, digest) in [("s1-0.cast", sha(cast)), ("s1-1.cast", sha("as closed"))] {
+        log.record_blocking(NewEvent {
+            kind: "recording".into(),
+            session_id: Some("s1".into()),
+            subject: Some("dana".into()),
+            connection: Some("bank-host".into()),
+            data: json!({"file": file, "sha256": digest, "size": 1, "protocol": "ssh", "masked": {"ssn": 1}}),
+        })
+        .unwrap();
+    }
+    log.shutdown_blocking().unwrap();
+    let db = dir.path().join("audit.db");
+    let plan = plan_segment(&db, Some("2000-01-01"), Some("2999-01-01")).unwrap();
+    let signer = AuditSigner::load(&dir.path().join("audit.key")).unwrap();
+    let out = dir.path().join("pack");
+    let options = PackOptions {
+        recordings_dir: Some(recordings),
+    };
+    let summary = write_pack_with(&db, &plan, &signer, &out, "test", &options).unwrap();
+    let m = &summary.manifest;
+    assert_eq!(m.recordings.len(), 1, "{:?}", m.recordings);
+    assert_eq!(m.recordings[0].path, "recordings/s1-0.cast");
+    assert_eq!(
+        std::fs::read_to_string(out.join("recordings/s1-0.cast")).unwrap(),
+        cast
+    );
+    let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    for p in [
+        "recordings/s1-0.cast",
+        "recordings/s1-0.cast.html",
+        "recordings/player/asciinema-player.min.js",
+        "recordings/player/asciinema-player.css",
+        "recordings/player/play.js",
+        "SPEC.md",
+    ] {
+        assert!(paths.contains(&p), "{p} in {paths:?}");
+    }
+    let player = std::fs::read_to_string(out.join("recordings/s1-0.cast.html")).unwrap();
+    assert!(player.contains("player/asciinema-player.min.js"));
+    assert!(
+        player.contains("ssn ***-**-6789 &lt;/script&gt;"),
+        "the cast is embedded, escaped"
+    );
+    assert!(
+        !player.contains("http://") && !player.contains("https://"),
+        "no network"
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("recordings/s1-0.cast.html"));
+    assert!(report.contains("s1-1.cast"), "the left-out one is named");
+    assert!(report.contains("altered after it was"));
+    let session = std::fs::read_to_string(out.join("sessions/s1.html")).unwrap();
+    assert!(session.contains("../recordings/s1-0.cast.html"));
+    assert_eq!(
+        summary.facts.masking["ssn"].values, 2,
+        "terminal masking counted"
+    );
+
+    let key = signer.verifying_key();
+    let v = verify_pack(&out, &key).unwrap();
+    assert!(v.is_verified(), "{:?}", v.problems);
+    let (ok, text) = verify_independently(&out, &signer.public_key_pem());
+    assert!(ok, "{text}");
+
+    // Kept for people (and the browser check) to open: target/tmp/recording-pack.
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recording-pack");
+    let _ = std::fs::remove_dir_all(&kept);
+    copy_dir(&out, &kept);
+    // The player page works from disk with no network: Chromium renders
+    // the vendored player's terminal.
+    let chromium = std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if chromium {
+        let o = std::process::Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+            ])
+            .arg(format!(
+                "file://{}",
+                kept.join("recordings/s1-0.cast.html").display()
+            ))
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            dom.contains("data-ready=\"1\"") && dom.contains("ap-term"),
+            "the player ran offline: {dom}"
+        );
+    }
+
+    // Altered after packing: both verifiers name the file and the event.
+    let path = out.join("recordings/s1-0.cast");
+    std::fs::write(&path, cast.replace("6789", "6780")).unwrap();
+    let v = verify_pack(&out, &key).unwrap();
+    let expected = [
+        "files: recordings/s1-0.cast: its SHA-256",
+        "recordings: recordings/s1-0.cast: its SHA-256 is",
+        "it is not the recording the gateway made",
+    ];
+    for e in expected {
+        assert!(
+            v.problems.iter().any(|p| p.contains(e)),
+            "{e}: {:?}",
+            v.problems
+        );
+    }
+    let (ok, text) = verify_independently(&out, &signer.public_key_pem());
+    assert!(!ok, "{text}");
+    for e in expected {
+        assert!(text.contains(e), "{e}: {text}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
