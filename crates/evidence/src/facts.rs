@@ -207,8 +207,10 @@ pub struct PolicyFacts {
     pub sha256: String,
     /// The file it came from, when known.
     pub path: Option<String>,
-    /// Lines whose inline secret values were excluded from the text.
+    /// Inline secret values excluded from the text.
     pub excluded: u64,
+    /// The configuration text as recorded (inline secrets excluded).
+    pub text: String,
 }
 
 /// A `gateway.start` or `gateway.stop` event.
@@ -729,6 +731,7 @@ impl Facts {
                     sha256: s(d, "sha256"),
                     path: opt_s(d, "path"),
                     excluded: d.get("excluded").and_then(Value::as_u64).unwrap_or(0),
+                    text: s(d, "text"),
                 });
             }
             "gateway.start" | "gateway.stop" => {

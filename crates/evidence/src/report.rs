@@ -674,8 +674,7 @@ fn writes_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
 
 fn policy_section(b: &mut String, f: &Facts) {
     b.push_str(
-        "<section id=\"policy\"><h2>Policy in force</h2><p class=\"muted\">Each time the gateway starts (or \
-         reloads its configuration) it records a <code>policy.loaded</code> event with the SHA-256 of the \
+        "<section id=\"policy\"><h2>Policy in force</h2><p class=\"muted\">Each time the gateway starts it records a <code>policy.loaded</code> event with the SHA-256 of the \
          configuration text as loaded, and that text with any inline secret values excluded (secrets are \
          references such as <code>password_env</code>; the event's <code>text</code> field holds the file). \
          <code>gateway.start</code> and <code>gateway.stop</code> events bracket each run.</p>",
@@ -756,6 +755,16 @@ fn policy_section(b: &mut String, f: &Facts) {
             b,
             "<p class=\"note\">The policy changed during the period: {} different versions were loaded.</p>",
             distinct.len()
+        );
+    }
+    for p in &f.policies {
+        let _ = write!(
+            b,
+            "<details><summary>Configuration loaded at event {} (SHA-256 <span class=\"mono\">{}…</span>)</summary>\
+             <pre>{}</pre></details>",
+            p.seq,
+            esc(p.sha256.get(..16).unwrap_or(&p.sha256)),
+            esc(&p.text)
         );
     }
     b.push_str("</section>");

@@ -414,6 +414,7 @@ fn the_report_names_every_command_decision_change_and_policy() {
         "Signing key custody",
         "SHA256:feedface",
         "anchor_file",
+        "Configuration loaded at event 2",
     ] {
         assert!(report.contains(needle), "the report shows {needle}");
     }
