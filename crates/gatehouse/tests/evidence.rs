@@ -728,3 +728,88 @@ async fn check_in_browser(pack: &Path) {
         "a screenshot was taken"
     );
 }
+
+/// One approver, two ways of deciding: omar approves dana's first change
+/// with a token that carries his email (as the console's sign-in gives) and
+/// denies her second from the CLI with a token that has none. The pack
+/// names him the same way both times, says whose request it was, and keeps
+/// his subject and issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_reads_the_same_whether_deciding_in_the_console_or_the_cli() {
+    let gw = TestGateway::start_with("", "", with_approvals_and_access).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar_console = gw
+        .gw
+        .dev_issuer
+        .as_ref()
+        .unwrap()
+        .issue(
+            "omar",
+            &["approvers".to_string()],
+            Some("omar@example.com"),
+            Duration::from_secs(600),
+            gatehouse_identity::DEV_AUDIENCE,
+        )
+        .unwrap();
+    let omar_cli = gw.token("omar", &["approvers"]);
+    for (n, (verb, reason)) in [("approve", "CHG-8 checked"), ("deny", "no ticket")]
+        .into_iter()
+        .enumerate()
+    {
+        let sql = format!("update customers set phone = '555-01{n}0' where id = 2{n}");
+        let held = gw.psql_background("dana", &dana, &[&sql], &[]);
+        let request = gw.pending_request(&omar_cli).await;
+        let id = request["id"].as_u64().unwrap().to_string();
+        if n == 0 {
+            let (status, body) = gw
+                .decide(id.parse().unwrap(), &omar_console, verb, reason)
+                .await;
+            assert_eq!(status, 200, "{body}");
+        } else {
+            let o = gw
+                .cli_as(&omar_cli, &["approvals", verb, &id, "--reason", reason])
+                .await;
+            assert!(o.status.success(), "{}{}", out(&o), err(&o));
+        }
+        let _ = held.await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let work = tempfile::tempdir().unwrap();
+    let pack = work.path().join("pack");
+    let o = gw
+        .cli(&[
+            "evidence",
+            "--from",
+            &date(-1),
+            "--to",
+            &date(1),
+            "--out",
+            pack.to_str().unwrap(),
+        ])
+        .await;
+    assert!(o.status.success(), "evidence: {}{}", out(&o), err(&o));
+    gw.stop().await;
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pack.join("summary.json")).unwrap()).unwrap();
+    let decisions: Vec<&serde_json::Value> = summary["approvals"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|a| a["decisions"].as_array().unwrap())
+        .collect();
+    assert_eq!(decisions.len(), 2, "{summary}");
+    for d in &decisions {
+        assert_eq!(d["approver"], "omar@example.com", "{d}");
+        assert_eq!(d["subject"], "omar");
+        assert!(d["issuer"].as_str().unwrap().ends_with("/dev"), "{d}");
+    }
+    let report = std::fs::read_to_string(pack.join("report.html")).unwrap();
+    for needle in [
+        "omar@example.com approved dana\u{2019}s request #1: \u{201c}CHG-8 checked\u{201d}",
+        "omar@example.com denied dana\u{2019}s request #2: \u{201c}no ticket\u{201d}",
+    ] {
+        assert!(report.contains(needle), "the report says {needle}");
+    }
+    assert!(!report.contains("by dana:"), "no decision reads as dana's");
+}
