@@ -264,8 +264,20 @@ async fn an_evidence_pack_verifies_offline_and_every_alteration_is_named() {
     assert!(o.status.success());
     assert_eq!(out(&o), std::fs::read_to_string(&key).unwrap());
     assert!(err(&o).contains("fingerprint SHA256:"), "{}", err(&o));
-    let (_state, config) = gw.stop().await;
+    let (state, config) = gw.stop().await;
     let config_text = std::fs::read_to_string(&config).unwrap();
+    // The stop is in the trail, before the closing checkpoint.
+    let mut trail = Vec::new();
+    gatehouse_audit::export_range_jsonl(
+        &state.path().join("state").join("audit.db"),
+        &mut trail,
+        1,
+        u64::MAX,
+    )
+    .unwrap();
+    let last = String::from_utf8(trail).unwrap();
+    let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "gateway.stop", "{last}");
     // Keep a copy for people to open (target/tmp/evidence/pack).
     let kept = shots_dir().join("pack");
     let _ = std::fs::remove_dir_all(&kept);
