@@ -463,7 +463,11 @@ fn terminal_recordings_are_packed_with_a_player_and_bound_to_the_chain() {
             session_id: Some("s1".into()),
             subject: Some("dana".into()),
             connection: Some("bank-host".into()),
-            data: json!({"file": file, "sha256": digest, "size": 1, "protocol": "ssh", "masked": {"ssn": 1}}),
+            data: json!({"file": file, "sha256": digest, "size": 1, "protocol": "ssh", "masked": {"ssn": 1},
+                // Canonical JSON edge cases the independent verifier must
+                // hash exactly as gatehouse does.
+                "numbers": [0.1, 1.5e-7, 1e21, -2.5, 2.0, 123.456, 5e-324, u64::MAX, i64::MIN],
+                "text": "é😀\u{1}\u{1f}\"\\\n\t\u{2028}", "Ａ": 1, "z": 2, "é": 3, "😀": 4}),
         })
         .unwrap();
     }
