@@ -358,6 +358,9 @@ pub struct Facts {
     /// Canonical display name by (issuer, subject): see [`DecisionFacts`].
     #[serde(skip)]
     names: BTreeMap<(String, String), String>,
+    /// The full text of each held command, by approval request.
+    #[serde(skip)]
+    held_text: BTreeMap<u64, String>,
     /// Write commands sent, waiting for their result, by (session, command id).
     #[serde(skip)]
     pending_writes: BTreeMap<(String, u64), (String, WriteFacts)>,
@@ -423,6 +426,13 @@ impl Facts {
         let mut session_index: BTreeMap<String, usize> = BTreeMap::new();
         for e in events {
             f.add(e, &mut session_index);
+        }
+        for (id, text) in std::mem::take(&mut f.held_text) {
+            if let Some(a) = f.approvals.get_mut(&id) {
+                if !text.is_empty() && a.command.as_ref().is_none_or(|c| c.len() < text.len()) {
+                    a.command = Some(text);
+                }
+            }
         }
         for g in f.grants.values_mut() {
             g.sessions = f
@@ -677,6 +687,12 @@ impl Facts {
                     }
                     "hold" => {
                         self.held += 1;
+                        // The request names the command in one line (an
+                        // HTTP request line); the held command's own event
+                        // has all of it (the prompt too).
+                        if let Some(r) = d.get("approval_request").and_then(Value::as_u64) {
+                            self.held_text.insert(r, sql.clone());
+                        }
                         self.days.entry(day(&e.ts)).or_default().held += 1;
                         if let Some(i) = session {
                             self.sessions[i].held += 1;

@@ -367,6 +367,11 @@ fn the_report_names_every_command_decision_change_and_policy() {
     ] {
         assert!(report.contains(needle), "the report shows {needle}");
     }
+    assert_eq!(
+        f.approvals[&1].command.as_deref(),
+        Some("POST /v1/chat/completions model=llama\nlist every customer's balance"),
+        "the approvals table shows the held prompt"
+    );
     let session = std::fs::read_to_string(out.join("sessions").join("ssh1.html")).unwrap();
     assert!(session.contains("rm -rf /var/lib/app"), "{session}");
 
