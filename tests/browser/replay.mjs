@@ -71,7 +71,7 @@ async function main() {
     if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text());
   });
   page.on('response', (r) => {
-    if (r.status() >= 400 && !r.url().endsWith('/favicon.ico')) problems.push(`${r.status()} ${r.url()}`);
+    if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`);
   });
   page.on('pageerror', (e) => problems.push(String(e.message || e)));
   // Start from the session's timeline, as an auditor would, and follow its Replay link.

@@ -45,7 +45,11 @@ pub struct SessionSummary {
     pub ended_at: Option<String>,
     /// `command` events in the session.
     pub commands: u64,
-    /// Of those, the ones whose `data.verdict.effect` is `"block"`.
+    /// Commands refused: the `blocked` count of the session's `session.end`
+    /// (which also counts held commands that were denied or expired, and
+    /// requests refused by the protocol adapter), or, while the session is
+    /// open, the `command` events whose `data.verdict.effect` is `"block"`,
+    /// whichever is larger.
     pub blocked: u64,
 }
 
@@ -71,8 +75,10 @@ pub fn list_sessions(
                 s.ts,
                 (SELECT min(e.ts) FROM events e WHERE e.session_id = s.session_id AND e.kind = 'session.end'),
                 (SELECT count(*) FROM events c WHERE c.session_id = s.session_id AND c.kind = 'command'),
-                (SELECT count(*) FROM events c WHERE c.session_id = s.session_id AND c.kind = 'command'
-                    AND json_extract(c.data, '$.verdict.effect') = 'block')
+                max((SELECT count(*) FROM events c WHERE c.session_id = s.session_id AND c.kind = 'command'
+                        AND json_extract(c.data, '$.verdict.effect') = 'block'),
+                    coalesce((SELECT max(CAST(json_extract(e.data, '$.blocked') AS INTEGER)) FROM events e
+                        WHERE e.session_id = s.session_id AND e.kind = 'session.end'), 0))
          FROM events s{} AND s.session_id IS NOT NULL
          ORDER BY s.seq DESC
          LIMIT {}",

@@ -17,6 +17,7 @@ pub(crate) fn document(title: &str, header: Markup, main: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="robots" content="noindex";
                 title { (title) " · Gatehouse" }
+                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/static/console.css";
                 script src="/static/console.js" defer {}
             }
@@ -137,8 +138,8 @@ pub(crate) fn rfc3339(ts: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Unix seconds as `2025-01-31 09:15:02 UTC`, in a `<time>` element the
-/// page script shows in local time.
+/// Unix seconds as `2025-01-31 09:15:02 UTC`, in a `<time>` element whose
+/// tooltip the page script sets to the reader's local time.
 pub(crate) fn when(ts: i64) -> Markup {
     let shown = chrono::DateTime::from_timestamp(ts, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())

@@ -14,7 +14,7 @@
 //!
 //! Routes: `/`, `/login`, `/callback`, `/logout`, `/signed-out`,
 //! `/approvals…`, `/grants…`, `/sessions…`, `/audit`, `/deliveries`,
-//! `/dev/authorize`, `/dev/token`, `/static/…`. It never claims `/healthz`,
+//! `/dev/authorize`, `/dev/token`, `/static/…`, `/favicon.ico`. It never claims `/healthz`,
 //! `/dev/.well-known/*` or `/api/…`.
 
 #![warn(missing_docs)]

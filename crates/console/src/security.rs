@@ -41,6 +41,10 @@ pub(crate) async fn headers(mut r: Response) -> Response {
 }
 
 const CSS: &str = include_str!("../static/console.css");
+const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
+/// The same gate as a 16×16 32-bit ICO, for browsers that ask for
+/// `/favicon.ico` on their own.
+const FAVICON_ICO: &[u8] = include_bytes!("../static/favicon.ico");
 const JS: &str = include_str!("../static/console.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -58,6 +62,24 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// `GET /static/console.css`.
 pub(crate) async fn css() -> Response {
     asset("text/css; charset=utf-8", CSS)
+}
+
+/// `GET /favicon.ico`.
+pub(crate) async fn favicon_ico() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON_ICO,
+    )
+        .into_response()
+}
+
+/// `GET /static/favicon.svg`.
+pub(crate) async fn favicon_svg() -> Response {
+    asset("image/svg+xml", FAVICON_SVG)
 }
 
 /// `GET /static/console.js`.

@@ -561,4 +561,24 @@ async fn dev_sign_in_uses_the_code_flow_with_pkce() {
         .to_str()
         .unwrap()
         .starts_with("text/css"));
+    // Browsers ask for /favicon.ico on every page; there is one, made here.
+    let ico = reqwest::Client::new()
+        .get(format!("{}/favicon.ico", console.url))
+        .send()
+        .await
+        .expect("GET /favicon.ico");
+    assert_eq!(ico.status(), StatusCode::OK);
+    assert_eq!(ico.headers()["content-type"], "image/x-icon");
+    let bytes = ico.bytes().await.expect("icon");
+    assert_eq!(&bytes[..4], &[0, 0, 1, 0], "an ICO file");
+    let svg = get(&omar, &format!("{}/static/favicon.svg", console.url)).await;
+    assert_eq!(svg.status, StatusCode::OK);
+    assert!(svg.body.starts_with("<svg"), "{}", svg.body);
+    let page = get(&omar, &format!("{}/approvals", console.url)).await;
+    assert!(
+        page.body
+            .contains(r#"rel="icon" href="/static/favicon.svg""#),
+        "{}",
+        page.body
+    );
 }

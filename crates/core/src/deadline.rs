@@ -221,6 +221,7 @@ mod tests {
         GrantLease {
             id,
             expires_at: 0,
+            acting_as: Vec::new(),
             ended: Box::pin(async move {
                 tokio::time::sleep(after).await;
                 reason

@@ -7,11 +7,12 @@
 //! of sockets, JWT libraries and storage engines.
 
 use crate::approval::{AccessGrants, ApprovalBroker, GrantLease};
-use crate::classify::{Classification, ClassifierCache, Dialect};
+use crate::classify::{Classification, ClassifierCache, Dialect, StatementFacts, StatementKind};
 use crate::deadline::{SessionDeadline, SessionEnd};
 use crate::identity::Identity;
-use crate::mask::Masker;
+use crate::mask::{MaskCounts, Masker, TrailKind};
 use crate::policy::{AccessDenied, ConnectionConfig, Policy};
+use crate::trail::OriginalsSealer;
 use crate::verdict::Verdict;
 use std::future::Future;
 use std::pin::Pin;
@@ -74,32 +75,114 @@ pub struct SessionStats {
     pub ended_by: Option<SessionEnd>,
 }
 
-/// Resolve a SQL-level `EXECUTE name` to the prepared `body` it runs: the
-/// body's statements join those decided on, and its first statement is
-/// what the result's columns follow. An unknown body is refused, since
+/// A command with every SQL-level `EXECUTE` resolved to what it runs.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The statements to decide on: the command's own, each `EXECUTE`
+    /// followed by the prepared body it runs (marked `nested`).
+    pub decide_on: Classification,
+    /// Per top-level statement (one per result), the facts its result's
+    /// columns follow.
+    pub outputs: Vec<Option<StatementFacts>>,
+    /// A refusal found on the way (an unknown prepared statement, or one
+    /// from the adapter's `output_of`).
+    pub refusal: Option<Verdict>,
+}
+
+/// Resolve every SQL-level `EXECUTE name` in `base` to the prepared body
+/// it runs, wherever it appears: at the top level, under `EXPLAIN
+/// ANALYZE`, in `CREATE TABLE … AS EXECUTE`, at any depth. The body's
+/// statements are placed right after the `EXECUTE` (marked `nested`), so
+/// policy decides on what really runs; a top-level `EXECUTE`'s result
+/// follows the body's first statement. An unknown body is refused, since
 /// nothing could be checked.
-pub fn resolve_execute(
-    name: &str,
-    body: Option<Classification>,
-    decide_on: &mut Classification,
-    outputs: &mut Vec<Option<crate::classify::StatementFacts>>,
-) -> Option<Verdict> {
-    match body {
-        Some(body) => {
-            outputs.push(body.statements.first().cloned());
-            decide_on.statements.extend(body.statements);
-            None
-        }
-        None => {
-            outputs.push(None);
-            Some(Verdict::Block {
-                rule: "unknown-prepared-statement".into(),
-                message: format!(
-                    "EXECUTE {name}: gatehouse has not seen this statement prepared, so it cannot check it"
-                ),
-            })
+///
+/// `body_of` looks a prepared statement up by name; `output_of` gives the
+/// result facts of any other top-level statement (the adapter may refuse
+/// one, e.g. a FETCH from a cursor it has not seen declared).
+pub fn resolve_executes(
+    base: &Classification,
+    mut body_of: impl FnMut(&str) -> Option<Classification>,
+    mut output_of: impl FnMut(&StatementFacts) -> Result<Option<StatementFacts>, Verdict>,
+) -> Resolved {
+    let mut statements = Vec::with_capacity(base.statements.len());
+    let mut outputs = Vec::new();
+    let mut refusal: Option<Verdict> = None;
+    for f in &base.statements {
+        statements.push(f.clone());
+        if f.kind == StatementKind::Execute {
+            let name = f.prepared_name.clone().unwrap_or_default();
+            match body_of(&name) {
+                Some(body) => {
+                    if !f.nested {
+                        outputs.push(body.statements.first().cloned());
+                    }
+                    inline_body(body, &mut body_of, &mut statements, &mut refusal, 0);
+                }
+                None => {
+                    if !f.nested {
+                        outputs.push(None);
+                    }
+                    refuse(&mut refusal, unknown_prepared(&name));
+                }
+            }
+        } else if !f.nested {
+            match output_of(f) {
+                Ok(o) => outputs.push(o),
+                Err(v) => {
+                    outputs.push(None);
+                    refuse(&mut refusal, v);
+                }
+            }
         }
     }
+    Resolved {
+        decide_on: Classification {
+            statements,
+            parse_error: base.parse_error.clone(),
+        },
+        outputs,
+        refusal,
+    }
+}
+
+/// Add a prepared body's statements (marked `nested`), resolving any
+/// `EXECUTE` inside it too, up to a fixed depth (deeper is refused).
+fn inline_body(
+    body: Classification,
+    body_of: &mut impl FnMut(&str) -> Option<Classification>,
+    statements: &mut Vec<StatementFacts>,
+    refusal: &mut Option<Verdict>,
+    depth: usize,
+) {
+    for mut b in body.statements {
+        b.nested = true;
+        let name =
+            (b.kind == StatementKind::Execute).then(|| b.prepared_name.clone().unwrap_or_default());
+        statements.push(b);
+        let Some(name) = name else { continue };
+        match body_of(&name).filter(|_| depth < 8) {
+            Some(inner) => inline_body(inner, body_of, statements, refusal, depth + 1),
+            None => refuse(refusal, unknown_prepared(&name)),
+        }
+    }
+}
+
+fn unknown_prepared(name: &str) -> Verdict {
+    Verdict::Block {
+        rule: "unknown-prepared-statement".into(),
+        message: format!(
+            "EXECUTE {name}: gatehouse has not seen this statement prepared, so it cannot check it"
+        ),
+    }
+}
+
+/// Keep the stricter of a refusal found so far and a new one.
+fn refuse(r: &mut Option<Verdict>, v: Verdict) {
+    *r = Some(match r.take() {
+        Some(before) => before.stricter(v),
+        None => v,
+    });
 }
 
 /// Shared, read-only state of the pipeline; one per gateway process.
@@ -118,6 +201,9 @@ pub struct Pipeline {
     pub approvals: Option<Arc<dyn ApprovalBroker>>,
     /// Time-bound access grants; `None` means group membership alone decides.
     pub grants: Option<Arc<dyn AccessGrants>>,
+    /// Seals the originals of command texts the trail stores masked
+    /// (`[audit] seal_originals_to`); `None` keeps no originals at all.
+    pub sealer: Option<OriginalsSealer>,
 }
 
 impl Authorized<'_> {
@@ -283,10 +369,37 @@ impl Pipeline {
             .await;
     }
 
+    /// A command's text as the audit trail may keep it (see [`crate::trail`]):
+    /// secrets redacted (SQL), column rules active for `identity` applied
+    /// to SQL literals, and content detectors on the rest. The same text
+    /// is what approvers see.
+    pub fn mask_for_trail(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        text: &str,
+        kind: TrailKind,
+    ) -> (String, MaskCounts) {
+        let text = match kind {
+            TrailKind::Sql(_) => redact_secrets(text),
+            TrailKind::Text => std::borrow::Cow::Borrowed(text),
+        };
+        crate::trail::mask_text(
+            &self.masker,
+            &self.policy,
+            identity,
+            connection,
+            &text,
+            kind,
+        )
+    }
+
     /// Record one database command before it is forwarded (or refused):
-    /// its text with secrets redacted, what the classifier saw, the verdict
-    /// and the approval request it waits on. `Ok` is the command's id in
-    /// its session; an error means the command must not run.
+    /// its text with secrets redacted and PII masked (see
+    /// [`Pipeline::mask_for_trail`]; with a sealer, the unmasked text is
+    /// sealed into the event), what the classifier saw, the verdict and the
+    /// approval request it waits on. `Ok` is the command's id in its
+    /// session; an error means the command must not run.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_command(
         &self,
@@ -300,20 +413,43 @@ impl Pipeline {
         verdict: &Verdict,
         approval: Option<u64>,
     ) -> Result<u64, String> {
+        let dialect = match self.policy.connection(connection).map(|c| c.kind) {
+            Some(crate::policy::ConnectionKind::Mysql) => Dialect::MySql,
+            _ => Dialect::Postgres,
+        };
+        let (shown, masked) =
+            self.mask_for_trail(identity, connection, sql, TrailKind::Sql(dialect));
+        let mut data = serde_json::json!({
+            "command_id": command_id,
+            "protocol": protocol,
+            "sql": shown,
+            "statements": classification.facts_json(),
+            "parse_error": classification.parse_error,
+            "verdict": verdict,
+            "approval_request": approval,
+        });
+        if let Some(obj) = data.as_object_mut().filter(|_| !masked.is_empty()) {
+            obj.insert(
+                "trail_masked".into(),
+                serde_json::to_value(&masked).unwrap_or_default(),
+            );
+            if let Some(sealer) = &self.sealer {
+                let plain = serde_json::json!({
+                    "event": "command",
+                    "fields": {"/sql": redact_secrets(sql)},
+                });
+                obj.insert(
+                    "sealed_originals".into(),
+                    (sealer.0)(plain.to_string().as_bytes()).into(),
+                );
+            }
+        }
         let event = EventRecord {
             kind: "command",
             session_id: Some(session_id.to_string()),
             subject: Some(identity.subject.clone()),
             connection: Some(connection.to_string()),
-            data: serde_json::json!({
-                "command_id": command_id,
-                "protocol": protocol,
-                "sql": redact_secrets(sql),
-                "statements": classification.facts_json(),
-                "parse_error": classification.parse_error,
-                "verdict": verdict,
-                "approval_request": approval,
-            }),
+            data,
         };
         self.recorder.record(event).await.map(|_| command_id)
     }
@@ -408,7 +544,54 @@ pub fn redact_secrets(sql: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_secrets;
+    use super::{redact_secrets, resolve_executes};
+    use crate::classify::{classify, Dialect, StatementKind};
+
+    #[test]
+    fn execute_is_resolved_wherever_it_appears() {
+        let body = classify(
+            "prepare p as update customers set notes = 'x' where id = 8",
+            Dialect::Postgres,
+        );
+        let body_of = |name: &str| {
+            (name == "p").then(|| crate::classify::Classification {
+                statements: body.statements[1..].to_vec(),
+                parse_error: None,
+            })
+        };
+        for sql in [
+            "execute p",
+            "explain analyze execute p",
+            "explain (analyze) execute p",
+            "create table t as execute p",
+            "select 1; explain analyze execute p",
+        ] {
+            let base = classify(sql, Dialect::Postgres);
+            let r = resolve_executes(&base, body_of, |f| Ok(Some(f.clone())));
+            assert!(r.refusal.is_none(), "{sql}: {:?}", r.refusal);
+            let at = r
+                .decide_on
+                .statements
+                .iter()
+                .position(|f| f.kind == StatementKind::Execute)
+                .unwrap();
+            let next = &r.decide_on.statements[at + 1];
+            assert_eq!(
+                (next.kind, next.nested),
+                (StatementKind::Update, true),
+                "{sql}"
+            );
+            assert!(next.tables_written.contains("customers"));
+            let top = base.statements.iter().filter(|f| !f.nested).count();
+            assert_eq!(r.outputs.len(), top, "{sql}: one output per result");
+        }
+        let base = classify("explain analyze execute q", Dialect::Postgres);
+        let r = resolve_executes(&base, body_of, |f| Ok(Some(f.clone())));
+        assert_eq!(
+            r.refusal.as_ref().and_then(|v| v.rule()),
+            Some("unknown-prepared-statement")
+        );
+    }
 
     #[test]
     fn secret_literals_are_redacted() {

@@ -92,12 +92,18 @@ impl Recording {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // A terminal that gave no size (0×0: a PTY request from a client
+        // whose stdin is not a terminal, or an exec stream) plays back in
+        // the conventional 80×24 rather than as a sliver.
+        let or_default = |v: u32, default: u32| if v == 0 { default } else { v.min(1000) };
         let header = serde_json::json!({
             "version": 2,
-            "width": width.clamp(1, 1000),
-            "height": height.clamp(1, 1000),
+            "width": or_default(width, 80),
+            "height": or_default(height, 24),
             "timestamp": now,
-            "title": title,
+            // The title is the command that opened the channel: masked like
+            // a typed line, so the file never holds what the trail may not.
+            "title": rec.mask(title.as_bytes()),
             "env": {"TERM": term.unwrap_or(""), "SHELL": ""},
         });
         rec.line(&header.to_string());
@@ -276,7 +282,15 @@ mod tests {
             default_strategy: Strategy::Redact,
             tokenize_key: TokenizeKey::new(b"k".to_vec()),
         }));
-        let mut r = Recording::create(&path, 80, 24, Some("xterm"), "t", Some(masker)).unwrap();
+        let mut r = Recording::create(
+            &path,
+            80,
+            24,
+            Some("xterm"),
+            "grep 123-45-6789 x",
+            Some(masker),
+        )
+        .unwrap();
         r.output(b"ssn: 123-4");
         r.output(b"5-6789\r\n$ ");
         r.input("echo hi");
@@ -287,8 +301,27 @@ mod tests {
         assert_eq!(closed.sha256.len(), 64);
         let (h, ev) = read(&path).unwrap();
         assert_eq!(h["version"], 2);
+        assert_eq!(
+            h["title"], "grep [REDACTED:ssn] x",
+            "the title is masked too"
+        );
         assert!(ev.iter().any(|e| e.1 == "i" && e.2 == "echo hi"));
         assert!(ev.iter().any(|e| e.1 == "r" && e.2 == "100x30"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_terminal_without_a_size_is_recorded_as_80_by_24() {
+        let dir = std::env::temp_dir().join(format!("gh-rec0-{}", std::process::id()));
+        let path = dir.join("t.cast");
+        let _ = std::fs::remove_file(&path);
+        let r = Recording::create(&path, 0, 0, None, "t", None).unwrap();
+        r.close().unwrap();
+        let (h, _) = read(&path).unwrap();
+        assert_eq!(
+            (h["width"].as_u64(), h["height"].as_u64()),
+            (Some(80), Some(24))
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

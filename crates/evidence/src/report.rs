@@ -1207,7 +1207,15 @@ fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
                 );
             }
             if let Some(Value::Array(rows)) = d.get("result_sample") {
-                out.push_str("<table class=\"sample\"><tbody>");
+                out.push_str("<table class=\"sample\">");
+                if let Some(Value::Array(names)) = d.get("columns") {
+                    out.push_str("<thead><tr>");
+                    for name in names {
+                        let _ = write!(out, "<th>{}</th>", esc(name.as_str().unwrap_or("?")));
+                    }
+                    out.push_str("</tr></thead>");
+                }
+                out.push_str("<tbody>");
                 for row in rows {
                     out.push_str("<tr>");
                     for cell in row.as_array().into_iter().flatten() {

@@ -181,6 +181,11 @@ enum TokenCommand {
         /// Lifetime, e.g. 15m, 1h, 1d.
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// Create a new dev issuer key in the state folder when there is none
+        /// (only tokens from the key the running gateway loaded are accepted;
+        /// `gatehouse demo` and `gatehouse serve` create it themselves).
+        #[arg(long)]
+        create_key: bool,
     },
 }
 
@@ -377,6 +382,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if !matches!(cli.command, Command::Serve | Command::Demo { .. }) {
+        die_on_closed_pipe();
+    }
     match cli.command {
         Command::Serve => {
             let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
@@ -394,11 +402,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     groups,
                     email,
                     ttl,
+                    create_key,
                 },
         } => {
             let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
             anyhow::ensure!(cfg.identity.dev_issuer, "the dev issuer is disabled in this configuration; get a token from your identity provider");
             let ttl = duration::parse(&ttl).map_err(anyhow::Error::msg)?;
+            let key = cfg.state_dir().join(gatehouse_identity::DEV_KEY_FILE);
+            if !create_key && !key.exists() {
+                anyhow::bail!(
+                    "there is no dev issuer key at {}: {}.\n\
+                     A new key would sign tokens the running gateway refuses. Run this from the folder \
+                     where `gatehouse demo` (or `gatehouse serve`) runs, or pass --config with that \
+                     gateway's configuration (the demo's is .gatehouse/demo.toml in its folder); \
+                     pass --create-key to start a new dev issuer on purpose",
+                    absolute(&key).display(),
+                    config_source(cli.config.as_deref())
+                );
+            }
             let dev = gateway::dev_issuer(&cfg, &cfg.dev_issuer_url())?;
             let groups: Vec<String> = groups.into_iter().filter(|g| !g.is_empty()).collect();
             let token = dev.issue(
@@ -443,6 +464,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Approvals { api, command } => runtime()?.block_on(approvals(api, command)),
         Command::Access { api, command } => runtime()?.block_on(access(api, command)),
         Command::Kubeconfig(args) => kubeconfig(cli.config.as_deref(), args),
+    }
+}
+
+/// Which configuration `GatewayConfig::resolve` used, in words.
+fn config_source(flag: Option<&std::path::Path>) -> String {
+    if let Some(p) = flag {
+        return format!("the configuration is {} (--config)", absolute(p).display());
+    }
+    if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG") {
+        return format!(
+            "the configuration is {} ($GATEHOUSE_CONFIG)",
+            absolute(std::path::Path::new(&p)).display()
+        );
+    }
+    let local = std::path::Path::new("gatehouse.toml");
+    if local.exists() {
+        return format!("the configuration is {}", absolute(local).display());
+    }
+    "no --config, $GATEHOUSE_CONFIG or ./gatehouse.toml was found, so the built-in defaults \
+     apply (state folder ./.gatehouse)"
+        .to_string()
+}
+
+/// `p` made absolute against the working folder, for messages.
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Die quietly on a closed pipe (`gatehouse sessions replay … | head`), as
+/// command-line tools do, instead of panicking in `println!`. Rust ignores
+/// SIGPIPE so that writes return `EPIPE`; the commands that only print put
+/// the default action back. The long-running ones (`serve`, `demo`) keep
+/// ignoring it: a client hanging up must never stop the gateway.
+fn die_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default before any
+    // other thread exists; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -1036,13 +1096,13 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
     let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     match e.kind.as_str() {
         "session.start" => format!(
-            "#{} {} session start: {} on {} from {} (tls: {})",
+            "#{} {} session start: {} on {} from {} ({})",
             e.seq,
             e.ts,
             e.subject.clone().unwrap_or_default(),
             e.connection.clone().unwrap_or_default(),
             s("client_addr"),
-            d.get("tls").and_then(|v| v.as_bool()).unwrap_or(false)
+            transport(d)
         ),
         "command" => {
             let verdict = d.get("verdict");
@@ -1117,15 +1177,132 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
             s("reason")
         ),
         "session.end" => format!(
-            "#{} {} session end: {} commands, {} blocked, {} ms ({})",
+            "#{} {} session end: {} commands, {} blocked, {} ms{}",
             e.seq,
             e.ts,
             d.get("commands").cloned().unwrap_or_default(),
             d.get("blocked").cloned().unwrap_or_default(),
             d.get("duration_ms").cloned().unwrap_or_default(),
+            Some(s("reason"))
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        "approval.requested" => format!(
+            "#{} {} approval request #{} opened{}{}{}",
+            e.seq,
+            e.ts,
+            d.get("request_id").cloned().unwrap_or_default(),
+            d.get("rule")
+                .and_then(|v| v.as_str())
+                .map(|r| format!(" by rule {r}"))
+                .unwrap_or_default(),
+            d.get("requirement")
+                .cloned()
+                .and_then(|r| serde_json::from_value::<gatehouse_core::approval::Requirement>(r).ok())
+                .map(|r| format!("; needs {}", r.describe()))
+                .unwrap_or_default(),
+            d.get("expires_at")
+                .and_then(|v| v.as_str())
+                .map(|x| format!("; expires {x}"))
+                .unwrap_or_default()
+        ),
+        "approval.decision" => format!(
+            "#{} {} request #{} {} by {}: {}",
+            e.seq,
+            e.ts,
+            d.get("request_id").cloned().unwrap_or_default(),
+            if s("decision") == "approve" {
+                "approved"
+            } else {
+                "denied"
+            },
+            person(d.get("approver")),
             s("reason")
         ),
-        other => format!("#{} {} {other}: {}", e.seq, e.ts, d),
+        "approval.approved" | "approval.denied" | "approval.expired" | "approval.executed"
+        | "approval.withdrawn" => format!(
+            "#{} {} request #{} {}{}",
+            e.seq,
+            e.ts,
+            d.get("request_id").cloned().unwrap_or_default(),
+            match e.kind.as_str() {
+                "approval.approved" => "was approved",
+                "approval.denied" => "was denied",
+                "approval.expired" => "expired: nobody decided in time",
+                "approval.executed" => "ran: the approved command was forwarded, once",
+                _ => "was withdrawn",
+            },
+            d.get("why")
+                .and_then(|v| v.as_str())
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
+        ),
+        "grant.created" | "grant.revoked" | "grant.expired" => format!(
+            "#{} {} access grant #{} {} (request #{}){}",
+            e.seq,
+            e.ts,
+            d.get("grant_id").cloned().unwrap_or_default(),
+            match e.kind.as_str() {
+                "grant.created" => "created".to_string(),
+                "grant.revoked" => format!("revoked by {}", person(d.get("revoked_by"))),
+                _ => "expired".to_string(),
+            },
+            d.get("request_id").cloned().unwrap_or_default(),
+            d.get("reason")
+                .and_then(|v| v.as_str())
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        other => format!("#{} {} {other}: {}", e.seq, e.ts, fields(d)),
+    }
+}
+
+/// How a session's client reached the gateway, for `sessions show`.
+fn transport(d: &serde_json::Value) -> String {
+    match d.get("protocol").and_then(|v| v.as_str()) {
+        // SSH is its own encrypted transport; it carries no `tls` flag.
+        Some("ssh") => "ssh, encrypted".to_string(),
+        protocol => {
+            let tls = if d.get("tls").and_then(|v| v.as_bool()) == Some(true) {
+                "TLS"
+            } else {
+                "no TLS"
+            };
+            match protocol {
+                Some(p) => format!("{p}, {tls}"),
+                None => tls.to_string(),
+            }
+        }
+    }
+}
+
+/// An identity as people name it: the email, else the subject.
+fn person(v: Option<&serde_json::Value>) -> String {
+    v.and_then(|v| {
+        v.get("email")
+            .and_then(|x| x.as_str())
+            .or_else(|| v.get("subject").and_then(|x| x.as_str()))
+            .or_else(|| v.as_str())
+    })
+    .unwrap_or("?")
+    .to_string()
+}
+
+/// An event's fields as `key=value` pairs (nested values as compact JSON),
+/// for kinds without a sentence of their own.
+fn fields(d: &serde_json::Value) -> String {
+    match d.as_object() {
+        Some(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => d.to_string(),
     }
 }
 

@@ -632,6 +632,36 @@ mod tests {
         assert_eq!(cfg.ssh.as_ref().unwrap().listen, "127.0.0.1:2222");
         let policy = crate::gateway::compile_policy(&cfg).unwrap();
         assert!(policy.connection("bank-host").is_some());
+        // The demo's SQL writers rule does not decide for the SSH host:
+        // dana's recursive delete is blocked and her sudo is held.
+        use gatehouse_core::classify::shell::{classify, ShellKind};
+        use gatehouse_core::Verdict;
+        let dana = gatehouse_core::Identity {
+            subject: "dana".into(),
+            email: None,
+            groups: vec!["dba".into()],
+            issuer: "https://127.0.0.1:15443/dev".into(),
+            token_id: None,
+            expires_at: 0,
+        };
+        let decide = |cmd: &str| {
+            policy.decide_shell(&dana, "bank-host", cmd, &classify(cmd, ShellKind::Exec))
+        };
+        assert!(
+            matches!(decide("rm -rf /tmp/x"), Verdict::Block { ref rule, .. } if rule == "no-rm-rf"),
+            "{:?}",
+            decide("rm -rf /tmp/x")
+        );
+        assert!(
+            matches!(decide("sudo -n true"), Verdict::Hold { .. }),
+            "{:?}",
+            decide("sudo -n true")
+        );
+        assert!(
+            matches!(decide("uptime"), Verdict::Allow { .. }),
+            "{:?}",
+            decide("uptime")
+        );
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
     let port = gw.postgres_addr.port();
     let console = format!("https://{}", gw.api_addr);
     let ca_file = demo.config.state_dir().join("tls-cert.pem");
+    let known_hosts = match gw.ssh_addr {
+        Some(addr) => Some(write_known_hosts(&demo.config, addr)?),
+        None => None,
+    };
     if let Some(path) = &env_file {
         let mut env = String::new();
         let _ = writeln!(env, "GATEHOUSE_PG_HOST={host}");
@@ -104,6 +108,9 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
             let _ = writeln!(env, "GATEHOUSE_SSH_HOST={}", addr.ip());
             let _ = writeln!(env, "GATEHOUSE_SSH_PORT={}", addr.port());
             let _ = writeln!(env, "GATEHOUSE_SSH_CONNECTION={SSH_CONNECTION}");
+            if let Some(kh) = &known_hosts {
+                let _ = writeln!(env, "GATEHOUSE_SSH_KNOWN_HOSTS={}", kh.display());
+            }
         }
         crate::files::write_private(path, env.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -122,7 +129,14 @@ pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
         println!("{}", llm_instructions(addr, &ca_file));
     }
     match (gw.ssh_addr, &demo.ssh_skipped) {
-        (Some(addr), _) => println!("{}", ssh_instructions(addr, &demo.config_path)),
+        (Some(addr), _) => println!(
+            "{}",
+            ssh_instructions(
+                addr,
+                &demo.config_path,
+                known_hosts.as_deref().unwrap_or(Path::new("known_hosts"))
+            )
+        ),
         (None, Some(why)) => println!("SSH: no demo SSH target ({why}).\n"),
         (None, None) => {}
     }
@@ -431,12 +445,16 @@ max_access = "8h"
 
 /// The demo's writers: with `default_write_effect = "block"`, a write runs
 /// only when a rule allows it. After every block and approve rule, so
-/// those still decide first.
+/// those still decide first. It names its connection: the SSH and LLM
+/// rules are appended after it, and an allow rule for every connection
+/// would decide dana's `rm -rf` and `sudo` on `bank-host` before they do.
+/// [`demo_mysql_config`] adds the same rule for the MariaDB connection.
 pub const DEMO_WRITERS_RULE: &str = r#"[[rules]]
 name = "dba-may-write"
 effect = "allow"
 message = "DBAs change data and schema, within the rules above"
 groups = ["dba"]
+connections = ["bank"]
 "#;
 
 /// The demo MariaDB's connection name: what `mysql -D` names.
@@ -462,6 +480,13 @@ password_file = "{pw}"
 allow_groups = ["analysts", "dba"]
 access_approvers = ["approvers"]
 max_access = "8h"
+
+[[rules]]
+name = "dba-may-write-mysql"
+effect = "allow"
+message = "DBAs change data and schema, within the rules above"
+groups = ["dba"]
+connections = ["{MYSQL_CONNECTION}"]
 "#,
         pw = password_file.display(),
     )
@@ -477,6 +502,16 @@ message = "changes to customer records need a second person's approval"
 groups = ["dba"]
 kinds = ["update", "delete", "merge"]
 tables = ["customers"]
+approvers = ["approvers"]
+approvals = 1
+approval_timeout = "15m"
+
+[[rules]]
+name = "dba-stored-code-needs-approval"
+effect = "approve"
+message = "code stored in the database runs later without the gateway seeing its statements (a function's UPDATE, a trigger's copy), so a second person reads it first"
+groups = ["dba"]
+keywords = ["CREATE FUNCTION", "CREATE PROCEDURE", "CREATE TRIGGER", "CREATE RULE", "CREATE EVENT", "ALTER FUNCTION", "ALTER PROCEDURE", "ALTER EVENT", "CREATE AGGREGATE", "CREATE OPERATOR", "CREATE CAST", "CREATE LANGUAGE", "CREATE EXTENSION"]
 approvers = ["approvers"]
 approvals = 1
 approval_timeout = "15m"
@@ -583,21 +618,53 @@ fn mysql_instructions(host: &str, port: u16) -> String {
     )
 }
 
-fn ssh_instructions(addr: std::net::SocketAddr, config: &Path) -> String {
+/// The `known_hosts` pattern for a host and port, as `ssh` looks it up
+/// (`[127.0.0.1]:2222`, or the bare address on port 22).
+pub fn known_hosts_pattern(addr: std::net::SocketAddr) -> String {
+    match addr.port() {
+        22 => addr.ip().to_string(),
+        port => format!("[{}]:{port}", addr.ip()),
+    }
+}
+
+/// Write `state_dir/known_hosts` with the gateway's SSH host key, so the
+/// first `ssh -o UserKnownHostsFile=…` to the demo checks the key instead
+/// of failing (or asking) about an unknown host.
+fn write_known_hosts(cfg: &GatewayConfig, addr: std::net::SocketAddr) -> Result<PathBuf> {
+    let ssh = cfg
+        .ssh
+        .as_ref()
+        .context("the demo's SSH listener has no [ssh] section")?;
+    let key = gatehouse_ssh::hostkey::load_or_create(&cfg.state_path(&ssh.host_key))
+        .map_err(anyhow::Error::msg)?;
+    let path = cfg.state_dir().join("known_hosts");
+    let line = format!(
+        "{} {}\n",
+        known_hosts_pattern(addr),
+        gatehouse_ssh::hostkey::public_line(&key)
+    );
+    std::fs::write(&path, line).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn ssh_instructions(addr: std::net::SocketAddr, config: &Path, known_hosts: &Path) -> String {
     let (host, port) = (addr.ip(), addr.port());
     format!(
         r#"SSH: gateway {host}:{port}; the host {SSH_CONNECTION} is a throwaway sshd whose password only the gateway holds.
+The gateway's host key is in {kh} (ssh checks it with -o UserKnownHostsFile=…).
 dana (group dba) runs a command; the token is the password (sshpass -e, or paste it at the prompt):
   export SSHPASS="$(gatehouse token issue --subject dana --groups dba)"
-  sshpass -e ssh -p {port} -o StrictHostKeyChecking=accept-new {SSH_CONNECTION}@{host} 'cat customers-export.csv'   # PII masked
-  sshpass -e ssh -p {port} {SSH_CONNECTION}@{host} 'rm -rf /tmp/x'       # blocked by rule no-rm-rf, exit 126
-  sshpass -e ssh -p {port} {SSH_CONNECTION}@{host} 'sudo -n true'         # waits for approval #N (omar approves as above)
-  sshpass -e ssh -p {port} {SSH_CONNECTION}@{host}                        # interactive shell, recorded
-  sshpass -e scp -P {port} ./some-file {SSH_CONNECTION}@{host}:          # file names and sizes recorded
-Replay a session in the terminal, or open it in the console (Sessions → Replay):
+  sshpass -e ssh -p {port} -o UserKnownHostsFile={kh} {SSH_CONNECTION}@{host} 'cat customers-export.csv'   # PII masked
+  sshpass -e ssh -p {port} -o UserKnownHostsFile={kh} {SSH_CONNECTION}@{host} 'rm -rf /tmp/x'   # blocked by rule no-rm-rf, exit 126
+  sshpass -e ssh -p {port} -o UserKnownHostsFile={kh} {SSH_CONNECTION}@{host} 'sudo -n true'     # waits for approval #N (omar approves as above)
+  sshpass -e ssh -p {port} -o UserKnownHostsFile={kh} {SSH_CONNECTION}@{host}                    # interactive shell, recorded
+  echo "quarter,total" > report.csv
+  sshpass -e scp -P {port} -o UserKnownHostsFile={kh} report.csv {SSH_CONNECTION}@{host}:       # file names and sizes recorded
+Replay a session in the terminal, or open it in the console (Sessions → Replay, signed in as audrey):
   gatehouse sessions replay SESSION_ID --config {config}
 "#,
         config = config.display(),
+        kh = known_hosts.display(),
     )
 }
 
@@ -640,6 +707,9 @@ The audit trail:
   gatehouse audit verify --config {config}
   gatehouse sessions list --config {config}
   gatehouse sessions show SESSION_ID --config {config}
+  In the console ({console}/sessions) everyone's sessions are for auditors: sign in as
+  audrey (group auditors). omar and the others see only their own sessions, and
+  sessions that raised a request they may decide.
 
 Ctrl-C stops the gateway and removes the throwaway database.
 "#,
@@ -648,4 +718,44 @@ Ctrl-C stops the gateway and removes the throwaway database.
         config = config.display(),
         ca_file = ca_file.display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_hosts_patterns_are_what_ssh_looks_up() {
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            known_hosts_pattern(addr("127.0.0.1:2222")),
+            "[127.0.0.1]:2222"
+        );
+        assert_eq!(known_hosts_pattern(addr("10.0.0.5:22")), "10.0.0.5");
+    }
+
+    #[test]
+    fn ssh_commands_check_the_written_host_key() {
+        let text = ssh_instructions(
+            "127.0.0.1:2222".parse().unwrap(),
+            Path::new("/d/.gatehouse/demo.toml"),
+            Path::new("/d/.gatehouse/known_hosts"),
+        );
+        let commands: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("sshpass -e"))
+            .collect();
+        assert!(commands.len() >= 5, "{text}");
+        for c in commands {
+            assert!(
+                c.contains("-o UserKnownHostsFile=/d/.gatehouse/known_hosts"),
+                "{c}"
+            );
+        }
+        assert!(!text.contains("StrictHostKeyChecking"), "{text}");
+        assert!(
+            text.contains("echo \"quarter,total\" > report.csv"),
+            "the scp example's file exists: {text}"
+        );
+    }
 }

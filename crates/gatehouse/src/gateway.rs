@@ -12,6 +12,7 @@ use gatehouse_core::classify::ClassifierCache;
 use gatehouse_core::mask::{Masker, MaskerConfig, TokenizeKey};
 use gatehouse_core::pipeline::{Authenticator, BoxFuture, EventRecord, Pipeline, Recorder};
 use gatehouse_core::policy::{self, Policy};
+use gatehouse_core::trail::{OriginalsSealer, TrailApprovals, TrailRecorder};
 use gatehouse_core::Identity;
 use gatehouse_identity::{DevIssuer, TokenValidator};
 use gatehouse_mysql::{AdapterSettings as MySqlSettings, MySqlAdapter};
@@ -269,7 +270,31 @@ impl RunningGateway {
         } else {
             None
         };
-        let recorder: Arc<dyn Recorder> = Arc::new(AuditRecorder(audit.clone()));
+        let masker = Arc::new(Masker::new(MaskerConfig {
+            detectors: policy.masking.detectors.clone(),
+            strategies: policy.masking.strategies.clone(),
+            default_strategy: policy.masking.default_strategy.clone(),
+            tokenize_key: tokenize_key(cfg)?,
+        }));
+        let recipient = match &cfg.audit.seal_originals_to {
+            None => None,
+            Some(text) => Some(
+                gatehouse_seal::Recipient::parse(text)
+                    .map_err(|e| anyhow::anyhow!("[audit] seal_originals_to: {e}"))?,
+            ),
+        };
+        let trail_sealer = recipient.clone().map(|recipient| {
+            OriginalsSealer(Arc::new(move |plain: &[u8]| {
+                gatehouse_seal::seal(&recipient, plain)
+            }))
+        });
+        // Every event passes the trail guard: no clear PII in the trail,
+        // whichever adapter or component produced it.
+        let recorder: Arc<dyn Recorder> = Arc::new(TrailRecorder::new(
+            Arc::new(AuditRecorder(audit.clone())),
+            masker.clone(),
+            trail_sealer.clone(),
+        ));
         let public_url = cfg
             .api
             .public_url
@@ -299,23 +324,23 @@ impl RunningGateway {
             gatehouse_notify::Notifier::disabled()
         };
         broker.set_announcer(announcer(notifier.clone(), public_url.clone()));
-        let masker = Masker::new(MaskerConfig {
-            detectors: policy.masking.detectors.clone(),
-            strategies: policy.masking.strategies.clone(),
-            default_strategy: policy.masking.default_strategy.clone(),
-            tokenize_key: tokenize_key(cfg)?,
-        });
         let pipeline = Arc::new(Pipeline {
             policy: policy.clone(),
             classifier: ClassifierCache::new(CLASSIFIER_CACHE),
-            masker: Arc::new(masker),
+            masker: masker.clone(),
             authenticator: Arc::new(TokenAuthenticator(
                 validator.clone(),
                 Duration::from_secs(cfg.identity.leeway_secs),
             )),
             recorder,
-            approvals: Some(Arc::new(broker.clone())),
+            // Approvers see a held command masked as the trail keeps it.
+            approvals: Some(Arc::new(TrailApprovals::new(
+                Arc::new(broker.clone()),
+                masker.clone(),
+                policy.clone(),
+            ))),
             grants: Some(Arc::new(broker.clone())),
+            sealer: trail_sealer,
         });
         let extra = api::approvals::router(api::approvals::ApiState {
             broker: broker.clone(),
@@ -374,13 +399,11 @@ impl RunningGateway {
         )?;
         let pg_tls = tls::server_config(&cert, &key, &[])?;
         let api_tls = tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?;
-        let seal_originals = match &cfg.audit.seal_originals_to {
+        let seal_originals = match recipient {
             None => None,
-            Some(text) => {
-                let recipient = gatehouse_seal::Recipient::parse(text)
-                    .map_err(|e| anyhow::anyhow!("[audit] seal_originals_to: {e}"))?;
+            Some(recipient) => {
                 if cfg.postgres.result_capture_rows == 0 {
-                    tracing::warn!("[audit] seal_originals_to is set but [postgres] result_capture_rows is 0: nothing is captured, so nothing is sealed");
+                    tracing::warn!("[audit] seal_originals_to is set but [postgres] result_capture_rows is 0: no result rows are captured, so only command texts are sealed");
                 }
                 Some(gatehouse_postgres::OriginalsSealer(Arc::new(
                     move |plain: &[u8]| gatehouse_seal::seal(&recipient, plain),

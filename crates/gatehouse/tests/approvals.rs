@@ -608,6 +608,42 @@ mod prepared_names {
         assert_ne!(super::phone_of(&gw, 32).await, "ONE");
         gw.stop().await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parsed_execute_runs_what_is_prepared_now() {
+        // Parse `EXPLAIN ANALYZE EXECUTE q` while q is harmless, then
+        // prepare q again as a held UPDATE: Bind/Execute of the parsed
+        // statement runs the UPDATE, so it must be held.
+        let gw = gateway().await;
+        let (mut s, mut buf) = login_raw(&gw, "dana", "dba").await;
+        s.write_all(&query("PREPARE q AS SELECT 1")).await.unwrap();
+        assert!(until_ready(&mut s, &mut buf).await.is_empty());
+        let mut batch = parse("s3", "explain analyze execute q");
+        batch.extend_from_slice(&sync());
+        s.write_all(&batch).await.unwrap();
+        assert!(until_ready(&mut s, &mut buf).await.is_empty());
+        for sql in [
+            "DEALLOCATE q",
+            "PREPARE q AS UPDATE customers SET phone = 'PWNED-3' WHERE id = 33",
+        ] {
+            s.write_all(&query(sql)).await.unwrap();
+            assert!(until_ready(&mut s, &mut buf).await.is_empty(), "{sql}");
+        }
+        let mut batch = Writer::new(b'B')
+            .cstr("")
+            .cstr("s3")
+            .i16(0)
+            .i16(0)
+            .i16(0)
+            .finish();
+        batch.extend_from_slice(&Writer::new(b'E').cstr("").i32(0).finish());
+        batch.extend_from_slice(&sync());
+        s.write_all(&batch).await.unwrap();
+        expect_held(&mut s, &mut buf).await;
+        drop(s);
+        assert_ne!(super::phone_of(&gw, 33).await, "PWNED-3");
+        gw.stop().await;
+    }
 }
 
 /// A grant gives the group it names and no more; writes no rule allows are

@@ -340,3 +340,191 @@ async fn mariadb_warnings_of_a_masked_read_are_withheld() {
     assert!(out(&o).contains("Truncated"), "{}", out(&o));
     gw.stop().await;
 }
+
+// ---- The attack review of the fix: variants of each class ------------------
+
+/// Hand-made extended-protocol messages (unnamed statement and portal).
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn parse_msg(sql: &str) -> Vec<u8> {
+    let mut body = vec![0u8];
+    body.extend_from_slice(sql.as_bytes());
+    body.extend_from_slice(&[0, 0, 0]);
+    msg(b'P', &body)
+}
+
+fn bind_execute() -> Vec<u8> {
+    let mut out = msg(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend(msg(b'E', &[0, 0, 0, 0, 0]));
+    out
+}
+
+/// Every message until `ready` ReadyForQuery messages have come, as text.
+async fn answers(s: &mut tokio::net::TcpStream, buf: &mut bytes::BytesMut, ready: usize) -> String {
+    let mut seen = Vec::new();
+    let mut n = 0;
+    while n < ready {
+        let f = read_frame(s, buf).await;
+        if f.tag == b'Z' {
+            n += 1;
+        }
+        seen.extend_from_slice(&f.raw);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_changed_in_an_unsynced_batch_are_not_guessed() {
+    let gw = TestGateway::start_with("", "", plaintext).await;
+    let phone = first_customer("phone", 7);
+    let ssn = first_customer("ssn", 1);
+    let (mut s, mut buf) = login_raw(&gw, "alice", "analysts").await;
+    // An Execute that changes the setting, then a Query before any Sync:
+    // the server parses the Query under the new setting.
+    let mut bytes = parse_msg("set standard_conforming_strings = off");
+    bytes.extend(bind_execute());
+    bytes.extend(frontend::query(
+        "select 'a\\' , ' ; update customers set phone = $$555-HACK$$ where id = 7; -- '",
+    ));
+    s.write_all(&bytes).await.unwrap();
+    let text = answers(&mut s, &mut buf, 1).await;
+    assert!(text.contains("send Sync"), "{text}");
+    assert_eq!(first_customer("phone", 7), phone);
+    // ROLLBACK undoes a SET: a batch after it may not be read with the
+    // setting the gateway saw last.
+    let mut bytes = frontend::query("begin");
+    bytes.extend(frontend::query("set standard_conforming_strings = off"));
+    s.write_all(&bytes).await.unwrap();
+    answers(&mut s, &mut buf, 2).await;
+    let mut bytes = parse_msg("rollback");
+    bytes.extend(bind_execute());
+    bytes.extend(parse_msg(
+        "select 'a\\' , ssn, ' $$ -- '\n from customers order by id limit 1",
+    ));
+    bytes.extend(bind_execute());
+    bytes.extend(msg(b'S', &[]));
+    s.write_all(&bytes).await.unwrap();
+    let text = answers(&mut s, &mut buf, 1).await;
+    assert!(!text.contains(&ssn), "clear SSN: {text}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_and_indirect_reads_stay_masked() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let account = first_customer("account_number", 1);
+    let dob = first_customer("date_of_birth", 1);
+    let ssn = first_customer("ssn", 1);
+    let queries = [
+        // A Unicode-escaped name is `ssn` to the server.
+        "select U&\"\\0073sn\" as x from customers order by id limit 1",
+        // Alias lists rename columns the gateway cannot line up.
+        "select * from customers as c(x1,x2,x3,x4,x5,x6,x7,x8,x9) order by 1 limit 1",
+        "select * from (select * from customers order by id) s(a,b,c,d,e,f,g,h) limit 1",
+        // SQL handed over as text, planner statistics.
+        "select query_to_xml('select ssn, account_number from customers order by id limit 1', true, false, '')",
+        "select table_to_xml('customers', true, false, '')",
+        "select histogram_bounds::text from pg_stats where tablename = 'customers'",
+    ];
+    for q in queries {
+        let o = gw.psql("alice", &alice, &[q]).await;
+        let all = format!("{}{}", out(&o), err(&o));
+        for clear in [&account, &dob, &ssn] {
+            assert!(!all.contains(clear.as_str()), "{q} leaked {clear}: {all}");
+        }
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_fails_the_open_transaction_as_a_server_error_would() {
+    let gw = TestGateway::start("", "").await;
+    let dana = gw.token("dana", &["dba"]);
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "begin",
+                "create table tx_probe (x int)",
+                "drop database bank",
+                "select 1",
+                "commit",
+            ],
+        )
+        .await;
+    let e = err(&o);
+    assert!(e.contains("dba-deny-list"), "{e}");
+    assert!(e.contains("current transaction is aborted"), "{e}");
+    assert!(
+        out(&o).contains("ROLLBACK"),
+        "COMMIT rolls back: {}",
+        out(&o)
+    );
+    let o = gw
+        .psql("dana", &dana, &["select count(*) from tx_probe"])
+        .await;
+    assert!(
+        err(&o).contains("42P01"),
+        "the table was rolled back: {}",
+        err(&o)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_guards_read_past_comments_and_nested_skipped_comments() {
+    let gw = TestGateway::start_mysql("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    for sql in [
+        "SET sql_mode/**/= _latin1 0x414E53495F51554F544553",
+        "SET/**/NAMES sjis",
+        "SET character_set_client/**/= _latin1 0x736A6973",
+    ] {
+        let o = gw.mariadb("alice", &alice, sql).await;
+        assert!(
+            err(&o).contains("mysql-session-syntax"),
+            "{sql}: {}",
+            err(&o)
+        );
+    }
+    // The mariadb client reads comments itself; a driver sends the text as
+    // written, several statements in one COM_QUERY.
+    let phone = my_value("select phone from customers where id = 19");
+    let script = r#"
+import sys, ssl, pymysql
+from pymysql.constants import CLIENT
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user="alice", password=sys.argv[2],
+    database=sys.argv[3], ssl=ctx, client_flag=CLIENT.MULTI_STATEMENTS, autocommit=True)
+try:
+    c.cursor().execute(sys.argv[4])
+    print("ran")
+except Exception as e:
+    print("refused", e)
+"#;
+    let o = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(gw.mysql_port().to_string())
+        .arg(&alice)
+        .arg(support::MY_CONNECTION)
+        .arg("select 1, /*!99999 /* */ ' */ 2; update customers set phone = 0x3535352d4e455354 where id = 19; -- '")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out(&o).contains("analysts-read-only"),
+        "{} {}",
+        out(&o),
+        err(&o)
+    );
+    assert_eq!(my_value("select phone from customers where id = 19"), phone);
+    gw.stop().await;
+}

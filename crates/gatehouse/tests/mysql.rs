@@ -486,6 +486,17 @@ async fn python_drivers_prepared_statements_and_binary_rows_are_masked() {
                 .is_some_and(|m| !m.is_empty())
     });
     assert!(masked, "masking counts are recorded");
+    // Each recorded sample comes with its column names.
+    let sampled: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "command.result" && e["data"]["result_sample"].is_array())
+        .collect();
+    assert!(!sampled.is_empty(), "samples are recorded");
+    for e in sampled {
+        let names = e["data"]["columns"].as_array().expect("column names");
+        let row = e["data"]["result_sample"][0].as_array().unwrap();
+        assert_eq!(names.len(), row.len(), "{e}");
+    }
     // The recorded sample holds the masked values only.
     let raw_ssn = t
         .server
@@ -946,5 +957,117 @@ async fn quoting_tricks_and_masked_value_carriers_are_refused() {
         )
         .await;
     refused(&o, "masked-columns-stay-masked");
+    gw.stop().await;
+}
+
+async fn my_value(sql: &str) -> String {
+    my_target()
+        .server
+        .sql("bank", sql)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Issue 11: a masked value may not be kept in a user variable or another
+/// column, however the statement is spelled, and row-changing DDL is an
+/// update to the approval rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_values_cannot_be_kept_in_variables_or_other_columns() {
+    let gw = TestGateway::start_mysql("", gatehouse::demo::DEMO_APPROVAL_RULE).await;
+    let alice = gw.token("alice", &["analysts"]);
+    let dana = gw.token("dana", &["dba"]);
+    let ssn = my_value("select ssn from customers where id = 1").await;
+    let reversed: String = ssn.chars().rev().collect();
+    for attack in [
+        "select ssn into/**/@v from customers where id = 1",
+        "select ssn into @v from customers where id = 1",
+        "select ssn into\n@v from customers where id = 1",
+        "select ssn from customers where id = 1 into @v",
+        "select ssn from customers where id = 1 into/**/@v",
+        "select @v := ssn from customers where id = 1",
+        "select @v/**/:=/**/reverse(ssn) from customers where id = 1",
+        "select id from customers where (@v := ssn) is not null and id = 1",
+        "select concat('x', @v := ssn) from customers where id = 1",
+        "select count(*) from (select @v := ssn from customers where id = 1) t",
+        "set @v = (select ssn from customers where id = 1)",
+        "do @v := (select ssn from customers where id = 1)",
+        "select get_lock(ssn, 0) from customers where id = 1",
+    ] {
+        for (who, token) in [("alice", &alice), ("dana", &dana)] {
+            let o = gw
+                .mariadb_args(
+                    who,
+                    token,
+                    &format!("{attack}; select concat('v=', coalesce(@v, 'NULL'))"),
+                    &["--force"],
+                )
+                .await;
+            let (stdout, stderr) = (out(&o), err(&o));
+            // DO is not a read: an analyst is refused that first.
+            let refused = stderr.contains("masked-columns-stay-masked")
+                || stderr.contains("unparseable-statement")
+                || (who == "alice" && stderr.contains("analysts-read-only"));
+            assert!(refused, "{who} {attack}: {stderr}");
+            for raw in [&ssn, &reversed] {
+                assert!(
+                    !stdout.contains(raw.as_str()) && !stderr.contains(raw.as_str()),
+                    "{who} {attack} leaked: {stdout} {stderr}"
+                );
+            }
+        }
+    }
+    // Same-table copies and renames of masked columns.
+    let notes = my_value("select coalesce(notes, 'NULL') from customers where id = 3").await;
+    let columns = my_value(
+        "select group_concat(column_name order by ordinal_position) from information_schema.columns where table_schema = 'bank' and table_name = 'customers'",
+    )
+    .await;
+    for attack in [
+        "update customers set notes = ssn where id = 3",
+        "update customers set notes = concat('n:', reverse(ssn)) where id = 3",
+        "insert into customers (id, name, email, notes) values (3, 'x', 'x', 'x') on duplicate key update notes = ssn",
+        "alter table customers change ssn ssn_plain varchar(20)",
+        "alter table customers add column ssn_copy varchar(20) as (ssn)",
+        "rename table customers to customers_plain",
+        "alter table customers rename to customers_plain",
+    ] {
+        let o = gw.mariadb("dana", &dana, attack).await;
+        assert!(
+            err(&o).contains("masked-columns-stay-masked"),
+            "{attack}: {}",
+            err(&o)
+        );
+        assert_eq!(
+            my_value("select coalesce(notes, 'NULL') from customers where id = 3").await,
+            notes,
+            "{attack}"
+        );
+    }
+    assert_eq!(
+        my_value(
+            "select group_concat(column_name order by ordinal_position) from information_schema.columns where table_schema = 'bank' and table_name = 'customers'",
+        )
+        .await,
+        columns
+    );
+    // A column rewrite is an update of every row: held like one.
+    let omar = gw.token("omar", &["approvers"]);
+    let mut child = spawn_mariadb(
+        &gw,
+        "dana",
+        &dana,
+        "alter table customers modify notes varchar(3)",
+    );
+    let request = gw.pending_request(&omar).await;
+    assert_eq!(request["rule"], "dba-customer-changes-need-approval");
+    let id = request["id"].as_u64().unwrap();
+    let (status, body) = gw.decide(id, &omar, "deny", "no").await;
+    assert_eq!(status, 200, "{body}");
+    let _ = child.wait().await;
+    assert_eq!(
+        my_value("select coalesce(notes, 'NULL') from customers where id = 3").await,
+        notes
+    );
     gw.stop().await;
 }

@@ -407,6 +407,11 @@ async fn audit_trail_records_and_verifies_and_detects_tampering() {
         sample.contains("***-**-"),
         "sample holds masked values only: {sample}"
     );
+    assert_eq!(
+        result["data"]["columns"],
+        serde_json::json!(["ssn"]),
+        "the sample's column names: {result}"
+    );
 
     // sessions list/show read it back.
     let o = gw.cli(&["sessions", "list", "--json"]).await;
@@ -737,11 +742,11 @@ async fn error_text_cannot_carry_masked_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_the_server_would_make_carry_its_sqlstate() {
     let gw = TestGateway::start("", "").await;
-    let alice = gw.token("alice", &["analysts"]);
+    let dana = gw.token("dana", &["dba"]);
     let o = gw
         .psql(
-            "alice",
-            &alice,
+            "dana",
+            &dana,
             &[
                 "\\set VERBOSITY verbose",
                 "prepare p as select 1",

@@ -199,6 +199,22 @@ fn client_opts(gw: &TestGateway) -> Vec<String> {
     ]
 }
 
+/// The `session.end` event of `session`, once recorded (it follows the
+/// client's exit by a moment).
+async fn session_end(gw: &TestGateway, session: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let evs = support::events(gw).await;
+        if let Some(end) = of_kind(&evs, "session.end")
+            .into_iter()
+            .find(|e| e["session_id"] == session)
+        {
+            return end.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no session.end for {session}");
+}
+
 async fn run(cmd: &mut tokio::process::Command) -> Output {
     tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
@@ -561,6 +577,10 @@ async fn held_exec_runs_after_approval_and_keyboard_interactive_works() {
         .find(|e| e["data"]["approval_request"] == id)
         .expect("held command recorded");
     assert_eq!(cmd["data"]["verdict"]["effect"], "hold");
+    // An approved hold is not a blocked command; the end says how it ended.
+    let end = session_end(&gw, cmd["session_id"].as_str().unwrap()).await;
+    assert_eq!(end["data"]["blocked"], 0, "{end}");
+    assert_eq!(end["data"]["reason"], "the client disconnected", "{end}");
 
     // Denied: never runs, stderr says who and why, non-zero exit.
     let tok = gw.token("olga", &["ops"]);
@@ -594,6 +614,13 @@ async fn held_exec_runs_after_approval_and_keyboard_interactive_works() {
     assert_eq!(o.status.code(), Some(126), "{}", err(&o));
     assert!(err(&o).contains("denied by omar"), "{}", err(&o));
     assert!(!marker.exists());
+    let evs = support::events(&gw).await;
+    let cmd = of_kind(&evs, "command")
+        .into_iter()
+        .find(|e| e["data"]["approval_request"] == id)
+        .expect("denied command recorded");
+    let end = session_end(&gw, cmd["session_id"].as_str().unwrap()).await;
+    assert_eq!(end["data"]["blocked"], 1, "a denied hold counts: {end}");
 
     // The client hangs up while waiting: the request is withdrawn.
     let tok = gw.token("olga", &["ops"]);

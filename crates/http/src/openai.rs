@@ -252,11 +252,9 @@ fn bounded_json(v: Value, limit: usize) -> (Value, bool) {
     if text.len() <= limit {
         return (v, false);
     }
-    let mut cut = limit;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    (Value::String(text[..cut].to_string()), true)
+    // Never inside a number: a cut card would escape the detectors.
+    let cut = gatehouse_core::mask::cut_for_trail(&text, limit);
+    (Value::String(cut.to_string()), true)
 }
 
 /// Text accumulated up to a cap, cut on a char boundary.
@@ -282,11 +280,9 @@ impl Capture {
             self.text.push_str(s);
             return;
         }
-        let mut cut = room;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        self.text.push_str(&s[..cut]);
+        // Never inside a number: a cut card would escape the detectors.
+        self.text
+            .push_str(gatehouse_core::mask::cut_for_trail(s, room));
         self.truncated = true;
     }
 

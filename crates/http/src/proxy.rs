@@ -202,7 +202,7 @@ impl HttpAdapter {
             return Err(error(
                 kind,
                 Refusal::Unauthenticated,
-                "send your Gatehouse token as `Authorization: Bearer <token>` (get one with `gatehouse login`)",
+                "send your Gatehouse token as `Authorization: Bearer <token>` (from your identity provider, or `gatehouse token issue` with the dev issuer)",
             ));
         };
         let identity = self
@@ -1033,16 +1033,10 @@ pub(crate) fn redact_query(query: &str) -> String {
         .join("&")
 }
 
-/// `text` cut to at most `max` bytes on a character boundary.
+/// `text` cut to at most `max` bytes on a character boundary, never inside a number.
 pub(crate) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    // Never inside a number: a cut card would escape the detectors.
+    gatehouse_core::mask::cut_for_trail(text, max)
 }
 
 /// Remove hop-by-hop headers from a response going back to the client.

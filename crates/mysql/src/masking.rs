@@ -185,6 +185,15 @@ impl RowPlan {
         Ok(changed.then(|| rows::binary_row(&out)))
     }
 
+    /// The columns' names, as the target announced them (for the audit
+    /// sample's header).
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.name).into_owned())
+            .collect()
+    }
+
     /// A row as text for the audit sample (already masked).
     pub fn sample(&self, payload: &[u8]) -> Option<serde_json::Value> {
         let shown: Vec<Option<String>> = match self.format {

@@ -20,7 +20,7 @@ use gatehouse_core::classify::syntax::mysql_executable_comments;
 use gatehouse_core::classify::{Classification, Dialect, StatementFacts, StatementKind};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{redact_secrets, resolve_execute, BoxFuture, EventRecord};
+use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,6 +67,8 @@ struct ResultState {
     masked: MaskCounts,
     error: Option<serde_json::Value>,
     sample: Vec<serde_json::Value>,
+    /// The result's column names, recorded with `sample` so the rows can be read.
+    columns: Vec<String>,
 }
 
 /// Run the session until either side closes.
@@ -165,6 +167,8 @@ pub fn parse_kill(sql: &str) -> Option<(bool, u32)> {
 /// or a change sharing a multi-statement string with other statements
 /// (the server reads those after the change; the gateway read them before).
 fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
+    // `SET sql_mode/**/= …` must read as `SET sql_mode = …`.
+    let sql = &gatehouse_core::classify::without_comments(sql, Dialect::MySql);
     use std::sync::OnceLock;
     static TOUCHES: OnceLock<regex::Regex> = OnceLock::new();
     static VALUE: OnceLock<regex::Regex> = OnceLock::new();
@@ -524,21 +528,12 @@ impl Proxy {
     /// columns follow, and a refusal only the adapter can see.
     fn resolve(&self, sql: &str) -> (Classification, Vec<Option<StatementFacts>>, Option<Verdict>) {
         let base = self.ctx.pipeline.classify(sql, Dialect::MySql);
-        let mut decide_on = (*base).clone();
-        let mut outputs = Vec::new();
-        let mut refusal = None;
-        for f in base.statements.iter().filter(|f| !f.nested) {
-            if f.kind == StatementKind::Execute {
-                let name = f.prepared_name.clone().unwrap_or_default();
-                let body = self.sql_prepared.get(&name.to_ascii_lowercase()).cloned();
-                if let Some(r) = resolve_execute(&name, body, &mut decide_on, &mut outputs) {
-                    refusal = Some(r);
-                }
-            } else {
-                outputs.push(Some(f.clone()));
-            }
-        }
-        (decide_on, outputs, refusal)
+        let r = resolve_executes(
+            &base,
+            |name| self.sql_prepared.get(&name.to_ascii_lowercase()).cloned(),
+            |f| Ok(Some(f.clone())),
+        );
+        (r.decide_on, r.outputs, r.refusal)
     }
 
     /// Verdict for a command: policy, plus MySQL forms the gateway refuses
@@ -577,16 +572,6 @@ impl Proxy {
         }
         if let Some(block) = session_syntax_refusal(sql, classification) {
             verdict = verdict.stricter(block);
-        }
-        static INTO_VARIABLE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-        let into_variable = INTO_VARIABLE
-            .get_or_init(|| regex::Regex::new(r"(?i)\binto\s*@|:=").expect("static regex"))
-            .is_match(sql);
-        if into_variable && self.reads_masked(classification) {
-            verdict = verdict.stricter(Verdict::Block {
-                rule: "masked-columns-stay-masked".into(),
-                message: "assigning to a user variable while reading columns masked for you would keep their values unmasked in the variable; read the rows instead".into(),
-            });
         }
         if classification
             .statements
@@ -961,6 +946,9 @@ impl Proxy {
             let bytes: &[u8] = masked.as_deref().unwrap_or(&r.payload);
             if result.sample.len() < self.ctx.settings.result_capture_rows {
                 if let Some(s) = plan.sample(bytes) {
+                    if result.sample.is_empty() {
+                        result.columns = plan.column_names();
+                    }
                     result.sample.push(s);
                 }
             }
@@ -984,6 +972,7 @@ impl Proxy {
                 "duration_us": unit.started.elapsed().as_micros() as u64,
                 "masked": result.masked,
                 "error": result.error,
+                "columns": if result.sample.is_empty() || result.columns.is_empty() { None } else { Some(result.columns) },
                 "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
             }),
         };
@@ -1390,6 +1379,9 @@ fn origin_facts(table: &str, column: &str) -> StatementFacts {
         }]),
         parsed: true,
         nested: false,
+        functions: Default::default(),
+        assigns_variable: false,
+        column_writes: Vec::new(),
     }
 }
 

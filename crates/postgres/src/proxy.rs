@@ -26,7 +26,7 @@ use gatehouse_core::classify::{
 };
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{redact_secrets, resolve_execute, BoxFuture, EventRecord};
+use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture, EventRecord};
 use gatehouse_core::Verdict;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -99,6 +99,10 @@ enum Pending {
         /// Prepared-statement changes, by top-level statement index.
         effects: Vec<(usize, PreparedEffect)>,
     },
+    /// A statement the gateway sent to fail the client's open transaction
+    /// with a refusal's error (see [`ClientPump::refuse_query`]): its error
+    /// and ReadyForQuery go to the client as the refusal's answer.
+    FailTransaction,
     /// A Parse; if the target refuses it, `previous` is put back.
     Parse {
         name: String,
@@ -170,6 +174,7 @@ pub async fn run(
         discard_until_sync: false,
         sent_syncs: 0,
         batch_may_change: false,
+        unsynced: false,
         next_command: 0,
         stats: SessionStats::default(),
         out: Vec::with_capacity(8192),
@@ -251,6 +256,39 @@ fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
         )),
         Verdict::Hold { .. } => None,
     }
+}
+
+/// A `DO` block that makes the target raise the error in `bytes` (an
+/// ErrorResponse the gateway made): same SQLSTATE, message and hint. The
+/// texts are dollar-quoted with `$` removed, so nothing in them can end the
+/// quote; the code must be five letters or digits.
+fn raise_statement(bytes: &[u8]) -> Option<String> {
+    let notice = backend::parse_notice(bytes.get(5..)?).ok()?;
+    let code = notice.get(b'C').unwrap_or("42501");
+    if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    // Printable ASCII only: the target may read other bytes in a client
+    // encoding of the moment.
+    let text = |k: u8| {
+        notice
+            .get(k)
+            .unwrap_or("")
+            .chars()
+            .map(|c| {
+                if (c.is_ascii_graphic() && c != '$') || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect::<String>()
+    };
+    Some(format!(
+        "DO $gatehouse$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = $m${}$m$, HINT = $m${}$m$; END$gatehouse$",
+        text(b'M'),
+        text(b'H')
+    ))
 }
 
 /// The SQLSTATE of a block: where the gateway refuses what the server
@@ -343,6 +381,9 @@ struct ClientPump {
     /// A statement executed since the last Sync may have changed how the
     /// target lexes (reported only at the next ReadyForQuery).
     batch_may_change: bool,
+    /// Extended-protocol messages were forwarded since the last Sync or
+    /// Query: the target holds their answers until a sync point.
+    unsynced: bool,
     next_command: u64,
     stats: SessionStats,
     out: Vec<u8>,
@@ -461,6 +502,7 @@ impl ClientPump {
                 });
                 self.portals.insert(bind.portal.to_string(), portal);
                 self.push(Pending::Bind);
+                self.unsynced = true;
                 self.out.extend_from_slice(&frame.raw);
             }
             b'D' => {
@@ -488,6 +530,7 @@ impl ClientPump {
                     },
                     Err(e) => return self.protocol_error(malformed(e)),
                 }
+                self.unsynced = true;
                 self.out.extend_from_slice(&frame.raw);
             }
             b'E' => {
@@ -514,12 +557,14 @@ impl ClientPump {
                     Err(e) => return self.protocol_error(malformed(e)),
                 }
                 self.push(Pending::Close);
+                self.unsynced = true;
                 self.out.extend_from_slice(&frame.raw);
             }
             b'S' => {
                 self.discard_until_sync = false;
                 self.sent_syncs += 1;
                 self.batch_may_change = false;
+                self.unsynced = false;
                 self.push(Pending::Sync);
                 self.out.extend_from_slice(&frame.raw);
             }
@@ -592,19 +637,16 @@ impl ClientPump {
     /// session's lexical settings (see [`crate::syntax`]). A text whose
     /// reading depends on them (a backslash in a plain string, non-ASCII
     /// bytes) waits until the target has answered everything sent before
-    /// it, so the settings it last reported are the ones it reads with. In
-    /// an extended-protocol batch after a statement that may have changed
-    /// them, that cannot be known: the error for the client.
-    async fn readable<'a>(
-        &mut self,
-        sql: &'a str,
-        in_batch: bool,
-    ) -> Result<Cow<'a, str>, Vec<u8>> {
+    /// it, so the settings it last reported are the ones it reads with.
+    /// After an Execute not yet followed by Sync that may have changed them
+    /// (the server reports only at ReadyForQuery), that cannot be known,
+    /// for a Parse or a Query alike: the error for the client.
+    async fn readable<'a>(&mut self, sql: &'a str) -> Result<Cow<'a, str>, Vec<u8>> {
         let ambiguous = pg_backslash_ambiguous(sql);
         if sql.is_ascii() && !ambiguous {
             return Ok(Cow::Borrowed(sql));
         }
-        if in_batch && self.batch_may_change {
+        if self.batch_may_change {
             return Err(error_bytes(
                 "0A000",
                 "gatehouse reads a statement with non-ASCII text or a backslash in a quoted string only once the server has reported its settings, and a statement earlier in this batch may have changed them",
@@ -634,44 +676,33 @@ impl ClientPump {
     /// the facts its columns follow.
     fn resolve(&self, sql: &str) -> (Classification, Vec<Option<StatementFacts>>, Option<Verdict>) {
         let base = self.ctx.pipeline.classify(sql, Dialect::Postgres);
-        let mut decide_on = (*base).clone();
-        let mut outputs = Vec::new();
-        let mut refusal = None;
-        let mut declared: HashMap<&str, &StatementFacts> = HashMap::new();
-        for f in base.statements.iter().filter(|f| !f.nested) {
-            let cursor = f.prepared_name.as_deref().unwrap_or_default();
-            if f.keyword.starts_with("DECLARE") {
-                declared.insert(cursor, f);
-                outputs.push(Some(f.clone()));
-            } else if f.keyword.starts_with("FETCH") {
-                // FETCH returns the cursor's query's columns.
-                match declared
-                    .get(cursor)
-                    .copied()
-                    .or_else(|| self.cursors.get(cursor))
-                {
-                    Some(c) => outputs.push(Some(c.clone())),
-                    None => {
-                        outputs.push(None);
-                        refusal = Some(Verdict::Block {
+        let mut declared: HashMap<String, StatementFacts> = HashMap::new();
+        let r = resolve_executes(
+            &base,
+            |name| {
+                self.known_statement(name)
+                    .map(|s| (*s.classification).clone())
+            },
+            |f| {
+                let cursor = f.prepared_name.as_deref().unwrap_or_default();
+                if f.keyword.starts_with("DECLARE") {
+                    declared.insert(cursor.to_string(), f.clone());
+                    Ok(Some(f.clone()))
+                } else if f.keyword.starts_with("FETCH") {
+                    // FETCH returns the cursor's query's columns.
+                    match declared.get(cursor).or_else(|| self.cursors.get(cursor)) {
+                        Some(c) => Ok(Some(c.clone())),
+                        None => Err(Verdict::Block {
                             rule: "unknown-cursor".into(),
                             message: format!("FETCH from cursor {cursor}: gatehouse has not seen it declared, so it cannot mask its rows"),
-                        });
+                        }),
                     }
+                } else {
+                    Ok(Some(f.clone()))
                 }
-            } else if f.kind == StatementKind::Execute {
-                let name = f.prepared_name.clone().unwrap_or_default();
-                let body = self
-                    .known_statement(&name)
-                    .map(|s| (*s.classification).clone());
-                if let Some(r) = resolve_execute(&name, body, &mut decide_on, &mut outputs) {
-                    refusal = Some(r);
-                }
-            } else {
-                outputs.push(Some(f.clone()));
-            }
-        }
-        (decide_on, outputs, refusal)
+            },
+        );
+        (r.decide_on, r.outputs, r.refusal)
     }
 
     /// Verdict for a command: policy, plus checks only the adapter can make.
@@ -742,7 +773,7 @@ impl ClientPump {
     }
 
     async fn simple_query(&mut self, frame: Frame, sql: String) {
-        let read = match self.readable(&sql, false).await {
+        let read = match self.readable(&sql).await {
             Ok(text) => text.into_owned(),
             Err(bytes) => {
                 self.stats.blocked += 1;
@@ -812,7 +843,10 @@ impl ClientPump {
             sql,
             effects,
         });
+        // A Query is a sync point: its ReadyForQuery reports what changed.
         self.sent_syncs += 1;
+        self.batch_may_change = false;
+        self.unsynced = false;
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -823,7 +857,7 @@ impl ClientPump {
         for f in c
             .statements
             .iter()
-            .filter(|f| !f.nested && f.kind == StatementKind::Execute)
+            .filter(|f| f.kind == StatementKind::Execute)
         {
             let name = f.prepared_name.clone().unwrap_or_default();
             if let Some(stmt) = self.known_statement(&name) {
@@ -836,10 +870,32 @@ impl ClientPump {
         shown
     }
 
-    /// Answer a simple Query with a gateway-made error (nothing forwarded).
+    /// Answer a simple Query with a gateway-made error; the statement is
+    /// not forwarded. Inside a transaction block a server error would
+    /// abort the transaction (later statements fail, COMMIT rolls back), and
+    /// scripts rely on that: so there the gateway has the target raise the
+    /// same error itself, with a `DO` block that runs nothing else.
     fn refuse_query(&mut self, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
+        }
+        // Mid-batch (extended messages not yet synced) the target answers
+        // nothing until a sync point, and a server error would abort the
+        // batch's implicit transaction too: the same way.
+        let in_transaction = self
+            .ctx
+            .transaction
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == b'T';
+        if in_transaction || self.unsynced {
+            if let Some(sql) = raise_statement(&bytes) {
+                self.push(Pending::FailTransaction);
+                self.sent_syncs += 1;
+                self.batch_may_change = false;
+                self.unsynced = false;
+                self.out.extend_from_slice(&frontend::query(&sql));
+                return;
+            }
         }
         self.push(Pending::Synthetic {
             bytes,
@@ -1086,7 +1142,7 @@ impl ClientPump {
             ));
             return;
         }
-        let read = match self.readable(&sql, true).await {
+        let read = match self.readable(&sql).await {
             Ok(text) => text.into_owned(),
             Err(bytes) => {
                 self.stats.blocked += 1;
@@ -1121,6 +1177,7 @@ impl ClientPump {
         });
         let previous = lock_prepared(&self.prepared).insert(name.clone(), stmt);
         self.push(Pending::Parse { name, previous });
+        self.unsynced = true;
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -1132,11 +1189,38 @@ impl ClientPump {
             return;
         };
         let stmt = portal.statement.clone();
-        let verdict = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
-        let approval = if stmt.held.is_some() {
+        // A statement that runs a SQL-level prepared statement (`EXECUTE q`,
+        // `EXPLAIN ANALYZE EXECUTE q`) runs whatever q is now, which may have
+        // been prepared again since this Parse: decide on that.
+        let runs_prepared = stmt
+            .classification
+            .statements
+            .iter()
+            .any(|f| f.kind == StatementKind::Execute);
+        let (classification, verdict) = if runs_prepared {
+            let (c, _, refusal) = self.resolve(&stmt.sql);
+            let v = self.verdict_for(&stmt.sql, &c, refusal);
+            (Arc::new(c), v)
+        } else {
+            let v = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
+            (stmt.classification.clone(), v)
+        };
+        if let Some(err) = verdict_error(&verdict) {
+            self.stats.blocked += 1;
+            let bytes = match self
+                .record_command(&stmt.sql, &classification, &verdict, "extended", None)
+                .await
+            {
+                Ok(_) => err,
+                Err(e) => Self::audit_refusal(&e),
+            };
+            return self.fail_batch(bytes);
+        }
+        let approval = if matches!(verdict, Verdict::Hold { .. }) {
+            let sql = self.shown_for_approval(&stmt.sql, &classification);
             let shown = match portal.params_shown.as_deref() {
-                Some(p) if !p.is_empty() => format!("{}\n-- parameters: {p}", stmt.sql),
-                _ => stmt.sql.clone(),
+                Some(p) if !p.is_empty() => format!("{sql}\n-- parameters: {p}"),
+                _ => sql,
             };
             // The target answers what was sent so far only on Flush; ask
             // for it so the notice reaches the client in order.
@@ -1152,13 +1236,7 @@ impl ClientPump {
             None
         };
         let id = match self
-            .record_command(
-                &stmt.sql,
-                &stmt.classification,
-                &verdict,
-                "extended",
-                approval,
-            )
+            .record_command(&stmt.sql, &classification, &verdict, "extended", approval)
             .await
         {
             Ok(id) => id,
@@ -1195,6 +1273,7 @@ impl ClientPump {
             effects,
         });
         self.batch_may_change |= may_change_lexing(&stmt.classification);
+        self.unsynced = true;
         self.out.extend_from_slice(&frame.raw);
     }
 }
@@ -1225,6 +1304,9 @@ struct ResultState {
     masked: MaskCounts,
     error: Option<serde_json::Value>,
     sample: Vec<serde_json::Value>,
+    /// The result's column names (from its RowDescription), recorded with
+    /// `sample` so the rows can be read.
+    columns: Vec<String>,
     /// Originals of the masked cells of `sample` (row, column, value), kept
     /// only to be sealed; never recorded in the clear.
     originals: Vec<serde_json::Value>,
@@ -1444,6 +1526,9 @@ impl ServerPump {
         let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
         let plan = match self.queue.front() {
             Some(Pending::Query { statements, .. }) => {
+                if self.result.sample.is_empty() {
+                    self.result.columns = fields.iter().map(|f| f.name.clone()).collect();
+                }
                 let facts = statements.get(self.result.index).cloned().flatten();
                 let plan = self.plan(facts.as_ref(), &fields, &formats);
                 self.result.plan = Some(plan.clone());
@@ -1487,6 +1572,9 @@ impl ServerPump {
                     .clone();
                 let formats =
                     expand_formats(&portal.formats, fields.as_ref().map_or(0, |f| f.len()));
+                if let Some(f) = &fields {
+                    self.result.columns = f.iter().map(|f| f.name.clone()).collect();
+                }
                 let plan = match fields {
                     Some(f) => self.plan(portal.statement.output_facts.as_ref(), &f, &formats),
                     None => {
@@ -1780,11 +1868,14 @@ impl ServerPump {
         self.out
             .extend_from_slice(masked.as_deref().unwrap_or(&frame.raw));
         // Extended protocol: the target now skips everything up to Sync.
-        let extended = !matches!(self.queue.front(), Some(Pending::Query { .. }) | None);
+        let extended = !matches!(
+            self.queue.front(),
+            Some(Pending::Query { .. } | Pending::FailTransaction) | None
+        );
         if extended {
             while let Some(front) = self.queue.front() {
                 match front {
-                    Pending::Sync | Pending::Query { .. } => break,
+                    Pending::Sync | Pending::Query { .. } | Pending::FailTransaction => break,
                     Pending::Synthetic { batch: false, .. } => break,
                     _ => {}
                 }
@@ -1807,12 +1898,20 @@ impl ServerPump {
 
     fn ready(&mut self, frame: &Frame) -> Result<(), String> {
         self.status = backend::parse_ready_for_query(&frame.body).unwrap_or(b'I');
+        self.ctx
+            .transaction
+            .store(self.status, std::sync::atomic::Ordering::SeqCst);
         self.ctx.syntax.ready_for_query();
         // Whatever the target skipped after an error is done now.
         while let Some(front) = self.queue.pop_front() {
             match front {
                 Pending::Query { unit, .. } => {
                     self.finish(unit);
+                    break;
+                }
+                Pending::FailTransaction => {
+                    // The refusal was recorded with its command.
+                    self.result = ResultState::default();
                     break;
                 }
                 Pending::Sync => break,
@@ -1848,6 +1947,7 @@ impl ServerPump {
                 "duration_us": unit.started.elapsed().as_micros() as u64,
                 "masked": result.masked,
                 "error": result.error,
+                "columns": if result.sample.is_empty() || result.columns.is_empty() { None } else { Some(result.columns) },
                 "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
             }),
         };

@@ -91,6 +91,9 @@ pub struct SessionContext {
     pub held_cancel: Arc<tokio::sync::Notify>,
     /// How the target lexes this session's text, as it reports it.
     pub syntax: crate::syntax::SessionSyntax,
+    /// The transaction status of the target's last ReadyForQuery (`I`
+    /// idle, `T` in a transaction block, `E` in a failed one).
+    pub transaction: std::sync::atomic::AtomicU8,
 }
 
 impl PostgresAdapter {
@@ -402,6 +405,7 @@ impl PostgresAdapter {
             settings: self.settings.clone(),
             held_cancel,
             syntax,
+            transaction: std::sync::atomic::AtomicU8::new(b'I'),
         });
         // The session ends at its deadline (the token's expiry or the
         // grant's end) even while the client is idle: the proxy sends a

@@ -246,7 +246,7 @@ impl Relay {
     ) -> Result<u64, String> {
         let command_id = self
             .live
-            .count_command(!matches!(verdict, Verdict::Allow { .. }));
+            .count_command(matches!(verdict, Verdict::Block { .. }));
         let mut data = serde_json::json!({
             "command_id": command_id,
             "protocol": "ssh",
@@ -488,8 +488,14 @@ impl Relay {
                 .await
             {
                 Ok(()) => {}
-                Err(None) => return false,
-                Err(Some(message)) => return self.refuse_and_close(&message).await,
+                Err(None) => {
+                    self.live.count_refusal();
+                    return false;
+                }
+                Err(Some(message)) => {
+                    self.live.count_refusal();
+                    return self.refuse_and_close(&message).await;
+                }
             }
         }
         self.mode = if matches!(facts.kind, ShellKind::Upload | ShellKind::Download) {

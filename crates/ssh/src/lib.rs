@@ -102,20 +102,25 @@ impl SshAdapter {
             peer,
             live: live.clone(),
         };
-        match server::run_stream(self.config.clone(), tcp, handler).await {
-            Ok(session) => {
-                if let Err(e) = session.await {
+        let reason = match server::run_stream(self.config.clone(), tcp, handler).await {
+            Ok(session) => match session.await {
+                Ok(()) => "the client disconnected".to_string(),
+                Err(e) => {
                     tracing::debug!(%peer, error = %e, "ssh session ended with an error");
+                    format!("the connection failed: {e}")
                 }
+            },
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "ssh handshake failed");
+                format!("the handshake failed: {e}")
             }
-            Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
-        }
+        };
         let ended = live.lock().ok().and_then(|mut l| l.take());
         if let Some(live) = ended {
             if let Some(task) = live.deadline_task.lock().ok().and_then(|mut t| t.take()) {
                 task.abort();
             }
-            live.end().await;
+            live.end(&reason).await;
         }
     }
 }
@@ -199,12 +204,18 @@ impl Live {
         }
     }
 
-    /// Count one command (and whether it was refused); its number in the session.
-    pub fn count_command(&self, refused: bool) -> u64 {
-        if refused {
-            self.blocked.fetch_add(1, Ordering::Relaxed);
+    /// Count one command (and whether it was blocked); its number in the session.
+    pub fn count_command(&self, blocked: bool) -> u64 {
+        if blocked {
+            self.count_refusal();
         }
         self.commands.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Count a command refused after it was recorded (a held command denied,
+    /// expired or withdrawn), for the session's `blocked` count.
+    pub fn count_refusal(&self) {
+        self.blocked.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Remember a closed recording for the session's end event.
@@ -226,7 +237,9 @@ impl Live {
         }
     }
 
-    async fn end(&self) {
+    /// Record the session's end; `reason` says how the connection ended
+    /// (replaced by the deadline's message when the deadline ended it).
+    async fn end(&self, reason: &str) {
         // Channels record their results and recordings as they close, just
         // after the connection ends: let them finish first (bounded).
         self.channels_closed(Duration::from_secs(10)).await;
@@ -245,6 +258,7 @@ impl Live {
             .unwrap_or_default();
         let mut data = serde_json::json!({
             "protocol": "ssh",
+            "reason": reason,
             "duration_ms": self.started.elapsed().as_millis() as u64,
             "channels": self.channels.load(Ordering::Relaxed),
             "commands": self.commands.load(Ordering::Relaxed),
@@ -386,7 +400,7 @@ impl server::Handler for ClientHandler {
             None => Ok(Auth::Partial {
                 name: Cow::Borrowed("Gatehouse"),
                 instructions: Cow::Borrowed(
-                    "Paste your Gatehouse access token (from `gatehouse login` or `gatehouse token`).",
+                    "Paste your Gatehouse access token (from your identity provider, or `gatehouse token issue` with the dev issuer).",
                 ),
                 prompts: Cow::Owned(vec![(Cow::Borrowed(TOKEN_PROMPT), false)]),
             }),

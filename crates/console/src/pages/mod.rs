@@ -44,7 +44,9 @@ pub(crate) fn routes(app: Arc<App>) -> Router {
         .route("/audit", get(audit::page))
         .route("/deliveries", get(deliveries::page))
         .route("/static/console.css", get(security::css))
-        .route("/static/console.js", get(security::js));
+        .route("/static/console.js", get(security::js))
+        .route("/static/favicon.svg", get(security::favicon_svg))
+        .route("/favicon.ico", get(security::favicon_ico));
     if matches!(app.signin, SignIn::Dev(_)) {
         r = r
             .route(

@@ -125,6 +125,15 @@ pub(crate) async fn page(
         .iter()
         .filter(|e| e.kind == "command" && e.data["channel"].as_u64() == Some(channel))
         .collect();
+    let (cols, rows) = match (&app.recordings_dir, rec.data["file"].as_str()) {
+        (Some(dir), Some(file)) if !file.contains('/') && !file.contains("..") => {
+            let path = dir.join(file);
+            blocking(move || Ok(player_size(&path)))
+                .await
+                .unwrap_or_default()
+        }
+        _ => (None, None),
+    };
     let body = html! {
         p.crumbs { a href={ "/sessions/" (id) } { "← Session " (id) } }
         section.card {
@@ -136,7 +145,7 @@ pub(crate) async fn page(
             }
         }
         div.replay {
-            div #player data-cast={ "/sessions/" (id) "/replay/" (channel) "/cast" } {}
+            div #player data-cast={ "/sessions/" (id) "/replay/" (channel) "/cast" } data-cols=[cols] data-rows=[rows] {}
             aside.replay-commands {
                 h2 { "Commands" }
                 @if commands.is_empty() { p.muted { "No commands were recorded on this channel." } }
@@ -170,6 +179,30 @@ pub(crate) async fn page(
         axum::http::HeaderValue::from_static(crate::security::REPLAY_CSP),
     );
     r
+}
+
+/// The terminal size to give the player when the recording's header has
+/// none: a channel without a PTY (an exec, kubectl exec without `-t`) says
+/// 0×0 (or 1×1), which the player would draw as a sliver. `None` keeps the
+/// header's own size.
+fn player_size(path: &std::path::Path) -> (Option<u32>, Option<u32>) {
+    use std::io::{BufRead, Read};
+    let header: Value = std::fs::File::open(path)
+        .ok()
+        .and_then(|f| {
+            let mut line = String::new();
+            std::io::BufReader::new(f)
+                .take(64 * 1024)
+                .read_line(&mut line)
+                .ok()?;
+            serde_json::from_str(&line).ok()
+        })
+        .unwrap_or(Value::Null);
+    let unknown = |k: &str| header[k].as_u64().is_none_or(|v| v < 2);
+    (
+        unknown("width").then_some(80),
+        unknown("height").then_some(24),
+    )
 }
 
 /// `GET /sessions/{id}/replay/{channel}/cast`: the recording itself.
@@ -227,4 +260,29 @@ pub(crate) async fn cast(
         bytes,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::player_size;
+
+    #[test]
+    fn sizeless_recordings_play_in_80_by_24() {
+        let dir = tempfile::tempdir().unwrap();
+        let cast = |name: &str, header: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("{header}\n[0.1, \"o\", \"hi\"]\n")).unwrap();
+            p
+        };
+        let zero = cast("a.cast", r#"{"version":2,"width":0,"height":0}"#);
+        assert_eq!(player_size(&zero), (Some(80), Some(24)));
+        let one = cast("b.cast", r#"{"version":2,"width":1,"height":1}"#);
+        assert_eq!(player_size(&one), (Some(80), Some(24)));
+        let real = cast("c.cast", r#"{"version":2,"width":132,"height":40}"#);
+        assert_eq!(player_size(&real), (None, None));
+        assert_eq!(
+            player_size(&dir.path().join("missing.cast")),
+            (Some(80), Some(24))
+        );
+    }
 }

@@ -248,7 +248,8 @@ pub(crate) async fn show(
                     dd {
                         span.mono { (text(&s.data, "client_addr")) }
                         " over " (text(&s.data, "protocol"))
-                        @if s.data.get("tls").and_then(Value::as_bool) == Some(true) { " (TLS)" } @else { " (no TLS)" }
+                        @if text(&s.data, "protocol") == "ssh" { " (encrypted)" }
+                        @else if s.data.get("tls").and_then(Value::as_bool) == Some(true) { " (TLS)" } @else { " (no TLS)" }
                         @if let Some(a) = s.data.get("application_name").and_then(Value::as_str) { span.muted { " · " (a) } }
                     }
                     dt { "Started" }
@@ -625,5 +626,25 @@ mod tests {
         assert!(out.contains("event command blocked"), "{out}");
         assert!(out.contains("***-**-1234"), "{out}");
         assert!(out.contains("ssn ×1"), "{out}");
+        assert!(
+            !out.contains("<thead>"),
+            "no names recorded, no header: {out}"
+        );
+
+        // Results recorded with their column names show them as headers.
+        let named = AuditEvent {
+            data: serde_json::json!({
+                "command_id": 1, "rows": 1, "masked": {}, "error": null,
+                "columns": ["name", "ssn"],
+                "result_sample": [["Ada", "***-**-1234"]],
+            }),
+            ..res.clone()
+        };
+        let results = HashMap::from([(1u64, &named)]);
+        let out = event_item(&cmd, &results).into_string();
+        assert!(
+            out.contains("<thead><tr><th>name</th><th>ssn</th></tr></thead>"),
+            "{out}"
+        );
     }
 }

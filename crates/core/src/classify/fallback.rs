@@ -43,7 +43,12 @@ pub(crate) fn fallback_facts(sql: &str, dialect: Dialect, depth: usize) -> Vec<S
             let body = st.find_top(st.first_word() + 1, EXPLAINABLE);
             body_after(sql, &st, body, dialect, depth)
         }
-        _ => modifying_subclauses(&st),
+        _ => {
+            let mut nested = modifying_subclauses(&st);
+            nested.extend(nested_execute(sql, &st, dialect, depth));
+            nested.extend(ddl_effects_by_keyword(&head, &st));
+            nested
+        }
     };
     for n in &mut nested {
         n.nested = true;
@@ -68,6 +73,9 @@ pub(crate) fn unknown_facts(keyword: &str) -> StatementFacts {
         output: None,
         parsed: false,
         nested: false,
+        functions: BTreeSet::new(),
+        assigns_variable: false,
+        column_writes: Vec::new(),
     }
 }
 
@@ -211,7 +219,110 @@ fn head_facts(st: &Statement) -> StatementFacts {
         output: None,
         parsed: false,
         nested: false,
+        functions: called_words(st),
+        assigns_variable: assigns_variable(st),
+        column_writes: Vec::new(),
     }
+}
+
+/// Words that open a parenthesis without being a function call.
+const NOT_FUNCTIONS: &[&str] = &[
+    "ALL",
+    "AND",
+    "ANY",
+    "ARRAY",
+    "AS",
+    "BY",
+    "CAST",
+    "CHAR",
+    "CHARACTER",
+    "CHECK",
+    "CONFLICT",
+    "CONSTRAINT",
+    "CONVERT",
+    "CUBE",
+    "DECIMAL",
+    "DISTINCT",
+    "DO",
+    "EXISTS",
+    "EXTRACT",
+    "FILTER",
+    "FOR",
+    "FROM",
+    "FULLTEXT",
+    "GROUPING",
+    "IN",
+    "INDEX",
+    "INT",
+    "INTEGER",
+    "INTERVAL",
+    "INTO",
+    "JOIN",
+    "KEY",
+    "LATERAL",
+    "NOT",
+    "NUMERIC",
+    "ON",
+    "OR",
+    "OVER",
+    "PARTITION",
+    "POSITION",
+    "PRIMARY",
+    "REFERENCES",
+    "ROLLUP",
+    "ROW",
+    "SELECT",
+    "SET",
+    "SETS",
+    "SOME",
+    "SUBSTRING",
+    "TABLE",
+    "TIME",
+    "TIMESTAMP",
+    "TRIM",
+    "TYPE",
+    "UNIQUE",
+    "USING",
+    "VALUES",
+    "VARCHAR",
+    "VIEW",
+    "WHERE",
+    "WITH",
+    "WITHIN",
+];
+
+/// Best-effort function calls of an unreadable statement: every word
+/// (not a keyword that takes parentheses) followed by `(`. Over-reports
+/// (a table's column list reads as a call), which only makes policy
+/// stricter.
+fn called_words(st: &Statement) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for i in 0..st.toks.len() {
+        if !matches!(st.toks.get(i + 1), Some((_, Token::Punct('(')))) {
+            continue;
+        }
+        let w = st.word(i);
+        if w.is_empty() || NOT_FUNCTIONS.contains(&w.as_str()) {
+            continue;
+        }
+        let mut name = w.to_lowercase();
+        if i >= 2 && matches!(st.toks[i - 1], (_, Token::Punct('.'))) {
+            if let Some(schema) = st.name_at(i - 2) {
+                name = format!("{schema}.{name}");
+            }
+        }
+        out.insert(name);
+    }
+    out
+}
+
+/// `:=` anywhere, or `INTO @v` / MySQL's trailing `… INTO @v`.
+fn assigns_variable(st: &Statement) -> bool {
+    (1..st.toks.len()).any(|i| {
+        let (prev, this) = (&st.toks[i - 1].1, &st.toks[i].1);
+        matches!((prev, this), (Token::Punct(':'), Token::Punct('=')))
+            || (st.is_word(i - 1, "INTO") && matches!(this, Token::Punct('@')))
+    })
 }
 
 /// Best-effort table names: after FROM/JOIN/USING (read), INTO/UPDATE/
@@ -308,6 +419,76 @@ fn nested_classification(body: &str, dialect: Dialect, depth: usize) -> Vec<Stat
     } else {
         c.statements
     }
+}
+
+/// `CREATE TABLE t AS EXECUTE p`, or any other `EXECUTE` inside a
+/// statement: the nested statement, so the prepared body it runs is judged.
+fn nested_execute(
+    sql: &str,
+    st: &Statement,
+    dialect: Dialect,
+    depth: usize,
+) -> Vec<StatementFacts> {
+    let first = st.first_word();
+    match st.find_top(first + 1, &["EXECUTE"]) {
+        Some(at) => body_after(sql, st, Some(at), dialect, depth),
+        None => Vec::new(),
+    }
+}
+
+/// What an unreadable statement that changes a table's rows in bulk
+/// (ALTER/RENAME/TRUNCATE/CLUSTER/VACUUM FULL) does, for rules about
+/// updates and deletes, on every table it names: an unreadable ALTER TABLE
+/// counts as both (fail closed), TRUNCATE as a delete, the others as an
+/// update.
+fn ddl_effects_by_keyword(head: &StatementFacts, st: &Statement) -> Vec<StatementFacts> {
+    let k = head.keyword.as_str();
+    let first = st.first_word();
+    let rewrites =
+        k == "CLUSTER" || (k == "VACUUM" && (first..st.toks.len()).any(|i| st.is_word(i, "FULL")));
+    let changes = k.starts_with("ALTER TABLE")
+        || k.starts_with("RENAME")
+        || k.starts_with("TRUNCATE")
+        || rewrites;
+    if !changes {
+        return Vec::new();
+    }
+    let mut tables: BTreeSet<String> = head
+        .tables_written
+        .iter()
+        .chain(head.tables_read.iter())
+        .cloned()
+        .collect();
+    if rewrites {
+        // `CLUSTER [VERBOSE] t`, `VACUUM (FULL) t`, `VACUUM FULL VERBOSE t`:
+        // the first name after the options.
+        const OPTIONS: &[&str] = &["VERBOSE", "FULL", "FREEZE", "ANALYZE"];
+        let mut i = first + 1;
+        while st.depth.get(i).is_some_and(|d| *d > 0)
+            || matches!(st.toks.get(i), Some((_, Token::Punct(_))))
+            || OPTIONS.contains(&st.word(i).as_str())
+        {
+            i += 1;
+        }
+        tables.extend(st.name_at(i));
+    }
+    let kinds: &[StatementKind] = if k.starts_with("ALTER TABLE") {
+        &[StatementKind::Update, StatementKind::Delete]
+    } else if k.starts_with("TRUNCATE") {
+        &[StatementKind::Delete]
+    } else {
+        &[StatementKind::Update]
+    };
+    kinds
+        .iter()
+        .copied()
+        .map(|kind| {
+            let mut f = unknown_facts(&kind.as_str().to_ascii_uppercase());
+            f.kind = kind;
+            f.tables_written = tables.clone();
+            f
+        })
+        .collect()
 }
 
 /// Data-modifying statements opening a parenthesis (`WITH d AS (DELETE …)`):

@@ -160,6 +160,54 @@ fn set_output(body: &SetExpr, env: &Env) -> Vec<OutputColumn> {
     }
 }
 
+/// Every CTE defined anywhere in `node`, traced (outer ones first), for
+/// tracing a part of a statement apart from the query that defines its
+/// CTEs (`WITH s AS (…) UPDATE t SET c = (SELECT x FROM s)`, a
+/// data-modifying CTE that reads a sibling CTE). Names from different
+/// scopes share one map: a collision can only add sources.
+pub fn ctes_in<V: Visit>(node: &V) -> Env {
+    let mut withs = Vec::new();
+    let mut collect = CollectWiths(&mut withs);
+    let _ = node.visit(&mut collect);
+    let mut env = Env::default();
+    for with in withs {
+        for cte in &with.cte_tables {
+            let name = cte.alias.name.value.to_lowercase();
+            let aliases = alias_columns(Some(&cte.alias));
+            if with.recursive {
+                env.ctes.entry(name.clone()).or_default();
+                let first = rename(query_output(&cte.query, &env), &aliases);
+                env.ctes.insert(name.clone(), first);
+            }
+            let out = rename(query_output(&cte.query, &env), &aliases);
+            env.ctes
+                .entry(name)
+                .and_modify(|cols| {
+                    if cols.len() == out.len() {
+                        *cols = merge_positions(std::mem::take(cols), out.clone());
+                    } else {
+                        *cols = out.clone();
+                    }
+                })
+                .or_insert(out);
+        }
+    }
+    env
+}
+
+struct CollectWiths<'a>(&'a mut Vec<sqlparser::ast::With>);
+
+impl Visitor for CollectWiths<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(w) = &query.with {
+            self.0.push(w.clone());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Columns of a RETURNING clause: over the written `targets` (alias,
 /// table) and the FROM/USING entries in `from`.
 pub fn returning_output(
@@ -167,7 +215,17 @@ pub fn returning_output(
     from: &[&TableWithJoins],
     targets: &[(String, String)],
 ) -> Vec<OutputColumn> {
-    let env = Env::default();
+    returning_output_in(items, from, targets, &Env::default())
+}
+
+/// [`returning_output`] with CTEs visible (see [`ctes_in`]).
+pub fn returning_output_in(
+    items: &[SelectItem],
+    from: &[&TableWithJoins],
+    targets: &[(String, String)],
+    env: &Env,
+) -> Vec<OutputColumn> {
+    let env = env.clone();
     let mut scope: Vec<ScopeItem> = targets
         .iter()
         .map(|(alias, table)| ScopeItem {
@@ -254,8 +312,28 @@ fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
             } else {
                 env.ctes.get(&full)
             };
+            let aliases = alias_columns(alias.as_ref());
             let source = match cte {
-                Some(cols) => Source::Derived(rename(cols.clone(), &alias_columns(alias.as_ref()))),
+                Some(cols) => Source::Derived(rename(cols.clone(), &aliases)),
+                // `customers AS c(a, b)` renames the table's first columns,
+                // in an order the gateway does not know: each new name may
+                // be any column (a whole-row source), and the rest keep
+                // their names.
+                None if !aliases.is_empty() => {
+                    let whole = vec![ColumnSource {
+                        tables: vec![full.clone()],
+                        column: "*".into(),
+                    }];
+                    let mut cols: Vec<OutputColumn> = aliases
+                        .iter()
+                        .map(|a| OutputColumn::Expr {
+                            name: Some(a.clone()),
+                            sources: whole.clone(),
+                        })
+                        .collect();
+                    cols.push(OutputColumn::Wildcard { tables: vec![full] });
+                    Source::Derived(cols)
+                }
                 None => Source::Table(full),
             };
             scope.push(ScopeItem {

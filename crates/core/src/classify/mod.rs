@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 
 mod agree;
 mod cache;
+mod effects;
 mod fallback;
 pub mod http;
 mod keyword;
@@ -23,6 +24,7 @@ pub mod syntax;
 
 pub use cache::ClassifierCache;
 pub use fallback::classify_by_keywords;
+pub use scan::{tokens, Token};
 
 /// The cache key of a command: literals replaced, comments and spacing folded.
 ///
@@ -31,6 +33,11 @@ pub use fallback::classify_by_keywords;
 /// store it as the literal-free form of a command.
 pub fn normalize(sql: &str, dialect: Dialect) -> String {
     scan::normalize(sql, dialect)
+}
+
+/// The command with its comments replaced by spaces (literals kept).
+pub fn without_comments(sql: &str, dialect: Dialect) -> String {
+    scan::without_comments(sql, dialect)
 }
 
 /// Split a command into its statements (quote- and comment-aware).
@@ -310,6 +317,36 @@ pub struct StatementFacts {
     /// under `EXPLAIN`). Top-level statements are `false`; adapters align
     /// result sets (one per top-level statement) by skipping nested facts.
     pub nested: bool,
+    /// Every function the statement calls, anywhere in it (select list,
+    /// WHERE, table functions in FROM, `USING` and generated-column
+    /// expressions), and every user-defined operator as `operator(…)`.
+    /// Unquoted names are lower-case, quoted PostgreSQL names exact; a
+    /// schema qualification is kept (`pg_catalog.upper`). Policy uses it to
+    /// keep masked values from being moved into state that outlives the
+    /// statement (`set_config`, `pg_notify`, `get_lock`, …).
+    pub functions: BTreeSet<String>,
+    /// Whether the statement assigns a user or session variable: MySQL
+    /// `@v := …`, `SELECT … INTO @v` or `SELECT … INTO var`.
+    pub assigns_variable: bool,
+    /// The column values the statement writes and the base columns each is
+    /// computed from: UPDATE/ON CONFLICT/ON DUPLICATE KEY `SET`, INSERT's
+    /// column list against its source, `ALTER … TYPE … USING`, generated
+    /// columns, column and table renames. Policy refuses a write whose
+    /// sources are masked unless the target is masked the same way.
+    pub column_writes: Vec<ColumnWrite>,
+}
+
+/// One column value a statement writes, with its lineage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnWrite {
+    /// Candidate target tables, lower-case (several for MySQL's multi-table
+    /// UPDATE when the column is not qualified).
+    pub tables: Vec<String>,
+    /// The target column, lower-case; `*` when it cannot be named (an
+    /// INSERT without a column list, a renamed table, a MERGE).
+    pub column: String,
+    /// Every base column the written value is computed from.
+    pub sources: Vec<ColumnSource>,
 }
 
 /// The classification of one command: all its statements, in order.

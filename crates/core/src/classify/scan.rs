@@ -310,6 +310,23 @@ pub(super) fn opaque_spans(sql: &str, dialect: Dialect) -> Vec<(usize, usize, Op
     out
 }
 
+/// `sql` with every comment replaced by one space, literals and quoted
+/// names kept as written: for checks that read values (`sql_mode = …`)
+/// and must not be split by `/**/`.
+pub fn without_comments(sql: &str, dialect: Dialect) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for (start, end, kind) in opaque_spans(sql, dialect) {
+        if kind == Opaque::Comment {
+            out.push_str(&sql[copied..start]);
+            out.push(' ');
+            copied = end;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
 /// One lexical token of a statement, as the keyword fallback reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token<'a> {

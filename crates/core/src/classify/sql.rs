@@ -59,11 +59,19 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
         _ => {
             let (head, nested) = analyse(stmt, dialect);
             let upsert = upsert_effects(stmt, &head);
+            let ddl = super::effects::ddl_effects(stmt);
             let mut out = vec![head];
             // The outer walk already found statements nested at any depth,
             // so each one's own nested list would only repeat them.
-            out.extend(nested.iter().map(|s| into_nested(analyse(s, dialect).0)));
+            // A nested statement may read CTEs of the statement around it.
+            let ctes = super::lineage::ctes_in(stmt);
+            out.extend(nested.iter().map(|s| {
+                let mut f = analyse(s, dialect).0;
+                f.column_writes = super::effects::column_writes(s, &ctes);
+                into_nested(f)
+            }));
             out.extend(upsert);
+            out.extend(ddl);
             out
         }
     }
@@ -189,7 +197,9 @@ fn analyse(stmt: &Statement, dialect: Dialect) -> (StatementFacts, Vec<Statement
                 f.keyword = "SELECT".into();
                 f.has_limit = has_limit(q);
                 f.output = Some(query_output(q, &Env::default()));
-                f.kind = match select_into(q) {
+                // MySQL's `SELECT … INTO` sets variables (see `assigns_variable`).
+                let creates = select_into(q).filter(|_| dialect == Dialect::Postgres);
+                f.kind = match creates {
                     Some(t) => {
                         f.keyword = "SELECT INTO".into();
                         targets.push(t);
@@ -323,6 +333,15 @@ fn analyse(stmt: &Statement, dialect: Dialect) -> (StatementFacts, Vec<Statement
         .map(|(t, _)| t)
         .collect();
     f.tables_written = targets.into_iter().filter(|t| !t.is_empty()).collect();
+    let (functions, assigns) = super::effects::calls(stmt, dialect);
+    f.functions = functions;
+    f.assigns_variable = assigns;
+    if matches!(
+        f.kind,
+        StatementKind::Insert | StatementKind::Update | StatementKind::Merge | StatementKind::Ddl
+    ) {
+        f.column_writes = super::effects::column_writes(stmt, &super::lineage::ctes_in(stmt));
+    }
     (f, rel.modifying)
 }
 

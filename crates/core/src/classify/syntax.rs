@@ -103,17 +103,15 @@ pub fn pg_encoding_change_refusal(sql: &str) -> Option<String> {
 
 /// Whether running this classified statement could change how the server
 /// lexes the session's next statements (a SET, a function call that could
-/// be `set_config`, a DO block, a procedure). Only statements that surely
-/// cannot let later text in the same extended-protocol batch be read
-/// without waiting for the server's report.
+/// be `set_config`, a DO block, a procedure, a trigger on TRUNCATE, and a
+/// ROLLBACK or COMMIT, which undo `SET` and `SET LOCAL`). Only statements
+/// that surely cannot let later text in the same extended-protocol batch
+/// be read without waiting for the server's report.
 pub fn may_change_lexing(c: &super::Classification) -> bool {
     use super::StatementKind as K;
-    c.statements.iter().any(|f| {
-        !matches!(
-            f.kind,
-            K::Transaction | K::Deallocate | K::Show | K::Truncate | K::Prepare
-        )
-    })
+    c.statements
+        .iter()
+        .any(|f| !matches!(f.kind, K::Deallocate | K::Show | K::Prepare))
 }
 
 /// Whether `sql` reads differently with `standard_conforming_strings` on
@@ -286,19 +284,23 @@ pub fn mysql_executable_comments<'a>(sql: &'a str, server: &MySqlServer) -> Cow<
             } else {
                 (None, marker_end)
             };
-            let close = executable_body_end(b, body);
             let runs = version.is_none_or(|v| server.runs(v, maria)) && (!maria || server.mariadb);
             let buf = out.get_or_insert_with(|| b.to_vec());
             if runs {
+                let close = executable_body_end(b, body);
                 buf[i..body].fill(b' ');
                 if close + 2 <= b.len() && &b[close..close + 2] == b"*/" {
                     buf[close..close + 2].fill(b' ');
                 }
+                i = (close + 2).min(b.len());
             } else {
-                // An ordinary comment: keep `/*`, blank the marker.
-                buf[i + 2..body].fill(b' ');
+                // Skipped: the server reads to its end as a comment that
+                // may hold one nested `/* … */` and knows no quotes; the
+                // classifier sees only spaces there.
+                let end = skipped_comment_end(b, body, 1);
+                buf[i..end].fill(b' ');
+                i = end;
             }
-            i = (close + 2).min(b.len());
             continue;
         }
         i = match mysql_opaque_end(b, i) {
@@ -315,6 +317,24 @@ pub fn mysql_executable_comments<'a>(sql: &'a str, server: &MySqlServer) -> Cow<
         ),
         None => Cow::Borrowed(sql),
     }
+}
+
+/// The end (after `*/`) of a comment whose body starts at `i`, read as
+/// MySQL and MariaDB read a skipped versioned comment (`consume_comment`):
+/// quotes mean nothing, and `/*` opens a nested comment while `nesting`
+/// allows. An unterminated comment runs to the end.
+fn skipped_comment_end(b: &[u8], mut i: usize, nesting: u32) -> usize {
+    while i < b.len() {
+        if nesting > 0 && b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            i = skipped_comment_end(b, i + 2, nesting - 1);
+            continue;
+        }
+        if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+            return i + 2;
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 /// Where the code of an executable comment whose body starts at `i` ends:
@@ -520,6 +540,17 @@ mod tests {
         // A `*/` inside a literal does not close the comment.
         let s = "select 1 /*! , '*/' , ssn */ from customers";
         assert_eq!(cols(&mysql_executable_comments(s, &MARIADB)), 3);
+        // A skipped comment may nest one comment, and knows no quotes: the
+        // UPDATE after it is code to the server.
+        let s =
+            "select 1, /*!99999 /* */ ' */ 2; update customers set phone = 'x' where id = 19; -- '";
+        let c = mysql_executable_comments(s, &MARIADB);
+        let kinds: Vec<StatementKind> = classify(&c, Dialect::MySql)
+            .statements
+            .iter()
+            .map(|f| f.kind)
+            .collect();
+        assert!(kinds.contains(&StatementKind::Update), "{c}: {kinds:?}");
     }
 
     proptest! {

@@ -375,12 +375,15 @@ fn unparseable_pieces_fall_back_alone() {
         vec![
             (StatementKind::Select, true),
             (StatementKind::Utility, false),
+            // CLUSTER rewrites the table: an update of every row, for rules.
+            (StatementKind::Update, false),
             (StatementKind::Delete, true),
             (StatementKind::Utility, false),
         ]
     );
+    assert!(c.statements[2].nested && c.statements[2].tables_written.contains("t"));
     assert!(
-        c.statements[2].has_where,
+        c.statements[3].has_where,
         "the parsed piece keeps its WHERE"
     );
     let c = my("PREPARE s FROM 'DELETE FROM accounts'; EXECUTE s");
@@ -542,4 +545,345 @@ fn upserts_also_update_or_delete() {
     assert!(kinds(&c).contains(&(StatementKind::Update, true)));
     let c = pg("insert into customers (id) values (1) on conflict do nothing");
     assert_eq!(kinds(&c), vec![(StatementKind::Insert, false)]);
+}
+
+/// A column write as (target tables, target column, sources).
+type Write = (Vec<String>, String, Vec<(Vec<String>, String)>);
+
+fn writes(c: &Classification, i: usize) -> Vec<Write> {
+    c.statements[i]
+        .column_writes
+        .iter()
+        .map(|w| {
+            (
+                w.tables.clone(),
+                w.column.clone(),
+                w.sources
+                    .iter()
+                    .map(|s| (s.tables.clone(), s.column.clone()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn called(c: &Classification, i: usize) -> Vec<String> {
+    c.statements[i].functions.iter().cloned().collect()
+}
+
+#[test]
+fn functions_called_are_facts() {
+    let c = pg("select set_config('x.y', card_number||'', false) from customers");
+    assert_eq!(called(&c, 0), vec!["set_config"]);
+    let c = pg("select id from customers where pg_notify('ch', ssn) is null");
+    assert_eq!(called(&c, 0), vec!["pg_notify"]);
+    let c = pg(
+        "select Upper(ssn), pg_catalog.lower(ssn), \"UPPER\"(ssn), public.f(ssn) from customers",
+    );
+    assert_eq!(
+        called(&c, 0),
+        vec!["UPPER", "pg_catalog.lower", "public.f", "upper"]
+    );
+    let c = pg("select * from generate_series(1, 3) g, customers c, lateral dblink('x', c.ssn) d");
+    assert!(called(&c, 0).contains(&"generate_series".to_string()));
+    assert!(called(&c, 0).contains(&"dblink".to_string()));
+    let c = pg("select ssn ### 'x', ssn operator(public.###) 'y' from customers");
+    assert_eq!(called(&c, 0), vec!["operator(###)", "operator(public.###)"]);
+    let c = pg("with x as (select pg_advisory_lock(length(ssn)) from customers) select 1");
+    assert!(called(&c, 0).contains(&"pg_advisory_lock".to_string()));
+    let c = my("select GET_LOCK(ssn, 0) from customers");
+    assert_eq!(called(&c, 0), vec!["get_lock"]);
+    // The fallback reads calls off the tokens.
+    let c = pg("select frobnicate(ssn) from customers where x = )(");
+    assert!(!c.statements[0].parsed);
+    assert!(called(&c, 0).contains(&"frobnicate".to_string()), "{c:?}");
+    assert!(called(&pg("select upper(ssn) as x from customers"), 0) == vec!["upper"]);
+}
+
+#[test]
+fn variable_assignments_are_facts() {
+    for sql in [
+        "select @v := ssn from customers",
+        "select ssn into @v from customers",
+        "select ssn into/**/@v from customers",
+        "select ssn into v from customers",
+        "select id from customers where (@v := ssn) is not null",
+        "select ssn from customers into @v",
+        "select ssn from customers into/**/@v frobnicate",
+        "do @v := (select ssn from customers limit 1)",
+    ] {
+        let c = my(sql);
+        assert!(c.statements[0].assigns_variable, "{sql}: {c:?}");
+        assert!(
+            c.statements[0].tables_read.contains("customers"),
+            "{sql}: {c:?}"
+        );
+    }
+    let c = my("select ssn into v from customers");
+    assert_eq!(
+        c.statements[0].kind,
+        StatementKind::Select,
+        "MySQL INTO sets variables"
+    );
+    assert!(!my("select ssn from customers").statements[0].assigns_variable);
+    assert!(!my("select ':=' from customers").statements[0].assigns_variable);
+    let c = pg("select ssn into t2 from customers");
+    assert_eq!(
+        c.statements[0].kind,
+        StatementKind::Ddl,
+        "PostgreSQL INTO makes a table"
+    );
+}
+
+#[test]
+fn column_writes_carry_lineage() {
+    let cust = |c: &str| (vec!["customers".to_string()], c.to_string());
+    let c = pg("update customers set notes = ssn where id = 1");
+    assert_eq!(
+        writes(&c, 0),
+        vec![(vec!["customers".into()], "notes".into(), vec![cust("ssn")])]
+    );
+    let c = pg("update customers c set notes = (select upper(x.ssn) from customers x where x.id = c.id) where id = 1");
+    assert_eq!(writes(&c, 0)[0].2, vec![cust("ssn")]);
+    let c = pg("alter table customers alter column notes type text using (case when id = 8 then ssn else notes end)");
+    let w = writes(&c, 0);
+    assert_eq!(w[0].1, "notes");
+    assert!(w[0].2.contains(&cust("ssn")), "{w:?}");
+    let c = pg("alter table customers alter column ssn type varchar(20)");
+    assert_eq!(
+        writes(&c, 0),
+        vec![(vec!["customers".into()], "ssn".into(), vec![cust("ssn")])]
+    );
+    let c = pg("insert into customers (id, notes) select id + 1000, ssn from customers");
+    let w = writes(&c, 0);
+    assert_eq!(
+        (w[1].1.as_str(), w[1].2.clone()),
+        ("notes", vec![cust("ssn")])
+    );
+    let c = pg("insert into customers select * from customers");
+    assert_eq!(writes(&c, 0)[0].1, "*");
+    let c = pg("alter table customers rename column ssn to x");
+    assert_eq!(
+        writes(&c, 0),
+        vec![(vec!["customers".into()], "x".into(), vec![cust("ssn")])]
+    );
+    let c = pg("alter table customers add column x text generated always as (ssn) stored");
+    assert_eq!(
+        writes(&c, 0),
+        vec![(vec!["customers".into()], "x".into(), vec![cust("ssn")])]
+    );
+    let c = pg("insert into customers (id, notes) values (1, 'x') on conflict (id) do update set notes = customers.ssn");
+    assert!(writes(&c, 0)
+        .iter()
+        .any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))));
+    let c =
+        my("insert into customers (id, notes) values (1, 'x') on duplicate key update notes = ssn");
+    assert!(writes(&c, 0)
+        .iter()
+        .any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))));
+    let c = my("rename table customers to c2");
+    assert_eq!(
+        writes(&c, 0),
+        vec![(vec!["c2".into()], "*".into(), vec![cust("*")])]
+    );
+    let c = pg("merge into customers c using customers s on c.id = s.id when matched then update set notes = s.ssn");
+    assert!(writes(&c, 0)
+        .iter()
+        .any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))));
+    let c = pg(
+        "with u as (update customers set notes = ssn where id = 1 returning id) select * from u",
+    );
+    assert!(
+        writes(&c, 1)
+            .iter()
+            .any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))),
+        "{c:?}"
+    );
+    assert!(
+        writes(&pg("update customers set phone = '555' where id = 7"), 0)[0]
+            .2
+            .is_empty()
+    );
+}
+
+#[test]
+fn ddl_that_changes_rows_counts_as_update_or_delete() {
+    let effects = |c: &Classification| -> Vec<(StatementKind, bool, bool, Vec<String>)> {
+        c.statements
+            .iter()
+            .skip(1)
+            .map(|f| {
+                (
+                    f.kind,
+                    f.nested,
+                    f.has_where,
+                    f.tables_written.iter().cloned().collect(),
+                )
+            })
+            .collect()
+    };
+    let upd = |t: &[&str]| {
+        (
+            StatementKind::Update,
+            true,
+            false,
+            t.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    let del = |t: &[&str]| {
+        (
+            StatementKind::Delete,
+            true,
+            false,
+            t.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    for sql in [
+        "alter table customers alter column notes type text using (case when id = 8 then 'x' else notes end)",
+        "alter table customers alter column notes set data type varchar(200)",
+        "alter table customers rename column notes to remarks",
+        "alter table customers set logged",
+    ] {
+        assert_eq!(effects(&pg(sql)), vec![upd(&["customers"])], "{sql}");
+    }
+    assert_eq!(
+        effects(&pg("alter table customers rename to c2")),
+        vec![upd(&["c2", "customers"])]
+    );
+    assert_eq!(
+        effects(&pg("alter table customers drop column notes")),
+        vec![del(&["customers"])]
+    );
+    assert_eq!(
+        effects(&pg("truncate customers, accounts")),
+        vec![del(&["accounts", "customers"])]
+    );
+    assert_eq!(
+        effects(&pg("vacuum full customers")),
+        vec![upd(&["customers"])]
+    );
+    assert!(effects(&pg("vacuum customers")).is_empty());
+    let c = pg("cluster customers using customers_pkey");
+    assert_eq!(
+        c.statements[1..]
+            .iter()
+            .map(|f| (f.kind, f.nested))
+            .collect::<Vec<_>>(),
+        vec![(StatementKind::Update, true)]
+    );
+    assert!(
+        c.statements[1].tables_written.contains("customers"),
+        "{c:?}"
+    );
+    for harmless in [
+        "alter table customers add constraint c check (id > 0)",
+        "alter table customers add column x int default 0",
+        "alter table customers alter column notes set default 'x'",
+        "alter table customers owner to bob",
+    ] {
+        assert!(effects(&pg(harmless)).is_empty(), "{harmless}");
+    }
+    for sql in [
+        "alter table customers modify notes text",
+        "alter table customers change notes remarks text",
+        "alter table customers engine = InnoDB",
+        "alter table customers convert to character set latin1",
+    ] {
+        let c = my(sql);
+        assert!(
+            c.statements[1..]
+                .iter()
+                .any(|f| f.kind == StatementKind::Update && f.tables_written.contains("customers")),
+            "{sql}: {c:?}"
+        );
+    }
+    assert_eq!(
+        effects(&my("rename table customers to c2")),
+        vec![upd(&["c2", "customers"])]
+    );
+}
+
+#[test]
+fn execute_is_found_at_any_depth() {
+    let nested_execute = |c: &Classification| {
+        c.statements.iter().any(|f| {
+            f.nested && f.kind == StatementKind::Execute && f.prepared_name.as_deref() == Some("p")
+        })
+    };
+    for sql in [
+        "explain analyze execute p",
+        "explain (analyze, buffers) execute p(1)",
+        "create table t as execute p",
+        "create table t as execute p (1, 'x')",
+        "create temp table if not exists t as execute p",
+    ] {
+        let c = pg(sql);
+        assert!(nested_execute(&c), "{sql}: {c:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_unknown_function_is_a_fact(name in "[a-z][a-z0-9_]{0,20}") {
+        let c = pg(&format!("select {name}(ssn) from customers"));
+        // Keywords that take parentheses are not calls; every other word is.
+        if c.statements[0].parsed && c.statements[0].output.is_some() {
+            let f = &c.statements[0].functions;
+            prop_assert!(f.is_empty() || f.contains(&name), "{name}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn into_variable_is_seen_through_spacing_and_comments(
+        gap in prop::sample::select(vec![" ", "/**/", "\n", "\t", "/* x */", " -- c\n", " # c\n"]),
+        var in "[a-z][a-z0-9_]{0,8}",
+        tail in prop::sample::select(vec!["", " limit 1", " where id = 1"]),
+    ) {
+        let into = format!("select ssn into{gap}@{var} from customers{tail}");
+        let assign = format!("select @{var}{gap}:= ssn from customers{tail}");
+        for sql in [into, assign] {
+            let c = my(&sql);
+            prop_assert!(c.statements[0].assigns_variable, "{}: {:?}", sql, c);
+        }
+    }
+}
+
+#[test]
+fn casts_to_unknown_types_are_calls() {
+    let c = pg("select ssn::my_domain, cast(ssn as public.t2), ssn::inet, ssn::text, ssn::my_domain[] from customers");
+    assert_eq!(
+        called(&c, 0),
+        vec!["cast(inet)", "cast(my_domain)", "cast(public.t2)"]
+    );
+}
+
+#[test]
+fn mysql_casts_are_not_calls() {
+    let c =
+        my("select cast(ssn as nchar), cast(ssn as unsigned), convert(ssn, char) from customers");
+    assert!(c.statements[0].functions.is_empty(), "{c:?}");
+}
+
+#[test]
+fn column_writes_see_ctes_of_the_statement() {
+    let cust = |c: &str| (vec!["customers".to_string()], c.to_string());
+    for sql in [
+        "with s as (select ssn as x from customers where id = 2) update customers set notes = (select x from s) where id = 1",
+        "with s as (select ssn from customers where id = 2) insert into customers (id, notes) select 999, ssn from s",
+    ] {
+        let c = pg(sql);
+        assert!(
+            writes(&c, 0).iter().any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))),
+            "{sql}: {:?}",
+            writes(&c, 0)
+        );
+    }
+    let c = pg("with u as (update customers set notes = (select x from s) where id = 1 returning id), s as (select ssn as x from customers) select * from u");
+    let nested = c.statements.iter().position(|f| f.nested).unwrap();
+    assert!(
+        writes(&c, nested)
+            .iter()
+            .any(|w| w.1 == "notes" && w.2.contains(&cust("ssn"))),
+        "{c:?}"
+    );
 }

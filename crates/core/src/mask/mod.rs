@@ -82,12 +82,14 @@ mod iban;
 mod numbers;
 mod strategy;
 mod stream;
+mod trail;
 mod validate;
 
 pub use detect::{may_contain_pii, Detectors, Finding};
 pub use engine::{MaskCounts, Masker, MaskerConfig};
 pub use strategy::{apply, TokenizeKey};
 pub use stream::{StreamMasker, MAX_HOLD};
+pub use trail::{cut_for_trail, ColumnStrategy, TrailKind, TrailText, PARAMETERS};
 
 #[cfg(test)]
 mod tests;

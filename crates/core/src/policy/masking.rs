@@ -268,6 +268,23 @@ pub(crate) fn touches(
         })
 }
 
+/// The rule that masks a column named `column` for `identity` on
+/// `connection`, whatever its table (statement text seldom says which
+/// table a name belongs to, so this errs towards masking); `*` finds any
+/// rule active for the caller.
+pub(crate) fn by_column_name(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    column: &str,
+) -> Option<ColumnMask> {
+    rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .find(|r| r.covers(&[], column))
+        .map(ColumnRule::mask)
+}
+
 /// Decide per result field whether a column rule masks it.
 ///
 /// With a full trace and no `*`, fields map to projection items by position.
@@ -276,6 +293,22 @@ pub(crate) fn touches(
 /// reported against the star's tables. Without a trace (a cursor FETCH, a
 /// statement the classifier could not trace), fields are matched by name
 /// against every rule regardless of table: more masking, never less.
+/// The mask the first active column rule covering `column` of one of
+/// `tables` gives (`column` `*`: any column of them).
+pub(crate) fn mask_of(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    tables: &[String],
+    column: &str,
+) -> Option<ColumnMask> {
+    rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .find(|r| r.covers(tables, column))
+        .map(|r| r.mask())
+}
+
 pub(crate) fn plan(
     rules: &[ColumnRule],
     identity: &Identity,
@@ -304,9 +337,31 @@ pub(crate) fn plan(
             OutputColumn::Wildcard { tables } => by_name(tables, field),
         }
     };
+    // Without a trace to follow, columns are matched by name, except that
+    // a statement reading a table these rules cover has all its columns
+    // redacted: a renamed column (an alias list, a function the classifier
+    // cannot see through) would otherwise pass under a name no rule names.
+    let untraced = || -> Vec<Option<ColumnMask>> {
+        let covered = facts.is_some_and(|f| {
+            let tables: Vec<String> = f.tables_read.iter().cloned().collect();
+            touches(rules, identity, connection, &tables)
+        });
+        field_names
+            .iter()
+            .map(|n| {
+                by_name(&[], n).or_else(|| {
+                    covered.then(|| ColumnMask {
+                        rule: "untraceable-columns".to_string(),
+                        strategy: Strategy::Redact,
+                        entity: EntityType::Column,
+                    })
+                })
+            })
+            .collect()
+    };
     let output = facts.and_then(|f| f.output.as_deref());
     let Some(items) = output else {
-        return field_names.iter().map(|n| by_name(&[], n)).collect();
+        return untraced();
     };
     let first_star = items
         .iter()
@@ -319,7 +374,7 @@ pub(crate) fn plan(
                 .map(|(item, name)| by_sources(item, name))
                 .collect();
         }
-        return field_names.iter().map(|n| by_name(&[], n)).collect();
+        return untraced();
     };
     let last_star = items
         .iter()
@@ -327,7 +382,7 @@ pub(crate) fn plan(
         .unwrap_or(first_star);
     let tail = items.len() - last_star - 1;
     if first_star + tail > field_names.len() {
-        return field_names.iter().map(|n| by_name(&[], n)).collect();
+        return untraced();
     }
     let star_tables: Vec<String> = items[first_star..=last_star]
         .iter()

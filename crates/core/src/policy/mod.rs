@@ -8,12 +8,14 @@
 
 mod compile;
 mod connection;
+mod functions;
 mod glob;
 mod masking;
 mod rules;
 
 pub use compile::{compile, PolicyError};
 pub use connection::{ConnectionConfig, ConnectionKind, Credential, TargetTls};
+pub use functions::{keeps_values_in_statement, reads_tables_by_name};
 pub use glob::Glob;
 pub use masking::{
     ColumnMask, ColumnRule, ColumnRuleConfig, FieldMask, FieldRuleConfig, MaskingConfig,
@@ -163,6 +165,9 @@ impl Policy {
         if let Some(block) = self.copies_masked_columns(identity, connection, facts) {
             by_rule = by_rule.stricter(block);
         }
+        if let Some(block) = self.reads_value_catalogs(identity, connection, facts) {
+            by_rule = by_rule.stricter(block);
+        }
         if facts.parsed || self.unparseable == Unparseable::Rules {
             return by_rule;
         }
@@ -208,10 +213,57 @@ impl Policy {
         }
     }
 
-    /// Masking applies to what comes back to the client; a statement that
-    /// writes what it reads from a masked table into somewhere else (a new
-    /// table, a view, another table, a session variable) would take the
-    /// values around it, so it is refused.
+    /// The server's own catalogs that hold sample values of every column
+    /// (planner statistics: most common values, histogram bounds, MariaDB's
+    /// min/max per column) bypass column rules: refused to a caller with
+    /// column rules on the connection.
+    fn reads_value_catalogs(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        facts: &StatementFacts,
+    ) -> Option<Verdict> {
+        const VALUE_CATALOGS: &[&str] = &[
+            "pg_stats",
+            "pg_statistic",
+            "pg_stats_ext",
+            "pg_stats_ext_exprs",
+            "pg_statistic_ext_data",
+            "column_stats",
+            "column_statistics",
+        ];
+        let catalog = facts
+            .tables_read
+            .iter()
+            .find(|t| {
+                let name = t.rsplit('.').next().unwrap_or(t).trim_matches(['"', '`']);
+                VALUE_CATALOGS.iter().any(|c| c.eq_ignore_ascii_case(name))
+            })
+            .or_else(|| facts.functions.iter().find(|f| reads_tables_by_name(f)))?;
+        if !self.masks_columns_for(identity, connection) {
+            return None;
+        }
+        Some(Verdict::Block {
+            rule: "masked-columns-stay-masked".into(),
+            message: format!(
+                "{catalog} reads values of columns no column rule can follow (planner statistics, or SQL given as text), and column rules apply to you here"
+            ),
+        })
+    }
+
+    /// Masking applies to what comes back to the client: a masked value may
+    /// not be moved into anything that outlives the statement (another
+    /// table, a view, a session setting or variable, a notification, a
+    /// lock, another column of the same table) where masking could not
+    /// follow it. Only a column rule that does not apply to the caller
+    /// lets it through. Refused with rule `masked-columns-stay-masked`:
+    ///
+    /// - a write (or SET) that reads a masked table and writes elsewhere;
+    /// - a statement touching a masked table that calls a function not
+    ///   known to keep its values within the statement
+    ///   ([`keeps_values_in_statement`]), or assigns a variable;
+    /// - a column write whose value derives from a masked column, unless
+    ///   the target column is masked the same way.
     fn copies_masked_columns(
         &self,
         identity: &Identity,
@@ -219,32 +271,109 @@ impl Policy {
         facts: &StatementFacts,
     ) -> Option<Verdict> {
         use crate::classify::{CopyDirection, StatementKind as K};
+        let block = |message: String| {
+            Some(Verdict::Block {
+                rule: "masked-columns-stay-masked".into(),
+                message,
+            })
+        };
         let writes = matches!(
             facts.kind,
             K::Insert | K::Update | K::Delete | K::Merge | K::Ddl | K::Set
         ) || (facts.kind == K::Copy
             && facts.copy_direction == Some(CopyDirection::In));
-        if !writes {
-            return None;
-        }
         let elsewhere: Vec<&String> = facts
             .tables_read
             .iter()
             .filter(|t| !facts.tables_written.contains(*t))
             .collect();
-        if elsewhere.is_empty()
-            || !self.column_rules_touch(identity, connection, elsewhere.iter().copied())
+        if writes
+            && !elsewhere.is_empty()
+            && self.column_rules_touch(identity, connection, elsewhere.iter().copied())
         {
-            return None;
-        }
-        Some(Verdict::Block {
-            rule: "masked-columns-stay-masked".into(),
-            message: format!(
+            return block(format!(
                 "this {} reads {}, whose columns are masked for you, and writes the result elsewhere, where masking could not follow it; read the rows instead",
                 facts.keyword,
                 elsewhere.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })
+            ));
+        }
+        if facts.kind == K::Execute
+            && self.column_rules_touch(identity, connection, facts.tables_read.iter())
+        {
+            // `EXECUTE p((SELECT ssn FROM customers …))`: the prepared body
+            // may store its parameters anywhere.
+            return block(format!(
+                "this EXECUTE passes values read from {}, whose columns are masked for you, to a prepared statement that could keep them; pass literal values instead",
+                facts.tables_read.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let outside: Vec<&String> = facts
+            .functions
+            .iter()
+            .filter(|f| !keeps_values_in_statement(f))
+            .collect();
+        if !outside.is_empty() || facts.assigns_variable {
+            let touched: Vec<&String> = facts
+                .tables_read
+                .iter()
+                .chain(facts.tables_written.iter())
+                .filter(|t| self.column_rules_touch(identity, connection, std::iter::once(*t)))
+                .collect();
+            if let Some(first) = touched.first() {
+                let what = if outside.is_empty() {
+                    "assigns a variable, which would keep their values after the statement"
+                        .to_string()
+                } else {
+                    format!(
+                        "calls {}, which gatehouse does not know to keep their values within the statement",
+                        outside.iter().map(|f| format!("{f}()")).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                return block(format!(
+                    "this {} reads {first}, whose columns are masked for you, and {what}; select the columns without it, or ask for the function to be reviewed",
+                    facts.keyword
+                ));
+            }
+        }
+        let rules = &self.column_rules;
+        for w in &facts.column_writes {
+            for s in &w.sources {
+                let Some(mask) =
+                    masking::mask_of(rules, identity, connection, &s.tables, &s.column)
+                else {
+                    continue;
+                };
+                let same = w.column != "*"
+                    && !w.tables.is_empty()
+                    && w.tables.iter().all(|t| {
+                        masking::mask_of(
+                            rules,
+                            identity,
+                            connection,
+                            std::slice::from_ref(t),
+                            &w.column,
+                        )
+                        .as_ref()
+                            == Some(&mask)
+                    });
+                if !same {
+                    let target = match (w.tables.first(), w.column.as_str()) {
+                        (Some(t), "*") => format!("{t} (renamed or whole rows)"),
+                        (Some(t), c) => format!("{t}.{c}"),
+                        (None, c) => c.to_string(),
+                    };
+                    let source = match s.tables.first() {
+                        Some(t) => format!("{t}.{}", s.column),
+                        None => s.column.clone(),
+                    };
+                    return block(format!(
+                        "this {} writes a value derived from {source}, which is masked for you (rule {}), into {target}, which is not masked the same way; masking could not follow it there",
+                        facts.keyword, mask.rule
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// Decide stage for a shell command (SSH): the first rule that matches
@@ -328,6 +457,18 @@ impl Policy {
         field_names: &[&str],
     ) -> Vec<Option<ColumnMask>> {
         masking::plan(&self.column_rules, identity, connection, facts, field_names)
+    }
+
+    /// How a column rule masks values of a column named `column` (any
+    /// table; `*` for any column) for `identity` on `connection`: what the
+    /// audit trail does to a literal compared with that column.
+    pub fn trail_column_mask(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        column: &str,
+    ) -> Option<ColumnMask> {
+        masking::by_column_name(&self.column_rules, identity, connection, column)
     }
 
     /// Whether any column rule active for this caller could cover a column
