@@ -50,6 +50,8 @@ python3 -c 'import pymysql' 2>/dev/null || python3 -m pip install -q 'PyMySQL>=1
 python3 -c 'import mysql.connector' 2>/dev/null || python3 -m pip install -q 'mysql-connector-python>=9,<27'
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q 'openai>=2,<4'
 python3 -c 'import aiohttp' 2>/dev/null || python3 -m pip install -q -r tests/kube/requirements.txt
+# The independent evidence-pack verifier (tools/verify_pack.py) needs Ed25519.
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q 'cryptography>=42'
 KUBECTL=$(bash scripts/kubectl.sh)
 export KUBECTL
 # A real OpenAI-compatible server (llama.cpp, built from source the first

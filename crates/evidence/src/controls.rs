@@ -193,7 +193,7 @@ pub fn artifacts() -> Vec<Artifact> {
             name: "Masking statistics",
             location: "report.html#masking",
             shows: "How many values of each sensitive type (card numbers, SSNs, IBANs, emails, phone numbers, column \
-                    rules) were masked in results before they left the gateway, in how many results and sessions, and \
+                    rules, account numbers) were masked in results and terminal output before they left the gateway, in how many results and sessions, and \
                     for whom. The audit trail itself stores only masked values.",
             limits: "Counts what the configured detectors and column rules masked; data they do not recognise is not \
                      counted.",
@@ -229,6 +229,66 @@ pub fn artifacts() -> Vec<Artifact> {
                 r("PCI DSS", "10.2.1.5", "Changes to identification and authentication credentials, including elevation of privileges, are logged", "Each temporary elevation, its approval and its end."),
                 r("FFIEC", "II.C.15", "Logical Security (access rights administration)", "Temporary access rights and their removal."),
                 r("NIST CSF", "PR.AA-05", "Access permissions, entitlements, and authorizations are managed", "Just-in-time access with expiry."),
+            ],
+        },
+        Artifact {
+            key: "writes",
+            name: "Data changes by identity",
+            location: "report.html#writes",
+            shows: "Every statement that wrote tables and completed without error in the period, per identity and \
+                    table, with time, connection, session, the approval it ran after and whether the session was \
+                    opened under a time-bound access grant.",
+            limits: "Covers statements the classifier identified as writing tables (SQL through the gateway); changes \
+                     made by other means, or by shell commands over SSH, are in the session recordings only.",
+            references: vec![
+                r("PCI DSS", "10.2.1.2", "All actions taken by any individual with administrative access are logged", "Data changes per person, including those under elevated access."),
+                r("PCI DSS", "10.2.2", "Audit log record content", "Who, when, where and which resource for each change."),
+                r("FFIEC", "II.C.10", "Change Management Within the IT Environment", "Data changes and the approvals and grants they ran under."),
+                r("NIST CSF", "DE.CM-03", "Personnel activity and technology usage are monitored", "Changes made by each person."),
+            ],
+        },
+        Artifact {
+            key: "recordings",
+            name: "Terminal recordings",
+            location: "recordings/<file>.cast and .cast.html",
+            shows: "The terminal output of SSH sessions and kubectl exec streams in the period (asciicast, masked as it \
+                    was written), each the file whose SHA-256 the audit trail recorded when it was closed, with a player \
+                    that works offline.",
+            limits: "Output is masked by the content detectors; a recording the gateway could not find, or that no \
+                     longer matched its recorded hash at export, is left out and named in the report.",
+            references: vec![
+                r("PCI DSS", "10.2.1.2", "All actions taken by any individual with administrative access are logged", "What administrators saw and typed on hosts."),
+                r("FFIEC", "II.C.7", "User Security Controls (users with elevated or administrator privileges)", "Privileged terminal sessions, replayable."),
+                r("NIST CSF", "RS.AN-03", "Analysis is performed to establish what has taken place during an incident", "Material for reconstructing a terminal session."),
+            ],
+        },
+        Artifact {
+            key: "policy",
+            name: "Policy in force",
+            location: "report.html#policy; policy.loaded, gateway.start, gateway.stop events",
+            shows: "Each start and stop of the gateway in the period and the configuration (policy) it loaded: its \
+                    SHA-256 as loaded and its text with inline secret values excluded, so a change of policy shows as a \
+                    new hash.",
+            limits: "Shows the configuration the gateway loaded; whether the policy is adequate is for people to judge. \
+                     A pack whose period holds no start refers to the last start before it.",
+            references: vec![
+                r("PCI DSS", "10.2.1.6", "Initialization, starting, stopping, or pausing of the existing audit logs", "Each start and stop of the recording gateway."),
+                r("FFIEC", "II.C.10", "Change Management Within the IT Environment", "Which policy was in force and when it changed."),
+                r("NIST CSF", "PR.PS-01", "Configuration management practices are established and applied", "A record of the configuration in force."),
+            ],
+        },
+        Artifact {
+            key: "custody",
+            name: "Signing key custody and specification",
+            location: "report.html#custody; SPEC.md",
+            shows: "Where the signing key lives, the key fingerprints the gateway announced at each start, the external \
+                    anchor file that detects a rollback of the whole store with its key, and a specification of every \
+                    format and check so the pack can be verified without the vendor's software.",
+            limits: "The anchor file detects a rollback only if a copy is kept where the gateway's operators cannot \
+                     rewrite it; the report cannot show where it is kept.",
+            references: vec![
+                r("PCI DSS", "10.3.2", "Audit log files are protected to prevent modifications by individuals", "How modification of the record, even with the key, is made detectable."),
+                r("NIST CSF", "PR.DS-01", "The confidentiality, integrity, and availability of data-at-rest are protected", "Integrity of the stored record and its verification."),
             ],
         },
         Artifact {

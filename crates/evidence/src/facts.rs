@@ -131,8 +131,14 @@ pub struct ApprovalFacts {
 /// One approver's decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionFacts {
-    /// Approver subject (and email when known).
+    /// The approver as shown to people: their email when any event of the
+    /// period names one for this subject and issuer, else the subject, so
+    /// a decision from the CLI and one from the console read the same.
     pub approver: String,
+    /// The approver's token subject (`sub`).
+    pub subject: String,
+    /// The approver's token issuer (`iss`).
+    pub issuer: String,
     /// `approve` or `deny`.
     pub decision: String,
     /// Justification.
@@ -158,8 +164,68 @@ pub struct BlockedFacts {
     pub rule: String,
     /// The message the client got.
     pub message: String,
-    /// The statement (as recorded: secrets redacted).
-    pub sql: String,
+    /// The command as recorded (SQL with secrets redacted, the SSH exec or
+    /// shell line, the HTTP request line and the prompt): see
+    /// [`command_text`].
+    pub command: String,
+    /// The protocol (`postgres`, `mysql`, `ssh`, `http`).
+    pub protocol: String,
+}
+
+/// A command that changed data (a statement writing tables, allowed or run
+/// after approval, whose result reported no error).
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteFacts {
+    /// Event seq of the command.
+    pub seq: u64,
+    /// When it was sent.
+    pub ts: String,
+    /// Connection.
+    pub connection: String,
+    /// Session.
+    pub session: String,
+    /// Tables it wrote.
+    pub tables: Vec<String>,
+    /// The statement.
+    pub command: String,
+    /// The access grant its session ran under.
+    pub grant_id: Option<u64>,
+    /// The approval request it ran after.
+    pub approval_request: Option<u64>,
+}
+
+/// A `policy.loaded` event: the policy in force from then on.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyFacts {
+    /// Event seq.
+    pub seq: u64,
+    /// When it was loaded.
+    pub ts: String,
+    /// `start` or `reload`.
+    pub reason: String,
+    /// SHA-256 of the configuration text as the gateway loaded it.
+    pub sha256: String,
+    /// The file it came from, when known.
+    pub path: Option<String>,
+    /// Inline secret values excluded from the text.
+    pub excluded: u64,
+    /// The configuration text as recorded (inline secrets excluded).
+    pub text: String,
+}
+
+/// A `gateway.start` or `gateway.stop` event.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayFacts {
+    /// Event seq.
+    pub seq: u64,
+    /// When.
+    pub ts: String,
+    /// `gateway.start` or `gateway.stop`.
+    pub kind: String,
+    /// The gateway's version.
+    pub version: Option<String>,
+    /// The checkpoint signing key's fingerprint it announced.
+    pub key_fingerprint: Option<String>,
 }
 
 /// Masking of one entity type.
@@ -280,6 +346,47 @@ pub struct Facts {
     pub commands: u64,
     /// Commands held for approval.
     pub held: u64,
+    /// Commands that changed data, by identity subject.
+    pub writes: BTreeMap<String, Vec<WriteFacts>>,
+    /// Policies loaded, in order.
+    pub policies: Vec<PolicyFacts>,
+    /// Gateway starts and stops, in order.
+    pub gateway: Vec<GatewayFacts>,
+    /// Terminal recordings (SSH) whose masked values are counted here:
+    /// their `recording` events, as the results do not carry them.
+    pub recordings: u64,
+    /// Canonical display name by (issuer, subject): see [`DecisionFacts`].
+    #[serde(skip)]
+    names: BTreeMap<(String, String), String>,
+    /// The full text of each held command, by approval request.
+    #[serde(skip)]
+    held_text: BTreeMap<u64, String>,
+    /// Write commands sent, waiting for their result, by (session, command id).
+    #[serde(skip)]
+    pending_writes: BTreeMap<(String, u64), (String, WriteFacts)>,
+}
+
+/// The text of a recorded command, whatever its protocol: PostgreSQL and
+/// MySQL record `sql`; SSH records `command` (an exec request or a shell
+/// line); HTTP records `request.summary` (method, path, model or
+/// Kubernetes verb) and `text` (the prompt or tool call arguments, masked).
+pub fn command_text(d: &Value) -> String {
+    for key in ["sql", "command"] {
+        if let Some(t) = d.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            return t.to_string();
+        }
+    }
+    let summary = d
+        .get("request")
+        .map(|r| s(r, "summary"))
+        .unwrap_or_default();
+    let text = s(d, "text");
+    match (summary.is_empty(), text.is_empty()) {
+        (false, false) => format!("{summary}\n{text}"),
+        (false, true) => summary,
+        (true, false) => text,
+        (true, true) => String::new(),
+    }
 }
 
 fn s(v: &Value, key: &str) -> String {
@@ -292,15 +399,6 @@ fn s(v: &Value, key: &str) -> String {
 
 fn opt_s(v: &Value, key: &str) -> Option<String> {
     Some(s(v, key)).filter(|t| !t.is_empty())
-}
-
-/// "subject (email)" from a serialized identity.
-fn person(v: &Value) -> String {
-    let subject = s(v, "subject");
-    match opt_s(v, "email") {
-        Some(email) if email != subject => format!("{subject} ({email})"),
-        _ => subject,
-    }
 }
 
 fn day(ts: &str) -> String {
@@ -320,10 +418,21 @@ fn short(text: &str, max: usize) -> String {
 impl Facts {
     /// Gather the facts of `events` (those of the period, in seq order).
     pub fn gather<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Facts {
+        let events: Vec<&AuditEvent> = events.into_iter().collect();
         let mut f = Facts::default();
+        for e in &events {
+            f.learn_names(e);
+        }
         let mut session_index: BTreeMap<String, usize> = BTreeMap::new();
         for e in events {
             f.add(e, &mut session_index);
+        }
+        for (id, text) in std::mem::take(&mut f.held_text) {
+            if let Some(a) = f.approvals.get_mut(&id) {
+                if !text.is_empty() && a.command.as_ref().is_none_or(|c| c.len() < text.len()) {
+                    a.command = Some(text);
+                }
+            }
         }
         for g in f.grants.values_mut() {
             g.sessions = f
@@ -333,6 +442,37 @@ impl Facts {
                 .count() as u64;
         }
         f
+    }
+
+    /// Remember the email any serialized identity in `e` gives its
+    /// (issuer, subject), so every mention of that person reads the same.
+    fn learn_names(&mut self, e: &AuditEvent) {
+        let d = &e.data;
+        for key in [
+            "approver",
+            "requester",
+            "holder",
+            "revoked_by",
+            "by",
+            "identity",
+        ] {
+            if let Some(v) = d.get(key) {
+                if let Some(email) = opt_s(v, "email") {
+                    let who = (s(v, "issuer"), s(v, "subject"));
+                    self.names.entry(who).or_insert(email);
+                }
+            }
+        }
+    }
+
+    /// How a serialized identity is shown: its email, or one the period's
+    /// events give its (issuer, subject), else its subject.
+    fn display(&self, v: &Value) -> String {
+        if let Some(email) = opt_s(v, "email") {
+            return email;
+        }
+        let who = (s(v, "issuer"), s(v, "subject"));
+        self.names.get(&who).cloned().unwrap_or(who.1)
     }
 
     fn identity(&mut self, subject: &str, ts: &str) -> &mut IdentityFacts {
@@ -381,6 +521,36 @@ impl Facts {
             ..ApprovalFacts::default()
         });
         Some(a)
+    }
+
+    fn count_masked(&mut self, e: &AuditEvent, session: Option<usize>, subject: &str, today: &str) {
+        let Some(Value::Object(masked)) = e.data.get("masked") else {
+            return;
+        };
+        let subject = subject.to_string();
+        let today = today.to_string();
+        let mut total = 0;
+        for (entity, n) in masked {
+            let n = n.as_u64().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            total += n;
+            let m = self.masking.entry(entity.clone()).or_default();
+            m.values += n;
+            m.results += 1;
+            if let Some(sid) = &e.session_id {
+                m.sessions.insert(sid.clone());
+            }
+            m.identities.insert(subject.clone());
+            if let Some(i) = session {
+                *self.sessions[i].masked.entry(entity.clone()).or_default() += n;
+            }
+        }
+        if total > 0 {
+            self.days.entry(today).or_default().masked += total;
+            self.identity(&subject, &e.ts).masked += total;
+        }
     }
 
     fn add(&mut self, e: &AuditEvent, index: &mut BTreeMap<String, usize>) {
@@ -446,7 +616,49 @@ impl Facts {
                 let id = self.identity(&subject, &e.ts);
                 id.commands += 1;
                 id.connections.insert(connection.clone());
-                let sql = s(d, "sql");
+                let sql = command_text(d);
+                let protocol = s(d, "protocol");
+                let written: Vec<String> = d
+                    .get("statements")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|st| {
+                        st.get("tables_written")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let command_id = d.get("command_id").and_then(Value::as_u64);
+                if let (false, Some(sid), Some(cid), "allow" | "hold") = (
+                    written.is_empty(),
+                    &e.session_id,
+                    command_id,
+                    effect.as_str(),
+                ) {
+                    let grant_id = session.and_then(|i| self.sessions[i].grant_id);
+                    self.pending_writes.insert(
+                        (sid.clone(), cid),
+                        (
+                            subject.clone(),
+                            WriteFacts {
+                                seq: e.seq,
+                                ts: e.ts.clone(),
+                                connection: connection.clone(),
+                                session: sid.clone(),
+                                tables: written,
+                                command: sql.clone(),
+                                grant_id,
+                                approval_request: d.get("approval_request").and_then(Value::as_u64),
+                            },
+                        ),
+                    );
+                }
                 match effect.as_str() {
                     "block" => {
                         self.days.entry(day(&e.ts)).or_default().blocked += 1;
@@ -469,11 +681,18 @@ impl Facts {
                             session: e.session_id.clone().unwrap_or_default(),
                             rule,
                             message: s(&verdict, "message"),
-                            sql,
+                            command: sql,
+                            protocol,
                         });
                     }
                     "hold" => {
                         self.held += 1;
+                        // The request names the command in one line (an
+                        // HTTP request line); the held command's own event
+                        // has all of it (the prompt too).
+                        if let Some(r) = d.get("approval_request").and_then(Value::as_u64) {
+                            self.held_text.insert(r, sql.clone());
+                        }
                         self.days.entry(day(&e.ts)).or_default().held += 1;
                         if let Some(i) = session {
                             self.sessions[i].held += 1;
@@ -499,34 +718,46 @@ impl Facts {
                 }
             }
             "command.result" => {
+                if let (Some(sid), Some(cid)) =
+                    (&e.session_id, d.get("command_id").and_then(Value::as_u64))
+                {
+                    if let Some((who, w)) = self.pending_writes.remove(&(sid.clone(), cid)) {
+                        let failed = d.get("error").is_some_and(|x| !x.is_null());
+                        if !failed {
+                            self.writes.entry(who).or_default().push(w);
+                        }
+                    }
+                }
                 if d.get("sealed_originals").is_some_and(Value::is_string) {
                     self.sealed_results += 1;
                 }
-                let Some(Value::Object(masked)) = d.get("masked") else {
-                    return;
-                };
-                let mut total = 0;
-                for (entity, n) in masked {
-                    let n = n.as_u64().unwrap_or(0);
-                    if n == 0 {
-                        continue;
-                    }
-                    total += n;
-                    let m = self.masking.entry(entity.clone()).or_default();
-                    m.values += n;
-                    m.results += 1;
-                    if let Some(sid) = &e.session_id {
-                        m.sessions.insert(sid.clone());
-                    }
-                    m.identities.insert(subject.clone());
-                    if let Some(i) = session {
-                        *self.sessions[i].masked.entry(entity.clone()).or_default() += n;
-                    }
-                }
-                if total > 0 {
-                    self.days.entry(today).or_default().masked += total;
-                    self.identity(&subject, &e.ts).masked += total;
-                }
+                self.count_masked(e, session, &subject, &today);
+            }
+            // An SSH terminal's masked values are in its recording's event
+            // (a `kubectl exec` recording's are already in its result).
+            "recording" if s(d, "protocol") != "kubernetes-exec" => {
+                self.recordings += 1;
+                self.count_masked(e, session, &subject, &today);
+            }
+            "policy.loaded" => {
+                self.policies.push(PolicyFacts {
+                    seq: e.seq,
+                    ts: e.ts.clone(),
+                    reason: s(d, "reason"),
+                    sha256: s(d, "sha256"),
+                    path: opt_s(d, "path"),
+                    excluded: d.get("excluded").and_then(Value::as_u64).unwrap_or(0),
+                    text: s(d, "text"),
+                });
+            }
+            "gateway.start" | "gateway.stop" => {
+                self.gateway.push(GatewayFacts {
+                    seq: e.seq,
+                    ts: e.ts.clone(),
+                    kind: e.kind.clone(),
+                    version: opt_s(d, "version"),
+                    key_fingerprint: opt_s(d, "signing_key_fingerprint"),
+                });
             }
             "auth.failure" | "access.denied" => {
                 self.days.entry(today).or_default().refused += 1;
@@ -567,21 +798,25 @@ impl Facts {
                 self.reveals.push(RevealFacts {
                     seq: e.seq,
                     ts: e.ts.clone(),
-                    by: d.get("by").map(person).unwrap_or(subject.clone()),
+                    by: d
+                        .get("by")
+                        .map(|b| self.display(b))
+                        .unwrap_or(subject.clone()),
                     event_seq,
                     reason,
                 });
             }
             "approval.requested" => {
                 let ts = e.ts.clone();
+                let requester = d.get("requester").map(|r| self.display(r));
                 if let Some(a) = self.approval(e) {
                     a.requested = Some(ts);
                     a.command = opt_s(d, "command");
                     a.rule = opt_s(d, "rule");
                     a.message = opt_s(d, "message");
                     a.access_secs = d.get("access_secs").and_then(Value::as_u64);
-                    if let Some(r) = d.get("requester") {
-                        a.requester = person(r);
+                    if let Some(r) = requester {
+                        a.requester = r;
                     }
                     let text = match (&a.command, a.access_secs) {
                         (Some(c), _) => format!("request #{} to run: {}", a.id, short(c, 140)),
@@ -598,23 +833,29 @@ impl Facts {
                 }
             }
             "approval.decision" => {
-                let approver = d.get("approver").map(person).unwrap_or_default();
-                let approver_subject = d
-                    .get("approver")
-                    .map(|a| s(a, "subject"))
-                    .unwrap_or_default();
+                let null = Value::Null;
+                let who = d.get("approver").unwrap_or(&null);
+                let approver = self.display(who);
+                let approver_subject = s(who, "subject");
+                let issuer = s(who, "issuer");
                 let decision = s(d, "decision");
                 let reason = s(d, "reason");
                 let ts = e.ts.clone();
                 let mut id = None;
+                let mut requester = subject.clone();
                 if let Some(a) = self.approval(e) {
                     a.decisions.push(DecisionFacts {
                         approver: approver.clone(),
+                        subject: approver_subject.clone(),
+                        issuer,
                         decision: decision.clone(),
                         reason: reason.clone(),
                         at: ts,
                     });
                     id = Some(a.id);
+                    if !a.requester.is_empty() {
+                        requester = a.requester.clone();
+                    }
                 }
                 if !approver_subject.is_empty() {
                     self.identity(&approver_subject, &e.ts).decisions += 1;
@@ -628,7 +869,7 @@ impl Facts {
                         e,
                         "decision",
                         format!(
-                            "{verb} request #{} by {subject}: \u{201c}{reason}\u{201d}",
+                            "{approver} {verb} {requester}\u{2019}s request #{}: \u{201c}{reason}\u{201d}",
                             id.unwrap_or(0)
                         ),
                     );
@@ -651,7 +892,10 @@ impl Facts {
                 let Some(id) = d.get("grant_id").and_then(Value::as_u64) else {
                     return;
                 };
-                let holder = d.get("holder").map(person).unwrap_or(subject.clone());
+                let holder = d
+                    .get("holder")
+                    .map(|h| self.display(h))
+                    .unwrap_or(subject.clone());
                 let g = self.grants.entry(id).or_default();
                 g.id = id;
                 g.holder = holder;
@@ -669,6 +913,10 @@ impl Facts {
                 let Some(id) = d.get("grant_id").and_then(Value::as_u64) else {
                     return;
                 };
+                let by = d
+                    .get("revoked_by")
+                    .map(|b| self.display(b))
+                    .unwrap_or_default();
                 let g = self.grants.entry(id).or_default();
                 g.id = id;
                 if g.connection.is_empty() {
@@ -676,7 +924,6 @@ impl Facts {
                     g.holder = subject.clone();
                 }
                 if e.kind == "grant.revoked" {
-                    let by = d.get("revoked_by").map(person).unwrap_or_default();
                     g.revoked = Some((e.ts.clone(), by.clone(), s(d, "reason")));
                     let text = format!("grant #{id} revoked by {by}: {}", s(d, "reason"));
                     self.trail(&subject, e, "grant", text);

@@ -86,7 +86,7 @@ dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; 
 dl.meta dt { color: var(--muted); }
 dl.meta dd { margin: 0; word-break: break-word; }
 nav.toc { background: var(--soft); border-radius: 8px; padding: 10px 16px; margin: 10px 0 6px; font-size: 13px; }
-nav.toc a { margin-right: 14px; white-space: nowrap; }
+nav.toc a { display: inline-block; margin-right: 14px; white-space: nowrap; }
 ul.problems li { margin: 4px 0; }
 footer { margin-top: 36px; padding-top: 10px; border-top: 1px solid var(--line); color: var(--muted); font-size: 12px; }
 @media (max-width: 800px) { .figures { grid-template-columns: 1fr; } main { padding: 16px; } }

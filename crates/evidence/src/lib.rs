@@ -15,7 +15,11 @@
 //!   refused sign-ins, chain verification), self-contained and printable;
 //! * `control-map.html` and `.json`: each artifact mapped to FFIEC, NIST CSF
 //!   2.0 and PCI DSS 4.0.1 requirement 10, stating what it shows;
+//! * `recordings/<file>` and `.html`: the period's terminal recordings
+//!   (asciicast, masked, each bound to the chain by the SHA-256 its
+//!   `recording` event carries) with an offline player page each;
 //! * `summary.json`: the figures behind the report;
+//! * `SPEC.md`: every format and check, to verify without Gatehouse;
 //! * `manifest.json`, signed in `manifest.sig` with the same Ed25519 key that
 //!   signs checkpoints: every file's size and SHA-256.
 //!
@@ -32,8 +36,8 @@ mod verify;
 pub use controls::{artifacts, control_map_json, Artifact, Reference, DISCLAIMER};
 pub use facts::Facts;
 pub use pack::{
-    files, plan_segment, write_pack, FileEntry, KeyInfo, Manifest, PackSummary, Period, Segment,
-    SegmentPlan, SessionEntry, FORMAT,
+    files, plan_segment, write_pack, write_pack_with, FileEntry, KeyInfo, Manifest, PackOptions,
+    PackSummary, Period, RecordingEntry, Segment, SegmentPlan, SessionEntry, FORMAT, SPEC_TEXT,
 };
 pub use report::period_text;
 pub use verify::{verify_pack, Check, PackVerification};

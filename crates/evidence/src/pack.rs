@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+/// The specification written into every pack as `SPEC.md`.
+pub const SPEC_TEXT: &str = include_str!("../SPEC.md");
+
 /// The manifest's format tag.
 pub const FORMAT: &str = "gatehouse.evidence.pack.v1";
 
@@ -38,8 +41,59 @@ pub mod files {
     pub const SUMMARY: &str = "summary.json";
     /// How to verify, in plain text.
     pub const README: &str = "README.txt";
+    /// The pack's specification: formats and how to verify independently.
+    pub const SPEC: &str = "SPEC.md";
     /// Per-session recordings.
     pub const SESSIONS_DIR: &str = "sessions";
+    /// Terminal recordings (asciicast) and their player pages.
+    pub const RECORDINGS_DIR: &str = "recordings";
+    /// The vendored player, inside [`RECORDINGS_DIR`].
+    pub const PLAYER_DIR: &str = "recordings/player";
+}
+
+/// asciinema-player 3.18.0 (Apache-2.0), vendored in the console.
+const PLAYER_JS: &str =
+    include_str!("../../console/static/asciinema-player/asciinema-player.min.js");
+const PLAYER_CSS: &str = include_str!("../../console/static/asciinema-player/asciinema-player.css");
+const PLAYER_LICENSE: &str = include_str!("../../console/static/asciinema-player/LICENSE");
+/// Starts the player on the recording embedded in the page (a file:// page
+/// cannot fetch the .cast beside it).
+const PLAY_JS: &str = "// Gatehouse evidence pack: play the recording embedded in this page, offline.\n\
+(function () {\n\
+  'use strict';\n\
+  var el = document.getElementById('player');\n\
+  var cast = document.getElementById('cast');\n\
+  if (!el || !cast || !window.AsciinemaPlayer) { return; }\n\
+  window.AsciinemaPlayer.create({ data: cast.textContent }, el, { fit: 'width', idleTimeLimit: 2, preload: true });\n\
+  el.setAttribute('data-ready', '1');\n\
+})();\n";
+
+/// Where to find what the trail only references.
+#[derive(Debug, Clone, Default)]
+pub struct PackOptions {
+    /// The gateway's terminal recordings folder (`state_dir/recordings`):
+    /// the period's recordings are copied into the pack when their SHA-256
+    /// is the one the trail recorded. None leaves them out.
+    pub recordings_dir: Option<PathBuf>,
+}
+
+/// One terminal recording in the pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingEntry {
+    /// The session it belongs to.
+    pub session: String,
+    /// The file name the `recording` event names.
+    pub file: String,
+    /// Its path in the pack.
+    pub path: String,
+    /// Its player page.
+    pub player: String,
+    /// SHA-256, hex (equal to the `recording` event's).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The `recording` event.
+    pub event_seq: u64,
 }
 
 /// Which events a pack covers, and what anchors them.
@@ -207,6 +261,10 @@ pub struct Manifest {
     pub signing_key: KeyInfo,
     /// Session recordings.
     pub sessions: Vec<SessionEntry>,
+    /// Terminal recordings (absent in packs written before they were
+    /// included).
+    #[serde(default)]
+    pub recordings: Vec<RecordingEntry>,
     /// Every other file in the pack, sorted by path.
     pub files: Vec<FileEntry>,
 }
@@ -255,6 +313,18 @@ pub fn write_pack(
     signer: &AuditSigner,
     out: &Path,
     generator: &str,
+) -> Result<PackSummary, EvidenceError> {
+    write_pack_with(db, plan, signer, out, generator, &PackOptions::default())
+}
+
+/// [`write_pack`], with the terminal recordings of `options`.
+pub fn write_pack_with(
+    db: &Path,
+    plan: &SegmentPlan,
+    signer: &AuditSigner,
+    out: &Path,
+    generator: &str,
+    options: &PackOptions,
 ) -> Result<PackSummary, EvidenceError> {
     if out.exists() {
         let mut entries = std::fs::read_dir(out).map_err(io_err(out))?;
@@ -323,6 +393,11 @@ pub fn write_pack(
     }
     let facts = Facts::gather(&period_events);
 
+    // Terminal recordings, bound to the chain by the SHA-256 their
+    // `recording` event carries.
+    let (recordings, left_out) =
+        copy_recordings(out, options.recordings_dir.as_deref(), &period_events)?;
+
     // Session recordings.
     let mut sessions = Vec::new();
     let mut used = std::collections::BTreeSet::new();
@@ -343,7 +418,13 @@ pub fn write_pack(
             .filter(|e| e.session_id.as_deref() == Some(sid.as_str()))
             .collect();
         let facts_of = facts.sessions.iter().find(|s| &s.id == sid);
-        let page = report::session_page(sid, facts_of, &events, &format!("{stem}.jsonl"));
+        let page = report::session_page(
+            sid,
+            facts_of,
+            &events,
+            &format!("{stem}.jsonl"),
+            &recordings,
+        );
         write_file(&out.join(&html_file), page.as_bytes())?;
         sessions.push(SessionEntry {
             id: sid.clone(),
@@ -381,6 +462,8 @@ pub fn write_pack(
         verification: &verification,
         checkpoints: &plan.checkpoints,
         sessions: &sessions,
+        recordings: &recordings,
+        left_out: &left_out,
     };
     write_file(
         &out.join(files::REPORT),
@@ -406,6 +489,7 @@ pub fn write_pack(
         &out.join(files::README),
         readme(&period, &signing_key).as_bytes(),
     )?;
+    write_file(&out.join(files::SPEC), SPEC_TEXT.as_bytes())?;
 
     // The manifest: every file but itself and its signature.
     let mut entries = Vec::new();
@@ -420,6 +504,7 @@ pub fn write_pack(
         segment,
         signing_key,
         sessions,
+        recordings,
         files: entries,
     };
     let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(EvidenceError::json)?;
@@ -435,6 +520,116 @@ pub fn write_pack(
         verification,
         facts,
     })
+}
+
+/// A recording of the period left out of the pack: its file and why.
+type LeftOut = (String, String);
+
+/// A file name the gateway could have written: no folders, no tricks.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Copy the period's terminal recordings into `out/recordings` with a
+/// player page each; a recording missing from `dir` or whose content is
+/// not what the trail recorded is left out and said so.
+fn copy_recordings(
+    out: &Path,
+    dir: Option<&Path>,
+    events: &[AuditEvent],
+) -> Result<(Vec<RecordingEntry>, Vec<LeftOut>), EvidenceError> {
+    let mut entries = Vec::new();
+    let mut left_out = Vec::new();
+    let recorded: Vec<&AuditEvent> = events.iter().filter(|e| e.kind == "recording").collect();
+    if recorded.is_empty() {
+        return Ok((entries, left_out));
+    }
+    let Some(dir) = dir else {
+        for e in recorded {
+            let file = e.data.get("file").and_then(|f| f.as_str()).unwrap_or("");
+            left_out.push((
+                file.to_string(),
+                "the recordings folder was not given to the export".to_string(),
+            ));
+        }
+        return Ok((entries, left_out));
+    };
+    let player_dir = out.join(files::PLAYER_DIR);
+    for e in recorded {
+        let file = e
+            .data
+            .get("file")
+            .and_then(|f| f.as_str())
+            .unwrap_or("")
+            .to_string();
+        let want = e
+            .data
+            .get("sha256")
+            .and_then(|f| f.as_str())
+            .unwrap_or("")
+            .to_string();
+        if !plain_file_name(&file) || file.ends_with(".html") {
+            left_out.push((file, format!("event {} names no plain file name", e.seq)));
+            continue;
+        }
+        let bytes = match std::fs::read(dir.join(&file)) {
+            Ok(b) => b,
+            Err(err) => {
+                left_out.push((
+                    file,
+                    format!("it cannot be read from the recordings folder ({err})"),
+                ));
+                continue;
+            }
+        };
+        let sha = hex::encode(Sha256::digest(&bytes));
+        if sha != want {
+            left_out.push((
+                file,
+                format!(
+                    "its SHA-256 ({sha}) is not the one event {} recorded ({want}): it was altered after it was \
+                     closed",
+                    e.seq
+                ),
+            ));
+            continue;
+        }
+        if entries.is_empty() {
+            std::fs::create_dir_all(&player_dir).map_err(io_err(&player_dir))?;
+            write_file(
+                &player_dir.join("asciinema-player.min.js"),
+                PLAYER_JS.as_bytes(),
+            )?;
+            write_file(
+                &player_dir.join("asciinema-player.css"),
+                PLAYER_CSS.as_bytes(),
+            )?;
+            write_file(&player_dir.join("LICENSE"), PLAYER_LICENSE.as_bytes())?;
+            write_file(&player_dir.join("play.js"), PLAY_JS.as_bytes())?;
+        }
+        let path = format!("{}/{file}", files::RECORDINGS_DIR);
+        let player = format!("{path}.html");
+        write_file(&out.join(&path), &bytes)?;
+        let session = e.session_id.clone().unwrap_or_default();
+        let page = report::player_page(&file, e, &String::from_utf8_lossy(&bytes));
+        write_file(&out.join(&player), page.as_bytes())?;
+        entries.push(RecordingEntry {
+            session,
+            file,
+            path,
+            player,
+            sha256: sha,
+            size: bytes.len() as u64,
+            event_seq: e.seq,
+        });
+    }
+    Ok((entries, left_out))
 }
 
 /// Every regular file under `dir`, with paths relative to `root`.
@@ -509,9 +704,13 @@ fn readme(period: &Period, key: &KeyInfo) -> String {
          sessions/*.jsonl, *.html      each session's events, and a readable timeline\n\
          report.html                   the report for people\n\
          summary.json                  the figures behind the report\n\
-         control-map.html, .json       the control map\n\n\
-         The event and checkpoint formats are documented in the gatehouse-audit crate\n\
-         (hash = SHA-256 over a length-prefixed encoding of each field; RFC 8785 JSON).\n",
+         control-map.html, .json       the control map\n\
+         SPEC.md                       the formats, and how to verify without Gatehouse\n\n\
+         SPEC.md specifies every format (event hash, canonical JSON, checkpoint and manifest\n\
+         signatures) and every check, so the pack can be verified without the vendor's binary.\n\
+         An independent verifier written from it ships with Gatehouse (tools/verify_pack.py;\n\
+         Python 3 and the `cryptography` package):\n\n\
+         \x20   python3 verify_pack.py THIS_FOLDER --public-key gateway.pub\n",
         period = report::period_text(period),
         fp = key.fingerprint
     )

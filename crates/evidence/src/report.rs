@@ -3,9 +3,9 @@
 //! through [`esc`]; links are built with [`href`].
 
 use crate::charts::{grouped_bars, horizontal_bars, Series};
-use crate::facts::{human_secs, Facts, SessionFacts};
+use crate::facts::{command_text, human_secs, Facts, SessionFacts};
 use crate::html::{esc, href, num, page, tag};
-use crate::pack::{KeyInfo, Period, Segment, SessionEntry};
+use crate::pack::{KeyInfo, Period, RecordingEntry, Segment, SessionEntry};
 use gatehouse_audit::{AuditEvent, Checkpoint, SegmentReport, SegmentStart};
 use serde_json::Value;
 use std::fmt::Write;
@@ -31,6 +31,10 @@ pub struct ReportContext<'a> {
     pub checkpoints: &'a [Checkpoint],
     /// The session recordings.
     pub sessions: &'a [SessionEntry],
+    /// The terminal recordings in the pack.
+    pub recordings: &'a [RecordingEntry],
+    /// Terminal recordings of the period left out, and why.
+    pub left_out: &'a [(String, String)],
 }
 
 /// "2025-01-01 00:00 UTC to 2025-02-01 00:00 UTC".
@@ -71,6 +75,7 @@ fn entity_label(entity: &str) -> String {
         "aba_routing" => "ABA routing no.".into(),
         "email" => "Email address".into(),
         "phone" => "Phone number".into(),
+        "account_number" => "Account number".into(),
         "column" => "Column rule".into(),
         other => other.to_string(),
     }
@@ -199,8 +204,9 @@ pub fn report_page(ctx: &ReportContext<'_>, f: &Facts) -> String {
     b.push_str(
         "<nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#identities\">Access by identity</a>\
          <a href=\"#sessions\">Sessions</a><a href=\"#approvals\">Approvals</a><a href=\"#blocked\">Blocked attempts</a>\
-         <a href=\"#masking\">Masking</a><a href=\"#reveals\">Reveals</a><a href=\"#grants\">Access grants</a>\
-         <a href=\"#refusals\">Refused sign-ins</a><a href=\"#chain\">Chain verification</a>\
+         <a href=\"#writes\">Data changes</a><a href=\"#masking\">Masking</a><a href=\"#reveals\">Reveals</a><a href=\"#grants\">Access grants</a>\
+         <a href=\"#refusals\">Refused sign-ins</a><a href=\"#policy\">Policy in force</a>\
+         <a href=\"#chain\">Chain verification</a><a href=\"#custody\">Key custody</a>\
          <a href=\"control-map.html\">Control map</a></nav>",
     );
 
@@ -317,11 +323,14 @@ pub fn report_page(ctx: &ReportContext<'_>, f: &Facts) -> String {
     sessions_section(&mut b, ctx, f);
     approvals_section(&mut b, ctx, f);
     blocked_section(&mut b, ctx, f);
+    writes_section(&mut b, ctx, f);
     masking_section(&mut b, f);
     reveals_section(&mut b, f);
     grants_section(&mut b, f);
     refusals_section(&mut b, f);
+    policy_section(&mut b, f);
     chain_section(&mut b, ctx);
+    custody_section(&mut b, ctx, f);
 
     let _ = write!(
         b,
@@ -440,7 +449,45 @@ fn sessions_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
             num(s.masked_total()),
         );
     }
-    b.push_str("</tbody></table></section>");
+    b.push_str("</tbody></table>");
+    let _ = write!(
+        b,
+        "<h3 id=\"recordings\">Terminal recordings</h3><p class=\"muted\">{} recording(s) of SSH terminals and \
+         <code>kubectl exec</code> streams, masked as they were written, are in <code>recordings/</code>, each the very \
+         file whose SHA-256 the audit trail recorded when it was closed. Each has a player page that works offline.</p>",
+        ctx.recordings.len()
+    );
+    if !ctx.recordings.is_empty() {
+        b.push_str(
+            "<table><thead><tr><th>Recording</th><th>Session</th><th class=\"num\">Event</th>\
+             <th class=\"num\">Size</th><th>SHA-256</th></tr></thead><tbody>",
+        );
+        for r in ctx.recordings {
+            let _ = write!(
+                b,
+                "<tr><td><a class=\"mono\" href=\"{}\">{}</a> (<a href=\"{}\">file</a>)</td><td>{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"mono\">{}…</td></tr>",
+                href(&r.player),
+                esc(&r.file),
+                href(&r.path),
+                session_link(ctx, &r.session),
+                r.event_seq,
+                num(r.size),
+                esc(r.sha256.get(..16).unwrap_or(&r.sha256))
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    for (file, why) in ctx.left_out {
+        let _ = write!(
+            b,
+            "<p class=\"note\">{} recording <span class=\"mono\">{}</span> is not in this pack: {}.</p>",
+            tag("warn", "left out"),
+            esc(file),
+            esc(why)
+        );
+    }
+    b.push_str("</section>");
 }
 
 fn approvals_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
@@ -479,7 +526,7 @@ fn approvals_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
         for d in &a.decisions {
             let _ = write!(
                 decisions,
-                "<div>{} <strong>{}</strong> at {}<br>\u{201c}{}\u{201d}</div>",
+                "<div>{} <strong>{}</strong> at {}<br><span class=\"note mono\">sub {} · iss {}</span><br>\u{201c}{}\u{201d}</div>",
                 tag(
                     &d.decision,
                     if d.decision == "approve" {
@@ -490,6 +537,8 @@ fn approvals_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
                 ),
                 esc(&d.approver),
                 ts_cell(&d.at),
+                esc(&d.subject),
+                esc(&d.issuer),
                 esc(&d.reason)
             );
         }
@@ -529,8 +578,8 @@ fn approvals_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
 fn blocked_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
     let _ = write!(
         b,
-        "<section id=\"blocked\"><h2>Blocked attempts</h2><p class=\"muted\">{} statement(s) refused by policy. \
-         None of them reached the database.</p>",
+        "<section id=\"blocked\"><h2>Blocked attempts</h2><p class=\"muted\">{} command(s) refused by policy \
+         (SQL statements, SSH commands, HTTP requests and prompts). None of them reached the target.</p>",
         f.blocked.len()
     );
     if f.blocked.is_empty() {
@@ -538,7 +587,7 @@ fn blocked_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
         return;
     }
     b.push_str(
-        "<table><thead><tr><th>Time</th><th>Identity</th><th>Connection</th><th>Rule</th><th>Statement</th>\
+        "<table><thead><tr><th>Time</th><th>Identity</th><th>Connection</th><th>Rule</th><th>Command</th>\
          <th>Message to the client</th><th>Session</th></tr></thead><tbody>",
     );
     for x in &f.blocked {
@@ -550,7 +599,7 @@ fn blocked_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
             esc(&x.subject),
             esc(&x.connection),
             esc(&x.rule),
-            esc(&x.sql),
+            esc(&x.command),
             esc(&x.message),
             session_link(ctx, &x.session)
         );
@@ -558,14 +607,239 @@ fn blocked_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
     b.push_str("</tbody></table></section>");
 }
 
+fn writes_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
+    let total: usize = f.writes.values().map(Vec::len).sum();
+    let granted: usize = f
+        .writes
+        .values()
+        .flatten()
+        .filter(|w| w.grant_id.is_some())
+        .count();
+    let _ = write!(
+        b,
+        "<section id=\"writes\"><h2>Data changes by identity</h2><p class=\"muted\">{} command(s) changed data: \
+         statements that write tables, allowed or run after approval, whose result reported no error. {} of them \
+         ran in a session opened under a time-bound access grant (marked below).</p>",
+        num(total as u64),
+        num(granted as u64)
+    );
+    if total == 0 {
+        b.push_str("<p>No command changed data in this period.</p></section>");
+        return;
+    }
+    for (subject, writes) in &f.writes {
+        let mut tables: std::collections::BTreeMap<&str, Vec<&crate::facts::WriteFacts>> =
+            std::collections::BTreeMap::new();
+        for w in writes {
+            for t in &w.tables {
+                tables.entry(t.as_str()).or_default().push(w);
+            }
+        }
+        let _ = write!(
+            b,
+            "<h3>{}</h3><table><thead><tr><th>Table</th><th style=\"width:150px\">Time</th><th>Connection</th>\
+             <th>Statement</th><th>Under</th><th>Session</th></tr></thead><tbody>",
+            esc(subject)
+        );
+        for (table, ws) in tables {
+            for w in ws {
+                let mut under = Vec::new();
+                if let Some(g) = w.grant_id {
+                    under.push(tag("warn", &format!("access grant #{g}")));
+                }
+                if let Some(r) = w.approval_request {
+                    under.push(format!("approval #{r}"));
+                }
+                let _ = write!(
+                    b,
+                    "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td class=\"sql\"><pre>{}</pre></td>\
+                     <td>{}</td><td>{}</td></tr>",
+                    esc(table),
+                    ts_cell(&w.ts),
+                    esc(&w.connection),
+                    esc(&w.command),
+                    if under.is_empty() {
+                        "—".to_string()
+                    } else {
+                        under.join(" ")
+                    },
+                    session_link(ctx, &w.session)
+                );
+            }
+        }
+        b.push_str("</tbody></table>");
+    }
+    b.push_str("</section>");
+}
+
+fn policy_section(b: &mut String, f: &Facts) {
+    b.push_str(
+        "<section id=\"policy\"><h2>Policy in force</h2><p class=\"muted\">Each time the gateway starts it records a <code>policy.loaded</code> event with the SHA-256 of the \
+         configuration text as loaded, and that text with any inline secret values excluded (secrets are \
+         references such as <code>password_env</code>; the event's <code>text</code> field holds the file). \
+         <code>gateway.start</code> and <code>gateway.stop</code> events bracket each run.</p>",
+    );
+    if f.policies.is_empty() && f.gateway.is_empty() {
+        b.push_str(
+            "<p>No policy was loaded and the gateway neither started nor stopped within this period: the policy in \
+             force is the one recorded at the last start before it (see an earlier pack, or <code>gatehouse audit \
+             export</code>).</p></section>",
+        );
+        return;
+    }
+    b.push_str(
+        "<table><thead><tr><th class=\"num\">Event</th><th style=\"width:150px\">Time</th><th>What</th>\
+         <th>Detail</th></tr></thead><tbody>",
+    );
+    let mut rows: Vec<(u64, String)> = Vec::new();
+    for p in &f.policies {
+        rows.push((
+            p.seq,
+            format!(
+                "<tr><td class=\"num mono\">{}</td><td>{}</td><td>{}</td><td>SHA-256 <span class=\"mono\">{}</span>{}{}</td></tr>",
+                p.seq,
+                ts_cell(&p.ts),
+                tag("", &format!("policy loaded ({})", p.reason)),
+                esc(&p.sha256),
+                p.path
+                    .as_deref()
+                    .map_or(String::new(), |x| format!("<br>from <span class=\"mono\">{}</span>", esc(x))),
+                if p.excluded > 0 {
+                    format!("<br>{} inline secret value(s) excluded from the recorded text", p.excluded)
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    for g in &f.gateway {
+        rows.push((
+            g.seq,
+            format!(
+                "<tr><td class=\"num mono\">{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                g.seq,
+                ts_cell(&g.ts),
+                tag(
+                    if g.kind == "gateway.stop" {
+                        "warn"
+                    } else {
+                        "ok"
+                    },
+                    if g.kind == "gateway.stop" {
+                        "gateway stopped"
+                    } else {
+                        "gateway started"
+                    }
+                ),
+                g.version
+                    .as_deref()
+                    .map_or(String::new(), |v| format!("version {}", esc(v))),
+                g.key_fingerprint
+                    .as_deref()
+                    .map_or(String::new(), |k| format!(
+                        "; signing key <span class=\"mono\">{}</span>",
+                        esc(k)
+                    ))
+            ),
+        ));
+    }
+    rows.sort_by_key(|r| r.0);
+    for (_, row) in rows {
+        b.push_str(&row);
+    }
+    b.push_str("</tbody></table>");
+    let distinct: std::collections::BTreeSet<&str> =
+        f.policies.iter().map(|p| p.sha256.as_str()).collect();
+    if distinct.len() > 1 {
+        let _ = write!(
+            b,
+            "<p class=\"note\">The policy changed during the period: {} different versions were loaded.</p>",
+            distinct.len()
+        );
+    }
+    for p in &f.policies {
+        let _ = write!(
+            b,
+            "<details><summary>Configuration loaded at event {} (SHA-256 <span class=\"mono\">{}…</span>)</summary>\
+             <pre>{}</pre></details>",
+            p.seq,
+            esc(p.sha256.get(..16).unwrap_or(&p.sha256)),
+            esc(&p.text)
+        );
+    }
+    b.push_str("</section>");
+}
+
+fn custody_section(b: &mut String, ctx: &ReportContext<'_>, f: &Facts) {
+    let mut fingerprints: Vec<(String, String)> = Vec::new();
+    for g in &f.gateway {
+        if let Some(k) = &g.key_fingerprint {
+            if fingerprints.last().map(|x| &x.0) != Some(k) {
+                fingerprints.push((k.clone(), g.ts.clone()));
+            }
+        }
+    }
+    let _ = write!(
+        b,
+        "<section id=\"custody\"><h2>Signing key custody</h2>\
+         <p>Checkpoints and this pack's manifest are signed with the gateway's Ed25519 key. Its private half is a file \
+         on the gateway host (<code>[audit] signing_key</code>, by default <code>audit-signing.key</code> in the \
+         gateway's state folder, readable only by the gateway's user); its public half is next to it \
+         (<code>.pub</code>) and is printed by <code>gatehouse audit public-key</code>. The key's fingerprint is \
+         SHA256 of the raw 32-byte public key.</p>\
+         <dl class=\"meta\"><dt>Key of this pack</dt><dd class=\"mono\">{}</dd>\
+         <dt>Checkpoints in the pack</dt><dd>{} — every one verified with this key (a checkpoint names no key: it \
+         verifies with exactly one)</dd></dl>",
+        esc(&ctx.key.fingerprint),
+        ctx.checkpoints.len()
+    );
+    if fingerprints.is_empty() {
+        b.push_str(
+            "<p>No gateway start in this period announced its key; the key above signed every checkpoint in the \
+             pack.</p>",
+        );
+    } else {
+        b.push_str(
+            "<table><thead><tr><th>Key fingerprint announced at gateway start</th><th>From</th></tr></thead><tbody>",
+        );
+        for (k, ts) in &fingerprints {
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}{}</td><td>{}</td></tr>",
+                esc(k),
+                if *k == ctx.key.fingerprint {
+                    ""
+                } else {
+                    " (a different key: checkpoints it signed do not verify with this pack's key)"
+                },
+                ts_cell(ts)
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    b.push_str(
+        "<p><strong>Limits.</strong> Whoever holds the private key and the audit store could rewrite the whole store \
+         and re-sign it: the chain and the checkpoints alone cannot show that. The external anchor file \
+         (<code>[audit] anchor_file</code>) is the defence: after committing each checkpoint the gateway appends a \
+         copy of it (one JSON line, the same form as <code>checkpoints.jsonl</code>) to that file, meant to live on \
+         another volume or be shipped to write-once storage, so a rollback or rewrite of the store together with \
+         its key leaves checkpoints the anchor holds and the store does not (<code>gatehouse audit verify</code> \
+         reports it, and the gateway refuses to resume such a store). Ask the institution for the anchor's copy \
+         and check that every checkpoint of this pack is in it, byte for byte.</p></section>",
+    );
+}
+
 fn masking_section(b: &mut String, f: &Facts) {
     let total: u64 = f.masking.values().map(|m| m.values).sum();
     let _ = write!(
         b,
-        "<section id=\"masking\"><h2>Masking</h2><p class=\"muted\">{} value(s) were masked in results before they left \
-         the gateway. The counts come from each result's audit event; the audit trail itself holds only masked values \
-         (its result samples are masked too).</p>",
-        num(total)
+        "<section id=\"masking\"><h2>Masking</h2><p class=\"muted\">{} value(s) were masked in results and terminal \
+         output before they left the gateway. The counts come from each result's audit event and, for SSH terminals, \
+         from each recording's event ({} recording(s)); a <code>kubectl exec</code> stream's are in its result. The \
+         audit trail itself holds only masked values (its result samples and recordings are masked too). \
+         \u{201c}Results\u{201d} counts results and recordings.</p>",
+        num(total),
+        num(f.recordings)
     );
     if f.masking.is_empty() {
         b.push_str("<p>No values were masked in this period.</p></section>");
@@ -762,8 +1036,10 @@ fn chain_section(b: &mut String, ctx: &ReportContext<'_>) {
          --public-key gateway.pub</code>. It checks the manifest's signature, every file's size and SHA-256, that no \
          file was added or removed, every event's hash and link, every checkpoint's signature and signed hash, both \
          anchors of the segment, and that each session recording is exactly its events. It names every problem.</li>\
-         <li>The formats are documented (see <code>README.txt</code>), so the same checks can be written \
-         independently.</li></ol></section>",
+         <li>Or check it without the vendor's binary: <code>SPEC.md</code> in this folder specifies every format \
+         and check, and an independent verifier written from it ships with Gatehouse \
+         (<code>python3 tools/verify_pack.py THIS_FOLDER --public-key gateway.pub</code>, Python 3 with the \
+         <code>cryptography</code> package).</li></ol></section>",
     );
 }
 
@@ -773,6 +1049,7 @@ pub fn session_page(
     facts: Option<&SessionFacts>,
     events: &[&AuditEvent],
     raw_file: &str,
+    recordings: &[RecordingEntry],
 ) -> String {
     let mut b = String::new();
     let _ = write!(
@@ -824,7 +1101,7 @@ pub fn session_page(
             "<tr id=\"e{seq}\"><td class=\"num mono\">{seq}</td><td>{}</td><td>{}</td><td class=\"sql\">{}</td></tr>",
             ts_cell(&e.ts),
             event_tag(e),
-            event_detail(e),
+            event_detail(e, recordings),
             seq = e.seq
         );
     }
@@ -854,7 +1131,7 @@ fn event_tag(e: &AuditEvent) -> String {
     tag(class, &e.kind)
 }
 
-fn event_detail(e: &AuditEvent) -> String {
+fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
     let d = &e.data;
     let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     match e.kind.as_str() {
@@ -884,7 +1161,7 @@ fn event_detail(e: &AuditEvent) -> String {
             let v = d.get("verdict").cloned().unwrap_or(Value::Null);
             let rule = v.get("rule").and_then(Value::as_str);
             let message = v.get("message").and_then(Value::as_str);
-            let mut out = format!("<pre>{}</pre>", esc(&text("sql")));
+            let mut out = format!("<pre>{}</pre>", esc(&command_text(d)));
             if let Some(r) = rule {
                 let _ = write!(
                     out,
@@ -955,9 +1232,82 @@ fn event_detail(e: &AuditEvent) -> String {
             }
             out
         }
+        "recording" => {
+            let file = text("file");
+            let mut out = format!(
+                "terminal recording <span class=\"mono\">{}</span> ({} bytes, SHA-256 <span class=\"mono\">{}</span>)",
+                esc(&file),
+                d.get("size").and_then(Value::as_u64).unwrap_or(0),
+                esc(&text("sha256"))
+            );
+            if let Some(Value::Object(m)) = d.get("masked") {
+                if !m.is_empty() {
+                    let list: Vec<String> = m
+                        .iter()
+                        .map(|(k, v)| format!("{} {}", v, entity_label(k)))
+                        .collect();
+                    let _ = write!(out, "; masked {}", esc(&list.join(", ")));
+                }
+            }
+            match recordings.iter().find(|r| r.event_seq == e.seq) {
+                Some(r) => {
+                    let _ = write!(
+                        out,
+                        "<div><a href=\"../{}\">play it</a> · <a href=\"../{}\">the file</a></div>",
+                        href(&r.player),
+                        href(&r.path)
+                    );
+                }
+                None => out.push_str("<div class=\"note\">not included in this pack</div>"),
+            }
+            out
+        }
         _ => format!(
             "<pre>{}</pre>",
             esc(&serde_json::to_string(d).unwrap_or_default())
         ),
     }
+}
+
+/// A terminal recording's player page (in `recordings/`): the vendored
+/// asciinema-player plays the recording embedded in the page (a page
+/// opened from disk cannot fetch the file beside it), with no network.
+pub fn player_page(file: &str, e: &AuditEvent, cast: &str) -> String {
+    let masked = match e.data.get("masked") {
+        Some(Value::Object(m)) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| format!("{} {}", v, entity_label(k)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "none".into(),
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'self' file: \
+         'wasm-unsafe-eval'; style-src 'self' file: 'unsafe-inline'; img-src data:; font-src data:\">\n\
+         <title>Recording {title} — Gatehouse evidence pack</title>\n\
+         <link rel=\"stylesheet\" href=\"player/asciinema-player.css\">\n\
+         <style>body{{font:14px/1.5 -apple-system,\"Segoe UI\",Arial,sans-serif;margin:0;color:#1c2430}}\
+         main{{max-width:1100px;margin:0 auto;padding:24px 32px}}.mono{{font-family:monospace}}\
+         .muted{{color:#5b6675}}</style>\n</head>\n<body>\n<main>\n\
+         <p class=\"muted\">Gatehouse evidence pack · terminal recording</p>\n\
+         <h1 class=\"mono\">{title}</h1>\n\
+         <p><a href=\"../report.html#sessions\">&larr; Back to the report</a> · session <span class=\"mono\">{session}</span> \
+         · {who} on {conn} · recorded as event {seq} (SHA-256 <span class=\"mono\">{sha}</span>) · values masked: {masked} · \
+         <a href=\"{link}\">the file</a> (asciicast v2)</p>\n\
+         <div id=\"player\"></div>\n\
+         <noscript><p>The player needs JavaScript; the recording is the file above, plain JSON lines.</p></noscript>\n\
+         <pre id=\"cast\" hidden>{cast}</pre>\n\
+         <script src=\"player/asciinema-player.min.js\"></script>\n<script src=\"player/play.js\"></script>\n\
+         </main>\n</body>\n</html>\n",
+        title = esc(file),
+        session = esc(e.session_id.as_deref().unwrap_or("")),
+        who = esc(e.subject.as_deref().unwrap_or("")),
+        conn = esc(e.connection.as_deref().unwrap_or("")),
+        seq = e.seq,
+        sha = esc(e.data.get("sha256").and_then(Value::as_str).unwrap_or("")),
+        masked = esc(&masked),
+        link = href(file),
+        cast = esc(cast),
+    )
 }

@@ -391,6 +391,21 @@ pub fn verify_pack(dir: &Path, key: &VerifyingKey) -> Result<PackVerification, E
             }
         ),
     );
+    // 5. Terminal recordings are the files the chain recorded.
+    let recording_problems = check_recordings(dir, &manifest, &mut v)?;
+    v.check(
+        "recordings",
+        recording_problems == 0,
+        format!(
+            "{} terminal recordings {}",
+            manifest.recordings.len(),
+            if recording_problems == 0 {
+                "each with the SHA-256 its recording event holds".to_string()
+            } else {
+                format!("checked, {recording_problems} problem(s)")
+            }
+        ),
+    );
     v.check(
         "period",
         !v.problems.iter().any(|p| p.starts_with("period:")),
@@ -403,6 +418,95 @@ pub fn verify_pack(dir: &Path, key: &VerifyingKey) -> Result<PackVerification, E
     );
     v.manifest = Some(manifest);
     Ok(v)
+}
+
+/// Each terminal recording the manifest lists is the file whose SHA-256
+/// the chain's `recording` event of that session recorded (so a recording
+/// is bound to the signed chain, not only to the manifest).
+fn check_recordings(
+    dir: &Path,
+    manifest: &Manifest,
+    v: &mut PackVerification,
+) -> Result<usize, EvidenceError> {
+    if manifest.recordings.is_empty() {
+        return Ok(0);
+    }
+    let mut recorded: BTreeMap<(String, String), (u64, String)> = BTreeMap::new();
+    if let Ok(file) = std::fs::File::open(dir.join(files::EVENTS)) {
+        for line in BufReader::new(file).lines() {
+            let Ok(line) = line else { break };
+            let Ok(event) = serde_json::from_str::<AuditEvent>(&line) else {
+                continue;
+            };
+            if event.kind != "recording"
+                || event.seq < manifest.period.first_seq
+                || event.seq > manifest.period.last_seq
+            {
+                continue;
+            }
+            let text = |k: &str| {
+                event
+                    .data
+                    .get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            recorded.insert(
+                (event.session_id.clone().unwrap_or_default(), text("file")),
+                (event.seq, text("sha256")),
+            );
+        }
+    }
+    let mut problems = 0;
+    for r in &manifest.recordings {
+        if !safe_relative(&r.path) {
+            v.fail(
+                "recordings",
+                format!(
+                    "the manifest names \"{}\" as a recording, which is not a path inside the pack",
+                    r.path
+                ),
+            );
+            problems += 1;
+            continue;
+        }
+        let Some((seq, want)) = recorded.get(&(r.session.clone(), r.file.clone())) else {
+            v.fail(
+                "recordings",
+                format!(
+                    "{}: no recording event of session {} names {} in {}",
+                    r.path,
+                    r.session,
+                    r.file,
+                    files::EVENTS
+                ),
+            );
+            problems += 1;
+            continue;
+        };
+        let path = dir.join(&r.path);
+        if !path.is_file() {
+            v.fail(
+                "recordings",
+                format!("{} cannot be read (it is missing)", r.path),
+            );
+            problems += 1;
+            continue;
+        }
+        let (_, sha) = hash_file(&path)?;
+        if &sha != want {
+            v.fail(
+                "recordings",
+                format!(
+                    "{}: its SHA-256 is {sha} but event {seq} recorded {want}: it is not the recording the gateway made",
+                    r.path
+                ),
+            );
+            problems += 1;
+        }
+    }
+    Ok(problems)
 }
 
 fn closing_text(c: Option<(u64, u64)>) -> String {

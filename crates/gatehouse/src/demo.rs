@@ -555,11 +555,39 @@ email = { strategy = "tokenize" }
 phone = { strategy = "partial", keep_last = 4 }
 
 [[masking.columns]]
-name = "customer-identifiers"
-columns = ["customers.ssn", "*.card_number", "*.iban", "*.account_number", "*.routing_number"]
+name = "customer-ssn"
+columns = ["customers.ssn"]
 strategy = "partial"
 keep_last = 4
 entity = "ssn"
+
+[[masking.columns]]
+name = "card-numbers"
+columns = ["*.card_number"]
+strategy = "partial"
+keep_last = 4
+entity = "card_number"
+
+[[masking.columns]]
+name = "ibans"
+columns = ["*.iban"]
+strategy = "partial"
+keep_last = 4
+entity = "iban"
+
+[[masking.columns]]
+name = "account-numbers"
+columns = ["*.account_number"]
+strategy = "partial"
+keep_last = 4
+entity = "account_number"
+
+[[masking.columns]]
+name = "routing-numbers"
+columns = ["*.routing_number"]
+strategy = "partial"
+keep_last = 4
+entity = "aba_routing"
 
 [[masking.columns]]
 name = "customer-contact"

@@ -8,7 +8,7 @@ use crate::config::GatewayConfig;
 use crate::gateway;
 use anyhow::{Context, Result};
 use gatehouse_audit::{key_fingerprint, public_key_path, AuditSigner};
-use gatehouse_evidence::{plan_segment, verify_pack, write_pack, SegmentPlan};
+use gatehouse_evidence::{plan_segment, verify_pack, write_pack_with, PackOptions, SegmentPlan};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -79,8 +79,18 @@ pub fn write(cfg: &GatewayConfig, args: WriteArgs) -> Result<ExitCode> {
         );
     }
     let generator = format!("gatehouse {}", env!("CARGO_PKG_VERSION"));
-    let summary = write_pack(&db, &plan, &signer, &args.out, &generator)?;
+    // Terminal recordings (SSH, kubectl exec) go in the pack too.
+    let options = PackOptions {
+        recordings_dir: Some(cfg.recordings_dir()),
+    };
+    let summary = write_pack_with(&db, &plan, &signer, &args.out, &generator, &options)?;
     let m = &summary.manifest;
+    if !m.recordings.is_empty() {
+        eprintln!(
+            "{} terminal recording(s) included, each checked against the SHA-256 the trail recorded",
+            m.recordings.len()
+        );
+    }
     println!(
         "evidence pack written to {}\n  period      {} ({} events: {}–{})\n  segment     events {}–{} with {} checkpoint(s); {}\n  files       {} (plus manifest.json and manifest.sig)\n  signed by   Ed25519 {}\n  verify with gatehouse evidence verify {} --public-key {}",
         args.out.display(),

@@ -142,6 +142,34 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
     .context("opening the audit trail")
 }
 
+/// Record `gateway.start` (version, the signing key's fingerprint, the
+/// anchor file) and `policy.loaded` (the configuration in force: its
+/// SHA-256 and its text with inline secrets excluded) before any listener
+/// takes a connection, so every later event runs under a recorded policy.
+async fn record_start(audit: &AuditLog, cfg: &GatewayConfig) -> Result<()> {
+    let fingerprint = gatehouse_audit::parse_verifying_key(audit.public_key_pem())
+        .map(|k| gatehouse_audit::key_fingerprint(&k));
+    let mut start = NewEvent::new("gateway.start");
+    start.data = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "signing_key_fingerprint": fingerprint,
+        "anchor_file": cfg.state_path(&cfg.audit.anchor_file),
+        "checkpoint_every": cfg.audit.checkpoint_every,
+        "checkpoint_interval_secs": cfg.audit.checkpoint_interval_secs,
+    });
+    audit
+        .record(start)
+        .await
+        .context("recording the gateway's start in the audit trail")?;
+    let mut loaded = NewEvent::new("policy.loaded");
+    loaded.data = crate::policytext::policy_loaded(&cfg.source, "start");
+    audit
+        .record(loaded)
+        .await
+        .context("recording the policy in force in the audit trail")?;
+    Ok(())
+}
+
 /// Load the dev issuer's key (creating it on first use).
 pub fn dev_issuer(cfg: &GatewayConfig, issuer_url: &str) -> Result<DevIssuer> {
     DevIssuer::load_or_create(&cfg.state_dir(), issuer_url).context("loading the dev issuer key")
@@ -227,6 +255,7 @@ impl RunningGateway {
             .with_refetch_interval(Duration::from_secs(cfg.identity.jwks_min_refetch_secs)),
         );
         let audit = open_audit(cfg)?;
+        record_start(&audit, cfg).await?;
         // SIEM sinks follow the store on their own tasks, off the data path.
         let siem = if cfg.siem.is_enabled() {
             Some(
@@ -504,6 +533,12 @@ impl RunningGateway {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         self.notifier.shutdown(Duration::from_secs(2)).await;
+        // The stop is in the trail before the closing checkpoint signs it.
+        let mut stop = NewEvent::new("gateway.stop");
+        stop.data = serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "reason": "shutdown"});
+        if let Err(e) = self.audit.record(stop).await {
+            tracing::error!(error = %e, "could not record the gateway's stop");
+        }
         self.audit.close().await;
         // Whatever the sinks have not confirmed yet goes out after the next
         // start, from their cursors.

@@ -16,5 +16,6 @@ pub mod kubeconfig;
 pub mod llmdemo;
 pub mod mariadbcluster;
 pub mod pgcluster;
+pub mod policytext;
 pub mod sshtarget;
 pub mod tls;

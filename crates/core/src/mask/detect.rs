@@ -82,7 +82,7 @@ impl Detectors {
                 EntityType::AbaRouting => d.aba = true,
                 EntityType::Email => d.email = true,
                 EntityType::Phone => d.phone = true,
-                EntityType::Column => {}
+                EntityType::AccountNumber | EntityType::Column => {}
             }
         }
         d
@@ -97,7 +97,7 @@ impl Detectors {
             EntityType::AbaRouting => self.aba,
             EntityType::Email => self.email,
             EntityType::Phone => self.phone,
-            EntityType::Column => false,
+            EntityType::AccountNumber | EntityType::Column => false,
         }
     }
 
@@ -135,7 +135,8 @@ fn precedence(entity: EntityType) -> u8 {
         EntityType::AbaRouting => 3,
         EntityType::Phone => 4,
         EntityType::Email => 5,
-        EntityType::Column => 6,
+        EntityType::AccountNumber => 6,
+        EntityType::Column => 7,
     }
 }
 

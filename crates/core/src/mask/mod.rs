@@ -23,6 +23,9 @@ pub enum EntityType {
     Email,
     /// Phone number.
     Phone,
+    /// A bank account number: masked by column rules only (no detector can
+    /// tell one from any other run of digits).
+    AccountNumber,
     /// A value masked by a column rule rather than by a detector.
     Column,
 }
@@ -37,12 +40,14 @@ impl EntityType {
             EntityType::AbaRouting => "aba_routing",
             EntityType::Email => "email",
             EntityType::Phone => "phone",
+            EntityType::AccountNumber => "account_number",
             EntityType::Column => "column",
         }
     }
 }
 
-/// Every entity type the content detectors can find (all but `Column`);
+/// Every entity type the content detectors can find (all but
+/// `AccountNumber` and `Column`, which only column rules name);
 /// the default `[masking] detectors`.
 pub const DETECTABLE: [EntityType; 6] = [
     EntityType::Ssn,
