@@ -436,3 +436,25 @@ fn a_trail_in_the_old_format_still_verifies_and_says_so() {
     assert_eq!(report.policy.and_then(|p| p.signed_by_checkpoint), Some(3));
     assert_eq!(report.anchor.map(|a| a.entries), Some(3));
 }
+
+/// A key given twice in an event's data reads one way to SQLite's
+/// `json_extract` (the first) and another to the hash (the last): the
+/// stored text must be the canonical form the gateway writes.
+#[test]
+fn a_duplicated_key_in_event_data_fails_verify() {
+    let dir = written(5, 100);
+    run(
+        dir.path(),
+        r#"UPDATE events SET data = '{"verdict":{"effect":"allow"},' || substr(data, 2) WHERE seq = 3"#,
+    );
+    let result = verify_with(
+        &db(dir.path()),
+        &public_key(dir.path()),
+        &VerifyOptions::default(),
+    );
+    let failed = match result {
+        Ok(report) => !report.is_intact(),
+        Err(_) => true,
+    };
+    assert!(failed, "a duplicated key went unnoticed");
+}

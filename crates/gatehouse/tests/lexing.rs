@@ -528,3 +528,50 @@ except Exception as e:
     assert_eq!(my_value("select phone from customers where id = 19"), phone);
     gw.stop().await;
 }
+
+// ---- The third review ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn computed_values_of_masked_columns_are_redacted() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let ssn = first_customer("ssn", 1);
+    let reversed: String = ssn.chars().rev().collect();
+    for q in [
+        // A count over a subquery's WHERE is the value by another name.
+        "select (select count(*)::int from generate_series(1, 60000) g where g <= c.date_of_birth - date '1900-01-01') as dob from customers c where id = 1",
+        "select (select count(*) from customers c2 where c2.ssn < c.ssn) as rank from customers c where id = 1",
+        // A partial mask of a transformed value would show other digits.
+        "select reverse(ssn) as r, left(ssn, 6) as l from customers where id = 1",
+    ] {
+        let o = gw.psql("alice", &alice, &[q]).await;
+        assert!(o.status.success(), "{q}: {}", err(&o));
+        let text = out(&o);
+        assert!(text.contains("[REDACTED"), "{q}: {text}");
+        assert!(!text.contains(&reversed[..6]), "{q}: {text}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_global_scope_and_passwords_are_not_session_settings() {
+    let gw = TestGateway::start_mysql("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "set sql_notes=1, global max_connect_errors=101",
+        )
+        .await;
+    assert!(err(&o).contains("no-server-settings"), "{}", err(&o));
+    let o = gw
+        .mariadb(
+            "alice",
+            &alice,
+            "set password = '*C41969B1E4A3159AC247D89C2F82CE9E70E997F6'",
+        )
+        .await;
+    assert!(err(&o).contains("analysts-read-only"), "{}", err(&o));
+    gw.stop().await;
+}

@@ -74,7 +74,7 @@ async fn masking_follows_aliases_functions_subqueries_and_ctes() {
         let raw = gw_raw_ssn().await;
         assert!(!text.contains(&raw), "{q} leaked the SSN {raw}: {text}");
         assert!(
-            text.contains("***-**-") || text.contains("*"),
+            text.contains("***-**-") || text.contains("*") || text.contains("[REDACTED"),
             "{q} shows no masked value: {text}"
         );
     }

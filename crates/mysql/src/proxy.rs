@@ -1375,6 +1375,7 @@ fn origin_facts(table: &str, column: &str) -> StatementFacts {
             sources: vec![ColumnSource {
                 tables: vec![table],
                 column,
+                transformed: false,
             }],
         }]),
         parsed: true,

@@ -315,6 +315,15 @@ pub(crate) fn decode_event_row(row: &Row<'_>) -> Result<AuditEvent, AuditError> 
         seq,
         reason: format!("its data is not valid JSON ({e})"),
     })?;
+    // Data is stored in its canonical form. Any other text (a key given
+    // twice, which SQLite's json_extract reads one way and the hash another)
+    // was written by something other than the gateway.
+    if canonical_json(&data) != data_text {
+        return Err(AuditError::CorruptRow {
+            seq,
+            reason: "its data is not in the canonical form the gateway writes (a duplicated key, or an edit)".into(),
+        });
+    }
     Ok(AuditEvent {
         seq,
         ts: row.get(1).map_err(|e| corrupt("ts", e))?,

@@ -236,6 +236,7 @@ pub fn column_writes(stmt: &Statement, env: &Env) -> Vec<ColumnWrite> {
             let itself = |column: &str| ColumnSource {
                 tables: vec![table.clone()],
                 column: column.to_lowercase(),
+                transformed: false,
             };
             let mut out = Vec::new();
             for op in &at.operations {
@@ -306,6 +307,7 @@ fn renamed(old: &str, new: &ObjectName) -> ColumnWrite {
         sources: vec![ColumnSource {
             tables: vec![old.to_string()],
             column: "*".into(),
+            transformed: false,
         }],
     }
 }
@@ -359,6 +361,7 @@ fn expr_sources(
             OutputColumn::Wildcard { tables } => vec![ColumnSource {
                 tables,
                 column: "*".into(),
+                transformed: false,
             }],
         })
         .collect()
@@ -471,6 +474,7 @@ fn insert_writes(ins: &sqlparser::ast::Insert, env: &Env) -> Vec<ColumnWrite> {
                     OutputColumn::Wildcard { tables } => vec![ColumnSource {
                         tables,
                         column: "*".into(),
+                        transformed: false,
                     }],
                 })
                 .collect();
@@ -523,6 +527,26 @@ pub fn ddl_effects(stmt: &Statement) -> Vec<StatementFacts> {
                         if matches!(op, AlterColumnOperation::SetDataType { .. }) {
                             updated.insert(table.clone());
                         }
+                    }
+                    // A foreign key on this table whose referential action
+                    // changes its rows (`ON UPDATE CASCADE`, `ON DELETE SET
+                    // NULL`) lets a write to another table change these rows
+                    // later, unseen: as an UPDATE and a DELETE of them now.
+                    O::AddConstraint {
+                        constraint: sqlparser::ast::TableConstraint::ForeignKey(fk),
+                        ..
+                    } if [fk.on_update, fk.on_delete].iter().any(|a| {
+                        a.is_some_and(|a| {
+                            !matches!(
+                                a,
+                                sqlparser::ast::ReferentialAction::NoAction
+                                    | sqlparser::ast::ReferentialAction::Restrict
+                            )
+                        })
+                    }) =>
+                    {
+                        updated.insert(table.clone());
+                        deleted.insert(table.clone());
                     }
                     // Constraints, defaults, triggers, ownership, row security,
                     // storage options and new columns leave existing values as

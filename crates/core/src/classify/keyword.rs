@@ -127,6 +127,10 @@ pub fn kind_of_keyword(keyword: &str) -> StatementKind {
         "PREPARE" => StatementKind::Prepare,
         "EXECUTE" => StatementKind::Execute,
         "DEALLOCATE" => StatementKind::Deallocate,
+        // Who the session is, or an account's password: access control.
+        "SET" if matches!(second, "ROLE" | "SESSION" | "PASSWORD" | "DEFAULT") => {
+            StatementKind::Dcl
+        }
         "SET" | "RESET" => StatementKind::Set,
         "SHOW" | "DESCRIBE" | "DESC" => StatementKind::Show,
         "EXPLAIN" => StatementKind::Explain,

@@ -107,6 +107,7 @@ fn all_sources(cols: &[OutputColumn]) -> Vec<ColumnSource> {
             OutputColumn::Wildcard { tables } => all.push(ColumnSource {
                 tables: tables.clone(),
                 column: "*".into(),
+                transformed: false,
             }),
         }
     }
@@ -323,6 +324,7 @@ fn add_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) {
                     let whole = vec![ColumnSource {
                         tables: vec![full.clone()],
                         column: "*".into(),
+                        transformed: false,
                     }];
                     let mut cols: Vec<OutputColumn> = aliases
                         .iter()
@@ -526,11 +528,75 @@ fn expr_sources(e: &Expr, scope: &[ScopeItem], env: &Env) -> Vec<ColumnSource> {
         inner.outer.extend(scope.iter().cloned());
         for q in &walk.subqueries {
             out.extend(all_sources(&query_output(q, &inner)));
+            out.extend(referenced_sources(q, &inner));
+        }
+    }
+    // Anything but the column itself is a value computed from it.
+    let bare = matches!(
+        strip_nesting(e),
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+    );
+    if !bare {
+        for s in &mut out {
+            s.transformed = true;
         }
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// `(x)` is `x`.
+fn strip_nesting(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip_nesting(inner),
+        other => other,
+    }
+}
+
+/// Every column a subquery refers to anywhere (its WHERE, joins, GROUP BY,
+/// nested subqueries), not only what it returns: a count of rows whose
+/// `g <= c.date_of_birth - …` is the date of birth by another name. Names
+/// resolve against the subquery's own FROM entries, then the enclosing
+/// ones; what cannot be placed counts against every table in scope.
+fn referenced_sources(q: &Query, env: &Env) -> Vec<ColumnSource> {
+    let own = match q.body.as_ref() {
+        SetExpr::Select(s) => scope_of(&s.from, env),
+        _ => Vec::new(),
+    };
+    let mut refs = AllColumns::default();
+    let _ = q.visit(&mut refs);
+    let mut out = Vec::new();
+    for (qualifier, column) in &refs.columns {
+        out.extend(resolve(qualifier.as_deref(), column, &own, env));
+    }
+    for s in &mut out {
+        s.transformed = true;
+    }
+    out
+}
+
+/// Every column reference in a query, at any depth.
+#[derive(Default)]
+struct AllColumns {
+    columns: Vec<(Option<String>, String)>,
+}
+
+impl Visitor for AllColumns {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Identifier(id) => self.columns.push((None, id.value.to_lowercase())),
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let col = parts[parts.len() - 1].value.to_lowercase();
+                let q = parts[parts.len() - 2].value.to_lowercase();
+                self.columns.push((Some(q), col));
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Column references of an expression outside its subqueries (a column
@@ -638,6 +704,7 @@ fn resolve(
             return vec![ColumnSource {
                 tables: alias.map(|a| vec![a.to_string()]).unwrap_or_default(),
                 column: "*".into(),
+                transformed: false,
             }];
         }
         return items.into_iter().flat_map(whole_row).collect();
@@ -655,6 +722,7 @@ fn resolve(
         return vec![ColumnSource {
             tables: Vec::new(),
             column: column.to_string(),
+            transformed: false,
         }];
     }
     let base: Vec<String> = items
@@ -669,6 +737,7 @@ fn resolve(
         out.push(ColumnSource {
             tables: base,
             column: column.to_string(),
+            transformed: false,
         });
     }
     for s in items {
@@ -686,6 +755,7 @@ fn whole_row(item: &ScopeItem) -> Vec<ColumnSource> {
         Source::Table(t) => vec![ColumnSource {
             tables: vec![t.clone()],
             column: "*".into(),
+            transformed: false,
         }],
         Source::Derived(cols) => all_sources(cols),
     }
@@ -711,6 +781,7 @@ fn derived_column(cols: &[OutputColumn], name: &str) -> Vec<ColumnSource> {
             OutputColumn::Wildcard { tables } => vec![ColumnSource {
                 tables: tables.clone(),
                 column: name.to_string(),
+                transformed: false,
             }],
             OutputColumn::Expr { sources, .. } => sources.clone(),
         })

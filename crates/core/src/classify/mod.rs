@@ -264,6 +264,12 @@ pub struct ColumnSource {
     pub tables: Vec<String>,
     /// The column name, lower-case.
     pub column: String,
+    /// The value went through a function, operator, subquery or condition
+    /// on its way out: not the column as stored. A partial mask of such a
+    /// value (`reverse(ssn)` keeping its "last four") would show other
+    /// characters of the original, so it is redacted instead.
+    #[serde(default)]
+    pub transformed: bool,
 }
 
 /// Where one column of a statement's result comes from; drives column masking.

@@ -150,6 +150,15 @@ fn keyword_of(stmt: &Statement, dialect: Dialect) -> String {
                 return named.to_string();
             }
         }
+        // `SET x = 1, GLOBAL y = 2`: a later assignment's scope counts too.
+        let words: Vec<&str> = upper
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .collect();
+        for scope in ["PERSIST_ONLY", "PERSIST", "GLOBAL"] {
+            if words.contains(&scope) {
+                return format!("SET {scope}");
+            }
+        }
     }
     keyword
 }
@@ -359,6 +368,7 @@ fn copy_table_output(table: &str, columns: &[Ident]) -> Vec<OutputColumn> {
             sources: vec![ColumnSource {
                 tables: vec![table.to_string()],
                 column: c.value.to_lowercase(),
+                transformed: false,
             }],
         })
         .collect()

@@ -332,7 +332,20 @@ pub(crate) fn plan(
     let by_sources = |item: &OutputColumn, field: &str| -> Option<ColumnMask> {
         match item {
             OutputColumn::Expr { sources, .. } => {
-                sources.iter().find_map(|s| by_name(&s.tables, &s.column))
+                let mask = sources.iter().find_map(|s| by_name(&s.tables, &s.column))?;
+                // A partial mask keeps the end of the value it is given; of
+                // a computed value (`reverse(ssn)`, `left(card, 12)`) that
+                // end is another part of the original. Redact those.
+                let computed = sources
+                    .iter()
+                    .any(|s| s.transformed && by_name(&s.tables, &s.column).is_some());
+                Some(match (&mask.strategy, computed) {
+                    (Strategy::Partial { .. }, true) => ColumnMask {
+                        strategy: Strategy::Redact,
+                        ..mask
+                    },
+                    _ => mask,
+                })
             }
             OutputColumn::Wildcard { tables } => by_name(tables, field),
         }

@@ -231,7 +231,25 @@ impl Policy {
             "pg_statistic_ext_data",
             "column_stats",
             "column_statistics",
+            // Other sessions' statements, literals and all.
+            "pg_stat_activity",
+            "pg_stat_statements",
+            "processlist",
+            "events_statements_current",
+            "events_statements_history",
+            "events_statements_history_long",
         ];
+        if facts.keyword.starts_with("SHOW PROCESSLIST")
+            || facts.keyword.starts_with("SHOW FULL PROCESSLIST")
+        {
+            if !self.masks_columns_for(identity, connection) {
+                return None;
+            }
+            return Some(Verdict::Block {
+                rule: "masked-columns-stay-masked".into(),
+                message: "the process list shows other sessions' statements with their values, and column rules apply to you here".into(),
+            });
+        }
         let catalog = facts
             .tables_read
             .iter()

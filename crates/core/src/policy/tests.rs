@@ -173,6 +173,7 @@ fn column_masks_follow_lineage_and_stars() {
             sources: vec![ColumnSource {
                 tables: vec!["customers".into()],
                 column: "name".into(),
+                transformed: false,
             }],
         },
         OutputColumn::Expr {
@@ -180,6 +181,7 @@ fn column_masks_follow_lineage_and_stars() {
             sources: vec![ColumnSource {
                 tables: vec!["customers".into()],
                 column: "ssn".into(),
+                transformed: false,
             }],
         },
         OutputColumn::Wildcard {
