@@ -52,7 +52,9 @@ with connect("alice", analyst_token) as conn:
     # Derived column: lineage through a function and alias.
     row = conn.execute("select upper(ssn) as s, lower(email) as e from customers limit 1").fetchone()
     observed["derived"] = row
-    check("*" in row[0], "derived ssn masked")
+    # A computed value of a masked column is redacted whole (a partial mask
+    # of it would show other digits of the original).
+    check("*" in row[0] or row[0].startswith("[REDACTED"), "derived ssn masked")
     check(row[1].startswith("tok_"), "derived email tokenized")
 
     # A blocked statement raises InsufficientPrivilege (42501) and the

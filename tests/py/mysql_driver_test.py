@@ -81,7 +81,7 @@ with p.cursor() as c:
     c.execute("select id, upper(ssn) as s, lower(email) as e from customers where id = %s", (3,))
     row = c.fetchone()
     observed["pymysql_derived"] = row
-    check("*" in row[1], "derived ssn masked (lineage through a function)")
+    check("*" in row[1] or row[1].startswith("[REDACTED"), "derived ssn masked (lineage through a function)")
     check(row[2].startswith("tok_"), "derived email tokenized")
     c.execute("select card_number from cards_numeric where id = 1")
     row = c.fetchone()

@@ -1382,6 +1382,7 @@ fn origin_facts(table: &str, column: &str) -> StatementFacts {
         nested: false,
         functions: Default::default(),
         assigns_variable: false,
+        computed_comparisons: Default::default(),
         column_writes: Vec::new(),
     }
 }

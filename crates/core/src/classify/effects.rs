@@ -515,6 +515,17 @@ pub fn ddl_effects(stmt: &Statement) -> Vec<StatementFacts> {
             for op in &at.operations {
                 use AlterTableOperation as O;
                 match op {
+                    // A new column whose REFERENCES has a cascading action:
+                    // as the table-level foreign key below.
+                    O::AddColumn { column_def, .. }
+                        if column_def.options.iter().any(|o| {
+                            matches!(&o.option, sqlparser::ast::ColumnOption::ForeignKey(fk)
+                                if cascades(fk.on_update) || cascades(fk.on_delete))
+                        }) =>
+                    {
+                        updated.insert(table.clone());
+                        deleted.insert(table.clone());
+                    }
                     O::DropColumn { .. } | O::DropPartitions { .. } | O::DetachPartition { .. } => {
                         deleted.insert(table.clone());
                     }
@@ -535,16 +546,7 @@ pub fn ddl_effects(stmt: &Statement) -> Vec<StatementFacts> {
                     O::AddConstraint {
                         constraint: sqlparser::ast::TableConstraint::ForeignKey(fk),
                         ..
-                    } if [fk.on_update, fk.on_delete].iter().any(|a| {
-                        a.is_some_and(|a| {
-                            !matches!(
-                                a,
-                                sqlparser::ast::ReferentialAction::NoAction
-                                    | sqlparser::ast::ReferentialAction::Restrict
-                            )
-                        })
-                    }) =>
-                    {
+                    } if cascades(fk.on_update) || cascades(fk.on_delete) => {
                         updated.insert(table.clone());
                         deleted.insert(table.clone());
                     }
@@ -613,4 +615,130 @@ pub fn ddl_effects(stmt: &Statement) -> Vec<StatementFacts> {
         out.push(effect(StatementKind::Delete, deleted));
     }
     out
+}
+
+/// Whether a referential action changes the referencing rows.
+fn cascades(action: Option<sqlparser::ast::ReferentialAction>) -> bool {
+    action.is_some_and(|a| {
+        !matches!(
+            a,
+            sqlparser::ast::ReferentialAction::NoAction
+                | sqlparser::ast::ReferentialAction::Restrict
+        )
+    })
+}
+
+/// The columns a statement compares with anything but a constant or a
+/// bare column, or through a function or operator (see
+/// [`StatementFacts::computed_comparisons`]): every comparison anywhere in
+/// it (WHERE, JOIN ON, HAVING, subqueries, LATERAL). `col = 'lit'`,
+/// `col IN (…)`, `col LIKE '…'`, `col BETWEEN 1 AND 2`, `a.col = b.col` and
+/// `col IS NULL` are plain and not listed.
+///
+/// [`StatementFacts::computed_comparisons`]: super::StatementFacts::computed_comparisons
+pub fn computed_comparisons(stmt: &Statement) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let _ = sqlparser::ast::visit_expressions(stmt, |e: &Expr| {
+        let sides: Vec<&Expr> = match e {
+            Expr::BinaryOp { left, op, right } if is_comparison(op) => vec![left, right],
+            Expr::Like { expr, pattern, .. }
+            | Expr::ILike { expr, pattern, .. }
+            | Expr::SimilarTo { expr, pattern, .. }
+            | Expr::RLike { expr, pattern, .. } => vec![expr, pattern],
+            Expr::Between {
+                expr, low, high, ..
+            } => vec![expr, low, high],
+            Expr::InList { expr, list, .. } => {
+                let mut v: Vec<&Expr> = vec![expr];
+                v.extend(list.iter());
+                v
+            }
+            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => vec![a, b],
+            Expr::InSubquery { expr, .. } => {
+                // The subquery's values are computed: any column on the left
+                // is compared with them.
+                let names = column_names(expr);
+                out.extend(names);
+                return ControlFlow::<()>::Continue(());
+            }
+            Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
+                vec![left, right]
+            }
+            _ => return ControlFlow::<()>::Continue(()),
+        };
+        let bare = |x: &Expr| matches!(strip(x), Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        let constant = |x: &Expr| column_names(x).is_empty() && !has_subquery(x);
+        let plain = sides.iter().all(|s| bare(s) || constant(s));
+        if !plain {
+            for s in sides {
+                out.extend(column_names(s));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+fn is_comparison(op: &BinaryOperator) -> bool {
+    use BinaryOperator as B;
+    matches!(
+        op,
+        B::Eq
+            | B::NotEq
+            | B::Lt
+            | B::LtEq
+            | B::Gt
+            | B::GtEq
+            | B::Spaceship
+            | B::PGRegexMatch
+            | B::PGRegexIMatch
+            | B::PGRegexNotMatch
+            | B::PGRegexNotIMatch
+            | B::PGLikeMatch
+            | B::PGILikeMatch
+            | B::PGNotLikeMatch
+            | B::PGNotILikeMatch
+    )
+}
+
+/// `(x)` is `x`.
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip(inner),
+        other => other,
+    }
+}
+
+/// The column names an expression refers to (subqueries included).
+fn column_names(e: &Expr) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let _ = sqlparser::ast::visit_expressions(e, |x: &Expr| {
+        match x {
+            Expr::Identifier(id) => {
+                out.insert(id.value.to_lowercase());
+            }
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last() {
+                    out.insert(last.value.to_lowercase());
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+fn has_subquery(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(e, |x: &Expr| {
+        if matches!(
+            x,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+        ) {
+            found = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }

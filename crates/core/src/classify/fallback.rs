@@ -75,6 +75,7 @@ pub(crate) fn unknown_facts(keyword: &str) -> StatementFacts {
         nested: false,
         functions: BTreeSet::new(),
         assigns_variable: false,
+        computed_comparisons: Default::default(),
         column_writes: Vec::new(),
     }
 }
@@ -221,6 +222,7 @@ fn head_facts(st: &Statement) -> StatementFacts {
         nested: false,
         functions: called_words(st),
         assigns_variable: assigns_variable(st),
+        computed_comparisons: Default::default(),
         column_writes: Vec::new(),
     }
 }

@@ -392,6 +392,11 @@ fn function_factor(factor: &TableFactor, env: &Env, scope: &mut Vec<ScopeItem>) 
         sources.extend(expr_sources(x, scope, env));
         ControlFlow::<()>::Continue(())
     });
+    // What the function returns is computed from its arguments, never the
+    // column as stored (`lateral reverse(c.ssn)`).
+    for s in &mut sources {
+        s.transformed = true;
+    }
     sources.sort();
     sources.dedup();
     let mut cols = vec![OutputColumn::Expr {

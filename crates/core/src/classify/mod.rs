@@ -334,6 +334,12 @@ pub struct StatementFacts {
     /// Whether the statement assigns a user or session variable: MySQL
     /// `@v := …`, `SELECT … INTO @v` or `SELECT … INTO var`.
     pub assigns_variable: bool,
+    /// Columns (lower-case names) the statement compares with something
+    /// other than a constant or another bare column, or compares through a
+    /// function: `substr(c.ssn, p, 1) = chr(g)` joined with a generated
+    /// series spells a value out row by row, whatever is masked in the
+    /// result. Policy refuses such comparisons of masked columns.
+    pub computed_comparisons: BTreeSet<String>,
     /// The column values the statement writes and the base columns each is
     /// computed from: UPDATE/ON CONFLICT/ON DUPLICATE KEY `SET`, INSERT's
     /// column list against its source, `ALTER … TYPE … USING`, generated

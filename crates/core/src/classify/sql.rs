@@ -345,6 +345,7 @@ fn analyse(stmt: &Statement, dialect: Dialect) -> (StatementFacts, Vec<Statement
     let (functions, assigns) = super::effects::calls(stmt, dialect);
     f.functions = functions;
     f.assigns_variable = assigns;
+    f.computed_comparisons = super::effects::computed_comparisons(stmt);
     if matches!(
         f.kind,
         StatementKind::Insert | StatementKind::Update | StatementKind::Merge | StatementKind::Ddl

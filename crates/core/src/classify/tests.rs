@@ -221,12 +221,12 @@ fn review_findings_stay_fixed() {
     let ssn = ColumnSource {
         tables: vec!["customers".into()],
         column: "ssn".into(),
-        transformed: false,
+        transformed: true,
     };
     let star = ColumnSource {
         tables: vec!["customers".into()],
         column: "*".into(),
-        transformed: false,
+        transformed: true,
     };
     let srcs = |sql: &str| -> Vec<ColumnSource> {
         match &pg(sql).statements[0].output.as_ref().unwrap()[0] {
@@ -934,6 +934,44 @@ fn attack_review_forms_are_named_for_what_they_do() {
     let c = pg("alter table customers add constraint f foreign key (id) references p (id)");
     assert!(
         c.statements.iter().all(|f| f.kind != StatementKind::Update),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn computed_comparisons_are_named() {
+    let cc = |s: &str| pg(s).statements[0].computed_comparisons.clone();
+    // Spelling a value out against a generated series: named.
+    let c = cc("select c.id, s.v from customers c cross join lateral (select string_agg(x, '.') v from (select p, g::text x from generate_series(1,11) p, generate_series(32,126) g where substr(c.ssn,p,1)=chr(g)) t) s");
+    assert!(c.contains("ssn"), "{c:?}");
+    let c = cc("select c.id, d::date from customers c join generate_series(timestamp '1900-01-01', timestamp '2010-01-01', interval '1 day') d on d::date = c.date_of_birth");
+    assert!(c.contains("date_of_birth"), "{c:?}");
+    assert!(cc("select 1 from customers where substr(ssn, 1, 3) = '516'").contains("ssn"));
+    // Plain lookups and joins: not named.
+    for s in [
+        "select id from customers where ssn = '516-12-8396'",
+        "select id from customers where ssn in ('a', 'b') and ssn like '5%' and id between 1 and 2",
+        "select 1 from customers c join accounts a on a.customer_id = c.id",
+        "select (select count(*) from customers c2 where c2.ssn < c.ssn) from customers c",
+    ] {
+        assert!(cc(s).is_empty(), "{s}: {:?}", cc(s));
+    }
+    // A function in FROM computes its value: never the stored column.
+    let c = pg("select x from customers c, lateral reverse(c.ssn) x where c.id = 1");
+    let out = c.statements[0].output.clone().unwrap();
+    let OutputColumn::Expr { sources, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        sources.iter().any(|s| s.column == "ssn" && s.transformed),
+        "{sources:?}"
+    );
+    // A new column referencing another table with a cascading action.
+    let c = pg("alter table customers add column ks int default 1 references kill_switch(id) on delete cascade");
+    assert!(
+        c.statements.iter().any(|f| f.nested
+            && f.kind == StatementKind::Delete
+            && f.tables_written.contains("customers")),
         "{c:?}"
     );
 }

@@ -250,6 +250,19 @@ impl ColumnRule {
     }
 }
 
+/// Whether an active rule covers a column of this name in any table.
+pub(crate) fn covers_name(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    name: &str,
+) -> bool {
+    rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .any(|r| r.covers(&[], name))
+}
+
 /// Whether an active rule could cover some column of `tables`.
 pub(crate) fn touches(
     rules: &[ColumnRule],

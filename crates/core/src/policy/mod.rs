@@ -168,6 +168,18 @@ impl Policy {
         if let Some(block) = self.reads_value_catalogs(identity, connection, facts) {
             by_rule = by_rule.stricter(block);
         }
+        if let Some(column) = facts
+            .computed_comparisons
+            .iter()
+            .find(|c| masking::covers_name(&self.column_rules, identity, connection, c))
+        {
+            by_rule = by_rule.stricter(Verdict::Block {
+                rule: "masked-columns-stay-masked".into(),
+                message: format!(
+                    "{column} is masked for you, and comparing it with a computed value (a function of it, another expression, a generated series) can spell it out row by row; compare it only with a literal or another column"
+                ),
+            });
+        }
         if facts.parsed || self.unparseable == Unparseable::Rules {
             return by_rule;
         }

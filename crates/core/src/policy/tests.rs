@@ -72,6 +72,7 @@ fn facts(kind: StatementKind, keyword: &str, has_where: bool) -> StatementFacts 
         nested: false,
         functions: BTreeSet::new(),
         assigns_variable: false,
+        computed_comparisons: Default::default(),
         column_writes: Vec::new(),
     }
 }
