@@ -106,26 +106,25 @@ def es_number(f):
     return sign + body
 
 
+_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
 def canon_str(s):
     out = ['"']
     for c in s:
-        o = ord(c)
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == "\b":
-            out.append("\\b")
-        elif c == "\f":
-            out.append("\\f")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\t":
-            out.append("\\t")
-        elif o < 0x20:
-            out.append("\\u%04x" % o)
+        esc = _SHORT_ESCAPES.get(c)
+        if esc is not None:
+            out.append(esc)
+        elif ord(c) < 0x20:
+            out.append("\\u%04x" % ord(c))
         else:
             out.append(c)
     out.append('"')
