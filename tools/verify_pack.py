@@ -175,13 +175,18 @@ def _req(obj, key, kind):
     return v
 
 
-def parse_event(line):
+def _json_object(line):
     try:
-        e = json.loads(line)
+        v = json.loads(line)
     except ValueError as x:
         raise Corrupt(str(x))
-    if not isinstance(e, dict):
+    if not isinstance(v, dict):
         raise Corrupt("not an object")
+    return v
+
+
+def parse_event(line):
+    e = _json_object(line)
     for k, kind in [("seq", "u64"), ("ts", "str"), ("kind", "str"), ("prev_hash", "str"), ("hash", "str")]:
         _req(e, k, kind)
     for k in ("session_id", "subject", "connection"):
@@ -208,12 +213,7 @@ def event_hash(e):
 
 
 def parse_checkpoint(line):
-    try:
-        c = json.loads(line)
-    except ValueError as x:
-        raise Corrupt(str(x))
-    if not isinstance(c, dict):
-        raise Corrupt("not an object")
+    c = _json_object(line)
     for k, kind in [("seq", "u64"), ("event_seq", "u64"), ("event_hash", "str"), ("ts", "str"),
                     ("prev_hash", "str"), ("hash", "str"), ("signature", "str")]:
         _req(c, k, kind)
