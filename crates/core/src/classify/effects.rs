@@ -12,7 +12,7 @@
 //! `TRUNCATE`, `DROP COLUMN`) as what it is.
 
 use super::lineage::{query_output, returning_output_in, Env};
-use super::sql::{last_segment, lower_object, table_of};
+use super::sql::{last_segment, lower_object, named_factor};
 use super::{ColumnSource, ColumnWrite, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ArrayElemTypeDef, Assignment, AssignmentTarget,
@@ -365,21 +365,6 @@ fn expr_sources(
             }],
         })
         .collect()
-}
-
-/// A FROM entry that names a base table: (alias, table).
-fn named_factor(f: &TableFactor) -> Option<(String, String)> {
-    match f {
-        TableFactor::Table { name, alias, .. } => {
-            let table = table_of(name, alias.as_ref());
-            let a = alias
-                .as_ref()
-                .map(|a| a.name.value.to_lowercase())
-                .unwrap_or_else(|| last_segment(&table));
-            Some((a, table))
-        }
-        _ => None,
-    }
 }
 
 /// A column named in a SET target or INSERT column list, lower-case.
