@@ -11,7 +11,7 @@
 //! DDL that rewrites, renames or empties a table (`ALTER … USING`,
 //! `TRUNCATE`, `DROP COLUMN`) as what it is.
 
-use super::lineage::{query_output, returning_output_in, Env};
+use super::lineage::{all_sources, query_output, returning_output_in, Env};
 use super::sql::{last_segment, lower_object, named_factor};
 use super::{ColumnSource, ColumnWrite, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
@@ -452,20 +452,7 @@ fn insert_writes(ins: &sqlparser::ast::Insert, env: &Env) -> Vec<ColumnWrite> {
                 }
             }
         } else {
-            let mut all: Vec<ColumnSource> = cols
-                .into_iter()
-                .flat_map(|c| match c {
-                    OutputColumn::Expr { sources, .. } => sources,
-                    OutputColumn::Wildcard { tables } => vec![ColumnSource {
-                        tables,
-                        column: "*".into(),
-                        transformed: false,
-                    }],
-                })
-                .collect();
-            all.sort();
-            all.dedup();
-            out.push(whole_table(&table, all));
+            out.push(whole_table(&table, all_sources(&cols)));
         }
     }
     out.extend(assignments(&ins.assignments, &[], &targets, &targets, env));

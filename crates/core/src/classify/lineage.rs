@@ -99,7 +99,7 @@ fn rename(mut cols: Vec<OutputColumn>, aliases: &[String]) -> Vec<OutputColumn> 
 }
 
 /// Every source of every column, a `*` standing for whole rows.
-fn all_sources(cols: &[OutputColumn]) -> Vec<ColumnSource> {
+pub(super) fn all_sources(cols: &[OutputColumn]) -> Vec<ColumnSource> {
     let mut all: Vec<ColumnSource> = Vec::new();
     for c in cols {
         match c {
