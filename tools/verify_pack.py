@@ -106,26 +106,25 @@ def es_number(f):
     return sign + body
 
 
+_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
 def canon_str(s):
     out = ['"']
     for c in s:
-        o = ord(c)
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == "\b":
-            out.append("\\b")
-        elif c == "\f":
-            out.append("\\f")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\t":
-            out.append("\\t")
-        elif o < 0x20:
-            out.append("\\u%04x" % o)
+        esc = _SHORT_ESCAPES.get(c)
+        if esc is not None:
+            out.append(esc)
+        elif ord(c) < 0x20:
+            out.append("\\u%04x" % ord(c))
         else:
             out.append(c)
     out.append('"')
@@ -176,13 +175,18 @@ def _req(obj, key, kind):
     return v
 
 
-def parse_event(line):
+def _json_object(line):
     try:
-        e = json.loads(line)
+        v = json.loads(line)
     except ValueError as x:
         raise Corrupt(str(x))
-    if not isinstance(e, dict):
+    if not isinstance(v, dict):
         raise Corrupt("not an object")
+    return v
+
+
+def parse_event(line):
+    e = _json_object(line)
     for k, kind in [("seq", "u64"), ("ts", "str"), ("kind", "str"), ("prev_hash", "str"), ("hash", "str")]:
         _req(e, k, kind)
     for k in ("session_id", "subject", "connection"):
@@ -209,12 +213,7 @@ def event_hash(e):
 
 
 def parse_checkpoint(line):
-    try:
-        c = json.loads(line)
-    except ValueError as x:
-        raise Corrupt(str(x))
-    if not isinstance(c, dict):
-        raise Corrupt("not an object")
+    c = _json_object(line)
     for k, kind in [("seq", "u64"), ("event_seq", "u64"), ("event_hash", "str"), ("ts", "str"),
                     ("prev_hash", "str"), ("hash", "str"), ("signature", "str")]:
         _req(c, k, kind)

@@ -157,17 +157,22 @@ mod tests {
         interval_ms: 60_000,
     };
 
-    #[test]
-    fn signed_checkpoints_verify_and_chain() {
-        let signer = AuditSigner::ephemeral();
-        let first = Checkpoint::sign(
-            &signer,
+    /// The first checkpoint: event 10 (hash `a`×64), signed under `POLICY`.
+    fn first(signer: &AuditSigner) -> Checkpoint {
+        Checkpoint::sign(
+            signer,
             None,
             10,
             &"a".repeat(64),
             "2025-01-01T00:00:00.000Z".into(),
             POLICY,
-        );
+        )
+    }
+
+    #[test]
+    fn signed_checkpoints_verify_and_chain() {
+        let signer = AuditSigner::ephemeral();
+        let first = first(&signer);
         let second = Checkpoint::sign(
             &signer,
             Some(&first),
@@ -185,14 +190,7 @@ mod tests {
     #[test]
     fn any_edit_or_other_key_fails() {
         let signer = AuditSigner::ephemeral();
-        let cp = Checkpoint::sign(
-            &signer,
-            None,
-            10,
-            &"a".repeat(64),
-            "2025-01-01T00:00:00.000Z".into(),
-            POLICY,
-        );
+        let cp = first(&signer);
         let key = signer.verifying_key();
 
         let mut edited = cp.clone();
@@ -227,14 +225,7 @@ mod tests {
     fn the_policy_is_signed_and_format_1_still_verifies() {
         let signer = AuditSigner::ephemeral();
         let key = signer.verifying_key();
-        let cp = Checkpoint::sign(
-            &signer,
-            None,
-            10,
-            &"a".repeat(64),
-            "2025-01-01T00:00:00.000Z".into(),
-            POLICY,
-        );
+        let cp = first(&signer);
         assert_eq!(cp.policy(), Some(POLICY));
         let mut relaxed = cp.clone();
         relaxed.checkpoint_every = Some(1_000_000);

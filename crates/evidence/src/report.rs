@@ -1131,6 +1131,20 @@ fn event_tag(e: &AuditEvent) -> String {
     tag(class, &e.kind)
 }
 
+/// `; masked 2 SSN, 1 Email address` from an event's `masked` counts
+/// (nothing when there are none).
+fn push_masked(out: &mut String, d: &Value) {
+    if let Some(Value::Object(m)) = d.get("masked") {
+        if !m.is_empty() {
+            let list: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{} {}", v, entity_label(k)))
+                .collect();
+            let _ = write!(out, "; masked {}", esc(&list.join(", ")));
+        }
+    }
+}
+
 fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
     let d = &e.data;
     let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -1189,15 +1203,7 @@ fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
                         .map(|us| us / 1000)
                 )
             );
-            if let Some(Value::Object(m)) = d.get("masked") {
-                if !m.is_empty() {
-                    let list: Vec<String> = m
-                        .iter()
-                        .map(|(k, v)| format!("{} {}", v, entity_label(k)))
-                        .collect();
-                    let _ = write!(out, "; masked {}", esc(&list.join(", ")));
-                }
-            }
+            push_masked(&mut out, d);
             if let Some(err) = d.get("error").filter(|v| !v.is_null()) {
                 let _ = write!(
                     out,
@@ -1240,15 +1246,7 @@ fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
                 d.get("size").and_then(Value::as_u64).unwrap_or(0),
                 esc(&text("sha256"))
             );
-            if let Some(Value::Object(m)) = d.get("masked") {
-                if !m.is_empty() {
-                    let list: Vec<String> = m
-                        .iter()
-                        .map(|(k, v)| format!("{} {}", v, entity_label(k)))
-                        .collect();
-                    let _ = write!(out, "; masked {}", esc(&list.join(", ")));
-                }
-            }
+            push_masked(&mut out, d);
             match recordings.iter().find(|r| r.event_seq == e.seq) {
                 Some(r) => {
                     let _ = write!(

@@ -1015,14 +1015,7 @@ impl Relay {
     /// `kinds = ["binary"]` allows it; later it ends the command. `Err` is
     /// the refusal for the user.
     fn exec_output(&mut self, index: usize, data: &[u8]) -> Result<Vec<u8>, String> {
-        self.tail.extend_from_slice(data);
-        if self.tail.len() > 256 {
-            let cut = self.tail.len() - 256;
-            self.tail.drain(..cut);
-        }
-        if let Some(r) = self.recording.as_mut() {
-            r.output(data);
-        }
+        self.saw_output(data);
         let (Some(x), Some(masker)) = (self.exec_text.as_mut(), self.file_masker.clone()) else {
             return Ok(data.to_vec());
         };
@@ -1088,7 +1081,9 @@ impl Relay {
         true
     }
 
-    fn output(&mut self, data: &[u8]) -> Vec<u8> {
+    /// Output as the target sent it: its end kept in `tail` (to spot
+    /// password prompts) and handed to the recording.
+    fn saw_output(&mut self, data: &[u8]) {
         self.tail.extend_from_slice(data);
         if self.tail.len() > 256 {
             let cut = self.tail.len() - 256;
@@ -1097,6 +1092,10 @@ impl Relay {
         if let Some(r) = self.recording.as_mut() {
             r.output(data);
         }
+    }
+
+    fn output(&mut self, data: &[u8]) -> Vec<u8> {
+        self.saw_output(data);
         if self.mask_terminal
             && self
                 .live

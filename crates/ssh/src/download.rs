@@ -546,6 +546,22 @@ impl Default for ScpDownload {
 /// Longest control line accepted.
 const MAX_LINE: usize = 64 * 1024;
 
+/// Moves `bytes` up to and including the first newline (all of them if
+/// there is none) onto `line`. `Ok(true)` once `line` ends in a newline;
+/// `Err(too_long)` when it has grown past `MAX_LINE`.
+fn take_line(line: &mut Vec<u8>, bytes: &mut &[u8], too_long: &str) -> Result<bool, String> {
+    let n = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1);
+    line.extend_from_slice(&bytes[..n]);
+    *bytes = &bytes[n..];
+    if line.len() > MAX_LINE {
+        return Err(too_long.into());
+    }
+    Ok(line.last() == Some(&b'\n'))
+}
+
 impl ScpDownload {
     /// Bytes from the client (acknowledgements): what to forward.
     pub fn from_client(&mut self, bytes: &[u8]) -> Vec<u8> {
@@ -573,16 +589,7 @@ impl ScpDownload {
             let state = std::mem::replace(&mut self.state, ScpState::Control(Vec::new()));
             self.state = match state {
                 ScpState::Control(mut line) => {
-                    let n = bytes
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(bytes.len(), |i| i + 1);
-                    line.extend_from_slice(&bytes[..n]);
-                    bytes = &bytes[n..];
-                    if line.len() > MAX_LINE {
-                        return Err("an scp control line is too long".into());
-                    }
-                    if line.last() != Some(&b'\n') {
+                    if !take_line(&mut line, &mut bytes, "an scp control line is too long")? {
                         ScpState::Control(line)
                     } else if line.first() == Some(&b'C') {
                         let (mode, size, name) = parse_c_line(&line)
@@ -712,16 +719,7 @@ impl ScpDownload {
                         }
                     }
                     Some(mut msg) => {
-                        let n = bytes
-                            .iter()
-                            .position(|&b| b == b'\n')
-                            .map_or(bytes.len(), |i| i + 1);
-                        msg.extend_from_slice(&bytes[..n]);
-                        bytes = &bytes[n..];
-                        if msg.len() > MAX_LINE {
-                            return Err("an scp error line is too long".into());
-                        }
-                        if msg.last() != Some(&b'\n') {
+                        if !take_line(&mut msg, &mut bytes, "an scp error line is too long")? {
                             ScpState::Status {
                                 line,
                                 name,

@@ -11,8 +11,8 @@
 //! DDL that rewrites, renames or empties a table (`ALTER … USING`,
 //! `TRUNCATE`, `DROP COLUMN`) as what it is.
 
-use super::lineage::{query_output, returning_output_in, Env};
-use super::sql::{last_segment, lower_object, table_of};
+use super::lineage::{all_sources, query_output, returning_output_in, Env};
+use super::sql::{last_segment, lower_object, named_factor};
 use super::{ColumnSource, ColumnWrite, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, ArrayElemTypeDef, Assignment, AssignmentTarget,
@@ -367,21 +367,6 @@ fn expr_sources(
         .collect()
 }
 
-/// A FROM entry that names a base table: (alias, table).
-fn named_factor(f: &TableFactor) -> Option<(String, String)> {
-    match f {
-        TableFactor::Table { name, alias, .. } => {
-            let table = table_of(name, alias.as_ref());
-            let a = alias
-                .as_ref()
-                .map(|a| a.name.value.to_lowercase())
-                .unwrap_or_else(|| last_segment(&table));
-            Some((a, table))
-        }
-        _ => None,
-    }
-}
-
 /// A column named in a SET target or INSERT column list, lower-case.
 fn column_of(n: &ObjectName) -> String {
     last_segment(&lower_object(n))
@@ -467,20 +452,7 @@ fn insert_writes(ins: &sqlparser::ast::Insert, env: &Env) -> Vec<ColumnWrite> {
                 }
             }
         } else {
-            let mut all: Vec<ColumnSource> = cols
-                .into_iter()
-                .flat_map(|c| match c {
-                    OutputColumn::Expr { sources, .. } => sources,
-                    OutputColumn::Wildcard { tables } => vec![ColumnSource {
-                        tables,
-                        column: "*".into(),
-                        transformed: false,
-                    }],
-                })
-                .collect();
-            all.sort();
-            all.dedup();
-            out.push(whole_table(&table, all));
+            out.push(whole_table(&table, all_sources(&cols)));
         }
     }
     out.extend(assignments(&ins.assignments, &[], &targets, &targets, env));

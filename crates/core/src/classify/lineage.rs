@@ -99,7 +99,7 @@ fn rename(mut cols: Vec<OutputColumn>, aliases: &[String]) -> Vec<OutputColumn> 
 }
 
 /// Every source of every column, a `*` standing for whole rows.
-fn all_sources(cols: &[OutputColumn]) -> Vec<ColumnSource> {
+pub(super) fn all_sources(cols: &[OutputColumn]) -> Vec<ColumnSource> {
     let mut all: Vec<ColumnSource> = Vec::new();
     for c in cols {
         match c {
@@ -581,6 +581,20 @@ fn referenced_sources(q: &Query, env: &Env) -> Vec<ColumnSource> {
     out
 }
 
+/// A column reference, lower-case: `col` as (None, col), `….q.col` as
+/// (Some(q), col).
+fn column_ref(expr: &Expr) -> Option<(Option<String>, String)> {
+    match expr {
+        Expr::Identifier(id) => Some((None, id.value.to_lowercase())),
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            let col = parts[parts.len() - 1].value.to_lowercase();
+            let q = parts[parts.len() - 2].value.to_lowercase();
+            Some((Some(q), col))
+        }
+        _ => None,
+    }
+}
+
 /// Every column reference in a query, at any depth.
 #[derive(Default)]
 struct AllColumns {
@@ -591,15 +605,7 @@ impl Visitor for AllColumns {
     type Break = ();
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        match expr {
-            Expr::Identifier(id) => self.columns.push((None, id.value.to_lowercase())),
-            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                let col = parts[parts.len() - 1].value.to_lowercase();
-                let q = parts[parts.len() - 2].value.to_lowercase();
-                self.columns.push((Some(q), col));
-            }
-            _ => {}
-        }
+        self.columns.extend(column_ref(expr));
         ControlFlow::Continue(())
     }
 }
@@ -634,13 +640,11 @@ impl Visitor for ExprWalk {
         if self.depth > 0 {
             return ControlFlow::Continue(());
         }
+        if let Some(c) = column_ref(expr) {
+            self.columns.push(c);
+            return ControlFlow::Continue(());
+        }
         match expr {
-            Expr::Identifier(id) => self.columns.push((None, id.value.to_lowercase())),
-            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                let col = parts[parts.len() - 1].value.to_lowercase();
-                let q = parts[parts.len() - 2].value.to_lowercase();
-                self.columns.push((Some(q), col));
-            }
             Expr::CompoundIdentifier(parts) => {
                 if let Some(p) = parts.first() {
                     self.columns.push((None, p.value.to_lowercase()));

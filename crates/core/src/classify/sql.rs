@@ -479,17 +479,7 @@ fn dml(stmt: &Statement) -> Option<Dml> {
                 let aliases: BTreeMap<String, String> = scope
                     .iter()
                     .flat_map(|t| factors(t))
-                    .filter_map(|f| match f {
-                        TableFactor::Table { name, alias, .. } => {
-                            let table = table_of(name, alias.as_ref());
-                            let a = alias
-                                .as_ref()
-                                .map(|a| a.name.value.to_lowercase())
-                                .unwrap_or_else(|| last_segment(&table));
-                            Some((a, table))
-                        }
-                        _ => None,
-                    })
+                    .filter_map(named_factor)
                     .collect();
                 del.tables
                     .iter()
@@ -518,6 +508,21 @@ fn dml(stmt: &Statement) -> Option<Dml> {
         },
         _ => return None,
     })
+}
+
+/// A FROM entry that names a base table: (alias, table).
+pub(super) fn named_factor(f: &TableFactor) -> Option<(String, String)> {
+    match f {
+        TableFactor::Table { name, alias, .. } => {
+            let table = table_of(name, alias.as_ref());
+            let a = alias
+                .as_ref()
+                .map(|a| a.name.value.to_lowercase())
+                .unwrap_or_else(|| last_segment(&table));
+            Some((a, table))
+        }
+        _ => None,
+    }
 }
 
 /// A FROM entry's relation and the relations joined to it.

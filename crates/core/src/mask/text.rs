@@ -110,21 +110,9 @@ impl TextStream {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{EntityType, MaskerConfig, Strategy, TokenizeKey, DETECTABLE};
+    use super::super::stream::tests::masker;
+    use super::super::EntityType;
     use super::*;
-    use std::collections::HashMap;
-
-    fn masker() -> Masker {
-        let mut strategies = HashMap::new();
-        strategies.insert(EntityType::Ssn, Strategy::Partial { keep_last: 4 });
-        strategies.insert(EntityType::CardNumber, Strategy::Partial { keep_last: 4 });
-        Masker::new(MaskerConfig {
-            detectors: DETECTABLE.to_vec(),
-            strategies,
-            default_strategy: Strategy::Redact,
-            tokenize_key: TokenizeKey::new(b"k".to_vec()),
-        })
-    }
 
     #[test]
     fn a_csv_split_anywhere_is_masked_whole() {
