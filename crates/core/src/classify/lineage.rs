@@ -433,6 +433,18 @@ fn alias_columns(alias: Option<&TableAlias>) -> Vec<String> {
 
 /// The name a FROM function is referred to by: its alias, else its name.
 fn factor_alias(f: &TableFactor) -> String {
+    let alias = match f {
+        TableFactor::Table { alias, .. }
+        | TableFactor::Function { alias, .. }
+        | TableFactor::UNNEST { alias, .. }
+        | TableFactor::JsonTable { alias, .. }
+        | TableFactor::OpenJsonTable { alias, .. }
+        | TableFactor::XmlTable { alias, .. } => alias.as_ref(),
+        _ => None,
+    };
+    if let Some(a) = alias {
+        return a.name.value.to_lowercase();
+    }
     let text = f.to_string().to_lowercase();
     let name = match text.rsplit_once(" as ") {
         Some((_, alias)) => alias,

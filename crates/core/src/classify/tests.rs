@@ -975,3 +975,19 @@ fn computed_comparisons_are_named() {
         "{c:?}"
     );
 }
+
+#[test]
+fn json_table_columns_follow_their_arguments() {
+    let c = classify(
+        "select j.x from customers c, json_table(concat('[\"',reverse(c.ssn),'\"]'), '$[*]' columns (x varchar(20) path '$')) j where c.id=1",
+        Dialect::MySql,
+    );
+    let out = c.statements[0].output.clone().unwrap();
+    let OutputColumn::Expr { sources, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        sources.iter().any(|s| s.column == "ssn" && s.transformed),
+        "{sources:?}"
+    );
+}
