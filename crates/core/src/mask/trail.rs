@@ -301,6 +301,26 @@ impl Masker {
                     }
                 }
             }
+            // `f(col)::text op operand`, `extract(year from col) op operand`
+            // and the reverse: a comparison whose one side computes from a
+            // masked column has the other side's literals masked by it.
+            if comparison_len(&toks, i) > 0 && i > 0 {
+                let before = operand_before(&toks, i);
+                let masked_in = |range: std::ops::Range<usize>| {
+                    range
+                        .filter_map(|j| column_name(&toks[j].1))
+                        .find_map(|c| columns(&c))
+                };
+                if let Some(how) = masked_in(before.clone()) {
+                    if let Some(range) = operand_after(&toks, i) {
+                        mark(range, &how, &mut masked, &mut params);
+                    }
+                } else if let Some(after) = operand_after(&toks, i) {
+                    if let Some(how) = masked_in(after) {
+                        mark(before, &how, &mut masked, &mut params);
+                    }
+                }
+            }
             // MySQL `SET @v = …` / `@v := …`: a user variable, bound later
             // (`EXECUTE s USING @v`) to a column this text does not name.
             if matches!(toks[i].1, Token::Punct('@'))
@@ -692,6 +712,25 @@ fn comparison_len(toks: &[(usize, Token<'_>)], i: usize) -> usize {
 /// comparison follows it: up to the end of the expression (a clause word,
 /// `,` `)` or `;` at the operand's own depth). `BETWEEN a AND b` takes both
 /// bounds. `None` when no comparison follows.
+/// The operand that ends right before the comparison operator at `i`:
+/// back to an unmatched `(`, a `,`, or a word that ends an operand.
+fn operand_before(toks: &[(usize, Token<'_>)], i: usize) -> std::ops::Range<usize> {
+    let mut depth = 0usize;
+    let mut j = i;
+    while j > 0 {
+        match &toks[j - 1].1 {
+            Token::Punct(')') => depth += 1,
+            Token::Punct('(') if depth == 0 => break,
+            Token::Punct('(') => depth -= 1,
+            Token::Punct(',' | ';') if depth == 0 => break,
+            Token::Word(w) if depth == 0 && ends_operand(w) => break,
+            _ => {}
+        }
+        j -= 1;
+    }
+    j..i
+}
+
 fn operand_after(toks: &[(usize, Token<'_>)], i: usize) -> Option<std::ops::Range<usize>> {
     let op = comparison_len(toks, i);
     if op == 0 {
@@ -968,6 +1007,20 @@ mod tests {
             pg("select 'account_number' from t where name = 'Jo'"),
             "select 'account_number' from t where name = 'Jo'"
         );
+    }
+
+    #[test]
+    fn literals_compared_through_functions_and_casts_are_masked() {
+        for (sql, clear) in [
+            ("select id from customers where date_of_birth::text = '1942-08-10'", "1942-08-10"),
+            ("select id from customers where to_char(date_of_birth, 'YYYY-MM-DD') = '1942-08-10'", "1942-08-10"),
+            ("select id from customers where '1942-08-10' = date_of_birth::text", "1942-08-10"),
+            ("select id from customers where account_number::bigint = 501809143957", "501809143957"),
+        ] {
+            let shown = pg(sql);
+            assert!(!shown.contains(clear), "{sql} -> {shown}");
+        }
+        assert!(pg("select id from customers where id::text = '7'").contains("'7'"));
     }
 
     #[test]
