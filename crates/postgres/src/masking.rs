@@ -15,7 +15,7 @@
 //!   so that value becomes NULL.
 
 use crate::codec::backend::{self, Field, Notice};
-use gatehouse_core::mask::{EntityType, MaskCounts, Masker, Strategy};
+use gatehouse_core::mask::{MaskCounts, Masker, Strategy};
 use gatehouse_core::policy::ColumnMask;
 
 /// PostgreSQL type OIDs the masker reasons about.
@@ -383,15 +383,6 @@ pub fn mask_notice(
         }
     }
     changed.then(|| notice.encode(tag))
-}
-
-/// A mask that redacts everything, for plans that must fail closed.
-pub fn redact_all(rule: &str) -> ColumnMask {
-    ColumnMask {
-        rule: rule.to_string(),
-        strategy: Strategy::Redact,
-        entity: EntityType::Column,
-    }
 }
 
 /// Split one CSV line (PostgreSQL's CSV: `"` quoting, `""` escapes).

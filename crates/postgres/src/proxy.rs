@@ -562,9 +562,7 @@ impl ClientPump {
             }
             b'S' => {
                 self.discard_until_sync = false;
-                self.sent_syncs += 1;
-                self.batch_may_change = false;
-                self.unsynced = false;
+                self.sync_point();
                 self.push(Pending::Sync);
                 self.out.extend_from_slice(&frame.raw);
             }
@@ -631,6 +629,15 @@ impl ClientPump {
     fn protocol_error(&mut self, problem: String) -> Result<bool, String> {
         self.fatal("08P01", &format!("gatehouse closed the session: {problem}"));
         Err(format!("client protocol error: {problem}"))
+    }
+
+    /// A Sync or Query is being forwarded: the target answers it with
+    /// ReadyForQuery, having first reported any setting the batch before it
+    /// changed, so nothing is left unsynced.
+    fn sync_point(&mut self) {
+        self.sent_syncs += 1;
+        self.batch_may_change = false;
+        self.unsynced = false;
     }
 
     /// The text to classify for `sql`: as the target will read it under the
@@ -843,10 +850,7 @@ impl ClientPump {
             sql,
             effects,
         });
-        // A Query is a sync point: its ReadyForQuery reports what changed.
-        self.sent_syncs += 1;
-        self.batch_may_change = false;
-        self.unsynced = false;
+        self.sync_point();
         self.out.extend_from_slice(&frame.raw);
     }
 
@@ -890,9 +894,7 @@ impl ClientPump {
         if in_transaction || self.unsynced {
             if let Some(sql) = raise_statement(&bytes) {
                 self.push(Pending::FailTransaction);
-                self.sent_syncs += 1;
-                self.batch_may_change = false;
-                self.unsynced = false;
+                self.sync_point();
                 self.out.extend_from_slice(&frontend::query(&sql));
                 return;
             }
@@ -1464,7 +1466,7 @@ impl ServerPump {
         });
         RowPlan::unknown(
             columns,
-            covered.then(|| masking::redact_all("untraceable-columns")),
+            covered.then(|| gatehouse_core::policy::ColumnMask::redact_all("untraceable-columns")),
             self.detect(),
         )
     }

@@ -11,7 +11,7 @@
 //! DDL that rewrites, renames or empties a table (`ALTER … USING`,
 //! `TRUNCATE`, `DROP COLUMN`) as what it is.
 
-use super::lineage::{all_sources, query_output, returning_output_in, Env};
+use super::lineage::{all_sources, query_output, returning_output_in, strip_nesting, Env};
 use super::sql::{last_segment, lower_object, named_factor};
 use super::{ColumnSource, ColumnWrite, Dialect, OutputColumn, StatementFacts, StatementKind};
 use sqlparser::ast::{
@@ -638,7 +638,12 @@ pub fn computed_comparisons(stmt: &Statement) -> BTreeSet<String> {
             }
             _ => return ControlFlow::<()>::Continue(()),
         };
-        let bare = |x: &Expr| matches!(strip(x), Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        let bare = |x: &Expr| {
+            matches!(
+                strip_nesting(x),
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+            )
+        };
         let constant = |x: &Expr| column_names(x).is_empty() && !has_subquery(x);
         let plain = sides.iter().all(|s| bare(s) || constant(s));
         if !plain {
@@ -671,14 +676,6 @@ fn is_comparison(op: &BinaryOperator) -> bool {
             | B::PGNotLikeMatch
             | B::PGNotILikeMatch
     )
-}
-
-/// `(x)` is `x`.
-fn strip(e: &Expr) -> &Expr {
-    match e {
-        Expr::Nested(inner) => strip(inner),
-        other => other,
-    }
 }
 
 /// The column names an expression refers to (subqueries included).

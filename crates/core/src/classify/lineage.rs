@@ -564,7 +564,7 @@ fn expr_sources(e: &Expr, scope: &[ScopeItem], env: &Env) -> Vec<ColumnSource> {
 }
 
 /// `(x)` is `x`.
-fn strip_nesting(e: &Expr) -> &Expr {
+pub(super) fn strip_nesting(e: &Expr) -> &Expr {
     match e {
         Expr::Nested(inner) => strip_nesting(inner),
         other => other,

@@ -199,6 +199,18 @@ pub struct ColumnMask {
     pub entity: EntityType,
 }
 
+impl ColumnMask {
+    /// A mask that redacts whole values, for plans that must fail closed
+    /// (columns that cannot be traced).
+    pub fn redact_all(rule: &str) -> ColumnMask {
+        ColumnMask {
+            rule: rule.to_string(),
+            strategy: Strategy::Redact,
+            entity: EntityType::Column,
+        }
+    }
+}
+
 impl ColumnRule {
     pub(crate) fn compile(cfg: &ColumnRuleConfig) -> ColumnRule {
         let patterns = cfg
@@ -375,13 +387,8 @@ pub(crate) fn plan(
         field_names
             .iter()
             .map(|n| {
-                by_name(&[], n).or_else(|| {
-                    covered.then(|| ColumnMask {
-                        rule: "untraceable-columns".to_string(),
-                        strategy: Strategy::Redact,
-                        entity: EntityType::Column,
-                    })
-                })
+                by_name(&[], n)
+                    .or_else(|| covered.then(|| ColumnMask::redact_all("untraceable-columns")))
             })
             .collect()
     };

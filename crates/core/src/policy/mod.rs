@@ -251,32 +251,27 @@ impl Policy {
             "events_statements_history",
             "events_statements_history_long",
         ];
-        if facts.keyword.starts_with("SHOW PROCESSLIST")
+        let source = if facts.keyword.starts_with("SHOW PROCESSLIST")
             || facts.keyword.starts_with("SHOW FULL PROCESSLIST")
         {
-            if !self.masks_columns_for(identity, connection) {
-                return None;
-            }
-            return Some(Verdict::Block {
-                rule: "masked-columns-stay-masked".into(),
-                message: "the process list shows other sessions' statements with their values, and column rules apply to you here".into(),
-            });
-        }
-        let catalog = facts
-            .tables_read
-            .iter()
-            .find(|t| {
-                let name = t.rsplit('.').next().unwrap_or(t).trim_matches(['"', '`']);
-                VALUE_CATALOGS.iter().any(|c| c.eq_ignore_ascii_case(name))
-            })
-            .or_else(|| facts.functions.iter().find(|f| reads_tables_by_name(f)))?;
+            "the process list (other sessions' statements)"
+        } else {
+            facts
+                .tables_read
+                .iter()
+                .find(|t| {
+                    let name = t.rsplit('.').next().unwrap_or(t).trim_matches(['"', '`']);
+                    VALUE_CATALOGS.iter().any(|c| c.eq_ignore_ascii_case(name))
+                })
+                .or_else(|| facts.functions.iter().find(|f| reads_tables_by_name(f)))?
+        };
         if !self.masks_columns_for(identity, connection) {
             return None;
         }
         Some(Verdict::Block {
             rule: "masked-columns-stay-masked".into(),
             message: format!(
-                "{catalog} reads values of columns no column rule can follow (planner statistics, or SQL given as text), and column rules apply to you here"
+                "{source} reads values of columns no column rule can follow (planner statistics, other sessions' statements, or SQL given as text), and column rules apply to you here"
             ),
         })
     }
