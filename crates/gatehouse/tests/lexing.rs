@@ -192,14 +192,24 @@ async fn server_messages_do_not_carry_masked_values() {
         "select pg_notify('ch1', ssn) from customers order by id limit 1",
     ));
     bytes.extend(frontend::query("notify ch1, 'plain 123-45-6789 text'"));
+    // A setting the server reports back (application_name) is masked by
+    // the detectors on its way to the client.
+    bytes.extend(frontend::query("set application_name = 'app 536-22-1457'"));
     s.write_all(&bytes).await.unwrap();
     let mut seen = Vec::new();
     let mut ready = 0;
     let mut notifications = Vec::new();
-    while ready < 4 {
+    let mut application_names = Vec::new();
+    while ready < 5 {
         let f = read_frame(&mut s, &mut buf).await;
         match f.tag {
             b'Z' => ready += 1,
+            b'S' => {
+                let (name, value) = backend::parse_parameter_status(&f.body).unwrap();
+                if name == "application_name" {
+                    application_names.push(value.to_string());
+                }
+            }
             b'A' => notifications.push(
                 backend::parse_notification(&f.body)
                     .unwrap()
@@ -213,6 +223,11 @@ async fn server_messages_do_not_carry_masked_values() {
     let text = String::from_utf8_lossy(&seen);
     assert!(!text.contains(&ssn), "clear SSN from the server: {text}");
     assert!(!text.contains("123-45-6789"), "{text}");
+    assert!(!text.contains("536-22-1457"), "{text}");
+    assert!(
+        application_names.iter().any(|v| v.contains("***-**-1457")),
+        "{application_names:?}"
+    );
     assert!(!notifications.is_empty(), "{text}");
     for n in notifications {
         assert!(n.contains("withheld"), "{n}");
