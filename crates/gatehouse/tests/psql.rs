@@ -336,6 +336,29 @@ async fn copy_out_is_masked_and_copy_in_works() {
         .psql("dana", &dana, &["copy customers to stdout (format binary)"])
         .await;
     assert!(err(&o).contains("binary COPY"), "{}", err(&o));
+    // A binary COPY to a server-side file sends no row through the gateway,
+    // so no masking rule is at stake: it runs as it would directly.
+    support::target()
+        .cluster
+        .psql("bank", "GRANT pg_write_server_files TO gatehouse_app")
+        .unwrap();
+    let server_file =
+        std::env::temp_dir().join(format!("gatehouse-binary-copy-{}.bin", std::process::id()));
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[&format!(
+                "copy (select id from customers order by id limit 3) to '{}' (format binary)",
+                server_file.display()
+            )],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("COPY 3"), "{}", out(&o));
+    let written = std::fs::read(&server_file).unwrap();
+    assert!(written.starts_with(b"PGCOPY\n"), "not a binary COPY file");
+    let _ = std::fs::remove_file(&server_file);
 
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "1\tone\n2\ttwo\n3\tthree\n").unwrap();
@@ -760,5 +783,51 @@ async fn refusals_the_server_would_make_carry_its_sqlstate() {
     for code in ["42P05", "26000", "34000"] {
         assert!(e.contains(code), "{code}: {e}");
     }
+    gw.stop().await;
+}
+
+/// Detectors read text; numbers, dates, intervals and UUIDs are masked by
+/// column rules, not guessed at (an epoch second is not an SSN), unless the
+/// connection opts in with `detect_typed_values`, where a card number kept
+/// in a `bigint` becomes NULL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detectors_read_typed_values_only_where_the_connection_opts_in() {
+    let sql = "select 4111111111111111::bigint as n, 123456789 as epoch, \
+               'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid as u, 2.5::float8 as f, \
+               interval '123456789 seconds' as i, 'card 4111111111111111' as t";
+    let row = |o: &std::process::Output| -> Vec<String> {
+        assert!(o.status.success(), "{}", err(o));
+        out(o).trim().split('|').map(str::to_string).collect()
+    };
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let v = row(&gw
+        .psql_opts("alice", &alice, "require", &[sql], &["-A", "-t"])
+        .await);
+    assert_eq!(v[0], "4111111111111111", "{v:?}");
+    assert_eq!(v[1], "123456789", "{v:?}");
+    assert_eq!(v[2], "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "{v:?}");
+    assert_eq!(v[3], "2.5", "{v:?}");
+    assert_eq!(v[4], "34293:33:09", "{v:?}");
+    assert!(
+        !v[5].contains("4111111111111111"),
+        "text is still read: {v:?}"
+    );
+    gw.stop().await;
+
+    let gw = TestGateway::start_with("", "", |t| {
+        t.replacen(
+            "allow_groups = [\"analysts\", \"dba\"]\n",
+            "allow_groups = [\"analysts\", \"dba\"]\ndetect_typed_values = true\n",
+            1,
+        )
+    })
+    .await;
+    let alice = gw.token("alice", &["analysts"]);
+    let v = row(&gw
+        .psql_opts("alice", &alice, "require", &[sql], &["-A", "-t"])
+        .await);
+    assert_eq!(v[0], "", "a card number in a bigint becomes NULL: {v:?}");
+    assert!(!v[5].contains("4111111111111111"), "{v:?}");
     gw.stop().await;
 }

@@ -18,7 +18,7 @@
 use crate::codec::packets::{self, ty, Column};
 use crate::codec::rows;
 use crate::codec::DecodeError;
-use gatehouse_core::mask::{MaskCounts, Masker, Strategy};
+use gatehouse_core::mask::{Detection, MaskCounts, Masker, Strategy};
 use gatehouse_core::policy::ColumnMask;
 use std::borrow::Cow;
 
@@ -66,7 +66,7 @@ impl RowPlan {
     pub fn new(
         columns: Vec<Column>,
         masks: Vec<Option<ColumnMask>>,
-        detect: bool,
+        detect: Detection,
         format: RowFormat,
     ) -> RowPlan {
         let mut masks = masks.into_iter();
@@ -74,9 +74,11 @@ impl RowPlan {
             .iter()
             .map(|c| match masks.next().flatten() {
                 Some(mask) => FieldAction::Column(mask),
-                None if !detect => FieldAction::Pass,
+                None if !detect.any() => FieldAction::Pass,
                 None if rows::is_text_type(c.column_type) => FieldAction::DetectText,
-                None if number_type(c.column_type) => FieldAction::DetectOrNull,
+                // Numbers are masked by column rules unless the connection
+                // opts in: an amount or an epoch second is not PII.
+                None if number_type(c.column_type) && detect.typed() => FieldAction::DetectOrNull,
                 None => FieldAction::Pass,
             })
             .collect();
@@ -371,7 +373,7 @@ mod tests {
         let plan = RowPlan::new(
             cols,
             vec![Some(card_mask()), None, None, None],
-            true,
+            Detection::TextAndTyped,
             RowFormat::Text,
         );
         let row = rows::text_row([
@@ -402,7 +404,7 @@ mod tests {
                 col("d", ty::LONG, 0),
             ],
             vec![None; 4],
-            true,
+            Detection::TextAndTyped,
             RowFormat::Text,
         );
         assert!(unchanged
@@ -431,7 +433,7 @@ mod tests {
         let plan = RowPlan::new(
             cols.clone(),
             vec![Some(card_mask()), None, None, None, Some(dob)],
-            true,
+            Detection::TextAndTyped,
             RowFormat::Binary,
         );
         let values: Vec<Option<Cow<[u8]>>> = vec![
@@ -459,5 +461,29 @@ mod tests {
         assert!(v[3].is_none(), "detected number becomes NULL");
         assert!(text(4).unwrap().contains("REDACTED"), "{:?}", text(4));
         assert!(plan.sample(&out).is_some());
+    }
+
+    #[test]
+    fn numbers_pass_the_detectors_unless_the_connection_opts_in() {
+        let m = masker();
+        let cols = vec![col("n", ty::LONGLONG, 0), col("note", ty::VAR_STRING, 0)];
+        let plan = RowPlan::new(cols, vec![None, None], Detection::Text, RowFormat::Text);
+        let row = rows::text_row([
+            Some(&b"4111111111111111"[..]),
+            Some(&b"card 4111111111111111"[..]),
+        ]);
+        let mut counts = MaskCounts::default();
+        let out = plan.mask_row(&m, &row, &mut counts).unwrap().unwrap();
+        let v = rows::parse_text_row(&out, 2).unwrap();
+        assert_eq!(
+            v[0],
+            Some(&b"4111111111111111"[..]),
+            "a number is not guessed at"
+        );
+        assert_ne!(
+            v[1],
+            Some(&b"card 4111111111111111"[..]),
+            "text is still read"
+        );
     }
 }

@@ -817,7 +817,10 @@ impl Proxy {
                 .pop()
                 .flatten();
         }
-        let detect = ctx.pipeline.policy.detectors_apply(&ctx.identity);
+        let detect = ctx
+            .pipeline
+            .policy
+            .detection(&ctx.identity, &ctx.connection);
         RowPlan::new(columns, masks, detect, format)
     }
 

@@ -15,7 +15,7 @@
 //!   so that value becomes NULL.
 
 use crate::codec::backend::{self, Field, Notice};
-use gatehouse_core::mask::{MaskCounts, Masker, Strategy};
+use gatehouse_core::mask::{Detection, MaskCounts, Masker, Strategy};
 use gatehouse_core::policy::ColumnMask;
 
 /// PostgreSQL type OIDs the masker reasons about.
@@ -47,6 +47,33 @@ fn text_like(type_oid: i32) -> bool {
             | oid::UNKNOWN
             | oid::JSON
             | oid::XML
+    )
+}
+
+/// Types whose values are numbers, dates, times, intervals, UUIDs, network
+/// addresses, ranges of those, or arrays of them: detectors read them only
+/// where a connection opts in (`detect_typed_values`); column rules mask
+/// them otherwise. Types that may hold text (arrays of text, records,
+/// user-defined types) are not listed and stay under the detectors.
+fn typed_scalar(type_oid: i32) -> bool {
+    matches!(
+        type_oid,
+        // int8, int2, int2vector, int4, regproc, oid, tid, xid, cid, oidvector
+        20..=24 | 26..=30
+        // point, lseg, path, box, polygon, line, cidr, float4, float8, circle
+        | 600..=604 | 628 | 650 | 700 | 701 | 718
+        // macaddr8, money, macaddr, inet
+        | 774 | 790 | 829 | 869
+        // arrays: int2vector[], int2[], int4[], regproc[], oid[], tid[], xid[], cid[], oidvector[]
+        | 1005..=1013 | 1016 | 1017 | 1020..=1022 | 1027 | 1028 | 1040 | 1041
+        // date, time, timestamp, timestamp[], date[], time[], timestamptz, timestamptz[]
+        | 1082 | 1083 | 1114 | 1115 | 1182 | 1183 | 1184 | 1185
+        // interval, interval[], numeric[], timetz, timetz[], bit, bit[], varbit, varbit[]
+        | 1186 | 1187 | 1231 | 1266 | 1270 | 1560..=1563
+        // numeric, reg* types, uuid, uuid[], pg_lsn, ranges and their arrays
+        | 1700 | 2202..=2211 | 2950 | 2951 | 3220 | 3221 | 3904..=3913 | 3926 | 3927
+        // regnamespace, regrole, regcollation and arrays, xid8
+        | 4089 | 4090 | 4096 | 4097 | 4191 | 4192 | 5069
     )
 }
 
@@ -88,12 +115,13 @@ impl RowPlan {
     /// Build a plan from the columns and their formats.
     ///
     /// `formats[i]` is 0 for text, 1 for binary; `column_masks` come from
-    /// policy; `detect` says whether detectors apply to this caller.
+    /// policy; `detect` says which values the detectors read for this
+    /// caller.
     pub fn new(
         fields: &[Field],
         formats: &[i16],
         column_masks: Vec<Option<ColumnMask>>,
-        detect: bool,
+        detect: Detection,
     ) -> RowPlan {
         let actions: Vec<FieldAction> = fields
             .iter()
@@ -111,7 +139,8 @@ impl RowPlan {
                             && f.type_oid != oid::JSONB
                             && int_width == 0,
                     },
-                    None if !detect || f.type_oid == oid::BOOL => FieldAction::Pass,
+                    None if !detect.any() || f.type_oid == oid::BOOL => FieldAction::Pass,
+                    None if typed_scalar(f.type_oid) && !detect.typed() => FieldAction::Pass,
                     None if text_like(f.type_oid) => FieldAction::DetectText { skip: 0 },
                     None if f.type_oid == oid::JSONB => FieldAction::DetectText {
                         skip: usize::from(binary),

@@ -729,7 +729,8 @@ impl ClientPump {
         let binary_copy_out =
             classification.statements.iter().any(|f| {
                 f.kind == StatementKind::Copy && f.copy_direction == Some(CopyDirection::Out)
-            }) && binary_copy(sql);
+            }) && binary_copy(sql)
+                && copies_to_client(sql);
         if binary_copy_out {
             verdict = verdict.stricter(Verdict::Block {
                 rule: "binary-copy".into(),
@@ -1288,6 +1289,16 @@ fn binary_copy(sql: &str) -> bool {
         .any(|w| w == "binary")
 }
 
+/// Whether a COPY sends its rows to the client (`TO STDOUT`), as opposed
+/// to a server-side file or program, whose rows never pass the gateway.
+/// Read from the scanner's words, so `'stdout'` in a string or comment does
+/// not count; an unquoted STDOUT anywhere else only makes the check stricter.
+fn copies_to_client(sql: &str) -> bool {
+    gatehouse_core::classify::tokens(sql, Dialect::Postgres)
+        .iter()
+        .any(|(_, t)| matches!(t, gatehouse_core::classify::Token::Word(w) if w.eq_ignore_ascii_case("stdout")))
+}
+
 fn csv_copy(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     lower
@@ -1419,8 +1430,11 @@ impl ServerPump {
         }
     }
 
-    fn detect(&self) -> bool {
-        self.ctx.pipeline.policy.detectors_apply(&self.ctx.identity)
+    fn detect(&self) -> gatehouse_core::mask::Detection {
+        self.ctx
+            .pipeline
+            .policy
+            .detection(&self.ctx.identity, &self.ctx.connection)
     }
 
     /// Mask plan for a result set of `facts` with these columns.
@@ -1467,7 +1481,7 @@ impl ServerPump {
         RowPlan::unknown(
             columns,
             covered.then(|| gatehouse_core::policy::ColumnMask::redact_all("untraceable-columns")),
-            self.detect(),
+            self.detect().any(),
         )
     }
 
@@ -1604,7 +1618,7 @@ impl ServerPump {
                 let width = backend::parse_data_row(&frame.body)
                     .map(|v| v.len())
                     .unwrap_or(0);
-                let plan = RowPlan::unknown(width, None, self.detect());
+                let plan = RowPlan::unknown(width, None, self.detect().any());
                 plan.mask_row(
                     &self.ctx.pipeline.masker,
                     &frame.body,
@@ -1642,8 +1656,13 @@ impl ServerPump {
     }
 
     fn copy_out_start(&mut self, frame: &Frame) -> Result<(), String> {
-        let (_, cols) =
+        let (format, cols) =
             backend::parse_copy_response(&frame.body).map_err(|e| format!("target sent {e}"))?;
+        if format != 0 {
+            // Refused before it ran when the text says so; this is the
+            // backstop: binary rows cannot be masked, so none is forwarded.
+            return Err("target began a binary COPY to the client, which cannot be masked".into());
+        }
         let (facts, sql) = match self.queue.front() {
             Some(Pending::Query {
                 statements, sql, ..

@@ -244,3 +244,31 @@ mod tests {
         assert_eq!(d.find("to jo@example.com").len(), 1);
     }
 }
+
+/// Which result values the content detectors read for one caller on one
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    /// None: the caller is exempt.
+    Off,
+    /// Text values only (strings, JSON, XML, and values such as arrays or
+    /// records that may hold text). Numbers, dates, times, intervals, UUIDs
+    /// and network addresses are masked by column rules, not guessed at.
+    Text,
+    /// Typed values as well, read in their text form: a connection opts in
+    /// (`detect_typed_values`) where a card number may sit in a `bigint`.
+    TextAndTyped,
+}
+
+impl Detection {
+    /// Whether detectors run at all.
+    pub fn any(self) -> bool {
+        self != Detection::Off
+    }
+
+    /// Whether detectors read values of numeric, date/time, UUID and
+    /// similar types.
+    pub fn typed(self) -> bool {
+        self == Detection::TextAndTyped
+    }
+}

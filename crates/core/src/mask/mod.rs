@@ -86,7 +86,7 @@ mod text;
 mod trail;
 mod validate;
 
-pub use detect::{may_contain_pii, Detectors, Finding};
+pub use detect::{may_contain_pii, Detection, Detectors, Finding};
 pub use engine::{MaskCounts, Masker, MaskerConfig};
 pub use strategy::{apply, TokenizeKey};
 pub use stream::{StreamMasker, MAX_HOLD};

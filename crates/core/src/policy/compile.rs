@@ -306,6 +306,16 @@ fn check_http_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
 /// the SSH-only settings make no sense elsewhere.
 fn check_ssh_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
     let name = &conn.name;
+    if conn.detect_typed_values
+        && !matches!(
+            conn.kind,
+            super::ConnectionKind::Postgres | super::ConnectionKind::Mysql
+        )
+    {
+        return Err(format!(
+            "connection \"{name}\": detect_typed_values applies to type = \"postgres\" and \"mysql\" only"
+        ));
+    }
     if conn.kind != super::ConnectionKind::Ssh {
         if conn.host_key.is_some()
             || conn.known_hosts.is_some()

@@ -109,6 +109,13 @@ pub struct ConnectionConfig {
     /// them (recordings are always masked).
     #[serde(default)]
     pub mask_terminal: bool,
+    /// SQL: run the content detectors on numeric, date/time, UUID,
+    /// interval and network-address values too (a card number kept in a
+    /// `bigint`, say). Off by default: values of those types are masked by
+    /// column rules, not guessed at, so an epoch second or an amount that
+    /// happens to look like an SSN is not turned into NULL.
+    #[serde(default)]
+    pub detect_typed_values: bool,
     /// HTTP: host names (the `Host` header) that reach this connection.
     #[serde(default)]
     pub hostnames: Vec<String>,

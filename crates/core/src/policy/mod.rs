@@ -526,6 +526,22 @@ impl Policy {
             .iter()
             .any(|g| identity.in_group(g))
     }
+
+    /// Which values of this caller's SQL results the detectors read on
+    /// `connection`.
+    pub fn detection(&self, identity: &Identity, connection: &str) -> crate::mask::Detection {
+        use crate::mask::Detection;
+        if !self.detectors_apply(identity) {
+            Detection::Off
+        } else if self
+            .connection(connection)
+            .is_some_and(|c| c.detect_typed_values)
+        {
+            Detection::TextAndTyped
+        } else {
+            Detection::Text
+        }
+    }
 }
 
 /// Decide a request that names several tools one tool at a time and keep
