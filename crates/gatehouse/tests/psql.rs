@@ -831,3 +831,176 @@ async fn detectors_read_typed_values_only_where_the_connection_opts_in() {
     assert!(!v[5].contains("4111111111111111"), "{v:?}");
     gw.stop().await;
 }
+
+/// Run a PostgreSQL client tool (`pg_dump`, `pg_restore`) with a password.
+async fn pg_tool(program: &str, password: &str, args: &[&str]) -> std::process::Output {
+    let bin = gatehouse::pgcluster::PgCluster::find_binaries().unwrap();
+    let mut cmd = tokio::process::Command::new(bin.join(program));
+    cmd.env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(args)
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("client tool timed out")
+        .expect("client tool runs")
+}
+
+/// libpq's large-object API (psql's `\lo_*`, pg_dump, pg_restore) uses
+/// fast-path function calls: each is decided, recorded and relayed as the
+/// `SELECT` it stands for. A DBA imports, exports and dumps the bank whole
+/// and restores it directly; an analyst's dump is masked, and large-object
+/// data, which no column rule can follow, is refused to analysts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_and_pg_dump_work_through_the_gateway() {
+    // DBAs are exempt from the column rules here: their dump is whole.
+    let gw = TestGateway::start_with("", "", |t| {
+        t.replace(
+            "[[masking.columns]]\n",
+            "[[masking.columns]]\nexcept_groups = [\"dba\"]\n",
+        )
+        .replacen("[masking]\n", "[masking]\nexempt_groups = [\"dba\"]\n", 1)
+    })
+    .await;
+    let dana = gw.token("dana", &["dba"]);
+    let alice = gw.token("alice", &["analysts"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("statement.txt");
+    let content = "quarterly statement, page after page\n".repeat(1500);
+    std::fs::write(&src, &content).unwrap();
+
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[&format!("\\lo_import '{}'", src.display())],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let oid: u32 = out(&o)
+        .trim()
+        .strip_prefix("lo_import ")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{}", out(&o)));
+    let dst = dir.path().join("copy.txt");
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[&format!("\\lo_export {oid} '{}'", dst.display())],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(&dst).unwrap(), content);
+
+    // An analyst: reading large-object data is refused (column rules apply
+    // to analysts and cannot follow it); creating one is a write.
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &[&format!("\\lo_export {oid} '{}'", dst.display())],
+        )
+        .await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("large-object data"), "{}", err(&o));
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &[&format!("\\lo_import '{}'", src.display())],
+        )
+        .await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("analysts-read-only"), "{}", err(&o));
+    let o = gw
+        .psql("alice", &alice, &[&format!("select lo_unlink({oid})")])
+        .await;
+    assert!(err(&o).contains("analysts-read-only"), "{}", err(&o));
+
+    // pg_dump as the DBA, restored directly into a new database.
+    let conninfo = |user: &str| {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname=bank sslmode=require",
+            gw.port()
+        )
+    };
+    let dump = dir.path().join("bank.dump");
+    let o = pg_tool(
+        "pg_dump",
+        &dana,
+        &[
+            "-Fc",
+            "--no-owner",
+            "-f",
+            dump.to_str().unwrap(),
+            &conninfo("dana"),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "pg_dump: {}", err(&o));
+    let t = support::target();
+    let restored = format!("restored_{}", std::process::id());
+    t.cluster.create_database(&restored, "postgres").unwrap();
+    let o = pg_tool(
+        "pg_restore",
+        t.cluster.superuser_password(),
+        &[
+            "--no-owner",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &t.cluster.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            &restored,
+            dump.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "pg_restore: {}", err(&o));
+    let check = t
+        .cluster
+        .psql(
+            &restored,
+            &format!(
+                "select count(*) filter (where ssn ~ '^[0-9]{{3}}-[0-9]{{2}}-[0-9]{{4}}$') || '/' || count(*) from customers;\n\
+                 select length(lo_get({oid}));"
+            ),
+        )
+        .unwrap();
+    assert!(
+        check.contains("60/60"),
+        "the DBA's dump holds the SSNs: {check}"
+    );
+    assert!(check.contains(&content.len().to_string()), "{check}");
+
+    // The trail has the fast-path calls as SELECTs, without their data.
+    let events = events(&gw).await;
+    let fast: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "command" && e["data"]["protocol"] == "fast-path")
+        .collect();
+    assert!(
+        fast.iter()
+            .any(|e| e.to_string().contains("pg_catalog.lowrite(")),
+        "{fast:?}"
+    );
+    assert!(fast
+        .iter()
+        .any(|e| e.to_string().contains("pg_catalog.loread(")));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.to_string().contains("page after page")),
+        "large-object data is not recorded"
+    );
+    let _ = gw
+        .psql("dana", &dana, &[&format!("select lo_unlink({oid})")])
+        .await;
+    t.cluster
+        .psql("postgres", &format!("DROP DATABASE {restored}"))
+        .unwrap();
+    gw.stop().await;
+}

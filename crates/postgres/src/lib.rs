@@ -8,6 +8,7 @@
 
 pub mod cancel;
 pub mod codec;
+mod fastpath;
 pub mod io;
 pub mod masking;
 mod proxy;

@@ -459,7 +459,7 @@ impl ClientPump {
                     Ok(s) => s.to_string(),
                     Err(e) => return self.protocol_error(malformed(e)),
                 };
-                self.simple_query(frame, sql).await;
+                self.simple_query(frame, sql, "simple").await;
             }
             b'P' => {
                 if self.discard_until_sync {
@@ -577,17 +577,23 @@ impl ClientPump {
                 self.out.extend_from_slice(&frame.raw);
                 return Ok(false);
             }
+            b'F' if self.discard_until_sync => {}
             b'F' => {
-                self.stats.blocked += 1;
-                self.push(Pending::Synthetic {
-                    bytes: error_bytes(
-                        "42501",
-                        "the fast-path function call protocol cannot be inspected, so gatehouse blocks it",
-                        Some("call the function with SELECT instead"),
-                    ),
-                    ready: true,
-                    batch: false,
-                });
+                let call = match frontend::parse_function_call(&frame.body) {
+                    Ok(c) => c,
+                    Err(e) => return self.protocol_error(malformed(e)),
+                };
+                match crate::fastpath::as_sql(&call) {
+                    Ok(sql) => self.simple_query(frame, sql, "fast-path").await,
+                    Err(why) => {
+                        self.stats.blocked += 1;
+                        self.refuse_query(error_bytes(
+                            "0A000",
+                            &format!("gatehouse refused this: {why}"),
+                            Some("call the function with SELECT instead"),
+                        ));
+                    }
+                }
             }
             other => {
                 return self.protocol_error(format!("unexpected message type '{}'", other as char));
@@ -780,7 +786,9 @@ impl ClientPump {
         )
     }
 
-    async fn simple_query(&mut self, frame: Frame, sql: String) {
+    /// Admit a simple Query, or a fast-path call (`protocol`) as the
+    /// `SELECT` it stands for: decide, hold, record, then forward `frame`.
+    async fn simple_query(&mut self, frame: Frame, sql: String, protocol: &str) {
         let read = match self.readable(&sql).await {
             Ok(text) => text.into_owned(),
             Err(bytes) => {
@@ -820,7 +828,7 @@ impl ClientPump {
             None
         };
         let recorded = self
-            .record_command(&sql, &classification, &verdict, "simple", approval)
+            .record_command(&sql, &classification, &verdict, protocol, approval)
             .await;
         let id = match (recorded, verdict_error(&verdict)) {
             (Err(e), _) => {

@@ -307,13 +307,15 @@ fn called_words(st: &Statement) -> BTreeSet<String> {
         if w.is_empty() || NOT_FUNCTIONS.contains(&w.as_str()) {
             continue;
         }
-        let mut name = w.to_lowercase();
-        if i >= 2 && matches!(st.toks[i - 1], (_, Token::Punct('.'))) {
-            if let Some(schema) = st.name_at(i - 2) {
-                name = format!("{schema}.{name}");
-            }
+        // The whole dotted name ends at `i`: start from its first part.
+        let mut start = i;
+        while start >= 2
+            && matches!(st.toks[start - 1], (_, Token::Punct('.')))
+            && matches!(st.toks[start - 2], (_, Token::Word(_) | Token::Quoted(_)))
+        {
+            start -= 2;
         }
-        out.insert(name);
+        out.insert(st.name_at(start).unwrap_or_else(|| w.to_lowercase()));
     }
     out
 }

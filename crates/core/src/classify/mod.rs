@@ -16,6 +16,7 @@ mod effects;
 mod fallback;
 pub mod http;
 mod keyword;
+pub mod large_objects;
 mod lineage;
 mod scan;
 pub mod shell;
@@ -64,6 +65,15 @@ pub fn classify(sql: &str, dialect: Dialect) -> Classification {
 /// [`classify`] for a statement nested `depth` levels inside unparseable
 /// ones (the keyword fallback follows `PREPARE … AS` bodies through here).
 fn classify_at(sql: &str, dialect: Dialect, depth: usize) -> Classification {
+    let mut c = parse_at(sql, dialect, depth);
+    if dialect == Dialect::Postgres {
+        c.statements.iter_mut().for_each(large_objects::note_calls);
+    }
+    c
+}
+
+/// Facts from the parser, or from the keyword fallback where it fails.
+fn parse_at(sql: &str, dialect: Dialect, depth: usize) -> Classification {
     let d = parser_dialect(dialect);
     if agree::lexers_agree(sql, dialect) {
         if let Ok(stmts) = sqlparser::parser::Parser::parse_sql(d.as_ref(), sql) {

@@ -453,6 +453,11 @@ pub fn keeps_values_in_statement(name: &str) -> bool {
         let bare = t.strip_prefix("pg_catalog.").unwrap_or(t);
         return BUILT_IN_TYPES.binary_search(&bare).is_ok();
     }
+    // An operator in pg_catalog is built in (only a superuser changing
+    // system catalogs could add one there) and has no side effects.
+    if name.starts_with("operator(pg_catalog.") {
+        return true;
+    }
     let bare = name.strip_prefix("pg_catalog.").unwrap_or(name);
     PURE.binary_search(&bare).is_ok()
 }
@@ -472,6 +477,8 @@ mod tests {
     #[test]
     fn only_built_ins_are_allowed() {
         assert!(keeps_values_in_statement("upper"));
+        assert!(keeps_values_in_statement("operator(pg_catalog.=)"));
+        assert!(!keeps_values_in_statement("operator(public.=)"));
         assert!(keeps_values_in_statement("pg_catalog.upper"));
         assert!(!keeps_values_in_statement("public.upper"));
         assert!(

@@ -286,11 +286,153 @@ pub(crate) fn touches(
         .iter()
         .filter(|r| r.applies_to(identity, connection))
         .any(|r| {
-            r.patterns.iter().any(|(table_glob, _)| match table_glob {
-                None => !tables.is_empty(),
-                Some(g) => tables.iter().any(|t| g.matches_table(t)),
+            r.patterns.iter().any(|(table_glob, column)| {
+                tables.iter().any(|t| {
+                    let by_table = match table_glob {
+                        // Catalog metadata holds no column values: only a
+                        // rule that names the catalog covers it.
+                        None => !metadata_catalog(t),
+                        Some(g) if g.as_str() == "*" => !metadata_catalog(t),
+                        Some(g) => g.matches_table(t),
+                    };
+                    by_table
+                        && known_columns(t).is_none_or(|cs| cs.iter().any(|c| column.matches(c)))
+                })
             })
         })
+}
+
+/// Whether `table` is one of PostgreSQL's catalogs (or the information
+/// schema) that describe objects and hold no values of user columns, so a
+/// rule for `*.card_number` or a bare `ssn` does not cover it: client tools
+/// (`pg_dump`, psql's `\d`) read them with functions of every kind. The
+/// catalogs that do hold values (statistics, other sessions' statements,
+/// large objects) are not listed; policy refuses or follows them apart.
+fn metadata_catalog(table: &str) -> bool {
+    const CATALOGS: &[&str] = &[
+        "pg_aggregate",
+        "pg_am",
+        "pg_amop",
+        "pg_amproc",
+        "pg_attrdef",
+        "pg_attribute",
+        "pg_auth_members",
+        "pg_authid",
+        "pg_available_extension_versions",
+        "pg_available_extensions",
+        "pg_cast",
+        "pg_class",
+        "pg_collation",
+        "pg_config",
+        "pg_constraint",
+        "pg_conversion",
+        "pg_database",
+        "pg_db_role_setting",
+        "pg_default_acl",
+        "pg_depend",
+        "pg_description",
+        "pg_enum",
+        "pg_event_trigger",
+        "pg_extension",
+        "pg_file_settings",
+        "pg_foreign_data_wrapper",
+        "pg_foreign_server",
+        "pg_foreign_table",
+        "pg_group",
+        "pg_hba_file_rules",
+        "pg_ident_file_mappings",
+        "pg_index",
+        "pg_indexes",
+        "pg_inherits",
+        "pg_init_privs",
+        "pg_language",
+        "pg_largeobject_metadata",
+        "pg_locks",
+        "pg_matviews",
+        "pg_namespace",
+        "pg_opclass",
+        "pg_operator",
+        "pg_opfamily",
+        "pg_parameter_acl",
+        "pg_partitioned_table",
+        "pg_policies",
+        "pg_policy",
+        "pg_proc",
+        "pg_publication",
+        "pg_publication_namespace",
+        "pg_publication_rel",
+        "pg_publication_tables",
+        "pg_range",
+        "pg_replication_origin",
+        "pg_rewrite",
+        "pg_roles",
+        "pg_rules",
+        "pg_seclabel",
+        "pg_seclabels",
+        "pg_sequence",
+        "pg_sequences",
+        "pg_settings",
+        "pg_shdepend",
+        "pg_shdescription",
+        "pg_shseclabel",
+        "pg_statistic_ext",
+        "pg_subscription",
+        "pg_subscription_rel",
+        "pg_tables",
+        "pg_tablespace",
+        "pg_timezone_abbrevs",
+        "pg_timezone_names",
+        "pg_transform",
+        "pg_trigger",
+        "pg_ts_config",
+        "pg_ts_config_map",
+        "pg_ts_dict",
+        "pg_ts_parser",
+        "pg_ts_template",
+        "pg_type",
+        "pg_user",
+        "pg_user_mapping",
+        "pg_user_mappings",
+        "pg_views",
+    ];
+    if table.starts_with("information_schema.") {
+        return true;
+    }
+    let bare = table.strip_prefix("pg_catalog.").unwrap_or(table);
+    CATALOGS.binary_search(&bare).is_ok()
+}
+
+/// The columns of a table whose columns are fixed and known without the
+/// target's catalog: the large-object store, which statements reach
+/// through functions (see [`crate::classify::large_objects`]), and the
+/// settings view every client tool reads (`pg_dump` calls `set_config`
+/// over it). A rule for `*.card_number` does not cover them; one for
+/// `pg_largeobject.data` does.
+fn known_columns(table: &str) -> Option<&'static [&'static str]> {
+    const SETTINGS: &[&str] = &[
+        "name",
+        "setting",
+        "unit",
+        "category",
+        "short_desc",
+        "extra_desc",
+        "context",
+        "vartype",
+        "source",
+        "min_val",
+        "max_val",
+        "enumvals",
+        "boot_val",
+        "reset_val",
+        "sourcefile",
+        "sourceline",
+        "pending_restart",
+    ];
+    match table.strip_prefix("pg_catalog.").unwrap_or(table) {
+        crate::classify::large_objects::TABLE => Some(&["loid", "pageno", "data"]),
+        "pg_settings" => Some(SETTINGS),
+        _ => None,
+    }
 }
 
 /// The rule that masks a column named `column` for `identity` on

@@ -168,6 +168,9 @@ impl Policy {
         if let Some(block) = self.reads_value_catalogs(identity, connection, facts) {
             by_rule = by_rule.stricter(block);
         }
+        if let Some(block) = self.reads_large_objects(identity, connection, facts) {
+            by_rule = by_rule.stricter(block);
+        }
         if let Some(column) = facts
             .computed_comparisons
             .iter()
@@ -272,6 +275,32 @@ impl Policy {
             rule: "masked-columns-stay-masked".into(),
             message: format!(
                 "{source} reads values of columns no column rule can follow (planner statistics, other sessions' statements, or SQL given as text), and column rules apply to you here"
+            ),
+        })
+    }
+
+    /// Large-object data (`loread`, `lo_get`, and libpq's `lo_read` and
+    /// `lo_export`, which call `loread`) comes back in chunks of bytes no
+    /// column rule can follow and no detector can read whole: refused to a
+    /// caller column rules apply to on this connection (a policy lets a
+    /// group read it whole by exempting it from the column rules).
+    fn reads_large_objects(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        facts: &StatementFacts,
+    ) -> Option<Verdict> {
+        let function = facts
+            .functions
+            .iter()
+            .find(|f| crate::classify::large_objects::reads_data(f))?;
+        if !self.masks_columns_for(identity, connection) {
+            return None;
+        }
+        Some(Verdict::Block {
+            rule: "masked-columns-stay-masked".into(),
+            message: format!(
+                "{function}() returns large-object data, which gatehouse cannot mask, and column rules apply to you here"
             ),
         })
     }

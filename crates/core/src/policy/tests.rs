@@ -714,3 +714,54 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn catalogs_are_covered_only_by_rules_that_name_them() {
+    let p = policy();
+    let alice = who(&["analysts"]);
+    let touch = |t: &str| p.column_rules_touch(&alice, "bank", [t.to_string()].iter());
+    assert!(touch("customers"));
+    assert!(touch("accounts"), "*.card_number covers any user table");
+    for catalog in [
+        "pg_class",
+        "pg_catalog.pg_namespace",
+        "information_schema.columns",
+        "pg_settings",
+    ] {
+        assert!(!touch(catalog), "{catalog}");
+    }
+    for values in [
+        "pg_stats",
+        "pg_statistic",
+        "pg_stat_activity",
+        "public.pg_cards",
+    ] {
+        assert!(touch(values), "{values} holds values");
+    }
+    assert!(
+        !touch("pg_largeobject"),
+        "its columns are loid, pageno and data"
+    );
+    let text = format!(
+        "{POLICY}\n[[masking.columns]]\nname = \"documents\"\ncolumns = [\"pg_largeobject.data\"]\nstrategy = \"redact\"\n"
+    );
+    let cfg: PolicyConfig = toml::from_str(&text).unwrap();
+    let p = compile(&cfg, &text).unwrap();
+    assert!(p.column_rules_touch(&alice, "bank", ["pg_largeobject".to_string()].iter()));
+    let lo = crate::classify::classify("select lo_get(16403)", crate::classify::Dialect::Postgres);
+    let v = p.decide(&alice, "bank", "select lo_get(16403)", &lo);
+    assert!(matches!(v, Verdict::Block { .. }), "{v:?}");
+}
+
+#[test]
+fn the_catalog_list_is_sorted() {
+    // metadata_catalog uses a binary search.
+    let p = policy();
+    let alice = who(&["analysts"]);
+    for t in ["pg_aggregate", "pg_views", "pg_type", "pg_roles"] {
+        assert!(
+            !p.column_rules_touch(&alice, "bank", [t.to_string()].iter()),
+            "{t}"
+        );
+    }
+}

@@ -214,6 +214,63 @@ pub fn parse_target<'a>(body: &'a [u8], what: &'static str) -> Result<Target<'a>
     }
 }
 
+/// A fast-path FunctionCall (libpq's `PQfn`, behind `lo_open`, `lo_read`,
+/// `lo_write` and the rest of its large-object API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionCall<'a> {
+    /// The function's OID.
+    pub oid: u32,
+    /// Argument format codes as sent (empty: all text; one: all that).
+    pub arg_formats: Vec<i16>,
+    /// Argument values (`None` is SQL NULL).
+    pub args: Vec<Option<&'a [u8]>>,
+    /// The result's format code.
+    pub result_format: i16,
+}
+
+impl FunctionCall<'_> {
+    /// Argument `i` as an integer, when its bytes are one: 4- or 8-byte
+    /// binary, or decimal text.
+    pub fn int_arg(&self, i: usize) -> Option<i64> {
+        let v = self.args.get(i).copied().flatten()?;
+        let format = match self.arg_formats.len() {
+            0 => 0,
+            1 => self.arg_formats[0],
+            _ => *self.arg_formats.get(i)?,
+        };
+        match (format, v.len()) {
+            (1, 4) => Some(i64::from(i32::from_be_bytes(v.try_into().ok()?))),
+            (1, 8) => Some(i64::from_be_bytes(v.try_into().ok()?)),
+            (0, _) => std::str::from_utf8(v).ok()?.trim().parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Decode a FunctionCall body.
+pub fn parse_function_call(body: &[u8]) -> Result<FunctionCall<'_>, DecodeError> {
+    let mut r = Reader::new(body, "FunctionCall");
+    let oid = r.i32()? as u32;
+    let nfmt = r.count16(2)?;
+    let mut arg_formats = Vec::with_capacity(nfmt);
+    for _ in 0..nfmt {
+        arg_formats.push(r.i16()?);
+    }
+    let nargs = r.count16(4)?;
+    let mut args = Vec::with_capacity(nargs);
+    for _ in 0..nargs {
+        args.push(r.value()?);
+    }
+    let result_format = r.i16()?;
+    r.finish()?;
+    Ok(FunctionCall {
+        oid,
+        arg_formats,
+        args,
+        result_format,
+    })
+}
+
 /// Decode an Execute body: the portal and the row limit.
 pub fn parse_execute(body: &[u8]) -> Result<(&str, i32), DecodeError> {
     let mut r = Reader::new(body, "Execute");
@@ -232,6 +289,37 @@ pub fn terminate() -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn function_call_decodes_integer_arguments() {
+        let body = Writer::new(b'F')
+            .i32(954)
+            .i16(1)
+            .i16(1)
+            .i16(2)
+            .value(Some(&3i32.to_be_bytes()))
+            .value(Some(&8192i32.to_be_bytes()))
+            .i16(1)
+            .finish();
+        let call = parse_function_call(&body[5..]).unwrap();
+        assert_eq!(call.oid, 954);
+        assert_eq!(call.int_arg(0), Some(3));
+        assert_eq!(call.int_arg(1), Some(8192));
+        assert_eq!(call.int_arg(2), None);
+        assert_eq!(call.result_format, 1);
+        assert!(parse_function_call(&body[5..body.len() - 1]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn function_call_decoder_never_panics(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(call) = parse_function_call(&body) {
+                for i in 0..call.args.len() + 1 {
+                    let _ = call.int_arg(i);
+                }
+            }
+        }
+    }
 
     #[test]
     fn startup_round_trip() {
