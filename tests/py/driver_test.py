@@ -115,6 +115,31 @@ with connect("dana", dba_token) as conn:
         check("no-unbounded-writes" in str(e), "unbounded delete names its rule")
     conn.execute("delete from driver_scratch where id = 1")
     check(conn.execute("select count(*) from driver_scratch").fetchone()[0] == 1, "delete with where runs")
+
+    # A pipeline is one implicit transaction up to its Sync: a refused
+    # statement in it rolls back what ran before it, as a server error
+    # would (and psycopg raises the refusal).
+    try:
+        with conn.pipeline():
+            conn.execute("insert into driver_scratch values (10, 'pipelined')")
+            conn.execute("delete from driver_scratch")
+        check(False, "a pipelined unbounded delete should be refused")
+    except psycopg.errors.InsufficientPrivilege as e:
+        check("no-unbounded-writes" in str(e), "pipelined refusal names its rule")
+    n = conn.execute("select count(*) from driver_scratch where id = 10").fetchone()[0]
+    observed["pipeline_partial_rows"] = n
+    check(n == 0, "the insert before the refusal was rolled back")
+
+    # Inside a transaction block, a refused statement leaves it failed.
+    try:
+        with conn.transaction():
+            conn.execute("insert into driver_scratch values (11, 'in a block')")
+            conn.execute("delete from driver_scratch")
+        check(False, "an unbounded delete in a block should be refused")
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+    n = conn.execute("select count(*) from driver_scratch where id = 11").fetchone()[0]
+    check(n == 0, "the transaction block was rolled back")
     conn.execute("drop table driver_scratch")
 
 print(json.dumps(observed, default=str))

@@ -119,6 +119,13 @@ enum Pending {
     },
     Close,
     Sync,
+    /// A Parse the gateway sent to fail the client's extended-protocol
+    /// batch with a refusal (see [`ClientPump::fail_batch`]): the target's
+    /// error for it is answered with `bytes`. Dropped, like the target's
+    /// own skipped responses, if the batch fails earlier.
+    FailBatch {
+        bytes: Vec<u8>,
+    },
     /// A gateway-made response. `ready` appends ReadyForQuery with the
     /// current transaction status; `batch` ones are dropped if the target
     /// fails the same extended-protocol batch first (one error per batch).
@@ -623,12 +630,33 @@ impl ClientPump {
 
     /// End the current extended-protocol batch with `error` in place of the
     /// response, then skip the client's messages up to Sync.
+    ///
+    /// When the batch has already sent the target work, or a transaction
+    /// block is open, a server error would roll that work back (or leave
+    /// the transaction failed); so the target is made to fail the batch
+    /// itself, with a Parse it cannot accept, and its error is answered
+    /// with the refusal. A named statement is used, so the client's
+    /// unnamed one is left alone (a Parse that fails creates nothing).
     fn fail_batch(&mut self, error: Vec<u8>) {
-        self.push(Pending::Synthetic {
-            bytes: error,
-            ready: false,
-            batch: true,
-        });
+        let in_transaction = self
+            .ctx
+            .transaction
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == b'T';
+        if in_transaction || self.unsynced {
+            self.push(Pending::FailBatch { bytes: error });
+            self.out.extend_from_slice(&frontend::parse(
+                "gatehouse_refusal",
+                "gatehouse refused a statement in this batch",
+            ));
+            self.unsynced = true;
+        } else {
+            self.push(Pending::Synthetic {
+                bytes: error,
+                ready: false,
+                batch: true,
+            });
+        }
         self.discard_until_sync = true;
     }
 
@@ -1887,6 +1915,13 @@ impl ServerPump {
     }
 
     fn error(&mut self, frame: &Frame) -> Result<(), String> {
+        if let Some(Pending::FailBatch { .. }) = self.queue.front() {
+            if let Some(Pending::FailBatch { bytes }) = self.queue.pop_front() {
+                self.out.extend_from_slice(&bytes);
+            }
+            self.skip_to_sync();
+            return Ok(());
+        }
         let masked = self.screened_notice(b'E', &frame.body);
         let notice = backend::parse_notice(masked.as_deref().map_or(&frame.body[..], |m| &m[5..]))
             .unwrap_or_default();
@@ -1902,20 +1937,26 @@ impl ServerPump {
             Some(Pending::Query { .. } | Pending::FailTransaction) | None
         );
         if extended {
-            while let Some(front) = self.queue.front() {
-                match front {
-                    Pending::Sync | Pending::Query { .. } | Pending::FailTransaction => break,
-                    Pending::Synthetic { batch: false, .. } => break,
-                    _ => {}
-                }
-                match self.queue.pop_front() {
-                    Some(Pending::Execute { unit, .. }) => self.finish(unit),
-                    Some(Pending::Parse { name, previous }) => self.roll_back_parse(name, previous),
-                    _ => {}
-                }
-            }
+            self.skip_to_sync();
         }
         Ok(())
+    }
+
+    /// Extended protocol after an error: the target skips everything up to
+    /// Sync, so the requests queued before it get no answer.
+    fn skip_to_sync(&mut self) {
+        while let Some(front) = self.queue.front() {
+            match front {
+                Pending::Sync | Pending::Query { .. } | Pending::FailTransaction => break,
+                Pending::Synthetic { batch: false, .. } => break,
+                _ => {}
+            }
+            match self.queue.pop_front() {
+                Some(Pending::Execute { unit, .. }) => self.finish(unit),
+                Some(Pending::Parse { name, previous }) => self.roll_back_parse(name, previous),
+                _ => {}
+            }
+        }
     }
 
     fn notice(&mut self, frame: &Frame) -> Result<(), String> {

@@ -108,6 +108,11 @@ pub fn parse_query(body: &[u8]) -> Result<&str, DecodeError> {
     Ok(q)
 }
 
+/// Encode a Parse with no parameter types.
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    Writer::new(b'P').cstr(name).cstr(sql).i16(0).finish()
+}
+
 /// Encode a simple Query.
 pub fn query(sql: &str) -> Vec<u8> {
     Writer::new(b'Q').cstr(sql).finish()
