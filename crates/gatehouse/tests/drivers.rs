@@ -160,3 +160,63 @@ async fn pgbench_runs_through_the_gateway() {
     }
     gw.stop().await;
 }
+
+/// An ORM's schema migrations (SQLAlchemy's Alembic, from PyPI) run
+/// through the gateway unchanged: upgrade, downgrade to nothing, upgrade
+/// again, as a DBA, with DDL, a data backfill, an array element update,
+/// renames and a partial index, one transaction per migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alembic_migrations_run_through_the_gateway_unchanged() {
+    let gw = TestGateway::start("", "").await;
+    let dana = gw.token("dana", &["dba"]);
+    let ini = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/alembic/alembic.ini"
+    );
+    let url = format!(
+        "postgresql+psycopg://dana:{dana}@127.0.0.1:{}/bank",
+        gw.port()
+    );
+    let alembic = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new("python3");
+        cmd.args(["-m", "alembic", "-c", ini])
+            .args(args)
+            .env("GATEHOUSE_ALEMBIC_URL", &url)
+            .env("PGSSLMODE", "require")
+            .kill_on_drop(true);
+        let what = args.join(" ");
+        async move {
+            let o = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+                .await
+                .expect("alembic timed out")
+                .expect("alembic runs (scripts/test.sh installs it)");
+            assert!(
+                o.status.success(),
+                "alembic {what}:\n{}\n{}",
+                out(&o),
+                err(&o)
+            );
+        }
+    };
+    alembic(&["upgrade", "head"]).await;
+    alembic(&["downgrade", "base"]).await;
+    alembic(&["upgrade", "head"]).await;
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "select version_num from alembic_version",
+                "select id, status, tags[1] from orm_ledger order by id",
+                "select count(*) from orm_ledger_memo",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(text.contains("0003"), "{text}");
+    assert!(text.contains("1|booked|migrated"), "{text}");
+    assert!(text.contains("2|booked|"), "{text}");
+    alembic(&["downgrade", "base"]).await;
+    gw.stop().await;
+}

@@ -478,7 +478,12 @@ fn insert_writes(ins: &sqlparser::ast::Insert, env: &Env) -> Vec<ColumnWrite> {
 /// detaching or dropping partitions are a DELETE of every row. An
 /// `ALTER TABLE` operation not known to leave rows alone counts as an
 /// UPDATE (fail closed).
-pub fn ddl_effects(stmt: &Statement) -> Vec<StatementFacts> {
+///
+/// The effects keep the DDL's `keyword`: they are what the statement does
+/// to rows, for rules on kinds and tables (an approval for changes to
+/// `customers`), not an UPDATE written without a WHERE, which is what a
+/// `without_where` rule guards against.
+pub fn ddl_effects(stmt: &Statement, keyword: &str) -> Vec<StatementFacts> {
     let mut updated: BTreeSet<String> = BTreeSet::new();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
     match stmt {
@@ -572,7 +577,7 @@ pub fn ddl_effects(stmt: &Statement) -> Vec<StatementFacts> {
         _ => {}
     }
     let effect = |kind: StatementKind, tables: BTreeSet<String>| {
-        let mut f = super::fallback::unknown_facts(&kind.as_str().to_ascii_uppercase());
+        let mut f = super::fallback::unknown_facts(keyword);
         f.kind = kind;
         f.parsed = true;
         f.nested = true;

@@ -59,7 +59,7 @@ pub fn facts_for(stmt: &Statement, dialect: Dialect) -> Vec<StatementFacts> {
         _ => {
             let (head, nested) = analyse(stmt, dialect);
             let upsert = upsert_effects(stmt, &head);
-            let ddl = super::effects::ddl_effects(stmt);
+            let ddl = super::effects::ddl_effects(stmt, &head.keyword);
             let mut out = vec![head];
             // The outer walk already found statements nested at any depth,
             // so each one's own nested list would only repeat them.

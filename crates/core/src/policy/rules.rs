@@ -247,11 +247,7 @@ impl CommandRule {
                     .any(|k| keyword_prefix(&facts.keyword, k)))
             && (self.tables.is_empty() || self.touches_tables(facts))
             && self.pattern.as_ref().is_none_or(|p| p.is_match(sql))
-            && (!self.without_where
-                || (matches!(
-                    facts.kind,
-                    StatementKind::Update | StatementKind::Delete | StatementKind::Merge
-                ) && !facts.has_where))
+            && (!self.without_where || written_without_where(facts))
             && (!self.without_limit || (facts.kind == StatementKind::Select && !facts.has_limit))
             && self.copy.is_none_or(|d| facts.copy_direction == Some(d))
     }
@@ -385,4 +381,18 @@ mod tests {
         assert!(!keyword_prefix("DROP DATABASES", "DROP DATABASE"));
         assert!(!keyword_prefix("DROP", "DROP DATABASE"));
     }
+}
+
+/// An UPDATE, DELETE or MERGE written without a WHERE clause: what a
+/// `without_where` rule guards against (a forgotten condition). What DDL
+/// does to every row (`ALTER … TYPE`, `DROP COLUMN`, `TRUNCATE`) is
+/// deliberate; it meets rules on kinds and tables instead.
+fn written_without_where(facts: &StatementFacts) -> bool {
+    matches!(
+        facts.kind,
+        StatementKind::Update | StatementKind::Delete | StatementKind::Merge
+    ) && !facts.has_where
+        && ["UPDATE", "DELETE", "MERGE", "WITH"]
+            .iter()
+            .any(|k| facts.keyword.starts_with(k))
 }

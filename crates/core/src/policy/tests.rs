@@ -638,10 +638,29 @@ fn ddl_that_changes_a_tables_rows_meets_its_rules() {
         (MySql, "alter table customers modify notes varchar(5)"),
         (MySql, "alter table customers convert to character set latin1"),
     ] {
-        let v = decide_sql(&p, &["auditors"], sql, dialect);
-        // Not allowed through: held by the update/delete rule, or refused as unbounded/unreadable.
+        // Held by the rule for updates and deletes of customers (or
+        // refused, where the parser cannot read it).
+        let v = decide_sql(&p, &["dba"], sql, dialect);
         assert_ne!(v.effect(), "allow", "{sql}: {v:?}");
+        // Deliberate DDL is not an UPDATE written without a WHERE: a
+        // `without_where` rule leaves it to the rules on kinds and tables.
+        let v = decide_sql(&p, &["auditors"], sql, dialect);
+        assert_ne!(v.rule(), Some("no-unbounded-writes"), "{sql}: {v:?}");
     }
+    let v = decide_sql(
+        &p,
+        &["auditors"],
+        "update customers set notes = ''",
+        Postgres,
+    );
+    assert_eq!(v.rule(), Some("no-unbounded-writes"), "{v:?}");
+    let v = decide_sql(
+        &p,
+        &["auditors"],
+        "with d as (delete from customers returning id) select * from d",
+        Postgres,
+    );
+    assert_eq!(v.rule(), Some("no-unbounded-writes"), "{v:?}");
     // With the approval rule first, a rewrite is held, not allowed.
     let v = decide_sql(
         &p,
