@@ -6,11 +6,12 @@
 # Debian, a real OIDC provider (oidc-provider) and playwright-core from npm,
 # the psycopg, PyMySQL and mysql-connector-python drivers, Alembic with SQLAlchemy, the official openai
 # SDK, aiohttp (for the fake Kubernetes API server) and llama-cpp-python (a
-# real OpenAI-compatible server) from PyPI, curl, and
+# real OpenAI-compatible server) from PyPI, curl,
 # kubectl >= 1.30 (the installed one, else from the npm registry, see
-# scripts/kubectl.sh). The tests start their own PostgreSQL cluster, MariaDB
-# server, sshd, IdP, LLM upstream and Kubernetes API server on 127.0.0.1 and
-# stop them.
+# scripts/kubectl.sh), and PostgreSQL's own regression suite from the
+# installed server's Debian source package (scripts/pg-regress-sources.sh).
+# The tests start their own PostgreSQL cluster, MariaDB server, sshd, IdP,
+# LLM upstream and Kubernetes API server on 127.0.0.1 and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,14 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)   # the fake Kubernetes API server's certificates
 command -v script >/dev/null || need_apt+=(bsdutils)   # a terminal for kubectl exec -it
 command -v unzip >/dev/null || need_apt+=(unzip)
+# PostgreSQL's own regression suite (scripts/pg-regress-sources.sh): apt-get
+# source (dpkg-dev, which brings make, bzip2 and xz), a C compiler, and the
+# server's headers at the installed server's version.
+command -v dpkg-source >/dev/null || need_apt+=(dpkg-dev)
+command -v gcc >/dev/null || need_apt+=(gcc)
+pg_version=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+[ -f /usr/include/postgresql/15/server/postgres.h ] ||
+  need_apt+=("postgresql-server-dev-15${pg_version:+=$pg_version}")
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
@@ -59,6 +68,10 @@ export KUBECTL
 # A real OpenAI-compatible server (llama.cpp, built from source the first
 # time, 4-12 minutes on 2 cores) with a tiny random-weights model.
 bash scripts/llama.sh >/dev/null
+# PostgreSQL's own regression suite, from the installed server's sources
+# (fetched and built once, cached in target/pg-regress/).
+GATEHOUSE_PG_REGRESS_DIR=$(bash scripts/pg-regress-sources.sh)
+export GATEHOUSE_PG_REGRESS_DIR
 # The fake Kubernetes API server, proven against real kubectl on its own
 # first, so a failure in the gateway's kubectl tests is the gateway's.
 bash tests/kube/selftest.sh
@@ -67,5 +80,5 @@ bash tests/kube/selftest.sh
 
 # Incremental caches double target/ and buy nothing on a one-shot CI build.
 export CARGO_INCREMENTAL=0
-GATEHOUSE_REQUIRE_KUBECTL=1 GATEHOUSE_REQUIRE_OPENAI=1 GATEHOUSE_REQUIRE_LLAMA=1 GATEHOUSE_REQUIRE_AGE=1 \
+GATEHOUSE_REQUIRE_PG_REGRESS=1 GATEHOUSE_REQUIRE_KUBECTL=1 GATEHOUSE_REQUIRE_OPENAI=1 GATEHOUSE_REQUIRE_LLAMA=1 GATEHOUSE_REQUIRE_AGE=1 \
 GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_SSH=$([ "$(id -u)" -eq 0 ] && echo 1 || echo 0) cargo test --workspace --all-targets "$@"

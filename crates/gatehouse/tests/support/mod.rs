@@ -130,8 +130,14 @@ impl TestGateway {
         extra: &str,
         edit: impl FnOnce(&Path, String) -> String,
     ) -> TestGateway {
+        Self::start_config(|dir| edit(dir, config_text(dir, extra_top, extra))).await
+    }
+
+    /// Start a gateway whose whole configuration is `text(state folder)`:
+    /// no demo policy, no bank connection, only what `text` says.
+    pub async fn start_config(text: impl FnOnce(&Path) -> String) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
-        let text = edit(dir.path(), config_text(dir.path(), extra_top, extra));
+        let text = text(dir.path());
         let config_path = dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, &text).unwrap();
         let cfg = GatewayConfig::load(&config_path).unwrap();
