@@ -15,6 +15,7 @@ pub mod mask;
 pub mod pipeline;
 pub mod policy;
 pub mod recording;
+pub mod serve;
 pub mod trail;
 pub mod verdict;
 

@@ -9,6 +9,7 @@
 use gatehouse_core::policy::{
     ColumnRuleConfig, ConnectionConfig, MaskingConfig, PolicyConfig, RuleConfig, Unparseable,
 };
+use gatehouse_core::serve::ListenerLimits;
 use gatehouse_identity::IssuerConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,43 @@ pub struct PostgresListener {
     /// Largest protocol message accepted, in bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// Most connections served at once; the next is refused in the
+    /// protocol's own words.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has from connecting to finishing its handshake
+    /// (TLS, start-up and sign-in); then the connection is closed.
+    #[serde(default = "default_handshake_secs")]
+    pub handshake_timeout_secs: u64,
+}
+
+fn default_max_connections() -> usize {
+    gatehouse_core::serve::DEFAULT_MAX_CONNECTIONS
+}
+
+impl PostgresListener {
+    /// This listener's connection cap and handshake timeout.
+    pub fn limits(&self) -> ListenerLimits {
+        limits(self.max_connections, self.handshake_timeout_secs)
+    }
+}
+
+fn default_handshake_secs() -> u64 {
+    gatehouse_core::serve::DEFAULT_HANDSHAKE_TIMEOUT.as_secs()
+}
+
+/// SSH clients prompt for the token on the open connection: as long as
+/// OpenSSH's own LoginGraceTime.
+fn default_ssh_handshake_secs() -> u64 {
+    120
+}
+
+/// A listener's limits from its section.
+fn limits(max_connections: usize, handshake_timeout_secs: u64) -> ListenerLimits {
+    ListenerLimits {
+        max_connections,
+        handshake_timeout: std::time::Duration::from_secs(handshake_timeout_secs.max(1)),
+    }
 }
 
 fn default_pg_listen() -> String {
@@ -126,6 +164,8 @@ impl Default for PostgresListener {
             require_subject_match: false,
             result_capture_rows: 0,
             max_message_bytes: default_max_message(),
+            max_connections: default_max_connections(),
+            handshake_timeout_secs: default_handshake_secs(),
         }
     }
 }
@@ -157,10 +197,25 @@ pub struct MySqlListener {
     /// Version string announced to clients.
     #[serde(default = "default_mysql_version")]
     pub server_version: String,
+    /// Most connections served at once; the next is refused in the
+    /// protocol's own words.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has from connecting to finishing its handshake
+    /// (TLS and sign-in); then the connection is closed.
+    #[serde(default = "default_handshake_secs")]
+    pub handshake_timeout_secs: u64,
 }
 
 fn default_mysql_listen() -> String {
     "127.0.0.1:13306".into()
+}
+
+impl MySqlListener {
+    /// This listener's connection cap and handshake timeout.
+    pub fn limits(&self) -> ListenerLimits {
+        limits(self.max_connections, self.handshake_timeout_secs)
+    }
 }
 
 fn default_max_packet() -> usize {
@@ -182,6 +237,8 @@ impl Default for MySqlListener {
             result_capture_rows: 0,
             max_packet_bytes: default_max_packet(),
             server_version: default_mysql_version(),
+            max_connections: default_max_connections(),
+            handshake_timeout_secs: default_handshake_secs(),
         }
     }
 }
@@ -209,10 +266,25 @@ pub struct HttpListener {
     /// Seconds without requests after which an HTTP session ends.
     #[serde(default = "default_http_idle")]
     pub session_idle_secs: u64,
+    /// Most connections served at once; the next is refused in the
+    /// protocol's own words.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has from connecting to finishing its handshake
+    /// (TLS; each request then has 30 s to send its headers); then the connection is closed.
+    #[serde(default = "default_handshake_secs")]
+    pub handshake_timeout_secs: u64,
 }
 
 fn default_http_listen() -> String {
     "127.0.0.1:8443".into()
+}
+
+impl HttpListener {
+    /// This listener's connection cap and handshake timeout.
+    pub fn limits(&self) -> ListenerLimits {
+        limits(self.max_connections, self.handshake_timeout_secs)
+    }
 }
 
 fn default_http_max_request() -> usize {
@@ -236,6 +308,8 @@ impl Default for HttpListener {
             max_request_bytes: default_http_max_request(),
             max_response_bytes: default_http_max_response(),
             session_idle_secs: default_http_idle(),
+            max_connections: default_max_connections(),
+            handshake_timeout_secs: default_handshake_secs(),
         }
     }
 }
@@ -253,10 +327,25 @@ pub struct SshListener {
     /// Folder of asciicast recordings (in `state_dir` unless absolute).
     #[serde(default = "default_recordings")]
     pub recordings: PathBuf,
+    /// Most connections served at once; the next is refused in the
+    /// protocol's own words.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has from connecting to finishing its handshake
+    /// (key exchange and sign-in, as sshd's LoginGraceTime); then the connection is closed.
+    #[serde(default = "default_ssh_handshake_secs")]
+    pub handshake_timeout_secs: u64,
 }
 
 fn default_ssh_listen() -> String {
     "127.0.0.1:2222".into()
+}
+
+impl SshListener {
+    /// This listener's connection cap and handshake timeout.
+    pub fn limits(&self) -> ListenerLimits {
+        limits(self.max_connections, self.handshake_timeout_secs)
+    }
 }
 
 fn default_ssh_host_key() -> PathBuf {

@@ -439,7 +439,11 @@ impl RunningGateway {
                     recordings_dir: cfg.recordings_dir(),
                 },
             ));
-            ssh_task = Some(tokio::spawn(adapter.serve(listener, rx.clone())));
+            ssh_task = Some(tokio::spawn(adapter.serve(
+                listener,
+                ssh.limits(),
+                rx.clone(),
+            )));
         }
         let mut tasks = Vec::new();
         let http_cfg = cfg.http.clone().or_else(|| {
@@ -474,6 +478,7 @@ impl RunningGateway {
             tasks.push(tokio::spawn(adapter.serve(
                 listener,
                 tokio_rustls::TlsAcceptor::from(tls),
+                h.limits(),
                 rx.clone(),
             )));
         }
@@ -494,10 +499,14 @@ impl RunningGateway {
                     server_version: m.server_version.clone(),
                 },
             ));
-            tasks.push(tokio::spawn(adapter.serve(listener, rx.clone())));
+            tasks.push(tokio::spawn(adapter.serve(
+                listener,
+                m.limits(),
+                rx.clone(),
+            )));
         }
         tasks.extend([
-            tokio::spawn(adapter.serve(pg_listener, rx.clone())),
+            tokio::spawn(adapter.serve(pg_listener, cfg.postgres.limits(), rx.clone())),
             tokio::spawn(api::serve(
                 api_listener,
                 api_tls,

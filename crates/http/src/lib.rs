@@ -29,6 +29,7 @@ pub mod upstream;
 pub mod wsframes;
 
 use gatehouse_core::pipeline::Pipeline;
+use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,16 +41,9 @@ use tokio::sync::watch;
 /// How often idle HTTP sessions are ended.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
-/// How long a client has to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long a client has to send a request's headers (slow clients hold
 /// connections open without authenticating).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Most client connections served at once; more wait in the kernel's
-/// backlog rather than exhaust the gateway.
-const MAX_CONNECTIONS: usize = 4096;
 
 /// Most concurrent HTTP/2 streams per connection.
 const MAX_STREAMS: u32 = 256;
@@ -96,69 +90,87 @@ impl HttpAdapter {
     }
 
     /// Accept HTTPS connections (HTTP/1.1 and HTTP/2 by ALPN) until
-    /// `shutdown`; then end the open sessions.
+    /// `shutdown`, within `limits` (see [`gatehouse_core::serve`]: the
+    /// handshake is TLS); then end the open sessions.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         tls: tokio_rustls::TlsAcceptor,
-        mut shutdown: watch::Receiver<bool>,
+        limits: ListenerLimits,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let mut sweep = tokio::time::interval(SWEEP_EVERY);
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = sweep.tick() => self.sessions.sweep().await,
-                accepted = listener.accept() => {
-                    let (tcp, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "HTTP accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "too many HTTP connections; refusing one");
-                        continue;
-                    };
-                    let adapter = self.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let service = hyper::service::service_fn(move |req| {
-                            let adapter = adapter.clone();
-                            async move { Ok::<_, std::convert::Infallible>(adapter.handle(req, peer).await) }
-                        });
-                        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        builder
-                            .http1()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_TIMEOUT);
-                        builder
-                            .http2()
-                            .timer(TokioTimer::new())
-                            .max_concurrent_streams(MAX_STREAMS)
-                            .keep_alive_interval(Some(Duration::from_secs(30)));
-                        if let Err(e) = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .await
-                        {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
-                        }
-                    });
+        let sweeper = {
+            let adapter = self.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let mut sweep = tokio::time::interval(SWEEP_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = sweep.tick() => adapter.sessions.sweep().await,
+                    }
                 }
-            }
-        }
+            })
+        };
+        let server = Arc::new(HttpsServer {
+            adapter: self.clone(),
+            tls,
+        });
+        serve::serve(server, listener, limits, shutdown).await;
+        sweeper.abort();
         self.sessions.end_all().await;
+    }
+}
+
+/// The HTTPS listener: TLS, then hyper serving the adapter.
+struct HttpsServer {
+    adapter: Arc<HttpAdapter>,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl ProtocolServer for HttpsServer {
+    fn protocol(&self) -> &'static str {
+        "http"
+    }
+
+    fn connection(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        mut handshake: Handshake,
+    ) -> ConnectionFuture {
+        Box::pin(async move {
+            let stream = match self.tls.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed");
+                    return;
+                }
+            };
+            // Each request authenticates itself; hyper's header timeout
+            // covers a client that then sends nothing.
+            handshake.established();
+            let adapter = self.adapter.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let adapter = adapter.clone();
+                async move { Ok::<_, std::convert::Infallible>(adapter.handle(req, peer).await) }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS)
+                .keep_alive_interval(Some(Duration::from_secs(30)));
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        })
     }
 }

@@ -10,6 +10,7 @@ use crate::target;
 use bytes::BytesMut;
 use gatehouse_core::pipeline::{EventRecord, Pipeline};
 use gatehouse_core::policy::ConnectionKind;
+use gatehouse_core::serve::{self, ConnectionFuture, ListenerLimits, ProtocolServer};
 use gatehouse_core::Identity;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -157,36 +158,24 @@ impl MySqlAdapter {
         }
     }
 
-    /// Accept clients until `shutdown` flips; each session runs in its own
-    /// task, and a failing session never affects the others.
+    /// Accept clients until `shutdown` flips, within `limits` (see
+    /// [`gatehouse_core::serve`]); each session runs in its own task, and
+    /// a failing session never affects the others.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        limits: ListenerLimits,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let this = self.clone();
-                        tokio::spawn(async move {
-                            let _ = tcp.set_nodelay(true);
-                            if let Err(e) = this.run(tcp, peer).await {
-                                tracing::debug!(%peer, error = %e, "mysql session ended with an error");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
-        }
+        serve::serve(self, listener, limits, shutdown).await
     }
 
-    async fn run(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<(), BoxError> {
+    async fn run(
+        &self,
+        mut tcp: TcpStream,
+        peer: SocketAddr,
+        hs: &mut serve::Handshake,
+    ) -> Result<(), BoxError> {
         let gateway_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let scramble: Vec<u8> = (0..20).map(|_| rand::random::<u8>() % 94 + 33).collect();
         let mut caps = cap::GATEWAY;
@@ -508,6 +497,7 @@ impl MySqlAdapter {
             deadline,
         });
         let deadline = ctx.deadline.clone();
+        hs.established();
         let mut stats = proxy::run(
             ctx.clone(),
             client,
@@ -523,6 +513,40 @@ impl MySqlAdapter {
             .end_session(session_id, &ctx.identity, &ctx.connection, started, &stats)
             .await;
         Ok(())
+    }
+}
+
+impl ProtocolServer for MySqlAdapter {
+    fn protocol(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        mut handshake: serve::Handshake,
+    ) -> ConnectionFuture {
+        Box::pin(async move {
+            if let Err(e) = self.run(tcp, peer, &mut handshake).await {
+                tracing::debug!(%peer, error = %e, "mysql session ended with an error");
+            }
+        })
+    }
+
+    /// MySQL's own answer when it has no slot: ERR 1040 in place of the
+    /// greeting.
+    fn refuse_busy(&self, mut tcp: TcpStream) -> ConnectionFuture {
+        Box::pin(async move {
+            let _ = refuse(
+                &mut tcp,
+                0,
+                1040,
+                "08004",
+                "Too many connections (gatehouse's connection limit)",
+            )
+            .await;
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use crate::proxy;
 use crate::target;
 use bytes::BytesMut;
 use gatehouse_core::pipeline::{EventRecord, Pipeline};
+use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
 use gatehouse_core::Identity;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,33 +112,20 @@ impl PostgresAdapter {
         }
     }
 
-    /// Accept clients until `shutdown` flips; each session runs in its own
-    /// task, and a failing session never affects the others.
+    /// Accept clients until `shutdown` flips, within `limits` (see
+    /// [`gatehouse_core::serve`]); each session runs in its own task, and
+    /// a failing session never affects the others.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        limits: ListenerLimits,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let this = self.clone();
-                        tokio::spawn(async move { this.handle(tcp, peer).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
-        }
+        serve::serve(self, listener, limits, shutdown).await
     }
 
-    async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        let _ = tcp.set_nodelay(true);
-        if let Err(e) = self.run(tcp, peer).await {
+    async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, mut hs: Handshake) {
+        if let Err(e) = self.run(tcp, peer, &mut hs).await {
             tracing::debug!(%peer, error = %e, "session ended with an error");
         }
     }
@@ -146,6 +134,7 @@ impl PostgresAdapter {
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
+        hs: &mut Handshake,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         // Start-up: SSLRequest/GSSENCRequest may come first.
         let mut reader = FrameReader::new(tcp, BytesMut::new(), self.settings.max_message_len);
@@ -178,7 +167,7 @@ impl PostgresAdapter {
                             (Box::new(tcp), false)
                         }
                     };
-                    return self.after_tls(client, tls, peer).await;
+                    return self.after_tls(client, tls, peer, hs).await;
                 }
                 StartupPacket::GssEncRequest => {
                     let (mut tcp, rest) = reader.into_parts();
@@ -190,7 +179,8 @@ impl PostgresAdapter {
         };
         let (tcp, rest) = reader.into_parts();
         // Plaintext: the start-up came without an SSLRequest.
-        self.startup(Box::new(tcp), rest, packet, false, peer).await
+        self.startup(Box::new(tcp), rest, packet, false, peer, hs)
+            .await
     }
 
     async fn after_tls(
@@ -198,6 +188,7 @@ impl PostgresAdapter {
         client: Box<dyn ClientIo>,
         tls: bool,
         peer: SocketAddr,
+        hs: &mut Handshake,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mut reader = FrameReader::new(client, BytesMut::new(), self.settings.max_message_len);
         let Some(frame) = reader.next_startup().await? else {
@@ -205,7 +196,7 @@ impl PostgresAdapter {
         };
         let (mut client, rest) = reader.into_parts();
         match frontend::parse_startup(&frame.body) {
-            Ok(packet) => self.startup(client, rest, packet, tls, peer).await,
+            Ok(packet) => self.startup(client, rest, packet, tls, peer, hs).await,
             Err(e) => {
                 fatal(
                     &mut client,
@@ -224,6 +215,7 @@ impl PostgresAdapter {
         packet: StartupPacket,
         tls: bool,
         peer: SocketAddr,
+        hs: &mut Handshake,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let params = match packet {
             StartupPacket::Cancel { pid, secret } => {
@@ -411,6 +403,7 @@ impl PostgresAdapter {
         // grant's end) even while the client is idle: the proxy sends a
         // FATAL with the reason and withdraws a held statement.
         let deadline = pipeline.session_deadline(&ctx.identity, grant);
+        hs.established();
         let mut stats = proxy::run(
             ctx.clone(),
             client,
@@ -441,4 +434,31 @@ async fn fatal<W: AsyncWrite + Unpin + ?Sized>(
     let _ = client.write_all(&msg).await;
     let _ = client.shutdown().await;
     Ok(())
+}
+
+impl ProtocolServer for PostgresAdapter {
+    fn protocol(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        handshake: Handshake,
+    ) -> ConnectionFuture {
+        Box::pin(self.handle(tcp, peer, handshake))
+    }
+
+    /// PostgreSQL's own answer when it has no slot: FATAL 53300.
+    fn refuse_busy(&self, mut tcp: TcpStream) -> ConnectionFuture {
+        Box::pin(async move {
+            let _ = fatal(
+                &mut tcp,
+                "53300",
+                "sorry, too many clients already (gatehouse's connection limit)",
+            )
+            .await;
+        })
+    }
 }

@@ -24,6 +24,7 @@ pub mod target;
 use gatehouse_core::deadline::SessionDeadline;
 use gatehouse_core::pipeline::{EventRecord, Pipeline};
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
+use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
 use gatehouse_core::Identity;
 use russh::keys::PrivateKey;
 use russh::server::{self, Auth, Msg, Session};
@@ -71,37 +72,25 @@ impl SshAdapter {
         }
     }
 
-    /// Accept clients until `shutdown` flips; each connection runs in its
-    /// own task.
+    /// Accept clients until `shutdown` flips, within `limits` (see
+    /// [`gatehouse_core::serve`]: the handshake ends when the client has
+    /// signed in); each connection runs in its own task.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        limits: ListenerLimits,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let this = self.clone();
-                        tokio::spawn(async move { this.run(tcp, peer).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
-        }
+        serve::serve(self, listener, limits, shutdown).await
     }
 
-    async fn run(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        let _ = tcp.set_nodelay(true);
+    async fn run(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, handshake: Handshake) {
         let live: Arc<Mutex<Option<Arc<Live>>>> = Arc::default();
         let handler = ClientHandler {
             adapter: self.clone(),
             peer,
             live: live.clone(),
+            handshake: Some(handshake),
         };
         let reason = match server::run_stream(self.config.clone(), tcp, handler).await {
             Ok(session) => match session.await {
@@ -289,6 +278,9 @@ struct ClientHandler {
     adapter: Arc<SshAdapter>,
     peer: SocketAddr,
     live: Arc<Mutex<Option<Arc<Live>>>>,
+    /// Told when the client has signed in (the listener's handshake
+    /// timeout covers key exchange and sign-in, like sshd's LoginGraceTime).
+    handshake: Option<Handshake>,
 }
 
 impl ClientHandler {
@@ -376,7 +368,25 @@ impl ClientHandler {
         if let Ok(mut l) = self.live.lock() {
             *l = Some(live);
         }
+        if let Some(mut h) = self.handshake.take() {
+            h.established();
+        }
         Ok(Auth::Accept)
+    }
+}
+
+impl ProtocolServer for SshAdapter {
+    fn protocol(&self) -> &'static str {
+        "ssh"
+    }
+
+    fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        handshake: Handshake,
+    ) -> ConnectionFuture {
+        Box::pin(self.run(tcp, peer, handshake))
     }
 }
 

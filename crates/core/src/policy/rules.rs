@@ -370,19 +370,6 @@ fn keyword_prefix(keyword: &str, prefix: &str) -> bool {
         .all(|p| words.next().is_some_and(|w| w.eq_ignore_ascii_case(p)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::keyword_prefix;
-
-    #[test]
-    fn keyword_prefix_is_word_wise() {
-        assert!(keyword_prefix("DROP DATABASE", "drop database"));
-        assert!(keyword_prefix("ALTER SYSTEM", "ALTER  SYSTEM"));
-        assert!(!keyword_prefix("DROP DATABASES", "DROP DATABASE"));
-        assert!(!keyword_prefix("DROP", "DROP DATABASE"));
-    }
-}
-
 /// An UPDATE, DELETE or MERGE written without a WHERE clause: what a
 /// `without_where` rule guards against (a forgotten condition). What DDL
 /// does to every row (`ALTER … TYPE`, `DROP COLUMN`, `TRUNCATE`) is
@@ -395,4 +382,17 @@ fn written_without_where(facts: &StatementFacts) -> bool {
         && ["UPDATE", "DELETE", "MERGE", "WITH"]
             .iter()
             .any(|k| facts.keyword.starts_with(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keyword_prefix;
+
+    #[test]
+    fn keyword_prefix_is_word_wise() {
+        assert!(keyword_prefix("DROP DATABASE", "drop database"));
+        assert!(keyword_prefix("ALTER SYSTEM", "ALTER  SYSTEM"));
+        assert!(!keyword_prefix("DROP DATABASES", "DROP DATABASE"));
+        assert!(!keyword_prefix("DROP", "DROP DATABASE"));
+    }
 }
