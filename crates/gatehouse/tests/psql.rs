@@ -783,6 +783,24 @@ async fn refusals_the_server_would_make_carry_its_sqlstate() {
     for code in ["42P05", "26000", "34000"] {
         assert!(e.contains(code), "{code}: {e}");
     }
+    // The duplicate is the server's own refusal, in its own words, and the
+    // first statement stays the one that runs.
+    assert!(
+        e.contains("ERROR:  42P05: prepared statement \"p\" already exists\n"),
+        "{e}"
+    );
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "prepare p as select 1 as first",
+                "prepare p as delete from customers where id = 1",
+                "execute p",
+            ],
+        )
+        .await;
+    assert!(out(&o).contains("first\n1"), "{}", out(&o));
     gw.stop().await;
 }
 
@@ -1002,5 +1020,34 @@ async fn large_objects_and_pg_dump_work_through_the_gateway() {
     t.cluster
         .psql("postgres", &format!("DROP DATABASE {restored}"))
         .unwrap();
+    gw.stop().await;
+}
+
+/// Settings a client asks for in `options` (`PGOPTIONS`, as pg_regress
+/// uses) reach the target when they are on the start-up allow-list;
+/// others (`search_path`) do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_settings_in_options_reach_the_target() {
+    let gw = TestGateway::start("", "").await;
+    let dana = gw.token("dana", &["dba"]);
+    let o = tokio::process::Command::new("psql")
+        .env("PGPASSWORD", &dana)
+        .env(
+            "PGOPTIONS",
+            "-c intervalstyle=postgres_verbose -c search_path=pg_temp",
+        )
+        .args(["-X", "-A", "-t"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user=dana dbname=bank sslmode=require",
+            gw.port()
+        ))
+        .args(["-c", "show intervalstyle", "-c", "show search_path"])
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(text.contains("postgres_verbose"), "{text}");
+    assert!(!text.contains("pg_temp"), "{text}");
     gw.stop().await;
 }

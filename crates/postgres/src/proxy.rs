@@ -300,11 +300,10 @@ fn raise_statement(bytes: &[u8]) -> Option<String> {
 
 /// The SQLSTATE of a block: where the gateway refuses what the server
 /// would have refused too, the server's own code, so code that catches it
-/// (a duplicate PREPARE's 42P05) behaves as it would directly; otherwise
+/// (EXECUTE of an unknown statement's 26000) behaves as it would directly; otherwise
 /// insufficient_privilege.
 fn block_sqlstate(rule: &str) -> &'static str {
     match rule {
-        "duplicate-prepared-statement" => "42P05",
         "unknown-prepared-statement" => "26000",
         "unknown-cursor" => "34000",
         _ => "42501",
@@ -1130,14 +1129,9 @@ impl ClientPump {
                     let Some(name) = f.prepared_name.clone() else {
                         continue;
                     };
-                    if self.known_statement(&name).is_some() {
-                        return Err(Verdict::Block {
-                            rule: "duplicate-prepared-statement".into(),
-                            message: format!(
-                                "prepared statement \"{name}\" already exists; DEALLOCATE it first"
-                            ),
-                        });
-                    }
+                    // A name already in use is the server's to refuse
+                    // (42P05, its own words); if it accepts (it had
+                    // forgotten the name), this body is what it runs.
                     let body = Classification {
                         statements: c.statements[at + 1..]
                             .iter()
@@ -1171,16 +1165,8 @@ impl ClientPump {
     }
 
     async fn parse(&mut self, frame: Frame, name: String, sql: String, param_types: Vec<u32>) {
-        if !name.is_empty() && self.known_statement(&name).is_some() {
-            // PostgreSQL refuses it too; refusing here keeps one meaning per name.
-            self.stats.blocked += 1;
-            self.fail_batch(error_bytes(
-                "42P05",
-                &format!("prepared statement \"{name}\" already exists"),
-                Some("close or DEALLOCATE it before preparing another statement under that name"),
-            ));
-            return;
-        }
+        // A name already in use is the server's to refuse (42P05): the
+        // previous statement is put back when it does (`roll_back_parse`).
         let read = match self.readable(&sql).await {
             Ok(text) => text.into_owned(),
             Err(bytes) => {
@@ -1921,6 +1907,19 @@ impl ServerPump {
             }
             self.skip_to_sync();
             return Ok(());
+        }
+        if let Some(Pending::FailTransaction) = self.queue.front() {
+            // The refusal raised by the gateway's `DO` block: the client
+            // gets it as the server's own error would read, without the
+            // PL/pgSQL context line the block adds (routine and line of
+            // code are the gateway's, not the client's).
+            if let Ok(mut notice) = backend::parse_notice(&frame.body) {
+                notice
+                    .fields
+                    .retain(|(code, _)| !matches!(code, b'W' | b'F' | b'L' | b'R'));
+                self.out.extend_from_slice(&notice.encode(b'E'));
+                return Ok(());
+            }
         }
         let masked = self.screened_notice(b'E', &frame.body);
         let notice = backend::parse_notice(masked.as_deref().map_or(&frame.body[..], |m| &m[5..]))

@@ -66,7 +66,12 @@ pub async fn connect(
     let credential = conn.credential().map_err(TargetError::Credential)?;
     let mut params: Vec<(&str, &str)> =
         vec![("user", &conn.user), ("database", conn.database_name())];
-    for (k, v) in client_params {
+    let from_options: Vec<(String, String)> = client_params
+        .iter()
+        .filter(|(k, _)| k == "options")
+        .flat_map(|(_, v)| options_settings(v))
+        .collect();
+    for (k, v) in client_params.iter().chain(&from_options) {
         // Parameter names are case-insensitive (libpq sends `PGTZ` as
         // `timezone`).
         if PASSED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)) {
@@ -77,8 +82,51 @@ pub async fn connect(
     login(stream, &conn.user, credential.as_ref()).await
 }
 
+/// The settings an `options` start-up parameter (`PGOPTIONS`) asks for:
+/// `-c name=value`, `-cname=value` and `--name=value`, separated by
+/// spaces, a backslash keeping the next character (as the server reads
+/// it). Only those in [`PASSED_PARAMS`] are relayed, as parameters of
+/// their own; `options` itself never is.
+fn options_settings(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let setting = if words[i] == "-c" {
+            i += 1;
+            words.get(i).map(String::as_str)
+        } else {
+            words[i]
+                .strip_prefix("--")
+                .or_else(|| words[i].strip_prefix("-c"))
+        };
+        if let Some((name, value)) = setting.and_then(|s| s.split_once('=')) {
+            out.push((name.replace('-', "_"), value.to_string()));
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Start-up parameters relayed from the client. `options` is not among
-/// them: it can set arbitrary server settings behind policy's back.
+/// them: it can set arbitrary server settings behind policy's back; the
+/// settings it names that are listed here are relayed on their own.
 const PASSED_PARAMS: &[&str] = &[
     "application_name",
     "client_encoding",
@@ -212,4 +260,24 @@ pub async fn cancel(host: &str, port: u16, key: (i32, i32)) -> std::io::Result<(
     let mut sink = [0u8; 1];
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut sink)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_settings_are_read_as_the_server_reads_them() {
+        let got = options_settings("-c intervalstyle=postgres_verbose --DateStyle=ISO,\\ MDY -cwork_mem=1MB -c search_path=evil");
+        assert_eq!(
+            got,
+            vec![
+                ("intervalstyle".to_string(), "postgres_verbose".to_string()),
+                ("DateStyle".to_string(), "ISO, MDY".to_string()),
+                ("work_mem".to_string(), "1MB".to_string()),
+                ("search_path".to_string(), "evil".to_string()),
+            ]
+        );
+        assert!(options_settings("-c").is_empty());
+    }
 }

@@ -433,11 +433,21 @@ fn nested_execute(
     dialect: Dialect,
     depth: usize,
 ) -> Vec<StatementFacts> {
-    let first = st.first_word();
-    match st.find_top(first + 1, &["EXECUTE"]) {
-        Some(at) => body_after(sql, st, Some(at), dialect, depth),
-        None => Vec::new(),
+    let mut from = st.first_word() + 1;
+    while let Some(at) = st.find_top(from, &["EXECUTE"]) {
+        // Not a prepared statement's EXECUTE: a trigger's `EXECUTE
+        // FUNCTION f()`/`EXECUTE PROCEDURE`, or a privilege (`GRANT
+        // EXECUTE ON FUNCTION`, `GRANT SELECT, EXECUTE ON …`).
+        let privilege_or_trigger = st.is_word(at + 1, "FUNCTION")
+            || st.is_word(at + 1, "PROCEDURE")
+            || st.is_word(at + 1, "ON")
+            || matches!(st.toks.get(at + 1), Some((_, Token::Punct(','))));
+        if !privilege_or_trigger {
+            return body_after(sql, st, Some(at), dialect, depth);
+        }
+        from = at + 1;
     }
+    Vec::new()
 }
 
 /// What an unreadable statement that changes a table's rows in bulk

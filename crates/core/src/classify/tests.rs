@@ -1004,3 +1004,27 @@ fn the_keyword_fallback_names_qualified_functions_once() {
         c.statements[0].functions
     );
 }
+
+#[test]
+fn a_triggers_or_a_privileges_execute_runs_no_prepared_statement() {
+    for sql in [
+        "create trigger t before insert on x for each row execute function f()",
+        "create event trigger e on ddl_command_start execute procedure f()",
+        "grant execute on function f(int), g(int) to r",
+        "alter default privileges in schema s grant select, execute on functions to r",
+    ] {
+        let c = pg(sql);
+        assert!(
+            !c.statements
+                .iter()
+                .any(|f| f.kind == StatementKind::Execute),
+            "{sql}: {:?}",
+            c.statements
+        );
+    }
+    let c = pg("create table t as execute p(1)");
+    assert!(c
+        .statements
+        .iter()
+        .any(|f| f.kind == StatementKind::Execute && f.prepared_name.as_deref() == Some("p")));
+}
