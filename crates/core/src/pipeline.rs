@@ -394,6 +394,26 @@ impl Pipeline {
         )
     }
 
+    /// Record a command whose approval request (if any) is already open.
+    /// If the record fails, the request is withdrawn: nobody may approve a
+    /// command the trail does not hold, and it never runs. Every adapter
+    /// records held commands through here.
+    pub async fn record_or_withdraw<T, E: std::fmt::Display>(
+        &self,
+        approval: Option<u64>,
+        record: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let recorded = record.await;
+        if let (Err(e), Some(id)) = (&recorded, approval) {
+            if let Some(broker) = &self.approvals {
+                broker
+                    .withdraw(id, &format!("the command could not be recorded: {e}"))
+                    .await;
+            }
+        }
+        recorded
+    }
+
     /// Record one database command before it is forwarded (or refused):
     /// its text with secrets redacted and PII masked (see
     /// [`Pipeline::mask_for_trail`]; with a sealer, the unmasked text is

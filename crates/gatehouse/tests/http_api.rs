@@ -611,3 +611,57 @@ async fn a_large_transfer_waits_for_an_approver_and_runs_once() {
     );
     gw.stop().await;
 }
+
+/// As in every protocol (core's `record_or_withdraw`): a held request the
+/// trail cannot record is refused and its approval request withdrawn, so
+/// nobody can approve something the trail does not hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_request_that_cannot_be_recorded_is_withdrawn() {
+    let seen = Seen::default();
+    let gw = start(&seen).await;
+    let dana = gw.token("dana", &["dba"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let db = gw.audit_db();
+    let script = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"create trigger no_commands before insert on events when new.kind = 'command' begin select raise(abort, 'database or disk is full'); end\"); c.commit()",
+        db.display().to_string()
+    );
+    let o = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let text = tokio::time::timeout(
+        Duration::from_secs(30),
+        post_transfer(
+            &gw,
+            &dana,
+            "application/json",
+            "{\"amount\": 250000, \"to\": \"ACME\"}",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(text.trim_end().ends_with("503"), "{text}");
+    assert!(text.contains("could not record"), "{text}");
+    let (status, body) = gw
+        .api("GET", "/api/v1/approvals?status=pending", &omar, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["requests"].as_array().map(Vec::len), Some(0), "{body}");
+    let (_, body) = gw
+        .api("GET", "/api/v1/approvals?status=withdrawn", &omar, None)
+        .await;
+    let withdrawn = body["requests"].as_array().cloned().unwrap_or_default();
+    assert_eq!(withdrawn.len(), 1, "{body}");
+    assert!(
+        seen.0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, u, _)| u != "/transfers"),
+        "nothing reached the upstream"
+    );
+    gw.stop().await;
+}

@@ -396,17 +396,22 @@ impl HttpAdapter {
             }
             _ => None,
         };
-        self.record_command(
-            &session,
-            &conn,
-            command_id,
-            &facts,
-            &verdict,
-            approval.as_ref().map(|(_, o)| o.id),
-            body.len(),
-        )
-        .await
-        .map_err(|e| {
+        let approval_id = approval.as_ref().map(|(_, o)| o.id);
+        self.pipeline
+            .record_or_withdraw(
+                approval_id,
+                self.record_command(
+                    &session,
+                    &conn,
+                    command_id,
+                    &facts,
+                    &verdict,
+                    approval_id,
+                    body.len(),
+                ),
+            )
+            .await
+            .map_err(|e| {
             error(
                 kind,
                 Refusal::Unavailable,

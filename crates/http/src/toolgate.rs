@@ -84,26 +84,26 @@ pub(crate) async fn vet(exchange: &Exchange, calls: &[LlmToolCall]) -> Result<()
         _ => None,
     };
     let command_id = exchange.session.next_command();
+    let record = pipeline.recorder.record(EventRecord {
+        kind: "command",
+        session_id: Some(exchange.session.id.clone()),
+        subject: Some(exchange.identity.subject.clone()),
+        connection: Some(connection.clone()),
+        data: serde_json::json!({
+            "command_id": command_id,
+            "protocol": "http",
+            "connection_type": kind_name(ConnectionKind::Openai),
+            "tool_call": true,
+            "answer_to": exchange.command_id,
+            "request": facts,
+            "text": shown.join("\n"),
+            "text_masked": counts,
+            "verdict": verdict,
+            "approval_request": opened.as_ref().map(|(_, o)| o.id),
+        }),
+    });
     pipeline
-        .recorder
-        .record(EventRecord {
-            kind: "command",
-            session_id: Some(exchange.session.id.clone()),
-            subject: Some(exchange.identity.subject.clone()),
-            connection: Some(connection.clone()),
-            data: serde_json::json!({
-                "command_id": command_id,
-                "protocol": "http",
-                "connection_type": kind_name(ConnectionKind::Openai),
-                "tool_call": true,
-                "answer_to": exchange.command_id,
-                "request": facts,
-                "text": shown.join("\n"),
-                "text_masked": counts,
-                "verdict": verdict,
-                "approval_request": opened.as_ref().map(|(_, o)| o.id),
-            }),
-        })
+        .record_or_withdraw(opened.as_ref().map(|(_, o)| o.id), record)
         .await
         .map_err(|e| {
             format!("gatehouse could not record this tool call, so it is withheld: {e}")

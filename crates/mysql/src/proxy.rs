@@ -682,20 +682,16 @@ impl Proxy {
         } else {
             None
         };
-        let recorded = self
-            .record_command(
-                sql,
-                classification,
-                verdict,
-                protocol,
-                approval.as_ref().map(|a| a.0),
+        let pipeline = self.ctx.pipeline.clone();
+        let approval_id = approval.as_ref().map(|a| a.0);
+        let recorded = pipeline
+            .record_or_withdraw(
+                approval_id,
+                self.record_command(sql, classification, verdict, protocol, approval_id),
             )
             .await;
         let id = match recorded {
             Err(e) => {
-                if let Some((a, _)) = approval {
-                    self.withdraw(a, "the command could not be recorded").await;
-                }
                 self.audit_refusal(&e);
                 return Ok(None);
             }
@@ -1262,12 +1258,6 @@ impl Proxy {
             "mysql statement held for approval; the client waits for the decision"
         );
         Ok((opened.id, opened.link))
-    }
-
-    async fn withdraw(&mut self, id: u64, why: &str) {
-        if let Some(broker) = self.ctx.pipeline.approvals.clone() {
-            broker.withdraw(id, why).await;
-        }
     }
 
     /// The decision, or why waiting stopped (`Err(None)`: the client left).

@@ -854,16 +854,15 @@ impl ClientPump {
         } else {
             None
         };
-        let recorded = self
-            .record_command(&sql, &classification, &verdict, protocol, approval)
+        let pipeline = self.ctx.pipeline.clone();
+        let recorded = pipeline
+            .record_or_withdraw(
+                approval,
+                self.record_command(&sql, &classification, &verdict, protocol, approval),
+            )
             .await;
         let id = match (recorded, verdict_error(&verdict)) {
-            (Err(e), _) => {
-                if let Some(a) = approval {
-                    self.withdraw(a, "the command could not be recorded").await;
-                }
-                return self.refuse_query(Self::audit_refusal(&e));
-            }
+            (Err(e), _) => return self.refuse_query(Self::audit_refusal(&e)),
             (Ok(_), Some(err)) => {
                 self.stats.blocked += 1;
                 return self.refuse_query(err);
@@ -1260,17 +1259,16 @@ impl ClientPump {
         } else {
             None
         };
-        let id = match self
-            .record_command(&stmt.sql, &classification, &verdict, "extended", approval)
-            .await
-        {
+        let pipeline = self.ctx.pipeline.clone();
+        let recorded = pipeline
+            .record_or_withdraw(
+                approval,
+                self.record_command(&stmt.sql, &classification, &verdict, "extended", approval),
+            )
+            .await;
+        let id = match recorded {
             Ok(id) => id,
-            Err(e) => {
-                if let Some(a) = approval {
-                    self.withdraw(a, "the command could not be recorded").await;
-                }
-                return self.fail_batch(Self::audit_refusal(&e));
-            }
+            Err(e) => return self.fail_batch(Self::audit_refusal(&e)),
         };
         if let Some(a) = approval {
             if let Err(bytes) = self.await_decision(a).await {

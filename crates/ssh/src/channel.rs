@@ -517,17 +517,16 @@ impl Relay {
                 }
             }
         }
-        let id = match self
-            .record_command(&text, &facts, &verdict, approval, serde_json::json!({}))
-            .await
-        {
+        let pipeline = self.live.pipeline.clone();
+        let recorded = pipeline
+            .record_or_withdraw(
+                approval,
+                self.record_command(&text, &facts, &verdict, approval, serde_json::json!({})),
+            )
+            .await;
+        let id = match recorded {
             Ok(id) => id,
-            Err(e) => {
-                if let Some(a) = approval {
-                    self.withdraw(a, "the command could not be recorded").await;
-                }
-                return self.refuse_and_close(&audit_refusal(&e)).await;
-            }
+            Err(e) => return self.refuse_and_close(&audit_refusal(&e)).await,
         };
         if let Verdict::Block { rule, message } = &verdict {
             return self
@@ -621,12 +620,6 @@ impl Relay {
         ))
         .await;
         Ok(opened.id)
-    }
-
-    async fn withdraw(&self, id: u64, why: &str) {
-        if let Some(b) = self.live.pipeline.approvals.clone() {
-            b.withdraw(id, why).await;
-        }
     }
 
     /// Wait for the decision on request `id`, watching the client: if it
