@@ -732,6 +732,18 @@ impl ClientPump {
                     // FETCH returns the cursor's query's columns.
                     match declared.get(cursor).or_else(|| self.cursors.get(cursor)) {
                         Some(c) => Ok(Some(c.clone())),
+                        // A cursor the gateway has not seen declared (one a
+                        // function opened, say): its columns cannot be
+                        // traced, which matters only to a caller column
+                        // rules apply to; for others the detectors read it.
+                        None if !self
+                            .ctx
+                            .pipeline
+                            .policy
+                            .masks_columns_for(&self.ctx.identity, &self.ctx.connection) =>
+                        {
+                            Ok(Some(f.clone()))
+                        }
                         None => Err(Verdict::Block {
                             rule: "unknown-cursor".into(),
                             message: format!("FETCH from cursor {cursor}: gatehouse has not seen it declared, so it cannot mask its rows"),
