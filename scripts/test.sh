@@ -6,7 +6,8 @@
 # Debian, a real OIDC provider (oidc-provider) and playwright-core from npm,
 # the psycopg, PyMySQL and mysql-connector-python drivers, the official openai
 # SDK, aiohttp (for the fake Kubernetes API server) and llama-cpp-python (a
-# real OpenAI-compatible server) from PyPI, curl, and
+# real OpenAI-compatible server) from PyPI, curl, libclang-dev and a C
+# compiler (the pg_query crate builds PostgreSQL's parser from C), and
 # kubectl >= 1.30 (the installed one, else from the npm registry, see
 # scripts/kubectl.sh). The tests start their own PostgreSQL cluster, MariaDB
 # server, sshd, IdP, LLM upstream and Kubernetes API server on 127.0.0.1 and
@@ -35,6 +36,9 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)   # the fake Kubernetes API server's certificates
 command -v script >/dev/null || need_apt+=(bsdutils)   # a terminal for kubectl exec -it
 command -v unzip >/dev/null || need_apt+=(unzip)
+# The pg_query crate builds libpg_query from C and runs bindgen on it.
+command -v cc >/dev/null || need_apt+=(gcc)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(libclang-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
