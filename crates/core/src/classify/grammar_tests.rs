@@ -814,3 +814,87 @@ fn psql_script_sql(text: &str) -> String {
     }
     out
 }
+
+/// Classifier cost per statement on a cache miss, by reader: `cargo test
+/// --release -p gatehouse-core classifier_cost -- --ignored --nocapture`.
+/// A report, not an assertion (the machine's load decides the figures).
+#[test]
+#[ignore]
+fn classifier_cost_per_statement() {
+    use std::time::Instant;
+    // Read by sqlparser (the hot path's reader on a miss).
+    let parser = [
+        "select name, ssn from customers where id = 1",
+        "select c.name, count(*) from customers c join accounts a on a.customer_id = c.id where a.balance > 100 group by c.name order by 2 desc limit 10",
+        "update accounts set balance = balance - 10 where id = 7 returning balance",
+        "insert into audit_log (who, what, at) values ('x', 'y', now())",
+        "with recent as (select * from transactions where created_at > now() - interval '1 day') select account_id, sum(amount) from recent group by 1",
+        "delete from sessions where expires_at < now()",
+    ];
+    // Read only by PostgreSQL's grammar (sqlparser fails first).
+    let grammar = [
+        "select name, ssn from customers* where id = 1",
+        "select c.name, count(*) from customers* c join accounts a on a.customer_id = c.id where a.balance > 100 group by c.name order by 2 desc limit 10",
+        "update accounts set tags[1] = 'x' where id = 7 returning balance",
+        "insert into audit_log (who, what[1], at) values ('x', 'y', now())",
+        "select sum(amount) over (order by id rows between 1 preceding and 1 following exclude current row) from transactions",
+        "fetch next c",
+    ];
+    let d = parser_dialect(PG);
+    for sql in parser {
+        assert!(
+            sqlparser::parser::Parser::parse_sql(d.as_ref(), sql).is_ok(),
+            "{sql}"
+        );
+    }
+    for sql in grammar {
+        assert!(
+            sqlparser::parser::Parser::parse_sql(d.as_ref(), sql).is_err(),
+            "{sql}"
+        );
+        assert!(
+            classify(sql, PG).statements.iter().all(|f| f.parsed),
+            "{sql}"
+        );
+    }
+    let rounds = 2000;
+    let time = |what: &str, f: &dyn Fn(&str), set: &[&str]| {
+        for sql in set {
+            f(sql); // warm up
+        }
+        let start = Instant::now();
+        for _ in 0..rounds {
+            for sql in set {
+                f(sql);
+            }
+        }
+        let per = start.elapsed().as_secs_f64() * 1e6 / (rounds * set.len()) as f64;
+        eprintln!("{what:<52} {per:8.1} µs/statement");
+    };
+    time(
+        "(a) classify, sqlparser path (cache miss)",
+        &|s| drop(classify(s, PG)),
+        &parser,
+    );
+    time(
+        "(b) classify, pg_query path (cache miss)",
+        &|s| drop(classify(s, PG)),
+        &grammar,
+    );
+    time(
+        "    of which: pg_query parse + tree walk",
+        &|s| drop(pg_grammar::facts(s)),
+        &grammar,
+    );
+    time(
+        "    of which: pg_query parse alone",
+        &|s| drop(pg_query::parse(s, pg_query::ParserOptions::DEFAULT)),
+        &grammar,
+    );
+    let cache = ClassifierCache::new(1024);
+    time(
+        "    cache hit (normalize + lookup), either path",
+        &|s| drop(cache.classify(s, PG)),
+        &grammar,
+    );
+}
