@@ -475,6 +475,8 @@ fn what_the_grammar_cannot_see_still_falls_back() {
     assert!(pg_grammar::facts("DO $$ BEGIN DELETE FROM t; END $$").is_none());
     let c = classify("DO $$ BEGIN DELETE FROM t; END $$", PG);
     assert!(!c.statements[0].parsed && c.parse_error.is_some());
+    // A statement of no kind policy knows (RETURN, outside a function body).
+    assert!(pg_grammar::facts("RETURN false").is_none());
     // What the server's grammar rejects too.
     for sql in ["SELEC 1", "UPDATE t SET (f1[2])[1] = 1", "select 10 !=-"] {
         assert!(pg_grammar::facts(sql).is_none(), "{sql}");

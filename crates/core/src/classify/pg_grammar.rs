@@ -96,8 +96,9 @@ const NOT_COMPARISONS: &[&str] = &[
 ];
 
 /// Facts for `sql` (one statement, or several) from PostgreSQL's grammar,
-/// or `None` when the grammar rejects it or it holds a `DO` block, whose
-/// effects no parse tree shows.
+/// or `None` when the grammar rejects it, it holds a `DO` block (whose
+/// effects no parse tree shows), or a statement of no kind policy knows
+/// (left to the keyword fallback, which fails closed).
 pub(super) fn facts(sql: &str) -> Option<Vec<StatementFacts>> {
     let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
     let tree = serde_json::to_value(&parsed.protobuf).ok()?;
@@ -108,13 +109,14 @@ pub(super) fn facts(sql: &str) -> Option<Vec<StatementFacts>> {
         if name == "DoStmt" {
             return None;
         }
-        out.extend(statement_facts(
-            sql,
-            name,
-            stmt,
-            Some(text_of(sql, raw)),
-            &[],
-        ));
+        let facts = statement_facts(sql, name, stmt, Some(text_of(sql, raw)), &[]);
+        if facts
+            .first()
+            .is_none_or(|f| f.kind == StatementKind::Unknown)
+        {
+            return None;
+        }
+        out.extend(facts);
     }
     Some(out)
 }
