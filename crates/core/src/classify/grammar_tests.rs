@@ -557,8 +557,11 @@ fn cover(sql: &str, parser: &[StatementFacts], grammar: &[StatementFacts]) -> Re
     }
     // `SELECT INTO t FROM …` (no columns) creates a table sqlparser misses;
     // sqlparser renders ALTER USER as ALTER ROLE (the fallback keeps it).
+    // `SET LOCAL ROLE` changes who the session is: access control, not the
+    // setting sqlparser's keyword makes it.
     let named_apart = (g.keyword == "SELECT INTO" && p.keyword == "SELECT")
-        || (g.keyword == "ALTER USER" && p.keyword == "ALTER ROLE");
+        || (g.keyword == "ALTER USER" && p.keyword == "ALTER ROLE")
+        || (g.kind == StatementKind::Dcl && p.kind == StatementKind::Set && p.keyword == "SET");
     if (g.kind, &g.keyword) != (p.kind, &p.keyword) && !named_apart {
         return fail("kind", &(p.kind, &p.keyword), &(g.kind, &g.keyword));
     }
@@ -927,5 +930,19 @@ fn deep_statements_fall_back_without_crashing() {
                 assert!(c.statements[0].tables_read.contains("t"), "{depth}");
             }
         }
+    }
+}
+
+#[test]
+fn role_changes_are_access_control() {
+    for (sql, kind) in [
+        ("SET LOCAL ROLE admin", StatementKind::Dcl),
+        ("SET SESSION ROLE admin", StatementKind::Dcl),
+        ("SET SESSION AUTHORIZATION bob", StatementKind::Dcl),
+        ("RESET ROLE", StatementKind::Set),
+        ("SET LOCAL work_mem = '1MB'", StatementKind::Set),
+    ] {
+        let f = pg_grammar::facts(sql).unwrap();
+        assert_eq!(f[0].kind, kind, "{sql}");
     }
 }

@@ -412,13 +412,15 @@ fn kind_of(name: &str, stmt: &Obj, keyword: &str) -> StatementKind {
         "TransactionStmt" => K::Transaction,
         "CallStmt" => K::Call,
         "VariableShowStmt" => K::Show,
-        // `SET [LOCAL] ROLE`, `RESET SESSION AUTHORIZATION`: who the
-        // session is, whatever words come between.
+        // `SET [LOCAL|SESSION] ROLE`, `… SESSION AUTHORIZATION`: who the
+        // session is, whatever words come between. (RESET goes back to
+        // who logged in: a setting, as on the parser path.)
         "VariableSetStmt"
-            if matches!(
-                str_of(field(stmt, "name")),
-                "role" | "session_authorization"
-            ) =>
+            if keyword.starts_with("SET")
+                && matches!(
+                    str_of(field(stmt, "name")),
+                    "role" | "session_authorization"
+                ) =>
         {
             K::Dcl
         }
