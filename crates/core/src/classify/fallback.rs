@@ -30,6 +30,13 @@ pub fn classify_by_keywords(sql: &str, dialect: Dialect) -> StatementFacts {
     head_facts(&Statement::new(&toks))
 }
 
+/// The leading keywords of a statement's text (after any opening
+/// parentheses), named as the fallback and the parser path name them.
+pub(crate) fn leading_keyword_of(sql: &str, dialect: Dialect) -> String {
+    let toks = tokens(sql, dialect);
+    Statement::new(&toks).keyword()
+}
+
 /// Facts for one unparseable statement followed by facts for the
 /// statements it runs, marked `nested`.
 pub(crate) fn fallback_facts(sql: &str, dialect: Dialect, depth: usize) -> Vec<StatementFacts> {

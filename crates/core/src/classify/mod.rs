@@ -3,9 +3,11 @@
 //! A command (one simple-query string, or one extended-protocol Parse) may
 //! hold several statements; each becomes one [`StatementFacts`]. Statements
 //! nested where they change data (a data-modifying CTE, the body of
-//! `PREPARE … AS`) get facts of their own, so policy sees them. A statement
-//! the parser cannot read is classified by its leading keywords and marked
-//! `parsed: false`; policy treats it fail-closed.
+//! `PREPARE … AS`) get facts of their own, so policy sees them. A
+//! PostgreSQL statement sqlparser cannot read is read by PostgreSQL's own
+//! grammar (`pg_grammar`), with facts that err on the side of more; a
+//! statement neither can read is classified by its leading keywords and
+//! marked `parsed: false`; policy treats it fail-closed.
 
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -18,6 +20,7 @@ pub mod http;
 mod keyword;
 pub mod large_objects;
 mod lineage;
+mod pg_grammar;
 mod scan;
 pub mod shell;
 mod sql;
@@ -56,7 +59,8 @@ fn parser_dialect(dialect: Dialect) -> Box<dyn sqlparser::dialect::Dialect> {
 /// Classify a command: every statement, nested ones included.
 ///
 /// The whole text is parsed first; if that fails, each statement is parsed
-/// on its own and only those the parser cannot read fall back to keywords.
+/// on its own, a PostgreSQL statement sqlparser cannot read is read by
+/// PostgreSQL's grammar, and only those left fall back to keywords.
 /// The result never depends on literal values (see [`ClassifierCache`]).
 pub fn classify(sql: &str, dialect: Dialect) -> Classification {
     classify_at(sql, dialect, 0)
@@ -100,8 +104,19 @@ fn parse_at(sql: &str, dialect: Dialect, depth: usize) -> Classification {
         match parsed {
             Ok(stmts) => statements.extend(stmts.iter().flat_map(|s| sql::facts_for(s, dialect))),
             Err(e) => {
-                parse_error.get_or_insert(e);
-                statements.extend(fallback::fallback_facts(piece, dialect, depth));
+                // PostgreSQL's own grammar reads what sqlparser cannot; only
+                // what it rejects too is left to the keywords.
+                let grammar = match dialect {
+                    Dialect::Postgres => pg_grammar::facts(piece),
+                    Dialect::MySql => None,
+                };
+                match grammar {
+                    Some(facts) => statements.extend(facts),
+                    None => {
+                        parse_error.get_or_insert(e);
+                        statements.extend(fallback::fallback_facts(piece, dialect, depth));
+                    }
+                }
             }
         }
     }
@@ -402,5 +417,7 @@ impl Classification {
     }
 }
 
+#[cfg(test)]
+mod grammar_tests;
 #[cfg(test)]
 mod tests;

@@ -370,24 +370,43 @@ fn keywords_name_the_form() {
 
 #[test]
 fn unparseable_pieces_fall_back_alone() {
-    let c = pg("select 1; cluster t; delete from t where id = 1; reindex table t");
+    // sqlparser reads neither CLUSTER nor REINDEX nor DO: PostgreSQL's
+    // grammar reads the first two, and only the DO block (whose body no
+    // grammar shows) falls back to keywords.
+    let c =
+        pg("select 1; cluster t; delete from t where id = 1; do $$ begin end $$; reindex table t");
     let kinds: Vec<(StatementKind, bool)> =
         c.statements.iter().map(|f| (f.kind, f.parsed)).collect();
     assert_eq!(
         kinds,
         vec![
             (StatementKind::Select, true),
-            (StatementKind::Utility, false),
+            (StatementKind::Utility, true),
             // CLUSTER rewrites the table: an update of every row, for rules.
-            (StatementKind::Update, false),
+            (StatementKind::Update, true),
             (StatementKind::Delete, true),
-            (StatementKind::Utility, false),
+            (StatementKind::Do, false),
+            (StatementKind::Utility, true),
         ]
     );
     assert!(c.statements[2].nested && c.statements[2].tables_written.contains("t"));
     assert!(
         c.statements[3].has_where,
         "the parsed piece keeps its WHERE"
+    );
+    assert!(c.parse_error.is_some(), "the DO block's reason is kept");
+    let c = pg("select 1; frobnicate t; cluster frobnicate frobnicate");
+    let kinds: Vec<(StatementKind, bool)> =
+        c.statements.iter().map(|f| (f.kind, f.parsed)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (StatementKind::Select, true),
+            (StatementKind::Unknown, false),
+            (StatementKind::Utility, false),
+            (StatementKind::Update, false),
+        ],
+        "what neither reads falls back"
     );
     let c = my("PREPARE s FROM 'DELETE FROM accounts'; EXECUTE s");
     assert_eq!(c.statements[0].kind, StatementKind::Prepare);

@@ -581,6 +581,107 @@ fn masked_values_may_not_outlive_the_statement() {
     }
 }
 
+/// Statements sqlparser cannot read, which PostgreSQL's grammar reads
+/// (no column trace): facts parsed, output untraced.
+fn grammar_read(sql: &str) -> crate::classify::Classification {
+    let c = crate::classify::classify(sql, crate::classify::Dialect::Postgres);
+    assert!(c.parse_error.is_none(), "{sql}: {:?}", c.parse_error);
+    assert!(
+        c.statements.iter().all(|f| f.parsed && f.output.is_none()),
+        "{sql}: read by the grammar, untraced: {c:?}"
+    );
+    c
+}
+
+#[test]
+fn results_of_statements_read_by_the_grammar_are_masked_whole() {
+    let p = masking_policy();
+    let analyst = who(&["analysts"]);
+    for (sql, fields) in [
+        (
+            "select ssn, name as n, id from customers* where id = 1",
+            ["ssn", "n", "id"],
+        ),
+        (
+            "select concat(variadic array[name, ssn]) as x, id, email from customers where id = 1",
+            ["x", "id", "email"],
+        ),
+        (
+            "select sum(id) over (order by id rows between 1 preceding and 1 following exclude current row) as s, card_number as c, name from customers",
+            ["s", "c", "name"],
+        ),
+        (
+            "declare c cursor for select name as a, ssn as b, id from customers* where id <> all (values (1))",
+            ["a", "b", "id"],
+        ),
+    ] {
+        let c = grammar_read(sql);
+        let f = &c.statements[0];
+        assert!(f.tables_read.contains("customers"), "{sql}: {f:?}");
+        let plan = p.column_masks(&analyst, "bank", Some(f), &fields);
+        // A renamed column cannot be matched by name: every column is
+        // masked (by its rule where its name is a rule's, else redacted).
+        assert!(plan.iter().all(|m| m.is_some()), "{sql}: {plan:?}");
+        for (mask, name) in plan.iter().zip(fields) {
+            let mask = mask.as_ref().unwrap();
+            if !matches!(name, "ssn" | "card_number" | "email") {
+                assert_eq!(mask.rule, "untraceable-columns", "{sql}: {name}");
+                assert_eq!(mask.strategy, crate::mask::Strategy::Redact);
+            }
+        }
+        // The same statement, for a group the rules exempt: nothing masked.
+        let plan = p.column_masks(&who(&["auditors"]), "bank", Some(f), &fields);
+        assert!(plan.iter().all(|m| m.is_none()), "{sql}: {plan:?}");
+    }
+    // A table no column rule covers is left alone.
+    let c = grammar_read("select name as n from accounts* where id = 1");
+    let plan = p.column_masks(&analyst, "bank", Some(&c.statements[0]), &["n"]);
+    assert_eq!(plan, vec![None]);
+}
+
+#[test]
+fn calls_off_the_allow_list_are_refused_through_the_grammar() {
+    let p = masking_policy();
+    let refused = |sql: &str, what: &str| {
+        let c = grammar_read(sql);
+        let v = p.decide(&who(&["analysts"]), "bank", sql, &c);
+        assert_eq!(v.rule(), Some("masked-columns-stay-masked"), "{sql}: {v:?}");
+        assert!(format!("{v:?}").contains(what), "{sql}: {v:?}");
+        // A group the rules exempt may.
+        let v = p.decide(&who(&["auditors"]), "bank", sql, &c);
+        assert_ne!(v.rule(), Some("masked-columns-stay-masked"), "{sql}: {v:?}");
+    };
+    refused(
+        "select pg_notify('ch', ssn) from customers* where id = 1",
+        "pg_notify",
+    );
+    refused(
+        "select my_fn(variadic array[ssn]) from customers where id = 1",
+        "my_fn",
+    );
+    refused(
+        "select id from customers* where pg_advisory_lock(length(ssn)) is not null",
+        "pg_advisory_lock",
+    );
+    refused("select ssn::my_domain from customers*", "cast(my_domain)");
+    refused("select ssn ### 'x' from customers*", "operator(###)");
+    refused(
+        "select set_config('x.y', string_agg(ssn, ',') over (order by id rows between unbounded preceding and current row exclude ties), false) from customers",
+        "set_config",
+    );
+    // A comparison of a computed value spells a masked column out.
+    refused(
+        "select g from customers* c, generate_series(0, 9) g where substr(c.ssn, 1, 1) = chr(g)",
+        "comparing",
+    );
+    // A write whose value may come from a masked column.
+    refused("update customers set notes[1] = ssn where id = 1", "ssn");
+    // Built-ins that keep their values in the statement are allowed.
+    let sql = "select upper(name), length(ssn) from customers* where id = 1";
+    let v = p.decide(&who(&["analysts"]), "bank", sql, &grammar_read(sql));
+    assert_eq!(v.effect(), "allow", "{sql}: {v:?}");
+}
+
 #[test]
 fn masked_values_may_not_move_into_unmasked_columns() {
     use crate::classify::Dialect::{MySql, Postgres};
