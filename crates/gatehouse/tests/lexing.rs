@@ -636,17 +636,27 @@ async fn a_cascading_reference_added_to_a_protected_table_is_a_change_to_it() {
     })
     .await;
     let dana = gw.token("dana", &["dba"]);
-    let o = gw
-        .psql(
-            "dana",
-            &dana,
-            &[
-                "create table if not exists kill_switch (id int primary key)",
-                "alter table customers add column ks int default 1 references kill_switch(id) on delete cascade",
-            ],
-        )
-        .await;
-    assert!(err(&o).contains("blocked by gatehouse rule"), "{}", err(&o));
+    let omar = gw.token("omar", &["approvers"]);
+    // Held by the rule for changes to customers, like an UPDATE of it; denied.
+    let psql = gw.psql_background(
+        "dana",
+        &dana,
+        &[
+            "create table if not exists kill_switch (id int primary key)",
+            "alter table customers add column ks int default 1 references kill_switch(id) on delete cascade",
+        ],
+        &[],
+    );
+    let request = gw.pending_request(&omar).await;
+    assert_eq!(
+        request["rule"], "dba-customer-changes-need-approval",
+        "{request}"
+    );
+    let id = request["id"].as_u64().unwrap();
+    let (status, body) = gw.decide(id, &omar, "deny", "not a kill switch").await;
+    assert_eq!(status, 200, "{body}");
+    let o = psql.await.unwrap();
+    assert!(err(&o).contains("denied"), "{}", err(&o));
     let o = gw
         .psql(
             "dana",

@@ -994,6 +994,21 @@ async fn large_objects_and_pg_dump_work_through_the_gateway() {
     );
     assert!(check.contains(&content.len().to_string()), "{check}");
 
+    // The analyst's dump (large objects left out): SSNs masked.
+    let o = pg_tool(
+        "pg_dump",
+        &alice,
+        &["--no-owner", "--no-blobs", &conninfo("alice")],
+    )
+    .await;
+    assert!(o.status.success(), "analyst pg_dump: {}", err(&o));
+    let text = out(&o);
+    assert!(text.contains("COPY public.customers"), "{text}");
+    assert!(
+        !regex_ssn().is_match(&text),
+        "the analyst's dump leaked an SSN"
+    );
+
     // The trail has the fast-path calls as SELECTs, without their data.
     let events = events(&gw).await;
     let fast: Vec<&serde_json::Value> = events

@@ -946,3 +946,31 @@ fn role_changes_are_access_control() {
         assert_eq!(f[0].kind, kind, "{sql}");
     }
 }
+
+#[test]
+fn an_access_share_lock_is_a_read() {
+    let c = classify(
+        "LOCK TABLE public.customers IN ACCESS SHARE MODE",
+        Dialect::Postgres,
+    );
+    assert_eq!(
+        c.statements[0].kind,
+        StatementKind::Select,
+        "{:?}",
+        c.statements[0]
+    );
+    assert!(c.statements[0].parsed);
+    assert!(
+        c.statements[0].tables_read.contains("public.customers"),
+        "{:?}",
+        c.statements[0]
+    );
+    for stronger in [
+        "LOCK TABLE customers",
+        "LOCK customers IN ROW EXCLUSIVE MODE",
+        "LOCK customers IN SHARE MODE",
+    ] {
+        let c = classify(stronger, Dialect::Postgres);
+        assert_eq!(c.statements[0].kind, StatementKind::Utility, "{stronger}");
+    }
+}

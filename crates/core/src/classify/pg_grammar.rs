@@ -188,7 +188,8 @@ fn statement_facts(
                 out.extend(also);
             }
             out.extend(upsert);
-            out.extend(ddl_effects(name, stmt));
+            let keyword = out[0].keyword.clone();
+            out.extend(ddl_effects(name, stmt, &keyword));
             out
         }
     }
@@ -393,6 +394,10 @@ fn keyword_of(name: &str, stmt: &Obj, text: Option<&str>) -> String {
 
 /// The statement's kind: by node where the keyword could mislead (`WITH`,
 /// `PREPARE TRANSACTION`, `MOVE`), by keyword as elsewhere for the rest.
+///
+/// (`AccessShareLock`, PostgreSQL's weakest table lock, is mode 1.)
+const ACCESS_SHARE_LOCK: i64 = 1;
+
 fn kind_of(name: &str, stmt: &Obj, keyword: &str) -> StatementKind {
     use StatementKind as K;
     match name {
@@ -409,6 +414,10 @@ fn kind_of(name: &str, stmt: &Obj, keyword: &str) -> StatementKind {
         // A cursor's rows come back through FETCH: a read. MOVE returns none.
         "FetchStmt" if bool_of(field(stmt, "ismove")) => K::Utility,
         "FetchStmt" => K::Select,
+        // `LOCK … IN ACCESS SHARE MODE` takes the lock a SELECT takes and
+        // changes nothing (pg_dump sends it for every table it reads);
+        // stronger modes block writers or readers: utility.
+        "LockStmt" if field_or_null(stmt, "mode").as_i64() == Some(ACCESS_SHARE_LOCK) => K::Select,
         "ClosePortalStmt" => K::Utility,
         "TransactionStmt" => K::Transaction,
         "CallStmt" => K::Call,
@@ -539,8 +548,10 @@ fn upsert_effects(name: &str, stmt: &Obj, head: &StatementFacts) -> Vec<Statemen
 /// What DDL does to a table's rows, for rules about updates and deletes
 /// (as `effects::ddl_effects`): rewriting or renaming is an UPDATE of every
 /// row, dropping a column, detaching a partition or TRUNCATE a DELETE; an
-/// ALTER TABLE operation not known to leave rows alone is an UPDATE.
-fn ddl_effects(name: &str, stmt: &Obj) -> Vec<StatementFacts> {
+/// ALTER TABLE operation not known to leave rows alone is an UPDATE. The
+/// effects keep the DDL's `keyword` (they are not an UPDATE written
+/// without a WHERE; see `effects::ddl_effects`).
+fn ddl_effects(name: &str, stmt: &Obj, keyword: &str) -> Vec<StatementFacts> {
     let mut updated: BTreeSet<String> = BTreeSet::new();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
     // CLUSTER and VACUUM FULL without a table rewrite tables not named:
@@ -663,7 +674,7 @@ fn ddl_effects(name: &str, stmt: &Obj) -> Vec<StatementFacts> {
         _ => {}
     }
     let effect = |kind: StatementKind, tables: BTreeSet<String>| {
-        let mut f = blank(&kind.as_str().to_ascii_uppercase());
+        let mut f = blank(keyword);
         f.kind = kind;
         f.tables_written = tables.into_iter().filter(|t| !t.is_empty()).collect();
         into_nested(f)

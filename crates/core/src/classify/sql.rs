@@ -225,6 +225,16 @@ fn analyse(stmt: &Statement, dialect: Dialect) -> (StatementFacts, Vec<Statement
             Some(d) => apply(&mut f, d),
             None => f.kind = StatementKind::Unknown,
         },
+        // `LOCK … IN ACCESS SHARE MODE` takes the lock a SELECT takes and
+        // changes nothing (pg_dump sends it for every table it reads): a
+        // read of those tables. Stronger modes stay utility (by keyword),
+        // for they block other sessions' writes or reads.
+        Statement::Lock(l) if l.lock_mode == Some(sqlparser::ast::LockTableMode::AccessShare) => {
+            f.kind = StatementKind::Select;
+            for t in &l.tables {
+                *rel.counts.entry(lower_object(&t.name)).or_default() += 1;
+            }
+        }
         Statement::Truncate(t) => {
             f.kind = StatementKind::Truncate;
             targets.extend(t.table_names.iter().map(|n| lower_object(&n.name)));

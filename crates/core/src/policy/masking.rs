@@ -476,6 +476,32 @@ pub(crate) fn mask_of(
         .map(|r| r.mask())
 }
 
+/// Every (rule, column pattern) that covers a column of `table` for the
+/// caller: two tables with the same set are masked the same way, column
+/// for column, so whole rows may move between them (a table renamed
+/// under a `*.card_number` rule stays masked by it).
+pub(crate) fn table_masking(
+    rules: &[ColumnRule],
+    identity: &Identity,
+    connection: &str,
+    table: &str,
+) -> std::collections::BTreeSet<(String, String)> {
+    rules
+        .iter()
+        .filter(|r| r.applies_to(identity, connection))
+        .flat_map(|r| {
+            r.patterns
+                .iter()
+                .filter(|(table_glob, _)| {
+                    table_glob
+                        .as_ref()
+                        .is_none_or(|g| g.as_str() == "*" || g.matches_table(table))
+                })
+                .map(|(_, column)| (r.name.clone(), column.as_str().to_string()))
+        })
+        .collect()
+}
+
 pub(crate) fn plan(
     rules: &[ColumnRule],
     identity: &Identity,

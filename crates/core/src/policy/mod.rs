@@ -397,19 +397,36 @@ impl Policy {
                 else {
                     continue;
                 };
-                let same = w.column != "*"
-                    && !w.tables.is_empty()
-                    && w.tables.iter().all(|t| {
-                        masking::mask_of(
-                            rules,
-                            identity,
-                            connection,
-                            std::slice::from_ref(t),
-                            &w.column,
-                        )
-                        .as_ref()
-                            == Some(&mask)
-                    });
+                let same = !w.tables.is_empty()
+                    && if w.column == "*" {
+                        // Whole rows of a renamed table keep their columns:
+                        // the two names must be masked alike, column for
+                        // column. (An INSERT without a column list maps by
+                        // position, which the gateway cannot check.)
+                        facts.kind == crate::classify::StatementKind::Ddl
+                            && !s.tables.is_empty()
+                            && s.tables.iter().chain(&w.tables).all(|t| {
+                                masking::table_masking(rules, identity, connection, t)
+                                    == masking::table_masking(
+                                        rules,
+                                        identity,
+                                        connection,
+                                        &s.tables[0],
+                                    )
+                            })
+                    } else {
+                        w.tables.iter().all(|t| {
+                            masking::mask_of(
+                                rules,
+                                identity,
+                                connection,
+                                std::slice::from_ref(t),
+                                &w.column,
+                            )
+                            .as_ref()
+                                == Some(&mask)
+                        })
+                    };
                 if !same {
                     let target = match (w.tables.first(), w.column.as_str()) {
                         (Some(t), "*") => format!("{t} (renamed or whole rows)"),
