@@ -51,15 +51,18 @@ fn text_like(type_oid: i32) -> bool {
 }
 
 /// Types whose values are numbers, dates, times, intervals, UUIDs, network
-/// addresses, ranges of those, or arrays of them: detectors read them only
+/// addresses, bytes, ranges of those, or arrays of them: detectors read them only
 /// where a connection opts in (`detect_typed_values`); column rules mask
 /// them otherwise. Types that may hold text (arrays of text, records,
 /// user-defined types) are not listed and stay under the detectors.
 fn typed_scalar(type_oid: i32) -> bool {
     matches!(
         type_oid,
+        // bytea and bytea[]: their text form is hex, where a detector
+        // only ever finds noise
+        17 | 1001
         // int8, int2, int2vector, int4, regproc, oid, tid, xid, cid, oidvector
-        20..=24 | 26..=30
+        | 20..=24 | 26..=30
         // point, lseg, path, box, polygon, line, cidr, float4, float8, circle
         | 600..=604 | 628 | 650 | 700 | 701 | 718
         // macaddr8, money, macaddr, inet
