@@ -539,11 +539,20 @@ kinds = ["update", "delete"]
 without_where = true
 
 [[rules]]
+name = "analysts-may-copy-out"
+effect = "allow"
+message = "a COPY out is a read, masked line by line (pg_dump reads tables this way)"
+groups = ["analysts"]
+kinds = ["copy"]
+copy = "out"
+
+[[rules]]
 name = "analysts-read-only"
 effect = "block"
 message = "analysts may only read data"
 groups = ["analysts"]
-not_kinds = ["select", "show", "set", "transaction", "explain"]
+# A prepared statement is judged by its body at each EXECUTE (pg_dump prepares its catalog queries).
+not_kinds = ["select", "show", "set", "transaction", "explain", "prepare", "execute", "deallocate"]
 
 [masking]
 [masking.strategies]

@@ -101,6 +101,19 @@ async fn idle_handshakes_time_out_and_the_cap_refuses_in_each_protocol() {
             let _ = read_until_closed(tcp).await;
         }
     }
+    // An HTTPS client that finishes TLS and sends no request is closed at
+    // the handshake timeout too (the handshake ends with the first request).
+    let http = gw.gw.http_addr.unwrap();
+    let mut tls_only = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &http.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), tls_only.wait()).await;
+    assert!(ended.is_ok(), "a TLS-only HTTPS client was not closed");
     // Once the idle ones are gone, clients are served again.
     let o = gw.psql("dana", &dana, &["select 1"]).await;
     assert!(o.status.success(), "{}", err(&o));

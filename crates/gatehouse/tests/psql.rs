@@ -801,6 +801,25 @@ async fn refusals_the_server_would_make_carry_its_sqlstate() {
         )
         .await;
     assert!(out(&o).contains("first\n1"), "{}", out(&o));
+    // The gateway's map of prepared statements changes when the server
+    // answers; a name in use is refused at once, so `EXECUTE p` never runs
+    // a body the gateway did not judge (here an unapproved UPDATE).
+    let o = gw
+        .psql(
+            "dana",
+            &dana,
+            &[
+                "prepare p as select 1",
+                "deallocate p; prepare p as update customers set phone = 'PWNED' where id = 7; execute p",
+            ],
+        )
+        .await;
+    assert!(err(&o).contains("already exists"), "{}", err(&o));
+    let phone = support::target()
+        .cluster
+        .psql("bank", "select phone from customers where id = 7")
+        .unwrap();
+    assert!(!phone.contains("PWNED"), "{phone}");
     gw.stop().await;
 }
 

@@ -11,6 +11,7 @@ mod exec;
 mod execmask;
 mod facts;
 mod hold;
+mod idle;
 pub mod jsonmask;
 pub mod kube;
 mod kubefacts;
@@ -44,6 +45,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// How long a client has to send a request's headers (slow clients hold
 /// connections open without authenticating).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A kept-alive connection with no request in flight and no byte either
+/// way for this long is closed, so idle clients cannot hold the
+/// listener's connection slots.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Most concurrent HTTP/2 streams per connection.
 const MAX_STREAMS: u32 = 256;
@@ -137,7 +143,7 @@ impl ProtocolServer for HttpsServer {
         self: Arc<Self>,
         tcp: tokio::net::TcpStream,
         peer: std::net::SocketAddr,
-        mut handshake: Handshake,
+        handshake: Handshake,
     ) -> ConnectionFuture {
         Box::pin(async move {
             let stream = match self.tls.accept(tcp).await {
@@ -147,13 +153,31 @@ impl ProtocolServer for HttpsServer {
                     return;
                 }
             };
-            // Each request authenticates itself; hyper's header timeout
-            // covers a client that then sends nothing.
-            handshake.established();
+            // The handshake ends with the first request (each request
+            // authenticates itself): a client that completes TLS and sends
+            // nothing is closed at the listener's handshake timeout.
+            let handshake = Arc::new(std::sync::Mutex::new(Some(handshake)));
+            let idle = idle::IdleWatch::new();
+            let stream = idle.wrap(stream);
             let adapter = self.adapter.clone();
+            let watch = idle.clone();
             let service = hyper::service::service_fn(move |req| {
                 let adapter = adapter.clone();
-                async move { Ok::<_, std::convert::Infallible>(adapter.handle(req, peer).await) }
+                let handshake = handshake.clone();
+                let watch = watch.clone();
+                async move {
+                    if let Some(mut h) = handshake.lock().ok().and_then(|mut h| h.take()) {
+                        h.established();
+                    }
+                    let _busy = watch.request();
+                    let response = adapter.handle(req, peer).await;
+                    if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+                        // kubectl exec and port-forward: idle for as long
+                        // as the person at the terminal is.
+                        watch.upgraded();
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
@@ -165,10 +189,16 @@ impl ProtocolServer for HttpsServer {
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_STREAMS)
                 .keep_alive_interval(Some(Duration::from_secs(30)));
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = &mut conn => r,
+                _ = idle.expired(IDLE_TIMEOUT) => {
+                    tracing::debug!(%peer, "idle HTTP connection closed");
+                    return;
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
             }
         })

@@ -253,9 +253,16 @@ fn error_bytes(sqlstate: &str, message: &str, hint: Option<&str>) -> Vec<u8> {
 }
 
 /// The error a client sees for a verdict that stops its command.
+/// The rule of a refused `PREPARE` of a name in use: answered with the
+/// server's own error (42P05, its text, no hint), as the server would.
+const DUPLICATE_PREPARED: &str = "duplicate-prepared-statement";
+
 fn verdict_error(verdict: &Verdict) -> Option<Vec<u8>> {
     match verdict {
         Verdict::Allow { .. } => None,
+        Verdict::Block { rule, message } if rule == DUPLICATE_PREPARED => {
+            Some(error_bytes("42P05", message, None))
+        }
         Verdict::Block { rule, message } => Some(error_bytes(
             block_sqlstate(rule),
             &format!("blocked by gatehouse rule \"{rule}\": {message}"),
@@ -304,6 +311,7 @@ fn raise_statement(bytes: &[u8]) -> Option<String> {
 /// insufficient_privilege.
 fn block_sqlstate(rule: &str) -> &'static str {
     match rule {
+        DUPLICATE_PREPARED => "42P05",
         "unknown-prepared-statement" => "26000",
         "unknown-cursor" => "34000",
         _ => "42501",
@@ -1140,9 +1148,17 @@ impl ClientPump {
                     let Some(name) = f.prepared_name.clone() else {
                         continue;
                     };
-                    // A name already in use is the server's to refuse
-                    // (42P05, its own words); if it accepts (it had
-                    // forgotten the name), this body is what it runs.
+                    // A name in use is refused as PostgreSQL refuses it,
+                    // in its words. Forwarding it for the server to refuse
+                    // would let a pipelined `DEALLOCATE p` / `PREPARE p AS
+                    // …` / `EXECUTE p` run a body the gateway never judged
+                    // (its map changes only when the server answers).
+                    if self.known_statement(&name).is_some() {
+                        return Err(Verdict::Block {
+                            rule: DUPLICATE_PREPARED.into(),
+                            message: format!("prepared statement \"{name}\" already exists"),
+                        });
+                    }
                     let body = Classification {
                         statements: c.statements[at + 1..]
                             .iter()

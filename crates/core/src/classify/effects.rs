@@ -486,6 +486,9 @@ fn insert_writes(ins: &sqlparser::ast::Insert, env: &Env) -> Vec<ColumnWrite> {
 pub fn ddl_effects(stmt: &Statement, keyword: &str) -> Vec<StatementFacts> {
     let mut updated: BTreeSet<String> = BTreeSet::new();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
+    // A `USING` expression sets every row's value: written like an UPDATE
+    // without a WHERE, and judged as one (`without_where` rules too).
+    let mut rewrites_values = false;
     match stmt {
         Statement::AlterTable(at) => {
             let table = lower_object(&at.name);
@@ -512,8 +515,10 @@ pub fn ddl_effects(stmt: &Statement, keyword: &str) -> Vec<StatementFacts> {
                         updated.insert(lower_object(n));
                     }
                     O::AlterColumn { op, .. } => {
-                        if matches!(op, AlterColumnOperation::SetDataType { .. }) {
+                        if let AlterColumnOperation::SetDataType { using, .. } = op {
                             updated.insert(table.clone());
+                            // `USING expr` computes every row's new value.
+                            rewrites_values |= using.is_some();
                         }
                     }
                     // A foreign key on this table whose referential action
@@ -577,7 +582,12 @@ pub fn ddl_effects(stmt: &Statement, keyword: &str) -> Vec<StatementFacts> {
         _ => {}
     }
     let effect = |kind: StatementKind, tables: BTreeSet<String>| {
-        let mut f = super::fallback::unknown_facts(keyword);
+        let mut f =
+            super::fallback::unknown_facts(if rewrites_values && kind == StatementKind::Update {
+                "UPDATE"
+            } else {
+                keyword
+            });
         f.kind = kind;
         f.parsed = true;
         f.nested = true;

@@ -557,6 +557,9 @@ fn ddl_effects(name: &str, stmt: &Obj, keyword: &str) -> Vec<StatementFacts> {
     // CLUSTER and VACUUM FULL without a table rewrite tables not named:
     // an UPDATE all the same (fail closed), as the keyword fallback says.
     let mut always_update = false;
+    // A `USING` expression sets every row's value: written like an UPDATE
+    // without a WHERE, and judged as one (`without_where` rules too).
+    let mut rewrites_values = false;
     let relation = range_var(field_or_null(stmt, "relation"));
     match name {
         "AlterTableStmt" => {
@@ -578,6 +581,17 @@ fn ddl_effects(name: &str, stmt: &Obj, keyword: &str) -> Vec<StatementFacts> {
                     }
                     Ok(A::AtDropColumn | A::AtDetachPartition | A::AtDetachPartitionFinalize) => {
                         deleted.insert(table.clone());
+                    }
+                    // `TYPE … USING expr` computes every row's new value:
+                    // an UPDATE of the whole table as written.
+                    Ok(A::AtAlterColumnType) => {
+                        updated.insert(table.clone());
+                        // No ColumnDef to read: assume a USING (fail closed).
+                        let using = match tagged(field_or_null(c, "def")) {
+                            Some(("ColumnDef", d)) => !field_or_null(d, "raw_default").is_null(),
+                            _ => true,
+                        };
+                        rewrites_values |= using;
                     }
                     // Constraints, defaults, NOT NULL, statistics, storage,
                     // identity, triggers, rules, ownership, row security and
@@ -674,7 +688,11 @@ fn ddl_effects(name: &str, stmt: &Obj, keyword: &str) -> Vec<StatementFacts> {
         _ => {}
     }
     let effect = |kind: StatementKind, tables: BTreeSet<String>| {
-        let mut f = blank(keyword);
+        let mut f = blank(if rewrites_values && kind == StatementKind::Update {
+            "UPDATE"
+        } else {
+            keyword
+        });
         f.kind = kind;
         f.tables_written = tables.into_iter().filter(|t| !t.is_empty()).collect();
         into_nested(f)

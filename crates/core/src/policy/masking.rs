@@ -287,29 +287,37 @@ pub(crate) fn touches(
         .filter(|r| r.applies_to(identity, connection))
         .any(|r| {
             r.patterns.iter().any(|(table_glob, column)| {
-                tables.iter().any(|t| {
-                    let by_table = match table_glob {
-                        // Catalog metadata holds no column values: only a
-                        // rule that names the catalog covers it.
-                        None => !metadata_catalog(t),
-                        Some(g) if g.as_str() == "*" => !metadata_catalog(t),
-                        Some(g) => g.matches_table(t),
-                    };
-                    by_table
-                        && known_columns(t).is_none_or(|cs| cs.iter().any(|c| column.matches(c)))
-                })
+                tables.iter().any(|t| pattern_covers(table_glob, column, t))
             })
         })
 }
 
+/// Whether a rule's pattern may cover a column of `table`. Catalog
+/// metadata holds no column values, so only a pattern that names the
+/// catalog covers it; a table whose columns are known is covered only by a
+/// pattern matching one of them. One answer for every check (what a
+/// statement touches, whether two tables are masked alike), so a table
+/// cannot shed its masking by being renamed like a catalog.
+fn pattern_covers(table_glob: &Option<Glob>, column: &Glob, table: &str) -> bool {
+    let by_table = match table_glob {
+        None => !metadata_catalog(table),
+        Some(g) if g.as_str() == "*" => !metadata_catalog(table),
+        Some(g) => g.matches_table(table),
+    };
+    by_table && known_columns(table).is_none_or(|cs| cs.iter().any(|c| column.matches(c)))
+}
+
 /// Whether `table` is one of PostgreSQL's catalogs (or the information
-/// schema) that describe objects and hold no values of user columns, so a
+/// schema, or a built-in function listing catalog metadata, which a FROM
+/// clause names like a table) that describe objects and hold no values of
+/// user columns, so a
 /// rule for `*.card_number` or a bare `ssn` does not cover it: client tools
 /// (`pg_dump`, psql's `\d`) read them with functions of every kind. The
 /// catalogs that do hold values (statistics, other sessions' statements,
 /// large objects) are not listed; policy refuses or follows them apart.
 fn metadata_catalog(table: &str) -> bool {
     const CATALOGS: &[&str] = &[
+        "aclexplode",
         "pg_aggregate",
         "pg_am",
         "pg_amop",
@@ -333,11 +341,16 @@ fn metadata_catalog(table: &str) -> bool {
         "pg_description",
         "pg_enum",
         "pg_event_trigger",
+        "pg_event_trigger_ddl_commands",
+        "pg_event_trigger_dropped_objects",
         "pg_extension",
         "pg_file_settings",
         "pg_foreign_data_wrapper",
         "pg_foreign_server",
         "pg_foreign_table",
+        "pg_get_catalog_foreign_keys",
+        "pg_get_keywords",
+        "pg_get_publication_tables",
         "pg_group",
         "pg_hba_file_rules",
         "pg_ident_file_mappings",
@@ -353,6 +366,7 @@ fn metadata_catalog(table: &str) -> bool {
         "pg_opclass",
         "pg_operator",
         "pg_opfamily",
+        "pg_options_to_table",
         "pg_parameter_acl",
         "pg_partitioned_table",
         "pg_policies",
@@ -374,6 +388,7 @@ fn metadata_catalog(table: &str) -> bool {
         "pg_settings",
         "pg_shdepend",
         "pg_shdescription",
+        "pg_show_all_settings",
         "pg_shseclabel",
         "pg_statistic_ext",
         "pg_subscription",
@@ -395,11 +410,32 @@ fn metadata_catalog(table: &str) -> bool {
         "pg_user_mappings",
         "pg_views",
     ];
+    debug_assert!(
+        CATALOGS.windows(2).all(|w| w[0] < w[1]),
+        "CATALOGS is sorted"
+    );
+    /// In pg_catalog but holding values of user columns or statements.
+    const HOLD_VALUES: &[&str] = &[
+        "pg_cursors",
+        "pg_largeobject",
+        "pg_prepared_statements",
+        "pg_stat_activity",
+        "pg_statistic",
+        "pg_statistic_ext_data",
+        "pg_stats",
+        "pg_stats_ext",
+        "pg_stats_ext_exprs",
+    ];
     if table.starts_with("information_schema.") {
         return true;
     }
-    let bare = table.strip_prefix("pg_catalog.").unwrap_or(table);
-    CATALOGS.binary_search(&bare).is_ok()
+    // Named with its schema, anything in pg_catalog is the system's own (a
+    // catalog, or a built-in set-returning function in FROM); only a
+    // superuser could add to it.
+    if let Some(bare) = table.strip_prefix("pg_catalog.") {
+        return !HOLD_VALUES.contains(&bare);
+    }
+    CATALOGS.binary_search(&table).is_ok()
 }
 
 /// The columns of a table whose columns are fixed and known without the
@@ -492,11 +528,7 @@ pub(crate) fn table_masking(
         .flat_map(|r| {
             r.patterns
                 .iter()
-                .filter(|(table_glob, _)| {
-                    table_glob
-                        .as_ref()
-                        .is_none_or(|g| g.as_str() == "*" || g.matches_table(table))
-                })
+                .filter(|(table_glob, column)| pattern_covers(table_glob, column, table))
                 .map(|(_, column)| (r.name.clone(), column.as_str().to_string()))
         })
         .collect()

@@ -744,9 +744,12 @@ fn ddl_that_changes_a_tables_rows_meets_its_rules() {
         let v = decide_sql(&p, &["dba"], sql, dialect);
         assert_ne!(v.effect(), "allow", "{sql}: {v:?}");
         // Deliberate DDL is not an UPDATE written without a WHERE: a
-        // `without_where` rule leaves it to the rules on kinds and tables.
+        // `without_where` rule leaves it to the rules on kinds and tables,
+        // unless a USING expression sets every row's value.
         let v = decide_sql(&p, &["auditors"], sql, dialect);
-        assert_ne!(v.rule(), Some("no-unbounded-writes"), "{sql}: {v:?}");
+        if !sql.contains(" using (") {
+            assert_ne!(v.rule(), Some("no-unbounded-writes"), "{sql}: {v:?}");
+        }
     }
     let v = decide_sql(
         &p,
@@ -883,5 +886,49 @@ fn the_catalog_list_is_sorted() {
             !p.column_rules_touch(&alice, "bank", [t.to_string()].iter()),
             "{t}"
         );
+    }
+}
+
+#[test]
+fn a_masked_table_renamed_like_a_catalog_is_refused() {
+    let p = policy();
+    for sql in [
+        "alter table accounts rename to pg_class",
+        "alter table accounts rename to \"PG_CLASS\"",
+        "alter table accounts rename to pg_largeobject",
+    ] {
+        let v = decide_sql(&p, &["dba"], sql, crate::classify::Dialect::Postgres);
+        assert_eq!(v.rule(), Some("masked-columns-stay-masked"), "{sql}: {v:?}");
+    }
+    let v = decide_sql(
+        &p,
+        &["dba"],
+        "alter table accounts rename to ledger_accounts",
+        crate::classify::Dialect::Postgres,
+    );
+    assert_ne!(
+        v.rule(),
+        Some("masked-columns-stay-masked"),
+        "masked alike: {v:?}"
+    );
+}
+
+#[test]
+fn a_using_rewrite_is_an_unbounded_update_but_a_plain_type_change_is_not() {
+    use crate::classify::Dialect::Postgres;
+    let p = masking_policy();
+    for sql in [
+        "alter table accounts alter column balance type numeric(12,2) using 0",
+        "alter table accounts alter column balance type numeric(12,2) using 0, alter column kind type text",
+    ] {
+        let v = decide_sql(&p, &["auditors"], sql, Postgres);
+        assert_eq!(v.rule(), Some("no-unbounded-writes"), "{sql}: {v:?}");
+    }
+    for sql in [
+        "alter table accounts alter column balance type numeric(14,2)",
+        "alter table accounts rename column kind to account_kind",
+    ] {
+        let v = decide_sql(&p, &["auditors"], sql, Postgres);
+        assert_ne!(v.rule(), Some("no-unbounded-writes"), "{sql}: {v:?}");
     }
 }
