@@ -635,6 +635,18 @@ impl ClientPump {
         ));
     }
 
+    /// Whether a refusal must fail the target's side too, as a server
+    /// error would: a transaction block is open, or this batch has
+    /// already sent the target work.
+    fn refusal_must_fail_target(&self) -> bool {
+        self.unsynced
+            || self
+                .ctx
+                .transaction
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == b'T'
+    }
+
     /// End the current extended-protocol batch with `error` in place of the
     /// response, then skip the client's messages up to Sync.
     ///
@@ -645,12 +657,7 @@ impl ClientPump {
     /// with the refusal. A named statement is used, so the client's
     /// unnamed one is left alone (a Parse that fails creates nothing).
     fn fail_batch(&mut self, error: Vec<u8>) {
-        let in_transaction = self
-            .ctx
-            .transaction
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == b'T';
-        if in_transaction || self.unsynced {
+        if self.refusal_must_fail_target() {
             self.push(Pending::FailBatch { bytes: error });
             self.out.extend_from_slice(&frontend::parse(
                 "gatehouse_refusal",
@@ -941,12 +948,7 @@ impl ClientPump {
         // Mid-batch (extended messages not yet synced) the target answers
         // nothing until a sync point, and a server error would abort the
         // batch's implicit transaction too: the same way.
-        let in_transaction = self
-            .ctx
-            .transaction
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == b'T';
-        if in_transaction || self.unsynced {
+        if self.refusal_must_fail_target() {
             if let Some(sql) = raise_statement(&bytes) {
                 self.push(Pending::FailTransaction);
                 self.sync_point();

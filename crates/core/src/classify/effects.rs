@@ -581,13 +581,32 @@ pub fn ddl_effects(stmt: &Statement, keyword: &str) -> Vec<StatementFacts> {
         }
         _ => {}
     }
+    row_effects(
+        keyword,
+        rewrites_values,
+        (!updated.is_empty()).then_some(updated),
+        (!deleted.is_empty()).then_some(deleted),
+    )
+}
+
+/// The nested facts of what DDL does to rows: an UPDATE of `updated` and
+/// a DELETE of `deleted`, each when `Some`. They keep the
+/// DDL's `keyword`, except that a rewrite computing every row's value
+/// (`rewrites_values`, a `USING` expression) is written as an UPDATE.
+/// Shared by both readers (this parser's AST and PostgreSQL's grammar).
+pub(crate) fn row_effects(
+    keyword: &str,
+    rewrites_values: bool,
+    updated: Option<BTreeSet<String>>,
+    deleted: Option<BTreeSet<String>>,
+) -> Vec<StatementFacts> {
     let effect = |kind: StatementKind, tables: BTreeSet<String>| {
-        let mut f =
-            super::fallback::unknown_facts(if rewrites_values && kind == StatementKind::Update {
-                "UPDATE"
-            } else {
-                keyword
-            });
+        let written_as = if rewrites_values && kind == StatementKind::Update {
+            "UPDATE"
+        } else {
+            keyword
+        };
+        let mut f = super::fallback::unknown_facts(written_as);
         f.kind = kind;
         f.parsed = true;
         f.nested = true;
@@ -595,10 +614,10 @@ pub fn ddl_effects(stmt: &Statement, keyword: &str) -> Vec<StatementFacts> {
         f
     };
     let mut out = Vec::new();
-    if !updated.is_empty() {
+    if let Some(updated) = updated {
         out.push(effect(StatementKind::Update, updated));
     }
-    if !deleted.is_empty() {
+    if let Some(deleted) = deleted {
         out.push(effect(StatementKind::Delete, deleted));
     }
     out

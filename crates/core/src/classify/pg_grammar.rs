@@ -687,24 +687,15 @@ fn ddl_effects(name: &str, stmt: &Obj, keyword: &str) -> Vec<StatementFacts> {
         }
         _ => {}
     }
-    let effect = |kind: StatementKind, tables: BTreeSet<String>| {
-        let mut f = blank(if rewrites_values && kind == StatementKind::Update {
-            "UPDATE"
-        } else {
-            keyword
-        });
-        f.kind = kind;
-        f.tables_written = tables.into_iter().filter(|t| !t.is_empty()).collect();
-        into_nested(f)
+    let named = |tables: BTreeSet<String>| -> BTreeSet<String> {
+        tables.into_iter().filter(|t| !t.is_empty()).collect()
     };
-    let mut out = Vec::new();
-    if !updated.is_empty() || always_update {
-        out.push(effect(StatementKind::Update, updated));
-    }
-    if !deleted.is_empty() {
-        out.push(effect(StatementKind::Delete, deleted));
-    }
-    out
+    super::effects::row_effects(
+        keyword,
+        rewrites_values,
+        (!updated.is_empty() || always_update).then(|| named(updated)),
+        (!deleted.is_empty()).then(|| named(deleted)),
+    )
 }
 
 /// A table's name once `SET SCHEMA s` moved it.

@@ -404,15 +404,12 @@ impl Policy {
                         // column. (An INSERT without a column list maps by
                         // position, which the gateway cannot check.)
                         facts.kind == crate::classify::StatementKind::Ddl
-                            && !s.tables.is_empty()
-                            && s.tables.iter().chain(&w.tables).all(|t| {
-                                masking::table_masking(rules, identity, connection, t)
-                                    == masking::table_masking(
-                                        rules,
-                                        identity,
-                                        connection,
-                                        &s.tables[0],
-                                    )
+                            && s.tables.first().is_some_and(|first| {
+                                let source =
+                                    masking::table_masking(rules, identity, connection, first);
+                                s.tables.iter().chain(&w.tables).all(|t| {
+                                    masking::table_masking(rules, identity, connection, t) == source
+                                })
                             })
                     } else {
                         w.tables.iter().all(|t| {
