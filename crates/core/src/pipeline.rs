@@ -394,126 +394,83 @@ impl Pipeline {
         )
     }
 
-    /// Record a command whose approval request (if any) is already open.
-    /// If the record fails, the request is withdrawn: nobody may approve a
-    /// command the trail does not hold, and it never runs. Every adapter
-    /// records held commands through here.
-    pub async fn record_or_withdraw<T, E: std::fmt::Display>(
+    /// A SQL command as the trail keeps it: its text with secrets
+    /// redacted and PII masked (see [`Pipeline::mask_for_trail`]; with a
+    /// sealer, the unmasked text is sealed into the event) and what the
+    /// classifier saw. The `command` event's detail for PostgreSQL and
+    /// MySQL.
+    pub fn sql_command(
         &self,
-        approval: Option<u64>,
-        record: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
-        let recorded = record.await;
-        if let (Err(e), Some(id)) = (&recorded, approval) {
-            if let Some(broker) = &self.approvals {
-                broker
-                    .withdraw(id, &format!("the command could not be recorded: {e}"))
-                    .await;
-            }
-        }
-        recorded
-    }
-
-    /// Record one database command before it is forwarded (or refused):
-    /// its text with secrets redacted and PII masked (see
-    /// [`Pipeline::mask_for_trail`]; with a sealer, the unmasked text is
-    /// sealed into the event), what the classifier saw, the verdict and the
-    /// approval request it waits on. `Ok` is the command's id in its
-    /// session; an error means the command must not run.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_command(
-        &self,
-        session_id: &str,
         identity: &Identity,
         connection: &str,
-        command_id: u64,
-        protocol: &str,
         sql: &str,
         classification: &Classification,
-        verdict: &Verdict,
-        approval: Option<u64>,
-    ) -> Result<u64, String> {
+    ) -> crate::events::CommandDetail {
         let dialect = match self.policy.connection(connection).map(|c| c.kind) {
             Some(crate::policy::ConnectionKind::Mysql) => Dialect::MySql,
             _ => Dialect::Postgres,
         };
         let (shown, masked) =
             self.mask_for_trail(identity, connection, sql, TrailKind::Sql(dialect));
-        let mut data = serde_json::json!({
-            "command_id": command_id,
-            "protocol": protocol,
-            "sql": shown,
-            "statements": classification.facts_json(),
-            "parse_error": classification.parse_error,
-            "verdict": verdict,
-            "approval_request": approval,
-        });
-        if let Some(obj) = data.as_object_mut().filter(|_| !masked.is_empty()) {
-            obj.insert(
-                "trail_masked".into(),
-                serde_json::to_value(&masked).unwrap_or_default(),
-            );
-            if let Some(sealer) = &self.sealer {
+        let sealed_originals = match &self.sealer {
+            Some(sealer) if !masked.is_empty() => {
                 let plain = serde_json::json!({
                     "event": "command",
                     "fields": {"/sql": redact_secrets(sql)},
                 });
-                obj.insert(
-                    "sealed_originals".into(),
-                    (sealer.0)(plain.to_string().as_bytes()).into(),
-                );
+                Some((sealer.0)(plain.to_string().as_bytes()))
             }
-        }
-        let event = EventRecord {
-            kind: "command",
-            session_id: Some(session_id.to_string()),
-            subject: Some(identity.subject.clone()),
-            connection: Some(connection.to_string()),
-            data,
+            _ => None,
         };
-        self.recorder.record(event).await.map(|_| command_id)
+        crate::events::CommandDetail::Sql(crate::events::SqlCommand {
+            sql: shown,
+            statements: classification.facts_json(),
+            parse_error: classification.parse_error.clone(),
+            trail_masked: (!masked.is_empty()).then_some(masked),
+            sealed_originals,
+        })
     }
 
-    /// Record a session's end with its counters (and, when its deadline
+    /// Record a session's end with its counters, in the one
+    /// `session.end` schema of every protocol (and, when its deadline
     /// ended it, why: a `session.expired` event first for a token expiry,
     /// and `ended_by` in the end event); a failure is logged (the session
-    /// is over either way).
+    /// is over either way). `detail` adds protocol facts (SSH channels
+    /// and recordings).
     pub async fn end_session(
         &self,
-        session_id: String,
-        identity: &Identity,
-        connection: &str,
+        scope: &crate::lifecycle::CommandScope,
         started: std::time::Instant,
         stats: &SessionStats,
+        detail: serde_json::Map<String, serde_json::Value>,
     ) {
-        let mut data = serde_json::json!({
-            "duration_ms": started.elapsed().as_millis() as u64,
-            "bytes_from_client": stats.bytes_from_client,
-            "bytes_to_client": stats.bytes_to_client,
-            "commands": stats.commands,
-            "blocked": stats.blocked,
-            "reason": stats.end_reason,
-        });
+        let mut end = crate::events::SessionEndEvent {
+            protocol: scope.protocol.to_string(),
+            reason: stats.end_reason.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            bytes_from_client: stats.bytes_from_client,
+            bytes_to_client: stats.bytes_to_client,
+            commands: stats.commands,
+            blocked: stats.blocked,
+            ended_by: None,
+            detail,
+        };
         if let Some(ended_by) = &stats.ended_by {
             self.record_deadline(
-                &session_id,
-                identity,
-                connection,
+                &scope.session_id,
+                &scope.identity,
+                &scope.connection,
                 ended_by,
-                serde_json::json!({}),
+                serde_json::json!({"protocol": scope.protocol}),
             )
             .await;
-            merge(&mut data, ended_by.audit_fields());
-            data["reason"] = ended_by.message().into();
         }
-        let end = EventRecord {
-            kind: "session.end",
-            session_id: Some(session_id),
-            subject: Some(identity.subject.clone()),
-            connection: Some(connection.to_string()),
-            data,
-        };
-        if let Err(e) = self.recorder.record(end).await {
+        end.ended_by(stats.ended_by.as_ref());
+        let event = scope.event(
+            crate::events::kind::SESSION_END,
+            crate::events::to_data(&end),
+        );
+        if let Err(e) = self.recorder.record(event).await {
             tracing::error!(error = %e, "could not record session end");
         }
     }

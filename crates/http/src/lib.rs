@@ -7,10 +7,10 @@
 //! are decided, held or blocked like SQL statements; responses are masked
 //! as they stream back.
 
+mod admission;
 mod exec;
 mod execmask;
 mod facts;
-mod hold;
 mod idle;
 pub mod jsonmask;
 pub mod kube;

@@ -1,17 +1,18 @@
 //! One request through the pipeline: route → authenticate → authorize →
 //! classify → decide → record → (hold) → forward → mask → record.
 
+use crate::admission::{self, Subject};
 use crate::facts::{self, RequestView};
 use crate::respond::{error, full, ClientBody, Refusal};
 use crate::sessions::{Arrival, HttpSession};
 use crate::upstream::Upstream;
 use crate::HttpAdapter;
 use bytes::Bytes;
-use gatehouse_core::approval::HeldCommand;
 use gatehouse_core::classify::http::HttpFacts;
 use gatehouse_core::deadline::{SessionDeadline, SessionEnd};
+use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, HttpCommand};
+use gatehouse_core::lifecycle::{Command, Refusal as Refused, Unwatched};
 use gatehouse_core::mask::MaskCounts;
-use gatehouse_core::pipeline::EventRecord;
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use gatehouse_core::{Identity, Verdict};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -76,24 +77,18 @@ impl Exchange {
     ) {
         self.session
             .count(self.bytes_from_client, bytes_to_client, false);
-        let event = EventRecord {
-            kind: "command.result",
-            session_id: Some(self.session.id.clone()),
-            subject: Some(self.session.identity.subject.clone()),
-            connection: Some(self.session.connection.clone()),
-            data: serde_json::json!({
-                "command_id": self.command_id,
-                "status": status.as_u16(),
-                "bytes_to_client": bytes_to_client,
-                "duration_us": self.started.elapsed().as_micros() as u64,
-                "masked": masked,
-                "response": response,
-                "error": error,
-            }),
+        let result = CommandResult {
+            command_id: self.command_id,
+            status: Some(status.as_u16()),
+            bytes_to_client: Some(bytes_to_client),
+            duration_us: Some(self.started.elapsed().as_micros() as u64),
+            masked: masked.clone(),
+            response,
+            error: error.map(Into::into),
+            ..CommandResult::default()
         };
-        if let Err(e) = self.adapter.pipeline.recorder.record(event).await {
-            tracing::error!(error = %e, "could not record an HTTP result");
-        }
+        let scope = self.session.scope(Some(&self.deadline));
+        self.adapter.pipeline.finish(&scope, &result).await;
     }
 }
 
@@ -321,17 +316,10 @@ impl HttpAdapter {
                     rule: "unreadable-request".into(),
                     message: why.clone(),
                 };
-                let _ = self
-                    .record_command(
-                        &session,
-                        &conn,
-                        command_id,
-                        &facts,
-                        &verdict,
-                        None,
-                        body.len(),
-                    )
-                    .await;
+                // Recorded as refused; the client is told why either way.
+                let command = self.command(&conn, command_id, &facts, verdict, body.len());
+                let scope = session.scope(Some(&deadline));
+                let _ = self.pipeline.admit(&scope, command, None).await;
                 session.count(body.len() as u64, 0, true);
                 return Err(error(kind, Refusal::BadRequest, &why));
             }
@@ -355,98 +343,41 @@ impl HttpAdapter {
             ));
         }
 
-        let approval = match &verdict {
-            Verdict::Hold {
-                rule,
-                message,
-                requirement,
-            } => {
-                let Some(broker) = self.pipeline.approvals.clone() else {
-                    return Err(error(
-                        kind,
-                        Refusal::Forbidden,
-                        &format!("rule \"{rule}\" needs approval, but this gateway has no approvals configured"),
-                    ));
-                };
-                let held = HeldCommand {
-                    requester: identity.clone(),
-                    connection: conn.name.clone(),
-                    session_id: session.id.clone(),
-                    protocol: "http".into(),
-                    command: match self.approver_text(&facts) {
-                        Ok(t) => t,
-                        Err(why) => return Err(error(kind, Refusal::Forbidden, &why)),
-                    },
-                    rule: rule.clone(),
-                    message: message.clone(),
-                    requirement: requirement.clone(),
-                };
-                match broker.open(held).await {
-                    Ok(opened) => Some((broker, opened)),
-                    Err(e) => {
-                        return Err(error(
-                            kind,
-                            Refusal::Unavailable,
-                            &format!(
-                                "gatehouse could not open an approval request, so nothing ran: {e}"
-                            ),
-                        ))
+        let mut command = self.command(&conn, command_id, &facts, verdict, body.len());
+        if let Verdict::Hold { rule, .. } = &command.event.verdict {
+            match self.approver_text(&facts) {
+                Ok(text) => command.shown = text,
+                // Approvers could not be shown what they would approve.
+                Err(why) => {
+                    command.event.verdict = Verdict::Block {
+                        rule: rule.clone(),
+                        message: why,
                     }
                 }
             }
-            _ => None,
-        };
-        let approval_id = approval.as_ref().map(|(_, o)| o.id);
-        self.pipeline
-            .record_or_withdraw(
-                approval_id,
-                self.record_command(
-                    &session,
-                    &conn,
-                    command_id,
-                    &facts,
-                    &verdict,
-                    approval_id,
-                    body.len(),
-                ),
-            )
-            .await
-            .map_err(|e| {
-            error(
-                kind,
-                Refusal::Unavailable,
-                &format!("gatehouse could not record this request in the audit trail, so it did not run: {e}"),
-            )
-        })?;
-        match &verdict {
-            Verdict::Block { rule, message } => {
+        }
+        let scope = session.scope(Some(&deadline));
+        let admitted = self
+            .pipeline
+            .admit(&scope, command, Some(&mut Unwatched))
+            .await;
+        if let Err(refused) = admitted {
+            if let (Refused::NotApproved { .. }, Some(end)) = (&refused, deadline.ended()) {
+                self.pipeline
+                    .record_deadline(
+                        &session.id,
+                        &identity,
+                        &conn.name,
+                        &end,
+                        serde_json::json!({"protocol": "http", "command_id": command_id}),
+                    )
+                    .await;
+            }
+            if !matches!(refused, Refused::NotRecorded(_)) {
                 session.count(body.len() as u64, 0, true);
-                return Err(error(
-                    kind,
-                    Refusal::Forbidden,
-                    &format!("blocked by gatehouse rule \"{rule}\": {message}"),
-                ));
             }
-            Verdict::Hold { rule, .. } => {
-                let (broker, opened) = approval.expect("a hold opened a request");
-                tracing::info!(request = opened.id, %rule, "HTTP request held for approval");
-                if let Err(message) = crate::hold::wait(broker, &opened, &deadline).await {
-                    if let Some(end) = deadline.ended() {
-                        self.pipeline
-                            .record_deadline(
-                                &session.id,
-                                &identity,
-                                &conn.name,
-                                &end,
-                                serde_json::json!({"protocol": "http", "command_id": command_id}),
-                            )
-                            .await;
-                    }
-                    session.count(body.len() as u64, 0, true);
-                    return Err(error(kind, Refusal::NotApproved, &message));
-                }
-            }
-            Verdict::Allow { .. } => {}
+            let (status, message) = admission::refusal(&refused, Subject::Request);
+            return Err(error(kind, status, &message));
         }
 
         // Forward.
@@ -638,17 +569,16 @@ impl HttpAdapter {
         Ok(text)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_command(
+    /// The `command` event of a request about to be admitted: its facts
+    /// with the query, summary and judged text masked for the trail.
+    fn command(
         &self,
-        session: &HttpSession,
         conn: &ConnectionConfig,
         command_id: u64,
         facts: &HttpFacts,
-        verdict: &Verdict,
-        approval: Option<u64>,
+        verdict: Verdict,
         body_len: usize,
-    ) -> Result<u64, String> {
+    ) -> Command {
         let mut counts = MaskCounts::default();
         let text = truncate(&facts.text, facts::TEXT_CAPTURE).to_string();
         let text = self
@@ -667,29 +597,26 @@ impl HttpAdapter {
             obj.insert("query".into(), query.into());
             obj.insert("summary".into(), summary.into());
         }
-        self.pipeline
-            .recorder
-            .record(EventRecord {
-                kind: "command",
-                session_id: Some(session.id.clone()),
-                subject: Some(session.identity.subject.clone()),
-                connection: Some(conn.name.clone()),
-                data: serde_json::json!({
-                    "command_id": command_id,
-                    "channel": crate::kubefacts::is_exec(facts).then_some(command_id),
-                    "protocol": "http",
-                    "connection_type": kind_name(conn.kind),
-                    "request": request,
-                    "detail": facts.detail,
-                    "text": if text.is_empty() { None } else { Some(text) },
-                    "text_masked": counts,
-                    "body_bytes": body_len,
-                    "verdict": verdict,
-                    "approval_request": approval,
+        Command {
+            event: CommandEvent {
+                command_id,
+                protocol: "http".into(),
+                detail: CommandDetail::Http(HttpCommand {
+                    connection_type: kind_name(conn.kind).into(),
+                    request,
+                    channel: crate::kubefacts::is_exec(facts).then_some(command_id),
+                    detail: facts.detail.clone(),
+                    text: (!text.is_empty()).then_some(text),
+                    text_masked: counts,
+                    body_bytes: Some(body_len),
+                    tool_call: None,
+                    answer_to: None,
                 }),
-            })
-            .await
-            .map(|_| command_id)
+                verdict,
+                approval_request: None,
+            },
+            shown: String::new(),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

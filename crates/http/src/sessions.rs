@@ -2,6 +2,8 @@
 //! over time, so the audit trail reads like the other adapters' (a start,
 //! commands, an end with counters) and the console lists them the same way.
 
+use gatehouse_core::deadline::SessionDeadline;
+use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::{EventRecord, Pipeline, SessionStats};
 use gatehouse_core::Identity;
 use parking_lot::Mutex;
@@ -28,6 +30,18 @@ pub struct HttpSession {
 }
 
 impl HttpSession {
+    /// What a command of this session shares with the others, for core's
+    /// lifecycle; `deadline` is the request's (its token's expiry).
+    pub fn scope(&self, deadline: Option<&SessionDeadline>) -> CommandScope {
+        CommandScope {
+            session_id: self.id.clone(),
+            identity: self.identity.clone(),
+            connection: self.connection.clone(),
+            protocol: "http",
+            deadline: deadline.cloned(),
+        }
+    }
+
     /// The next command id in this session.
     pub fn next_command(&self) -> u64 {
         self.next_command.fetch_add(1, Ordering::Relaxed) + 1
@@ -183,7 +197,7 @@ impl HttpSessions {
             std::mem::take(&mut *st)
         };
         self.pipeline
-            .end_session(s.id.clone(), &s.identity, &s.connection, s.started, &stats)
+            .end_session(&s.scope(None), s.started, &stats, Default::default())
             .await;
     }
 }

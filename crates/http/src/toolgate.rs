@@ -6,14 +6,14 @@
 //! replaces the answer with an error, a hold keeps it until approvers
 //! decide, with the call's arguments in front of them.
 
+use crate::admission::{self, Subject};
 use crate::openai::LlmToolCall;
 use crate::proxy::{kind_name, truncate, Exchange};
-use gatehouse_core::approval::HeldCommand;
 use gatehouse_core::classify::http::HttpFacts;
+use gatehouse_core::events::{CommandDetail, CommandEvent, HttpCommand};
+use gatehouse_core::lifecycle::{Command, Unwatched};
 use gatehouse_core::mask::MaskCounts;
-use gatehouse_core::pipeline::EventRecord;
 use gatehouse_core::policy::ConnectionKind;
-use gatehouse_core::Verdict;
 
 /// Longest arguments text shown to approvers and recorded.
 const ARGUMENTS_SHOWN: usize = 2048;
@@ -53,69 +53,30 @@ pub(crate) async fn vet(exchange: &Exchange, calls: &[LlmToolCall]) -> Result<()
     let verdict = pipeline
         .policy
         .decide_tool_calls(&exchange.identity, connection, &facts);
-    let opened = match &verdict {
-        Verdict::Hold {
-            rule,
-            message,
-            requirement,
-        } => {
-            let Some(broker) = pipeline.approvals.clone() else {
-                return Err(format!(
-                    "rule \"{rule}\" needs approval for this tool call, but this gateway has no approvals configured"
-                ));
-            };
-            let held = HeldCommand {
-                requester: exchange.identity.clone(),
-                connection: connection.clone(),
-                session_id: exchange.session.id.clone(),
-                protocol: "http".into(),
-                command: facts.summary.clone(),
-                rule: rule.clone(),
-                message: message.clone(),
-                requirement: requirement.clone(),
-            };
-            Some((
-                broker.clone(),
-                broker.open(held).await.map_err(|e| {
-                    format!("gatehouse could not open an approval request for this tool call: {e}")
-                })?,
-            ))
-        }
-        _ => None,
+    let command = Command {
+        event: CommandEvent {
+            command_id: exchange.session.next_command(),
+            protocol: "http".into(),
+            detail: CommandDetail::Http(HttpCommand {
+                connection_type: kind_name(ConnectionKind::Openai).into(),
+                request: serde_json::to_value(&facts).unwrap_or_default(),
+                channel: None,
+                detail: None,
+                text: Some(shown.join("\n")),
+                text_masked: counts,
+                body_bytes: None,
+                tool_call: Some(true),
+                answer_to: Some(exchange.command_id),
+            }),
+            verdict,
+            approval_request: None,
+        },
+        shown: facts.summary.clone(),
     };
-    let command_id = exchange.session.next_command();
-    let record = pipeline.recorder.record(EventRecord {
-        kind: "command",
-        session_id: Some(exchange.session.id.clone()),
-        subject: Some(exchange.identity.subject.clone()),
-        connection: Some(connection.clone()),
-        data: serde_json::json!({
-            "command_id": command_id,
-            "protocol": "http",
-            "connection_type": kind_name(ConnectionKind::Openai),
-            "tool_call": true,
-            "answer_to": exchange.command_id,
-            "request": facts,
-            "text": shown.join("\n"),
-            "text_masked": counts,
-            "verdict": verdict,
-            "approval_request": opened.as_ref().map(|(_, o)| o.id),
-        }),
-    });
+    let scope = exchange.session.scope(Some(&exchange.deadline));
     pipeline
-        .record_or_withdraw(opened.as_ref().map(|(_, o)| o.id), record)
+        .admit(&scope, command, Some(&mut Unwatched))
         .await
-        .map_err(|e| {
-            format!("gatehouse could not record this tool call, so it is withheld: {e}")
-        })?;
-    match verdict {
-        Verdict::Allow { .. } => Ok(()),
-        Verdict::Block { rule, message } => Err(format!(
-            "the model's tool call was blocked by gatehouse rule \"{rule}\": {message}"
-        )),
-        Verdict::Hold { .. } => {
-            let (broker, opened) = opened.expect("a hold opened a request");
-            crate::hold::wait(broker, &opened, &exchange.deadline).await
-        }
-    }
+        .map(|_| ())
+        .map_err(|refused| admission::refusal(&refused, Subject::ToolCall).1)
 }

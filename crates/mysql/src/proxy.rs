@@ -9,18 +9,22 @@
 //! makes up itself (a block, a denial) are ERR packets in the place of the
 //! target's response, so every client and driver reports them as errors.
 
+mod admission;
+
 use crate::codec::packets::{self, com, status, Column};
 use crate::codec::{encode_packet, rows, DecodeError, Packet, Reader};
 use crate::io::{PacketReader, StreamError};
 use crate::masking::{self, RowFormat, RowPlan};
 use crate::session::{ClientIo, SessionContext};
 use bytes::BytesMut;
-use gatehouse_core::approval::{quote_for_approver, HeldCommand, Outcome};
+use gatehouse_core::approval::quote_for_approver;
 use gatehouse_core::classify::syntax::mysql_executable_comments;
 use gatehouse_core::classify::{Classification, Dialect, StatementFacts, StatementKind};
+use gatehouse_core::events::{CommandEvent, CommandResult};
+use gatehouse_core::lifecycle::{Command, Refusal};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture, EventRecord};
+use gatehouse_core::pipeline::{resolve_executes, BoxFuture};
 use gatehouse_core::Verdict;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -622,42 +626,38 @@ impl Proxy {
         )
     }
 
-    async fn record_command(
+    /// The `command` event of a statement about to be admitted.
+    fn command(
         &mut self,
         sql: &str,
+        shown: &str,
         classification: &Classification,
         verdict: &Verdict,
         protocol: &str,
-        approval: Option<u64>,
-    ) -> Result<u64, String> {
+    ) -> Command {
         self.next_command += 1;
         self.stats.commands += 1;
         let ctx = &self.ctx;
-        ctx.pipeline
-            .record_command(
-                &ctx.id,
-                &ctx.identity,
-                &ctx.connection,
-                self.next_command,
-                protocol,
-                sql,
-                classification,
-                verdict,
-                approval,
-            )
-            .await
+        Command {
+            event: CommandEvent {
+                command_id: self.next_command,
+                protocol: protocol.into(),
+                detail: ctx.pipeline.sql_command(
+                    &ctx.identity,
+                    &ctx.connection,
+                    sql,
+                    classification,
+                ),
+                verdict: verdict.clone(),
+                approval_request: None,
+            },
+            shown: shown.to_string(),
+        }
     }
 
-    fn audit_refusal(&mut self, e: &str) {
-        self.send_err(
-            ER_UNKNOWN,
-            "HY000",
-            &format!("gatehouse could not record this command in the audit trail, so it was not run: {e}; ask an administrator to check the gateway's audit store"),
-        );
-    }
-
-    /// Decide, hold and record a command. `Ok(Some(id))`: forward it now;
-    /// `Ok(None)`: refused (the ERR is queued); `Err`: the session ends.
+    /// Run a decided command through core's lifecycle (record, refuse, or
+    /// hold and wait with the client watched). `Ok(Some(id))`: forward it
+    /// now; `Ok(None)`: refused (the ERR is queued); `Err`: the session ends.
     async fn admit(
         &mut self,
         sql: &str,
@@ -666,62 +666,29 @@ impl Proxy {
         verdict: &Verdict,
         protocol: &str,
     ) -> Result<Option<u64>, String> {
-        let approval = if matches!(verdict, Verdict::Hold { .. }) {
-            match self.open_hold(shown, verdict).await {
-                Ok(opened) => Some(opened),
-                Err((code, msg)) => {
-                    self.stats.blocked += 1;
-                    self.send_err(
-                        code,
-                        if code == ER_DENIED { "42000" } else { "HY000" },
-                        &msg,
-                    );
-                    return Ok(None);
-                }
-            }
-        } else {
-            None
-        };
+        let command = self.command(sql, shown, classification, verdict, protocol);
         let pipeline = self.ctx.pipeline.clone();
-        let approval_id = approval.as_ref().map(|a| a.0);
-        let recorded = pipeline
-            .record_or_withdraw(
-                approval_id,
-                self.record_command(sql, classification, verdict, protocol, approval_id),
-            )
-            .await;
-        let id = match recorded {
-            Err(e) => {
-                self.audit_refusal(&e);
-                return Ok(None);
-            }
-            Ok(id) => id,
+        let ctx = self.ctx.clone();
+        let admitted = if matches!(verdict, Verdict::Hold { .. }) {
+            let mut watch = admission::HeldClient::new(self);
+            pipeline.admit(&ctx.scope, command, Some(&mut watch)).await
+        } else {
+            pipeline.admit(&ctx.scope, command, None).await
         };
-        if let Verdict::Block { rule, message } = verdict {
+        let refusal = match admitted {
+            Ok(a) => return Ok(Some(a.command_id)),
+            Err(r) => r,
+        };
+        if !matches!(refusal, Refusal::NotRecorded(_)) {
             self.stats.blocked += 1;
-            self.send_err(
-                ER_DENIED,
-                "42000",
-                &format!("blocked by gatehouse rule \"{rule}\": {message} (the statement was not sent to the database; the attempt is recorded in the audit trail)"),
-            );
-            return Ok(None);
         }
-        if let Some((a, link)) = approval {
-            match self.await_decision(a, &link).await {
-                Ok(()) => {}
-                Err(Some((code, msg))) => {
-                    self.stats.blocked += 1;
-                    self.send_err(
-                        code,
-                        if code == ER_DENIED { "42000" } else { "70100" },
-                        &msg,
-                    );
-                    return Ok(None);
-                }
-                Err(None) => return Err("client disconnected while its statement was held".into()),
+        match admission::refusal_error(&refusal) {
+            Some((code, sqlstate, message)) => {
+                self.send_err(code, sqlstate, &message);
+                Ok(None)
             }
+            None => Err("client disconnected while its statement was held".into()),
         }
-        Ok(Some(id))
     }
 
     async fn query(&mut self, payload: &[u8], sql: String) -> Step {
@@ -959,28 +926,18 @@ impl Proxy {
 
     /// Record the outcome of one command (without holding up the session).
     fn finish(&mut self, unit: CommandUnit, result: ResultState) {
-        let ctx = &self.ctx;
-        let event = EventRecord {
-            kind: "command.result",
-            session_id: Some(ctx.id.clone()),
-            subject: Some(ctx.identity.subject.clone()),
-            connection: Some(ctx.connection.clone()),
-            data: serde_json::json!({
-                "command_id": unit.id,
-                "rows": result.rows,
-                "duration_us": unit.started.elapsed().as_micros() as u64,
-                "masked": result.masked,
-                "error": result.error,
-                "columns": if result.sample.is_empty() || result.columns.is_empty() { None } else { Some(result.columns) },
-                "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
-            }),
+        let sampled = !result.sample.is_empty();
+        let event = CommandResult {
+            command_id: unit.id,
+            rows: Some(result.rows),
+            duration_us: Some(unit.started.elapsed().as_micros() as u64),
+            masked: result.masked,
+            error: result.error,
+            columns: (sampled && !result.columns.is_empty()).then_some(result.columns),
+            result_sample: sampled.then_some(result.sample),
+            ..CommandResult::default()
         };
-        let recorder = ctx.pipeline.recorder.clone();
-        tokio::spawn(async move {
-            if let Err(e) = recorder.record(event).await {
-                tracing::error!(error = %e, "could not record a command result");
-            }
-        });
+        tokio::spawn(self.ctx.pipeline.finish(&self.ctx.scope, &event));
     }
 
     async fn init_db(&mut self, payload: &[u8]) -> Step {
@@ -996,17 +953,12 @@ impl Proxy {
             return Ok(true);
         }
         let classification = self.ctx.pipeline.classify(&sql, Dialect::MySql);
-        if let Err(e) = self
-            .record_command(
-                &sql,
-                &classification,
-                &Verdict::Allow { rule: None },
-                "init_db",
-                None,
-            )
-            .await
+        let allowed = Verdict::Allow { rule: None };
+        if self
+            .admit(&sql, &sql, &classification, &allowed, "init_db")
+            .await?
+            .is_none()
         {
-            self.audit_refusal(&e);
             return Ok(true);
         }
         let mut fwd = vec![com::INIT_DB];
@@ -1210,141 +1162,6 @@ impl Proxy {
             started: Instant::now(),
         };
         self.relay_results(RowFormat::Text, &[], unit, None).await
-    }
-
-    /// Open an approval request for a held command. On failure, the ERR.
-    async fn open_hold(
-        &mut self,
-        command: &str,
-        verdict: &Verdict,
-    ) -> Result<(u64, String), (u16, String)> {
-        let Verdict::Hold {
-            rule,
-            message,
-            requirement,
-        } = verdict
-        else {
-            return Err((ER_DENIED, "internal: not a held command".into()));
-        };
-        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
-            return Err((
-                ER_DENIED,
-                format!("gatehouse rule \"{rule}\" requires approval: {message}; approvals are not enabled on this gateway, so the statement was not run"),
-            ));
-        };
-        let held = HeldCommand {
-            requester: self.ctx.identity.clone(),
-            connection: self.ctx.connection.clone(),
-            session_id: self.ctx.id.clone(),
-            protocol: "mysql".into(),
-            command: redact_secrets(command).into_owned(),
-            rule: rule.clone(),
-            message: message.clone(),
-            requirement: requirement.clone(),
-        };
-        let opened = broker.open(held).await.map_err(|e| {
-            (
-                ER_UNKNOWN,
-                format!("gatehouse could not open an approval request, so the statement was not run: {e}"),
-            )
-        })?;
-        // MySQL has no asynchronous notice: the client simply waits for
-        // its response. The wait is visible to approvers (console, API,
-        // notifications) and in the gateway's log.
-        tracing::info!(
-            session = %self.ctx.id,
-            request = opened.id,
-            link = %opened.link,
-            "mysql statement held for approval; the client waits for the decision"
-        );
-        Ok((opened.id, opened.link))
-    }
-
-    /// The decision, or why waiting stopped (`Err(None)`: the client left).
-    async fn wait_outcome(
-        &mut self,
-        id: u64,
-        broker: &Arc<dyn gatehouse_core::approval::ApprovalBroker>,
-        mut cancelled: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-        mut decision: std::pin::Pin<&mut BoxFuture<'_, Outcome>>,
-    ) -> Result<Outcome, Option<(u16, String)>> {
-        let deadline = self.ctx.deadline.clone();
-        let outcome = loop {
-            if self.client.pending_bytes() >= (1 << 20) {
-                // Past this the gateway could no longer notice a hang-up.
-                broker
-                    .withdraw(id, "the client sent more than 1 MiB while waiting")
-                    .await;
-                return Err(Some((
-                    ER_INTERRUPTED,
-                    format!("approval request #{id} was withdrawn: the client sent more than 1 MiB while the statement waited"),
-                )));
-            }
-            tokio::select! {
-                biased;
-                // The session's deadline came: the statement must never run.
-                end = deadline.reached() => {
-                    let why = end.message();
-                    broker.withdraw(id, &format!("the session ended while the statement waited: {why}")).await;
-                    return Err(Some((ER_INTERRUPTED, format!("approval request #{id} was withdrawn: {why}"))));
-                }
-                outcome = &mut decision => break outcome,
-                _ = &mut cancelled => {
-                    broker.withdraw(id, "cancelled by the client (KILL QUERY)").await;
-                    return Err(Some((
-                        ER_INTERRUPTED,
-                        format!("Query execution was interrupted: approval request #{id} was withdrawn"),
-                    )));
-                }
-                read = self.client.fill() => {
-                    if !matches!(read, Ok(n) if n > 0) {
-                        broker.withdraw(id, "the client disconnected while waiting").await;
-                        return Err(None);
-                    }
-                }
-            }
-        };
-        Ok(outcome)
-    }
-
-    /// Wait for people to decide request `id`, watching the client: if it
-    /// hangs up (or its statement is killed), the request is withdrawn so
-    /// it can never run later. `Ok` means approved and claimed.
-    /// `Err(None)`: the client is gone.
-    async fn await_decision(&mut self, id: u64, link: &str) -> Result<(), Option<(u16, String)>> {
-        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
-            return Err(Some((ER_DENIED, "approvals are not enabled".into())));
-        };
-        let cancel = self.ctx.held_cancel.clone();
-        let cancelled = cancel.notified();
-        let decision = broker.wait(id);
-        tokio::pin!(cancelled, decision);
-        // Register interest before announcing the wait, so a KILL QUERY
-        // right after cannot be missed.
-        cancelled.as_mut().enable();
-        let holding = self.ctx.holding.clone();
-        holding.store(true, std::sync::atomic::Ordering::SeqCst);
-        let outcome = self.wait_outcome(id, &broker, cancelled, decision).await;
-        holding.store(false, std::sync::atomic::Ordering::SeqCst);
-        let outcome = outcome?;
-        match outcome {
-            Outcome::Approved { approvers } => {
-                tracing::info!(request = id, approvers = ?approvers, "held mysql statement approved; running it");
-                Ok(())
-            }
-            Outcome::Denied { approver, reason } => Err(Some((
-                ER_DENIED,
-                format!("approval request #{id} was denied by {approver}: {reason} (the statement was not run; see {link})"),
-            ))),
-            Outcome::Expired => Err(Some((
-                ER_DENIED,
-                format!("approval request #{id} expired before anyone decided (the statement was not run; run it again to ask again)"),
-            ))),
-            Outcome::Cancelled(why) => Err(Some((
-                ER_DENIED,
-                format!("approval request #{id} was withdrawn: {why} (the statement was not run)"),
-            ))),
-        }
     }
 }
 

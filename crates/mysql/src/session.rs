@@ -8,6 +8,7 @@ use crate::io::PacketReader;
 use crate::proxy;
 use crate::target;
 use bytes::BytesMut;
+use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::{EventRecord, Pipeline};
 use gatehouse_core::policy::ConnectionKind;
 use gatehouse_core::serve::{self, ConnectionFuture, ListenerLimits, ProtocolServer};
@@ -122,6 +123,8 @@ pub struct SessionContext {
     pub identity: Identity,
     /// The connection name.
     pub connection: String,
+    /// What every command of the session shares, for core's lifecycle.
+    pub scope: CommandScope,
     /// The database on the target.
     pub database: String,
     /// The shared pipeline.
@@ -483,6 +486,13 @@ impl MySqlAdapter {
         let deadline = pipeline.session_deadline(&identity, grant);
         let ctx = Arc::new(SessionContext {
             id: session_id.clone(),
+            scope: CommandScope {
+                session_id: session_id.clone(),
+                identity: identity.clone(),
+                connection: conn.name.clone(),
+                protocol: "mysql",
+                deadline: Some(deadline.clone()),
+            },
             identity,
             connection: conn.name.clone(),
             database: conn.database_name().to_string(),
@@ -510,7 +520,7 @@ impl MySqlAdapter {
         stats.ended_by = deadline.ended();
         self.kills.remove(gateway_id);
         pipeline
-            .end_session(session_id, &ctx.identity, &ctx.connection, started, &stats)
+            .end_session(&ctx.scope, started, &stats, Default::default())
             .await;
         Ok(())
     }

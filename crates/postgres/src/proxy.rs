@@ -10,6 +10,8 @@
 //! refused command) travel through the same queue, so they reach the client
 //! exactly where the target's response would have been.
 
+mod admission;
+
 use crate::codec::backend::{self, Field, Notice};
 use crate::codec::frontend::{self, Target};
 use crate::codec::Frame;
@@ -17,16 +19,18 @@ use crate::io::FrameReader;
 use crate::masking::{self, RowPlan};
 use crate::session::{ClientIo, SessionContext};
 use bytes::BytesMut;
-use gatehouse_core::approval::{quote_for_approver as quoted, HeldCommand, Outcome};
+use gatehouse_core::approval::quote_for_approver as quoted;
 use gatehouse_core::classify::syntax::{
     may_change_lexing, pg_backslash_ambiguous, pg_encoding_change_refusal, pg_standard_strings,
 };
 use gatehouse_core::classify::{
     Classification, CopyDirection, Dialect, StatementFacts, StatementKind,
 };
+use gatehouse_core::events::{CommandEvent, CommandResult};
+use gatehouse_core::lifecycle::{Command, Refusal};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture, EventRecord};
+use gatehouse_core::pipeline::{resolve_executes, BoxFuture};
 use gatehouse_core::Verdict;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -142,10 +146,6 @@ const NOTIFICATION_WITHHELD: &str = "[withheld by gatehouse: column rules apply 
 /// A Flush message, sent to the target before a held Execute waits.
 const FLUSH: [u8; 5] = [b'H', 0, 0, 0, 4];
 
-/// Client bytes buffered while a statement is held; past this the request
-/// is withdrawn, since the gateway could no longer notice a hang-up.
-const HELD_CLIENT_BUFFER: usize = 1 << 20;
-
 /// `900` → `15m`, for the client's notice.
 fn human_secs(secs: u64) -> String {
     match secs {
@@ -177,7 +177,6 @@ pub async fn run(
         prepared: prepared.clone(),
         portals: HashMap::new(),
         cursors: HashMap::new(),
-        holding: None,
         discard_until_sync: false,
         sent_syncs: 0,
         batch_may_change: false,
@@ -218,13 +217,6 @@ pub async fn run(
             }
         }
     };
-    if let Some(id) = client_pump.holding.take() {
-        if let Some(broker) = &ctx.pipeline.approvals {
-            broker
-                .withdraw(id, "the session ended while the statement waited")
-                .await;
-        }
-    }
     if let Some(reason) = revoked {
         // The access grant that let this caller in has ended: so does the
         // session, with the reason in the client's own protocol.
@@ -383,9 +375,6 @@ struct ClientPump {
     tx: mpsc::UnboundedSender<Pending>,
     prepared: Prepared,
     portals: HashMap<String, Arc<Portal>>,
-    /// The approval request this session is waiting on, if any; withdrawn
-    /// if the session ends while waiting, whatever ends it.
-    holding: Option<u64>,
     /// Declared cursors' statements by name, for masking what FETCH returns.
     cursors: HashMap<String, StatementFacts>,
     discard_until_sync: bool,
@@ -806,38 +795,52 @@ impl ClientPump {
         verdict
     }
 
-    async fn record_command(
+    /// The `command` event of a statement about to be admitted: its number
+    /// in the session, what it is, and its verdict.
+    fn command(
         &mut self,
         sql: &str,
         classification: &Classification,
-        verdict: &Verdict,
+        verdict: Verdict,
         protocol: &str,
-        approval: Option<u64>,
-    ) -> Result<u64, String> {
+    ) -> Command {
         self.next_command += 1;
         self.stats.commands += 1;
         let ctx = &self.ctx;
-        ctx.pipeline
-            .record_command(
-                &ctx.id,
-                &ctx.identity,
-                &ctx.connection,
-                self.next_command,
-                protocol,
-                sql,
-                classification,
+        Command {
+            event: CommandEvent {
+                command_id: self.next_command,
+                protocol: protocol.into(),
+                detail: ctx.pipeline.sql_command(
+                    &ctx.identity,
+                    &ctx.connection,
+                    sql,
+                    classification,
+                ),
                 verdict,
-                approval,
-            )
-            .await
+                approval_request: None,
+            },
+            shown: String::new(),
+        }
     }
 
-    fn audit_refusal(e: &str) -> Vec<u8> {
-        error_bytes(
-            "58000",
-            &format!("gatehouse could not record this command in the audit trail, so it was not run: {e}"),
-            Some("ask an administrator to check the gateway's audit store"),
-        )
+    /// Run `command` through core's lifecycle (record, refuse, or hold and
+    /// wait with the client watched); `Err` is the client's answer.
+    async fn admit(&mut self, command: Command) -> Result<u64, Vec<u8>> {
+        let pipeline = self.ctx.pipeline.clone();
+        let ctx = self.ctx.clone();
+        let admitted = if matches!(command.event.verdict, Verdict::Hold { .. }) {
+            let mut watch = admission::HeldClient::new(self);
+            pipeline.admit(&ctx.scope, command, Some(&mut watch)).await
+        } else {
+            pipeline.admit(&ctx.scope, command, None).await
+        };
+        admitted.map(|a| a.command_id).map_err(|refusal| {
+            if !matches!(refusal, Refusal::NotRecorded(_) | Refusal::Gone) {
+                self.stats.blocked += 1;
+            }
+            admission::refusal_error(&refusal)
+        })
     }
 
     /// Admit a simple Query, or a fast-path call (`protocol`) as the
@@ -872,36 +875,14 @@ impl ClientPump {
                 };
             }
         }
-        let approval = if matches!(verdict, Verdict::Hold { .. }) {
-            let shown = self.shown_for_approval(&sql, &classification);
-            match self.open_hold(&shown, &verdict).await {
-                Ok(id) => Some(id),
-                Err(bytes) => return self.refuse_query(bytes),
-            }
-        } else {
-            None
-        };
-        let pipeline = self.ctx.pipeline.clone();
-        let recorded = pipeline
-            .record_or_withdraw(
-                approval,
-                self.record_command(&sql, &classification, &verdict, protocol, approval),
-            )
-            .await;
-        let id = match (recorded, verdict_error(&verdict)) {
-            (Err(e), _) => return self.refuse_query(Self::audit_refusal(&e)),
-            (Ok(_), Some(err)) => {
-                self.stats.blocked += 1;
-                return self.refuse_query(err);
-            }
-            (Ok(id), None) => id,
-        };
-        if let Some(a) = approval {
-            if let Err(bytes) = self.await_decision(a).await {
-                self.stats.blocked += 1;
-                return self.refuse_query(bytes);
-            }
+        let mut command = self.command(&sql, &classification, verdict, protocol);
+        if matches!(command.event.verdict, Verdict::Hold { .. }) {
+            command.shown = self.shown_for_approval(&sql, &classification);
         }
+        let id = match self.admit(command).await {
+            Ok(id) => id,
+            Err(bytes) => return self.refuse_query(bytes),
+        };
         self.remember_cursors(&classification);
         self.push(Pending::Query {
             unit: CommandUnit {
@@ -961,158 +942,6 @@ impl ClientPump {
             ready: true,
             batch: false,
         });
-    }
-
-    /// Open an approval request for a held command and tell the client.
-    /// On failure, the error for the client.
-    async fn open_hold(&mut self, command: &str, verdict: &Verdict) -> Result<u64, Vec<u8>> {
-        let Verdict::Hold {
-            rule,
-            message,
-            requirement,
-        } = verdict
-        else {
-            return Err(Vec::new());
-        };
-        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
-            return Err(error_bytes(
-                "42501",
-                &format!("gatehouse rule \"{rule}\" requires approval: {message}"),
-                Some("approvals are not enabled on this gateway, so the statement was not run"),
-            ));
-        };
-        let held = HeldCommand {
-            requester: self.ctx.identity.clone(),
-            connection: self.ctx.connection.clone(),
-            session_id: self.ctx.id.clone(),
-            protocol: "postgres".into(),
-            command: redact_secrets(command).into_owned(),
-            rule: rule.clone(),
-            message: message.clone(),
-            requirement: requirement.clone(),
-        };
-        let opened = broker.open(held).await.map_err(|e| {
-            error_bytes(
-                "58000",
-                &format!("gatehouse could not open an approval request, so the statement was not run: {e}"),
-                None,
-            )
-        })?;
-        let notice = Notice::new(
-            "NOTICE",
-            "01000",
-            &format!("waiting for approval #{}: {}", opened.id, opened.link),
-            Some(&format!(
-                "rule \"{rule}\": {message}. Needs {}; expires in {}. Press Ctrl-C to withdraw it.",
-                requirement.describe(),
-                human_secs(requirement.timeout_secs)
-            )),
-        )
-        .encode(b'N');
-        self.push(Pending::Synthetic {
-            bytes: notice,
-            ready: false,
-            batch: false,
-        });
-        Ok(opened.id)
-    }
-
-    async fn withdraw(&mut self, id: u64, why: &str) {
-        let broker = self.ctx.pipeline.approvals.clone();
-        if let Some(broker) = broker {
-            broker.withdraw(id, why).await;
-        }
-    }
-
-    /// Wait for people to decide request `id`, keeping an eye on the client:
-    /// if it hangs up or cancels, the request is withdrawn so it can never
-    /// run later. `Ok` means approved and claimed: forward the command now.
-    async fn await_decision(&mut self, id: u64) -> Result<(), Vec<u8>> {
-        // Set while waiting: if the session ends for any reason before the
-        // decision (grant revoked, target gone), the request is withdrawn.
-        self.holding = Some(id);
-        let result = self.wait_for_decision(id).await;
-        self.holding = None;
-        result
-    }
-
-    async fn wait_for_decision(&mut self, id: u64) -> Result<(), Vec<u8>> {
-        let Some(broker) = self.ctx.pipeline.approvals.clone() else {
-            return Err(Vec::new());
-        };
-        // Messages already sent reach the target, and the notice the client.
-        if self.flush().await.is_err() {
-            self.withdraw(id, "the target connection failed").await;
-            return Err(Vec::new());
-        }
-        let cancel = self.ctx.held_cancel.clone();
-        let cancelled = cancel.notified();
-        let decision = broker.wait(id);
-        tokio::pin!(cancelled, decision);
-        let outcome = loop {
-            if self.reader.pending_bytes() >= HELD_CLIENT_BUFFER {
-                // Past this the gateway could no longer notice a hang-up.
-                broker
-                    .withdraw(id, "the client sent more than 1 MiB while waiting")
-                    .await;
-                return Err(error_bytes(
-                    "54000",
-                    &format!("approval request #{id} was withdrawn: the client sent more than 1 MiB while the statement waited"),
-                    Some("send the next statements after the decision"),
-                ));
-            }
-            tokio::select! {
-                outcome = &mut decision => break outcome,
-                _ = &mut cancelled => {
-                    broker.withdraw(id, "cancelled by the client").await;
-                    return Err(error_bytes(
-                        "57014",
-                        &format!("canceling statement due to user request: approval request #{id} was withdrawn"),
-                        None,
-                    ));
-                }
-                read = self.reader.fill() => {
-                    if !matches!(read, Ok(n) if n > 0) {
-                        broker.withdraw(id, "the client disconnected while waiting").await;
-                        return Err(Vec::new());
-                    }
-                }
-            }
-        };
-        match outcome {
-            Outcome::Approved { approvers } => {
-                self.push(Pending::Synthetic {
-                    bytes: Notice::new(
-                        "NOTICE",
-                        "01000",
-                        &format!(
-                            "approval #{id} granted by {}; running it now",
-                            approvers.join(", ")
-                        ),
-                        None,
-                    )
-                    .encode(b'N'),
-                    ready: false,
-                    batch: false,
-                });
-                Ok(())
-            }
-            Outcome::Denied { approver, reason } => Err(error_bytes(
-                "42501",
-                &format!("approval request #{id} was denied by {approver}: {reason}"),
-                Some("the statement was not run; the decision is recorded in the audit trail"),
-            )),
-            Outcome::Expired => Err(error_bytes(
-                "42501",
-                &format!("approval request #{id} expired before anyone decided"),
-                Some("the statement was not run; run it again to ask again"),
-            )),
-            Outcome::Cancelled(why) => Err(error_bytes(
-                "42501",
-                &format!("approval request #{id} was withdrawn: {why}"),
-                Some("the statement was not run"),
-            )),
-        }
     }
 
     /// Keep declared cursors' queries so FETCH results are masked.
@@ -1206,15 +1035,11 @@ impl ClientPump {
         };
         let (classification, outputs, refusal) = self.resolve(&read);
         let verdict = self.verdict_for(&read, &classification, refusal);
-        if let Some(err) = verdict_error(&verdict) {
-            self.stats.blocked += 1;
-            let bytes = match self
-                .record_command(&sql, &classification, &verdict, "extended", None)
-                .await
-            {
-                Ok(_) => err,
-                Err(e) => Self::audit_refusal(&e),
-            };
+        if matches!(verdict, Verdict::Block { .. }) {
+            // Preparing runs nothing, so only a refusal is recorded here;
+            // a hold moves to each Execute.
+            let command = self.command(&sql, &classification, verdict, "extended");
+            let bytes = self.admit(command).await.err().unwrap_or_default();
             // The target keeps its old unnamed statement; forget ours so a
             // Bind of it is refused rather than run unchecked.
             lock_prepared(&self.prepared).remove(&name);
@@ -1259,56 +1084,26 @@ impl ClientPump {
             let v = stmt.held.clone().unwrap_or(Verdict::Allow { rule: None });
             (stmt.classification.clone(), v)
         };
-        if let Some(err) = verdict_error(&verdict) {
-            self.stats.blocked += 1;
-            let bytes = match self
-                .record_command(&stmt.sql, &classification, &verdict, "extended", None)
-                .await
-            {
-                Ok(_) => err,
-                Err(e) => Self::audit_refusal(&e),
-            };
-            return self.fail_batch(bytes);
-        }
-        let approval = if matches!(verdict, Verdict::Hold { .. }) {
+        let mut command = self.command(&stmt.sql, &classification, verdict, "extended");
+        if matches!(command.event.verdict, Verdict::Hold { .. }) {
             let sql = self.shown_for_approval(&stmt.sql, &classification);
-            let shown = match portal.params_shown.as_deref() {
+            command.shown = match portal.params_shown.as_deref() {
                 Some(p) if !p.is_empty() => format!("{sql}\n-- parameters: {p}"),
                 _ => sql,
             };
             // The target answers what was sent so far only on Flush; ask
             // for it so the notice reaches the client in order.
             self.out.extend_from_slice(&FLUSH);
-            match self.open_hold(&shown, &verdict).await {
-                Ok(id) => Some(id),
-                Err(bytes) => {
-                    self.stats.blocked += 1;
-                    return self.fail_batch(bytes);
-                }
-            }
-        } else {
-            None
-        };
-        let pipeline = self.ctx.pipeline.clone();
-        let recorded = pipeline
-            .record_or_withdraw(
-                approval,
-                self.record_command(&stmt.sql, &classification, &verdict, "extended", approval),
-            )
-            .await;
-        let id = match recorded {
+        }
+        let id = match self.admit(command).await {
             Ok(id) => id,
-            Err(e) => return self.fail_batch(Self::audit_refusal(&e)),
-        };
-        if let Some(a) = approval {
-            if let Err(bytes) = self.await_decision(a).await {
-                self.stats.blocked += 1;
+            Err(bytes) => {
                 if !bytes.is_empty() {
                     self.fail_batch(bytes);
                 }
                 return;
             }
-        }
+        };
         self.remember_cursors(&stmt.classification);
         let effects = match self.prepared_effects(&stmt.sql, &stmt.classification) {
             Ok(e) => e,
@@ -2026,37 +1821,26 @@ impl ServerPump {
     fn finish(&mut self, unit: CommandUnit) {
         let result = std::mem::take(&mut self.result);
         let ctx = &self.ctx;
-        let sealed = match &ctx.settings.seal_originals {
+        let sealed_originals = match &ctx.settings.seal_originals {
             Some(sealer) if !result.originals.is_empty() => {
                 let plain = serde_json::json!({"command_id": unit.id, "cells": result.originals});
                 Some((sealer.0)(plain.to_string().as_bytes()))
             }
             _ => None,
         };
-        let mut event = EventRecord {
-            kind: "command.result",
-            session_id: Some(ctx.id.clone()),
-            subject: Some(ctx.identity.subject.clone()),
-            connection: Some(ctx.connection.clone()),
-            data: serde_json::json!({
-                "command_id": unit.id,
-                "rows": result.rows,
-                "duration_us": unit.started.elapsed().as_micros() as u64,
-                "masked": result.masked,
-                "error": result.error,
-                "columns": if result.sample.is_empty() || result.columns.is_empty() { None } else { Some(result.columns) },
-                "result_sample": if result.sample.is_empty() { None } else { Some(result.sample) },
-            }),
+        let sampled = !result.sample.is_empty();
+        let event = CommandResult {
+            command_id: unit.id,
+            rows: Some(result.rows),
+            duration_us: Some(unit.started.elapsed().as_micros() as u64),
+            masked: result.masked,
+            error: result.error,
+            columns: (sampled && !result.columns.is_empty()).then_some(result.columns),
+            result_sample: sampled.then_some(result.sample),
+            sealed_originals,
+            ..CommandResult::default()
         };
-        if let (Some(sealed), Some(data)) = (sealed, event.data.as_object_mut()) {
-            data.insert("sealed_originals".into(), sealed.into());
-        }
-        let recorder = ctx.pipeline.recorder.clone();
-        tokio::spawn(async move {
-            if let Err(e) = recorder.record(event).await {
-                tracing::error!(error = %e, "could not record a command result");
-            }
-        });
+        tokio::spawn(ctx.pipeline.finish(&ctx.scope, &event));
     }
 }
 

@@ -8,6 +8,7 @@ use crate::io::FrameReader;
 use crate::proxy;
 use crate::target;
 use bytes::BytesMut;
+use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::{EventRecord, Pipeline};
 use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
 use gatehouse_core::Identity;
@@ -84,6 +85,8 @@ pub struct SessionContext {
     pub identity: Identity,
     /// The connection name.
     pub connection: String,
+    /// What every command of the session shares, for core's lifecycle.
+    pub scope: CommandScope,
     /// The shared pipeline.
     pub pipeline: Arc<Pipeline>,
     /// Listener settings.
@@ -389,8 +392,19 @@ impl PostgresAdapter {
         }
         hello.extend_from_slice(&backend::ready_for_query(b'I'));
         client.write_all(&hello).await?;
+        // The session ends at its deadline (the token's expiry or the
+        // grant's end) even while the client is idle: the proxy sends a
+        // FATAL with the reason and withdraws a held statement.
+        let deadline = pipeline.session_deadline(&identity, grant);
         let ctx = Arc::new(SessionContext {
             id: session_id.clone(),
+            scope: CommandScope {
+                session_id: session_id.clone(),
+                identity: identity.clone(),
+                connection: conn.name.clone(),
+                protocol: "postgres",
+                deadline: Some(deadline.clone()),
+            },
             identity,
             connection: conn.name.clone(),
             pipeline: pipeline.clone(),
@@ -399,10 +413,6 @@ impl PostgresAdapter {
             syntax,
             transaction: std::sync::atomic::AtomicU8::new(b'I'),
         });
-        // The session ends at its deadline (the token's expiry or the
-        // grant's end) even while the client is idle: the proxy sends a
-        // FATAL with the reason and withdraws a held statement.
-        let deadline = pipeline.session_deadline(&ctx.identity, grant);
         hs.established();
         let mut stats = proxy::run(
             ctx.clone(),
@@ -418,7 +428,7 @@ impl PostgresAdapter {
             self.cancels.remove(pid);
         }
         pipeline
-            .end_session(session_id, &ctx.identity, &ctx.connection, started, &stats)
+            .end_session(&ctx.scope, started, &stats, Default::default())
             .await;
         Ok(())
     }

@@ -12,15 +12,18 @@
 //! without a terminal as two streams (`Relay::exec_output`), and
 //! downloads (SFTP reads, `scp -f`) as described in [`crate::download`].
 
+mod admission;
+
 use crate::download::{self, Binary, ScpDownload, SftpDownloads};
 use crate::line::{Key, LineBuf};
 use crate::recording::Recording;
 use crate::sftp;
 use crate::target::Target;
 use crate::Live;
-use gatehouse_core::approval::{HeldCommand, Outcome};
 use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
 use gatehouse_core::deadline::SessionEnd;
+use gatehouse_core::events::{CommandDetail, CommandEvent, ShellCommand};
+use gatehouse_core::lifecycle::{Admitted, Command, NotApproved, Refusal};
 use gatehouse_core::mask::{Masker, NotText, TextStream};
 use gatehouse_core::Verdict;
 use russh::client;
@@ -32,9 +35,6 @@ use std::time::Instant;
 
 /// Exit status of a command the gateway refused.
 pub const REFUSED_EXIT_STATUS: u32 = 126;
-
-/// Largest amount of client input buffered while a command waits for approval.
-const HELD_INPUT_LIMIT: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -290,35 +290,52 @@ impl Relay {
         )
     }
 
-    async fn record_command(
+    /// The `command` event of a shell command about to be admitted.
+    fn command(
         &self,
         text: &str,
         facts: &ShellFacts,
-        verdict: &Verdict,
-        approval: Option<u64>,
-        extra: serde_json::Value,
-    ) -> Result<u64, String> {
-        let command_id = self
-            .live
-            .count_command(matches!(verdict, Verdict::Block { .. }));
-        let mut data = serde_json::json!({
-            "command_id": command_id,
-            "protocol": "ssh",
-            "channel": self.number,
-            "kind": facts.kind,
-            "command": text,
-            "program": facts.program,
-            "path": facts.path,
-            "verdict": verdict,
-            "approval_request": approval,
-            "recording_offset": self.recording.as_ref().map(|r| (r.elapsed() * 1000.0).round() / 1000.0),
-        });
-        if let (Some(obj), Some(more)) = (data.as_object_mut(), extra.as_object()) {
-            for (k, v) in more {
-                obj.insert(k.clone(), v.clone());
-            }
+        verdict: Verdict,
+        edited: Option<bool>,
+    ) -> Command {
+        Command {
+            event: CommandEvent {
+                command_id: self.live.count_command(false),
+                protocol: "ssh".into(),
+                detail: CommandDetail::Shell(ShellCommand {
+                    channel: self.number,
+                    kind: facts.kind,
+                    command: text.to_string(),
+                    program: facts.program.clone(),
+                    path: facts.path.clone(),
+                    recording_offset: self
+                        .recording
+                        .as_ref()
+                        .map(|r| (r.elapsed() * 1000.0).round() / 1000.0),
+                    edited,
+                }),
+                verdict,
+                approval_request: None,
+            },
+            shown: text.to_string(),
         }
-        self.live.record("command", data).await.map(|_| command_id)
+    }
+
+    /// Run a command that cannot wait for approval (a shell line, an SFTP
+    /// request; their holds are refused before) through core's lifecycle.
+    async fn admit_unheld(&mut self, command: Command) -> Result<u64, Refusal> {
+        let live = self.live.clone();
+        let admitted = live.pipeline.admit(&live.scope, command, None).await;
+        self.counted(admitted)
+    }
+
+    /// Count a refusal in the session's `blocked` (the trail already has it).
+    fn counted(&self, admitted: Result<Admitted, Refusal>) -> Result<u64, Refusal> {
+        admitted.map(|a| a.command_id).inspect_err(|r| {
+            if !matches!(r, Refusal::NotRecorded(_)) {
+                self.live.count_refusal();
+            }
+        })
     }
 
     async fn on_client(&mut self, msg: ChannelMsg) -> bool {
@@ -389,7 +406,8 @@ impl Relay {
                 });
                 if let Err(e) = self.live.record("ssh.shell", data).await {
                     self.reply(want_reply, true).await;
-                    return self.refuse_and_close(&audit_refusal(&e)).await;
+                    let refusal = admission::refusal_message(&Refusal::NotRecorded(e));
+                    return self.refuse_and_close(&refusal.unwrap_or_default()).await;
                 }
                 let title = format!(
                     "{} on {}",
@@ -433,17 +451,19 @@ impl Relay {
                 if matches!(verdict, Verdict::Hold { .. }) {
                     verdict = held_not_supported(verdict, "an SFTP session");
                 }
-                if let Err(e) = self
-                    .record_command(&text, &facts, &verdict, None, serde_json::json!({}))
-                    .await
-                {
-                    self.reply(want_reply, false).await;
-                    return self.refuse_and_close(&audit_refusal(&e)).await;
-                }
-                if let Verdict::Block { rule, message } = &verdict {
-                    tracing::info!(%rule, "ssh subsystem refused: {message}");
-                    self.reply(want_reply, false).await;
-                    return true;
+                let command = self.command(&text, &facts, verdict, None);
+                match self.admit_unheld(command).await {
+                    Ok(_) => {}
+                    Err(Refusal::Blocked { rule, message }) => {
+                        tracing::info!(%rule, "ssh subsystem refused: {message}");
+                        self.reply(want_reply, false).await;
+                        return true;
+                    }
+                    Err(refusal) => {
+                        self.reply(want_reply, false).await;
+                        let message = admission::refusal_message(&refusal).unwrap_or_default();
+                        return self.refuse_and_close(&message).await;
+                    }
                 }
                 self.mode = Mode::Sftp;
                 let ok = self.tgt.request_subsystem(true, name).await.is_ok();
@@ -501,56 +521,38 @@ impl Relay {
     async fn exec(&mut self, want_reply: bool, command: Vec<u8>) -> bool {
         let text = String::from_utf8_lossy(&command).into_owned();
         let facts = shell::classify(&text, ShellKind::Exec);
-        let mut verdict = self.decide(&text, &facts);
+        let verdict = self.decide(&text, &facts);
         // The request is answered now: a refusal is told on stderr with an
         // exit status, which every client shows.
         self.reply(want_reply, true).await;
-        let mut approval = None;
-        if matches!(verdict, Verdict::Hold { .. }) {
-            match self.open_hold(&text, &verdict).await {
-                Ok(id) => approval = Some(id),
-                Err(message) => {
-                    verdict = Verdict::Block {
-                        rule: verdict.rule().unwrap_or_default().to_string(),
-                        message,
-                    }
-                }
-            }
-        }
-        let pipeline = self.live.pipeline.clone();
-        let recorded = pipeline
-            .record_or_withdraw(
-                approval,
-                self.record_command(&text, &facts, &verdict, approval, serde_json::json!({})),
-            )
-            .await;
-        let id = match recorded {
-            Ok(id) => id,
-            Err(e) => return self.refuse_and_close(&audit_refusal(&e)).await,
+        let audited = self.command(&text, &facts, verdict, None);
+        let live = self.live.clone();
+        let mut watch = admission::HeldChannel {
+            relay: self,
+            input: Vec::new(),
+            eof: false,
         };
-        if let Verdict::Block { rule, message } = &verdict {
-            return self
-                .refuse_and_close(&format!("blocked by rule \"{rule}\": {message}"))
-                .await;
-        }
-        let mut early_input = Vec::new();
-        let mut early_eof = false;
-        if let Some(a) = approval {
-            match self
-                .await_decision(a, &mut early_input, &mut early_eof)
-                .await
-            {
-                Ok(()) => {}
-                Err(None) => {
-                    self.live.count_refusal();
-                    return false;
+        let admitted = live
+            .pipeline
+            .admit(&live.scope, audited, Some(&mut watch))
+            .await;
+        let (early_input, early_eof) = (std::mem::take(&mut watch.input), watch.eof);
+        let id = match self.counted(admitted) {
+            Ok(id) => id,
+            Err(refusal) => {
+                if let Refusal::NotApproved {
+                    why: NotApproved::SessionEnded(why),
+                    ..
+                } = &refusal
+                {
+                    self.cut = Some(why.clone());
                 }
-                Err(Some(message)) => {
-                    self.live.count_refusal();
-                    return self.refuse_and_close(&message).await;
-                }
+                return match admission::refusal_message(&refusal) {
+                    Some(message) => self.refuse_and_close(&message).await,
+                    None => false,
+                };
             }
-        }
+        };
         self.mode = if matches!(facts.kind, ShellKind::Upload | ShellKind::Download) {
             if facts.kind == ShellKind::Download && self.file_masker.is_some() {
                 self.scp = Some(ScpDownload::default());
@@ -580,119 +582,6 @@ impl Relay {
             let _ = self.tgt.eof().await;
         }
         true
-    }
-
-    /// Open an approval request and tell the user on stderr; on failure,
-    /// the message for the user.
-    async fn open_hold(&mut self, text: &str, verdict: &Verdict) -> Result<u64, String> {
-        let Verdict::Hold {
-            rule,
-            message,
-            requirement,
-        } = verdict
-        else {
-            return Err("internal: not a hold".into());
-        };
-        let Some(broker) = self.live.pipeline.approvals.clone() else {
-            return Err(format!(
-                "rule \"{rule}\" requires approval ({message}), but approvals are not enabled on this gateway, so the command was not run"
-            ));
-        };
-        let held = HeldCommand {
-            requester: self.live.identity.clone(),
-            connection: self.live.connection_name.clone(),
-            session_id: self.live.id.clone(),
-            protocol: "ssh".into(),
-            command: text.to_string(),
-            rule: rule.clone(),
-            message: message.clone(),
-            requirement: requirement.clone(),
-        };
-        let opened = broker.open(held).await.map_err(|e| {
-            format!("gatehouse could not open an approval request, so the command was not run: {e}")
-        })?;
-        self.stderr(&format!(
-            "gatehouse: waiting for approval #{}: {}\r\ngatehouse: rule \"{rule}\": {message}. Needs {}; expires in {} s. Press Ctrl-C to withdraw it.\r\n",
-            opened.id,
-            opened.link,
-            requirement.describe(),
-            requirement.timeout_secs
-        ))
-        .await;
-        Ok(opened.id)
-    }
-
-    /// Wait for the decision on request `id`, watching the client: if it
-    /// goes away the request is withdrawn. Input sent meanwhile is kept
-    /// (up to 1 MiB) for the command. `Err(None)`: the client is gone.
-    async fn await_decision(
-        &mut self,
-        id: u64,
-        input: &mut Vec<u8>,
-        eof: &mut bool,
-    ) -> Result<(), Option<String>> {
-        let Some(broker) = self.live.pipeline.approvals.clone() else {
-            return Err(Some("approvals are not enabled".into()));
-        };
-        let decision = broker.wait(id);
-        tokio::pin!(decision);
-        let deadline = self.live.deadline.clone();
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                // The session's deadline came: the command must never run.
-                end = deadline.reached() => {
-                    let why = end.message();
-                    broker.withdraw(id, &format!("the session ended while the command waited: {why}")).await;
-                    self.cut = Some(why.clone());
-                    return Err(Some(format!("approval request #{id} was withdrawn: {why}; the command was not run")));
-                }
-                outcome = &mut decision => break outcome,
-                msg = self.client.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) if self.pty.is_some() && data.contains(&3) => {
-                        // Ctrl-C on a terminal: the user gives up.
-                        broker.withdraw(id, "cancelled by the client (Ctrl-C)").await;
-                        return Err(Some(format!("approval request #{id} was withdrawn")));
-                    }
-                    Some(ChannelMsg::Data { data }) => {
-                        input.extend_from_slice(&data);
-                        if input.len() > HELD_INPUT_LIMIT {
-                            broker.withdraw(id, "the client sent more than 1 MiB while waiting").await;
-                            return Err(Some(format!("approval request #{id} was withdrawn: the client sent more than 1 MiB while the command waited")));
-                        }
-                    }
-                    Some(ChannelMsg::Eof) => *eof = true,
-                    Some(ChannelMsg::Signal { .. }) => {
-                        broker.withdraw(id, "cancelled by the client").await;
-                        return Err(Some(format!("approval request #{id} was withdrawn")));
-                    }
-                    Some(ChannelMsg::Close) | None => {
-                        broker.withdraw(id, "the client disconnected while waiting").await;
-                        return Err(None);
-                    }
-                    Some(_) => {}
-                },
-            }
-        };
-        match outcome {
-            Outcome::Approved { approvers } => {
-                self.stderr(&format!(
-                    "gatehouse: approval #{id} granted by {}; running it now\r\n",
-                    approvers.join(", ")
-                ))
-                .await;
-                Ok(())
-            }
-            Outcome::Denied { approver, reason } => Err(Some(format!(
-                "approval request #{id} was denied by {approver}: {reason}; the command was not run"
-            ))),
-            Outcome::Expired => Err(Some(format!(
-                "approval request #{id} expired before anyone decided; the command was not run"
-            ))),
-            Outcome::Cancelled(why) => Err(Some(format!(
-                "approval request #{id} was withdrawn: {why}; the command was not run"
-            ))),
-        }
     }
 
     async fn client_data(&mut self, data: &[u8]) -> bool {
@@ -742,27 +631,16 @@ impl Relay {
             if matches!(verdict, Verdict::Hold { .. }) {
                 verdict = held_not_supported(verdict, "an interactive shell");
             }
-            let recorded = self
-                .record_command(
-                    &shown,
-                    &facts,
-                    &verdict,
-                    None,
-                    serde_json::json!({"edited": edited}),
-                )
-                .await;
+            let command = self.command(&shown, &facts, verdict, Some(edited));
+            let admitted = self.admit_unheld(command).await;
             if let Some(r) = self.recording.as_mut() {
                 if !secret {
                     r.input(&line);
                 }
             }
-            let refusal = match (&recorded, &verdict) {
-                (Err(e), _) => Some(audit_refusal(e)),
-                (Ok(_), Verdict::Block { rule, message }) => {
-                    Some(format!("blocked by rule \"{rule}\": {message}"))
-                }
-                _ => None,
-            };
+            let refusal = admitted
+                .err()
+                .map(|r| admission::refusal_message(&r).unwrap_or_default());
             if let Some(message) = refusal {
                 // Erase the typed line on the target (Ctrl-U works in
                 // readline and in the terminal's own line editing), submit
@@ -874,15 +752,13 @@ impl Relay {
                 if matches!(verdict, Verdict::Hold { .. }) {
                     verdict = held_not_supported(verdict, "SFTP");
                 }
-                let recorded = self
-                    .record_command(&text, &facts, &verdict, None, serde_json::json!({}))
-                    .await;
-                let refusal = match (&recorded, &verdict) {
-                    (Err(e), _) => Some(audit_refusal(e)),
-                    (Ok(_), Verdict::Block { rule, message }) => {
+                let command = self.command(&text, &facts, verdict, None);
+                let refusal = match self.admit_unheld(command).await {
+                    Ok(_) => None,
+                    Err(Refusal::Blocked { rule, message }) => {
                         Some(format!("blocked by gatehouse rule \"{rule}\": {message}"))
                     }
-                    _ => None,
+                    Err(r) => admission::refusal_message(&r),
                 };
                 if let Some(message) = refusal {
                     self.tracker.target_packet(&sftp::permission_denied(id, ""));
@@ -1311,10 +1187,6 @@ fn decide_binary(live: &Live, text: &str, path: &str, found: &NotText) -> Binary
             rule: Some(rule),
         },
     }
-}
-
-fn audit_refusal(e: &str) -> String {
-    format!("gatehouse could not record this command in the audit trail, so it was not run: {e}")
 }
 
 /// Approval holds need a command that has not started: exec requests.

@@ -22,7 +22,8 @@ pub mod sftp;
 pub mod target;
 
 use gatehouse_core::deadline::SessionDeadline;
-use gatehouse_core::pipeline::{EventRecord, Pipeline};
+use gatehouse_core::lifecycle::CommandScope;
+use gatehouse_core::pipeline::{EventRecord, Pipeline, SessionStats};
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
 use gatehouse_core::Identity;
@@ -129,6 +130,8 @@ pub struct Live {
     pub denied: Option<String>,
     /// The shared pipeline.
     pub pipeline: Arc<Pipeline>,
+    /// What every command of the session shares, for core's lifecycle.
+    pub scope: CommandScope,
     /// Where recordings go.
     pub recordings_dir: PathBuf,
     /// When the session must end (token expiry or grant end); every
@@ -246,31 +249,22 @@ impl Live {
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default();
-        let mut data = serde_json::json!({
-            "protocol": "ssh",
-            "reason": reason,
-            "duration_ms": self.started.elapsed().as_millis() as u64,
-            "channels": self.channels.load(Ordering::Relaxed),
-            "commands": self.commands.load(Ordering::Relaxed),
-            "blocked": self.blocked.load(Ordering::Relaxed),
-            "recordings": recordings,
-        });
-        if let Some(end) = self.deadline.ended() {
-            self.pipeline
-                .record_deadline(
-                    &self.id,
-                    &self.identity,
-                    &self.connection_name,
-                    &end,
-                    serde_json::json!({"protocol": "ssh"}),
-                )
-                .await;
-            gatehouse_core::pipeline::merge(&mut data, end.audit_fields());
-            data["reason"] = end.message().into();
-        }
-        if let Err(e) = self.record("session.end", data).await {
-            tracing::error!(error = %e, "could not record ssh session end");
-        }
+        let stats = SessionStats {
+            commands: self.commands.load(Ordering::Relaxed),
+            blocked: self.blocked.load(Ordering::Relaxed),
+            end_reason: reason.to_string(),
+            ended_by: self.deadline.ended(),
+            ..SessionStats::default()
+        };
+        let mut detail = serde_json::Map::new();
+        detail.insert(
+            "channels".into(),
+            self.channels.load(Ordering::Relaxed).into(),
+        );
+        detail.insert("recordings".into(), recordings.into());
+        self.pipeline
+            .end_session(&self.scope, self.started, &stats, detail)
+            .await;
     }
 }
 
@@ -332,8 +326,16 @@ impl ClientHandler {
                 .await;
         }
         let deadline = pipeline.session_deadline(&identity, grant);
+        let id = gatehouse_core::pipeline::new_session_id();
         let live = Arc::new(Live {
-            id: gatehouse_core::pipeline::new_session_id(),
+            scope: CommandScope {
+                session_id: id.clone(),
+                identity: identity.clone(),
+                connection: connection.clone(),
+                protocol: "ssh",
+                deadline: Some(deadline.clone()),
+            },
+            id,
             identity,
             connection: conn,
             connection_name: connection,

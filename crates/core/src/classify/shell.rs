@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 /// What kind of shell-side command this is (`kinds = ["exec"]` in rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ShellKind {
     /// An SSH exec request (`ssh host 'cmd'`): one command, decided before
