@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod recording;
 pub mod serve;
+pub mod session;
 pub mod trail;
 pub mod verdict;
 

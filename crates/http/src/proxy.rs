@@ -14,6 +14,7 @@ use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, HttpCom
 use gatehouse_core::lifecycle::{Command, Refusal as Refused, Unwatched};
 use gatehouse_core::mask::MaskCounts;
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
+use gatehouse_core::session::{Entry, Turned};
 use gatehouse_core::{Identity, Verdict};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -200,34 +201,37 @@ impl HttpAdapter {
                 "send your Gatehouse token as `Authorization: Bearer <token>` (from your identity provider, or `gatehouse token issue` with the dev issuer)",
             ));
         };
-        let identity = self
+        let arrival = gatehouse_core::session::Arrival {
+            token: &token,
+            connection: &conn.name,
+            user: "",
+            client_addr: &peer_text,
+            protocol: "http",
+            serves: |kind| kind.is_http(),
+            require_subject_match: false,
+        };
+        let Entry {
+            identity, grant, ..
+        } = self
             .pipeline
-            .authenticate(&token, &conn.name, "", &peer_text, "http")
+            .enter(&arrival)
             .await
-            .map_err(|e| {
-                error(
+            .map_err(|turned| match turned {
+                Turned::Unauthenticated(e) => error(
                     kind,
                     Refusal::Unauthenticated,
                     &format!("gatehouse could not verify your token: {e}"),
-                )
+                ),
+                Turned::Denied(why) => error(kind, Refusal::Forbidden, &why),
+                Turned::WrongKind | Turned::WrongUser { .. } => error(
+                    kind,
+                    Refusal::Forbidden,
+                    &format!(
+                        "connection \"{}\" is not served by the HTTP listener",
+                        conn.name
+                    ),
+                ),
             })?;
-        let authorized = match self.pipeline.authorize(&identity, &conn.name) {
-            Ok(a) => a,
-            Err(denied) => {
-                self.pipeline
-                    .record_access_denied(
-                        &identity,
-                        &conn.name,
-                        &peer_text,
-                        "http",
-                        &denied.to_string(),
-                    )
-                    .await;
-                return Err(error(kind, Refusal::Forbidden, &denied.to_string()));
-            }
-        };
-        let identity = authorized.acting(&identity);
-        let grant = authorized.grant;
         let grant_id = grant.as_ref().map(|g| g.id);
         // Each request is authenticated on its own token; what it starts
         // (a wait for approval, a stream) ends when that token expires or

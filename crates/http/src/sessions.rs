@@ -3,8 +3,9 @@
 //! commands, an end with counters) and the console lists them the same way.
 
 use gatehouse_core::deadline::SessionDeadline;
+use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
-use gatehouse_core::pipeline::{EventRecord, Pipeline, SessionStats};
+use gatehouse_core::pipeline::{Pipeline, SessionStats};
 use gatehouse_core::Identity;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -140,24 +141,26 @@ impl HttpSessions {
             stats: Mutex::new(SessionStats::default()),
             in_flight: AtomicU64::new(0),
         });
-        self.pipeline
-            .recorder
-            .record(EventRecord {
-                kind: "session.start",
-                session_id: Some(session.id.clone()),
-                subject: Some(identity.subject.clone()),
-                connection: Some(connection.to_string()),
-                data: serde_json::json!({
-                    "protocol": "http",
-                    "connection_type": arrival.connection_type,
-                    "client_addr": arrival.client_addr,
-                    "tls": true,
-                    "identity": identity,
-                    "user_agent": arrival.user_agent,
-                    "grant_id": arrival.grant_id,
-                }),
+        let start = SessionStart {
+            protocol: "http".into(),
+            client_addr: arrival.client_addr.to_string(),
+            tls: true,
+            user: None,
+            identity: identity.clone(),
+            grant_id: arrival.grant_id,
+            detail: serde_json::json!({
+                "connection_type": arrival.connection_type,
+                "user_agent": arrival.user_agent,
             })
-            .await?;
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        };
+        let event = session.scope(None).event(
+            gatehouse_core::events::kind::SESSION_START,
+            gatehouse_core::events::to_data(&start),
+        );
+        self.pipeline.recorder.record(event).await?;
         live.insert(key, session.clone());
         Ok(session)
     }

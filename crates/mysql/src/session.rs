@@ -8,16 +8,17 @@ use crate::io::PacketReader;
 use crate::proxy;
 use crate::target;
 use bytes::BytesMut;
+use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
-use gatehouse_core::pipeline::{EventRecord, Pipeline};
+use gatehouse_core::pipeline::Pipeline;
 use gatehouse_core::policy::ConnectionKind;
 use gatehouse_core::serve::{self, ConnectionFuture, ListenerLimits, ProtocolServer};
+use gatehouse_core::session::{Arrival, Entry, Turned};
 use gatehouse_core::Identity;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -327,65 +328,33 @@ impl MySqlAdapter {
         };
         let client_addr = peer.to_string();
         let pipeline = &self.pipeline;
-        let mut identity = match pipeline
-            .authenticate(&token, &connection, &user, &client_addr, "mysql")
-            .await
-        {
-            Ok(id) => id,
-            Err(reason) => {
-                return refuse(
-                    &mut client,
-                    seq,
-                    1045,
-                    "28000",
-                    &format!("authentication failed: {reason}"),
-                )
-                .await
-            }
+        let arrival = Arrival {
+            token: &token,
+            connection: &connection,
+            user: &user,
+            client_addr: &client_addr,
+            protocol: "mysql",
+            serves: |kind| kind == ConnectionKind::Mysql,
+            require_subject_match: self.settings.require_subject_match,
         };
+        let entry = pipeline.enter(&arrival).await;
         drop(token);
-        if self.settings.require_subject_match
-            && identity.subject != user
-            && identity.email.as_deref() != Some(user.as_str())
-        {
-            return refuse(
-                &mut client,
-                seq,
-                1045,
-                "28000",
-                &format!(
-                    "the token is for \"{}\" but you connected as user \"{user}\"; connect with -u {}",
-                    identity.subject, identity.subject
-                ),
-            )
-            .await;
-        }
-        let (conn, grant) = match pipeline.authorize(&identity, &connection) {
-            Ok(a) if a.connection.kind != ConnectionKind::Mysql => {
-                return refuse(
-                    &mut client,
-                    seq,
-                    1044,
-                    "42000",
-                    &format!("connection \"{connection}\" is not a MySQL connection; connect to it with its own client"),
-                )
-                .await
-            }
-            Ok(a) => {
-                identity = a.acting(&identity);
-                (a.connection.clone(), a.grant)
-            }
-            Err(denied) => {
-                pipeline
-                    .record_access_denied(
-                        &identity,
-                        &connection,
-                        &client_addr,
-                        "mysql",
-                        &denied.to_string(),
-                    )
-                    .await;
-                return refuse(&mut client, seq, 1044, "42000", &denied.to_string()).await;
+        let Entry {
+            identity,
+            connection: conn,
+            grant,
+        } = match entry {
+            Ok(entry) => entry,
+            Err(turned) => {
+                let (code, sqlstate, message) = match turned {
+                    Turned::Unauthenticated(reason) => {
+                        (1045, "28000", format!("authentication failed: {reason}"))
+                    }
+                    Turned::WrongUser { subject } => (1045, "28000", format!("the token is for \"{subject}\" but you connected as user \"{user}\"; connect with -u {subject}")),
+                    Turned::WrongKind => (1044, "42000", format!("connection \"{connection}\" is not a MySQL connection; connect to it with its own client")),
+                    Turned::Denied(why) => (1044, "42000", why),
+                };
+                return refuse(&mut client, seq, code, sqlstate, &message).await;
             }
         };
         if UNSAFE_CHARSETS.contains(&resp.charset) {
@@ -420,41 +389,42 @@ impl MySqlAdapter {
                 .await;
             }
         };
-        let session_id = gatehouse_core::pipeline::new_session_id();
-        let started = Instant::now();
         let program = resp
             .attributes
             .iter()
             .find(|(k, _)| k == "program_name")
             .map(|(_, v)| v.clone());
-        let start_event = EventRecord {
-            kind: "session.start",
-            session_id: Some(session_id.clone()),
-            subject: Some(identity.subject.clone()),
-            connection: Some(conn.name.clone()),
-            data: serde_json::json!({
-                "protocol": "mysql",
-                "client_addr": client_addr,
-                "tls": tls,
-                "user": user,
-                "identity": identity,
+        let start = SessionStart {
+            client_addr: client_addr.clone(),
+            tls,
+            user: Some(user.clone()),
+            detail: serde_json::json!({
                 "application_name": program,
-                "grant_id": grant.as_ref().map(|g| g.id),
                 "target_version": target.server_version,
                 "thread_id": gateway_id,
                 "target_tls": target.tls,
-            }),
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+            ..SessionStart::default()
         };
-        if let Err(e) = pipeline.recorder.record(start_event).await {
-            return refuse(
-                &mut client,
-                seq,
-                1105,
-                "HY000",
-                &format!("gatehouse could not record this session in the audit trail, so it is refused: {e}"),
-            )
-            .await;
-        }
+        let guard = match pipeline
+            .start_session(identity.clone(), &conn.name, "mysql", grant, start)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                return refuse(
+                    &mut client,
+                    seq,
+                    1105,
+                    "HY000",
+                    &format!("gatehouse could not record this session in the audit trail, so it is refused: {e}"),
+                )
+                .await
+            }
+        };
         let held_cancel = Arc::new(tokio::sync::Notify::new());
         let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.kills.insert(
@@ -483,16 +453,10 @@ impl MySqlAdapter {
         // The session ends at its deadline (the token's expiry or the
         // grant's end), with an ERR packet, even while the client is idle;
         // a statement waiting for approval is withdrawn then.
-        let deadline = pipeline.session_deadline(&identity, grant);
+        let deadline = guard.deadline.clone();
         let ctx = Arc::new(SessionContext {
-            id: session_id.clone(),
-            scope: CommandScope {
-                session_id: session_id.clone(),
-                identity: identity.clone(),
-                connection: conn.name.clone(),
-                protocol: "mysql",
-                deadline: Some(deadline.clone()),
-            },
+            id: guard.id().to_string(),
+            scope: guard.scope.clone(),
             identity,
             connection: conn.name.clone(),
             database: conn.database_name().to_string(),
@@ -519,9 +483,7 @@ impl MySqlAdapter {
         .await;
         stats.ended_by = deadline.ended();
         self.kills.remove(gateway_id);
-        pipeline
-            .end_session(&ctx.scope, started, &stats, Default::default())
-            .await;
+        guard.end(stats, Default::default()).await;
         Ok(())
     }
 }

@@ -8,13 +8,15 @@ use crate::io::FrameReader;
 use crate::proxy;
 use crate::target;
 use bytes::BytesMut;
+use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
-use gatehouse_core::pipeline::{EventRecord, Pipeline};
+use gatehouse_core::pipeline::Pipeline;
+use gatehouse_core::policy::ConnectionKind;
 use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
+use gatehouse_core::session::{Arrival, Entry, Turned};
 use gatehouse_core::Identity;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -280,56 +282,33 @@ impl PostgresAdapter {
         };
         let pipeline = &self.pipeline;
         let client_addr = peer.to_string();
-        let mut identity = match pipeline
-            .authenticate(&token, &connection, &user, &client_addr, "postgres")
-            .await
-        {
-            Ok(id) => id,
-            Err(reason) => {
-                return fatal(
-                    &mut client,
-                    "28P01",
-                    &format!("authentication failed: {reason}"),
-                )
-                .await
-            }
+        let arrival = Arrival {
+            token: &token,
+            connection: &connection,
+            user: &user,
+            client_addr: &client_addr,
+            protocol: "postgres",
+            serves: |kind| kind == ConnectionKind::Postgres,
+            require_subject_match: self.settings.require_subject_match,
         };
+        let entry = pipeline.enter(&arrival).await;
         drop(token);
-        if self.settings.require_subject_match
-            && identity.subject != user
-            && identity.email.as_deref() != Some(user.as_str())
-        {
-            return fatal(
-                &mut client,
-                "28000",
-                &format!("the token is for \"{}\" but you connected as user \"{user}\"; connect with user={}", identity.subject, identity.subject),
-            )
-            .await;
-        }
-        let (conn, grant) = match pipeline.authorize(&identity, &connection) {
-            Ok(a) if a.connection.kind != gatehouse_core::policy::ConnectionKind::Postgres => {
-                return fatal(
-                    &mut client,
-                    "28000",
-                    &format!("connection \"{connection}\" is not a PostgreSQL connection; connect to it with its own client"),
-                )
-                .await
-            }
-            Ok(a) => {
-                identity = a.acting(&identity);
-                (a.connection.clone(), a.grant)
-            }
-            Err(denied) => {
-                pipeline
-                    .record_access_denied(
-                        &identity,
-                        &connection,
-                        &client_addr,
-                        "postgres",
-                        &denied.to_string(),
-                    )
-                    .await;
-                return fatal(&mut client, "28000", &denied.to_string()).await;
+        let Entry {
+            identity,
+            connection: conn,
+            grant,
+        } = match entry {
+            Ok(entry) => entry,
+            Err(turned) => {
+                let (sqlstate, message) = match turned {
+                    Turned::Unauthenticated(reason) => {
+                        ("28P01", format!("authentication failed: {reason}"))
+                    }
+                    Turned::WrongUser { subject } => ("28000", format!("the token is for \"{subject}\" but you connected as user \"{user}\"; connect with user={subject}")),
+                    Turned::WrongKind => ("28000", format!("connection \"{connection}\" is not a PostgreSQL connection; connect to it with its own client")),
+                    Turned::Denied(why) => ("28000", why),
+                };
+                return fatal(&mut client, sqlstate, &message).await;
             }
         };
         let target = match target::connect(&conn, &params).await {
@@ -353,26 +332,25 @@ impl PostgresAdapter {
                 return fatal(&mut client, "22023", &why).await;
             }
         };
-        let session_id = gatehouse_core::pipeline::new_session_id();
-        let started = Instant::now();
-        let start_event = EventRecord {
-            kind: "session.start",
-            session_id: Some(session_id.clone()),
-            subject: Some(identity.subject.clone()),
-            connection: Some(conn.name.clone()),
-            data: serde_json::json!({
-                "protocol": "postgres",
-                "client_addr": client_addr,
-                "tls": tls,
-                "user": user,
-                "identity": identity,
-                "application_name": param("application_name"),
-                "grant_id": grant.as_ref().map(|g| g.id),
-            }),
+        let start = SessionStart {
+            client_addr: client_addr.clone(),
+            tls,
+            user: Some(user.clone()),
+            detail: [(
+                "application_name".to_string(),
+                param("application_name").into(),
+            )]
+            .into_iter()
+            .collect(),
+            ..SessionStart::default()
         };
-        if let Err(e) = pipeline.recorder.record(start_event).await {
-            return fatal(&mut client, "58000", &format!("gatehouse could not record this session in the audit trail, so it is refused: {e}")).await;
-        }
+        let guard = match pipeline
+            .start_session(identity.clone(), &conn.name, "postgres", grant, start)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => return fatal(&mut client, "58000", &format!("gatehouse could not record this session in the audit trail, so it is refused: {e}")).await,
+        };
         // Hand the client our own cancel key, mapped to the target's.
         let held_cancel = Arc::new(tokio::sync::Notify::new());
         let gateway_key = target.backend_key.map(|key| {
@@ -395,16 +373,10 @@ impl PostgresAdapter {
         // The session ends at its deadline (the token's expiry or the
         // grant's end) even while the client is idle: the proxy sends a
         // FATAL with the reason and withdraws a held statement.
-        let deadline = pipeline.session_deadline(&identity, grant);
+        let deadline = guard.deadline.clone();
         let ctx = Arc::new(SessionContext {
-            id: session_id.clone(),
-            scope: CommandScope {
-                session_id: session_id.clone(),
-                identity: identity.clone(),
-                connection: conn.name.clone(),
-                protocol: "postgres",
-                deadline: Some(deadline.clone()),
-            },
+            id: guard.id().to_string(),
+            scope: guard.scope.clone(),
             identity,
             connection: conn.name.clone(),
             pipeline: pipeline.clone(),
@@ -427,9 +399,7 @@ impl PostgresAdapter {
         if let Some((pid, _)) = gateway_key {
             self.cancels.remove(pid);
         }
-        pipeline
-            .end_session(&ctx.scope, started, &stats, Default::default())
-            .await;
+        guard.end(stats, Default::default()).await;
         Ok(())
     }
 }

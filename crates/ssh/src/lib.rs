@@ -22,10 +22,12 @@ pub mod sftp;
 pub mod target;
 
 use gatehouse_core::deadline::SessionDeadline;
+use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::{EventRecord, Pipeline, SessionStats};
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
+use gatehouse_core::session::{Arrival, SessionGuard, Turned};
 use gatehouse_core::Identity;
 use russh::keys::PrivateKey;
 use russh::server::{self, Auth, Msg, Session};
@@ -35,7 +37,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Settings of the SSH listener.
@@ -132,6 +134,8 @@ pub struct Live {
     pub pipeline: Arc<Pipeline>,
     /// What every command of the session shares, for core's lifecycle.
     pub scope: CommandScope,
+    /// Records the session's end; `None` for a session refused access.
+    guard: Mutex<Option<SessionGuard>>,
     /// Where recordings go.
     pub recordings_dir: PathBuf,
     /// When the session must end (token expiry or grant end); every
@@ -140,8 +144,6 @@ pub struct Live {
     /// The task closing the connection at the deadline; stopped when the
     /// connection ends first.
     deadline_task: Mutex<Option<tokio::task::AbortHandle>>,
-    client_addr: String,
-    started: Instant,
     target: tokio::sync::OnceCell<Result<Arc<target::Target>, String>>,
     channels: AtomicU32,
     /// Channels still relaying; the session's end waits for them.
@@ -262,9 +264,10 @@ impl Live {
             self.channels.load(Ordering::Relaxed).into(),
         );
         detail.insert("recordings".into(), recordings.into());
-        self.pipeline
-            .end_session(&self.scope, self.started, &stats, detail)
-            .await;
+        let guard = self.guard.lock().ok().and_then(|mut g| g.take());
+        if let Some(guard) = guard {
+            guard.end(stats, detail).await;
+        }
     }
 }
 
@@ -292,51 +295,72 @@ impl ClientHandler {
         let pipeline = self.adapter.pipeline.clone();
         let client_addr = self.peer.to_string();
         let connection = user.to_string();
-        let mut identity = match pipeline
-            .authenticate(token.trim(), &connection, user, &client_addr, "ssh")
-            .await
-        {
-            Ok(id) => id,
-            Err(reason) => {
+        let arrival = Arrival {
+            token: token.trim(),
+            connection: &connection,
+            user,
+            client_addr: &client_addr,
+            protocol: "ssh",
+            serves: |kind| kind == ConnectionKind::Ssh,
+            require_subject_match: false,
+        };
+        let (guard, conn, denied) = match pipeline.enter(&arrival).await {
+            Ok(entry) => {
+                let start = SessionStart {
+                    client_addr: client_addr.clone(),
+                    user: Some(user.to_string()),
+                    ..SessionStart::default()
+                };
+                let started = pipeline
+                    .start_session(entry.identity, &connection, "ssh", entry.grant, start)
+                    .await;
+                match started {
+                    Ok(guard) => (Some(guard), Some(entry.connection), None),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not record ssh session start; refusing the login");
+                        return Ok(Auth::reject());
+                    }
+                }
+            }
+            Err(Turned::Unauthenticated(reason)) => {
                 tracing::info!(peer = %self.peer, %reason, "ssh token refused");
                 return Ok(Auth::reject());
             }
+            Err(Turned::WrongKind) => (None, None, Some(format!(
+                "connection \"{connection}\" is not an SSH connection; use its own client (psql for PostgreSQL)"
+            ))),
+            Err(Turned::Denied(why)) => (None, None, Some(why)),
+            Err(Turned::WrongUser { subject }) => (None, None, Some(format!("the token is for \"{subject}\""))),
         };
-        let mut denied = None;
-        let mut conn = None;
-        let mut grant_id = None;
-        let mut grant = None;
-        match pipeline.authorize(&identity, &connection) {
-            Ok(a) if a.connection.kind != ConnectionKind::Ssh => {
-                denied = Some(format!(
-                    "connection \"{connection}\" is not an SSH connection; use its own client (psql for PostgreSQL)"
-                ));
-            }
-            Ok(a) => {
-                conn = Some(a.connection.clone());
-                identity = a.acting(&identity);
-                grant_id = a.grant.as_ref().map(|g| g.id);
-                grant = a.grant;
-            }
-            Err(d) => denied = Some(d.to_string()),
-        }
-        if let Some(reason) = &denied {
-            pipeline
-                .record_access_denied(&identity, &connection, &client_addr, "ssh", reason)
-                .await;
-        }
-        let deadline = pipeline.session_deadline(&identity, grant);
-        let id = gatehouse_core::pipeline::new_session_id();
-        let live = Arc::new(Live {
-            scope: CommandScope {
-                session_id: id.clone(),
-                identity: identity.clone(),
+        // A caller refused the connection is still let in, so every channel
+        // can tell them why; such a session runs nothing and records
+        // nothing (its refusal is recorded as access.denied).
+        let scope = match &guard {
+            Some(g) => g.scope.clone(),
+            None => CommandScope {
+                session_id: gatehouse_core::pipeline::new_session_id(),
+                identity: Identity {
+                    subject: user.to_string(),
+                    email: None,
+                    groups: Vec::new(),
+                    issuer: String::new(),
+                    token_id: None,
+                    expires_at: 0,
+                },
                 connection: connection.clone(),
                 protocol: "ssh",
-                deadline: Some(deadline.clone()),
+                deadline: None,
             },
-            id,
-            identity,
+        };
+        let deadline = guard
+            .as_ref()
+            .map(|g| g.deadline.clone())
+            .unwrap_or_else(|| pipeline.session_deadline(&scope.identity, None));
+        let live = Arc::new(Live {
+            id: scope.session_id.clone(),
+            identity: scope.identity.clone(),
+            scope,
+            guard: Mutex::new(guard),
             connection: conn,
             connection_name: connection,
             denied,
@@ -344,8 +368,6 @@ impl ClientHandler {
             recordings_dir: self.adapter.settings.recordings_dir.clone(),
             deadline,
             deadline_task: Mutex::new(None),
-            client_addr,
-            started: Instant::now(),
             target: tokio::sync::OnceCell::new(),
             channels: AtomicU32::new(0),
             active: AtomicU32::new(0),
@@ -354,19 +376,6 @@ impl ClientHandler {
             blocked: AtomicU64::new(0),
             recordings: Mutex::new(Vec::new()),
         });
-        if live.denied.is_none() {
-            let start = serde_json::json!({
-                "protocol": "ssh",
-                "client_addr": live.client_addr,
-                "user": user,
-                "identity": live.identity,
-                "grant_id": grant_id,
-            });
-            if let Err(e) = live.record("session.start", start).await {
-                tracing::error!(error = %e, "could not record ssh session start; refusing the login");
-                return Ok(Auth::reject());
-            }
-        }
         if let Ok(mut l) = self.live.lock() {
             *l = Some(live);
         }
