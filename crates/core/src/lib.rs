@@ -11,6 +11,7 @@ pub mod classify;
 pub mod deadline;
 pub mod duration;
 pub mod events;
+pub mod framed;
 pub mod identity;
 pub mod lifecycle;
 pub mod mask;
@@ -19,6 +20,7 @@ pub mod policy;
 pub mod recording;
 pub mod serve;
 pub mod session;
+pub mod target;
 pub mod trail;
 pub mod verdict;
 

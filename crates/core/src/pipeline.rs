@@ -475,6 +475,24 @@ impl Pipeline {
         }
     }
 
+    /// Decide stage, with a refusal the adapter found on the way (an
+    /// unknown prepared statement, a cursor it has not seen): the stricter
+    /// of the two.
+    pub fn decide_with(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        sql: &str,
+        classification: &Classification,
+        found: Option<Verdict>,
+    ) -> Verdict {
+        let verdict = self.decide(identity, connection, sql, classification);
+        match found {
+            Some(r) => verdict.stricter(r),
+            None => verdict,
+        }
+    }
+
     /// Decide stage.
     pub fn decide(
         &self,

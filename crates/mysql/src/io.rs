@@ -2,79 +2,27 @@
 
 use crate::codec::frame::{self, FrameError, Packet};
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use gatehouse_core::framed::{FramedReader, Framing};
+use tokio::io::AsyncRead;
 
 /// Why a stream ended abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    /// Socket error.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The peer broke framing (an oversized packet).
-    #[error("{0}")]
-    Frame(#[from] FrameError),
+pub type StreamError = gatehouse_core::framed::StreamError<FrameError>;
+
+/// MySQL's framing: a 3-byte length and a sequence number, logical
+/// packets split at 16 MiB joined.
+pub struct Packets;
+
+impl Framing for Packets {
+    type Frame = Packet;
+    type Error = FrameError;
+
+    fn take(buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, FrameError> {
+        frame::take(buf, max)
+    }
 }
 
 /// A buffered reader that yields whole logical packets.
-pub struct PacketReader<R> {
-    inner: R,
-    buf: BytesMut,
-    max: usize,
-}
-
-impl<R: AsyncRead + Unpin> PacketReader<R> {
-    /// Wrap `inner`, starting with bytes already read.
-    pub fn new(inner: R, leftover: BytesMut, max: usize) -> Self {
-        PacketReader {
-            inner,
-            buf: leftover,
-            max,
-        }
-    }
-
-    /// The next packet, or `None` at a clean end of stream.
-    pub async fn next(&mut self) -> Result<Option<Packet>, StreamError> {
-        loop {
-            if let Some(p) = frame::take(&mut self.buf, self.max)? {
-                return Ok(Some(p));
-            }
-            if self.inner.read_buf(&mut self.buf).await? == 0 {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// The next packet; end of stream is an error.
-    pub async fn expect(&mut self) -> Result<Packet, StreamError> {
-        self.next().await?.ok_or_else(|| {
-            StreamError::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ))
-        })
-    }
-
-    /// Read more bytes without taking a packet; `Ok(0)` at end of stream.
-    /// Cancel-safe, so a session waiting on a decision notices a hang-up.
-    pub async fn fill(&mut self) -> Result<usize, StreamError> {
-        Ok(self.inner.read_buf(&mut self.buf).await?)
-    }
-
-    /// Bytes read but not yet taken.
-    pub fn pending_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The inner stream and unread bytes.
-    pub fn into_parts(self) -> (R, BytesMut) {
-        (self.inner, self.buf)
-    }
-
-    /// The inner stream.
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
-    }
-}
+pub type PacketReader<R> = FramedReader<R, Packets>;
 
 /// A stream that first yields bytes already read from it: a client may
 /// send its TLS ClientHello right behind the SSLRequest, before the server

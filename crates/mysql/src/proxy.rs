@@ -550,12 +550,9 @@ impl Proxy {
         refusal: Option<Verdict>,
     ) -> Verdict {
         let ctx = &self.ctx;
-        let mut verdict = ctx
-            .pipeline
-            .decide(&ctx.identity, &ctx.connection, sql, classification);
-        if let Some(r) = refusal {
-            verdict = verdict.stricter(r);
-        }
+        let mut verdict =
+            ctx.pipeline
+                .decide_with(&ctx.identity, &ctx.connection, sql, classification, refusal);
         let w = words(sql);
         let has = |k: &str| w.iter().any(|x| x == k);
         let copy = classification

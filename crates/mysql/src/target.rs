@@ -12,7 +12,7 @@
 use crate::auth;
 use crate::codec::packets::{self, cap, HandshakeResponse};
 use crate::codec::{encode_packet, Packet};
-use crate::io::{PacketReader, StreamError};
+use crate::io::PacketReader;
 use crate::session::ClientIo;
 use bytes::BytesMut;
 use gatehouse_core::policy::{ConnectionConfig, TargetTls};
@@ -36,36 +36,7 @@ pub struct TargetSession {
     pub connection_id: u32,
 }
 
-/// Why the gateway could not log in; safe to show the client (no secrets).
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    /// TCP connect failed.
-    #[error("cannot reach target {addr}: {source}")]
-    Connect {
-        /// host:port.
-        addr: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The target refused the gateway's credential or asked for something unsupported.
-    #[error("target refused the gateway's login: {0}")]
-    Refused(String),
-    /// The credential could not be read from its reference.
-    #[error("{0}")]
-    Credential(String),
-    /// The target broke the protocol.
-    #[error("target protocol error: {0}")]
-    Protocol(String),
-    /// I/O during login.
-    #[error("target connection lost during login: {0}")]
-    Io(#[from] StreamError),
-}
-
-impl From<std::io::Error> for TargetError {
-    fn from(e: std::io::Error) -> Self {
-        TargetError::Io(StreamError::Io(e))
-    }
-}
+pub use gatehouse_core::target::TargetError;
 
 /// Answer `plugin`'s challenge with `password`.
 fn respond(

@@ -769,12 +769,9 @@ impl ClientPump {
         refusal: Option<Verdict>,
     ) -> Verdict {
         let ctx = &self.ctx;
-        let mut verdict = ctx
-            .pipeline
-            .decide(&ctx.identity, &ctx.connection, sql, classification);
-        if let Some(r) = refusal {
-            verdict = verdict.stricter(r);
-        }
+        let mut verdict =
+            ctx.pipeline
+                .decide_with(&ctx.identity, &ctx.connection, sql, classification, refusal);
         let binary_copy_out =
             classification.statements.iter().any(|f| {
                 f.kind == StatementKind::Copy && f.copy_direction == Some(CopyDirection::Out)

@@ -144,7 +144,7 @@ impl PostgresAdapter {
         // Start-up: SSLRequest/GSSENCRequest may come first.
         let mut reader = FrameReader::new(tcp, BytesMut::new(), self.settings.max_message_len);
         let packet = loop {
-            let Some(frame) = reader.next_startup().await? else {
+            let Some(frame) = crate::io::next_startup(&mut reader).await? else {
                 return Ok(());
             };
             let packet = match frontend::parse_startup(&frame.body) {
@@ -196,7 +196,7 @@ impl PostgresAdapter {
         hs: &mut Handshake,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mut reader = FrameReader::new(client, BytesMut::new(), self.settings.max_message_len);
-        let Some(frame) = reader.next_startup().await? else {
+        let Some(frame) = crate::io::next_startup(&mut reader).await? else {
             return Ok(());
         };
         let (mut client, rest) = reader.into_parts();

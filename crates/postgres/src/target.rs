@@ -24,30 +24,7 @@ pub struct TargetSession {
     pub backend_key: Option<(i32, i32)>,
 }
 
-/// Why the gateway could not log in; safe to show the client (no secrets).
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    /// TCP connect failed.
-    #[error("cannot reach target {addr}: {source}")]
-    Connect {
-        /// host:port.
-        addr: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The target refused the gateway's credential or asked for something unsupported.
-    #[error("target refused the gateway's login: {0}")]
-    Refused(String),
-    /// The credential could not be read from its reference.
-    #[error("{0}")]
-    Credential(String),
-    /// The target broke the protocol.
-    #[error("target protocol error: {0}")]
-    Protocol(String),
-    /// I/O during login.
-    #[error("target connection lost during login: {0}")]
-    Io(#[from] std::io::Error),
-}
+pub use gatehouse_core::target::TargetError;
 
 /// Connect and log in to `conn` with the gateway's credential, passing the
 /// client's harmless start-up parameters along.
