@@ -498,9 +498,11 @@ impl Broker {
         Ok(r)
     }
 
-    /// After a restart: command requests still open belong to sessions that
-    /// no longer exist, so they are withdrawn (recorded) and can never run.
-    pub async fn withdraw_orphans(&self) -> Result<usize, BrokerError> {
+    /// After a restart, or once a stopping gateway has drained its
+    /// sessions: command requests still open belong to sessions that no
+    /// longer exist, so they are withdrawn (recorded, `why`) and can never
+    /// run.
+    pub async fn withdraw_orphans(&self, why: &str) -> Result<usize, BrokerError> {
         let open = self
             .requests(RequestFilter {
                 statuses: vec![Status::Pending, Status::Approved],
@@ -510,11 +512,7 @@ impl Broker {
             .await?;
         let mut n = 0;
         for r in open.iter().filter(|r| r.kind == RequestKind::Command) {
-            self.withdraw_request(
-                r.id,
-                "the gateway restarted; the session that held it is gone",
-            )
-            .await;
+            self.withdraw_request(r.id, why).await;
             n += 1;
         }
         Ok(n)

@@ -163,7 +163,12 @@ async fn expiry_and_restart_never_run_the_command() {
         Err(BrokerError::Settled(_, "expired"))
     ));
     let orphan = b.open(held(60, 1)).await.unwrap().id;
-    assert_eq!(b.withdraw_orphans().await.unwrap(), 1);
+    assert_eq!(
+        b.withdraw_orphans("the gateway restarted; the session that held it is gone")
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(b.request(orphan).await.unwrap().status, Status::Withdrawn);
 }
 

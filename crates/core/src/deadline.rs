@@ -19,6 +19,10 @@
 //! `session.expired` event an examiner can list). A deadline with neither
 //! a token expiry nor a grant never comes.
 //!
+//! The gateway's own stop is a third: when it drains
+//! ([`GatewayStop::stop`]), every session reaches its deadline and ends
+//! the same way, so each one's end is recorded before the trail closes.
+//!
 //! A deadline can be waited on by several tasks at once (an SSH
 //! connection's channels, say); all of them see the same [`SessionEnd`],
 //! the first one observed.
@@ -44,6 +48,34 @@ pub enum SessionEnd {
         /// The broker's words ("access grant #3 was revoked by omar: …").
         reason: String,
     },
+    /// The gateway is stopping (draining its sessions).
+    GatewayStopping,
+}
+
+/// The gateway's stop, shared by every session's deadline.
+#[derive(Clone)]
+pub struct GatewayStop(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for GatewayStop {
+    fn default() -> Self {
+        GatewayStop(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl GatewayStop {
+    /// Stop: every session's deadline comes now.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once the gateway stops.
+    pub fn stopped(&self) -> BoxFuture<'static, ()> {
+        let mut rx = self.0.subscribe();
+        Box::pin(async move {
+            // An error means the sender is gone: the gateway is gone too.
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        })
+    }
 }
 
 impl SessionEnd {
@@ -55,6 +87,9 @@ impl SessionEnd {
                 rfc3339(*expires_at)
             ),
             SessionEnd::GrantEnded { reason, .. } => reason.clone(),
+            SessionEnd::GatewayStopping => {
+                "the gateway is shutting down; reconnect in a moment".into()
+            }
         }
     }
 
@@ -63,6 +98,7 @@ impl SessionEnd {
         match self {
             SessionEnd::TokenExpired { .. } => "token_expired",
             SessionEnd::GrantEnded { .. } => "grant_ended",
+            SessionEnd::GatewayStopping => "gateway_stopped",
         }
     }
 
@@ -82,6 +118,7 @@ impl SessionEnd {
                 "ended_by": self.cause(),
                 "grant_id": grant_id,
             }),
+            SessionEnd::GatewayStopping => serde_json::json!({"ended_by": self.cause()}),
         }
     }
 }
@@ -102,6 +139,8 @@ pub struct SessionDeadline {
     token: Option<(i64, tokio::time::Instant)>,
     /// The grant's number and its end, shared by every waiter.
     grant: Option<(u64, Shared<BoxFuture<'static, String>>)>,
+    /// The gateway's stop, once [`SessionDeadline::until_stop`] joined it.
+    stop: Option<Shared<BoxFuture<'static, ()>>>,
     /// The first end observed, so every waiter reports the same one.
     reached: Arc<OnceLock<SessionEnd>>,
 }
@@ -122,6 +161,7 @@ impl SessionDeadline {
         SessionDeadline {
             token: None,
             grant: None,
+            stop: None,
             reached: Arc::default(),
         }
     }
@@ -149,8 +189,15 @@ impl SessionDeadline {
         SessionDeadline {
             token,
             grant: grant.map(|g| (g.id, g.ended.shared())),
+            stop: None,
             reached: Arc::default(),
         }
+    }
+
+    /// This deadline, coming also when the gateway stops.
+    pub fn until_stop(mut self, stop: &GatewayStop) -> SessionDeadline {
+        self.stop = Some(stop.stopped().shared());
+        self
     }
 
     /// The token's `exp` (Unix seconds), when it has one.
@@ -182,10 +229,20 @@ impl SessionDeadline {
                 None => std::future::pending().await,
             }
         };
+        let stop = async {
+            match &self.stop {
+                Some(stopped) => {
+                    stopped.clone().await;
+                    SessionEnd::GatewayStopping
+                }
+                None => std::future::pending().await,
+            }
+        };
         let end = tokio::select! {
             biased;
             end = token => end,
             end = grant => end,
+            end = stop => end,
         };
         self.reached.get_or_init(|| end).clone()
     }

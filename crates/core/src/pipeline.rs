@@ -204,6 +204,10 @@ pub struct Pipeline {
     /// Seals the originals of command texts the trail stores masked
     /// (`[audit] seal_originals_to`); `None` keeps no originals at all.
     pub sealer: Option<OriginalsSealer>,
+    /// The gateway's stop: every session's deadline comes with it, so a
+    /// stopping gateway ends (and records) its sessions before the trail
+    /// closes.
+    pub stop: crate::deadline::GatewayStop,
 }
 
 impl Authorized<'_> {
@@ -302,7 +306,7 @@ impl Pipeline {
         // The identity stage requires `exp`; an identity without one (0,
         // never set) has no token deadline.
         let exp = (identity.expires_at > 0).then_some(identity.expires_at);
-        SessionDeadline::new(exp, self.authenticator.leeway(), grant)
+        SessionDeadline::new(exp, self.authenticator.leeway(), grant).until_stop(&self.stop)
     }
 
     /// Record that a session reached its deadline because the caller's

@@ -6,6 +6,12 @@
 //! connection that has not finished its handshake (TLS, start-up,
 //! authentication) within `handshake_timeout` is closed, so a client that
 //! opens a socket and sends nothing cannot hold a task and a slot forever.
+//! When the gateway stops, a listener stops accepting and waits (at most
+//! `drain_timeout`) for its connections to end: the gateway's stop is
+//! part of every session's deadline (see [`crate::deadline`]), so each
+//! session tells its client in its own words and records its end, before
+//! the trail's closing checkpoint is signed. What is still open after the
+//! drain is cut.
 //! An adapter supplies only what one connection does
 //! ([`ProtocolServer::connection`]) and says when its handshake is over
 //! ([`Handshake::established`]).
@@ -28,6 +34,8 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     /// Time from accept until the adapter calls [`Handshake::established`].
     pub handshake_timeout: Duration,
+    /// How long a stopping listener waits for its sessions to end.
+    pub drain_timeout: Duration,
 }
 
 /// Connections a listener holds when its configuration does not say.
@@ -36,11 +44,15 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Handshake time a listener allows when its configuration does not say.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a stopping listener waits for its sessions to end.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Default for ListenerLimits {
     fn default() -> Self {
         ListenerLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -83,7 +95,7 @@ pub trait ProtocolServer: Send + Sync + 'static {
 }
 
 /// Accept connections until `shutdown` flips, each in its own task,
-/// within `limits`.
+/// within `limits`; then drain them (see the module documentation).
 pub async fn serve<P: ProtocolServer>(
     server: Arc<P>,
     listener: TcpListener,
@@ -91,9 +103,12 @@ pub async fn serve<P: ProtocolServer>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut live = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => break,
+            // Reap ended connections as they go.
+            Some(_) = live.join_next(), if !live.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -114,10 +129,23 @@ pub async fn serve<P: ProtocolServer>(
         let (tx, rx) = oneshot::channel();
         let protocol = server.protocol();
         let conn = server.clone().connection(tcp, peer, Handshake(Some(tx)));
-        tokio::spawn(async move {
+        live.spawn(async move {
             let _slot = slot;
             run_within(conn, rx, limits.handshake_timeout, protocol, peer).await;
         });
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(limits.drain_timeout, async {
+        while live.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            protocol = server.protocol(),
+            open = live.len(),
+            "connections still open after the drain; cutting them"
+        );
+        live.shutdown().await;
     }
 }
 
@@ -199,6 +227,7 @@ mod tests {
         let limits = ListenerLimits {
             max_connections: 3,
             handshake_timeout: Duration::from_millis(300),
+            ..ListenerLimits::default()
         };
         tokio::spawn(serve(Arc::new(Echo), listener, limits, rx));
 

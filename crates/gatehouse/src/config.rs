@@ -143,6 +143,7 @@ fn limits(max_connections: usize, handshake_timeout_secs: u64) -> ListenerLimits
     ListenerLimits {
         max_connections,
         handshake_timeout: std::time::Duration::from_secs(handshake_timeout_secs.max(1)),
+        ..ListenerLimits::default()
     }
 }
 

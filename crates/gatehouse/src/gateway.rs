@@ -55,6 +55,8 @@ pub struct RunningGateway {
     /// SIEM delivery, when `[siem]` has sinks.
     pub siem: Option<gatehouse_siem::Siem>,
     shutdown: watch::Sender<bool>,
+    /// Ends every session (their deadlines include it) when stopping.
+    stop: gatehouse_core::deadline::GatewayStop,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -308,7 +310,7 @@ impl RunningGateway {
         )
         .context("opening the approvals store")?;
         let orphans = broker
-            .withdraw_orphans()
+            .withdraw_orphans("the gateway restarted; the session that held it is gone")
             .await
             .context("withdrawing requests left open by the last run")?;
         if orphans > 0 {
@@ -341,6 +343,7 @@ impl RunningGateway {
             ))),
             grants: Some(Arc::new(broker.clone())),
             sealer: trail_sealer,
+            stop: Default::default(),
         });
         let extra = api::approvals::router(api::approvals::ApiState {
             broker: broker.clone(),
@@ -531,15 +534,30 @@ impl RunningGateway {
             notifier,
             siem,
             shutdown,
+            stop: pipeline.stop.clone(),
             tasks,
         })
     }
 
-    /// Stop accepting, close the audit trail with a signed checkpoint.
+    /// Stop gracefully: stop accepting, end every session (each tells its
+    /// client why and records its end; held commands are withdrawn), wait
+    /// for them to drain, then close the audit trail with a signed
+    /// checkpoint.
     pub async fn shutdown(self) {
+        self.stop.stop();
         let _ = self.shutdown.send(true);
+        let drain = gatehouse_core::serve::DEFAULT_DRAIN_TIMEOUT + Duration::from_secs(5);
         for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            let _ = tokio::time::timeout(drain, t).await;
+        }
+        // A session cut at the end of the drain withdraws its request from
+        // a task of its own; whatever is still open now can never run.
+        if let Err(e) = self
+            .broker
+            .withdraw_orphans("the gateway stopped; the session that held it is gone")
+            .await
+        {
+            tracing::error!(error = %e, "could not withdraw the open approval requests");
         }
         self.notifier.shutdown(Duration::from_secs(2)).await;
         // The stop is in the trail before the closing checkpoint signs it.

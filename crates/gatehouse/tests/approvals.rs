@@ -742,3 +742,87 @@ async fn access_grants_give_only_their_scope_and_writes_need_a_rule() {
         && e["data"]["identity"]["groups"] == serde_json::json!(["analysts"])));
     gw.stop().await;
 }
+
+/// A stopping gateway drains: every session is told why in its own
+/// protocol and its end recorded (with `ended_by`), a held statement is
+/// withdrawn and never runs, and the trail closes with a signed checkpoint
+/// that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_ends_its_sessions_and_withdraws_what_waits() {
+    let gw = TestGateway::start_with("", "", with_approval_rule).await;
+    let dana = gw.token("dana", &["dba"]);
+    let alice = gw.token("alice", &["analysts"]);
+    let omar = gw.token("omar", &["approvers"]);
+    let before = phone_of(&gw, 7).await;
+    let held = gw.psql_background(
+        "dana",
+        &dana,
+        &["update customers set phone = '555-0177' where id = 7"],
+        &[],
+    );
+    let request = gw.pending_request(&omar).await;
+    assert!(request["id"].as_u64().is_some());
+    let busy = gw.psql_background("alice", &alice, &["select 1", "select pg_sleep(30)"], &[]);
+    // Let alice's sleep start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let (dir, config) = gw.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the drain does not wait for the 30 s statement"
+    );
+
+    for (who, psql) in [("dana", held), ("alice", busy)] {
+        let o = psql.await.unwrap();
+        assert!(!o.status.success(), "{who}: {}", out(&o));
+        assert!(
+            err(&o).contains("shutting down"),
+            "{who} is told why: {}",
+            err(&o)
+        );
+    }
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("GATEHOUSE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let o = cli(&["audit", "verify"]);
+    assert!(o.status.success(), "the closed trail verifies: {}", err(&o));
+    let o = cli(&["audit", "export", "--format", "jsonl"]);
+    let events: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ends: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "session.end" && e["data"]["ended_by"] == "gateway_stopped")
+        .collect();
+    assert!(
+        ends.iter().any(|e| e["subject"] == "dana") && ends.iter().any(|e| e["subject"] == "alice"),
+        "both sessions' ends are recorded: {ends:?}"
+    );
+    let stop_at = events
+        .iter()
+        .position(|e| e["kind"] == "gateway.stop")
+        .expect("the stop is recorded");
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e["kind"] == "session.end")
+            .all(|(i, _)| i < stop_at),
+        "sessions end before the gateway's stop"
+    );
+    assert!(
+        events.iter().any(|e| e["kind"] == "approval.withdrawn"),
+        "the held statement's request is withdrawn"
+    );
+    drop(dir);
+    // Nothing ran: the phone is unchanged (a fresh gateway reads it).
+    let gw = TestGateway::start("", "").await;
+    assert_eq!(phone_of(&gw, 7).await, before);
+}

@@ -191,11 +191,23 @@ impl ProtocolServer for HttpsServer {
                 .keep_alive_interval(Some(Duration::from_secs(30)));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
-            let result = tokio::select! {
-                r = &mut conn => r,
-                _ = idle.expired(IDLE_TIMEOUT) => {
-                    tracing::debug!(%peer, "idle HTTP connection closed");
-                    return;
+            // When the gateway stops, requests in flight finish (their
+            // deadlines end streams and holds) and idle keep-alive
+            // connections close at once.
+            let stopping = self.adapter.pipeline.stop.stopped();
+            tokio::pin!(stopping);
+            let mut draining = false;
+            let result = loop {
+                tokio::select! {
+                    r = &mut conn => break r,
+                    _ = &mut stopping, if !draining => {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    _ = idle.expired(IDLE_TIMEOUT) => {
+                        tracing::debug!(%peer, "idle HTTP connection closed");
+                        return;
+                    }
                 }
             };
             if let Err(e) = result {

@@ -86,6 +86,7 @@ fn pipeline(trail: Arc<Trail>, broker: Option<Arc<Broker>>) -> Pipeline {
         approvals: broker.map(|b| b as Arc<dyn ApprovalBroker>),
         grants: None,
         sealer: None,
+        stop: Default::default(),
     }
 }
 
