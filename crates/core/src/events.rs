@@ -59,6 +59,7 @@ pub struct CommandEvent {
     pub command_id: u64,
     /// How it arrived: `simple`/`extended` (PostgreSQL), `text`/`binary`
     /// (MySQL), `ssh`, `http`.
+    #[serde(default)]
     pub protocol: String,
     /// What the command is, per kind of protocol.
     #[serde(flatten)]
@@ -88,7 +89,8 @@ pub struct SqlCommand {
     /// The text, secrets redacted and PII masked (see [`crate::trail`]).
     pub sql: String,
     /// What the classifier saw, one entry per statement.
-    pub statements: serde_json::Value,
+    #[serde(default)]
+    pub statements: Vec<StatementRecord>,
     /// Why the parser could not read it, if it could not.
     #[serde(default)]
     pub parse_error: Option<String>,
@@ -98,6 +100,35 @@ pub struct SqlCommand {
     /// The unmasked text, sealed to the configured recipients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_originals: Option<String>,
+}
+
+/// One statement of a SQL command, as the classifier saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementRecord {
+    /// `select`, `update`, `ddl`, ….
+    #[serde(default)]
+    pub kind: String,
+    /// The statement's leading keyword(s) as written.
+    #[serde(default)]
+    pub keyword: String,
+    /// Tables it reads.
+    #[serde(default)]
+    pub tables_read: Vec<String>,
+    /// Tables it writes.
+    #[serde(default)]
+    pub tables_written: Vec<String>,
+    /// Whether it has a WHERE clause.
+    #[serde(default)]
+    pub has_where: bool,
+    /// Whether it has a LIMIT.
+    #[serde(default)]
+    pub has_limit: bool,
+    /// Whether a parser read it (else keywords classified it).
+    #[serde(default)]
+    pub parsed: bool,
+    /// Part of a prepared body an EXECUTE runs.
+    #[serde(default)]
+    pub nested: bool,
 }
 
 /// A shell command (exec, a line of a shell, a transfer, an SFTP request).

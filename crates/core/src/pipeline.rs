@@ -428,7 +428,7 @@ impl Pipeline {
         };
         crate::events::CommandDetail::Sql(crate::events::SqlCommand {
             sql: shown,
-            statements: classification.facts_json(),
+            statements: classification.statement_records(),
             parse_error: classification.parse_error.clone(),
             trail_masked: (!masked.is_empty()).then_some(masked),
             sealed_originals,

@@ -612,7 +612,7 @@ async fn a_large_transfer_waits_for_an_approver_and_runs_once() {
     gw.stop().await;
 }
 
-/// As in every protocol (core's `record_or_withdraw`): a held request the
+/// As in every protocol (core's `Pipeline::admit`): a held request the
 /// trail cannot record is refused and its approval request withdrawn, so
 /// nobody can approve something the trail does not hold.
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use gatehouse_audit::{list_sessions, session_events, AuditEvent, SessionFilter, SessionSummary};
 use gatehouse_core::approval::Requirement;
+use gatehouse_core::events::{CommandDetail, CommandEvent, SqlCommand};
+use gatehouse_core::Verdict;
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
@@ -418,74 +420,69 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
 }
 
 fn command(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
-    let d = &e.data;
-    let verdict = d.get("verdict");
+    // Read as the typed event every adapter writes; anything else is shown
+    // as it is.
+    let Ok(c) = serde_json::from_value::<CommandEvent>(e.data.clone()) else {
+        return html! { pre.data { (serde_json::to_string_pretty(&e.data).unwrap_or_default()) } };
+    };
     let eff = effect(e).unwrap_or("?");
-    let rule = verdict.and_then(|v| v.get("rule")).and_then(Value::as_str);
-    let message = verdict
-        .and_then(|v| v.get("message"))
-        .and_then(Value::as_str);
-    let result = d
-        .get("command_id")
-        .and_then(Value::as_u64)
-        .and_then(|c| results.get(&c));
-    let tables: BTreeSet<String> = d
-        .get("statements")
-        .and_then(Value::as_array)
-        .map(|s| {
-            s.iter()
-                .flat_map(|st| {
-                    ["tables_read", "tables_written"]
-                        .iter()
-                        .filter_map(|k| st.get(*k).and_then(Value::as_array))
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let kinds: Vec<&str> = d
-        .get("statements")
-        .and_then(Value::as_array)
-        .map(|s| {
-            s.iter()
-                .filter_map(|st| st.get("kind").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
+    let (rule, message) = match &c.verdict {
+        Verdict::Allow { rule } => (rule.as_deref(), None),
+        Verdict::Hold { rule, message, .. } | Verdict::Block { rule, message } => {
+            (Some(rule.as_str()), Some(message.as_str()))
+        }
+    };
+    let result = results.get(&c.command_id);
     html! {
         div.verdict {
             span.badge.{ "v-" (eff) } { (eff) }
             @if let Some(r) = rule { " rule " code { (r) } }
             @if let Some(m) = message { span.muted { " — " (m) } }
         }
-        @if d.get("sql").is_some() {
-            pre.command { code { (text(d, "sql")) } }
-        } @else if let Some(req) = d.get("request") {
-            pre.command { code { (text(req, "summary")) } }
-            @if let Some(t) = d.get("text").and_then(Value::as_str) {
-                pre.command { code { (t) } }
+        @match &c.detail {
+            CommandDetail::Sql(sql) => {
+                pre.command { code { (sql.sql) } }
+                (statements(sql))
             }
-            p.muted.small {
-                (text(d, "protocol")) " · " (text(d, "connection_type"))
-                @if d.get("tool_call").and_then(Value::as_bool) == Some(true) { " · a tool call in the model's answer" }
+            CommandDetail::Http(h) => {
+                pre.command { code { (text(&h.request, "summary")) } }
+                @if let Some(t) = &h.text {
+                    pre.command { code { (t) } }
+                }
+                p.muted.small {
+                    (c.protocol) " · " (h.connection_type)
+                    @if h.tool_call == Some(true) { " · a tool call in the model's answer" }
+                }
             }
-        } @else {
-            pre.command { code { (text(d, "command")) } }
-            p.muted.small {
-                (text(d, "protocol")) " " (text(d, "kind"))
-                @if let Some(p) = d.get("path").and_then(Value::as_str) { " · " (p) }
-                @if d.get("edited").and_then(Value::as_bool) == Some(true) { " · edited with keys the gateway cannot follow; see the recording" }
+            CommandDetail::Shell(sh) => {
+                pre.command { code { (sh.command) } }
+                p.muted.small {
+                    (c.protocol) " " (serde_json::to_value(sh.kind).ok().and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default())
+                    @if let Some(p) = &sh.path { " · " (p) }
+                    @if sh.edited == Some(true) { " · edited with keys the gateway cannot follow; see the recording" }
+                }
             }
-        }
-        p.muted.small {
-            @if !kinds.is_empty() { (kinds.join(", ")) }
-            @if !tables.is_empty() { " · tables: " (tables.iter().cloned().collect::<Vec<_>>().join(", ")) }
-            @if let Some(p) = d.get("parse_error").and_then(Value::as_str) { " · not parsed: " (p) }
         }
         @if let Some(r) = result { (result_body(&r.data)) }
+    }
+}
+
+/// The statement kinds and tables of a SQL command, and why it was not
+/// parsed when it was not.
+fn statements(sql: &SqlCommand) -> Markup {
+    let kinds: Vec<&str> = sql.statements.iter().map(|s| s.kind.as_str()).collect();
+    let tables: BTreeSet<&str> = sql
+        .statements
+        .iter()
+        .flat_map(|s| s.tables_read.iter().chain(&s.tables_written))
+        .map(String::as_str)
+        .collect();
+    html! {
+        p.muted.small {
+            @if !kinds.is_empty() { (kinds.join(", ")) }
+            @if !tables.is_empty() { " · tables: " (tables.into_iter().collect::<Vec<_>>().join(", ")) }
+            @if let Some(p) = &sql.parse_error { " · not parsed: " (p) }
+        }
     }
 }
 

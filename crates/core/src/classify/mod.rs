@@ -398,22 +398,21 @@ pub struct Classification {
 
 impl Classification {
     /// The statements' facts as recorded in a `command` audit event (the
-    /// same shape for every adapter).
-    pub fn facts_json(&self) -> serde_json::Value {
-        serde_json::json!(self
-            .statements
+    /// same shape for every SQL adapter).
+    pub fn statement_records(&self) -> Vec<crate::events::StatementRecord> {
+        self.statements
             .iter()
-            .map(|f| serde_json::json!({
-                "kind": f.kind.as_str(),
-                "keyword": f.keyword,
-                "tables_read": f.tables_read,
-                "tables_written": f.tables_written,
-                "has_where": f.has_where,
-                "has_limit": f.has_limit,
-                "parsed": f.parsed,
-                "nested": f.nested,
-            }))
-            .collect::<Vec<_>>())
+            .map(|f| crate::events::StatementRecord {
+                kind: f.kind.as_str().to_string(),
+                keyword: f.keyword.clone(),
+                tables_read: f.tables_read.iter().cloned().collect(),
+                tables_written: f.tables_written.iter().cloned().collect(),
+                has_where: f.has_where,
+                has_limit: f.has_limit,
+                parsed: f.parsed,
+                nested: f.nested,
+            })
+            .collect()
     }
 }
 

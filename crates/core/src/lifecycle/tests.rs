@@ -114,7 +114,7 @@ fn command(verdict: Verdict) -> Command {
             protocol: "simple".into(),
             detail: CommandDetail::Sql(SqlCommand {
                 sql: "delete from t".into(),
-                statements: serde_json::json!([]),
+                statements: Vec::new(),
                 parse_error: None,
                 trail_masked: None,
                 sealed_originals: None,
