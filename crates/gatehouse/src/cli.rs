@@ -358,6 +358,9 @@ pub fn main() -> ExitCode {
     init_tracing();
     match run(cli) {
         Ok(code) => code,
+        // The reader closed the pipe (`gatehouse … | head`): it has read
+        // all it wanted, so stop quietly, as command-line tools do.
+        Err(e) if e.downcast_ref::<ClosedStdout>().is_some() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gatehouse: {e:#}");
             ExitCode::from(2)
@@ -382,9 +385,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if !matches!(cli.command, Command::Serve | Command::Demo { .. }) {
-        die_on_closed_pipe();
-    }
     match cli.command {
         Command::Serve => {
             let cfg = GatewayConfig::resolve(cli.config.as_deref())?;
@@ -429,7 +429,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ttl,
                 gatehouse_identity::DEV_AUDIENCE,
             )?;
-            println!("{token}");
+            outln!("{token}")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => {
@@ -492,18 +492,25 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Die quietly on a closed pipe (`gatehouse sessions replay … | head`), as
-/// command-line tools do, instead of panicking in `println!`. Rust ignores
-/// SIGPIPE so that writes return `EPIPE`; the commands that only print put
-/// the default action back. The long-running ones (`serve`, `demo`) keep
-/// ignoring it: a client hanging up must never stop the gateway.
-fn die_on_closed_pipe() {
-    #[cfg(unix)]
-    // SAFETY: setting a signal's disposition to its default before any
-    // other thread exists; no handler code runs.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+/// Standard output's reader went away (`gatehouse sessions replay … | head`).
+/// Rust ignores SIGPIPE, so writing to a closed pipe fails with `EPIPE`
+/// instead of ending the process; the commands that print stop with this
+/// error, and `main` exits quietly on it, as command-line tools do. The
+/// long-running `serve` and `demo` never stop for a client hanging up.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct ClosedStdout;
+
+/// A write to standard output as a command's result: a closed pipe is
+/// [`ClosedStdout`], any other failure an error to report.
+pub fn to_stdout<T>(written: std::io::Result<T>) -> Result<T> {
+    written.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            anyhow::Error::new(ClosedStdout)
+        } else {
+            anyhow::Error::new(e).context("writing to standard output")
+        }
+    })
 }
 
 /// `gatehouse kubeconfig CONNECTION`.
@@ -564,7 +571,7 @@ fn kubeconfig(config: Option<&std::path::Path>, args: KubeconfigArgs) -> Result<
                 path.display()
             );
         }
-        None => print!("{text}"),
+        None => out!("{text}")?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -577,15 +584,15 @@ async fn approvals(api: ApiArgs, command: ApprovalsCommand) -> Result<ExitCode> 
                 .get(&format!("/api/v1/approvals?status={status}"))
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v["requests"])?);
+                outln!("{}", serde_json::to_string_pretty(&v["requests"])?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let list = v["requests"].as_array().cloned().unwrap_or_default();
             if list.is_empty() {
-                println!("no {status} requests you can see");
+                outln!("no {status} requests you can see")?;
             }
             for r in list {
-                println!(
+                outln!(
                     "#{:<5} {:<9} {:<8} {:<14} {}{}",
                     r["id"],
                     r["status"].as_str().unwrap_or(""),
@@ -597,15 +604,15 @@ async fn approvals(api: ApiArgs, command: ApprovalsCommand) -> Result<ExitCode> 
                     } else {
                         ""
                     }
-                );
+                )?;
             }
         }
         ApprovalsCommand::Show { id, json } => {
             let r = client.get(&format!("/api/v1/approvals/{id}")).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?)?;
             } else {
-                print_request(&r);
+                print_request(&r)?;
             }
         }
         ApprovalsCommand::Approve { id, reason } => decide(&client, id, "approve", reason).await?,
@@ -621,31 +628,31 @@ async fn decide(client: &ApiClient, id: u64, verb: &str, reason: String) -> Resu
             &serde_json::json!({ "reason": reason }),
         )
         .await?;
-    println!(
+    outln!(
         "request #{id} is now {}{}",
         r["status"].as_str().unwrap_or("?"),
         match r["status"].as_str() {
             Some("pending") => " (more approvals are needed)",
             _ => "",
         }
-    );
+    )?;
     Ok(())
 }
 
-fn print_request(r: &serde_json::Value) {
+fn print_request(r: &serde_json::Value) -> Result<()> {
     let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-    println!("request #{}  {}  ({})", r["id"], s("status"), s("kind"));
-    println!("  {}", s("title"));
-    println!(
+    outln!("request #{}  {}  ({})", r["id"], s("status"), s("kind"))?;
+    outln!("  {}", s("title"))?;
+    outln!(
         "  requester:  {}",
         r["requester"]["email"]
             .as_str()
             .or(r["requester"]["subject"].as_str())
             .unwrap_or("")
-    );
-    println!("  connection: {}", s("connection"));
+    )?;
+    outln!("  connection: {}", s("connection"))?;
     if let Some(c) = r["command"].as_str() {
-        println!("  rule:       {}", s("rule"));
+        outln!("  rule:       {}", s("rule"))?;
         // Control characters could redraw the approver's terminal and show
         // a different command than the one that runs: print them escaped.
         let shown: String = c
@@ -656,7 +663,7 @@ fn print_request(r: &serde_json::Value) {
                 ch => ch.to_string(),
             })
             .collect();
-        println!("  command:\n    {shown}");
+        outln!("  command:\n    {shown}")?;
     }
     if s("kind") == "access" {
         let groups: Vec<&str> = r["access_as"]
@@ -665,20 +672,20 @@ fn print_request(r: &serde_json::Value) {
             .flatten()
             .filter_map(|g| g.as_str())
             .collect();
-        println!(
+        outln!(
             "  acts as:    {}",
             if groups.is_empty() {
                 "no group (the policy's defaults only)".to_string()
             } else {
                 groups.join(", ")
             }
-        );
+        )?;
     }
-    println!("  message:    {}", s("message"));
-    println!("  needs:      {}", s("requirement_text"));
-    println!("  link:       {}", s("link"));
+    outln!("  message:    {}", s("message"))?;
+    outln!("  needs:      {}", s("requirement_text"))?;
+    outln!("  link:       {}", s("link"))?;
     for d in r["decisions"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  {} by {} at {}: {}",
             if d["approve"] == true {
                 "approved"
@@ -691,8 +698,9 @@ fn print_request(r: &serde_json::Value) {
                 .unwrap_or(""),
             d["at"].as_str().unwrap_or(""),
             d["reason"].as_str().unwrap_or("")
-        );
+        )?;
     }
+    Ok(())
 }
 
 async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
@@ -712,14 +720,14 @@ async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
                 )
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?)?;
             } else {
-                println!(
+                outln!(
                     "access request #{} is waiting for {}: {}",
                     r["id"],
                     r["requirement_text"].as_str().unwrap_or("approval"),
                     r["link"].as_str().unwrap_or("")
-                );
+                )?;
             }
         }
         AccessCommand::List { active, json } => {
@@ -727,7 +735,7 @@ async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
                 .get(&format!("/api/v1/grants?active={active}"))
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v["grants"])?);
+                outln!("{}", serde_json::to_string_pretty(&v["grants"])?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let now = chrono::Utc::now().timestamp();
@@ -739,7 +747,7 @@ async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
                 } else {
                     "active"
                 };
-                println!(
+                outln!(
                     "grant #{:<5} {:<8} {:<14} {} until {}",
                     g["id"],
                     state,
@@ -751,7 +759,7 @@ async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
                     chrono::DateTime::from_timestamp(g["expires_at"].as_i64().unwrap_or(0), 0)
                         .map(|t| t.to_rfc3339())
                         .unwrap_or_default()
-                );
+                )?;
             }
         }
         AccessCommand::Revoke { id, reason } => {
@@ -761,7 +769,7 @@ async fn access(api: ApiArgs, command: AccessCommand) -> Result<ExitCode> {
                     &serde_json::json!({ "reason": reason }),
                 )
                 .await?;
-            println!("grant #{id} is revoked; its live sessions were ended");
+            outln!("grant #{id} is revoked; its live sessions were ended")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -810,7 +818,7 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
                 ..Default::default()
             };
             let report = gatehouse_audit::verify_with(&db, &key, &options)?;
-            print_verify_report(&report);
+            print_verify_report(&report)?;
             Ok(if report.is_intact() {
                 ExitCode::SUCCESS
             } else {
@@ -844,7 +852,14 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
                 None => {
                     let stdout = std::io::stdout();
                     let mut lock = stdout.lock();
-                    gatehouse_audit::export_jsonl(&db, &mut lock, &filter)?
+                    match gatehouse_audit::export_jsonl(&db, &mut lock, &filter) {
+                        Err(gatehouse_audit::AuditError::Output(e))
+                            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                        {
+                            return Err(ClosedStdout.into())
+                        }
+                        written => written?,
+                    }
                 }
             };
             eprintln!("exported {n} events");
@@ -863,11 +878,11 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
             let outcome =
                 gatehouse_audit::prune(&db, &policy, &signer, chrono::Utc::now(), dry_run)?;
             match &outcome.anchor {
-                None => println!(
+                None => outln!(
                     "nothing to prune: the oldest event still within its retention has no earlier signed checkpoint \
                      (the newest checkpoint is never pruned through)"
-                ),
-                Some(cp) => println!(
+                )?,
+                Some(cp) => outln!(
                     "{} {} events (1–{}) and {} checkpoints; the trail now starts after checkpoint {} (event {}){}",
                     if dry_run { "would remove" } else { "removed" },
                     outcome.events,
@@ -880,7 +895,7 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
                         .as_ref()
                         .map(|r| format!("; signed prune record {}", r.seq))
                         .unwrap_or_default()
-                ),
+                )?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -892,7 +907,7 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
                     pub_path.display()
                 )
             })?;
-            print!("{text}");
+            out!("{text}")?;
             if let Ok(key) = gatehouse_audit::load_verifying_key(&pub_path) {
                 eprintln!(
                     "fingerprint {} (compare it with the one in an evidence pack's manifest)",
@@ -905,9 +920,9 @@ fn audit(cfg: GatewayConfig, command: AuditCommand) -> Result<ExitCode> {
 }
 
 /// `audit verify`'s report: the verdict, then what was checked.
-fn print_verify_report(report: &gatehouse_audit::VerifyReport) {
+fn print_verify_report(report: &gatehouse_audit::VerifyReport) -> Result<()> {
     match &report.first_bad {
-        None => println!(
+        None => outln!(
             "audit trail intact: {} events, {} signed checkpoints (last covers event {}), {} events after the last checkpoint{}",
             report.events,
             report.checkpoints,
@@ -921,14 +936,14 @@ fn print_verify_report(report: &gatehouse_audit::VerifyReport) {
                     "; events 1–{p} were pruned under the retention policy (signed prune record)"
                 ))
                 .unwrap_or_default()
-        ),
+        )?,
         Some(bad) => {
-            println!(
+            outln!(
                 "audit trail FAILED verification (tampered, or not signed where its policy says it is): first bad event {}: {}",
                 bad.seq, bad.reason
-            );
+            )?;
             for more in &report.other_problems {
-                println!("  also: event {}: {}", more.seq, more.reason);
+                outln!("  also: event {}: {}", more.seq, more.reason)?;
             }
         }
     }
@@ -938,28 +953,28 @@ fn print_verify_report(report: &gatehouse_audit::VerifyReport) {
         None => "cannot tell whether a gateway is writing it",
     };
     match (&report.unsigned_since, report.unsigned_age_ms) {
-        (Some(since), Some(age)) => println!(
+        (Some(since), Some(age)) => outln!(
             "  unsigned tail: {} events, the oldest written {since} ({:.1} s ago); {running}",
             report.unsigned_tail,
             age as f64 / 1000.0
-        ),
-        _ => println!("  unsigned tail: none; {running}"),
+        )?,
+        _ => outln!("  unsigned tail: none; {running}")?,
     }
     if let Some(p) = &report.policy {
         let interval = p.interval_ms as f64 / 1000.0;
         match p.signed_by_checkpoint {
-            Some(cp) => println!(
+            Some(cp) => outln!(
                 "  checkpoint policy: every {} events or {interval} s, as signed by checkpoint {cp} (the configuration cannot relax it)",
                 p.every
-            ),
-            None => println!(
+            )?,
+            None => outln!(
                 "  checkpoint policy: every {} events or {interval} s, from the configuration (the trail signs none)",
                 p.every
-            ),
+            )?,
         }
     }
     if let Some(a) = &report.anchor {
-        println!(
+        outln!(
             "  anchor {}: {} checkpoints, newest {}{}",
             a.path,
             a.entries,
@@ -972,11 +987,12 @@ fn print_verify_report(report: &gatehouse_audit::VerifyReport) {
             } else {
                 String::new()
             }
-        );
+        )?;
     }
     for note in &report.notes {
-        println!("  note: {note}");
+        outln!("  note: {note}")?;
     }
+    Ok(())
 }
 
 fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
@@ -997,14 +1013,19 @@ fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
             };
             let list = gatehouse_audit::list_sessions(&db, &filter)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else {
-                println!(
+                outln!(
                     "{:<24}  {:<12}  {:<10}  {:<24}  {:>8}  {:>7}",
-                    "SESSION", "IDENTITY", "CONNECTION", "STARTED", "COMMANDS", "BLOCKED"
-                );
+                    "SESSION",
+                    "IDENTITY",
+                    "CONNECTION",
+                    "STARTED",
+                    "COMMANDS",
+                    "BLOCKED"
+                )?;
                 for s in list {
-                    println!(
+                    outln!(
                         "{:<24}  {:<12}  {:<10}  {:<24}  {:>8}  {:>7}",
                         s.id,
                         s.subject.unwrap_or_default(),
@@ -1012,7 +1033,7 @@ fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
                         s.started_at,
                         s.commands,
                         s.blocked
-                    );
+                    )?;
                 }
             }
         }
@@ -1067,8 +1088,8 @@ fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
                     continue;
                 }
                 std::thread::sleep(std::time::Duration::from_secs_f64(wait));
-                out.write_all(data.as_bytes())?;
-                out.flush()?;
+                to_stdout(out.write_all(data.as_bytes()))?;
+                to_stdout(out.flush())?;
             }
             eprintln!("\n[end of recording]");
         }
@@ -1079,10 +1100,10 @@ fn sessions(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCode> {
                 "no session {id} in the audit trail; see `gatehouse sessions list`"
             );
             if json {
-                println!("{}", serde_json::to_string_pretty(&events)?);
+                outln!("{}", serde_json::to_string_pretty(&events)?)?;
             } else {
                 for e in events {
-                    println!("{}", describe_event(&e));
+                    outln!("{}", describe_event(&e))?;
                 }
             }
         }
@@ -1321,7 +1342,7 @@ fn reveal(config: Option<&std::path::Path>, args: RevealArgs) -> Result<ExitCode
         );
         crate::files::write_private(&out, text.as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
-        println!("{}", id.recipient());
+        outln!("{}", id.recipient())?;
         eprintln!(
             "identity written to {}; put the line above in [audit] seal_originals_to",
             out.display()
@@ -1382,6 +1403,6 @@ fn reveal(config: Option<&std::path::Path>, args: RevealArgs) -> Result<ExitCode
     let plain = gatehouse_seal::open(&identity, &sealed)?;
     let value: serde_json::Value =
         serde_json::from_slice(&plain).context("the sealed originals are not JSON")?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    outln!("{}", serde_json::to_string_pretty(&value)?)?;
     Ok(ExitCode::SUCCESS)
 }
