@@ -3,6 +3,8 @@
 //! effect when the trail cannot take it (the real audit chain is exercised
 //! end to end in crates/gatehouse/tests/approvals.rs).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use gatehouse_approvals::{Broker, BrokerError, Status, Store};
 use gatehouse_core::approval::{AccessGrants, ApprovalBroker, HeldCommand, Outcome, Requirement};
 use gatehouse_core::pipeline::{BoxFuture, EventRecord, Recorder};

@@ -1,5 +1,7 @@
 //! Export, offline verification of an export, and the session views.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Retention: pruning a prefix of the trail up to a signed checkpoint, with a
 //! signed prune record, leaves what remains verifiable and writable.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use chrono::{Duration as Days, Utc};

@@ -4,6 +4,8 @@
 //! longer or older than the signed policy allows. Every trail here is
 //! written by the real writer into a real SQLite store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use chrono::{Duration as Days, Utc};

@@ -1,5 +1,7 @@
 //! Each kind of tampering is detected, at the right event, in plain words.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! The writer: ordering, group commit, checkpoints, failures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use common::*;

@@ -6,6 +6,8 @@
 //! Needs /usr/bin/chromium and `npm ci` in tests/browser; without them the
 //! test says so and passes, unless GATEHOUSE_REQUIRE_BROWSER=1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use gatehouse_approvals::Status;

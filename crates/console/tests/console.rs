@@ -2,6 +2,8 @@
 //! IdP (authorization code + PKCE) or the dev issuer, real broker and audit
 //! trail, decisions through the HTML forms with CSRF.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use gatehouse_approvals::Status;

@@ -8,6 +8,8 @@
 //! MariaDB's test suite). Prints the totals and the unread statements'
 //! leading keywords, most frequent first.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // example code
+
 use gatehouse_core::classify::{classify, Dialect};
 use std::collections::BTreeMap;
 

@@ -1,6 +1,8 @@
 //! Packs from a real audit store (no gateway): segments anchored after a
 //! checkpoint, and a trail whose tail was never signed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use gatehouse_audit::{
     load_verifying_key, public_key_path, AuditConfig, AuditLog, AuditSigner, Durability, NewEvent,
     SegmentStart,

@@ -16,6 +16,8 @@
 //! The upstream is `gatehouse::llmdemo` in this process; the gateway runs as
 //! its own process (`gatehouse serve`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::sync::Arc;

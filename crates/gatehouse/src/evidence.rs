@@ -91,7 +91,7 @@ pub fn write(cfg: &GatewayConfig, args: WriteArgs) -> Result<ExitCode> {
             m.recordings.len()
         );
     }
-    println!(
+    outln!(
         "evidence pack written to {}\n  period      {} ({} events: {}–{})\n  segment     events {}–{} with {} checkpoint(s); {}\n  files       {} (plus manifest.json and manifest.sig)\n  signed by   Ed25519 {}\n  verify with gatehouse evidence verify {} --public-key {}",
         args.out.display(),
         gatehouse_evidence::period_text(&m.period),
@@ -110,10 +110,10 @@ pub fn write(cfg: &GatewayConfig, args: WriteArgs) -> Result<ExitCode> {
         m.signing_key.fingerprint,
         args.out.display(),
         public_key_path(&key_path).display()
-    );
+    )?;
     if !summary.verification.is_intact() {
         for p in &summary.verification.problems {
-            println!("  problem     {p}");
+            outln!("  problem     {p}")?;
         }
         return Ok(ExitCode::from(1));
     }
@@ -139,35 +139,35 @@ pub fn verify(dir: &Path, public_key: &Path, json: bool) -> Result<ExitCode> {
     let key = gatehouse_audit::load_verifying_key(public_key)?;
     let v = verify_pack(dir, &key)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!("evidence pack {}", dir.display());
-        println!(
+        outln!("evidence pack {}", dir.display())?;
+        outln!(
             "  public key   {} ({})",
             key_fingerprint(&key),
             public_key.display()
-        );
+        )?;
         for c in &v.checks {
-            println!(
+            outln!(
                 "  {:<4} {:<11} {}",
                 if c.ok { "ok" } else { "FAIL" },
                 c.area,
                 c.detail
-            );
+            )?;
         }
         for n in &v.notes {
-            println!("  note: {n}");
+            outln!("  note: {n}")?;
         }
         if !v.problems.is_empty() {
-            println!("problems:");
+            outln!("problems:")?;
             for p in &v.problems {
-                println!("  - {p}");
+                outln!("  - {p}")?;
             }
         }
         if v.is_verified() {
-            println!("RESULT: VERIFIED");
+            outln!("RESULT: VERIFIED")?;
         } else {
-            println!("RESULT: FAILED ({} problem(s))", v.problems.len());
+            outln!("RESULT: FAILED ({} problem(s))", v.problems.len())?;
         }
     }
     Ok(if v.is_verified() {

@@ -2,6 +2,24 @@
 //! wiring the pipeline to its listeners, the demo, and the CLI commands.
 //! Kept as a library so the integration tests run the very same code.
 
+/// `println!` that returns the write's error instead of panicking on it
+/// (see [`cli::to_stdout`]): a reader that closes the pipe early
+/// (`gatehouse audit export | head`) ends the command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::cli::to_stdout(writeln!(std::io::stdout(), $($arg)*))
+    }};
+}
+
+/// `print!` that returns the write's error (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::cli::to_stdout(write!(std::io::stdout(), $($arg)*))
+    }};
+}
+
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -217,11 +217,14 @@ fn sse(events: Vec<Value>, done: bool) -> Response {
         tokio::time::sleep(TOKEN_GAP).await;
         Some((Ok::<Bytes, std::convert::Infallible>(next), it))
     });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("static response parts are valid")
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 fn now() -> i64 {

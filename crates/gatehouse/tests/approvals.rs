@@ -2,6 +2,8 @@
 //! tokio-postgres waiting on the gateway, decisions through the JSON API and
 //! the real `gatehouse` CLI, a real PostgreSQL behind, and the audit trail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! with a non-zero exit and say what is missing, where it used to report
 //! the trail intact.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! from the gateway's folder, reading sessions back (`list`, `show`) and
 //! piping them into `head`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use gatehouse::config::GatewayConfig;
 use gatehouse_audit::NewEvent;
 use serde_json::json;

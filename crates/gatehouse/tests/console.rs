@@ -3,6 +3,8 @@
 //! in to the console (dev sign-in, the authorization-code + PKCE flow),
 //! writes a justification and decides; psql gets the result or the denial.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! Real drivers and tools through the gateway: psycopg (extended protocol,
 //! binary results, pipelining, COPY), tokio-postgres (cancel), pgbench.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

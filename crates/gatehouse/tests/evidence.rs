@@ -6,6 +6,8 @@
 //! verify` offline, every kind of alteration detected with a precise
 //! message, and the report opened from disk in headless Chromium.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! gateway) shows in the pack's report with its request line and the
 //! prompt itself, not an empty statement.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

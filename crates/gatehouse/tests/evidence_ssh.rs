@@ -4,6 +4,8 @@
 //! in the pack with a player, the masked values of the terminal are
 //! counted, and both verifiers (gatehouse and tools/verify_pack.py) agree.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use gatehouse::sshtarget::{self, SshTarget};

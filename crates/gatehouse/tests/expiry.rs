@@ -7,6 +7,8 @@
 //! token's `exp` itself; with a leeway it ends `leeway` later, exactly when
 //! the token would stop being accepted at login.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use base64::Engine as _;

@@ -2,6 +2,8 @@
 //! service, field masking by pointer, detectors, blocks, approvals,
 //! bounds and the audit trail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use axum::routing::{delete, get, post};

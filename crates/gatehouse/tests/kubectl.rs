@@ -6,6 +6,8 @@
 //! against it unchanged. kubectl itself is the real one (>= 1.30, found by
 //! `scripts/kubectl.sh`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::{Path, PathBuf};

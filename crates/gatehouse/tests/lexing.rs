@@ -3,6 +3,8 @@
 //! review's lexer differentials and side channels, through real psql,
 //! hand-made PostgreSQL protocol and the real mariadb client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use gatehouse_postgres::codec::{backend, frontend};

@@ -3,6 +3,8 @@
 //! while real clients are served, and past the connection cap a new
 //! connection is refused in its protocol's words.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::net::SocketAddr;

@@ -7,6 +7,8 @@
 //! with known fake PII split across chunks; a real llama.cpp server would
 //! answer with text no test can predict.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -11,6 +11,8 @@
 //! target/llm/tiny.gguf). Skips when llama_cpp is not importable, unless
 //! GATEHOUSE_REQUIRE_LLAMA=1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::{Path, PathBuf};

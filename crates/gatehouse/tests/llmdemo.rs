@@ -1,6 +1,8 @@
 //! The demo LLM upstream answers like an OpenAI server: key checked,
 //! streamed and whole answers, tools, embeddings, the responses API.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use gatehouse::llmdemo::{self, FAKE_CARD, FAKE_SSN, MODEL};
 use serde_json::{json, Value};
 

@@ -1,5 +1,7 @@
 //! Malformed and hostile input closes that session with an error, never the gateway.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

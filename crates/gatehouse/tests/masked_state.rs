@@ -4,6 +4,8 @@
 //! held writes may not run through EXPLAIN ANALYZE EXECUTE or row-changing
 //! DDL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use support::{err, out, TestGateway};

@@ -1,6 +1,8 @@
 //! The MySQL path end to end: the real `mariadb` client and real drivers,
 //! through the gateway, against a real MariaDB started by the harness.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Identity against a real OpenID Connect provider (npm `oidc-provider`):
 //! discovery, JWKS fetch, RS256 access tokens, groups claim, key rotation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::process::Stdio;

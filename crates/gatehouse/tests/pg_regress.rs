@@ -27,6 +27,8 @@
 //!     bash scripts/pg-regress-sources.sh
 //!     cargo test -p gatehouse --test pg_regress -- --nocapture --test-threads=1
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::collections::{BTreeMap, HashMap};

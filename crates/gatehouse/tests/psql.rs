@@ -1,6 +1,8 @@
 //! End to end through the real psql against a real PostgreSQL: identity,
 //! masking, blocking, audit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! key) never shows them; `gatehouse reveal` through the API records the
 //! reveal and opens them only with the right identity.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use support::{err, out, TestGateway};

@@ -1,6 +1,8 @@
 //! SIEM delivery wired into the gateway: the real psql through the gateway,
 //! and the events arriving in a `[siem]` file sink in OCSF, off the data path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! clients with the token supplied by `sshpass`, and an interactive shell
 //! driven through tmux.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use gatehouse::sshtarget::{self, SshTarget};

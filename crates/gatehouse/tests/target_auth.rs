@@ -1,6 +1,8 @@
 //! The gateway logs in to targets that use md5 and trust (SCRAM is what the
 //! other suites' target uses), and relays notices and parameter status.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use gatehouse::config::GatewayConfig;

@@ -8,6 +8,8 @@
 //! `audit export`, an evidence pack's files, and the console's pages. The
 //! masked shapes must be there, so the test cannot pass vacuously.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use gatehouse::sshtarget::{self, SshTarget};

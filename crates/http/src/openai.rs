@@ -322,13 +322,12 @@ pub fn mask_request(
     masker: &Masker,
     counts: &mut MaskCounts,
 ) -> Result<Option<Vec<u8>>, LlmError> {
-    let mut v = match serde_json::from_slice::<Value>(body) {
-        Ok(v @ Value::Object(_)) => v,
+    let mut obj = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(obj)) => obj,
         Ok(_) => return Err(LlmError::BadJson("not an object".into())),
         Err(e) => return Err(LlmError::BadJson(e.to_string())),
     };
     let mut changed = false;
-    let obj = v.as_object_mut().expect("checked above");
     for key in ["instructions", "prompt", "input"] {
         if let Some(inner) = obj.get_mut(key) {
             changed |= mask_prompt_value(inner, masker, counts);
@@ -341,7 +340,7 @@ pub fn mask_request(
             }
         }
     }
-    Ok(changed.then(|| v.to_string().into_bytes()))
+    Ok(changed.then(|| Value::Object(obj).to_string().into_bytes()))
 }
 
 /// Mask the prompt strings of one content value (see [`collect_text`]).
@@ -938,27 +937,21 @@ impl SseMasker {
                     append_at(object_at(c, "delta"), &pointer, &tail)
                 }
                 Field::ToolArgs(_, j) => {
-                    let delta = object_at(c, "delta");
-                    let calls = delta
-                        .as_object_mut()
-                        .expect("object_at makes an object")
-                        .entry("tool_calls")
-                        .or_insert_with(|| json!([]));
-                    if !calls.is_array() {
-                        *calls = json!([]);
-                    }
-                    let list = calls.as_array_mut().expect("made an array");
+                    // `delta.tool_calls`, made an array if absent or not one.
+                    let calls = &mut object_at(c, "delta")["tool_calls"];
+                    let mut list = match calls.take() {
+                        Value::Array(list) => list,
+                        _ => Vec::new(),
+                    };
                     let at = list
                         .iter()
-                        .position(|tc| tc.get("index").and_then(Value::as_u64) == Some(j));
-                    let tc = match at {
-                        Some(at) => &mut list[at],
-                        None => {
+                        .position(|tc| tc.get("index").and_then(Value::as_u64) == Some(j))
+                        .unwrap_or_else(|| {
                             list.push(json!({"index": j, "function": {}}));
-                            list.last_mut().expect("just pushed")
-                        }
-                    };
-                    append(object_at(tc, "function"), "arguments", &tail);
+                            list.len() - 1
+                        });
+                    append(object_at(&mut list[at], "function"), "arguments", &tail);
+                    *calls = Value::Array(list);
                 }
                 _ => {}
             }
@@ -1228,30 +1221,30 @@ fn take(s: &mut String) -> String {
     std::mem::take(s)
 }
 
-/// `v[key]`, made an object if it is absent or not one.
+/// `v[key]`, made an object if it is absent or not one (and `v` made an
+/// object if it is not one).
 fn object_at<'a>(v: &'a mut Value, key: &str) -> &'a mut Value {
     if !v.is_object() {
         *v = json!({});
     }
-    let slot = v
-        .as_object_mut()
-        .expect("made an object")
-        .entry(key)
-        .or_insert_with(|| json!({}));
+    // Indexing an object by a key it lacks inserts null there.
+    let slot = &mut v[key];
     if !slot.is_object() {
         *slot = json!({});
     }
     slot
 }
 
-/// Append `tail` to the string at `v[key]` (created when absent or null).
+/// Append `tail` to the string at `v[key]` (created when absent or not a
+/// string; `v` is made an object if it is not one).
 fn append(v: &mut Value, key: &str, tail: &str) {
-    let obj = v.as_object_mut().expect("callers pass objects");
-    match obj.get_mut(key) {
-        Some(Value::String(s)) => s.push_str(tail),
-        _ => {
-            obj.insert(key.to_string(), Value::String(tail.to_string()));
-        }
+    if !v.is_object() {
+        *v = json!({});
+    }
+    // Indexing an object by a key it lacks inserts null there.
+    match &mut v[key] {
+        Value::String(s) => s.push_str(tail),
+        slot => *slot = Value::String(tail.to_string()),
     }
 }
 

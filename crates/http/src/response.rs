@@ -520,10 +520,9 @@ async fn whole(
         } else {
             bytes
         };
-        parts.headers.insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from_str(&out.len().to_string()).expect("digits"),
-        );
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         record_after(
             exchange,
             status,
@@ -556,10 +555,9 @@ async fn whole(
             out.into()
         }
     };
-    parts.headers.insert(
-        header::CONTENT_LENGTH,
-        HeaderValue::from_str(&out.len().to_string()).expect("digits"),
-    );
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     record_after(exchange, status, out.len() as u64, counts, None, busy);
     Response::from_parts(parts, full(out))
 }

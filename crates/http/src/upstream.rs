@@ -169,58 +169,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn tls_config(conn: &ConnectionConfig) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    }
-    let name = &conn.name;
-    let mut roots = rustls::RootCertStore::empty();
-    match &conn.ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    format!(
-                        "connection \"{name}\": cannot read ca_file {}: {e}",
-                        path.display()
-                    )
-                })?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("connection \"{name}\": bad ca_file: {e}"))?;
-            }
-        }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let config = match (&conn.client_cert, &conn.client_key) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    format!(
-                        "connection \"{name}\": cannot read client_cert {}: {e}",
-                        cert.display()
-                    )
-                })?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                format!(
-                    "connection \"{name}\": cannot read client_key {}: {e}",
-                    key.display()
-                )
-            })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("connection \"{name}\": client certificate refused: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
+    let tls = gatehouse_tls::ClientTls {
+        ca_file: conn.ca_file.as_deref(),
+        client_cert: conn.client_cert.as_deref().zip(conn.client_key.as_deref()),
+        // ALPN is set by the connector builder (HTTP/1.1 only for Kubernetes).
+        ..Default::default()
     };
-    // ALPN is set by the connector builder (HTTP/1.1 only for Kubernetes).
-    Ok(config)
+    gatehouse_tls::client_config(&tls).map_err(|e| format!("connection \"{}\": {e}", conn.name))
 }

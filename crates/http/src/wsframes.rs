@@ -296,12 +296,14 @@ impl FrameDecoder {
     fn read_payload(&mut self, header: Header, bytes: &[u8]) -> usize {
         let take = (self.remaining.min(bytes.len() as u64)) as usize;
         let chunk = &bytes[..take];
-        if !self.skipping {
-            let target = if header.opcode.is_control() {
-                &mut self.control
-            } else {
-                &mut self.message.as_mut().expect("message being assembled").1
-            };
+        // `start_frame` opened a message for every data frame it does not
+        // skip, so a data frame always has one here.
+        let target = match (self.skipping, header.opcode.is_control()) {
+            (true, _) => None,
+            (false, true) => Some(&mut self.control),
+            (false, false) => self.message.as_mut().map(|(_, payload)| payload),
+        };
+        if let Some(target) = target {
             let start = target.len();
             target.extend_from_slice(chunk);
             if let Some(key) = header.mask {
@@ -374,7 +376,9 @@ fn parse_header(head: &[u8]) -> Result<Header, WsError> {
             &head[4..],
         ),
         127 => {
-            let len = u64::from_be_bytes(head[2..10].try_into().expect("8 bytes"));
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&head[2..10]);
+            let len = u64::from_be_bytes(be);
             if len >> 63 != 0 {
                 return Err(WsError::Length);
             }

@@ -1,6 +1,8 @@
 //! Validation against the embedded dev issuer: the happy path and every
 //! way a token can be wrong, expired, misdirected or forged.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

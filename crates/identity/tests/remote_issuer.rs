@@ -2,6 +2,8 @@
 //! discovery, JWKS caching, key rotation, the refetch rate limit, and the
 //! ways a provider can be misconfigured or unreachable.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

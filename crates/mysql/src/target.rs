@@ -67,40 +67,13 @@ fn nul_terminated(password: &[u8]) -> Vec<u8> {
 
 /// A TLS client configuration trusting `ca_file`, or the system's roots.
 fn tls_config(conn: &ConnectionConfig) -> Result<Arc<rustls::ClientConfig>, TargetError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match &conn.ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    TargetError::Refused(format!(
-                        "connection \"{}\": cannot read ca_file {}: {e}",
-                        conn.name,
-                        path.display()
-                    ))
-                })?;
-            for c in certs {
-                roots.add(c).map_err(|e| {
-                    TargetError::Refused(format!("connection \"{}\": bad ca_file: {e}", conn.name))
-                })?;
-            }
-        }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    Ok(Arc::new(
-        rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    ))
+    let tls = gatehouse_tls::ClientTls {
+        ca_file: conn.ca_file.as_deref(),
+        ..Default::default()
+    };
+    gatehouse_tls::client_config(&tls)
+        .map(Arc::new)
+        .map_err(|e| TargetError::Refused(format!("connection \"{}\": {e}", conn.name)))
 }
 
 /// Connect and log in to `conn` with the gateway's credential. `client_caps`

@@ -2,6 +2,8 @@
 //!
 //! No sleeps as assertions: every wait polls with a deadline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -128,7 +128,8 @@ fn ocsf(e: &AuditEvent) -> Value {
         },
         "unmapped": {"gatehouse": e},
     });
-    let obj = out.as_object_mut().expect("an object");
+    // The fields that depend on the event, added to `out` at the end.
+    let mut obj = serde_json::Map::new();
     let user = e.subject.as_ref().map(|s| {
         let mut u = json!({"uid": s, "name": s});
         if let Some(email) = d["identity"]["email"].as_str() {
@@ -194,6 +195,9 @@ fn ocsf(e: &AuditEvent) -> Value {
             }
         }
         _ => {}
+    }
+    if let Value::Object(fields) = &mut out {
+        fields.append(&mut obj);
     }
     out
 }

@@ -6,8 +6,7 @@ use crate::config::{Format, SinkKind};
 use crate::format::{hec_event, json_line, octet_counted, syslog_message, SyslogHeader};
 use crate::SiemError;
 use gatehouse_audit::AuditEvent;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,12 +65,13 @@ impl Sink {
                     });
                     let name = ServerName::try_from(host.clone())
                         .map_err(|_| bad(format!("\"{host}\" is not a valid TLS server name")))?;
-                    let roots = roots(ca_file.as_deref().map(|p| base_dir.join(p)).as_deref())
-                        .map_err(bad)?;
-                    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                    let cfg = rustls::ClientConfig::builder()
-                        .with_root_certificates(roots)
-                        .with_no_client_auth();
+                    let ca_file = ca_file.as_deref().map(|p| base_dir.join(p));
+                    let cfg = gatehouse_tls::client_config(&gatehouse_tls::ClientTls {
+                        ca_file: ca_file.as_deref(),
+                        require_roots: true,
+                        ..Default::default()
+                    })
+                    .map_err(|e| bad(tls_error(e)))?;
                     Some((tokio_rustls::TlsConnector::from(Arc::new(cfg)), name))
                 } else {
                     None
@@ -140,30 +140,15 @@ impl Sink {
     }
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            }
+/// A TLS configuration error in this module's words ("ca_file PATH: why").
+fn tls_error(e: gatehouse_tls::ClientTlsError) -> String {
+    use gatehouse_tls::ClientTlsError::{BadCaFile, ReadCaFile};
+    match e {
+        ReadCaFile { path, reason } | BadCaFile { path, reason } => {
+            format!("ca_file {}: {reason}", path.display())
         }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
-        }
+        other => other.to_string(),
     }
-    if roots.is_empty() {
-        return Err("no CA certificates to trust: set ca_file".into());
-    }
-    Ok(roots)
 }
 
 fn local_hostname() -> String {

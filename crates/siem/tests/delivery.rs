@@ -5,6 +5,8 @@
 //! must reach every sink, none must be skipped, the data path must not slow
 //! down, and a restarted exporter must continue from its cursor.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use gatehouse_audit::{AuditConfig, AuditLog, Durability, NewEvent};
 use gatehouse_siem::{Format, Siem, SiemConfig, SinkConfig, SinkKind};
 use serde_json::{json, Value};

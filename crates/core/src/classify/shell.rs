@@ -102,18 +102,22 @@ fn simple_commands(text: &str) -> (Vec<String>, bool) {
         .any(|(i, _)| !text[i + 2..].starts_with('('));
     let mut opaque =
         substitution || text.contains('`') || text.contains("<(") || text.contains(">(");
-    let mut pieces: Vec<String> = vec![String::new()];
+    let mut pieces: Vec<String> = Vec::new();
+    let mut piece = String::new();
     let mut quote: Option<char> = None;
     for c in text.chars() {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => pieces.last_mut().expect("one piece").push(c),
+            (Some(_), c) => piece.push(c),
             (None, '\'' | '"') => quote = Some(c),
-            (None, ';' | '&' | '|' | '\n' | '(' | ')' | '{' | '}') => pieces.push(String::new()),
+            (None, ';' | '&' | '|' | '\n' | '(' | ')' | '{' | '}') => {
+                pieces.push(std::mem::take(&mut piece))
+            }
             (None, '\\') => {}
-            (None, c) => pieces.last_mut().expect("one piece").push(c),
+            (None, c) => piece.push(c),
         }
     }
+    pieces.push(piece);
     if quote.is_some() {
         opaque = true;
     }

@@ -23,12 +23,11 @@ pub(super) const PHONE_MIN_DIGITS: usize = 10;
 const PHONE_MAX_DIGITS: usize = 15;
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}")
-        .expect("constant regex compiles")
+    crate::static_regex(r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}")
 });
 
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::static_regex(
         r"(?x)
         # NANP: optional country code 1, area code in parentheses or followed by a separator
         (?:\+?1[\ .\-]?)?(?:\([0-9]{3}\)[\ .\-]?|[0-9]{3}[\ .\-])[0-9]{3}[\ .\-][0-9]{4}
@@ -36,7 +35,6 @@ static PHONE: LazyLock<Regex> = LazyLock::new(|| {
         | \+[0-9]{1,3}(?:[\ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,4})){2,6}
         ",
     )
-    .expect("constant regex compiles")
 });
 
 /// Push every email address in `text`.

@@ -14,8 +14,7 @@ use std::sync::LazyLock;
 
 /// Country, check digits, then the BBAN compact or in space-separated groups.
 static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{1,4}){3,8})")
-        .expect("constant regex compiles")
+    crate::static_regex(r"[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{1,4}){3,8})")
 });
 
 /// Push every valid IBAN in `text`.
