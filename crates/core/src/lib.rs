@@ -15,8 +15,6 @@ pub mod framed;
 pub mod identity;
 pub mod lifecycle;
 pub mod mask;
-// TODO(lifecycle): remove once the admission rewrite lands
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod pipeline;
 pub mod policy;
 pub mod recording;

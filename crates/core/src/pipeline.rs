@@ -533,10 +533,9 @@ pub fn redact_secrets(sql: &str) -> std::borrow::Cow<'_, str> {
     use std::sync::OnceLock;
     static SECRET: OnceLock<regex::Regex> = OnceLock::new();
     let re = SECRET.get_or_init(|| {
-        regex::Regex::new(
+        crate::static_regex(
             r"(?is)\b(password|identified\s+by|identified\s+with\s+\S+\s+(?:by|as)|secret|connection\s+'[^']*'\s+password)\s*(=\s*)?('(?:[^']|'')*'|E'(?:[^'\\]|\\.|'')*'|\$[A-Za-z_]*\$.*?\$[A-Za-z_]*\$)",
         )
-        .expect("static regex")
     });
     re.replace_all(sql, "$1 $2'***'")
 }

@@ -17,8 +17,6 @@ pub mod kube;
 mod kubefacts;
 pub mod llm;
 pub mod openai;
-// TODO(lifecycle): remove once the admission rewrite lands
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod proxy;
 pub mod respond;
 mod response;
@@ -27,8 +25,6 @@ pub mod sessions;
 mod splice;
 pub mod sse;
 mod textstream;
-// TODO(lifecycle): remove once the admission rewrite lands
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod toolgate;
 pub mod upstream;
 pub mod wsframes;

@@ -385,10 +385,13 @@ impl HttpAdapter {
         }
 
         // Forward.
-        let upstream = self
-            .upstreams
-            .get(&conn.name)
-            .expect("every HTTP connection has an upstream");
+        let Some(upstream) = self.upstreams.get(&conn.name) else {
+            return Err(error(
+                kind,
+                Refusal::BadGateway,
+                &format!("connection \"{}\" has no upstream configured", conn.name),
+            ));
+        };
         let fields = self.pipeline.policy.field_masks(&identity, &conn.name);
         let exchange = Exchange {
             adapter: self.clone(),

@@ -10,8 +10,6 @@ pub mod auth;
 pub mod codec;
 pub mod io;
 pub mod masking;
-// TODO(lifecycle): remove once the admission rewrite lands
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod proxy;
 pub mod session;
 pub mod target;

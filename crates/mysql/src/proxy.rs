@@ -178,8 +178,7 @@ fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
     static VALUE: OnceLock<regex::Regex> = OnceLock::new();
     static UNSAFE: OnceLock<regex::Regex> = OnceLock::new();
     let touches = TOUCHES.get_or_init(|| {
-        regex::Regex::new(r"(?i)\b(sql_mode|character_set_[a-z_]+|collation_connection)\b|\bset\s+(session\s+|local\s+)?(names|charset|character\s+set)\b")
-            .expect("static regex")
+        gatehouse_core::static_regex(r"(?i)\b(sql_mode|character_set_[a-z_]+|collation_connection)\b|\bset\s+(session\s+|local\s+)?(names|charset|character\s+set)\b")
     });
     if !touches.is_match(sql) {
         return None;
@@ -191,8 +190,7 @@ fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
         })
     };
     let unsafe_charset = UNSAFE.get_or_init(|| {
-        regex::Regex::new(r"(?i)no_backslash_escapes|ansi_quotes|\b(ansi|oracle|db2|mssql|maxdb|postgresql|sjis|cp932|big5|gbk|gb18030)\b")
-            .expect("static regex")
+        gatehouse_core::static_regex(r"(?i)no_backslash_escapes|ansi_quotes|\b(ansi|oracle|db2|mssql|maxdb|postgresql|sjis|cp932|big5|gbk|gb18030)\b")
     });
     if unsafe_charset.is_match(sql) {
         return refuse("sql_mode ANSI_QUOTES (and ANSI, ORACLE, DB2, MSSQL, MAXDB, POSTGRESQL, which imply it), NO_BACKSLASH_ESCAPES and the sjis, cp932, big5, gbk and gb18030 character sets are not supported through gatehouse");
@@ -201,8 +199,7 @@ fn session_syntax_refusal(sql: &str, c: &Classification) -> Option<Verdict> {
         return refuse("change sql_mode or the character set in a statement of its own");
     }
     let value = VALUE.get_or_init(|| {
-        regex::Regex::new(r#"(?i)(?:sql_mode|character_set_[a-z_]+|collation_connection)\s*:?=\s*('[^']*'|"[^"]*"|[^\s,;]+)|\b(?:names|charset|character\s+set)\s+('[^']*'|"[^"]*"|[^\s,;]+)"#)
-            .expect("static regex")
+        gatehouse_core::static_regex(r#"(?i)(?:sql_mode|character_set_[a-z_]+|collation_connection)\s*:?=\s*('[^']*'|"[^"]*"|[^\s,;]+)|\b(?:names|charset|character\s+set)\s+('[^']*'|"[^"]*"|[^\s,;]+)"#)
     });
     for caps in value.captures_iter(sql) {
         let v = caps
