@@ -35,9 +35,10 @@ pub struct SessionStart {
     pub protocol: String,
     /// The client's address.
     pub client_addr: String,
-    /// Whether the client's connection is encrypted.
-    #[serde(default)]
-    pub tls: bool,
+    /// Whether the client's connection is TLS (absent for SSH, its own
+    /// encrypted transport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
     /// The user name the client gave, when its protocol has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,

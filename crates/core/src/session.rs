@@ -230,7 +230,7 @@ impl Default for SessionStart {
         SessionStart {
             protocol: String::new(),
             client_addr: String::new(),
-            tls: false,
+            tls: None,
             user: None,
             identity: Identity {
                 subject: String::new(),

@@ -144,7 +144,7 @@ impl HttpSessions {
         let start = SessionStart {
             protocol: "http".into(),
             client_addr: arrival.client_addr.to_string(),
-            tls: true,
+            tls: Some(true),
             user: None,
             identity: identity.clone(),
             grant_id: arrival.grant_id,

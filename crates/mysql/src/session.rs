@@ -396,7 +396,7 @@ impl MySqlAdapter {
             .map(|(_, v)| v.clone());
         let start = SessionStart {
             client_addr: client_addr.clone(),
-            tls,
+            tls: Some(tls),
             user: Some(user.clone()),
             detail: serde_json::json!({
                 "application_name": program,

@@ -334,7 +334,7 @@ impl PostgresAdapter {
         };
         let start = SessionStart {
             client_addr: client_addr.clone(),
-            tls,
+            tls: Some(tls),
             user: Some(user.clone()),
             detail: [(
                 "application_name".to_string(),

@@ -22,6 +22,7 @@
 
 use crate::config::Format;
 use gatehouse_audit::AuditEvent;
+use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -65,25 +66,28 @@ pub fn is_notable(event: &AuditEvent) -> bool {
 fn ocsf(e: &AuditEvent) -> Value {
     let d = &e.data;
     let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
-    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) =
-        match e.kind.as_str() {
-            "session.start" | "auth.failure" | "access.denied" => (
-                3002,
-                "Authentication",
-                3,
-                "Identity & Access Management",
-                1,
-                "Logon",
-            ),
-            "session.end" => (
-                3002,
-                "Authentication",
-                3,
-                "Identity & Access Management",
-                2,
-                "Logoff",
-            ),
-            "command" | "command.result" => (
+    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) = match e
+        .kind
+        .as_str()
+    {
+        "session.start" | "auth.failure" | "access.denied" => (
+            3002,
+            "Authentication",
+            3,
+            "Identity & Access Management",
+            1,
+            "Logon",
+        ),
+        "session.end" => (
+            3002,
+            "Authentication",
+            3,
+            "Identity & Access Management",
+            2,
+            "Logoff",
+        ),
+        "command" | "command.result" => match activity(e) {
+            Activity::Datastore => (
                 6005,
                 "Datastore Activity",
                 6,
@@ -91,8 +95,11 @@ fn ocsf(e: &AuditEvent) -> Value {
                 4,
                 "Query",
             ),
-            _ => (0, "Base Event", 0, "Uncategorized", 99, "Other"),
-        };
+            Activity::Api(id, name) => (6003, "API Activity", 6, "Application Activity", id, name),
+            Activity::Process => (1007, "Process Activity", 1, "System Activity", 1, "Launch"),
+        },
+        _ => (0, "Base Event", 0, "Uncategorized", 99, "Other"),
+    };
     let effect = d["verdict"]["effect"].as_str().unwrap_or("");
     let (status_id, status) = match (e.kind.as_str(), effect) {
         ("auth.failure" | "access.denied", _) => (2, "Failure"),
@@ -168,11 +175,28 @@ fn ocsf(e: &AuditEvent) -> Value {
             obj.insert("status_detail".into(), text("reason").into());
         }
         "command" => {
-            obj.insert(
-                "database".into(),
-                json!({"name": e.connection, "type": "PostgreSQL", "type_id": 99}),
-            );
-            obj.insert("query_info".into(), json!({"query_string": text("sql")}));
+            match serde_json::from_value::<CommandEvent>(d.clone()).map(|c| c.detail) {
+                Ok(CommandDetail::Http(h)) => {
+                    obj.insert(
+                        "api".into(),
+                        json!({"operation": h.request.get("method"), "service": {"name": e.connection}}),
+                    );
+                    obj.insert(
+                        "http_request".into(),
+                        json!({"http_method": h.request.get("method"), "url": {"path": h.request.get("path")}}),
+                    );
+                }
+                Ok(CommandDetail::Shell(sh)) => {
+                    obj.insert("process".into(), json!({"cmd_line": sh.command}));
+                }
+                _ => {
+                    obj.insert(
+                        "database".into(),
+                        json!({"name": e.connection, "type": database_type(d), "type_id": 99}),
+                    );
+                    obj.insert("query_info".into(), json!({"query_string": text("sql")}));
+                }
+            }
             let (disposition_id, disposition) = match effect {
                 "block" => (2, "Blocked"),
                 "hold" => (14, "Delayed"),
@@ -185,10 +209,12 @@ fn ocsf(e: &AuditEvent) -> Value {
             }
         }
         "command.result" => {
-            obj.insert(
-                "database".into(),
-                json!({"name": e.connection, "type": "PostgreSQL", "type_id": 99}),
-            );
+            if activity(e) == Activity::Datastore {
+                obj.insert(
+                    "database".into(),
+                    json!({"name": e.connection, "type": database_type(d), "type_id": 99}),
+                );
+            }
             if let Some(err) = d.get("error").filter(|v| !v.is_null()) {
                 obj.insert("status_code".into(), err["sqlstate"].clone());
                 obj.insert("status_detail".into(), err["message"].clone());
@@ -200,6 +226,53 @@ fn ocsf(e: &AuditEvent) -> Value {
         fields.append(&mut obj);
     }
     out
+}
+
+/// Which OCSF class a command (or its result) belongs to, read off the
+/// typed event: SQL is Datastore Activity, an HTTP request (or a model's
+/// tool call) API Activity, a shell command Process Activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activity {
+    Datastore,
+    Api(u64, &'static str),
+    Process,
+}
+
+fn activity(e: &AuditEvent) -> Activity {
+    match e.kind.as_str() {
+        "command" => match serde_json::from_value::<CommandEvent>(e.data.clone()).map(|c| c.detail)
+        {
+            Ok(CommandDetail::Http(h)) => {
+                match h
+                    .request
+                    .get("method")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                {
+                    "POST" => Activity::Api(1, "Create"),
+                    "GET" | "HEAD" => Activity::Api(2, "Read"),
+                    "PUT" | "PATCH" => Activity::Api(3, "Update"),
+                    "DELETE" => Activity::Api(4, "Delete"),
+                    _ => Activity::Api(99, "Other"),
+                }
+            }
+            Ok(CommandDetail::Shell(_)) => Activity::Process,
+            _ => Activity::Datastore,
+        },
+        _ => match serde_json::from_value::<CommandResult>(e.data.clone()) {
+            Ok(r) if r.status.is_some() => Activity::Api(99, "Other"),
+            Ok(r) if r.detail.contains_key("exit_status") => Activity::Process,
+            _ => Activity::Datastore,
+        },
+    }
+}
+
+/// The database product a SQL command went to, by how it arrived.
+fn database_type(d: &Value) -> &'static str {
+    match d.get("protocol").and_then(Value::as_str) {
+        Some("text" | "binary" | "prepared" | "prepare" | "init_db" | "field_list") => "MySQL",
+        _ => "PostgreSQL",
+    }
 }
 
 /// One JSON line (no newline).
@@ -343,6 +416,41 @@ mod tests {
             (other["class_uid"].as_i64(), other["type_uid"].as_i64()),
             (Some(0), Some(99))
         );
+    }
+
+    #[test]
+    fn each_kind_of_command_gets_its_ocsf_class() {
+        let allow = json!({"effect": "allow", "rule": null});
+        let http = ocsf(&event(
+            "command",
+            json!({"command_id": 1, "protocol": "http", "connection_type": "http",
+                   "request": {"method": "DELETE", "path": "/accounts/7"},
+                   "text": null, "text_masked": {}, "verdict": allow}),
+        ));
+        assert_eq!(
+            (http["class_uid"].as_u64(), http["activity_id"].as_u64()),
+            (Some(6003), Some(4))
+        );
+        assert_eq!(http["http_request"]["url"]["path"], "/accounts/7");
+        let shell = ocsf(&event(
+            "command",
+            json!({"command_id": 2, "protocol": "ssh", "channel": 1, "kind": "exec",
+                   "command": "uptime", "program": "uptime", "path": null, "verdict": allow}),
+        ));
+        assert_eq!(shell["class_uid"], 1007);
+        assert_eq!(shell["process"]["cmd_line"], "uptime");
+        let mysql = ocsf(&event(
+            "command",
+            json!({"command_id": 3, "protocol": "text", "sql": "select 1",
+                   "statements": [], "verdict": allow}),
+        ));
+        assert_eq!(mysql["class_uid"], 6005);
+        assert_eq!(mysql["database"]["type"], "MySQL");
+        let exit = ocsf(&event(
+            "command.result",
+            json!({"command_id": 2, "channel": 1, "exit_status": 0, "masked": {}}),
+        ));
+        assert_eq!(exit["class_uid"], 1007);
     }
 
     #[test]

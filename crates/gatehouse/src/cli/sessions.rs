@@ -6,6 +6,8 @@ use crate::config::GatewayConfig;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use gatehouse_audit::SessionFilter;
+use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, SessionEndEvent};
+use gatehouse_core::Verdict;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -179,40 +181,66 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
             s("client_addr"),
             transport(d)
         ),
-        "command" => {
-            let verdict = d.get("verdict");
-            let effect = verdict
-                .and_then(|v| v.get("effect"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("?");
-            let rule = verdict
-                .and_then(|v| v.get("rule"))
-                .and_then(|v| v.as_str())
-                .map(|r| format!(" (rule {r})"))
-                .unwrap_or_default();
-            format!(
-                "#{} {} command {} [{effect}{rule}]: {}",
-                e.seq,
-                e.ts,
-                d.get("command_id").cloned().unwrap_or_default(),
-                if d.get("sql").is_some() {
-                    s("sql")
-                } else {
-                    format!("{} {}", s("kind"), s("command"))
-                }
-            )
-        }
-        "command.result" if d.get("exit_status").is_some() => format!(
-            "#{} {} result of command {}: exit status {}{}",
-            e.seq,
-            e.ts,
-            d.get("command_id").cloned().unwrap_or_default(),
-            d.get("exit_status").cloned().unwrap_or_default(),
-            d.get("transfer")
-                .filter(|t| !t.is_null())
-                .map(|t| format!(", {} {} bytes", t["direction"], t["bytes"]))
-                .unwrap_or_default()
-        ),
+        "command" => match serde_json::from_value::<CommandEvent>(d.clone()) {
+            Ok(c) => {
+                let (effect, rule) = match &c.verdict {
+                    Verdict::Allow { rule } => ("allow", rule.clone()),
+                    Verdict::Hold { rule, .. } => ("hold", Some(rule.clone())),
+                    Verdict::Block { rule, .. } => ("block", Some(rule.clone())),
+                };
+                let rule = rule.map(|r| format!(" (rule {r})")).unwrap_or_default();
+                let what = match &c.detail {
+                    CommandDetail::Sql(sql) => sql.sql.clone(),
+                    CommandDetail::Shell(sh) => format!(
+                        "{} {}",
+                        serde_json::to_value(sh.kind)
+                            .ok()
+                            .and_then(|k| k.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        sh.command
+                    ),
+                    CommandDetail::Http(h) => h
+                        .request
+                        .get("summary")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                };
+                format!(
+                    "#{} {} command {} [{effect}{rule}]: {what}",
+                    e.seq, e.ts, c.command_id
+                )
+            }
+            Err(_) => format!("#{} {} command: {d}", e.seq, e.ts),
+        },
+        "command.result" => match serde_json::from_value::<CommandResult>(d.clone()) {
+            Ok(r) => {
+                let outcome = match (r.detail.get("exit_status"), r.status, r.rows) {
+                    (Some(x), _, _) => format!(
+                        "exit status {x}{}",
+                        r.detail
+                            .get("transfer")
+                            .filter(|t| !t.is_null())
+                            .map(|t| format!(", {} {} bytes", t["direction"], t["bytes"]))
+                            .unwrap_or_default()
+                    ),
+                    (None, Some(status), _) => format!("HTTP {status}"),
+                    (None, None, rows) => format!("{} rows", rows.unwrap_or_default()),
+                };
+                format!(
+                    "#{} {} result of command {}: {outcome}, masked {}{}",
+                    e.seq,
+                    e.ts,
+                    r.command_id,
+                    serde_json::to_value(&r.masked).unwrap_or_default(),
+                    r.error
+                        .filter(|v| !v.is_null())
+                        .map(|v| format!(", error {v}"))
+                        .unwrap_or_default()
+                )
+            }
+            Err(_) => format!("#{} {} result: {d}", e.seq, e.ts),
+        },
         "recording" => format!(
             "#{} {} recording of channel {}: {} ({} bytes, SHA-256 {}); replay with `gatehouse sessions replay {}`",
             e.seq,
@@ -232,18 +260,6 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
             d.get("bytes").cloned().unwrap_or_default(),
             s("protocol")
         ),
-        "command.result" => format!(
-            "#{} {} result of command {}: {} rows, masked {}{}",
-            e.seq,
-            e.ts,
-            d.get("command_id").cloned().unwrap_or_default(),
-            d.get("rows").cloned().unwrap_or_default(),
-            d.get("masked").cloned().unwrap_or_default(),
-            d.get("error")
-                .filter(|v| !v.is_null())
-                .map(|v| format!(", error {v}"))
-                .unwrap_or_default()
-        ),
         "session.expired" => format!(
             "#{} {} session expired: token expired at {} ({})",
             e.seq,
@@ -251,18 +267,21 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
             s("token_expires_at"),
             s("reason")
         ),
-        "session.end" => format!(
-            "#{} {} session end: {} commands, {} blocked, {} ms{}",
-            e.seq,
-            e.ts,
-            d.get("commands").cloned().unwrap_or_default(),
-            d.get("blocked").cloned().unwrap_or_default(),
-            d.get("duration_ms").cloned().unwrap_or_default(),
-            Some(s("reason"))
-                .filter(|r| !r.is_empty())
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        ),
+        "session.end" => match serde_json::from_value::<SessionEndEvent>(d.clone()) {
+            Ok(end) => format!(
+                "#{} {} session end: {} commands, {} blocked, {} ms{}",
+                e.seq,
+                e.ts,
+                end.commands,
+                end.blocked,
+                end.duration_ms,
+                Some(end.reason)
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+            Err(_) => format!("#{} {} session end: {d}", e.seq, e.ts),
+        },
         "approval.requested" => format!(
             "#{} {} approval request #{} opened{}{}{}",
             e.seq,
