@@ -34,3 +34,16 @@ impl<E: std::error::Error + 'static> From<crate::framed::StreamError<E>> for Tar
         }
     }
 }
+
+/// Open a TCP connection to `conn`'s target, with Nagle off (every
+/// protocol here is request/response).
+pub async fn dial(
+    conn: &crate::policy::ConnectionConfig,
+) -> Result<tokio::net::TcpStream, TargetError> {
+    let addr = format!("{}:{}", conn.host, conn.port);
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|source| TargetError::Connect { addr, source })?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}

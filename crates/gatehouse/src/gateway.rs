@@ -12,6 +12,7 @@ use gatehouse_core::classify::ClassifierCache;
 use gatehouse_core::mask::{Masker, MaskerConfig, TokenizeKey};
 use gatehouse_core::pipeline::{Authenticator, BoxFuture, EventRecord, Pipeline, Recorder};
 use gatehouse_core::policy::{self, Policy};
+use gatehouse_core::serve;
 use gatehouse_core::trail::{OriginalsSealer, TrailApprovals, TrailRecorder};
 use gatehouse_core::Identity;
 use gatehouse_identity::{DevIssuer, TokenValidator};
@@ -442,7 +443,8 @@ impl RunningGateway {
                     recordings_dir: cfg.recordings_dir(),
                 },
             ));
-            ssh_task = Some(tokio::spawn(adapter.serve(
+            ssh_task = Some(tokio::spawn(serve::serve(
+                adapter,
                 listener,
                 ssh.limits(),
                 rx.clone(),
@@ -502,14 +504,20 @@ impl RunningGateway {
                     server_version: m.server_version.clone(),
                 },
             ));
-            tasks.push(tokio::spawn(adapter.serve(
+            tasks.push(tokio::spawn(serve::serve(
+                adapter,
                 listener,
                 m.limits(),
                 rx.clone(),
             )));
         }
         tasks.extend([
-            tokio::spawn(adapter.serve(pg_listener, cfg.postgres.limits(), rx.clone())),
+            tokio::spawn(serve::serve(
+                adapter,
+                pg_listener,
+                cfg.postgres.limits(),
+                rx.clone(),
+            )),
             tokio::spawn(api::serve(
                 api_listener,
                 api_tls,

@@ -12,7 +12,7 @@ use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::Pipeline;
 use gatehouse_core::policy::ConnectionKind;
-use gatehouse_core::serve::{self, ConnectionFuture, ListenerLimits, ProtocolServer};
+use gatehouse_core::serve::{self, ConnectionFuture, ProtocolServer};
 use gatehouse_core::session::{Arrival, Entry, Turned};
 use gatehouse_core::Identity;
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 /// Collation ids of multi-byte character sets whose later bytes can be a
@@ -160,18 +160,6 @@ impl MySqlAdapter {
             next_id: AtomicU32::new(rand::random::<u16>() as u32 + 1),
             kills: KillRegistry::default(),
         }
-    }
-
-    /// Accept clients until `shutdown` flips, within `limits` (see
-    /// [`gatehouse_core::serve`]); each session runs in its own task, and
-    /// a failing session never affects the others.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        limits: ListenerLimits,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        serve::serve(self, listener, limits, shutdown).await
     }
 
     async fn run(

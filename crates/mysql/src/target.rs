@@ -18,7 +18,6 @@ use bytes::BytesMut;
 use gatehouse_core::policy::{ConnectionConfig, TargetTls};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// A logged-in target connection.
 pub struct TargetSession {
@@ -85,14 +84,7 @@ pub async fn connect(
     charset: u8,
     max_packet: usize,
 ) -> Result<TargetSession, TargetError> {
-    let addr = format!("{}:{}", conn.host, conn.port);
-    let stream = TcpStream::connect(&addr)
-        .await
-        .map_err(|source| TargetError::Connect {
-            addr: addr.clone(),
-            source,
-        })?;
-    stream.set_nodelay(true)?;
+    let stream = gatehouse_core::target::dial(conn).await?;
     let credential = conn.credential().map_err(TargetError::Credential)?;
     let password = credential
         .as_ref()

@@ -12,13 +12,13 @@ use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::Pipeline;
 use gatehouse_core::policy::ConnectionKind;
-use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
+use gatehouse_core::serve::{ConnectionFuture, Handshake, ProtocolServer};
 use gatehouse_core::session::{Arrival, Entry, Turned};
 use gatehouse_core::Identity;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 /// Settings of the PostgreSQL listener.
@@ -115,18 +115,6 @@ impl PostgresAdapter {
             settings,
             cancels: CancelRegistry::default(),
         }
-    }
-
-    /// Accept clients until `shutdown` flips, within `limits` (see
-    /// [`gatehouse_core::serve`]); each session runs in its own task, and
-    /// a failing session never affects the others.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        limits: ListenerLimits,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        serve::serve(self, listener, limits, shutdown).await
     }
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, mut hs: Handshake) {

@@ -32,14 +32,7 @@ pub async fn connect(
     conn: &ConnectionConfig,
     client_params: &[(String, String)],
 ) -> Result<TargetSession, TargetError> {
-    let addr = format!("{}:{}", conn.host, conn.port);
-    let mut stream = TcpStream::connect(&addr)
-        .await
-        .map_err(|source| TargetError::Connect {
-            addr: addr.clone(),
-            source,
-        })?;
-    stream.set_nodelay(true)?;
+    let mut stream = gatehouse_core::target::dial(conn).await?;
     let credential = conn.credential().map_err(TargetError::Credential)?;
     let mut params: Vec<(&str, &str)> =
         vec![("user", &conn.user), ("database", conn.database_name())];

@@ -26,7 +26,7 @@ use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::{EventRecord, Pipeline, SessionStats};
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
-use gatehouse_core::serve::{self, ConnectionFuture, Handshake, ListenerLimits, ProtocolServer};
+use gatehouse_core::serve::{ConnectionFuture, Handshake, ProtocolServer};
 use gatehouse_core::session::{Arrival, SessionGuard, Turned};
 use gatehouse_core::Identity;
 use russh::keys::PrivateKey;
@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Settings of the SSH listener.
 pub struct SshSettings {
@@ -73,18 +73,6 @@ impl SshAdapter {
             settings,
             config: Arc::new(config),
         }
-    }
-
-    /// Accept clients until `shutdown` flips, within `limits` (see
-    /// [`gatehouse_core::serve`]: the handshake ends when the client has
-    /// signed in); each connection runs in its own task.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        limits: ListenerLimits,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        serve::serve(self, listener, limits, shutdown).await
     }
 
     async fn run(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, handshake: Handshake) {
