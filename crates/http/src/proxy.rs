@@ -4,7 +4,7 @@
 use crate::admission::{self, Subject};
 use crate::facts::{self, RequestView};
 use crate::respond::{error, full, ClientBody, Refusal};
-use crate::sessions::{Arrival, HttpSession};
+use crate::sessions::{Arrival, Busy, HttpSession};
 use crate::upstream::Upstream;
 use crate::HttpAdapter;
 use bytes::Bytes;
@@ -150,6 +150,35 @@ impl Exchange {
     }
 }
 
+/// Where a request goes.
+struct Routed {
+    conn: ConnectionConfig,
+    /// The path after the connection's prefix, as sent.
+    raw_path: String,
+    /// The same path in canonical form, as rules judge it.
+    rest_path: String,
+}
+
+/// Who sent it, signed in.
+struct Caller {
+    identity: Identity,
+    /// Its token's expiry (or grant's end, or the gateway's stop).
+    deadline: SessionDeadline,
+    session: Arc<HttpSession>,
+    /// Keeps the session busy until the answer is over.
+    busy: Busy,
+}
+
+/// What it is, read.
+struct ReadRequest {
+    parts: http::request::Parts,
+    body: Bytes,
+    upgrade: bool,
+    query: String,
+    facts: HttpFacts,
+    command_id: u64,
+}
+
 impl HttpAdapter {
     /// Serve one request; every outcome is a response in the client's dialect.
     pub(crate) async fn handle(
@@ -162,11 +191,28 @@ impl HttpAdapter {
         }
     }
 
+    /// The stages of one request, in order: route, sign in, read, decide
+    /// and admit, forward. Each returns the client's answer when the
+    /// request stops there.
     async fn run(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<ClientBody>, Response<ClientBody>> {
+        let routed = self.route(&req)?;
+        let caller = self.sign_in(&req, &routed.conn, peer).await?;
+        let read = self.read(req, &routed, &caller).await?;
+        self.admit(&routed, &caller, &read).await?;
+        self.forward(routed, caller, read).await
+    }
+
+    /// Route stage: which connection the request is for, and the path the
+    /// upstream will act on.
+    #[allow(
+        clippy::result_large_err,
+        reason = "a refusal is the client's response itself, made once per request"
+    )]
+    fn route(&self, req: &Request<Incoming>) -> Result<Routed, Response<ClientBody>> {
         let host = req
             .headers()
             .get(header::HOST)
@@ -192,8 +238,23 @@ impl HttpAdapter {
                 return Err(error(Some(conn.kind), Refusal::BadRequest, &why));
             }
         };
-        let kind = Some(conn.kind);
+        Ok(Routed {
+            conn,
+            raw_path,
+            rest_path,
+        })
+    }
+
+    /// Sign-in stage: the caller's token, their right to the connection
+    /// (core's session lifecycle), their HTTP session and its load.
+    async fn sign_in(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnectionConfig,
+        peer: SocketAddr,
+    ) -> Result<Caller, Response<ClientBody>> {
         let peer_text = peer.to_string();
+        let kind = Some(conn.kind);
         let Some(token) = bearer(req.headers()) else {
             return Err(error(
                 kind,
@@ -271,7 +332,26 @@ impl HttpAdapter {
             ));
         }
 
-        let (mut parts, body) = req.into_parts();
+        Ok(Caller {
+            identity,
+            deadline,
+            session,
+            busy,
+        })
+    }
+
+    /// Read stage: the body (bounded, uncompressed) and what the request
+    /// is (its facts); an unreadable request is recorded as refused.
+    async fn read(
+        &self,
+        req: Request<Incoming>,
+        routed: &Routed,
+        caller: &Caller,
+    ) -> Result<ReadRequest, Response<ClientBody>> {
+        let (conn, rest_path) = (&routed.conn, &routed.rest_path);
+        let (session, deadline) = (&caller.session, &caller.deadline);
+        let kind = Some(conn.kind);
+        let (parts, body) = req.into_parts();
         let upgrade = wants_upgrade(&parts.headers);
         if parts
             .headers
@@ -299,7 +379,7 @@ impl HttpAdapter {
         let form_content = content_type.contains("x-www-form-urlencoded");
         let view = RequestView {
             method: parts.method.as_str(),
-            path: &rest_path,
+            path: rest_path,
             query: &query,
             json_content,
             form_content,
@@ -321,23 +401,47 @@ impl HttpAdapter {
                     message: why.clone(),
                 };
                 // Recorded as refused; the client is told why either way.
-                let command = self.command(&conn, command_id, &facts, verdict, body.len());
-                let scope = session.scope(Some(&deadline));
+                let command = self.command(conn, command_id, &facts, verdict, body.len());
+                let scope = session.scope(Some(deadline));
                 let _ = self.pipeline.admit(&scope, command, None).await;
                 session.count(body.len() as u64, 0, true);
                 return Err(error(kind, Refusal::BadRequest, &why));
             }
         };
+        Ok(ReadRequest {
+            parts,
+            body,
+            upgrade,
+            query,
+            facts,
+            command_id,
+        })
+    }
+
+    /// Decide and admit stage: policy on the request's facts, then core's
+    /// lifecycle (record, refuse, or hold until approvers decide).
+    async fn admit(
+        &self,
+        routed: &Routed,
+        caller: &Caller,
+        read: &ReadRequest,
+    ) -> Result<(), Response<ClientBody>> {
+        let conn = &routed.conn;
+        let kind = Some(conn.kind);
+        let (identity, session, deadline) = (&caller.identity, &caller.session, &caller.deadline);
+        let (facts, body, upgrade, command_id) =
+            (&read.facts, &read.body, read.upgrade, read.command_id);
+        let parts = &read.parts;
         let verdict = self
             .pipeline
             .policy
-            .decide_http(&identity, &conn.name, &facts);
+            .decide_http(identity, &conn.name, facts);
         // A blocked request is refused for its rule whatever its transport
         // (kubectl falls back from WebSocket to SPDY and shows the last
         // error); anything else may only switch to protocols we record.
         if !matches!(verdict, Verdict::Block { .. })
             && upgrade
-            && !upgrade_allowed(conn.kind, &facts, &parts.headers)
+            && !upgrade_allowed(conn.kind, facts, &parts.headers)
         {
             session.count(body.len() as u64, 0, true);
             return Err(error(
@@ -347,9 +451,9 @@ impl HttpAdapter {
             ));
         }
 
-        let mut command = self.command(&conn, command_id, &facts, verdict, body.len());
+        let mut command = self.command(conn, command_id, facts, verdict, body.len());
         if let Verdict::Hold { rule, .. } = &command.event.verdict {
-            match self.approver_text(&facts) {
+            match self.approver_text(facts) {
                 Ok(text) => command.shown = text,
                 // Approvers could not be shown what they would approve.
                 Err(why) => {
@@ -360,7 +464,7 @@ impl HttpAdapter {
                 }
             }
         }
-        let scope = session.scope(Some(&deadline));
+        let scope = session.scope(Some(deadline));
         let admitted = self
             .pipeline
             .admit(&scope, command, Some(&mut Unwatched))
@@ -370,7 +474,7 @@ impl HttpAdapter {
                 self.pipeline
                     .record_deadline(
                         &session.id,
-                        &identity,
+                        identity,
                         &conn.name,
                         &end,
                         serde_json::json!({"protocol": "http", "command_id": command_id}),
@@ -384,6 +488,34 @@ impl HttpAdapter {
             return Err(error(kind, status, &message));
         }
 
+        Ok(())
+    }
+
+    /// Forward stage: to the upstream, then the answer relayed (masked) or
+    /// the protocol switched (kubectl exec, port-forward), within the
+    /// caller's deadline.
+    async fn forward(
+        self: Arc<Self>,
+        routed: Routed,
+        caller: Caller,
+        read: ReadRequest,
+    ) -> Result<Response<ClientBody>, Response<ClientBody>> {
+        let Routed { conn, raw_path, .. } = routed;
+        let Caller {
+            identity,
+            deadline,
+            session,
+            busy,
+        } = caller;
+        let ReadRequest {
+            mut parts,
+            body,
+            upgrade,
+            query,
+            facts,
+            command_id,
+        } = read;
+        let kind = Some(conn.kind);
         // Forward.
         let Some(upstream) = self.upstreams.get(&conn.name) else {
             return Err(error(
