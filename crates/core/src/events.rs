@@ -72,6 +72,42 @@ pub struct CommandEvent {
     pub approval_request: Option<u64>,
 }
 
+impl CommandEvent {
+    /// The command as people read it: the SQL, the shell line, or an HTTP
+    /// request's summary with the text it was judged on.
+    pub fn text(&self) -> String {
+        match &self.detail {
+            CommandDetail::Sql(sql) => sql.sql.clone(),
+            CommandDetail::Shell(sh) => sh.command.clone(),
+            CommandDetail::Http(h) => {
+                let summary = h
+                    .request
+                    .get("summary")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default();
+                match (summary, h.text.as_deref().unwrap_or_default()) {
+                    (s, "") => s.to_string(),
+                    ("", t) => t.to_string(),
+                    (s, t) => format!("{s}\n{t}"),
+                }
+            }
+        }
+    }
+
+    /// The tables a SQL command writes, each once, in order.
+    pub fn tables_written(&self) -> Vec<String> {
+        let CommandDetail::Sql(sql) = &self.detail else {
+            return Vec::new();
+        };
+        let tables: std::collections::BTreeSet<&String> = sql
+            .statements
+            .iter()
+            .flat_map(|st| &st.tables_written)
+            .collect();
+        tables.into_iter().cloned().collect()
+    }
+}
+
 /// What a command is, in the words of its kind of protocol.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -5,6 +5,7 @@
 //! read), so whoever holds the pack can recompute it.
 
 use gatehouse_audit::AuditEvent;
+use gatehouse_core::events::CommandEvent;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -606,8 +607,14 @@ impl Facts {
             }
             "command" => {
                 self.commands += 1;
+                // The typed event every adapter writes; a record it cannot
+                // read still counts, by its raw fields.
+                let typed = serde_json::from_value::<CommandEvent>(d.clone()).ok();
                 let verdict = d.get("verdict").cloned().unwrap_or(Value::Null);
-                let effect = s(&verdict, "effect");
+                let effect = match &typed {
+                    Some(c) => c.verdict.effect().to_string(),
+                    None => s(&verdict, "effect"),
+                };
                 let dayf = self.days.entry(today).or_default();
                 dayf.commands += 1;
                 if let Some(i) = session {
@@ -616,25 +623,19 @@ impl Facts {
                 let id = self.identity(&subject, &e.ts);
                 id.commands += 1;
                 id.connections.insert(connection.clone());
-                let sql = command_text(d);
+                let sql = typed
+                    .as_ref()
+                    .map(CommandEvent::text)
+                    .unwrap_or_else(|| command_text(d));
                 let protocol = s(d, "protocol");
-                let written: Vec<String> = d
-                    .get("statements")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|st| {
-                        st.get("tables_written")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                    })
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                let command_id = d.get("command_id").and_then(Value::as_u64);
+                let written = typed
+                    .as_ref()
+                    .map(CommandEvent::tables_written)
+                    .unwrap_or_default();
+                let command_id = typed
+                    .as_ref()
+                    .map(|c| c.command_id)
+                    .or_else(|| d.get("command_id").and_then(Value::as_u64));
                 if let (false, Some(sid), Some(cid), "allow" | "hold") = (
                     written.is_empty(),
                     &e.session_id,
