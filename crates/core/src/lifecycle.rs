@@ -62,7 +62,8 @@ pub struct Command {
     /// (`approval_request` is filled in here).
     pub event: CommandEvent,
     /// The command as approvers see it; read only when the verdict holds
-    /// it (secrets are redacted here before anyone sees it).
+    /// it. The adapter redacts what its protocol hides (SQL's secret
+    /// literals); nothing else is cut, so approvers see what would run.
     pub shown: String,
 }
 
@@ -199,12 +200,21 @@ struct OpenRequest {
     broker: Arc<dyn crate::approval::ApprovalBroker>,
     id: u64,
     armed: bool,
+    /// Where its withdrawal runs (see [`Pipeline::background`]).
+    background: tokio_util::task::TaskTracker,
 }
 
 impl OpenRequest {
+    /// Withdraw the request. The withdrawal runs as a task of its own, so
+    /// it completes even if the waiting future is dropped meanwhile (the
+    /// adapter's session ending in the same instant).
     async fn withdraw(mut self, why: &str) {
         self.armed = false;
-        self.broker.withdraw(self.id, why).await;
+        let (broker, id, why) = (self.broker.clone(), self.id, why.to_string());
+        let done = self
+            .background
+            .spawn(async move { broker.withdraw(id, &why).await });
+        let _ = done.await;
     }
 }
 
@@ -214,8 +224,8 @@ impl Drop for OpenRequest {
             return;
         }
         let (broker, id) = (self.broker.clone(), self.id);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.background.spawn(async move {
                 broker
                     .withdraw(id, "the session ended while the command waited")
                     .await
@@ -253,7 +263,7 @@ impl Pipeline {
                         connection: scope.connection.clone(),
                         session_id: scope.session_id.clone(),
                         protocol: scope.protocol.into(),
-                        command: crate::pipeline::redact_secrets(&command.shown).into_owned(),
+                        command: std::mem::take(&mut command.shown),
                         rule: rule.clone(),
                         message: message.clone(),
                         requirement: requirement.clone(),
@@ -265,6 +275,7 @@ impl Pipeline {
                                     broker: broker.clone(),
                                     id: o.id,
                                     armed: true,
+                                    background: self.background.clone(),
                                 },
                                 o,
                             ))
@@ -344,8 +355,13 @@ impl Pipeline {
             .await
     }
 
-    /// The `command.result` of a forwarded command, ready to record: the
-    /// adapter awaits it, or spawns it so the stream is not held up (a
+    /// Record a forwarded command's `command.result` off the data path, so
+    /// the stream is not held up (a stopping gateway waits for it).
+    pub fn finish_later(&self, scope: &CommandScope, result: &CommandResult) {
+        self.background.spawn(self.finish(scope, result));
+    }
+
+    /// The `command.result` of a forwarded command, ready to record (a
     /// failure is logged: the result has already gone to the client).
     pub fn finish(&self, scope: &CommandScope, result: &CommandResult) -> BoxFuture<'static, ()> {
         let event = scope.event(events::kind::COMMAND_RESULT, events::to_data(result));

@@ -208,6 +208,10 @@ pub struct Pipeline {
     /// stopping gateway ends (and records) its sessions before the trail
     /// closes.
     pub stop: crate::deadline::GatewayStop,
+    /// Records written off the data path (results, a withdrawal or a
+    /// session's end from a task that stopped): a stopping gateway waits
+    /// for them before it signs the trail's closing checkpoint.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 impl Authorized<'_> {

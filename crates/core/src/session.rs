@@ -46,19 +46,29 @@ pub struct Arrival<'a> {
 }
 
 /// Why a caller does not get a session; adapters word it in their protocol.
+/// Past authentication the refusal names who was refused (SSH keeps the
+/// caller signed in to tell them why on every channel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Turned {
     /// The token did not validate (the reason is safe to show).
     Unauthenticated(String),
     /// The user name does not name the token's subject.
     WrongUser {
-        /// The token's subject.
-        subject: String,
+        /// Who the token is for.
+        identity: Box<Identity>,
     },
     /// The connection is of a kind another listener serves.
-    WrongKind,
-    /// Policy refuses the caller this connection (the reason).
-    Denied(String),
+    WrongKind {
+        /// The caller.
+        identity: Box<Identity>,
+    },
+    /// Policy refuses the caller this connection.
+    Denied {
+        /// The caller.
+        identity: Box<Identity>,
+        /// Why, for the caller.
+        reason: String,
+    },
 }
 
 /// A caller let onto a connection.
@@ -101,14 +111,17 @@ impl Pipeline {
             )
             .await
             .map_err(Turned::Unauthenticated)?;
+        enum Why {
+            WrongUser,
+            WrongKind,
+            Denied(String),
+        }
         let user = arrival.user;
-        let turned = if arrival.require_subject_match
+        let why = if arrival.require_subject_match
             && identity.subject != user
             && identity.email.as_deref() != Some(user)
         {
-            Turned::WrongUser {
-                subject: identity.subject.clone(),
-            }
+            Why::WrongUser
         } else {
             match self.authorize(&identity, arrival.connection) {
                 Ok(a) if (arrival.serves)(a.connection.kind) => {
@@ -118,28 +131,32 @@ impl Pipeline {
                         grant: a.grant,
                     })
                 }
-                Ok(_) => Turned::WrongKind,
-                Err(denied) => Turned::Denied(denied.to_string()),
+                Ok(_) => Why::WrongKind,
+                Err(denied) => Why::Denied(denied.to_string()),
             }
         };
-        let reason = match &turned {
-            Turned::WrongUser { subject } => {
-                format!(
-                    "the token is for \"{subject}\" but the client connected as user \"{user}\""
-                )
-            }
-            Turned::WrongKind => "the connection is of another kind".into(),
-            Turned::Denied(why) | Turned::Unauthenticated(why) => why.clone(),
+        let recorded = match &why {
+            Why::WrongUser => format!(
+                "the token is for \"{}\" but the client connected as user \"{user}\"",
+                identity.subject
+            ),
+            Why::WrongKind => "the connection is of another kind".into(),
+            Why::Denied(reason) => reason.clone(),
         };
         self.record_access_denied(
             &identity,
             arrival.connection,
             arrival.client_addr,
             arrival.protocol,
-            &reason,
+            &recorded,
         )
         .await;
-        Err(turned)
+        let identity = Box::new(identity);
+        Err(match why {
+            Why::WrongUser => Turned::WrongUser { identity },
+            Why::WrongKind => Turned::WrongKind { identity },
+            Why::Denied(reason) => Turned::Denied { identity, reason },
+        })
     }
 
     /// Start a session of `identity` on `connection`: record its
@@ -197,9 +214,14 @@ impl SessionGuard {
         if stats.ended_by.is_none() {
             stats.ended_by = self.deadline.ended();
         }
-        self.pipeline
-            .end_session(&self.scope, self.started, &stats, detail)
-            .await;
+        // As a task of its own: the end is recorded once, whole, even if
+        // this future is dropped meanwhile.
+        let (pipeline, scope, started) = (self.pipeline.clone(), self.scope.clone(), self.started);
+        let done = self
+            .pipeline
+            .background
+            .spawn(async move { pipeline.end_session(&scope, started, &stats, detail).await });
+        let _ = done.await;
     }
 }
 
@@ -211,10 +233,12 @@ impl Drop for SessionGuard {
         // The adapter's task stopped without ending the session (an early
         // return, a panic): the trail still gets its end.
         let (pipeline, scope, started) = (self.pipeline.clone(), self.scope.clone(), self.started);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
+        let ended_by = self.deadline.ended();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.pipeline.background.spawn(async move {
                 let stats = SessionStats {
                     end_reason: "the session's task stopped".into(),
+                    ended_by,
                     ..SessionStats::default()
                 };
                 pipeline

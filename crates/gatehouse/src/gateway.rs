@@ -58,6 +58,8 @@ pub struct RunningGateway {
     shutdown: watch::Sender<bool>,
     /// Ends every session (their deadlines include it) when stopping.
     stop: gatehouse_core::deadline::GatewayStop,
+    /// Records still being written off the data path.
+    background: tokio_util::task::TaskTracker,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -345,6 +347,7 @@ impl RunningGateway {
             grants: Some(Arc::new(broker.clone())),
             sealer: trail_sealer,
             stop: Default::default(),
+            background: Default::default(),
         });
         let extra = api::approvals::router(api::approvals::ApiState {
             broker: broker.clone(),
@@ -543,6 +546,7 @@ impl RunningGateway {
             siem,
             shutdown,
             stop: pipeline.stop.clone(),
+            background: pipeline.background.clone(),
             tasks,
         })
     }
@@ -566,6 +570,15 @@ impl RunningGateway {
             .await
         {
             tracing::error!(error = %e, "could not withdraw the open approval requests");
+        }
+        // Results, withdrawals and session ends still being written go in
+        // before the stop and the closing checkpoint.
+        self.background.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("records still being written when the trail closed");
         }
         self.notifier.shutdown(Duration::from_secs(2)).await;
         // The stop is in the trail before the closing checkpoint signs it.

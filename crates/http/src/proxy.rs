@@ -88,7 +88,7 @@ impl Exchange {
             error: error.map(Into::into),
             ..CommandResult::default()
         };
-        let scope = self.session.scope(Some(&self.deadline));
+        let scope = self.session.scope(Some((&self.identity, &self.deadline)));
         self.adapter.pipeline.finish(&scope, &result).await;
     }
 }
@@ -283,8 +283,8 @@ impl HttpAdapter {
                     Refusal::Unauthenticated,
                     &format!("gatehouse could not verify your token: {e}"),
                 ),
-                Turned::Denied(why) => error(kind, Refusal::Forbidden, &why),
-                Turned::WrongKind | Turned::WrongUser { .. } => error(
+                Turned::Denied { reason, .. } => error(kind, Refusal::Forbidden, &reason),
+                Turned::WrongKind { .. } | Turned::WrongUser { .. } => error(
                     kind,
                     Refusal::Forbidden,
                     &format!(
@@ -349,7 +349,7 @@ impl HttpAdapter {
         caller: &Caller,
     ) -> Result<ReadRequest, Response<ClientBody>> {
         let (conn, rest_path) = (&routed.conn, &routed.rest_path);
-        let (session, deadline) = (&caller.session, &caller.deadline);
+        let (identity, session, deadline) = (&caller.identity, &caller.session, &caller.deadline);
         let kind = Some(conn.kind);
         let (parts, body) = req.into_parts();
         let upgrade = wants_upgrade(&parts.headers);
@@ -402,7 +402,7 @@ impl HttpAdapter {
                 };
                 // Recorded as refused; the client is told why either way.
                 let command = self.command(conn, command_id, &facts, verdict, body.len());
-                let scope = session.scope(Some(deadline));
+                let scope = session.scope(Some((identity, deadline)));
                 let _ = self.pipeline.admit(&scope, command, None).await;
                 session.count(body.len() as u64, 0, true);
                 return Err(error(kind, Refusal::BadRequest, &why));
@@ -464,7 +464,7 @@ impl HttpAdapter {
                 }
             }
         }
-        let scope = session.scope(Some(deadline));
+        let scope = session.scope(Some((identity, deadline)));
         let admitted = self
             .pipeline
             .admit(&scope, command, Some(&mut Unwatched))

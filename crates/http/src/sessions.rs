@@ -32,14 +32,17 @@ pub struct HttpSession {
 
 impl HttpSession {
     /// What a command of this session shares with the others, for core's
-    /// lifecycle; `deadline` is the request's (its token's expiry).
-    pub fn scope(&self, deadline: Option<&SessionDeadline>) -> CommandScope {
+    /// lifecycle. Each request is signed in on its own token, so its
+    /// command carries the request's identity (the requester approvers
+    /// see) and `deadline`, the request's token expiry or grant end;
+    /// `None` uses the session's first identity (its start and end).
+    pub fn scope(&self, request: Option<(&Identity, &SessionDeadline)>) -> CommandScope {
         CommandScope {
             session_id: self.id.clone(),
-            identity: self.identity.clone(),
+            identity: request.map_or_else(|| self.identity.clone(), |(i, _)| i.clone()),
             connection: self.connection.clone(),
             protocol: "http",
-            deadline: deadline.cloned(),
+            deadline: request.map(|(_, d)| d.clone()),
         }
     }
 

@@ -73,7 +73,9 @@ pub(crate) async fn vet(exchange: &Exchange, calls: &[LlmToolCall]) -> Result<()
         },
         shown: facts.summary.clone(),
     };
-    let scope = exchange.session.scope(Some(&exchange.deadline));
+    let scope = exchange
+        .session
+        .scope(Some((&exchange.identity, &exchange.deadline)));
     pipeline
         .admit(&scope, command, Some(&mut Unwatched))
         .await

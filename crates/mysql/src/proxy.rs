@@ -29,7 +29,7 @@ use gatehouse_core::events::{CommandEvent, CommandResult};
 use gatehouse_core::lifecycle::{Command, Refusal};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{resolve_executes, BoxFuture};
+use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture};
 use gatehouse_core::Verdict;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -240,11 +240,7 @@ impl Proxy {
             }
             let next = tokio::select! {
                 p = self.client.next() => p,
-                reason = &mut grant_end => {
-                    self.seq = 0;
-                    self.send_err(4031, "HY000", &format!("gatehouse ended this session: {reason}"));
-                    return reason;
-                }
+                reason = &mut grant_end => return self.end_at_deadline(reason).await,
             };
             let pkt = match next {
                 Ok(Some(p)) => p,
@@ -258,12 +254,32 @@ impl Proxy {
             };
             self.stats.bytes_from_client += pkt.payload.len() as u64 + 4;
             self.seq = pkt.last_seq.wrapping_add(1);
-            match self.handle(pkt).await {
-                Ok(true) => {}
-                Ok(false) => return "client quit".into(),
-                Err(reason) => return reason,
+            // The deadline also ends a statement still running (a long
+            // query, a big result): its session ends, and says so.
+            let handled = tokio::select! {
+                step = self.handle(pkt) => Ok(step),
+                reason = &mut grant_end => Err(reason),
+            };
+            match handled {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return "client quit".into(),
+                Ok(Err(reason)) => return reason,
+                Err(reason) => return self.end_at_deadline(reason).await,
             }
         }
+    }
+
+    /// The session's deadline came (token expiry, grant end, the gateway
+    /// stopping): tell the client why, then end.
+    async fn end_at_deadline(&mut self, reason: String) -> String {
+        self.seq = 0;
+        self.send_err(
+            4031,
+            "HY000",
+            &format!("gatehouse ended this session: {reason}"),
+        );
+        let _ = self.flush().await;
+        reason
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -602,7 +618,8 @@ impl Proxy {
                 verdict: verdict.clone(),
                 approval_request: None,
             },
-            shown: shown.to_string(),
+            // Approvers never see a credential the statement carries.
+            shown: redact_secrets(shown).into_owned(),
         }
     }
 

@@ -338,9 +338,9 @@ impl MySqlAdapter {
                     Turned::Unauthenticated(reason) => {
                         (1045, "28000", format!("authentication failed: {reason}"))
                     }
-                    Turned::WrongUser { subject } => (1045, "28000", format!("the token is for \"{subject}\" but you connected as user \"{user}\"; connect with -u {subject}")),
-                    Turned::WrongKind => (1044, "42000", format!("connection \"{connection}\" is not a MySQL connection; connect to it with its own client")),
-                    Turned::Denied(why) => (1044, "42000", why),
+                    Turned::WrongUser { identity } => (1045, "28000", format!("the token is for \"{s}\" but you connected as user \"{user}\"; connect with -u {s}", s = identity.subject)),
+                    Turned::WrongKind { .. } => (1044, "42000", format!("connection \"{connection}\" is not a MySQL connection; connect to it with its own client")),
+                    Turned::Denied { reason, .. } => (1044, "42000", reason),
                 };
                 return refuse(&mut client, seq, code, sqlstate, &message).await;
             }

@@ -40,7 +40,7 @@ use gatehouse_core::events::{CommandEvent, CommandResult};
 use gatehouse_core::lifecycle::{Command, Refusal};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
-use gatehouse_core::pipeline::{resolve_executes, BoxFuture};
+use gatehouse_core::pipeline::{redact_secrets, resolve_executes, BoxFuture};
 use gatehouse_core::Verdict;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};

@@ -292,9 +292,9 @@ impl PostgresAdapter {
                     Turned::Unauthenticated(reason) => {
                         ("28P01", format!("authentication failed: {reason}"))
                     }
-                    Turned::WrongUser { subject } => ("28000", format!("the token is for \"{subject}\" but you connected as user \"{user}\"; connect with user={subject}")),
-                    Turned::WrongKind => ("28000", format!("connection \"{connection}\" is not a PostgreSQL connection; connect to it with its own client")),
-                    Turned::Denied(why) => ("28000", why),
+                    Turned::WrongUser { identity } => ("28000", format!("the token is for \"{s}\" but you connected as user \"{user}\"; connect with user={s}", s = identity.subject)),
+                    Turned::WrongKind { .. } => ("28000", format!("connection \"{connection}\" is not a PostgreSQL connection; connect to it with its own client")),
+                    Turned::Denied { reason, .. } => ("28000", reason),
                 };
                 return fatal(&mut client, sqlstate, &message).await;
             }

@@ -292,7 +292,10 @@ impl ClientHandler {
             serves: |kind| kind == ConnectionKind::Ssh,
             require_subject_match: false,
         };
-        let (guard, conn, denied) = match pipeline.enter(&arrival).await {
+        // A caller refused the connection is still let in, so every channel
+        // can tell them why; such a session runs nothing and records
+        // nothing (its refusal is recorded as access.denied).
+        let (guard, conn, refused) = match pipeline.enter(&arrival).await {
             Ok(entry) => {
                 let start = SessionStart {
                     client_addr: client_addr.clone(),
@@ -314,36 +317,31 @@ impl ClientHandler {
                 tracing::info!(peer = %self.peer, %reason, "ssh token refused");
                 return Ok(Auth::reject());
             }
-            Err(Turned::WrongKind) => (None, None, Some(format!(
+            Err(Turned::WrongKind { identity }) => (None, None, Some((identity, format!(
                 "connection \"{connection}\" is not an SSH connection; use its own client (psql for PostgreSQL)"
-            ))),
-            Err(Turned::Denied(why)) => (None, None, Some(why)),
-            Err(Turned::WrongUser { subject }) => (None, None, Some(format!("the token is for \"{subject}\""))),
+            )))),
+            Err(Turned::Denied { identity, reason }) => (None, None, Some((identity, reason))),
+            Err(Turned::WrongUser { identity }) => {
+                let why = format!("the token is for \"{}\"", identity.subject);
+                (None, None, Some((identity, why)))
+            }
         };
-        // A caller refused the connection is still let in, so every channel
-        // can tell them why; such a session runs nothing and records
-        // nothing (its refusal is recorded as access.denied).
-        let scope = match &guard {
-            Some(g) => g.scope.clone(),
-            None => CommandScope {
-                session_id: gatehouse_core::pipeline::new_session_id(),
-                identity: Identity {
-                    subject: user.to_string(),
-                    email: None,
-                    groups: Vec::new(),
-                    issuer: String::new(),
-                    token_id: None,
-                    expires_at: 0,
-                },
-                connection: connection.clone(),
-                protocol: "ssh",
-                deadline: None,
-            },
+        let (scope, deadline, denied) = match (&guard, refused) {
+            (Some(g), _) => (g.scope.clone(), g.deadline.clone(), None),
+            (None, Some((identity, why))) => {
+                // Refused, the caller still stays no longer than their token.
+                let deadline = pipeline.session_deadline(&identity, None);
+                let scope = CommandScope {
+                    session_id: gatehouse_core::pipeline::new_session_id(),
+                    identity: *identity,
+                    connection: connection.clone(),
+                    protocol: "ssh",
+                    deadline: Some(deadline.clone()),
+                };
+                (scope, deadline, Some(why))
+            }
+            (None, None) => return Ok(Auth::reject()),
         };
-        let deadline = guard
-            .as_ref()
-            .map(|g| g.deadline.clone())
-            .unwrap_or_else(|| pipeline.session_deadline(&scope.identity, None));
         let live = Arc::new(Live {
             id: scope.session_id.clone(),
             identity: scope.identity.clone(),

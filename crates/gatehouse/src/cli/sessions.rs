@@ -215,7 +215,8 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
         },
         "command.result" => match serde_json::from_value::<CommandResult>(d.clone()) {
             Ok(r) => {
-                let outcome = match (r.detail.get("exit_status"), r.status, r.rows) {
+                let exit = r.detail.get("exit_status").filter(|x| !x.is_null());
+                let outcome = match (exit, r.status, r.rows) {
                     (Some(x), _, _) => format!(
                         "exit status {x}{}",
                         r.detail

@@ -58,6 +58,9 @@ impl<'a> HeldClient<'a> {
     pub(super) fn new(proxy: &'a mut Proxy) -> Self {
         let mut cancelled = Box::pin(proxy.ctx.held_cancel.clone().notified_owned());
         cancelled.as_mut().enable();
+        // From here a KILL QUERY from another connection withdraws this
+        // statement (nothing runs on the target while it waits).
+        proxy.ctx.holding.store(true, Ordering::SeqCst);
         HeldClient { proxy, cancelled }
     }
 }
@@ -70,8 +73,6 @@ impl Drop for HeldClient<'_> {
 
 impl HoldWatch for HeldClient<'_> {
     fn waiting<'b>(&'b mut self, w: &'b Waiting<'b>) -> BoxFuture<'b, Result<(), String>> {
-        // KILL QUERY from another connection now withdraws this statement.
-        self.proxy.ctx.holding.store(true, Ordering::SeqCst);
         tracing::info!(
             session = %self.proxy.ctx.id,
             request = w.request.id,

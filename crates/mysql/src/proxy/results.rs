@@ -201,7 +201,7 @@ impl Proxy {
             result_sample: sampled.then_some(result.sample),
             ..CommandResult::default()
         };
-        tokio::spawn(self.ctx.pipeline.finish(&self.ctx.scope, &event));
+        self.ctx.pipeline.finish_later(&self.ctx.scope, &event);
     }
 }
 

@@ -513,7 +513,8 @@ impl ClientPump {
         }
         let mut command = self.command(&sql, &classification, verdict, protocol);
         if matches!(command.event.verdict, Verdict::Hold { .. }) {
-            command.shown = self.shown_for_approval(&sql, &classification);
+            command.shown =
+                redact_secrets(&self.shown_for_approval(&sql, &classification)).into_owned();
         }
         let id = match self.admit(command).await {
             Ok(id) => id,
@@ -729,6 +730,7 @@ impl ClientPump {
         let mut command = self.command(&stmt.sql, &classification, verdict, "extended");
         if matches!(command.event.verdict, Verdict::Hold { .. }) {
             let sql = self.shown_for_approval(&stmt.sql, &classification);
+            let sql = redact_secrets(&sql).into_owned();
             command.shown = match portal.params_shown.as_deref() {
                 Some(p) if !p.is_empty() => format!("{sql}\n-- parameters: {p}"),
                 _ => sql,

@@ -702,6 +702,6 @@ impl ServerPump {
             sealed_originals,
             ..CommandResult::default()
         };
-        tokio::spawn(ctx.pipeline.finish(&ctx.scope, &event));
+        ctx.pipeline.finish_later(&ctx.scope, &event);
     }
 }
