@@ -263,6 +263,33 @@ pub struct CommandResult {
     pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
+impl CommandResult {
+    /// A SQL command's result: rows streamed, what was masked, the error
+    /// the target answered with, and a sample of the rows when one was
+    /// kept (with their column names, when known).
+    pub fn sql(
+        command_id: u64,
+        rows: u64,
+        duration_us: u64,
+        masked: MaskCounts,
+        error: Option<serde_json::Value>,
+        columns: Vec<String>,
+        sample: Vec<serde_json::Value>,
+    ) -> CommandResult {
+        let sampled = !sample.is_empty();
+        CommandResult {
+            command_id,
+            rows: Some(rows),
+            duration_us: Some(duration_us),
+            masked,
+            error,
+            columns: (sampled && !columns.is_empty()).then_some(columns),
+            result_sample: sampled.then_some(sample),
+            ..CommandResult::default()
+        }
+    }
+}
+
 /// `session.end`: one schema for every protocol.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SessionEndEvent {

@@ -407,7 +407,7 @@ impl Pipeline {
     /// sealer, the unmasked text is sealed into the event) and what the
     /// classifier saw. The `command` event's detail for PostgreSQL and
     /// MySQL.
-    pub fn sql_command(
+    pub fn sql_detail(
         &self,
         identity: &Identity,
         connection: &str,
@@ -437,6 +437,29 @@ impl Pipeline {
             trail_masked: (!masked.is_empty()).then_some(masked),
             sealed_originals,
         })
+    }
+
+    /// A decided SQL command of `scope`'s session, ready for
+    /// [`Pipeline::admit`] (approvers' text still to be set when held).
+    pub fn sql_command(
+        &self,
+        scope: &crate::lifecycle::CommandScope,
+        command_id: u64,
+        protocol: &str,
+        sql: &str,
+        classification: &Classification,
+        verdict: Verdict,
+    ) -> crate::lifecycle::Command {
+        crate::lifecycle::Command {
+            event: crate::events::CommandEvent {
+                command_id,
+                protocol: protocol.into(),
+                detail: self.sql_detail(&scope.identity, &scope.connection, sql, classification),
+                verdict,
+                approval_request: None,
+            },
+            shown: String::new(),
+        }
     }
 
     /// Record a session's end with its counters, in the one

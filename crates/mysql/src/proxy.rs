@@ -25,7 +25,7 @@ use bytes::BytesMut;
 use gatehouse_core::approval::quote_for_approver;
 use gatehouse_core::classify::syntax::mysql_executable_comments;
 use gatehouse_core::classify::{Classification, Dialect, StatementFacts, StatementKind};
-use gatehouse_core::events::{CommandEvent, CommandResult};
+use gatehouse_core::events::CommandResult;
 use gatehouse_core::lifecycle::{Command, Refusal};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;
@@ -605,22 +605,17 @@ impl Proxy {
         self.next_command += 1;
         self.stats.commands += 1;
         let ctx = &self.ctx;
-        Command {
-            event: CommandEvent {
-                command_id: self.next_command,
-                protocol: protocol.into(),
-                detail: ctx.pipeline.sql_command(
-                    &ctx.identity,
-                    &ctx.connection,
-                    sql,
-                    classification,
-                ),
-                verdict: verdict.clone(),
-                approval_request: None,
-            },
-            // Approvers never see a credential the statement carries.
-            shown: redact_secrets(shown).into_owned(),
-        }
+        let mut command = ctx.pipeline.sql_command(
+            &ctx.scope,
+            self.next_command,
+            protocol,
+            sql,
+            classification,
+            verdict.clone(),
+        );
+        // Approvers never see a credential the statement carries.
+        command.shown = redact_secrets(shown).into_owned();
+        command
     }
 
     /// Run a decided command through core's lifecycle (record, refuse, or

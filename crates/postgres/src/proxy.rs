@@ -36,7 +36,7 @@ use gatehouse_core::classify::syntax::{
 use gatehouse_core::classify::{
     Classification, CopyDirection, Dialect, StatementFacts, StatementKind,
 };
-use gatehouse_core::events::{CommandEvent, CommandResult};
+use gatehouse_core::events::CommandResult;
 use gatehouse_core::lifecycle::{Command, Refusal};
 use gatehouse_core::mask::MaskCounts;
 pub use gatehouse_core::pipeline::SessionStats;

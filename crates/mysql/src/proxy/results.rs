@@ -190,17 +190,15 @@ impl Proxy {
 
     /// Record the outcome of one command (without holding up the session).
     pub(super) fn finish(&mut self, unit: CommandUnit, result: ResultState) {
-        let sampled = !result.sample.is_empty();
-        let event = CommandResult {
-            command_id: unit.id,
-            rows: Some(result.rows),
-            duration_us: Some(unit.started.elapsed().as_micros() as u64),
-            masked: result.masked,
-            error: result.error,
-            columns: (sampled && !result.columns.is_empty()).then_some(result.columns),
-            result_sample: sampled.then_some(result.sample),
-            ..CommandResult::default()
-        };
+        let event = CommandResult::sql(
+            unit.id,
+            result.rows,
+            unit.started.elapsed().as_micros() as u64,
+            result.masked,
+            result.error,
+            result.columns,
+            result.sample,
+        );
         self.ctx.pipeline.finish_later(&self.ctx.scope, &event);
     }
 }

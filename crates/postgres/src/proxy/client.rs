@@ -443,21 +443,14 @@ impl ClientPump {
         self.next_command += 1;
         self.stats.commands += 1;
         let ctx = &self.ctx;
-        Command {
-            event: CommandEvent {
-                command_id: self.next_command,
-                protocol: protocol.into(),
-                detail: ctx.pipeline.sql_command(
-                    &ctx.identity,
-                    &ctx.connection,
-                    sql,
-                    classification,
-                ),
-                verdict,
-                approval_request: None,
-            },
-            shown: String::new(),
-        }
+        ctx.pipeline.sql_command(
+            &ctx.scope,
+            self.next_command,
+            protocol,
+            sql,
+            classification,
+            verdict,
+        )
     }
 
     /// Run `command` through core's lifecycle (record, refuse, or hold and

@@ -690,17 +690,17 @@ impl ServerPump {
             }
             _ => None,
         };
-        let sampled = !result.sample.is_empty();
         let event = CommandResult {
-            command_id: unit.id,
-            rows: Some(result.rows),
-            duration_us: Some(unit.started.elapsed().as_micros() as u64),
-            masked: result.masked,
-            error: result.error,
-            columns: (sampled && !result.columns.is_empty()).then_some(result.columns),
-            result_sample: sampled.then_some(result.sample),
             sealed_originals,
-            ..CommandResult::default()
+            ..CommandResult::sql(
+                unit.id,
+                result.rows,
+                unit.started.elapsed().as_micros() as u64,
+                result.masked,
+                result.error,
+                result.columns,
+                result.sample,
+            )
         };
         ctx.pipeline.finish_later(&ctx.scope, &event);
     }
