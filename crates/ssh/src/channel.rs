@@ -22,7 +22,7 @@ use crate::target::Target;
 use crate::Live;
 use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
 use gatehouse_core::deadline::SessionEnd;
-use gatehouse_core::events::{CommandDetail, CommandEvent, ShellCommand};
+use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, ShellCommand};
 use gatehouse_core::lifecycle::{Admitted, Command, NotApproved, Refusal};
 use gatehouse_core::mask::{Masker, NotText, TextStream};
 use gatehouse_core::Verdict;
@@ -1104,26 +1104,36 @@ impl Relay {
                 .await;
         }
         if let Some((id, facts, started)) = self.exec.take() {
-            let mut data = serde_json::json!({
-                "command_id": id,
-                "channel": self.number,
-                "exit_status": self.exit_status,
-                "duration_ms": started.elapsed().as_millis() as u64,
-            });
-            if let Some(why) = &self.cut {
-                data["error"] = format!("cut off: {why}").into();
-            }
+            let mut detail = serde_json::Map::new();
+            detail.insert("channel".into(), self.number.into());
+            detail.insert("exit_status".into(), self.exit_status.into());
+            detail.insert(
+                "duration_ms".into(),
+                (started.elapsed().as_millis() as u64).into(),
+            );
             if let Some(x) = &self.exec_text {
-                data["output_masking"] = x.summary();
+                detail.insert("output_masking".into(), x.summary());
             }
             if self.mode == Mode::Transfer {
-                data["transfer"] = serde_json::json!({
-                    "direction": facts.kind,
-                    "path": facts.path,
-                    "bytes": self.transfer_bytes,
-                });
+                detail.insert(
+                    "transfer".into(),
+                    serde_json::json!({
+                        "direction": facts.kind,
+                        "path": facts.path,
+                        "bytes": self.transfer_bytes,
+                    }),
+                );
             }
-            let _ = self.live.record("command.result", data).await;
+            let result = CommandResult {
+                command_id: id,
+                error: self
+                    .cut
+                    .as_ref()
+                    .map(|why| format!("cut off: {why}").into()),
+                detail,
+                ..CommandResult::default()
+            };
+            self.live.pipeline.finish(&self.live.scope, &result).await;
         }
         if let Some(r) = self.recording.take() {
             match r.close() {
