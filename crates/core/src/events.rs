@@ -172,6 +172,7 @@ pub struct StatementRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShellCommand {
     /// The SSH channel it ran on.
+    #[serde(default)]
     pub channel: u32,
     /// Exec, line, upload, download, SFTP operation.
     pub kind: ShellKind,

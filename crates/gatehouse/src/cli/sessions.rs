@@ -211,7 +211,26 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                     e.seq, e.ts, c.command_id
                 )
             }
-            Err(_) => format!("#{} {} command: {d}", e.seq, e.ts),
+            // An event written by another version (or by hand): its fields
+            // by name.
+            Err(_) => {
+                let verdict = &d["verdict"];
+                let effect = verdict["effect"].as_str().unwrap_or("?");
+                let rule = verdict["rule"]
+                    .as_str()
+                    .map(|r| format!(" (rule {r})"))
+                    .unwrap_or_default();
+                let what = match d.get("sql") {
+                    Some(_) => s("sql"),
+                    None => format!("{} {}", s("kind"), s("command")),
+                };
+                format!(
+                    "#{} {} command {} [{effect}{rule}]: {what}",
+                    e.seq,
+                    e.ts,
+                    d.get("command_id").cloned().unwrap_or_default()
+                )
+            }
         },
         "command.result" => match serde_json::from_value::<CommandResult>(d.clone()) {
             Ok(r) => {
