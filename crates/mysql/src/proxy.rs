@@ -255,16 +255,39 @@ impl Proxy {
             self.stats.bytes_from_client += pkt.payload.len() as u64 + 4;
             self.seq = pkt.last_seq.wrapping_add(1);
             // The deadline also ends a statement still running (a long
-            // query, a big result): its session ends, and says so.
-            let handled = tokio::select! {
-                step = self.handle(pkt) => Ok(step),
-                reason = &mut grant_end => Err(reason),
+            // query, a big result): its session ends, and says so. A
+            // statement waiting for approval ends on its own then (core
+            // withdraws it and the client is told so); the session ends
+            // right after.
+            let holding = self.ctx.holding.clone();
+            let mut ended = None;
+            let handled = {
+                let handle = self.handle(pkt);
+                tokio::pin!(handle);
+                loop {
+                    tokio::select! {
+                        step = &mut handle => break Ok(step),
+                        reason = &mut grant_end, if ended.is_none() => {
+                            if holding.load(std::sync::atomic::Ordering::SeqCst) {
+                                ended = Some(reason);
+                            } else {
+                                break Err(reason);
+                            }
+                        }
+                    }
+                }
             };
-            match handled {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return "client quit".into(),
-                Ok(Err(reason)) => return reason,
+            let step = match handled {
+                Ok(step) => step,
                 Err(reason) => return self.end_at_deadline(reason).await,
+            };
+            if let Some(reason) = ended {
+                return self.end_at_deadline(reason).await;
+            }
+            match step {
+                Ok(true) => {}
+                Ok(false) => return "client quit".into(),
+                Err(reason) => return reason,
             }
         }
     }
