@@ -184,7 +184,7 @@ impl Broker {
             })
             .await
             .map(|_| ())
-            .map_err(BrokerError::Audit)
+            .map_err(|e| BrokerError::Audit(e.to_string()))
     }
 
     fn announce(&self, event: &str, r: &Request) {

@@ -7,7 +7,7 @@
 
 use gatehouse_approvals::{Broker, BrokerError, Status, Store};
 use gatehouse_core::approval::{AccessGrants, ApprovalBroker, HeldCommand, Outcome, Requirement};
-use gatehouse_core::pipeline::{BoxFuture, EventRecord, Recorder};
+use gatehouse_core::pipeline::{BoxFuture, EventRecord, RecordError, Recorder};
 use gatehouse_core::policy::{compile, PolicyConfig};
 use gatehouse_core::Identity;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +21,10 @@ struct Trail {
 }
 
 impl Recorder for Trail {
-    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>> {
+    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, RecordError>> {
         Box::pin(async move {
             if self.broken.load(Ordering::SeqCst) {
-                return Err("disk full".into());
+                return Err(RecordError::Store("disk full".into()));
             }
             let mut k = self.kinds.lock().unwrap();
             k.push(event.kind.to_string());

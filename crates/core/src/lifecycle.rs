@@ -25,7 +25,7 @@ use crate::approval::{HeldCommand, OpenedRequest, Outcome, Requirement};
 use crate::deadline::{SessionDeadline, SessionEnd};
 use crate::events::{self, CommandEvent, CommandResult};
 use crate::identity::Identity;
-use crate::pipeline::{BoxFuture, EventRecord, Pipeline};
+use crate::pipeline::{BoxFuture, EventRecord, Pipeline, RecordError};
 use crate::verdict::Verdict;
 use std::sync::Arc;
 
@@ -99,7 +99,7 @@ pub enum Refusal {
     /// The approval request could not be opened.
     HoldFailed(String),
     /// The trail could not keep the command, so it does not run.
-    NotRecorded(String),
+    NotRecorded(RecordError),
     /// It was held and not approved.
     NotApproved {
         /// The approval request.
@@ -349,7 +349,7 @@ impl Pipeline {
         &self,
         scope: &CommandScope,
         event: CommandEvent,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, RecordError> {
         self.recorder
             .record(scope.event(events::kind::COMMAND, events::to_data(&event)))
             .await

@@ -21,11 +21,36 @@ use std::sync::Arc;
 /// A boxed future, so the pipeline's collaborators can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Why a token was refused. The text is safe to show the client: it never
+/// contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The token is not valid: malformed, badly signed, from an untrusted
+    /// issuer, for another audience, expired or not yet valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The identity provider could not be asked (unreachable, or
+    /// misconfigured), so the token could not be checked.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Why the audit trail could not keep an event: the command it is about
+/// must not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The store refused the write (disk full, I/O error, read-only).
+    #[error("{0}")]
+    Store(String),
+    /// The trail is closed: the gateway is stopping.
+    #[error("the audit trail is closed")]
+    Closed,
+}
+
 /// Authenticate stage: turns a bearer token into an [`Identity`].
 pub trait Authenticator: Send + Sync {
-    /// Validate `token`; the error text is safe to show the client (it never
-    /// contains the token).
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>>;
+    /// Validate `token`.
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>>;
 
     /// The clock skew tolerated past a token's `exp` when it is validated;
     /// a session ends when its token would stop being accepted, `exp` plus
@@ -54,7 +79,7 @@ pub struct EventRecord {
 pub trait Recorder: Send + Sync {
     /// Store `event`; resolves only once it is durable. An error means the
     /// evidence could not be kept and the command must not run.
-    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>>;
+    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, RecordError>>;
 }
 
 /// Counters of one database session, reported in its end event.
@@ -246,7 +271,7 @@ impl Pipeline {
         user: &str,
         client_addr: &str,
         protocol: &str,
-    ) -> Result<Identity, String> {
+    ) -> Result<Identity, AuthError> {
         match self.authenticator.authenticate(token).await {
             Ok(identity) => Ok(identity),
             Err(reason) => {
@@ -259,7 +284,7 @@ impl Pipeline {
                         "user": user,
                         "client_addr": client_addr,
                         "protocol": protocol,
-                        "reason": reason,
+                        "reason": reason.to_string(),
                     }),
                 };
                 // The client is refused either way; a failure to record it is

@@ -20,7 +20,7 @@ use crate::deadline::SessionDeadline;
 use crate::events::{self, SessionStart};
 use crate::identity::Identity;
 use crate::lifecycle::CommandScope;
-use crate::pipeline::{new_session_id, Pipeline, SessionStats};
+use crate::pipeline::{new_session_id, AuthError, Pipeline, RecordError, SessionStats};
 use crate::policy::{ConnectionConfig, ConnectionKind};
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,7 +51,7 @@ pub struct Arrival<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Turned {
     /// The token did not validate (the reason is safe to show).
-    Unauthenticated(String),
+    Unauthenticated(AuthError),
     /// The user name does not name the token's subject.
     WrongUser {
         /// Who the token is for.
@@ -171,7 +171,7 @@ impl Pipeline {
         protocol: &'static str,
         grant: Option<GrantLease>,
         mut start: SessionStart,
-    ) -> Result<SessionGuard, String> {
+    ) -> Result<SessionGuard, RecordError> {
         start.protocol = protocol.into();
         start.identity = identity.clone();
         start.grant_id = grant.as_ref().map(|g| g.id);

@@ -129,7 +129,10 @@ impl TrailRecorder {
 }
 
 impl Recorder for TrailRecorder {
-    fn record(&self, mut event: EventRecord) -> BoxFuture<'_, Result<u64, String>> {
+    fn record(
+        &self,
+        mut event: EventRecord,
+    ) -> BoxFuture<'_, Result<u64, crate::pipeline::RecordError>> {
         guard_event(&self.masker, self.sealer.as_ref(), &mut event);
         self.inner.record(event)
     }

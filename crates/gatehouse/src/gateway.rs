@@ -10,12 +10,14 @@ use gatehouse_approvals::{Broker, RequestKind};
 use gatehouse_audit::{AuditConfig, AuditLog, Durability, NewEvent};
 use gatehouse_core::classify::ClassifierCache;
 use gatehouse_core::mask::{Masker, MaskerConfig, TokenizeKey};
-use gatehouse_core::pipeline::{Authenticator, BoxFuture, EventRecord, Pipeline, Recorder};
+use gatehouse_core::pipeline::{
+    AuthError, Authenticator, BoxFuture, EventRecord, Pipeline, RecordError, Recorder,
+};
 use gatehouse_core::policy::{self, Policy};
 use gatehouse_core::serve;
 use gatehouse_core::trail::{OriginalsSealer, TrailApprovals, TrailRecorder};
 use gatehouse_core::Identity;
-use gatehouse_identity::{DevIssuer, TokenValidator};
+use gatehouse_identity::{AuthError as IdAuthError, DevIssuer, TokenValidator};
 use gatehouse_mysql::{AdapterSettings as MySqlSettings, MySqlAdapter};
 use gatehouse_notify::{Notification, Notifier};
 use gatehouse_postgres::{AdapterSettings, PostgresAdapter};
@@ -68,8 +70,15 @@ pub struct RunningGateway {
 struct TokenAuthenticator(Arc<TokenValidator>, Duration);
 
 impl Authenticator for TokenAuthenticator {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, String>> {
-        Box::pin(async move { self.0.validate(token).await.map_err(|e| e.to_string()) })
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async move {
+            self.0.validate(token).await.map_err(|e| match e {
+                IdAuthError::ProviderUnreachable(_) | IdAuthError::ProviderMisconfigured(_) => {
+                    AuthError::Unavailable(e.to_string())
+                }
+                _ => AuthError::Invalid(e.to_string()),
+            })
+        })
     }
 
     fn leeway(&self) -> Duration {
@@ -80,7 +89,7 @@ impl Authenticator for TokenAuthenticator {
 struct AuditRecorder(AuditLog);
 
 impl Recorder for AuditRecorder {
-    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>> {
+    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, RecordError>> {
         Box::pin(async move {
             let event = NewEvent {
                 kind: event.kind.to_string(),
@@ -89,7 +98,10 @@ impl Recorder for AuditRecorder {
                 connection: event.connection,
                 data: event.data,
             };
-            self.0.record(event).await.map_err(|e| e.to_string())
+            self.0.record(event).await.map_err(|e| match e {
+                gatehouse_audit::AuditError::Closed => RecordError::Closed,
+                other => RecordError::Store(other.to_string()),
+            })
         })
     }
 }

@@ -123,7 +123,7 @@ impl HttpSessions {
         identity: &Identity,
         connection: &str,
         arrival: Arrival<'_>,
-    ) -> Result<Arc<HttpSession>, String> {
+    ) -> Result<Arc<HttpSession>, gatehouse_core::pipeline::RecordError> {
         let key = (
             identity.issuer.clone(),
             identity.subject.clone(),

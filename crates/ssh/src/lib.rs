@@ -144,7 +144,11 @@ pub struct Live {
 
 impl Live {
     /// Record an event of this session.
-    pub async fn record(&self, kind: &'static str, data: serde_json::Value) -> Result<u64, String> {
+    pub async fn record(
+        &self,
+        kind: &'static str,
+        data: serde_json::Value,
+    ) -> Result<u64, gatehouse_core::pipeline::RecordError> {
         self.pipeline
             .recorder
             .record(EventRecord {

@@ -82,7 +82,10 @@ pub fn free_port() -> u16 {
 struct AuditRecorder(AuditLog);
 
 impl Recorder for AuditRecorder {
-    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>> {
+    fn record(
+        &self,
+        event: EventRecord,
+    ) -> BoxFuture<'_, Result<u64, gatehouse_core::pipeline::RecordError>> {
         Box::pin(async move {
             self.0
                 .record(NewEvent {
@@ -93,7 +96,7 @@ impl Recorder for AuditRecorder {
                     data: event.data,
                 })
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| gatehouse_core::pipeline::RecordError::Store(e.to_string()))
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::approval::{ApprovalBroker, Requirement};
 use crate::classify::ClassifierCache;
 use crate::events::{CommandDetail, SqlCommand};
 use crate::mask::{Masker, MaskerConfig, Strategy, TokenizeKey};
-use crate::pipeline::{Authenticator, Recorder};
+use crate::pipeline::{AuthError, Authenticator, RecordError, Recorder};
 use crate::policy::{compile, PolicyConfig};
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -19,10 +19,10 @@ struct Trail {
 }
 
 impl Recorder for Trail {
-    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, String>> {
+    fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, RecordError>> {
         Box::pin(async move {
             if self.fail {
-                return Err("disk full".into());
+                return Err(RecordError::Store("disk full".into()));
             }
             let mut events = self.events.lock().unwrap();
             events.push(event);
@@ -66,8 +66,8 @@ impl ApprovalBroker for Broker {
 struct NoTokens;
 
 impl Authenticator for NoTokens {
-    fn authenticate<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Identity, String>> {
-        Box::pin(async { Err("no".into()) })
+    fn authenticate<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async { Err(AuthError::Invalid("no".into())) })
     }
 }
 
@@ -220,7 +220,10 @@ async fn a_command_the_trail_cannot_hold_never_runs_and_its_request_is_withdrawn
     let p = pipeline(trail, Some(broker.clone()));
     let mut client = Client::default();
     let r = p.admit(&scope(), command(hold()), Some(&mut client)).await;
-    assert_eq!(r, Err(Refusal::NotRecorded("disk full".into())));
+    assert_eq!(
+        r,
+        Err(Refusal::NotRecorded(RecordError::Store("disk full".into())))
+    );
     let withdrawn = broker.withdrawn.lock().unwrap().clone();
     assert_eq!(withdrawn.len(), 1);
     assert!(withdrawn[0].1.contains("could not be recorded"));
