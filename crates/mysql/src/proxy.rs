@@ -543,9 +543,13 @@ impl Proxy {
         refusal: Option<Verdict>,
     ) -> Verdict {
         let ctx = &self.ctx;
-        let mut verdict =
-            ctx.pipeline
-                .decide_with(&ctx.identity, &ctx.connection, sql, classification, refusal);
+        let mut verdict = ctx.pipeline.decide_with(
+            &ctx.scope.identity,
+            &ctx.scope.connection,
+            sql,
+            classification,
+            refusal,
+        );
         let w = words(sql);
         let has = |k: &str| w.iter().any(|x| x == k);
         let copy = classification
@@ -610,8 +614,8 @@ impl Proxy {
     fn reads_masked(&self, c: &Classification) -> bool {
         let ctx = &self.ctx;
         ctx.pipeline.policy.column_rules_touch(
-            &ctx.identity,
-            &ctx.connection,
+            &ctx.scope.identity,
+            &ctx.scope.connection,
             c.statements.iter().flat_map(|f| f.tables_read.iter()),
         )
     }
@@ -730,11 +734,11 @@ impl Proxy {
     async fn init_db(&mut self, payload: &[u8]) -> Step {
         let db = String::from_utf8_lossy(&payload[1..]).into_owned();
         let sql = format!("USE `{}`", db.replace('`', "``"));
-        if db != self.ctx.database && db != self.ctx.connection {
+        if db != self.ctx.database && db != self.ctx.scope.connection {
             self.stats.blocked += 1;
             let msg = format!(
                 "connection \"{}\" is bound to database \"{}\"; to reach \"{db}\", connect to the gatehouse connection of that name",
-                self.ctx.connection, self.ctx.database
+                self.ctx.scope.connection, self.ctx.database
             );
             self.send_err(1044, "42000", &msg);
             return Ok(true);
@@ -786,8 +790,8 @@ impl Proxy {
         let target = self.ctx.kills.get(id);
         let verdict = match &target {
             Some(t)
-                if t.connection == self.ctx.connection
-                    && t.subject == self.ctx.identity.subject =>
+                if t.connection == self.ctx.scope.connection
+                    && t.subject == self.ctx.scope.identity.subject =>
             {
                 Verdict::Allow { rule: None }
             }

@@ -14,7 +14,6 @@ use gatehouse_core::pipeline::Pipeline;
 use gatehouse_core::policy::ConnectionKind;
 use gatehouse_core::serve::{self, ConnectionFuture, ProtocolServer};
 use gatehouse_core::session::{Arrival, Entry, Turned};
-use gatehouse_core::Identity;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -118,13 +117,8 @@ pub struct MySqlAdapter {
 
 /// What a session knows once the caller is authenticated and authorized.
 pub struct SessionContext {
-    /// Audit id of the session.
-    pub id: String,
-    /// The caller.
-    pub identity: Identity,
-    /// The connection name.
-    pub connection: String,
-    /// What every command of the session shares, for core's lifecycle.
+    /// The session as its commands share it: id, caller, connection and
+    /// deadline (core's lifecycle reads it too).
     pub scope: CommandScope,
     /// The database on the target.
     pub database: String,
@@ -443,10 +437,7 @@ impl MySqlAdapter {
         // a statement waiting for approval is withdrawn then.
         let deadline = guard.deadline.clone();
         let ctx = Arc::new(SessionContext {
-            id: guard.id().to_string(),
             scope: guard.scope.clone(),
-            identity,
-            connection: conn.name.clone(),
             database: conn.database_name().to_string(),
             pipeline: pipeline.clone(),
             settings: self.settings.clone(),

@@ -14,7 +14,6 @@ use gatehouse_core::pipeline::Pipeline;
 use gatehouse_core::policy::ConnectionKind;
 use gatehouse_core::serve::{ConnectionFuture, Handshake, ProtocolServer};
 use gatehouse_core::session::{Arrival, Entry, Turned};
-use gatehouse_core::Identity;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -81,13 +80,8 @@ pub struct PostgresAdapter {
 
 /// What a session knows once the caller is authenticated and authorized.
 pub struct SessionContext {
-    /// Audit id of the session.
-    pub id: String,
-    /// The caller.
-    pub identity: Identity,
-    /// The connection name.
-    pub connection: String,
-    /// What every command of the session shares, for core's lifecycle.
+    /// The session as its commands share it: id, caller, connection and
+    /// deadline (core's lifecycle reads it too).
     pub scope: CommandScope,
     /// The shared pipeline.
     pub pipeline: Arc<Pipeline>,
@@ -363,10 +357,7 @@ impl PostgresAdapter {
         // FATAL with the reason and withdraws a held statement.
         let deadline = guard.deadline.clone();
         let ctx = Arc::new(SessionContext {
-            id: guard.id().to_string(),
             scope: guard.scope.clone(),
-            identity,
-            connection: conn.name.clone(),
             pipeline: pipeline.clone(),
             settings: self.settings.clone(),
             held_cancel,

@@ -138,7 +138,7 @@ pub async fn run(live: Arc<Live>, client: Channel<Msg>, handle: server::Handle) 
         Err(message) => return refuse_channel(client, handle, &message).await,
     };
     let mask_terminal = live.connection.as_ref().is_some_and(|c| c.mask_terminal);
-    let file_masker = (mask_terminal && live.pipeline.policy.detectors_apply(&live.identity))
+    let file_masker = (mask_terminal && live.pipeline.policy.detectors_apply(&live.scope.identity))
         .then(|| live.pipeline.masker.clone());
     let number = live.next_channel();
     let mut relay = Relay {
@@ -258,15 +258,15 @@ impl Relay {
             return true;
         }
         let (term, w, h) = self.pty.clone().unwrap_or_else(|| (String::new(), 80, 24));
-        let path = self
-            .live
-            .recordings_dir
-            .join(format!("{}-{}.cast", self.live.id, self.number));
+        let path = self.live.recordings_dir.join(format!(
+            "{}-{}.cast",
+            self.live.scope.session_id, self.number
+        ));
         let masker = self
             .live
             .pipeline
             .policy
-            .detectors_apply(&self.live.identity)
+            .detectors_apply(&self.live.scope.identity)
             .then(|| self.live.pipeline.masker.clone());
         match Recording::create(&path, w, h, Some(&term), title, masker) {
             Ok(r) => {
@@ -283,8 +283,8 @@ impl Relay {
     /// Decide a shell command (exec, line, transfer) with the policy.
     fn decide(&self, text: &str, facts: &ShellFacts) -> Verdict {
         self.live.pipeline.policy.decide_shell(
-            &self.live.identity,
-            &self.live.connection_name,
+            &self.live.scope.identity,
+            &self.live.scope.connection,
             text,
             facts,
         )
@@ -411,7 +411,7 @@ impl Relay {
                 }
                 let title = format!(
                     "{} on {}",
-                    self.live.identity.subject, self.live.connection_name
+                    self.live.scope.identity.subject, self.live.scope.connection
                 );
                 if !self.start_recording(&title) {
                     self.reply(want_reply, true).await;
@@ -970,7 +970,7 @@ impl Relay {
                 .live
                 .pipeline
                 .policy
-                .detectors_apply(&self.live.identity)
+                .detectors_apply(&self.live.scope.identity)
         {
             let mut counts = Default::default();
             if let Some(masked) = self
@@ -1174,10 +1174,12 @@ fn decide_binary(live: &Live, text: &str, path: &str, found: &NotText) -> Binary
     let mut facts = shell::classify(text, ShellKind::Binary);
     facts.kind = ShellKind::Binary;
     facts.path = Some(path.to_string());
-    let verdict =
-        live.pipeline
-            .policy
-            .decide_shell(&live.identity, &live.connection_name, text, &facts);
+    let verdict = live.pipeline.policy.decide_shell(
+        &live.scope.identity,
+        &live.scope.connection,
+        text,
+        &facts,
+    );
     match verdict {
         Verdict::Allow { rule: Some(rule) } => Binary::Allowed { rule },
         Verdict::Allow { rule: None } => Binary::Refused {

@@ -24,11 +24,10 @@ pub mod target;
 use gatehouse_core::deadline::SessionDeadline;
 use gatehouse_core::events::SessionStart;
 use gatehouse_core::lifecycle::CommandScope;
-use gatehouse_core::pipeline::{EventRecord, Pipeline, SessionStats};
+use gatehouse_core::pipeline::{Pipeline, SessionStats};
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use gatehouse_core::serve::{ConnectionFuture, Handshake, ProtocolServer};
 use gatehouse_core::session::{Arrival, SessionGuard, Turned};
-use gatehouse_core::Identity;
 use russh::keys::PrivateKey;
 use russh::server::{self, Auth, Msg, Session};
 use russh::{Channel, ChannelOpenFailure, MethodKind, MethodSet};
@@ -108,14 +107,8 @@ impl SshAdapter {
 
 /// One authenticated client connection, shared by its channels.
 pub struct Live {
-    /// Audit id of the session.
-    pub id: String,
-    /// The caller.
-    pub identity: Identity,
     /// The connection (`None` when access was denied).
     pub connection: Option<ConnectionConfig>,
-    /// Connection name as asked for.
-    pub connection_name: String,
     /// Why access was denied, shown on every channel.
     pub denied: Option<String>,
     /// The shared pipeline.
@@ -151,13 +144,7 @@ impl Live {
     ) -> Result<u64, gatehouse_core::pipeline::RecordError> {
         self.pipeline
             .recorder
-            .record(EventRecord {
-                kind,
-                session_id: Some(self.id.clone()),
-                subject: Some(self.identity.subject.clone()),
-                connection: Some(self.connection_name.clone()),
-                data,
-            })
+            .record(self.scope.event(kind, data))
             .await
     }
 
@@ -347,12 +334,9 @@ impl ClientHandler {
             (None, None) => return Ok(Auth::reject()),
         };
         let live = Arc::new(Live {
-            id: scope.session_id.clone(),
-            identity: scope.identity.clone(),
             scope,
             guard: Mutex::new(guard),
             connection: conn,
-            connection_name: connection,
             denied,
             pipeline,
             recordings_dir: self.adapter.settings.recordings_dir.clone(),

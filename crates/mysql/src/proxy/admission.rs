@@ -74,7 +74,7 @@ impl Drop for HeldClient<'_> {
 impl HoldWatch for HeldClient<'_> {
     fn waiting<'b>(&'b mut self, w: &'b Waiting<'b>) -> BoxFuture<'b, Result<(), String>> {
         tracing::info!(
-            session = %self.proxy.ctx.id,
+            session = %self.proxy.ctx.scope.session_id,
             request = w.request.id,
             link = %w.request.link,
             "mysql statement held for approval; the client waits for the decision"

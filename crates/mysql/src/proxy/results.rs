@@ -15,10 +15,12 @@ impl Proxy {
         let ctx = &self.ctx;
         let names: Vec<String> = columns.iter().map(Column::name_str).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut masks =
-            ctx.pipeline
-                .policy
-                .column_masks(&ctx.identity, &ctx.connection, facts, &names);
+        let mut masks = ctx.pipeline.policy.column_masks(
+            &ctx.scope.identity,
+            &ctx.scope.connection,
+            facts,
+            &names,
+        );
         // Defence in depth: the target names each result column's table and
         // column of origin; a rule covering that origin masks it too (an
         // alias the classifier could not trace, a view over a table).
@@ -36,8 +38,8 @@ impl Proxy {
                 .pipeline
                 .policy
                 .column_masks(
-                    &ctx.identity,
-                    &ctx.connection,
+                    &ctx.scope.identity,
+                    &ctx.scope.connection,
                     Some(&facts),
                     &[origins[i].as_str()],
                 )
@@ -47,7 +49,7 @@ impl Proxy {
         let detect = ctx
             .pipeline
             .policy
-            .detection(&ctx.identity, &ctx.connection);
+            .detection(&ctx.scope.identity, &ctx.scope.connection);
         RowPlan::new(columns, masks, detect, format)
     }
 

@@ -383,7 +383,7 @@ impl ClientPump {
                             .ctx
                             .pipeline
                             .policy
-                            .masks_columns_for(&self.ctx.identity, &self.ctx.connection) =>
+                            .masks_columns_for(&self.ctx.scope.identity, &self.ctx.scope.connection) =>
                         {
                             Ok(Some(f.clone()))
                         }
@@ -408,9 +408,13 @@ impl ClientPump {
         refusal: Option<Verdict>,
     ) -> Verdict {
         let ctx = &self.ctx;
-        let mut verdict =
-            ctx.pipeline
-                .decide_with(&ctx.identity, &ctx.connection, sql, classification, refusal);
+        let mut verdict = ctx.pipeline.decide_with(
+            &ctx.scope.identity,
+            &ctx.scope.connection,
+            sql,
+            classification,
+            refusal,
+        );
         let binary_copy_out =
             classification.statements.iter().any(|f| {
                 f.kind == StatementKind::Copy && f.copy_direction == Some(CopyDirection::Out)

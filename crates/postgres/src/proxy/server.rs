@@ -132,7 +132,7 @@ impl ServerPump {
         self.ctx
             .pipeline
             .policy
-            .detection(&self.ctx.identity, &self.ctx.connection)
+            .detection(&self.ctx.scope.identity, &self.ctx.scope.connection)
     }
 
     /// Mask plan for a result set of `facts` with these columns.
@@ -144,10 +144,12 @@ impl ServerPump {
     ) -> RowPlan {
         let ctx = &self.ctx;
         let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-        let masks = ctx
-            .pipeline
-            .policy
-            .column_masks(&ctx.identity, &ctx.connection, facts, &names);
+        let masks = ctx.pipeline.policy.column_masks(
+            &ctx.scope.identity,
+            &ctx.scope.connection,
+            facts,
+            &names,
+        );
         RowPlan::new(fields, formats, masks, self.detect())
     }
 
@@ -176,8 +178,8 @@ impl ServerPump {
         }
         let covered = facts.is_some_and(|f| {
             ctx.pipeline.policy.column_rules_touch(
-                &ctx.identity,
-                &ctx.connection,
+                &ctx.scope.identity,
+                &ctx.scope.connection,
                 f.tables_read.iter().chain(f.tables_written.iter()),
             )
         });
@@ -480,8 +482,8 @@ impl ServerPump {
         let touches = |facts: &mut dyn Iterator<Item = &StatementFacts>| {
             let tables: Vec<&String> = facts.flat_map(|f| f.tables_read.iter()).collect();
             ctx.pipeline.policy.column_rules_touch(
-                &ctx.identity,
-                &ctx.connection,
+                &ctx.scope.identity,
+                &ctx.scope.connection,
                 tables.into_iter(),
             )
         };
@@ -563,7 +565,7 @@ impl ServerPump {
             && ctx
                 .pipeline
                 .policy
-                .masks_columns_for(&ctx.identity, &ctx.connection)
+                .masks_columns_for(&ctx.scope.identity, &ctx.scope.connection)
         {
             Some(NOTIFICATION_WITHHELD.to_string())
         } else {
