@@ -35,24 +35,12 @@ impl Proxy {
         }
         let output_facts = outputs.into_iter().next().flatten();
         if ok.columns > 0 {
-            let mut columns = Vec::new();
-            let mut raws = Vec::new();
-            for _ in 0..ok.columns {
-                let c = self.target_next().await?;
-                let col = packets::parse_column(&c.payload)
-                    .map_err(|e| self.target_failed(&format!("bad column definition: {e}")))?;
-                columns.push(col);
-                raws.push(c.payload);
-            }
-            let plan = self.plan(output_facts.as_ref(), columns, RowFormat::Binary);
-            for (i, raw) in raws.iter().enumerate() {
-                match plan.rewrite_column(i) {
-                    Some(rewritten) => self.send(&rewritten),
-                    None => self.send(raw),
-                }
-            }
-            let eof = self.target_next().await?;
-            self.send(&eof.payload);
+            self.relay_columns(
+                u64::from(ok.columns),
+                output_facts.as_ref(),
+                RowFormat::Binary,
+            )
+            .await?;
         }
         self.statements.insert(
             ok.statement_id,

@@ -107,25 +107,8 @@ impl Proxy {
             let count = packets::column_count(&p.payload)
                 .map_err(|e| self.target_failed(&format!("bad result set: {e}")))?;
             self.send(&p.payload);
-            let mut columns = Vec::with_capacity((count as usize).min(4096));
-            let mut raws = Vec::with_capacity((count as usize).min(4096));
-            for _ in 0..count {
-                let c = self.target_next().await?;
-                let col = packets::parse_column(&c.payload)
-                    .map_err(|e| self.target_failed(&format!("bad column definition: {e}")))?;
-                columns.push(col);
-                raws.push(c.payload);
-            }
             let facts = outputs.get(index).cloned().flatten();
-            let plan = self.plan(facts.as_ref(), columns, format);
-            for (i, raw) in raws.iter().enumerate() {
-                match plan.rewrite_column(i) {
-                    Some(rewritten) => self.send(&rewritten),
-                    None => self.send(raw),
-                }
-            }
-            let eof = self.target_next().await?;
-            self.send(&eof.payload);
+            let (plan, eof) = self.relay_columns(count, facts.as_ref(), format).await?;
             let mut st = packets::eof_status(&eof.payload);
             if st & status::CURSOR_EXISTS != 0 {
                 // Rows come later, through COM_STMT_FETCH.
@@ -188,6 +171,36 @@ impl Proxy {
             self.send(&bytes);
             self.maybe_flush().await?;
         }
+    }
+
+    /// Relay a result's `count` column definitions (those the plan masks
+    /// rewritten, so the client reads them as text) and the EOF after
+    /// them; the plan, for the rows, and the EOF.
+    pub(super) async fn relay_columns(
+        &mut self,
+        count: u64,
+        facts: Option<&StatementFacts>,
+        format: RowFormat,
+    ) -> Result<(RowPlan, Packet), String> {
+        let mut columns = Vec::with_capacity((count as usize).min(4096));
+        let mut raws = Vec::with_capacity((count as usize).min(4096));
+        for _ in 0..count {
+            let c = self.target_next().await?;
+            let col = packets::parse_column(&c.payload)
+                .map_err(|e| self.target_failed(&format!("bad column definition: {e}")))?;
+            columns.push(col);
+            raws.push(c.payload);
+        }
+        let plan = self.plan(facts, columns, format);
+        for (i, raw) in raws.iter().enumerate() {
+            match plan.rewrite_column(i) {
+                Some(rewritten) => self.send(&rewritten),
+                None => self.send(raw),
+            }
+        }
+        let eof = self.target_next().await?;
+        self.send(&eof.payload);
+        Ok((plan, eof))
     }
 
     /// Record the outcome of one command (without holding up the session).
