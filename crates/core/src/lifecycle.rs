@@ -250,52 +250,17 @@ impl Pipeline {
         // Hold: open the approval request first, so the record names it.
         let mut refusal = None;
         let mut opened = None;
-        if let Verdict::Hold {
-            rule,
-            message,
-            requirement,
-        } = &command.event.verdict
-        {
-            match (&self.approvals, watch.is_some()) {
-                (Some(broker), true) => {
-                    let held = HeldCommand {
-                        requester: scope.identity.clone(),
-                        connection: scope.connection.clone(),
-                        session_id: scope.session_id.clone(),
-                        protocol: scope.protocol.into(),
-                        command: std::mem::take(&mut command.shown),
+        if let Verdict::Hold { rule, message, .. } = &command.event.verdict {
+            match self.open_hold(scope, &command, watch.is_some()).await {
+                Ok(o) => opened = Some(o),
+                Err(r) => {
+                    // The trail says what happened: refused, and why.
+                    command.event.verdict = Verdict::Block {
                         rule: rule.clone(),
-                        message: message.clone(),
-                        requirement: requirement.clone(),
+                        message: format!("{message} ({})", r.hold_problem()),
                     };
-                    match broker.open(held).await {
-                        Ok(o) => {
-                            opened = Some((
-                                OpenRequest {
-                                    broker: broker.clone(),
-                                    id: o.id,
-                                    armed: true,
-                                    background: self.background.clone(),
-                                },
-                                o,
-                            ))
-                        }
-                        Err(e) => refusal = Some(Refusal::HoldFailed(e)),
-                    }
+                    refusal = Some(r);
                 }
-                _ => {
-                    refusal = Some(Refusal::CannotHold {
-                        rule: rule.clone(),
-                        message: message.clone(),
-                    })
-                }
-            }
-            if let Some(r) = &refusal {
-                // The trail says what happened: refused, and why.
-                command.event.verdict = Verdict::Block {
-                    rule: rule.clone(),
-                    message: format!("{message} ({})", r.hold_problem()),
-                };
             }
         }
         // Record before anything runs or is refused; a command the trail
@@ -342,6 +307,52 @@ impl Pipeline {
                 command_id,
                 approved: Some((opened.id, approvers)),
             })
+    }
+
+    /// Open the approval request of a held command; `can_wait` is false
+    /// where this kind of command cannot wait (then, as without approvals,
+    /// nobody can approve it and it is refused).
+    async fn open_hold(
+        &self,
+        scope: &CommandScope,
+        command: &Command,
+        can_wait: bool,
+    ) -> Result<(OpenRequest, OpenedRequest), Refusal> {
+        let Verdict::Hold {
+            rule,
+            message,
+            requirement,
+        } = &command.event.verdict
+        else {
+            return Err(Refusal::HoldFailed("not a held command".into()));
+        };
+        let broker = match &self.approvals {
+            Some(broker) if can_wait => broker,
+            _ => {
+                return Err(Refusal::CannotHold {
+                    rule: rule.clone(),
+                    message: message.clone(),
+                })
+            }
+        };
+        let held = HeldCommand {
+            requester: scope.identity.clone(),
+            connection: scope.connection.clone(),
+            session_id: scope.session_id.clone(),
+            protocol: scope.protocol.into(),
+            command: command.shown.clone(),
+            rule: rule.clone(),
+            message: message.clone(),
+            requirement: requirement.clone(),
+        };
+        let opened = broker.open(held).await.map_err(Refusal::HoldFailed)?;
+        let request = OpenRequest {
+            broker: broker.clone(),
+            id: opened.id,
+            armed: true,
+            background: self.background.clone(),
+        };
+        Ok((request, opened))
     }
 
     /// Record a `command` event of `scope`'s session.
