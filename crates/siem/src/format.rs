@@ -65,6 +65,12 @@ pub fn is_notable(event: &AuditEvent) -> bool {
 
 fn ocsf(e: &AuditEvent) -> Value {
     let d = &e.data;
+    // A command's typed event and OCSF class, read once.
+    let command = (e.kind == "command")
+        .then(|| serde_json::from_value::<CommandEvent>(d.clone()).ok())
+        .flatten();
+    let activity = matches!(e.kind.as_str(), "command" | "command.result")
+        .then(|| activity(e, command.as_ref()));
     let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
     let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) = match e
         .kind
@@ -86,7 +92,7 @@ fn ocsf(e: &AuditEvent) -> Value {
             2,
             "Logoff",
         ),
-        "command" | "command.result" => match activity(e) {
+        "command" | "command.result" => match activity.unwrap_or(Activity::Datastore) {
             Activity::Datastore => (
                 6005,
                 "Datastore Activity",
@@ -175,8 +181,8 @@ fn ocsf(e: &AuditEvent) -> Value {
             obj.insert("status_detail".into(), text("reason").into());
         }
         "command" => {
-            match serde_json::from_value::<CommandEvent>(d.clone()).map(|c| c.detail) {
-                Ok(CommandDetail::Http(h)) => {
+            match command.map(|c| c.detail) {
+                Some(CommandDetail::Http(h)) => {
                     obj.insert(
                         "api".into(),
                         json!({"operation": h.request.get("method"), "service": {"name": e.connection}}),
@@ -186,7 +192,7 @@ fn ocsf(e: &AuditEvent) -> Value {
                         json!({"http_method": h.request.get("method"), "url": {"path": h.request.get("path")}}),
                     );
                 }
-                Ok(CommandDetail::Shell(sh)) => {
+                Some(CommandDetail::Shell(sh)) => {
                     obj.insert("process".into(), json!({"cmd_line": sh.command}));
                 }
                 _ => {
@@ -209,7 +215,7 @@ fn ocsf(e: &AuditEvent) -> Value {
             }
         }
         "command.result" => {
-            if activity(e) == Activity::Datastore {
+            if activity == Some(Activity::Datastore) {
                 obj.insert(
                     "database".into(),
                     json!({"name": e.connection, "type": database_type(d), "type_id": 99}),
@@ -238,11 +244,10 @@ enum Activity {
     Process,
 }
 
-fn activity(e: &AuditEvent) -> Activity {
+fn activity(e: &AuditEvent, command: Option<&CommandEvent>) -> Activity {
     match e.kind.as_str() {
-        "command" => match serde_json::from_value::<CommandEvent>(e.data.clone()).map(|c| c.detail)
-        {
-            Ok(CommandDetail::Http(h)) => {
+        "command" => match command.map(|c| &c.detail) {
+            Some(CommandDetail::Http(h)) => {
                 match h
                     .request
                     .get("method")
@@ -256,7 +261,7 @@ fn activity(e: &AuditEvent) -> Activity {
                     _ => Activity::Api(99, "Other"),
                 }
             }
-            Ok(CommandDetail::Shell(_)) => Activity::Process,
+            Some(CommandDetail::Shell(_)) => Activity::Process,
             _ => Activity::Datastore,
         },
         _ => match serde_json::from_value::<CommandResult>(e.data.clone()) {
