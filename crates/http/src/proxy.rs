@@ -11,7 +11,7 @@ use bytes::Bytes;
 use gatehouse_core::classify::http::HttpFacts;
 use gatehouse_core::deadline::{SessionDeadline, SessionEnd};
 use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, HttpCommand};
-use gatehouse_core::lifecycle::{Command, Refusal as Refused, Unwatched};
+use gatehouse_core::lifecycle::{Command, CommandScope, Refusal as Refused, Unwatched};
 use gatehouse_core::mask::MaskCounts;
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use gatehouse_core::session::{Entry, Turned};
@@ -62,6 +62,9 @@ pub(crate) struct Exchange {
     /// came with, or the end of the grant that admitted it. Streams
     /// (SSE, watches, followed logs, exec and port-forward) end then.
     pub(crate) deadline: SessionDeadline,
+    /// What its commands (the request, a model's tool calls) share, for
+    /// core's lifecycle: built once per request.
+    pub(crate) scope: CommandScope,
 }
 
 impl Exchange {
@@ -88,8 +91,7 @@ impl Exchange {
             error: error.map(Into::into),
             ..CommandResult::default()
         };
-        let scope = self.session.scope(Some((&self.identity, &self.deadline)));
-        self.adapter.pipeline.finish(&scope, &result).await;
+        self.adapter.pipeline.finish(&self.scope, &result).await;
     }
 }
 
@@ -165,6 +167,8 @@ struct Caller {
     /// Its token's expiry (or grant's end, or the gateway's stop).
     deadline: SessionDeadline,
     session: Arc<HttpSession>,
+    /// The request's commands' scope (its identity and deadline).
+    scope: CommandScope,
     /// Keeps the session busy until the answer is over.
     busy: Busy,
 }
@@ -332,10 +336,12 @@ impl HttpAdapter {
             ));
         }
 
+        let scope = session.scope(Some((&identity, &deadline)));
         Ok(Caller {
             identity,
             deadline,
             session,
+            scope,
             busy,
         })
     }
@@ -349,7 +355,7 @@ impl HttpAdapter {
         caller: &Caller,
     ) -> Result<ReadRequest, Response<ClientBody>> {
         let (conn, rest_path) = (&routed.conn, &routed.rest_path);
-        let (identity, session, deadline) = (&caller.identity, &caller.session, &caller.deadline);
+        let session = &caller.session;
         let kind = Some(conn.kind);
         let (parts, body) = req.into_parts();
         let upgrade = wants_upgrade(&parts.headers);
@@ -402,8 +408,7 @@ impl HttpAdapter {
                 };
                 // Recorded as refused; the client is told why either way.
                 let command = self.command(conn, command_id, &facts, verdict, body.len());
-                let scope = session.scope(Some((identity, deadline)));
-                let _ = self.pipeline.admit(&scope, command, None).await;
+                let _ = self.pipeline.admit(&caller.scope, command, None).await;
                 session.count(body.len() as u64, 0, true);
                 return Err(error(kind, Refusal::BadRequest, &why));
             }
@@ -464,10 +469,9 @@ impl HttpAdapter {
                 }
             }
         }
-        let scope = session.scope(Some((identity, deadline)));
         let admitted = self
             .pipeline
-            .admit(&scope, command, Some(&mut Unwatched))
+            .admit(&caller.scope, command, Some(&mut Unwatched))
             .await;
         if let Err(refused) = admitted {
             if let (Refused::NotApproved { .. }, Some(end)) = (&refused, deadline.ended()) {
@@ -505,6 +509,7 @@ impl HttpAdapter {
             identity,
             deadline,
             session,
+            scope,
             busy,
         } = caller;
         let ReadRequest {
@@ -535,6 +540,7 @@ impl HttpAdapter {
             started: Instant::now(),
             bytes_from_client: body.len() as u64,
             deadline,
+            scope,
         };
         let client_upgrade = if upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()

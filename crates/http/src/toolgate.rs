@@ -73,11 +73,9 @@ pub(crate) async fn vet(exchange: &Exchange, calls: &[LlmToolCall]) -> Result<()
         },
         shown: facts.summary.clone(),
     };
-    let scope = exchange
-        .session
-        .scope(Some((&exchange.identity, &exchange.deadline)));
+
     pipeline
-        .admit(&scope, command, Some(&mut Unwatched))
+        .admit(&exchange.scope, command, Some(&mut Unwatched))
         .await
         .map(|_| ())
         .map_err(|refused| admission::refusal(&refused, Subject::ToolCall).1)
