@@ -157,10 +157,11 @@ pub(crate) fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Take the writer lock of the store at `db`. None when it cannot be taken
-/// (another process holds it, or the file system has no locks): the writer
+/// Take the writer lock of the store at `db`. Err when another process
+/// holds it: its journal and chain belong to that writer, and a second one
+/// would fork them. None when the file system has no locks: the writer
 /// runs anyway, and verify then treats the trail as live.
-pub(crate) fn lock_writer(db: &Path) -> Option<File> {
+pub(crate) fn lock_writer(db: &Path) -> Result<Option<File>, crate::AuditError> {
     let path = lock_path(db);
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
@@ -173,14 +174,21 @@ pub(crate) fn lock_writer(db: &Path) -> Option<File> {
         Ok(file) => file,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot create the audit writer lock; verify will treat the trail as live");
-            return None;
+            return Ok(None);
         }
     };
     match file.try_lock() {
-        Ok(()) => Some(file),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot take the audit writer lock (is another gateway writing this store?)");
-            None
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::AuditError::Open {
+            path: db.display().to_string(),
+            reason: format!(
+                "another process holds its writer lock ({}): only one gateway may write an audit store; stop it first",
+                path.display()
+            ),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot take the audit writer lock; verify will treat the trail as live");
+            Ok(None)
         }
     }
 }

@@ -58,6 +58,12 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The hash of `event`'s fields, ignoring its stored `hash`.
 pub(crate) fn event_hash(event: &AuditEvent) -> String {
+    event_hash_with_data(event, &canonical_json(&event.data))
+}
+
+/// [`event_hash`] with `event.data` already in canonical text, for a
+/// caller that needs that text anyway (the journal writes it).
+pub(crate) fn event_hash_with_data(event: &AuditEvent, data_text: &str) -> String {
     let mut enc = Encoding::new(EVENT_DOMAIN);
     enc.u64(event.seq)
         .str(&event.prev_hash)
@@ -66,7 +72,7 @@ pub(crate) fn event_hash(event: &AuditEvent) -> String {
         .opt(event.session_id.as_deref())
         .opt(event.subject.as_deref())
         .opt(event.connection.as_deref())
-        .str(&canonical_json(&event.data));
+        .str(data_text);
     sha256_hex(enc.bytes())
 }
 

@@ -87,11 +87,15 @@
 
 //! # Writing
 //!
-//! [`AuditLog`] owns the store on one dedicated thread. [`AuditLog::record`]
-//! returns only once the event is committed; concurrent callers are committed
-//! together in one transaction (group commit). A failed write fails every
-//! event of that transaction and leaves the chain exactly as it was, so the
-//! caller can refuse the command (fail closed).
+//! [`AuditLog::record`] puts the event in the chain and appends it to the
+//! journal on the caller's task (one `write(2)` under a short lock), so it is
+//! on record before the caller goes on and survives a gateway crash; in
+//! [`Durability::Full`] the caller also waits for the fsync, which the
+//! writes of every session waiting at that moment share. A failed write
+//! (disk full) leaves the chain exactly as it was, so the caller can refuse
+//! the command (fail closed). A writer thread indexes the journal into the
+//! store in groups and signs checkpoints; a start indexes whatever a crash
+//! left in the journal only. See the `journal` module for the design.
 
 mod anchor;
 mod canonical;
@@ -100,6 +104,7 @@ mod checkpoint;
 mod error;
 mod event;
 mod export;
+mod journal;
 mod retention;
 mod segment;
 mod sessions;
@@ -117,6 +122,7 @@ pub use export::{
     export_checkpoints_jsonl, export_jsonl, export_range_jsonl, last_checkpoint, last_event_seq,
     period_seq_range, read_checkpoints, ExportFilter, TrailReader,
 };
+pub use journal::{journal_dir, Recovery, DEFAULT_SYNC_WINDOW};
 pub use retention::{prune, prune_records, PruneOutcome, PruneRecord, RetentionPolicy};
 pub use segment::{
     verify_segment, verify_segment_jsonl, SegmentReport, SegmentStart, MAX_PROBLEMS,
@@ -131,7 +137,7 @@ pub use verify::{
     verify, verify_jsonl, verify_with, AnchorReport, BadEvent, PolicyInForce, VerifyOptions,
     VerifyReport, LIVE_GRACE,
 };
-pub use writer::{AuditConfig, AuditLog, CheckpointPolicy};
+pub use writer::{AuditConfig, AuditLog, CheckpointPolicy, JournalOptions};
 
 /// Re-exported so callers can name the key type [`verify`] takes without
 /// depending on `ed25519-dalek` themselves.

@@ -1,11 +1,13 @@
-//! The writer: one dedicated thread owns the store, assigns order, time and
-//! hashes, commits in groups, and signs checkpoints. Async callers never
-//! block on disk I/O; they await an acknowledgement sent after the commit.
+//! The audit log handle and its writer thread. A caller's event is put in
+//! order, hashed and written by the [`Journal`] on the caller's own task;
+//! the writer thread indexes the journal's events into the store in groups
+//! and signs checkpoints, behind the data path.
 
 use crate::chain::{ChainCursor, GENESIS_HASH};
 use crate::checkpoint::{Checkpoint, SignedPolicy};
 use crate::error::AuditError;
 use crate::event::{format_ts, AuditEvent, NewEvent};
+use crate::journal::{journal_dir, Journal, Recovery, DEFAULT_SYNC_WINDOW};
 use crate::signer::AuditSigner;
 use crate::store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -19,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Most events committed in one transaction. Large enough that a burst is
+/// Most events indexed in one transaction. Large enough that a burst is
 /// one fsync, small enough that one transaction stays short.
 const MAX_BATCH: usize = 1024;
 
@@ -34,8 +36,12 @@ pub struct AuditConfig {
     /// The Ed25519 signing key (created 0600 on first start; the public key
     /// is written next to it with `.pub` appended).
     pub signing_key_path: PathBuf,
-    /// Commit durability.
+    /// When a recorded event is on disk: before the caller goes on
+    /// ([`Durability::Full`]), or within `sync_window` ([`Durability::Normal`]).
     pub durability: Durability,
+    /// The most a power loss can take in [`Durability::Normal`] (default
+    /// 10 ms). The journal lives next to the store (see [`journal_dir`]).
+    pub sync_window: Duration,
     /// Sign a checkpoint after at least this many new events (default 1000).
     pub checkpoint_every: u64,
     /// …and at least this often while events arrive (default 60 s).
@@ -55,7 +61,8 @@ impl AuditConfig {
         AuditConfig {
             path: path.into(),
             signing_key_path: signing_key_path.into(),
-            durability: Durability::Full,
+            durability: Durability::Normal,
+            sync_window: DEFAULT_SYNC_WINDOW,
             checkpoint_every: policy.every,
             checkpoint_interval: policy.interval,
             anchor_file: None,
@@ -116,8 +123,9 @@ impl CheckpointPolicy {
     }
 }
 
-/// Handle to the audit trail. Cheap to clone; every clone talks to the same
-/// writer thread. Closing one closes them all.
+/// Handle to the audit trail. Cheap to clone; every clone appends to the
+/// same journal and feeds the same writer thread. Closing one closes them
+/// all.
 ///
 /// Dropping the last handle without [`close`](Self::close) still signs a
 /// final checkpoint, but waits for it on the dropping thread; prefer
@@ -132,24 +140,36 @@ pub struct AuditLog {
 
 struct Shared {
     closed: AtomicBool,
+    journal: Arc<Journal>,
+    durability: Durability,
     thread: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+    stop_syncer: Arc<AtomicBool>,
     public_key_pem: String,
     location: String,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let handle = self
-            .thread
-            .get_mut()
-            .map(Option::take)
-            .unwrap_or_else(|poisoned| poisoned.into_inner().take());
-        if let Some(handle) = handle {
+        if let Some(handle) = take_handle(&mut self.thread) {
             if handle.join().is_err() {
                 tracing::error!(store = %self.location, "the audit writer thread panicked");
             }
         }
+        self.stop_syncer.store(true, Ordering::SeqCst);
+        if let Some(handle) = take_handle(&mut self.syncer) {
+            let _ = handle.join();
+        }
+        if let Err(e) = self.journal.sync() {
+            tracing::error!(store = %self.location, error = %e, "could not sync the audit journal when closing");
+        }
     }
+}
+
+fn take_handle(slot: &mut Mutex<Option<JoinHandle<()>>>) -> Option<JoinHandle<()>> {
+    slot.get_mut()
+        .map(Option::take)
+        .unwrap_or_else(|poisoned| poisoned.into_inner().take())
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -179,33 +199,75 @@ impl<T> Reply<T> {
     }
 }
 
+/// What the writer thread receives: journaled events to index, in seq
+/// order, and the request to close.
 enum Request {
-    Record { event: NewEvent, reply: Reply<u64> },
-    Close { reply: Reply<()> },
+    Index(AuditEvent),
+    /// Answer once everything queued before it is in the store.
+    Flush {
+        reply: Reply<()>,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+/// How the journal is kept: where, and how soon an append reaches the disk.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// The folder of segment files (see [`journal_dir`]).
+    pub dir: PathBuf,
+    /// [`Durability::Full`]: a caller goes on only once its event is on
+    /// disk. [`Durability::Normal`]: once it is in the page cache; on disk
+    /// within `sync_window`.
+    pub durability: Durability,
+    /// The most a power loss can take in [`Durability::Normal`].
+    pub sync_window: Duration,
+}
+
+impl JournalOptions {
+    /// The window mode with the default window, in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalOptions {
+            dir: dir.into(),
+            durability: Durability::Normal,
+            sync_window: DEFAULT_SYNC_WINDOW,
+        }
+    }
 }
 
 impl AuditLog {
     /// Open the SQLite trail `config` names (creating it and the signing key
     /// on first start), check its tail (and that it is not behind its
-    /// anchor), take the writer lock, and start the writer thread.
+    /// anchor), index what its journal holds beyond it, take the writer
+    /// lock, and start the writer and syncer threads.
     pub fn open(config: AuditConfig) -> Result<AuditLog, AuditError> {
         let signer = AuditSigner::load_or_create(&config.signing_key_path)?;
-        let store = SqliteStore::open(&config.path, config.durability)?;
-        let lock = crate::anchor::lock_writer(&config.path);
+        // The store is durable at each commit: the journal's indexed
+        // segments are deleted on the strength of it.
+        let store = SqliteStore::open(&config.path, Durability::Full)?;
+        let lock = crate::anchor::lock_writer(&config.path)?;
         let policy = CheckpointPolicy {
             every: config.checkpoint_every,
             interval: config.checkpoint_interval,
+        };
+        let journal = JournalOptions {
+            dir: journal_dir(&config.path),
+            durability: config.durability,
+            sync_window: config.sync_window,
         };
         AuditLog::start_inner(
             Box::new(store),
             signer,
             policy,
+            journal,
             config.anchor_file.as_deref(),
             lock,
         )
     }
 
-    /// Start a writer over any store (PostgreSQL, or a test double).
+    /// Start a writer over any store (PostgreSQL, or a test double), with
+    /// its journal as `journal` says.
     ///
     /// Before accepting events it checks, cheaply, that the trail it is about
     /// to extend is sound: the last checkpoint must carry this key's valid
@@ -219,25 +281,16 @@ impl AuditLog {
         store: Box<dyn AuditStore>,
         signer: AuditSigner,
         policy: CheckpointPolicy,
+        journal: JournalOptions,
     ) -> Result<AuditLog, AuditError> {
-        AuditLog::start_inner(store, signer, policy, None, None)
-    }
-
-    /// [`start`](Self::start) with an external anchor file (see
-    /// [`AuditConfig::anchor_file`]): the store must not be behind it.
-    pub fn start_anchored(
-        store: Box<dyn AuditStore>,
-        signer: AuditSigner,
-        policy: CheckpointPolicy,
-        anchor_file: &Path,
-    ) -> Result<AuditLog, AuditError> {
-        AuditLog::start_inner(store, signer, policy, Some(anchor_file), None)
+        AuditLog::start_inner(store, signer, policy, journal, None, None)
     }
 
     fn start_inner(
         mut store: Box<dyn AuditStore>,
         signer: AuditSigner,
         policy: CheckpointPolicy,
+        journal: JournalOptions,
         anchor_file: Option<&Path>,
         lock: Option<File>,
     ) -> Result<AuditLog, AuditError> {
@@ -253,13 +306,24 @@ impl AuditLog {
             )?,
             None => Vec::new(),
         };
+        let (opened, replay, recovery) = Journal::open(
+            &journal.dir,
+            journal.durability,
+            journal.sync_window,
+            &resumed.head,
+            resumed.last_ts,
+        )?;
+        let journal_handle = Arc::new(opened);
         let public_key_pem = signer.public_key_pem();
         let writer = Writer {
             store,
             signer,
             policy,
             head: resumed.head,
-            last_ts: resumed.last_ts,
+            head_ts: resumed.last_ts,
+            pending: replay,
+            journal: journal_handle.clone(),
+            pruned_at: u64::MAX,
             last_checkpoint: resumed.last_checkpoint,
             last_checkpoint_at: Instant::now(),
             location: location.clone(),
@@ -267,47 +331,109 @@ impl AuditLog {
             anchor_pending,
             lock,
         };
+        let thread_err = |e: std::io::Error| AuditError::Open {
+            path: location.clone(),
+            reason: format!("cannot start the writer thread: {e}"),
+        };
         let (requests, inbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("gatehouse-audit-writer".to_string())
             .spawn(move || writer.run(inbox))
-            .map_err(|e| AuditError::Open {
-                path: location.clone(),
-                reason: format!("cannot start the writer thread: {e}"),
-            })?;
-        Ok(AuditLog {
+            .map_err(thread_err)?;
+        let stop_syncer = Arc::new(AtomicBool::new(false));
+        let syncer = {
+            let journal = journal_handle.clone();
+            let stop = stop_syncer.clone();
+            std::thread::Builder::new()
+                .name("gatehouse-audit-sync".to_string())
+                .spawn(move || journal.run_syncer(|| stop.load(Ordering::SeqCst)))
+                .map_err(thread_err)?
+        };
+        let log = AuditLog {
             requests,
             shared: Arc::new(Shared {
                 closed: AtomicBool::new(false),
+                journal: journal_handle,
+                durability: journal.durability,
                 thread: Mutex::new(Some(thread)),
+                syncer: Mutex::new(Some(syncer)),
+                stop_syncer,
                 public_key_pem,
                 location,
             }),
-        })
+        };
+        if recovery != Recovery::default() {
+            tracing::warn!(
+                replayed = recovery.replayed,
+                torn_bytes = recovery.torn_bytes,
+                "the audit trail was not closed last time; indexed what its journal held beyond the store"
+            );
+            let mut event = NewEvent::new("audit.recovered");
+            event.data = serde_json::json!({
+                "replayed_events": recovery.replayed,
+                "torn_bytes_cut": recovery.torn_bytes,
+            });
+            log.append(event)?;
+        }
+        Ok(log)
     }
 
-    /// Record `event` and return its seq once it is committed to the store.
+    /// Record `event` and return its seq once it is on record: in the
+    /// journal (and on disk, in [`Durability::Full`]).
     ///
-    /// `Err` means the event is not on record (store failure, log closed):
-    /// the caller must not run the command. Dropping the future after the
-    /// call does not withdraw the event.
+    /// `Err` means the event is not on record (journal not writable, log
+    /// closed): the caller must not run the command. Dropping the future
+    /// after the call does not withdraw the event.
     pub async fn record(&self, event: NewEvent) -> Result<u64, AuditError> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(Request::Record {
-            event,
-            reply: Reply::Async(tx),
-        })?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        let seq = self.append(event)?;
+        if self.shared.durability == Durability::Full {
+            self.shared.journal.synced_through(seq).await?;
+        }
+        Ok(seq)
     }
 
     /// [`record`](Self::record) for callers without an async runtime (the
-    /// CLI). Blocks the calling thread until the commit.
+    /// CLI). Blocks the calling thread in strict mode until the fsync.
     pub fn record_blocking(&self, event: NewEvent) -> Result<u64, AuditError> {
+        let seq = self.append(event)?;
+        if self.shared.durability == Durability::Full {
+            self.shared.journal.synced_through_blocking(seq);
+        }
+        Ok(seq)
+    }
+
+    /// Append to the journal; the writer indexes it.
+    fn append(&self, event: NewEvent) -> Result<u64, AuditError> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(AuditError::Closed);
+        }
+        self.shared.journal.append(event, |indexed| {
+            // A stopped writer leaves the event to the next start's replay.
+            let _ = self.requests.send(Request::Index(indexed));
+        })
+    }
+
+    /// Wait until every event recorded so far is in the store (readers such
+    /// as `sessions` and the console read the store, which otherwise trails
+    /// the journal by a few milliseconds).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Flush {
+                reply: Reply::Async(tx),
+            })
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// [`flush`](Self::flush) for callers without an async runtime.
+    pub fn flush_blocking(&self) -> Result<(), AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(Request::Record {
-            event,
-            reply: Reply::Blocking(tx),
-        })?;
+        self.requests
+            .send(Request::Flush {
+                reply: Reply::Blocking(tx),
+            })
+            .map_err(|_| AuditError::Closed)?;
         rx.recv().unwrap_or(Err(AuditError::Closed))
     }
 
@@ -323,17 +449,11 @@ impl AuditLog {
     /// [`close`](Self::close) that reports whether the final checkpoint was
     /// written. Only the first call does the work; later ones return Ok.
     pub async fn shutdown(&self) -> Result<(), AuditError> {
-        if self.shared.closed.swap(true, Ordering::SeqCst) {
+        let Some(close) = self.begin_close() else {
             return Ok(());
-        }
+        };
         let (tx, rx) = oneshot::channel();
-        if self
-            .requests
-            .send(Request::Close {
-                reply: Reply::Async(tx),
-            })
-            .is_err()
-        {
+        if close(Reply::Async(tx)).is_err() {
             return Ok(());
         }
         rx.await.unwrap_or(Ok(()))
@@ -341,33 +461,31 @@ impl AuditLog {
 
     /// [`shutdown`](Self::shutdown) for callers without an async runtime.
     pub fn shutdown_blocking(&self) -> Result<(), AuditError> {
-        if self.shared.closed.swap(true, Ordering::SeqCst) {
+        let Some(close) = self.begin_close() else {
             return Ok(());
-        }
+        };
         let (tx, rx) = mpsc::sync_channel(1);
-        if self
-            .requests
-            .send(Request::Close {
-                reply: Reply::Blocking(tx),
-            })
-            .is_err()
-        {
+        if close(Reply::Blocking(tx)).is_err() {
             return Ok(());
         }
         rx.recv().unwrap_or(Ok(()))
+    }
+
+    /// Stop appends (only the first caller gets Some) and return how to ask
+    /// the writer to finish: every appended event is already queued to it,
+    /// ahead of the close.
+    fn begin_close(&self) -> Option<impl FnOnce(Reply<()>) -> Result<(), ()> + '_> {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        self.shared.journal.close();
+        Some(move |reply| self.requests.send(Request::Close { reply }).map_err(drop))
     }
 
     /// The public key that verifies this trail's checkpoints (SPKI PEM), for
     /// the evidence bundle.
     pub fn public_key_pem(&self) -> &str {
         &self.shared.public_key_pem
-    }
-
-    fn submit(&self, request: Request) -> Result<(), AuditError> {
-        if self.shared.closed.load(Ordering::SeqCst) {
-            return Err(AuditError::Closed);
-        }
-        self.requests.send(request).map_err(|_| AuditError::Closed)
     }
 }
 
@@ -607,13 +725,21 @@ fn anchor_catch_up(
     Ok(missing)
 }
 
-/// State owned by the writer thread.
+/// State owned by the writer thread: indexes journaled events into the
+/// store and signs checkpoints.
 struct Writer {
     store: Box<dyn AuditStore>,
     signer: AuditSigner,
     policy: CheckpointPolicy,
+    /// The store's last event.
     head: ChainHead,
-    last_ts: DateTime<Utc>,
+    /// Its time (a checkpoint is never signed earlier).
+    head_ts: DateTime<Utc>,
+    /// Journaled events not yet in the store, in seq order.
+    pending: Vec<AuditEvent>,
+    journal: Arc<Journal>,
+    /// The journal's rotation count when segments were last pruned.
+    pruned_at: u64,
     last_checkpoint: Option<Checkpoint>,
     last_checkpoint_at: Instant,
     location: String,
@@ -626,10 +752,15 @@ struct Writer {
     lock: Option<File>,
 }
 
+/// How long the writer waits before retrying a store that failed.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
 impl Writer {
     fn run(mut self, inbox: Receiver<Request>) {
-        // A tail left by a crash is signed at once, and a trail from before
-        // anchors is copied to its anchor.
+        // What the journal held beyond the store is indexed first; a tail
+        // left by a crash is signed at once, and a trail from before anchors
+        // is copied to its anchor.
+        self.index_pending();
         if self.unsigned() > 0 {
             if let Err(e) = self.checkpoint() {
                 tracing::error!(store = %self.location, error = %e, "could not sign the audit trail's unsigned tail");
@@ -638,35 +769,43 @@ impl Writer {
             self.flush_anchor();
         }
         loop {
-            let wait = (self.last_checkpoint_at + self.policy().interval)
-                .saturating_duration_since(Instant::now());
+            let wait = if self.pending.is_empty() {
+                (self.last_checkpoint_at + self.policy().interval)
+                    .saturating_duration_since(Instant::now())
+            } else {
+                RETRY_AFTER
+            };
             let first = match inbox.recv_timeout(wait) {
                 Ok(request) => request,
                 Err(RecvTimeoutError::Timeout) => {
+                    self.index_pending();
                     self.checkpoint_if_due();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     // Every handle was dropped without close().
+                    self.index_pending();
                     if let Err(e) = self.final_checkpoint() {
                         tracing::error!(store = %self.location, error = %e, "could not sign the final audit checkpoint");
                     }
                     return;
                 }
             };
-            let (records, close) = drain(first, &inbox);
-            self.commit_in_steps(records);
-            if let Some(reply) = close {
-                let signed = self.final_checkpoint();
+            let control = self.drain(first, &inbox);
+            self.index_pending();
+            if let Some(Request::Flush { reply }) = control {
+                reply.send(self.indexed_all());
+                continue;
+            }
+            if let Some(Request::Close { reply }) = control {
+                let signed = self.indexed_all().and_then(|()| self.final_checkpoint());
                 // Stopped: from now on verify requires the trail to be
                 // signed to its end (it is, unless signing failed).
                 drop(self.lock.take());
                 reply.send(signed);
-                // Refuse whatever was queued behind the close.
                 while let Ok(request) = inbox.try_recv() {
-                    match request {
-                        Request::Record { reply, .. } => reply.send(Err(AuditError::Closed)),
-                        Request::Close { reply } => reply.send(Ok(())),
+                    if let Request::Close { reply } | Request::Flush { reply } = request {
+                        reply.send(Ok(()));
                     }
                 }
                 return;
@@ -674,80 +813,80 @@ impl Writer {
         }
     }
 
-    /// Commit `records` in as few transactions as the policy allows: a
-    /// transaction never takes the unsigned tail past `checkpoint_every`,
-    /// and the checkpoint follows it at once, so a live trail's unsigned
-    /// tail is never longer than the policy it signs (what verify checks).
-    fn commit_in_steps(&mut self, mut records: Records) {
-        while !records.is_empty() {
+    /// Whether every journaled event so far is in the store.
+    fn indexed_all(&self) -> Result<(), AuditError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        Err(AuditError::NotWritable {
+            path: self.location.clone(),
+            reason: format!(
+                "{} journaled events could not be indexed yet; they stay in the journal, and the writer (or the next \
+                 start) indexes them",
+                self.pending.len()
+            ),
+        })
+    }
+
+    /// Queue `first` and whatever else is already waiting (up to
+    /// [`MAX_BATCH`] events), stopping at a flush or close request, which
+    /// is returned: the group in group commit.
+    fn drain(&mut self, first: Request, inbox: &Receiver<Request>) -> Option<Request> {
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(request) = next.take() {
+            match request {
+                Request::Index(event) => self.pending.push(event),
+                control => return Some(control),
+            }
+            taken += 1;
+            if taken < MAX_BATCH {
+                next = inbox.try_recv().ok();
+            }
+        }
+        None
+    }
+
+    /// Commit the pending events in as few transactions as the policy
+    /// allows: a transaction never takes the unsigned tail past
+    /// `checkpoint_every`, and the checkpoint follows it at once, so a live
+    /// trail's unsigned tail is never longer than the policy it signs (what
+    /// verify checks). A store failure keeps the rest pending: the events
+    /// are on record in the journal, and the writer retries.
+    fn index_pending(&mut self) {
+        while !self.pending.is_empty() {
             let room = self.policy().every.saturating_sub(self.unsigned()).max(1);
-            let take = records
+            let take = self
+                .pending
                 .len()
-                .min(usize::try_from(room).unwrap_or(usize::MAX));
-            let rest = records.split_off(take);
-            self.commit(records);
+                .min(usize::try_from(room).unwrap_or(usize::MAX))
+                .min(MAX_BATCH);
+            if let Err(e) = self.store.append_batch(&self.pending[..take]) {
+                tracing::error!(store = %self.location, error = %e, pending = self.pending.len(), "audit store commit failed; the events are in the journal and will be indexed when the store recovers");
+                return;
+            }
+            if let Some(last) = self.pending[..take].last() {
+                self.head = ChainHead {
+                    seq: last.seq,
+                    hash: last.hash.clone(),
+                };
+                if let Ok(t) = DateTime::parse_from_rfc3339(&last.ts) {
+                    self.head_ts = t.with_timezone(&Utc);
+                }
+            }
+            self.pending.drain(..take);
             self.checkpoint_if_due();
-            records = rest;
+        }
+        let rotations = self.journal.rotations();
+        if rotations != self.pruned_at {
+            self.journal.prune(self.head.seq);
+            self.pruned_at = rotations;
         }
     }
 
-    /// Assign seq, time and hashes to `records` and commit them in one
-    /// transaction. On failure nothing changes and every caller gets the
-    /// error: no gap, no fork.
-    fn commit(&mut self, records: Vec<(NewEvent, Reply<u64>)>) {
-        if records.is_empty() {
-            return;
-        }
-        let mut events = Vec::with_capacity(records.len());
-        let mut replies = Vec::with_capacity(records.len());
-        let mut prev_hash = self.head.hash.clone();
-        for (i, (new, reply)) in records.into_iter().enumerate() {
-            let mut event = AuditEvent {
-                seq: self.head.seq + 1 + i as u64,
-                ts: self.next_ts(),
-                kind: new.kind,
-                session_id: new.session_id,
-                subject: new.subject,
-                connection: new.connection,
-                data: new.data,
-                prev_hash,
-                hash: String::new(),
-            };
-            event.hash = event.compute_hash();
-            prev_hash = event.hash.clone();
-            events.push(event);
-            replies.push(reply);
-        }
-        match self.store.append_batch(&events) {
-            Ok(()) => {
-                if let Some(last) = events.last() {
-                    self.head = ChainHead {
-                        seq: last.seq,
-                        hash: last.hash.clone(),
-                    };
-                }
-                for (event, reply) in events.iter().zip(replies) {
-                    reply.send(Ok(event.seq));
-                }
-            }
-            Err(e) => {
-                tracing::error!(store = %self.location, error = %e, events = events.len(), "audit commit failed; the events were not recorded");
-                for reply in replies {
-                    reply.send(Err(AuditError::NotWritable {
-                        path: self.location.clone(),
-                        reason: e.0.clone(),
-                    }));
-                }
-            }
-        }
-    }
-
-    /// Writer-assigned time, never earlier than the previous event's, so
-    /// time order and seq order agree even if the clock steps back.
-    fn next_ts(&mut self) -> String {
-        let now = Utc::now().max(self.last_ts);
-        self.last_ts = now;
-        format_ts(now)
+    /// A checkpoint's time: now, but never earlier than the event it covers.
+    fn checkpoint_ts(&self) -> String {
+        format_ts(Utc::now().max(self.head_ts))
     }
 
     fn unsigned(&self) -> u64 {
@@ -790,9 +929,18 @@ impl Writer {
         self.checkpoint()
     }
 
+    /// Sign the store's head. Never over an event the journal has not put
+    /// on disk: a checkpoint (and its anchor copy) must not outlive, across
+    /// a power loss, the events it covers.
     fn checkpoint(&mut self) -> Result<(), AuditError> {
         self.last_checkpoint_at = Instant::now();
-        let ts = self.next_ts();
+        if self.journal.synced() < self.head.seq {
+            self.journal.sync().map_err(|e| AuditError::NotWritable {
+                path: self.location.clone(),
+                reason: format!("the journal cannot be synced before a checkpoint: {e}"),
+            })?;
+        }
+        let ts = self.checkpoint_ts();
         let cp = Checkpoint::sign(
             &self.signer,
             self.last_checkpoint.as_ref(),
@@ -840,23 +988,4 @@ impl Writer {
             ),
         }
     }
-}
-
-type Records = Vec<(NewEvent, Reply<u64>)>;
-
-/// Take `first` and whatever else is already queued (up to [`MAX_BATCH`]
-/// events), stopping at a close request: the group in group commit.
-fn drain(first: Request, inbox: &Receiver<Request>) -> (Records, Option<Reply<()>>) {
-    let mut records = Vec::new();
-    let mut next = Some(first);
-    while let Some(request) = next.take() {
-        match request {
-            Request::Record { event, reply } => records.push((event, reply)),
-            Request::Close { reply } => return (records, Some(reply)),
-        }
-        if records.len() < MAX_BATCH {
-            next = inbox.try_recv().ok();
-        }
-    }
-    (records, None)
 }

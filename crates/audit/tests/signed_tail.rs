@@ -259,6 +259,7 @@ fn a_live_tail_is_reported_and_fails_once_older_than_the_interval() {
     for i in 1..=3 {
         log.record_blocking(command("s", i)).unwrap();
     }
+    log.flush_blocking().unwrap();
     // What `gatehouse audit verify --config` passes: no checkpoint is
     // signed yet, so the configured policy is the one to keep.
     let configured = VerifyOptions {

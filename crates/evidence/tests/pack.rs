@@ -17,6 +17,7 @@ fn config(dir: &Path, every: u64) -> AuditConfig {
         path: dir.join("audit.db"),
         signing_key_path: dir.join("audit.key"),
         durability: Durability::Normal,
+        sync_window: gatehouse_audit::DEFAULT_SYNC_WINDOW,
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(3600),
         anchor_file: None,

@@ -449,10 +449,16 @@ pub struct AuditSection {
     /// Ed25519 key that signs checkpoints.
     #[serde(default = "default_signing_key")]
     pub signing_key: PathBuf,
-    /// `full` (fsync each commit) or `normal` (survives a gateway crash,
-    /// not a power loss).
+    /// When a recorded command is on disk. `normal` (the default): in the
+    /// journal before the command runs, so a gateway crash loses nothing,
+    /// and fsync'd within `sync_window_ms`, the most a power loss can take.
+    /// `full`: fsync'd before the command runs (sessions share each fsync).
     #[serde(default = "default_durability")]
     pub durability: String,
+    /// In `normal` durability, the most milliseconds of the newest events a
+    /// power loss can take (default 10).
+    #[serde(default = "default_sync_window_ms")]
+    pub sync_window_ms: u64,
     /// Sign a checkpoint after this many events.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
@@ -512,7 +518,10 @@ fn default_signing_key() -> PathBuf {
     PathBuf::from("audit-signing.key")
 }
 fn default_durability() -> String {
-    "full".into()
+    "normal".into()
+}
+fn default_sync_window_ms() -> u64 {
+    10
 }
 fn default_checkpoint_every() -> u64 {
     1000
@@ -530,6 +539,7 @@ impl Default for AuditSection {
             path: default_audit_path(),
             signing_key: default_signing_key(),
             durability: default_durability(),
+            sync_window_ms: default_sync_window_ms(),
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_secs(),
             anchor_file: default_anchor_file(),

@@ -152,6 +152,7 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
         path: cfg.state_path(&cfg.audit.path),
         signing_key_path: cfg.state_path(&cfg.audit.signing_key),
         durability,
+        sync_window: Duration::from_millis(cfg.audit.sync_window_ms.clamp(1, 1000)),
         checkpoint_every: cfg.audit.checkpoint_every,
         checkpoint_interval: Duration::from_secs(cfg.audit.checkpoint_interval_secs),
         anchor_file: Some(cfg.state_path(&cfg.audit.anchor_file)),

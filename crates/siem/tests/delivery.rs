@@ -298,6 +298,7 @@ async fn every_event_reaches_every_sink_across_outages_and_restarts() {
         path: db.clone(),
         signing_key_path: state.join("audit.key"),
         durability: Durability::Normal,
+        sync_window: gatehouse_audit::DEFAULT_SYNC_WINDOW,
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(3600),
         anchor_file: None,

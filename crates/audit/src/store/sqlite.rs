@@ -14,12 +14,15 @@ use std::time::Duration;
 /// How hard each commit pushes data to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `synchronous = FULL`: a committed event survives power loss. The
-    /// default, because an acknowledged command must stay on record.
-    #[default]
+    /// Strict: a recorded event is on disk (fsync'd) before the caller goes
+    /// on, so it survives power loss. Concurrent callers share each fsync.
+    /// For the store itself, `synchronous = FULL`.
     Full,
-    /// `synchronous = NORMAL`: faster; survives a gateway crash, but the last
-    /// commits can be lost on power loss or an OS crash.
+    /// The default: a recorded event is in the journal (the kernel's page
+    /// cache) before the caller goes on, so it survives a gateway crash, and
+    /// on disk within the sync window (10 ms by default), which bounds what
+    /// a power loss can take. For the store itself, `synchronous = NORMAL`.
+    #[default]
     Normal,
 }
 

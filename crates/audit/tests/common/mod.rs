@@ -27,6 +27,7 @@ pub fn config(dir: &Path, every: u64) -> AuditConfig {
         path: db(dir),
         signing_key_path: key_path(dir),
         durability: Durability::Normal,
+        sync_window: gatehouse_audit::DEFAULT_SYNC_WINDOW,
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(3600),
         anchor_file: Some(anchor_path(dir)),
