@@ -7,7 +7,7 @@ use crate::chain::{ChainCursor, GENESIS_HASH};
 use crate::checkpoint::{Checkpoint, SignedPolicy};
 use crate::error::AuditError;
 use crate::event::{format_ts, AuditEvent, NewEvent};
-use crate::journal::{journal_dir, Journal, Recovery, DEFAULT_SYNC_WINDOW};
+use crate::journal::{journal_dir, Journal, DEFAULT_SYNC_WINDOW};
 use crate::signer::AuditSigner;
 use crate::store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -314,6 +314,11 @@ impl AuditLog {
             resumed.last_ts,
         )?;
         let journal_handle = Arc::new(opened);
+        let resumed_unsigned = resumed.head.seq
+            - resumed
+                .last_checkpoint
+                .as_ref()
+                .map_or(0, |cp| cp.event_seq);
         let public_key_pem = signer.public_key_pem();
         let writer = Writer {
             store,
@@ -362,15 +367,20 @@ impl AuditLog {
                 location,
             }),
         };
-        if recovery != Recovery::default() {
+        // A trail not closed last time (a crash, kill -9, power loss) has
+        // events after its last checkpoint, in the store or the journal.
+        let unsigned = resumed_unsigned + recovery.replayed;
+        if unsigned > 0 || recovery.torn_bytes > 0 {
             tracing::warn!(
+                unsigned,
                 replayed = recovery.replayed,
                 torn_bytes = recovery.torn_bytes,
-                "the audit trail was not closed last time; indexed what its journal held beyond the store"
+                "the audit trail was not closed last time; indexing what its journal held beyond the store and signing it"
             );
             let mut event = NewEvent::new("audit.recovered");
             event.data = serde_json::json!({
-                "replayed_events": recovery.replayed,
+                "unsigned_events": unsigned,
+                "replayed_from_journal": recovery.replayed,
                 "torn_bytes_cut": recovery.torn_bytes,
             });
             log.append(event)?;

@@ -318,7 +318,16 @@ fn a_crashed_writers_tail_fails_until_the_gateway_starts_again() {
     log.shutdown_blocking().unwrap();
     let report = verify(&db(dir.path()), &public_key(dir.path())).unwrap();
     assert!(report.is_intact(), "{report:#?}");
-    assert_eq!((report.checkpoints, report.unsigned_tail), (1, 0));
+    // The tail signed at start, then the start's own record of the unclean
+    // stop (`audit.recovered`), signed at close.
+    assert_eq!(
+        (report.events, report.checkpoints, report.unsigned_tail),
+        (21, 2, 0)
+    );
+    let mut last = Vec::new();
+    gatehouse_audit::export_range_jsonl(&db(dir.path()), &mut last, 21, 21).unwrap();
+    let last = String::from_utf8(last).unwrap();
+    assert!(last.contains("\"kind\":\"audit.recovered\""), "{last}");
 }
 
 #[test]

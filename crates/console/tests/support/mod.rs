@@ -323,6 +323,8 @@ impl Console {
             ))
             .await
             .expect("record");
+        // The console reads the store, which trails the journal briefly.
+        self.audit.flush().await.expect("indexed");
     }
 }
 

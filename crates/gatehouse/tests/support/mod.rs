@@ -116,11 +116,21 @@ impl TestGateway {
         extra_top: &str,
         policy: impl FnOnce(&Path) -> String,
     ) -> TestGateway {
+        Self::start_with_policy_edited(extra_top, policy, |t| t).await
+    }
+
+    /// [`start_with_policy`](Self::start_with_policy) whose whole
+    /// configuration text is then edited.
+    pub async fn start_with_policy_edited(
+        extra_top: &str,
+        policy: impl FnOnce(&Path) -> String,
+        edit: impl FnOnce(String) -> String,
+    ) -> TestGateway {
         Self::start_in(extra_top, "", |dir, text| {
             let at = text.find("[[rules]]").expect("the demo policy has rules");
             let mut t = text.clone();
             t.insert_str(at, &policy(dir));
-            t
+            edit(t)
         })
         .await
     }
@@ -626,4 +636,75 @@ pub async fn wait_tmux_closed(session: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tmux(&["kill-session", "-t", session]);
+}
+
+/// A 4 MiB tmpfs to fill up, for the fail-closed tests: the audit trail
+/// (store and journal) is put on it with [`SmallFs::audit_on_it`], and
+/// [`SmallFs::fill`] makes every new write fail with ENOSPC, as a full disk
+/// does. Mounting needs root: None elsewhere, and a CI run (which is root)
+/// fails instead of skipping.
+pub struct SmallFs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    pub fn mount() -> Option<SmallFs> {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if !root {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the full-disk tests mount a tmpfs and must run as root in CI"
+            );
+            eprintln!("skipped: needs root to mount a small file system");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount a 4 MiB tmpfs");
+        Some(SmallFs {
+            path: dir.path().to_path_buf(),
+            _dir: dir,
+        })
+    }
+
+    /// Edit a configuration so the audit trail lives here.
+    pub fn audit_on_it(&self, text: String) -> String {
+        text.replacen(
+            "[audit]\n",
+            &format!("[audit]\npath = \"{}/audit.db\"\n", self.path.display()),
+            1,
+        )
+    }
+
+    /// Fill the file system to its last byte.
+    pub fn fill(&self) {
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", self.path.join("filler").display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+
+    /// Give the room back.
+    pub fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
 }
