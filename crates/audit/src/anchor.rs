@@ -158,11 +158,14 @@ pub(crate) fn lock_path(db: &Path) -> PathBuf {
 }
 
 /// Take the writer lock of the store at `db`. Err when another process
-/// holds it: its journal and chain belong to that writer, and a second one
-/// would fork them. None when the file system has no locks: the writer
-/// runs anyway, and verify then treats the trail as live.
-pub(crate) fn lock_writer(db: &Path) -> Result<Option<File>, crate::AuditError> {
+/// holds it, or it cannot be taken at all: the journal and the chain belong
+/// to one writer, and a second one would fork them.
+pub(crate) fn lock_writer(db: &Path) -> Result<File, crate::AuditError> {
     let path = lock_path(db);
+    let refuse = |reason: String| crate::AuditError::Open {
+        path: db.display().to_string(),
+        reason,
+    };
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -170,26 +173,22 @@ pub(crate) fn lock_writer(db: &Path) -> Result<Option<File>, crate::AuditError> 
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let file = match options.open(&path) {
-        Ok(file) => file,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot create the audit writer lock; verify will treat the trail as live");
-            return Ok(None);
-        }
-    };
+    let file = options.open(&path).map_err(|e| {
+        refuse(format!(
+            "its writer lock {} cannot be created ({e})",
+            path.display()
+        ))
+    })?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(crate::AuditError::Open {
-            path: db.display().to_string(),
-            reason: format!(
-                "another process holds its writer lock ({}): only one gateway may write an audit store; stop it first",
-                path.display()
-            ),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot take the audit writer lock; verify will treat the trail as live");
-            Ok(None)
-        }
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(refuse(format!(
+            "another process holds its writer lock ({}): only one gateway may write an audit store; stop it first",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(refuse(format!(
+            "its writer lock {} cannot be taken ({e}); put the store on a local file system",
+            path.display()
+        ))),
     }
 }
 

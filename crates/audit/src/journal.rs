@@ -22,28 +22,44 @@
 //!   data path and signs checkpoints, never over an event that is not yet
 //!   on disk here. Segments wholly in the store are deleted.
 //! * On start, the events the store lacks (a crash before indexing) are
-//!   read back, checked against the chain, and indexed. A torn last line (a
-//!   power loss in the middle of a write) is cut; anything else that does
-//!   not chain refuses the start, as a broken store does.
+//!   read back, checked against the chain and against the store's own
+//!   unsigned events, and indexed (see `replay`). A torn end (a power loss
+//!   in the middle of a write) is cut; anything else that does not chain
+//!   refuses the start, as a broken store does.
+//! * Anything that makes the journal untrustworthy (an fsync that failed,
+//!   whose pages Linux then marks clean; a failed write that could not be
+//!   cut back; the writer thread gone) poisons it: from then on every
+//!   append is refused, so the gateway refuses commands (fail closed).
+//!   The store may fall at most [`MAX_UNINDEXED`] events behind the
+//!   journal; past that, appends are refused too, which bounds memory and
+//!   the store's lag.
 //!
 //! Segments are named by their first seq (`00000000000000000001.jsonl`) in a
 //! 0700 folder next to the store, each file 0600.
 
-use crate::chain::{event_hash_with_data, ChainCursor};
+use crate::chain::event_hash_with_data;
 use crate::error::AuditError;
 use crate::event::{format_ts, AuditEvent, NewEvent};
 use crate::store::{ChainHead, Durability};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
+
+mod replay;
 
 /// A segment is closed and a new one started past this size, so indexed
 /// history can be deleted a segment at a time.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most events the store may lag the journal by. Past it appends are
+/// refused (the store has failed or stalled), and a start refuses to
+/// replay more than this from the journal.
+pub const MAX_UNINDEXED: u64 = 50_000;
 
 /// The default bound on what a power loss can take in
 /// [`Durability::Normal`]: events written in the last 10 ms.
@@ -54,7 +70,7 @@ pub const DEFAULT_SYNC_WINDOW: Duration = Duration::from_millis(10);
 pub struct Recovery {
     /// Events the store lacked and that were read back from the journal.
     pub replayed: u64,
-    /// Bytes of a torn last line that were cut.
+    /// Bytes of a torn end that were cut.
     pub torn_bytes: u64,
 }
 
@@ -68,12 +84,16 @@ pub(crate) struct Journal {
     written: AtomicU64,
     /// Highest seq known to be on disk.
     synced: AtomicU64,
-    /// Serializes fsyncs and holds the files they cover.
+    /// The store's head, as the writer last indexed it.
+    indexed: AtomicU64,
+    /// Why the journal refuses appends for good (see the module docs).
+    poisoned: OnceLock<String>,
+    /// Serializes fsyncs; the file they cover.
     files: Mutex<SyncFiles>,
     /// Wakes the syncer (strict mode) and blocking waiters.
     wake: Condvar,
     wake_lock: Mutex<()>,
-    /// Async waiters for `synced`.
+    /// Async waiters for `synced` (and for poisoning).
     synced_tx: tokio::sync::watch::Sender<u64>,
     /// Counts segment rotations, so the writer knows when to prune.
     rotations: AtomicU64,
@@ -83,17 +103,19 @@ pub(crate) struct Journal {
 /// the lock, which is also what orders the chain.
 struct Tail {
     file: Arc<File>,
+    /// The current segment's name (its first seq).
+    first_seq: u64,
     /// Length of the current segment: a failed write is cut back to it.
     len: u64,
+    /// Start a new segment once `len` reaches this.
+    rotate_at: u64,
     head: ChainHead,
     last_ts: DateTime<Utc>,
     closed: bool,
 }
 
-/// What an fsync must cover: segments closed since the last one, and the
-/// current one.
+/// The current segment, for fsyncs.
 struct SyncFiles {
-    retired: Vec<Arc<File>>,
     current: Arc<File>,
     dir_dirty: bool,
 }
@@ -139,27 +161,35 @@ pub fn journal_dir(store_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where a start resumes: the store's head and time, and the hashes of the
+/// store's events after its last checkpoint (the journal's copies must
+/// match them).
+pub(crate) struct StoreTail<'a> {
+    pub head: &'a ChainHead,
+    pub last_ts: DateTime<Utc>,
+    pub unsigned: &'a HashMap<u64, String>,
+}
+
 impl Journal {
-    /// Open the journal in `dir` for a store whose head is `store_head`:
-    /// read back the events the store lacks (checked against the chain),
-    /// cut a torn last line, and start a new segment after the newest event.
-    /// Returns the journal, the events to index, and what was recovered.
+    /// Open the journal in `dir` for the store `store` describes: read back
+    /// the events the store lacks, and start a new segment after the newest
+    /// event. Returns the journal, the events to index, and what was
+    /// recovered.
     pub(crate) fn open(
         dir: &Path,
         durability: Durability,
         window: Duration,
-        store_head: &ChainHead,
-        store_last_ts: DateTime<Utc>,
+        store: StoreTail<'_>,
     ) -> Result<(Journal, Vec<AuditEvent>, Recovery), AuditError> {
         let shown = dir.display().to_string();
         let open_err = |e: io::Error| AuditError::Open {
             path: shown.clone(),
-            reason: format!("the audit journal folder cannot be created or read: {e}"),
+            reason: format!("the audit journal folder cannot be created, read or synced: {e}"),
         };
         create_private_dir(dir).map_err(open_err)?;
-        let (replay, recovery) = read_back(dir, store_head)?;
+        let (replay, recovery) = replay::read_back(dir, &store)?;
         let head = replay.last().map_or_else(
-            || store_head.clone(),
+            || store.head.clone(),
             |e| ChainHead {
                 seq: e.seq,
                 hash: e.hash.clone(),
@@ -168,7 +198,8 @@ impl Journal {
         let last_ts = replay
             .last()
             .and_then(|e| DateTime::parse_from_rfc3339(&e.ts).ok())
-            .map_or(store_last_ts, |t| t.with_timezone(&Utc).max(store_last_ts));
+            .map_or(store.last_ts, |t| t.with_timezone(&Utc).max(store.last_ts));
+        replay::remove_empty_segments(dir, head.seq + 1).map_err(open_err)?;
         let file = Arc::new(open_segment(dir, head.seq + 1).map_err(open_err)?);
         let len = file.metadata().map_err(open_err)?.len();
         let (synced_tx, _) = tokio::sync::watch::channel(head.seq);
@@ -178,14 +209,17 @@ impl Journal {
             window: window.max(Duration::from_millis(1)),
             written: AtomicU64::new(head.seq),
             synced: AtomicU64::new(head.seq),
+            indexed: AtomicU64::new(store.head.seq),
+            poisoned: OnceLock::new(),
             files: Mutex::new(SyncFiles {
-                retired: Vec::new(),
                 current: file.clone(),
                 dir_dirty: true,
             }),
             tail: Mutex::new(Tail {
                 file,
+                first_seq: head.seq + 1,
                 len,
+                rotate_at: SEGMENT_BYTES,
                 head,
                 last_ts,
                 closed: false,
@@ -195,7 +229,6 @@ impl Journal {
             synced_tx,
             rotations: AtomicU64::new(0),
         };
-        // What was read back goes to disk before anything is built on it.
         journal.sync().map_err(|e| AuditError::Open {
             path: shown.clone(),
             reason: format!("the audit journal cannot be synced: {e}"),
@@ -218,6 +251,19 @@ impl Journal {
         if tail.closed {
             return Err(AuditError::Closed);
         }
+        if let Some(why) = self.poisoned.get() {
+            return Err(self.not_writable(why.clone()));
+        }
+        let behind = tail
+            .head
+            .seq
+            .saturating_sub(self.indexed.load(Ordering::Acquire));
+        if behind >= MAX_UNINDEXED {
+            return Err(self.not_writable(format!(
+                "the audit store is {behind} events behind its journal (indexing failed or stalled; see the \
+                 gateway's log)"
+            )));
+        }
         let now = Utc::now().max(tail.last_ts);
         let mut event = AuditEvent {
             seq: tail.head.seq + 1,
@@ -233,13 +279,15 @@ impl Journal {
         event.hash = event_hash_with_data(&event, &data_text);
         let line = journal_line(&event, &data_text);
         if let Err(e) = (&*tail.file).write_all(&line) {
-            // Cut a partial line, so the next append starts clean.
-            let cut = tail.file.set_len(tail.len);
-            tracing::error!(journal = %self.dir.display(), error = %e, cut_back = cut.is_ok(), "audit journal write failed; the event was not recorded");
-            return Err(AuditError::NotWritable {
-                path: self.dir.display().to_string(),
-                reason: e.to_string(),
-            });
+            // Cut a partial line, so the next append starts clean; a journal
+            // that cannot be cut back cannot be appended to.
+            if let Err(cut) = tail.file.set_len(tail.len) {
+                self.poison(format!(
+                    "a failed write ({e}) could not be cut back from the journal ({cut})"
+                ));
+            }
+            tracing::error!(journal = %self.dir.display(), error = %e, "audit journal write failed; the event was not recorded");
+            return Err(self.not_writable(e.to_string()));
         }
         tail.len += line.len() as u64;
         tail.last_ts = now;
@@ -249,35 +297,61 @@ impl Journal {
         };
         let seq = event.seq;
         self.written.store(seq, Ordering::Release);
-        if tail.len >= SEGMENT_BYTES {
+        if tail.len >= tail.rotate_at {
             self.rotate(&mut tail);
         }
         indexed(event);
         drop(tail);
         if self.durability == Durability::Full {
+            let _guard = lock(&self.wake_lock);
             self.wake.notify_all();
         }
         Ok(seq)
     }
 
-    /// Start a new segment after the current one. A failure keeps the
-    /// current one (appends go on; it is only larger).
+    fn not_writable(&self, reason: String) -> AuditError {
+        AuditError::NotWritable {
+            path: self.dir.display().to_string(),
+            reason,
+        }
+    }
+
+    /// Start a new segment after the current one. The current one goes to
+    /// disk first, so no line of the new one can outlive a power loss that
+    /// takes the end of the old one. A failure keeps the current segment
+    /// (appends go on; it is only larger) and tries again later.
     fn rotate(&self, tail: &mut Tail) {
+        if let Err(e) = tail.file.sync_data() {
+            self.poison(format!("the journal segment could not be synced: {e}"));
+            return;
+        }
         match open_segment(&self.dir, tail.head.seq + 1) {
             Ok(file) => {
                 let file = Arc::new(file);
-                let old = std::mem::replace(&mut tail.file, file.clone());
+                tail.file = file.clone();
+                tail.first_seq = tail.head.seq + 1;
                 tail.len = 0;
+                tail.rotate_at = SEGMENT_BYTES;
                 let mut files = lock(&self.files);
-                files.retired.push(old);
                 files.current = file;
                 files.dir_dirty = true;
                 self.rotations.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
+                tail.rotate_at = tail.len + SEGMENT_BYTES / 8;
                 tracing::warn!(journal = %self.dir.display(), error = %e, "cannot start a new audit journal segment; continuing the current one");
             }
         }
+    }
+
+    /// Refuse every append from now on, and wake whoever waits for a sync.
+    pub(crate) fn poison(&self, why: String) {
+        if self.poisoned.set(why.clone()).is_ok() {
+            tracing::error!(journal = %self.dir.display(), reason = %why, "the audit journal can no longer be trusted to hold what it takes; the gateway refuses commands until it is restarted");
+        }
+        self.synced_tx.send_modify(|_| {});
+        let _guard = lock(&self.wake_lock);
+        self.wake.notify_all();
     }
 
     /// No appends after this; what is written stays.
@@ -285,44 +359,71 @@ impl Journal {
         lock(&self.tail).closed = true;
     }
 
-    /// Wait until the event `seq` is on disk (strict mode's promise).
+    /// The writer indexed the store up to `seq`.
+    pub(crate) fn set_indexed(&self, seq: u64) {
+        self.indexed.store(seq, Ordering::Release);
+    }
+
+    /// Wait until the event `seq` is on disk (strict mode's promise); Err
+    /// when the journal was poisoned first.
     pub(crate) async fn synced_through(&self, seq: u64) -> Result<(), AuditError> {
         let mut rx = self.synced_tx.subscribe();
-        rx.wait_for(|&s| s >= seq)
-            .await
-            .map(drop)
-            .map_err(|_| AuditError::Closed)
+        let _ = rx
+            .wait_for(|&s| s >= seq || self.poisoned.get().is_some())
+            .await;
+        self.check_synced(seq)
     }
 
     /// [`synced_through`](Self::synced_through) for a blocking caller.
-    pub(crate) fn synced_through_blocking(&self, seq: u64) {
+    pub(crate) fn synced_through_blocking(&self, seq: u64) -> Result<(), AuditError> {
         let mut guard = lock(&self.wake_lock);
-        while self.synced.load(Ordering::Acquire) < seq {
+        while self.synced.load(Ordering::Acquire) < seq && self.poisoned.get().is_none() {
             guard = self
                 .wake
                 .wait_timeout(guard, self.window)
                 .map_or_else(|p| p.into_inner().0, |(g, _)| g);
         }
+        drop(guard);
+        self.check_synced(seq)
+    }
+
+    fn check_synced(&self, seq: u64) -> Result<(), AuditError> {
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let why = self
+            .poisoned
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "the journal stopped before the event reached the disk".into());
+        Err(self.not_writable(why))
     }
 
     /// Flush every written event to disk now. Safe from any thread; fsyncs
-    /// are serialized.
+    /// are serialized. A failure poisons the journal: Linux reports a
+    /// writeback error once and marks the pages clean, so a retry that
+    /// "succeeds" proves nothing.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        if let Some(why) = self.poisoned.get() {
+            return Err(io::Error::other(why.clone()));
+        }
         let mut files = lock(&self.files);
         let target = self.written.load(Ordering::Acquire);
         if target <= self.synced.load(Ordering::Acquire) && !files.dir_dirty {
             return Ok(());
         }
-        for file in &files.retired {
-            file.sync_data()?;
-        }
-        files.retired.clear();
-        files.current.sync_data()?;
-        if files.dir_dirty {
-            File::open(&self.dir)?.sync_all()?;
-            files.dir_dirty = false;
-        }
+        let synced = files.current.sync_data().and_then(|()| {
+            if files.dir_dirty {
+                File::open(&self.dir)?.sync_all()?;
+                files.dir_dirty = false;
+            }
+            Ok(())
+        });
         drop(files);
+        if let Err(e) = synced {
+            self.poison(format!("the journal could not be synced to disk: {e}"));
+            return Err(e);
+        }
         self.synced.fetch_max(target, Ordering::AcqRel);
         self.synced_tx
             .send_replace(self.synced.load(Ordering::Acquire));
@@ -335,40 +436,37 @@ impl Journal {
     /// strict mode syncs as soon as anything is written, the window mode at
     /// most `window` after.
     pub(crate) fn run_syncer(&self, stop: impl Fn() -> bool) {
-        let mut failing = false;
         loop {
             {
                 let guard = lock(&self.wake_lock);
                 let pending =
                     self.written.load(Ordering::Acquire) > self.synced.load(Ordering::Acquire);
-                if !pending || self.durability == Durability::Normal {
+                let now =
+                    pending && self.durability == Durability::Full && self.poisoned.get().is_none();
+                if !now {
                     let _ = self.wake.wait_timeout(guard, self.window);
                 }
             }
-            if let Err(e) = self.sync() {
-                if !failing {
-                    tracing::error!(journal = %self.dir.display(), error = %e, "cannot sync the audit journal to disk; retrying");
-                }
-                failing = true;
-            } else {
-                failing = false;
-            }
+            // A failure poisons the journal and is logged there.
+            let _ = self.sync();
             if stop() {
                 return;
             }
         }
     }
 
-    /// Delete the segments wholly at or below `indexed` (the store's
-    /// durable head). The current segment always stays.
+    /// Delete the segments before the current one that are wholly at or
+    /// below `indexed` (the store's durable head).
     pub(crate) fn prune(&self, indexed: u64) {
+        let current = lock(&self.tail).first_seq;
         let Ok(list) = segments(&self.dir) else {
             return;
         };
         for pair in list.windows(2) {
-            let (_, path) = &pair[0];
+            let (first, path) = &pair[0];
             let (next_first, _) = pair[1];
-            if next_first.saturating_sub(1) <= indexed {
+            if *first < current && next_first <= current && next_first.saturating_sub(1) <= indexed
+            {
                 if let Err(e) = std::fs::remove_file(path) {
                     tracing::warn!(segment = %path.display(), error = %e, "cannot delete an indexed audit journal segment");
                 }
@@ -392,7 +490,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Create `dir` 0700 (and make its entry durable in its parent).
 fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -400,7 +502,11 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(dir)
+    builder.create(dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// One event as a journal line: the export format, with `data` in the
@@ -422,96 +528,6 @@ fn journal_line(event: &AuditEvent, data_text: &str) -> Vec<u8> {
         event.hash
     );
     line
-}
-
-/// Read the events after `store_head` back from the segments, checking the
-/// chain. A line that does not parse or chain is a torn write only if it is
-/// the last line of the newest segment; it is cut. Anything else refuses.
-fn read_back(
-    dir: &Path,
-    store_head: &ChainHead,
-) -> Result<(Vec<AuditEvent>, Recovery), AuditError> {
-    let shown = dir.display().to_string();
-    let read_err = |e: io::Error| AuditError::Read {
-        path: shown.clone(),
-        reason: e.to_string(),
-    };
-    let list = segments(dir).map_err(read_err)?;
-    let mut cursor = ChainCursor::after(store_head.seq, &store_head.hash);
-    let mut replay = Vec::new();
-    let mut recovery = Recovery::default();
-    let count = list.len();
-    for (i, (first, path)) in list.iter().enumerate() {
-        let newest = i + 1 == count;
-        // A segment whose successor starts at or below the store's next
-        // event holds nothing the store lacks.
-        if list
-            .get(i + 1)
-            .is_some_and(|(next, _)| *next <= store_head.seq + 1)
-        {
-            continue;
-        }
-        let file = File::open(path).map_err(read_err)?;
-        let total = file.metadata().map_err(read_err)?.len();
-        // Never past the length seen at open (a device reads forever).
-        let mut reader = BufReader::new(file.take(total));
-        let mut offset = 0u64;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            let whole = line.ends_with(b"\n");
-            let parsed = serde_json::from_slice::<AuditEvent>(&line).ok();
-            let verdict = match &parsed {
-                None => Err(format!(
-                    "line at byte {offset} of {} is not an event",
-                    path.display()
-                )),
-                Some(event) if event.seq <= store_head.seq => Ok(false),
-                Some(event) => cursor.check(event).map(|()| true).map_err(|bad| bad.reason),
-            };
-            let at_end = newest && offset + n as u64 == total;
-            match verdict {
-                Ok(true) if whole => replay.extend(parsed),
-                Ok(false) if whole => {}
-                // The last line of the newest segment, cut short or not an
-                // event: a write a power loss tore. It was never on disk
-                // whole, so never acknowledged in strict mode; cut it.
-                _ if at_end && (!whole || parsed.is_none()) => {
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(read_err)?;
-                    file.set_len(offset).map_err(read_err)?;
-                    file.sync_all().map_err(read_err)?;
-                    recovery.torn_bytes = n as u64;
-                    tracing::warn!(segment = %path.display(), bytes = n, "cut a torn last line from the audit journal");
-                    break;
-                }
-                _ => {
-                    let seq = parsed.as_ref().map_or(cursor.next_seq(), |e| e.seq);
-                    let reason = match verdict {
-                        Err(reason) => reason,
-                        Ok(_) => "a line without its end, before the journal's last".to_string(),
-                    };
-                    return Err(AuditError::Broken {
-                        path: shown.clone(),
-                        seq,
-                        reason: format!(
-                            "the journal segment {} (from event {first}) does not continue the trail: {reason}",
-                            path.display()
-                        ),
-                    });
-                }
-            }
-            offset += n as u64;
-        }
-    }
-    recovery.replayed = replay.len() as u64;
-    Ok((replay, recovery))
 }
 
 #[cfg(test)]

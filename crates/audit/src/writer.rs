@@ -7,11 +7,12 @@ use crate::chain::{ChainCursor, GENESIS_HASH};
 use crate::checkpoint::{Checkpoint, SignedPolicy};
 use crate::error::AuditError;
 use crate::event::{format_ts, AuditEvent, NewEvent};
-use crate::journal::{journal_dir, Journal, DEFAULT_SYNC_WINDOW};
+use crate::journal::{journal_dir, Journal, StoreTail, DEFAULT_SYNC_WINDOW};
 use crate::signer::AuditSigner;
 use crate::store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -246,7 +247,7 @@ impl AuditLog {
         // The store is durable at each commit: the journal's indexed
         // segments are deleted on the strength of it.
         let store = SqliteStore::open(&config.path, Durability::Full)?;
-        let lock = crate::anchor::lock_writer(&config.path)?;
+        let lock = Some(crate::anchor::lock_writer(&config.path)?);
         let policy = CheckpointPolicy {
             every: config.checkpoint_every,
             interval: config.checkpoint_interval,
@@ -310,8 +311,11 @@ impl AuditLog {
             &journal.dir,
             journal.durability,
             journal.sync_window,
-            &resumed.head,
-            resumed.last_ts,
+            StoreTail {
+                head: &resumed.head,
+                last_ts: resumed.last_ts,
+                unsigned: &resumed.unsigned,
+            },
         )?;
         let journal_handle = Arc::new(opened);
         let resumed_unsigned = resumed.head.seq
@@ -407,7 +411,7 @@ impl AuditLog {
     pub fn record_blocking(&self, event: NewEvent) -> Result<u64, AuditError> {
         let seq = self.append(event)?;
         if self.shared.durability == Durability::Full {
-            self.shared.journal.synced_through_blocking(seq);
+            self.shared.journal.synced_through_blocking(seq)?;
         }
         Ok(seq)
     }
@@ -504,6 +508,9 @@ struct Resumed {
     head: ChainHead,
     last_ts: DateTime<Utc>,
     last_checkpoint: Option<Checkpoint>,
+    /// The hashes of the events after the last checkpoint: the journal's
+    /// copies must match them.
+    unsigned: HashMap<u64, String>,
 }
 
 /// Check the last checkpoint and the events after it, and return the head to
@@ -562,6 +569,7 @@ fn resume(
         }
     }
     let mut last_ts = None;
+    let mut unsigned = HashMap::new();
     loop {
         let events = store.read_events(from, TAIL_CHUNK).map_err(read)?;
         for event in &events {
@@ -569,6 +577,7 @@ fn resume(
                 .check(event)
                 .map_err(|bad| broken(bad.seq, bad.reason))?;
             last_ts = Some(event.ts.clone());
+            unsigned.insert(event.seq, event.hash.clone());
         }
         match events.last() {
             Some(last) if events.len() == TAIL_CHUNK => from = last.seq + 1,
@@ -638,6 +647,7 @@ fn resume(
         head,
         last_ts,
         last_checkpoint,
+        unsigned,
     })
 }
 
@@ -762,6 +772,14 @@ struct Writer {
     lock: Option<File>,
 }
 
+impl Drop for Writer {
+    /// However the writer thread ends (closed, or a panic), nothing more is
+    /// appended that it would not index.
+    fn drop(&mut self) {
+        self.journal.close();
+    }
+}
+
 /// How long the writer waits before retrying a store that failed.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
@@ -873,6 +891,16 @@ impl Writer {
                 .min(MAX_BATCH);
             if let Err(e) = self.store.append_batch(&self.pending[..take]) {
                 tracing::error!(store = %self.location, error = %e, pending = self.pending.len(), "audit store commit failed; the events are in the journal and will be indexed when the store recovers");
+                // A store whose head moved under the writer has another
+                // writer: nothing more may be built on either chain.
+                if let Ok(Some(head)) = self.store.head() {
+                    if head != self.head {
+                        self.journal.poison(format!(
+                            "the audit store's head changed under the writer (event {}, expected {}): another                              process wrote to it",
+                            head.seq, self.head.seq
+                        ));
+                    }
+                }
                 return;
             }
             if let Some(last) = self.pending[..take].last() {
@@ -885,6 +913,7 @@ impl Writer {
                 }
             }
             self.pending.drain(..take);
+            self.journal.set_indexed(self.head.seq);
             self.checkpoint_if_due();
         }
         let rotations = self.journal.rotations();

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 use super::*;
 use crate::chain::GENESIS_HASH;
+use std::collections::HashMap;
 
 fn genesis() -> ChainHead {
     ChainHead {
@@ -9,15 +10,26 @@ fn genesis() -> ChainHead {
     }
 }
 
-fn open(dir: &Path, head: &ChainHead) -> (Journal, Vec<AuditEvent>, Recovery) {
+fn try_open(
+    dir: &Path,
+    head: &ChainHead,
+    unsigned: &HashMap<u64, String>,
+    durability: Durability,
+) -> Result<(Journal, Vec<AuditEvent>, Recovery), AuditError> {
     Journal::open(
         dir,
-        Durability::Normal,
+        durability,
         DEFAULT_SYNC_WINDOW,
-        head,
-        DateTime::<Utc>::MIN_UTC,
+        StoreTail {
+            head,
+            last_ts: DateTime::<Utc>::MIN_UTC,
+            unsigned,
+        },
     )
-    .unwrap()
+}
+
+fn open(dir: &Path, head: &ChainHead) -> (Journal, Vec<AuditEvent>, Recovery) {
+    try_open(dir, head, &HashMap::new(), Durability::Normal).unwrap()
 }
 
 fn event(n: u64) -> NewEvent {
@@ -120,15 +132,9 @@ fn an_edited_line_refuses_the_start() {
     let path = newest_segment(dir.path());
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("SELECT 2", "SELECT 9", 1)).unwrap();
-    let err = Journal::open(
-        dir.path(),
-        Durability::Normal,
-        DEFAULT_SYNC_WINDOW,
-        &genesis(),
-        DateTime::<Utc>::MIN_UTC,
-    )
-    .err()
-    .unwrap();
+    let err = try_open(dir.path(), &genesis(), &HashMap::new(), Durability::Normal)
+        .err()
+        .unwrap();
     assert!(matches!(err, AuditError::Broken { seq: 2, .. }), "{err}");
 }
 
@@ -150,14 +156,7 @@ fn a_failed_write_leaves_the_chain_unchanged() {
 #[test]
 fn strict_mode_waits_for_the_fsync_and_closing_stops_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let (j, _, _) = Journal::open(
-        dir.path(),
-        Durability::Full,
-        DEFAULT_SYNC_WINDOW,
-        &genesis(),
-        DateTime::<Utc>::MIN_UTC,
-    )
-    .unwrap();
+    let (j, _, _) = try_open(dir.path(), &genesis(), &HashMap::new(), Durability::Full).unwrap();
     let j = Arc::new(j);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let syncer = {
@@ -165,7 +164,7 @@ fn strict_mode_waits_for_the_fsync_and_closing_stops_appends() {
         std::thread::spawn(move || j.run_syncer(|| stop.load(Ordering::SeqCst)))
     };
     let seq = j.append(event(1), |_| {}).unwrap();
-    j.synced_through_blocking(seq);
+    j.synced_through_blocking(seq).unwrap();
     assert!(j.synced() >= seq);
     j.close();
     assert!(matches!(
@@ -184,11 +183,17 @@ fn indexed_segments_are_pruned_and_the_current_one_stays() {
     for n in 1..=3 {
         append(&j, n);
     }
-    j.rotate(&mut lock(&j.tail));
+    {
+        let mut tail = lock(&j.tail);
+        j.rotate(&mut tail);
+    }
     for n in 4..=5 {
         append(&j, n);
     }
-    j.rotate(&mut lock(&j.tail));
+    {
+        let mut tail = lock(&j.tail);
+        j.rotate(&mut tail);
+    }
     assert_eq!(segments(dir.path()).unwrap().len(), 3);
     j.prune(3);
     let left: Vec<u64> = segments(dir.path()).unwrap().iter().map(|s| s.0).collect();
@@ -196,4 +201,68 @@ fn indexed_segments_are_pruned_and_the_current_one_stays() {
     j.prune(5);
     let left: Vec<u64> = segments(dir.path()).unwrap().iter().map(|s| s.0).collect();
     assert_eq!(left, vec![6]);
+}
+
+#[test]
+fn a_store_tail_that_differs_from_the_journal_refuses_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = open(dir.path(), &genesis());
+    let written: Vec<_> = (1..=3).map(|n| append(&j, n)).collect();
+    drop(j);
+    // The store "has" events 1-2 unsigned, but its event 2 was rewritten.
+    let head = ChainHead {
+        seq: 2,
+        hash: "f".repeat(64),
+    };
+    let unsigned = HashMap::from([(1, written[0].hash.clone()), (2, "f".repeat(64))]);
+    let err = try_open(dir.path(), &head, &unsigned, Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, AuditError::Broken { seq: 2, .. }) && err.to_string().contains("differs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_segment_must_start_where_its_name_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = open(dir.path(), &genesis());
+    for n in 1..=2 {
+        append(&j, n);
+    }
+    drop(j);
+    let from = newest_segment(dir.path());
+    std::fs::rename(&from, segment_path(dir.path(), 7)).unwrap();
+    let err = try_open(dir.path(), &genesis(), &HashMap::new(), Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("does not start with event 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_poisoned_journal_refuses_appends_and_wakes_strict_waiters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = try_open(dir.path(), &genesis(), &HashMap::new(), Durability::Full).unwrap();
+    let seq = j.append(event(1), |_| {}).unwrap();
+    j.poison("the disk reported an I/O error".into());
+    let err = j.synced_through_blocking(seq).unwrap_err();
+    assert!(err.to_string().contains("I/O error"), "{err}");
+    let err = j.append(event(2), |_| {}).unwrap_err();
+    assert!(matches!(err, AuditError::NotWritable { .. }), "{err}");
+    assert!(j.sync().is_err(), "a poisoned journal never claims a sync");
+}
+
+#[test]
+fn the_store_may_not_fall_too_far_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = open(dir.path(), &genesis());
+    lock(&j.tail).head.seq = MAX_UNINDEXED;
+    let err = j.append(event(1), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("behind its journal"), "{err}");
+    j.set_indexed(MAX_UNINDEXED);
+    assert_eq!(j.append(event(1), |_| {}).unwrap(), MAX_UNINDEXED + 1);
 }

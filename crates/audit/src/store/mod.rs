@@ -37,8 +37,9 @@ pub struct ChainHead {
 /// implementations need `Send` but not `Sync`.
 ///
 /// Implementations must make [`append_batch`](Self::append_batch) atomic (all
-/// events or none) and must refuse a batch that does not continue their
-/// current head, so two writers can never fork the chain.
+/// events or none) and durable when it returns (the writer deletes journal
+/// segments on the strength of it), and must refuse a batch that does not
+/// continue their current head, so two writers can never fork the chain.
 pub trait AuditStore: Send {
     /// Names the store in errors (a file path, a database URL without
     /// credentials).
