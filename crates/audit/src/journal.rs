@@ -40,7 +40,7 @@
 use crate::chain::event_hash_with_data;
 use crate::error::AuditError;
 use crate::event::{format_ts, AuditEvent, NewEvent};
-use crate::store::{ChainHead, Durability};
+use crate::store::{ChainHead, Durability, Journaled};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -60,6 +60,14 @@ const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// refused (the store has failed or stalled), and a start refuses to
 /// replay more than this from the journal.
 pub const MAX_UNINDEXED: u64 = 50_000;
+
+/// Past this lag a recording caller waits for the writer to catch up (a
+/// burst faster than the store indexes), rather than being refused.
+const SOFT_LAG: u64 = MAX_UNINDEXED / 2;
+
+/// How long the writer may make no progress at all before waiting callers
+/// are refused.
+const STALL: Duration = Duration::from_secs(10);
 
 /// The default bound on what a power loss can take in
 /// [`Durability::Normal`]: events written in the last 10 ms.
@@ -95,6 +103,8 @@ pub(crate) struct Journal {
     wake_lock: Mutex<()>,
     /// Async waiters for `synced` (and for poisoning).
     synced_tx: tokio::sync::watch::Sender<u64>,
+    /// Async waiters for `indexed` (callers held back by a lagging store).
+    indexed_tx: tokio::sync::watch::Sender<u64>,
     /// Counts segment rotations, so the writer knows when to prune.
     rotations: AtomicU64,
 }
@@ -203,6 +213,7 @@ impl Journal {
         let file = Arc::new(open_segment(dir, head.seq + 1).map_err(open_err)?);
         let len = file.metadata().map_err(open_err)?.len();
         let (synced_tx, _) = tokio::sync::watch::channel(head.seq);
+        let (indexed_tx, _) = tokio::sync::watch::channel(store.head.seq);
         let journal = Journal {
             dir: dir.to_path_buf(),
             durability,
@@ -227,6 +238,7 @@ impl Journal {
             wake: Condvar::new(),
             wake_lock: Mutex::new(()),
             synced_tx,
+            indexed_tx,
             rotations: AtomicU64::new(0),
         };
         journal.sync().map_err(|e| AuditError::Open {
@@ -243,7 +255,7 @@ impl Journal {
     pub(crate) fn append(
         &self,
         new: NewEvent,
-        indexed: impl FnOnce(AuditEvent),
+        indexed: impl FnOnce(Journaled),
     ) -> Result<u64, AuditError> {
         // The expensive parts happen before the lock.
         let data_text = crate::canonical_json(&new.data);
@@ -300,7 +312,7 @@ impl Journal {
         if tail.len >= tail.rotate_at {
             self.rotate(&mut tail);
         }
-        indexed(event);
+        indexed(Journaled { event, data_text });
         drop(tail);
         if self.durability == Durability::Full {
             let _guard = lock(&self.wake_lock);
@@ -362,6 +374,51 @@ impl Journal {
     /// The writer indexed the store up to `seq`.
     pub(crate) fn set_indexed(&self, seq: u64) {
         self.indexed.store(seq, Ordering::Release);
+        self.indexed_tx.send_replace(seq);
+    }
+
+    fn lag(&self) -> u64 {
+        self.written
+            .load(Ordering::Acquire)
+            .saturating_sub(self.indexed.load(Ordering::Acquire))
+    }
+
+    /// Hold a recording caller back while the store lags by more than
+    /// [`SOFT_LAG`] events; Err once the writer made no progress for
+    /// [`STALL`]. Costs two atomic loads when the store keeps up.
+    pub(crate) async fn room(&self) -> Result<(), AuditError> {
+        let mut rx = self.indexed_tx.subscribe();
+        while self.lag() >= SOFT_LAG {
+            match tokio::time::timeout(STALL, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(self.stalled()),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`room`](Self::room) for a blocking caller.
+    pub(crate) fn room_blocking(&self) -> Result<(), AuditError> {
+        let mut last = self.indexed.load(Ordering::Acquire);
+        let mut since = std::time::Instant::now();
+        while self.lag() >= SOFT_LAG {
+            std::thread::sleep(Duration::from_millis(1));
+            let now = self.indexed.load(Ordering::Acquire);
+            if now != last {
+                (last, since) = (now, std::time::Instant::now());
+            } else if since.elapsed() >= STALL {
+                return Err(self.stalled());
+            }
+        }
+        Ok(())
+    }
+
+    fn stalled(&self) -> AuditError {
+        self.not_writable(format!(
+            "the audit store is {} events behind its journal and indexed nothing for {}s (see the gateway's log)",
+            self.lag(),
+            STALL.as_secs()
+        ))
     }
 
     /// Wait until the event `seq` is on disk (strict mode's promise); Err

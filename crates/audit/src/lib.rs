@@ -132,7 +132,7 @@ pub use signer::{
     key_fingerprint, load_verifying_key, parse_verifying_key, public_key_path,
     verify_manifest_signature, AuditSigner,
 };
-pub use store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
+pub use store::{AuditStore, ChainHead, Durability, Journaled, SqliteStore, StoreError};
 pub use verify::{
     verify, verify_jsonl, verify_with, AnchorReport, BadEvent, PolicyInForce, VerifyOptions,
     VerifyReport, LIVE_GRACE,

@@ -6,10 +6,10 @@
 use crate::chain::{ChainCursor, GENESIS_HASH};
 use crate::checkpoint::{Checkpoint, SignedPolicy};
 use crate::error::AuditError;
-use crate::event::{format_ts, AuditEvent, NewEvent};
+use crate::event::{format_ts, NewEvent};
 use crate::journal::{journal_dir, Journal, StoreTail, DEFAULT_SYNC_WINDOW};
 use crate::signer::AuditSigner;
-use crate::store::{AuditStore, ChainHead, Durability, SqliteStore, StoreError};
+use crate::store::{AuditStore, ChainHead, Durability, Journaled, SqliteStore, StoreError};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
@@ -202,8 +202,10 @@ impl<T> Reply<T> {
 
 /// What the writer thread receives: journaled events to index, in seq
 /// order, and the request to close.
+// Index is nearly every message; boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Request {
-    Index(AuditEvent),
+    Index(Journaled),
     /// Answer once everything queued before it is in the store.
     Flush {
         reply: Reply<()>,
@@ -244,9 +246,10 @@ impl AuditLog {
     /// lock, and start the writer and syncer threads.
     pub fn open(config: AuditConfig) -> Result<AuditLog, AuditError> {
         let signer = AuditSigner::load_or_create(&config.signing_key_path)?;
-        // The store is durable at each commit: the journal's indexed
-        // segments are deleted on the strength of it.
-        let store = SqliteStore::open(&config.path, Durability::Full)?;
+        // The journal is what makes a recorded event durable; the store is
+        // made so (fsync) only before a checkpoint reaches the anchor and
+        // before indexed journal segments are deleted.
+        let store = SqliteStore::open(&config.path, Durability::Normal)?;
         let lock = Some(crate::anchor::lock_writer(&config.path)?);
         let policy = CheckpointPolicy {
             every: config.checkpoint_every,
@@ -330,7 +333,7 @@ impl AuditLog {
             policy,
             head: resumed.head,
             head_ts: resumed.last_ts,
-            pending: replay,
+            pending: replay.into_iter().map(Journaled::new).collect(),
             journal: journal_handle.clone(),
             pruned_at: u64::MAX,
             last_checkpoint: resumed.last_checkpoint,
@@ -399,6 +402,7 @@ impl AuditLog {
     /// closed): the caller must not run the command. Dropping the future
     /// after the call does not withdraw the event.
     pub async fn record(&self, event: NewEvent) -> Result<u64, AuditError> {
+        self.shared.journal.room().await?;
         let seq = self.append(event)?;
         if self.shared.durability == Durability::Full {
             self.shared.journal.synced_through(seq).await?;
@@ -409,6 +413,7 @@ impl AuditLog {
     /// [`record`](Self::record) for callers without an async runtime (the
     /// CLI). Blocks the calling thread in strict mode until the fsync.
     pub fn record_blocking(&self, event: NewEvent) -> Result<u64, AuditError> {
+        self.shared.journal.room_blocking()?;
         let seq = self.append(event)?;
         if self.shared.durability == Durability::Full {
             self.shared.journal.synced_through_blocking(seq)?;
@@ -756,7 +761,7 @@ struct Writer {
     /// Its time (a checkpoint is never signed earlier).
     head_ts: DateTime<Utc>,
     /// Journaled events not yet in the store, in seq order.
-    pending: Vec<AuditEvent>,
+    pending: Vec<Journaled>,
     journal: Arc<Journal>,
     /// The journal's rotation count when segments were last pruned.
     pruned_at: u64,
@@ -779,6 +784,11 @@ impl Drop for Writer {
         self.journal.close();
     }
 }
+
+/// How long the writer gathers events into one transaction: the store
+/// trails the journal by about this much, and indexes in fewer, larger
+/// transactions.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// How long the writer waits before retrying a store that failed.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
@@ -860,17 +870,26 @@ impl Writer {
     /// [`MAX_BATCH`] events), stopping at a flush or close request, which
     /// is returned: the group in group commit.
     fn drain(&mut self, first: Request, inbox: &Receiver<Request>) -> Option<Request> {
-        let mut next = Some(first);
-        let mut taken = 0;
-        while let Some(request) = next.take() {
-            match request {
-                Request::Index(event) => self.pending.push(event),
-                control => return Some(control),
+        match first {
+            Request::Index(event) => self.pending.push(event),
+            control => return Some(control),
+        }
+        let mut taken = 1;
+        let mut gathered = false;
+        while taken < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(Request::Index(event)) => self.pending.push(event),
+                Ok(control) => return Some(control),
+                // A small group: let more gather without being woken for
+                // each event (senders only wake a receiver that is blocked).
+                Err(_) if !gathered && taken < MAX_BATCH / 8 => {
+                    gathered = true;
+                    std::thread::sleep(GATHER);
+                    continue;
+                }
+                Err(_) => break,
             }
             taken += 1;
-            if taken < MAX_BATCH {
-                next = inbox.try_recv().ok();
-            }
         }
         None
     }
@@ -889,7 +908,7 @@ impl Writer {
                 .len()
                 .min(usize::try_from(room).unwrap_or(usize::MAX))
                 .min(MAX_BATCH);
-            if let Err(e) = self.store.append_batch(&self.pending[..take]) {
+            if let Err(e) = self.store.append_journaled(&self.pending[..take]) {
                 tracing::error!(store = %self.location, error = %e, pending = self.pending.len(), "audit store commit failed; the events are in the journal and will be indexed when the store recovers");
                 // A store whose head moved under the writer has another
                 // writer: nothing more may be built on either chain.
@@ -903,7 +922,7 @@ impl Writer {
                 }
                 return;
             }
-            if let Some(last) = self.pending[..take].last() {
+            if let Some(Journaled { event: last, .. }) = self.pending[..take].last() {
                 self.head = ChainHead {
                     seq: last.seq,
                     hash: last.hash.clone(),
@@ -918,8 +937,15 @@ impl Writer {
         }
         let rotations = self.journal.rotations();
         if rotations != self.pruned_at {
-            self.journal.prune(self.head.seq);
-            self.pruned_at = rotations;
+            match self.store.make_durable() {
+                Ok(()) => {
+                    self.journal.prune(self.head.seq);
+                    self.pruned_at = rotations;
+                }
+                Err(e) => {
+                    tracing::error!(store = %self.location, error = %e, "cannot make the audit store durable; its journal segments are kept")
+                }
+            }
         }
     }
 
@@ -1003,6 +1029,14 @@ impl Writer {
             self.anchor_pending.push(cp.clone());
         }
         self.last_checkpoint = Some(cp);
+        // The anchor must never hold a checkpoint a power loss could take
+        // from the store.
+        self.store
+            .make_durable()
+            .map_err(|e| AuditError::NotWritable {
+                path: self.location.clone(),
+                reason: e.0,
+            })?;
         self.flush_anchor();
         Ok(())
     }

@@ -366,10 +366,17 @@ impl Pipeline {
             .await
     }
 
-    /// Record a forwarded command's `command.result` off the data path, so
-    /// the stream is not held up (a stopping gateway waits for it).
+    /// Record a forwarded command's `command.result` without holding up
+    /// the stream: a recorder that takes it at once (the journal, in its
+    /// default durability) does so here; one that must wait (an fsync in
+    /// strict mode) finishes in a task a stopping gateway waits for.
     pub fn finish_later(&self, scope: &CommandScope, result: &CommandResult) {
-        self.background.spawn(self.finish(scope, result));
+        let mut recording = self.finish(scope, result);
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        if recording.as_mut().poll(&mut cx).is_pending() {
+            // Polled again by the task, which registers its own waker.
+            self.background.spawn(recording);
+        }
     }
 
     /// The `command.result` of a forwarded command, ready to record (a

@@ -42,7 +42,7 @@ fn event(n: u64) -> NewEvent {
 
 fn append(j: &Journal, n: u64) -> AuditEvent {
     let mut out = None;
-    j.append(event(n), |e| out = Some(e)).unwrap();
+    j.append(event(n), |e| out = Some(e.event)).unwrap();
     out.unwrap()
 }
 

@@ -24,6 +24,24 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// An event as the journal wrote it, with its `data` in the canonical text
+/// the hash covers, so the store need not build it again.
+#[derive(Debug, Clone)]
+pub struct Journaled {
+    /// The event.
+    pub event: AuditEvent,
+    /// `canonical_json(&event.data)`.
+    pub data_text: String,
+}
+
+impl Journaled {
+    /// Wrap `event`, building its canonical text.
+    pub fn new(event: AuditEvent) -> Journaled {
+        let data_text = crate::canonical_json(&event.data);
+        Journaled { event, data_text }
+    }
+}
+
 /// The last committed event: what the next event links to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainHead {
@@ -37,9 +55,11 @@ pub struct ChainHead {
 /// implementations need `Send` but not `Sync`.
 ///
 /// Implementations must make [`append_batch`](Self::append_batch) atomic (all
-/// events or none) and durable when it returns (the writer deletes journal
-/// segments on the strength of it), and must refuse a batch that does not
-/// continue their current head, so two writers can never fork the chain.
+/// events or none), everything committed durable by
+/// [`make_durable`](Self::make_durable) (the writer deletes journal segments
+/// and copies checkpoints to the anchor on the strength of it), and must
+/// refuse a batch that does not continue their current head, so two
+/// writers can never fork the chain.
 pub trait AuditStore: Send {
     /// Names the store in errors (a file path, a database URL without
     /// credentials).
@@ -55,8 +75,21 @@ pub trait AuditStore: Send {
     /// none of them.
     fn append_batch(&mut self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
+    /// [`append_batch`](Self::append_batch) for events as the journal wrote
+    /// them; a store that keeps `data` as canonical text uses it as is.
+    fn append_journaled(&mut self, batch: &[Journaled]) -> Result<(), StoreError> {
+        let events: Vec<AuditEvent> = batch.iter().map(|j| j.event.clone()).collect();
+        self.append_batch(&events)
+    }
+
     /// Commit one checkpoint.
     fn append_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// Make everything committed so far survive a power loss. A store that
+    /// is durable at each commit has nothing to do.
+    fn make_durable(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Up to `limit` events with `seq >= from_seq`, in seq order.
     fn read_events(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;

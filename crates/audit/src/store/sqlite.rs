@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode, so readers (verify,
 //! export, the console) run while the gateway writes.
 
-use super::{AuditStore, ChainHead, StoreError};
+use super::{AuditStore, ChainHead, Journaled, StoreError};
 use crate::canonical::canonical_json;
 use crate::chain::GENESIS_HASH;
 use crate::checkpoint::Checkpoint;
@@ -16,12 +16,13 @@ use std::time::Duration;
 pub enum Durability {
     /// Strict: a recorded event is on disk (fsync'd) before the caller goes
     /// on, so it survives power loss. Concurrent callers share each fsync.
-    /// For the store itself, `synchronous = FULL`.
+    /// (A store opened so commits with `synchronous = FULL`.)
     Full,
     /// The default: a recorded event is in the journal (the kernel's page
     /// cache) before the caller goes on, so it survives a gateway crash, and
     /// on disk within the sync window (10 ms by default), which bounds what
-    /// a power loss can take. For the store itself, `synchronous = NORMAL`.
+    /// a power loss can take. (A store opened so commits with
+    /// `synchronous = NORMAL` and is fsync'd by `make_durable`.)
     #[default]
     Normal,
 }
@@ -106,6 +107,7 @@ pub(crate) fn checkpoint_columns(conn: &Connection) -> rusqlite::Result<&'static
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    durability: Durability,
 }
 
 impl SqliteStore {
@@ -157,7 +159,59 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
+            durability,
         })
+    }
+}
+
+impl SqliteStore {
+    /// Insert `rows` (event, canonical data text) in one transaction that
+    /// must continue the store's head.
+    fn insert<'a>(
+        &mut self,
+        rows: impl Iterator<Item = (&'a AuditEvent, &'a str)>,
+    ) -> Result<(), StoreError> {
+        let mut rows = rows.peekable();
+        let Some((first, _)) = rows.peek() else {
+            return Ok(());
+        };
+        let (first_seq, first_prev) = (first.seq, first.prev_hash.clone());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head = query_head(&tx)?;
+        let (next_seq, prev_hash) = head
+            .as_ref()
+            .map_or((1, GENESIS_HASH), |h| (h.seq + 1, h.hash.as_str()));
+        if first_seq != next_seq || first_prev != prev_hash {
+            return Err(StoreError(format!(
+                "the store's last event is {} but this batch continues event {}: another process is writing to \
+                 the same store, and only one gateway may write an SQLite audit store",
+                next_seq - 1,
+                first_seq.saturating_sub(1)
+            )));
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (seq, ts, kind, session_id, subject, connection, data, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for (e, data) in rows {
+                insert.execute(params![
+                    to_sql_int(e.seq)?,
+                    e.ts,
+                    e.kind,
+                    e.session_id,
+                    e.subject,
+                    e.connection,
+                    data,
+                    e.prev_hash,
+                    e.hash
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 
@@ -180,45 +234,12 @@ impl AuditStore for SqliteStore {
     }
 
     fn append_batch(&mut self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let Some(first) = events.first() else {
-            return Ok(());
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let head = query_head(&tx)?;
-        let (next_seq, prev_hash) = head
-            .as_ref()
-            .map_or((1, GENESIS_HASH), |h| (h.seq + 1, h.hash.as_str()));
-        if first.seq != next_seq || first.prev_hash != prev_hash {
-            return Err(StoreError(format!(
-                "the store's last event is {} but this batch continues event {}: another process is writing to \
-                 the same store, and only one gateway may write an SQLite audit store",
-                next_seq - 1,
-                first.seq.saturating_sub(1)
-            )));
-        }
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (seq, ts, kind, session_id, subject, connection, data, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for e in events {
-                insert.execute(params![
-                    to_sql_int(e.seq)?,
-                    e.ts,
-                    e.kind,
-                    e.session_id,
-                    e.subject,
-                    e.connection,
-                    canonical_json(&e.data),
-                    e.prev_hash,
-                    e.hash
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        let texts: Vec<String> = events.iter().map(|e| canonical_json(&e.data)).collect();
+        self.insert(events.iter().zip(texts.iter().map(String::as_str)))
+    }
+
+    fn append_journaled(&mut self, batch: &[Journaled]) -> Result<(), StoreError> {
+        self.insert(batch.iter().map(|j| (&j.event, j.data_text.as_str())))
     }
 
     fn append_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
@@ -238,6 +259,27 @@ impl AuditStore for SqliteStore {
                 cp.checkpoint_interval_ms.map(to_sql_int).transpose()?
             ],
         )?;
+        Ok(())
+    }
+
+    /// `synchronous = NORMAL` commits reach the WAL file by `write(2)` and
+    /// the database file at checkpoints; an fsync of both makes every one
+    /// of them durable.
+    fn make_durable(&mut self) -> Result<(), StoreError> {
+        if self.durability == Durability::Full {
+            return Ok(());
+        }
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        for file in [self.path.clone(), PathBuf::from(wal)] {
+            match std::fs::File::open(&file) {
+                Ok(f) => f
+                    .sync_all()
+                    .map_err(|e| StoreError(format!("fsync {}: {e}", file.display())))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError(format!("open {}: {e}", file.display()))),
+            }
+        }
         Ok(())
     }
 
