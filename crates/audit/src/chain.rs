@@ -108,6 +108,16 @@ impl ChainCursor {
 
     /// Accept `event` as the next link, or say in plain words why not.
     pub(crate) fn check(&mut self, event: &AuditEvent) -> Result<(), BadEvent> {
+        self.check_hashed(event, &event.compute_hash())
+    }
+
+    /// [`check`](Self::check) with the event's hash already computed from
+    /// its fields (by a reader that had its canonical data text at hand).
+    pub(crate) fn check_hashed(
+        &mut self,
+        event: &AuditEvent,
+        computed: &str,
+    ) -> Result<(), BadEvent> {
         let expected = self.next_seq;
         if event.seq > expected {
             let reason = if expected == 1 {
@@ -142,7 +152,7 @@ impl ChainCursor {
             };
             return Err(BadEvent::event(expected, reason));
         }
-        if event.compute_hash() != event.hash {
+        if computed != event.hash {
             return Err(BadEvent::event(
                 expected,
                 "its content does not match its hash: a field of this event was edited".to_string(),

@@ -36,7 +36,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
 use crate::event::AuditEvent;
 use crate::store::{
-    checkpoint_columns, decode_checkpoint_row, decode_event_row, open_read_only, read_error,
+    checkpoint_columns, decode_checkpoint_row, decode_event_row_hashed, open_read_only, read_error,
     EVENT_COLUMNS,
 };
 use crate::writer::CheckpointPolicy;
@@ -235,9 +235,12 @@ pub fn verify_with(
             .prepare(&format!("SELECT {columns} FROM checkpoints ORDER BY seq"))
             .map_err(read_err)?;
         let events = event_stmt
-            .query_map([], |row| Ok(decode_event_row(row)))
+            .query_map([], |row| Ok(decode_event_row_hashed(row)))
             .map_err(read_err)?
-            .map(|row| row.map_err(read_err).and_then(|decoded| decoded));
+            .map(|row| {
+                row.map_err(read_err)
+                    .and_then(|decoded| decoded.map(|(event, hash)| (event, Some(hash))))
+            });
         let checkpoints = checkpoint_stmt
             .query_map([], |row| Ok(decode_checkpoint_row(row)))
             .map_err(read_err)?
@@ -309,7 +312,7 @@ pub fn verify_jsonl(
     key: &VerifyingKey,
 ) -> Result<VerifyReport, AuditError> {
     let (mut report, tail) = verify_walk(
-        jsonl_rows(events, "events"),
+        jsonl_rows(events, "events").map(|row| row.map(|event: AuditEvent| (event, None))),
         jsonl_rows(checkpoints, "checkpoints"),
         key,
         None,
@@ -484,7 +487,7 @@ pub(crate) fn verify_walk<E, C>(
     pruned: Option<&crate::retention::PruneRecord>,
 ) -> Result<(VerifyReport, Tail), AuditError>
 where
-    E: Iterator<Item = Result<AuditEvent, AuditError>>,
+    E: Iterator<Item = Result<(AuditEvent, Option<String>), AuditError>>,
     C: Iterator<Item = Result<Checkpoint, AuditError>>,
 {
     let mut chain = ChainCursor::genesis();
@@ -532,8 +535,8 @@ where
 
     for row in events {
         count += 1;
-        let event = match row {
-            Ok(event) => event,
+        let (event, computed) = match row {
+            Ok(row) => row,
             Err(AuditError::CorruptRow { seq, reason }) => {
                 if first_bad.is_none() {
                     let seq = if seq == 0 { chain.next_seq() } else { seq };
@@ -546,7 +549,11 @@ where
         if first_bad.is_some() {
             continue;
         }
-        if let Err(bad) = chain.check(&event) {
+        let checked = match &computed {
+            Some(hash) => chain.check_hashed(&event, hash),
+            None => chain.check(&event),
+        };
+        if let Err(bad) = checked {
             first_bad = Some(bad);
             continue;
         }

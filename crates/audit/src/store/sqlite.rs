@@ -347,6 +347,13 @@ fn to_sql_int(n: u64) -> Result<i64, StoreError> {
 /// shape is reported as corrupt with its seq, not as a store failure, so
 /// verify can name it.
 pub(crate) fn decode_event_row(row: &Row<'_>) -> Result<AuditEvent, AuditError> {
+    decode_event_row_hashed(row).map(|(event, _)| event)
+}
+
+/// [`decode_event_row`], and the event's hash computed from its fields and
+/// the stored data text (canonical, which decoding checks), so a verifier
+/// need not build that text again.
+pub(crate) fn decode_event_row_hashed(row: &Row<'_>) -> Result<(AuditEvent, String), AuditError> {
     let raw_seq: i64 = row.get(0).map_err(|e| AuditError::CorruptRow {
         seq: 0,
         reason: format!("its seq is not an integer ({e})"),
@@ -373,7 +380,7 @@ pub(crate) fn decode_event_row(row: &Row<'_>) -> Result<AuditEvent, AuditError> 
             reason: "its data is not in the canonical form the gateway writes (a duplicated key, or an edit)".into(),
         });
     }
-    Ok(AuditEvent {
+    let event = AuditEvent {
         seq,
         ts: row.get(1).map_err(|e| corrupt("ts", e))?,
         kind: row.get(2).map_err(|e| corrupt("kind", e))?,
@@ -383,7 +390,9 @@ pub(crate) fn decode_event_row(row: &Row<'_>) -> Result<AuditEvent, AuditError> 
         data,
         prev_hash: row.get(7).map_err(|e| corrupt("prev_hash", e))?,
         hash: row.get(8).map_err(|e| corrupt("hash", e))?,
-    })
+    };
+    let computed = crate::chain::event_hash_with_data(&event, &data_text);
+    Ok((event, computed))
 }
 
 /// Decode one `CHECKPOINT_COLUMNS` row; the error says what is wrong with it.
