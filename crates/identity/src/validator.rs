@@ -30,6 +30,44 @@ pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 pub struct TokenValidator {
     issuers: HashMap<String, TrustedIssuer>,
     leeway: Duration,
+    accepted: Accepted,
+}
+
+/// Tokens this validator accepted, by the SHA-256 of their text, until they
+/// expire: a client that presents the same token on every request (an HTTP
+/// client, an agent) pays for the signature check once. The key is a digest,
+/// so the cache holds no token; a token rejected once is checked again in
+/// full each time. A key the issuer rotates out does not end the tokens it
+/// signed before their `exp` (as with any validator that trusts `exp`).
+#[derive(Default)]
+struct Accepted(parking_lot::Mutex<HashMap<[u8; 32], Identity>>);
+
+/// Most tokens remembered; past it, expired ones are dropped, then all.
+const ACCEPTED_CAPACITY: usize = 4096;
+
+impl Accepted {
+    fn get(&self, digest: &[u8; 32], leeway: Duration) -> Option<Identity> {
+        let entries = self.0.lock();
+        let identity = entries.get(digest)?;
+        still_valid(identity, leeway).then(|| identity.clone())
+    }
+
+    fn put(&self, digest: [u8; 32], identity: &Identity, leeway: Duration) {
+        let mut entries = self.0.lock();
+        if entries.len() >= ACCEPTED_CAPACITY {
+            entries.retain(|_, id| still_valid(id, leeway));
+            if entries.len() >= ACCEPTED_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, identity.clone());
+    }
+}
+
+fn still_valid(identity: &Identity, leeway: Duration) -> bool {
+    let now = chrono::Utc::now().timestamp();
+    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+    now < identity.expires_at.saturating_add(leeway)
 }
 
 /// What the validator knows about one issuer.
@@ -102,6 +140,7 @@ impl TokenValidator {
         Ok(TokenValidator {
             issuers: trusted,
             leeway,
+            accepted: Accepted::default(),
         })
     }
 
@@ -127,6 +166,17 @@ impl TokenValidator {
     /// server-side error ([`AuthError::is_server_side`]). Error messages
     /// never contain the token.
     pub async fn validate(&self, token: &str) -> Result<Identity, AuthError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(identity) = self.accepted.get(&digest, self.leeway) {
+            return Ok(identity);
+        }
+        let identity = self.validate_fully(token).await?;
+        self.accepted.put(digest, &identity, self.leeway);
+        Ok(identity)
+    }
+
+    async fn validate_fully(&self, token: &str) -> Result<Identity, AuthError> {
         let token = UnverifiedToken::parse(token)?;
         let alg = algorithm::accepted(token.alg()?)?;
         if token.has_critical_extensions() {
@@ -188,6 +238,30 @@ pub fn check_subject(identity: &Identity, user: &str) -> Result<(), AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accepted_token_is_remembered_only_until_it_expires() {
+        let cache = Accepted::default();
+        let now = chrono::Utc::now().timestamp();
+        let mut id = alice();
+        id.expires_at = now + 60;
+        cache.put([1; 32], &id, Duration::ZERO);
+        assert_eq!(
+            cache.get(&[1; 32], Duration::ZERO).map(|i| i.subject),
+            Some("u-123".into())
+        );
+        assert!(
+            cache.get(&[2; 32], Duration::ZERO).is_none(),
+            "another token is not"
+        );
+        id.expires_at = now - 1;
+        cache.put([3; 32], &id, Duration::ZERO);
+        assert!(cache.get(&[3; 32], Duration::ZERO).is_none(), "expired");
+        assert!(
+            cache.get(&[3; 32], Duration::from_secs(30)).is_some(),
+            "within the leeway"
+        );
+    }
 
     fn alice() -> Identity {
         Identity {
