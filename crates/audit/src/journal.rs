@@ -190,6 +190,7 @@ impl Journal {
         durability: Durability,
         window: Duration,
         store: StoreTail<'_>,
+        max_replay: u64,
     ) -> Result<(Journal, Vec<AuditEvent>, Recovery), AuditError> {
         let shown = dir.display().to_string();
         let open_err = |e: io::Error| AuditError::Open {
@@ -197,7 +198,7 @@ impl Journal {
             reason: format!("the audit journal folder cannot be created, read or synced: {e}"),
         };
         create_private_dir(dir).map_err(open_err)?;
-        let (replay, recovery) = replay::read_back(dir, &store)?;
+        let (replay, recovery) = replay::read_back(dir, &store, max_replay)?;
         let head = replay.last().map_or_else(
             || store.head.clone(),
             |e| ChainHead {
@@ -257,6 +258,17 @@ impl Journal {
         new: NewEvent,
         indexed: impl FnOnce(Journaled),
     ) -> Result<u64, AuditError> {
+        self.append_checked(new, indexed, true)
+    }
+
+    /// [`append`](Self::append); `bound_lag` false only for the start's own
+    /// `audit.recovered`, written while the replay is still to be indexed.
+    pub(crate) fn append_checked(
+        &self,
+        new: NewEvent,
+        indexed: impl FnOnce(Journaled),
+        bound_lag: bool,
+    ) -> Result<u64, AuditError> {
         // The expensive parts happen before the lock.
         let data_text = crate::canonical_json(&new.data);
         let mut tail = lock(&self.tail);
@@ -270,7 +282,7 @@ impl Journal {
             .head
             .seq
             .saturating_sub(self.indexed.load(Ordering::Acquire));
-        if behind >= MAX_UNINDEXED {
+        if bound_lag && behind >= MAX_UNINDEXED {
             return Err(self.not_writable(format!(
                 "the audit store is {behind} events behind its journal (indexing failed or stalled; see the \
                  gateway's log)"
@@ -482,8 +494,15 @@ impl Journal {
             return Err(e);
         }
         self.synced.fetch_max(target, Ordering::AcqRel);
-        self.synced_tx
-            .send_replace(self.synced.load(Ordering::Acquire));
+        // Never backwards: a slower sync may finish after a newer one.
+        let synced = self.synced.load(Ordering::Acquire);
+        self.synced_tx.send_if_modified(|seen| {
+            let newer = synced > *seen;
+            if newer {
+                *seen = synced;
+            }
+            newer
+        });
         let _guard = lock(&self.wake_lock);
         self.wake.notify_all();
         Ok(())

@@ -7,7 +7,7 @@ use crate::chain::{ChainCursor, GENESIS_HASH};
 use crate::checkpoint::{Checkpoint, SignedPolicy};
 use crate::error::AuditError;
 use crate::event::{format_ts, NewEvent};
-use crate::journal::{journal_dir, Journal, StoreTail, DEFAULT_SYNC_WINDOW};
+use crate::journal::{journal_dir, Journal, StoreTail, DEFAULT_SYNC_WINDOW, MAX_UNINDEXED};
 use crate::signer::AuditSigner;
 use crate::store::{AuditStore, ChainHead, Durability, Journaled, SqliteStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -319,6 +319,7 @@ impl AuditLog {
                 last_ts: resumed.last_ts,
                 unsigned: &resumed.unsigned,
             },
+            MAX_UNINDEXED.saturating_add(policy.every),
         )?;
         let journal_handle = Arc::new(opened);
         let resumed_unsigned = resumed.head.seq
@@ -390,7 +391,13 @@ impl AuditLog {
                 "replayed_from_journal": recovery.replayed,
                 "torn_bytes_cut": recovery.torn_bytes,
             });
-            log.append(event)?;
+            log.shared.journal.append_checked(
+                event,
+                |indexed| {
+                    let _ = log.requests.send(Request::Index(indexed));
+                },
+                false,
+            )?;
         }
         Ok(log)
     }
@@ -902,6 +909,16 @@ impl Writer {
     /// are on record in the journal, and the writer retries.
     fn index_pending(&mut self) {
         while !self.pending.is_empty() {
+            if self.unsigned() >= self.policy().every {
+                // A checkpoint is due and could not be signed (the journal
+                // cannot be synced, or the store refuses it): index no
+                // further, so the store's unsigned tail stays within the
+                // policy; the events stay in the journal for the next start.
+                self.checkpoint_if_due();
+                if self.unsigned() >= self.policy().every {
+                    return;
+                }
+            }
             let room = self.policy().every.saturating_sub(self.unsigned()).max(1);
             let take = self
                 .pending

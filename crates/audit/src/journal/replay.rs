@@ -12,10 +12,13 @@
 //!   never got). Everything from there to its end is cut and counted. A
 //!   whole line that is not an event, or one that does not chain, is an
 //!   edit, and refuses the start, as a broken store does.
-//! * At most [`MAX_UNINDEXED`] events are replayed: the gateway never lets
+//! * At most [`MAX_UNINDEXED`] events (plus one checkpoint interval, what a
+//!   power loss can take from the store) are replayed: the gateway never lets
 //!   the store fall further behind, so more means someone wrote them.
 
-use super::{segments, StoreTail, MAX_UNINDEXED};
+#[cfg(doc)]
+use super::MAX_UNINDEXED;
+use super::{segments, StoreTail};
 use crate::chain::ChainCursor;
 use crate::error::AuditError;
 use crate::event::AuditEvent;
@@ -28,6 +31,7 @@ use std::path::Path;
 pub(super) fn read_back(
     dir: &Path,
     store: &StoreTail<'_>,
+    max_replay: u64,
 ) -> Result<(Vec<AuditEvent>, Recovery), AuditError> {
     let shown = dir.display().to_string();
     let read_err = |e: io::Error| AuditError::Read {
@@ -146,19 +150,21 @@ pub(super) fn read_back(
                 .map_err(|bad| broken(bad.seq, format!("in the journal: {}", bad.reason)))?;
             replay.push(event);
             changed = true;
-            if replay.len() as u64 > MAX_UNINDEXED {
+            if replay.len() as u64 > max_replay {
                 return Err(broken(
                     store.head.seq + 1,
                     format!(
-                        "the journal holds more than {MAX_UNINDEXED} events beyond the store, more than the gateway \
-                         ever lets the store fall behind: they were not written by it"
+                        "the journal holds more than {max_replay} events beyond the store, more than the gateway \
+                         ever lets the store fall behind (plus what a power loss can take from the store): they \
+                         were not written by it"
                     ),
                 ));
             }
         }
-        if changed {
+        if changed || newest {
             // What is built on next must not outlive a power loss that
-            // takes this.
+            // takes this (after a kill -9 the newest segment's end may
+            // still be only in the page cache, replayed or not).
             File::open(path)
                 .and_then(|f| f.sync_data())
                 .map_err(read_err)?;

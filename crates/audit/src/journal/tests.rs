@@ -25,6 +25,7 @@ fn try_open(
             last_ts: DateTime::<Utc>::MIN_UTC,
             unsigned,
         },
+        MAX_UNINDEXED,
     )
 }
 

@@ -105,9 +105,15 @@ pub(crate) fn checkpoint_columns(conn: &Connection) -> rusqlite::Result<&'static
 /// The SQLite store the writer appends to. Holds the one read-write
 /// connection; readers open their own read-only ones.
 pub struct SqliteStore {
+    // Field order matters: the connection closes before the files below.
     conn: Connection,
     path: PathBuf,
     durability: Durability,
+    /// The database and its WAL, open for as long as the connection is, for
+    /// `make_durable`'s fsyncs. Opening a file per fsync and closing it
+    /// would drop every POSIX lock this process holds on it, SQLite's
+    /// included.
+    files: [std::fs::File; 2],
 }
 
 impl SqliteStore {
@@ -160,10 +166,24 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "user_version", FORMAT_VERSION)
             .map_err(|e| fail(e.to_string()))?;
+        // The WAL exists once the schema is written; its entry in the folder
+        // must be durable too.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let open_file = |p: &Path| {
+            std::fs::File::open(p).map_err(|e| fail(format!("cannot open {}: {e}", p.display())))
+        };
+        let files = [open_file(path)?, open_file(Path::new(&wal))?];
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(folder)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| fail(format!("cannot sync its folder: {e}")))?;
+        }
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             durability,
+            files,
         })
     }
 }
@@ -273,16 +293,9 @@ impl AuditStore for SqliteStore {
         if self.durability == Durability::Full {
             return Ok(());
         }
-        let mut wal = self.path.as_os_str().to_owned();
-        wal.push("-wal");
-        for file in [self.path.clone(), PathBuf::from(wal)] {
-            match std::fs::File::open(&file) {
-                Ok(f) => f
-                    .sync_all()
-                    .map_err(|e| StoreError(format!("fsync {}: {e}", file.display())))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError(format!("open {}: {e}", file.display()))),
-            }
+        for file in &self.files {
+            file.sync_all()
+                .map_err(|e| StoreError(format!("fsync of {}: {e}", self.path.display())))?;
         }
         Ok(())
     }
