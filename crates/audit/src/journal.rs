@@ -52,6 +52,8 @@ use std::time::Duration;
 
 mod replay;
 
+pub(crate) use replay::beyond as journal_beyond;
+
 /// A segment is closed and a new one started past this size, so indexed
 /// history can be deleted a segment at a time.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;

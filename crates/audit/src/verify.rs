@@ -259,6 +259,25 @@ pub fn verify_with(
         (Some(false), Some(false)) => Some(false),
         _ => None,
     };
+    if running == Some(false) {
+        // A gateway that crashed left events in its journal that only its
+        // next start indexes: say so, so the store is not taken for all.
+        let head: i64 = snapshot
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |row| {
+                row.get(0)
+            })
+            .map_err(read_err)?;
+        let head = u64::try_from(head).unwrap_or(0);
+        if let Ok(Some((n, first, last))) =
+            crate::journal::journal_beyond(&crate::journal::journal_dir(path), head)
+        {
+            report.notes.push(format!(
+                "the journal ({}) holds {n} events after the store's last (events {first} to {last}): the gateway \
+                 stopped before indexing them, and its next start indexes, checks and signs them; verify again then",
+                crate::journal::journal_dir(path).display()
+            ));
+        }
+    }
     let mut problems = Vec::new();
     if let (Some(anchor), Some(len)) = (&options.anchor_file, anchor_len) {
         let (anchor_report, problem) = check_anchor(

@@ -470,3 +470,37 @@ fn a_duplicated_key_in_event_data_fails_verify() {
     };
     assert!(failed, "a duplicated key went unnoticed");
 }
+
+/// After a crash, events the store lacks wait in the journal for the next
+/// start; verify, run on the stopped trail, says so.
+#[test]
+fn verify_names_what_a_crashed_gateway_left_in_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path(), 1000)).unwrap();
+    for i in 1..=3 {
+        log.record_blocking(command("s", i)).unwrap();
+    }
+    log.flush_blocking().unwrap();
+    // Two more reach the journal, then the process "dies": the writer lock
+    // goes with it, the indexing does not happen.
+    let journal = gatehouse_audit::journal_dir(&db(dir.path()));
+    let segment = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let lines = std::fs::read_to_string(&segment).unwrap();
+    std::mem::forget(log);
+    std::fs::remove_file(dir.path().join("audit.db.lock")).unwrap();
+    run(dir.path(), "DELETE FROM events WHERE seq > 1");
+    assert_eq!(lines.lines().count(), 3);
+    let report = verify(&db(dir.path()), &public_key(dir.path())).unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("holds 2 events after the store's last (events 2 to 3)")),
+        "{:?}",
+        report.notes
+    );
+}

@@ -193,3 +193,37 @@ pub(super) fn remove_empty_segments(dir: &Path, keep: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// How many events the journal in `dir` holds after `store_head`, and the
+/// first and last of them (a crashed gateway's events its next start will
+/// index). Reads only each line's seq; checks nothing.
+pub(crate) fn beyond(dir: &Path, store_head: u64) -> io::Result<Option<(u64, u64, u64)>> {
+    let mut found: Option<(u64, u64, u64)> = None;
+    let list = match segments(dir) {
+        Ok(list) => list,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for (i, (_, path)) in list.iter().enumerate() {
+        if list
+            .get(i + 1)
+            .is_some_and(|(next, _)| *next <= store_head + 1)
+        {
+            continue;
+        }
+        let reader = BufReader::new(File::open(path)?);
+        for line in reader.split(b'\n') {
+            let line = line?;
+            match seq_of(&line) {
+                Some(seq) if seq > store_head => {
+                    found = Some(match found {
+                        None => (1, seq, seq),
+                        Some((n, first, _)) => (n + 1, first, seq),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(found)
+}
