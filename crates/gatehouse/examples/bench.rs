@@ -405,18 +405,16 @@ fn start_pgbouncer(cluster: &PgCluster, dir: &Path) -> anyhow::Result<Option<(Ki
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
-    let mut cmd = if root {
-        // pgbouncer refuses to run as root.
+    let mut cmd = Command::new(exe);
+    if root {
+        // pgbouncer refuses to run as root; it switches user itself, so the
+        // process stopped on drop is pgbouncer's own.
         run(Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(&d))?;
         run(Command::new("chmod").args(["0755"]).arg(dir))?;
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", exe]);
-        c
-    } else {
-        Command::new(exe)
-    };
+        cmd.args(["-u", "postgres"]);
+    }
     let child = cmd
         .arg(d.join("pgbouncer.ini"))
         .stdout(Stdio::null())
