@@ -219,11 +219,12 @@ fn pg_target() -> PgCluster {
     cluster
 }
 
-fn pg_connection(dir: &Path, cluster: &PgCluster) -> String {
+/// A `[[connections]]` entry of `kind` for the target on `port`.
+fn connection(dir: &Path, name: &str, kind: &str, port: u16) -> String {
     format!(
         r#"[[connections]]
-name = "bank"
-type = "postgres"
+name = "{name}"
+type = "{kind}"
 host = "127.0.0.1"
 port = {port}
 database = "bank"
@@ -231,16 +232,46 @@ user = "{APP}"
 password_file = "{pw}"
 allow_groups = ["analysts"]
 "#,
-        port = cluster.port(),
         pw = dir.join("target.pw").display()
     )
+}
+
+/// Every statement the server logged is in the trail.
+fn assert_all_recorded(server: &str, logged: &BTreeSet<String>, recorded: &BTreeSet<String>) {
+    let missing: Vec<_> = logged.difference(recorded).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} statements {server} executed are not in the trail, e.g. {:?}",
+        missing.len(),
+        logged.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+/// The `mariadb` client as alice through the gateway's MySQL listener.
+fn mariadb(gw: &Gateway, token: &str) -> Command {
+    let mut cmd = Command::new("mariadb");
+    cmd.args([
+        "--no-defaults",
+        "--ssl",
+        "--batch",
+        "-h127.0.0.1",
+        "-ualice",
+        "-Dbank_mysql",
+    ])
+    .arg(format!("-P{}", gw.my_port))
+    .env("MYSQL_PWD", token);
+    cmd
 }
 
 #[test]
 fn a_killed_gateway_loses_no_postgres_statement() {
     let cluster = pg_target();
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::new(dir.path(), &pg_connection(dir.path(), &cluster));
+    let mut gw = Gateway::new(
+        dir.path(),
+        &connection(dir.path(), "bank", "postgres", cluster.port()),
+    );
     gw.serve();
     let token = gw.token();
 
@@ -293,23 +324,7 @@ fn a_killed_gateway_loses_no_postgres_statement() {
     std::thread::sleep(Duration::from_millis(500));
     let trail = gw.trail();
     let recorded = markers(&trail, "crash-pg");
-    let missing: Vec<_> = logged.difference(&recorded).collect();
-    if !missing.is_empty() {
-        let _ = std::fs::write("/tmp/crash-trail.jsonl", &trail);
-        let _ = std::fs::write("/tmp/crash-pg.log", cluster.log_tail(usize::MAX));
-        let _ = Command::new("cp")
-            .arg("-r")
-            .arg(dir.path())
-            .arg("/tmp/crash-dir")
-            .status();
-    }
-    assert!(
-        missing.is_empty(),
-        "{} of {} statements PostgreSQL executed are not in the trail, e.g. {:?}",
-        missing.len(),
-        logged.len(),
-        missing.iter().take(5).collect::<Vec<_>>()
-    );
+    assert_all_recorded("PostgreSQL", &logged, &recorded);
     assert!(
         trail.contains("\"kind\":\"audit.recovered\""),
         "the restart says it recovered the journal"
@@ -338,20 +353,7 @@ fn a_killed_gateway_loses_no_mysql_statement() {
         .create_user_and_database(APP, APP_PASSWORD, "bank", MariaDbAuth::Native)
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let connection = format!(
-        r#"[[connections]]
-name = "bank_mysql"
-type = "mysql"
-host = "127.0.0.1"
-port = {port}
-database = "bank"
-user = "{APP}"
-password_file = "{pw}"
-allow_groups = ["analysts"]
-"#,
-        port = server.port(),
-        pw = dir.path().join("target.pw").display()
-    );
+    let connection = connection(dir.path(), "bank_mysql", "mysql", server.port());
     let mut gw = Gateway::new(dir.path(), &connection);
     gw.serve();
     let token = gw.token();
@@ -359,17 +361,7 @@ allow_groups = ["analysts"]
     // Four clients, each a stream of statements with their own literals.
     let clients: Vec<Child> = (0..4)
         .map(|c| {
-            let mut child = Command::new("mariadb")
-                .args([
-                    "--no-defaults",
-                    "--ssl",
-                    "--batch",
-                    "-h127.0.0.1",
-                    "-ualice",
-                    "-Dbank_mysql",
-                ])
-                .arg(format!("-P{}", gw.my_port))
-                .env("MYSQL_PWD", &token)
+            let mut child = mariadb(&gw, &token)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -404,25 +396,8 @@ allow_groups = ["analysts"]
     gw.serve();
     std::thread::sleep(Duration::from_millis(500));
     let recorded = markers(&gw.trail(), "crash-my");
-    let missing: Vec<_> = logged.difference(&recorded).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} statements MariaDB executed are not in the trail, e.g. {:?}",
-        missing.len(),
-        logged.len(),
-        missing.iter().take(5).collect::<Vec<_>>()
-    );
-    let o = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--ssl",
-            "--batch",
-            "-h127.0.0.1",
-            "-ualice",
-            "-Dbank_mysql",
-        ])
-        .arg(format!("-P{}", gw.my_port))
-        .env("MYSQL_PWD", &token)
+    assert_all_recorded("MariaDB", &logged, &recorded);
+    let o = mariadb(&gw, &token)
         .args(["-e", "SELECT 'after-restart'"])
         .output()
         .unwrap();
