@@ -254,18 +254,9 @@ impl Journal {
     /// Give `new` its place in the chain and append it. `indexed` is called
     /// with the finished event while the lock is held, so the writer
     /// receives events in seq order. On `Err` nothing was appended and the
-    /// chain is unchanged.
-    pub(crate) fn append(
-        &self,
-        new: NewEvent,
-        indexed: impl FnOnce(Journaled),
-    ) -> Result<u64, AuditError> {
-        self.append_checked(new, indexed, true)
-    }
-
-    /// [`append`](Self::append); `bound_lag` false only for the start's own
+    /// chain is unchanged. `bound_lag` is false only for the start's own
     /// `audit.recovered`, written while the replay is still to be indexed.
-    pub(crate) fn append_checked(
+    pub(crate) fn append(
         &self,
         new: NewEvent,
         indexed: impl FnOnce(Journaled),

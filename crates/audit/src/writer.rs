@@ -391,13 +391,9 @@ impl AuditLog {
                 "replayed_from_journal": recovery.replayed,
                 "torn_bytes_cut": recovery.torn_bytes,
             });
-            log.shared.journal.append_checked(
-                event,
-                |indexed| {
-                    let _ = log.requests.send(Request::Index(indexed));
-                },
-                false,
-            )?;
+            // Written while the replay is still to be indexed: the lag
+            // bound does not apply to it.
+            log.append(event, false)?;
         }
         Ok(log)
     }
@@ -410,7 +406,7 @@ impl AuditLog {
     /// after the call does not withdraw the event.
     pub async fn record(&self, event: NewEvent) -> Result<u64, AuditError> {
         self.shared.journal.room().await?;
-        let seq = self.append(event)?;
+        let seq = self.append(event, true)?;
         if self.shared.durability == Durability::Full {
             self.shared.journal.synced_through(seq).await?;
         }
@@ -421,22 +417,27 @@ impl AuditLog {
     /// CLI). Blocks the calling thread in strict mode until the fsync.
     pub fn record_blocking(&self, event: NewEvent) -> Result<u64, AuditError> {
         self.shared.journal.room_blocking()?;
-        let seq = self.append(event)?;
+        let seq = self.append(event, true)?;
         if self.shared.durability == Durability::Full {
             self.shared.journal.synced_through_blocking(seq)?;
         }
         Ok(seq)
     }
 
-    /// Append to the journal; the writer indexes it.
-    fn append(&self, event: NewEvent) -> Result<u64, AuditError> {
+    /// Append to the journal (held to the lag bound when `bound_lag`); the
+    /// writer indexes it.
+    fn append(&self, event: NewEvent, bound_lag: bool) -> Result<u64, AuditError> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(AuditError::Closed);
         }
-        self.shared.journal.append(event, |indexed| {
-            // A stopped writer leaves the event to the next start's replay.
-            let _ = self.requests.send(Request::Index(indexed));
-        })
+        self.shared.journal.append(
+            event,
+            |indexed| {
+                // A stopped writer leaves the event to the next start's replay.
+                let _ = self.requests.send(Request::Index(indexed));
+            },
+            bound_lag,
+        )
     }
 
     /// Wait until every event recorded so far is in the store (readers such

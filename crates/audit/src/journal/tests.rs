@@ -43,7 +43,7 @@ fn event(n: u64) -> NewEvent {
 
 fn append(j: &Journal, n: u64) -> AuditEvent {
     let mut out = None;
-    j.append(event(n), |e| out = Some(e.event)).unwrap();
+    j.append(event(n), |e| out = Some(e.event), true).unwrap();
     out.unwrap()
 }
 
@@ -146,7 +146,7 @@ fn a_failed_write_leaves_the_chain_unchanged() {
     // The segment becomes a device that is always full.
     lock(&j.tail).file = Arc::new(OpenOptions::new().append(true).open("/dev/full").unwrap());
     let mut sent = false;
-    let err = j.append(event(1), |_| sent = true).unwrap_err();
+    let err = j.append(event(1), |_| sent = true, true).unwrap_err();
     assert!(matches!(err, AuditError::NotWritable { .. }), "{err}");
     assert!(err.to_string().contains("No space left on device"), "{err}");
     assert!(!sent, "nothing is indexed that is not on record");
@@ -164,12 +164,12 @@ fn strict_mode_waits_for_the_fsync_and_closing_stops_appends() {
         let (j, stop) = (j.clone(), stop.clone());
         std::thread::spawn(move || j.run_syncer(|| stop.load(Ordering::SeqCst)))
     };
-    let seq = j.append(event(1), |_| {}).unwrap();
+    let seq = j.append(event(1), |_| {}, true).unwrap();
     j.synced_through_blocking(seq).unwrap();
     assert!(j.synced() >= seq);
     j.close();
     assert!(matches!(
-        j.append(event(2), |_| {}),
+        j.append(event(2), |_| {}, true),
         Err(AuditError::Closed)
     ));
     stop.store(true, Ordering::SeqCst);
@@ -248,11 +248,11 @@ fn a_segment_must_start_where_its_name_says() {
 fn a_poisoned_journal_refuses_appends_and_wakes_strict_waiters() {
     let dir = tempfile::tempdir().unwrap();
     let (j, _, _) = try_open(dir.path(), &genesis(), &HashMap::new(), Durability::Full).unwrap();
-    let seq = j.append(event(1), |_| {}).unwrap();
+    let seq = j.append(event(1), |_| {}, true).unwrap();
     j.poison("the disk reported an I/O error".into());
     let err = j.synced_through_blocking(seq).unwrap_err();
     assert!(err.to_string().contains("I/O error"), "{err}");
-    let err = j.append(event(2), |_| {}).unwrap_err();
+    let err = j.append(event(2), |_| {}, true).unwrap_err();
     assert!(matches!(err, AuditError::NotWritable { .. }), "{err}");
     assert!(j.sync().is_err(), "a poisoned journal never claims a sync");
 }
@@ -262,8 +262,8 @@ fn the_store_may_not_fall_too_far_behind() {
     let dir = tempfile::tempdir().unwrap();
     let (j, _, _) = open(dir.path(), &genesis());
     lock(&j.tail).head.seq = MAX_UNINDEXED;
-    let err = j.append(event(1), |_| {}).unwrap_err();
+    let err = j.append(event(1), |_| {}, true).unwrap_err();
     assert!(err.to_string().contains("behind its journal"), "{err}");
     j.set_indexed(MAX_UNINDEXED);
-    assert_eq!(j.append(event(1), |_| {}).unwrap(), MAX_UNINDEXED + 1);
+    assert_eq!(j.append(event(1), |_| {}, true).unwrap(), MAX_UNINDEXED + 1);
 }
