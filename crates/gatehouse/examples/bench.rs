@@ -21,7 +21,7 @@
 
 mod support;
 
-use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use gatehouse_testbed::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -13,7 +13,7 @@
 //!    and to the end of the stream, direct and through the gateway (masked
 //!    as it streams).
 //!
-//! The upstream is `gatehouse::llmdemo` in this process; the gateway runs as
+//! The upstream is `gatehouse_testbed::llmdemo` in this process; the gateway runs as
 //! its own process (`gatehouse serve`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let upstream_port = listener.local_addr()?.port();
-    gatehouse::llmdemo::start(listener, KEY.into()).await;
+    gatehouse_testbed::llmdemo::start(listener, KEY.into()).await;
 
     let dir = tempfile::tempdir()?;
     let key_file = dir.path().join("llm.key");

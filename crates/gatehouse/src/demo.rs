@@ -9,8 +9,8 @@
 use crate::config::GatewayConfig;
 use crate::demo_data;
 use crate::gateway::RunningGateway;
-use crate::mariadbcluster::{MariaDbAuth, MariaDbCluster};
-use crate::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use gatehouse_testbed::mariadbcluster::{MariaDbAuth, MariaDbCluster};
+use gatehouse_testbed::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -165,7 +165,7 @@ struct Demo {
     config: GatewayConfig,
     config_path: PathBuf,
     /// The throwaway sshd, when it could be started.
-    ssh: Option<crate::sshtarget::SshTarget>,
+    ssh: Option<gatehouse_testbed::sshtarget::SshTarget>,
     /// Why there is no SSH target.
     ssh_skipped: Option<String>,
     /// The demo LLM upstream (OpenAI-compatible, answers with fake PII).
@@ -270,14 +270,14 @@ impl Demo {
         if let Some(m) = &mariadb {
             text.push_str(&demo_mysql_config(m.port(), &pw_path));
         }
-        let (ssh, ssh_skipped) = if crate::sshtarget::available() {
+        let (ssh, ssh_skipped) = if gatehouse_testbed::sshtarget::available() {
             let ssh_pw = hex::encode(rand::random::<[u8; 16]>());
             let ssh_pw_path = state_dir.join("demo-ssh-target.pw");
             crate::files::write_private(&ssh_pw_path, ssh_pw.as_bytes())?;
             let dir = state_dir.join("demo-sshd");
             eprintln!("gatehouse demo: starting a throwaway sshd…");
             let target = tokio::task::spawn_blocking(move || {
-                crate::sshtarget::SshTarget::start(&dir, SSH_DEMO_USER, &ssh_pw)
+                gatehouse_testbed::sshtarget::SshTarget::start(&dir, SSH_DEMO_USER, &ssh_pw)
             })
             .await??;
             std::fs::write(target.home.join("customers-export.csv"), SSH_DEMO_FILE)?;
@@ -289,7 +289,7 @@ impl Demo {
             ));
             (Some(target), None)
         } else {
-            let why = if std::path::Path::new(crate::sshtarget::SSHD).exists() {
+            let why = if std::path::Path::new(gatehouse_testbed::sshtarget::SSHD).exists() {
                 "sshd needs root"
             } else {
                 "openssh-server is not installed"
@@ -301,7 +301,7 @@ impl Demo {
         crate::files::write_private(&llm_key_path, llm_key.as_bytes())?;
         let llm_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let llm_port = llm_listener.local_addr()?.port();
-        let llm = crate::llmdemo::start(llm_listener, llm_key).await;
+        let llm = gatehouse_testbed::llmdemo::start(llm_listener, llm_key).await;
         text.push_str(&llm_demo_config(llm_port, &llm_key_path));
         let config_path = state_dir.join("demo.toml");
         std::fs::write(&config_path, &text)?;

@@ -679,7 +679,7 @@ fn fake_note(rng: &mut StdRng, c: &Customer) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+    use gatehouse_testbed::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 
     // Validators written independently of the generators above.
 

@@ -1,5 +1,6 @@
 //! The Gatehouse binary's building blocks: configuration, TLS material,
 //! wiring the pipeline to its listeners, the demo, and the CLI commands.
+//! The throwaway servers the demo starts live in `gatehouse-testbed`.
 //! Kept as a library so the integration tests run the very same code.
 
 /// `println!` that returns the write's error instead of panicking on it
@@ -31,9 +32,5 @@ pub use gatehouse_core::duration;
 pub mod files;
 pub mod gateway;
 pub mod kubeconfig;
-pub mod llmdemo;
-pub mod mariadbcluster;
-pub mod pgcluster;
 pub mod policytext;
-pub mod sshtarget;
 pub mod tls;

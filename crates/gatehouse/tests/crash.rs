@@ -9,8 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use gatehouse::mariadbcluster::{MariaDbAuth, MariaDbCluster};
-use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use gatehouse_testbed::mariadbcluster::{MariaDbAuth, MariaDbCluster};
+use gatehouse_testbed::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

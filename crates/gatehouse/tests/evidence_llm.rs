@@ -16,7 +16,7 @@ const UPSTREAM_KEY: &str = "upstream-llm-key-for-evidence-tests";
 async fn a_blocked_prompt_is_named_in_the_pack() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    gatehouse::llmdemo::start(listener, UPSTREAM_KEY.into()).await;
+    gatehouse_testbed::llmdemo::start(listener, UPSTREAM_KEY.into()).await;
     let gw = TestGateway::start_with_policy("[http]\nlisten = \"127.0.0.1:0\"", |dir| {
         let key = dir.join("llm.key");
         std::fs::write(&key, UPSTREAM_KEY).unwrap();

@@ -8,7 +8,7 @@
 
 mod support;
 
-use gatehouse::sshtarget::{self, SshTarget};
+use gatehouse_testbed::sshtarget::{self, SshTarget};
 use std::path::Path;
 use std::process::Output;
 use std::sync::OnceLock;

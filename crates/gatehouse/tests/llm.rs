@@ -2,7 +2,7 @@
 //! `openai` Python SDK and curl, streamed and not, masked as they stream,
 //! prompts blocked by rules, a model's tool call held for approval.
 //!
-//! The upstream is `gatehouse::llmdemo`, an OpenAI-compatible server that
+//! The upstream is `gatehouse_testbed::llmdemo`, an OpenAI-compatible server that
 //! speaks the real protocol (SSE chunks, usage, tool calls) and answers
 //! with known fake PII split across chunks; a real llama.cpp server would
 //! answer with text no test can predict.
@@ -30,7 +30,7 @@ fn sdk_ready() -> bool {
 async fn start() -> TestGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    gatehouse::llmdemo::start(listener, UPSTREAM_KEY.into()).await;
+    gatehouse_testbed::llmdemo::start(listener, UPSTREAM_KEY.into()).await;
     TestGateway::start_with_policy("[http]\nlisten = \"127.0.0.1:0\"", |dir| {
         let key = dir.join("llm.key");
         std::fs::write(&key, UPSTREAM_KEY).unwrap();
@@ -82,15 +82,15 @@ async fn sdk(gw: &TestGateway, token: &str, scenario: &str, prompt: &str) -> ser
 
 fn assert_masked(text: &str) {
     assert!(
-        !text.contains(gatehouse::llmdemo::FAKE_SSN),
+        !text.contains(gatehouse_testbed::llmdemo::FAKE_SSN),
         "SSN leaked: {text}"
     );
     assert!(
-        !text.contains(gatehouse::llmdemo::FAKE_CARD),
+        !text.contains(gatehouse_testbed::llmdemo::FAKE_CARD),
         "card leaked: {text}"
     );
     assert!(
-        !text.contains(gatehouse::llmdemo::FAKE_EMAIL),
+        !text.contains(gatehouse_testbed::llmdemo::FAKE_EMAIL),
         "email leaked: {text}"
     );
 }
@@ -149,7 +149,7 @@ async fn the_openai_sdk_gets_masked_answers_streamed_and_not() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|m| m == gatehouse::llmdemo::MODEL),
+            .any(|m| m == gatehouse_testbed::llmdemo::MODEL),
         "{models}"
     );
 
@@ -279,7 +279,7 @@ async fn a_models_tool_call_waits_for_an_approver() {
     let command = request["command"].as_str().unwrap();
     assert!(command.contains("wire_transfer("), "{request}");
     assert!(
-        !command.contains(gatehouse::llmdemo::FAKE_CARD),
+        !command.contains(gatehouse_testbed::llmdemo::FAKE_CARD),
         "approvers see masked arguments: {command}"
     );
     let id = request["id"].as_u64().unwrap();

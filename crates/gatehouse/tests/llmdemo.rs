@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use gatehouse::llmdemo::{self, FAKE_CARD, FAKE_SSN, MODEL};
+use gatehouse_testbed::llmdemo::{self, FAKE_CARD, FAKE_SSN, MODEL};
 use serde_json::{json, Value};
 
 const KEY: &str = "sk-demo-upstream";

@@ -719,7 +719,7 @@ async fn gateway_logs_in_to_mariadb_with_ed25519() {
             "gh_ed",
             "ed-secret",
             "bank",
-            gatehouse::mariadbcluster::MariaDbAuth::Ed25519,
+            gatehouse_testbed::mariadbcluster::MariaDbAuth::Ed25519,
         )
         .unwrap();
     let gw = TestGateway::start_mysql("", "").await;
@@ -777,7 +777,7 @@ async fn gateway_reaches_a_tls_only_account_over_verified_tls() {
     let server = tokio::task::spawn_blocking({
         let (c, k) = (cert_path.clone(), key_path.clone());
         move || {
-            gatehouse::mariadbcluster::MariaDbCluster::start_with(&[
+            gatehouse_testbed::mariadbcluster::MariaDbCluster::start_with(&[
                 format!("--ssl-cert={}", c.display()),
                 format!("--ssl-key={}", k.display()),
             ])
@@ -791,7 +791,7 @@ async fn gateway_reaches_a_tls_only_account_over_verified_tls() {
             "gh_tls",
             "tls-secret",
             "bank",
-            gatehouse::mariadbcluster::MariaDbAuth::Native,
+            gatehouse_testbed::mariadbcluster::MariaDbAuth::Native,
         )
         .unwrap();
     server

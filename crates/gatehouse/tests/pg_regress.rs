@@ -235,7 +235,7 @@ async fn run_suite(suite: &Suite, login: &Login) -> Run {
     let out_dir = work_dir().join(login.label);
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
-    let psql = gatehouse::pgcluster::PgCluster::find_binaries()
+    let psql = gatehouse_testbed::pgcluster::PgCluster::find_binaries()
         .unwrap()
         .join("psql");
     let started = Instant::now();

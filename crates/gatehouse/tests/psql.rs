@@ -888,7 +888,7 @@ async fn detectors_read_typed_values_only_where_the_connection_opts_in() {
 
 /// Run a PostgreSQL client tool (`pg_dump`, `pg_restore`) with a password.
 async fn pg_tool(program: &str, password: &str, args: &[&str]) -> std::process::Output {
-    let bin = gatehouse::pgcluster::PgCluster::find_binaries().unwrap();
+    let bin = gatehouse_testbed::pgcluster::PgCluster::find_binaries().unwrap();
     let mut cmd = tokio::process::Command::new(bin.join(program));
     cmd.env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")

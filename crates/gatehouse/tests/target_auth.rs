@@ -7,7 +7,7 @@ mod support;
 
 use gatehouse::config::GatewayConfig;
 use gatehouse::gateway::RunningGateway;
-use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use gatehouse_testbed::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 use std::time::Duration;
 
 async fn through(auth: PgAuth) -> (String, String) {

@@ -12,7 +12,7 @@
 
 mod support;
 
-use gatehouse::sshtarget::{self, SshTarget};
+use gatehouse_testbed::sshtarget::{self, SshTarget};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -197,7 +197,7 @@ async fn type_into_http(gw: &TestGateway, token: &str) {
         .post(format!("{base}/llm/v1/chat/completions"))
         .bearer_auth(token)
         .json(&serde_json::json!({
-            "model": gatehouse::llmdemo::MODEL,
+            "model": gatehouse_testbed::llmdemo::MODEL,
             "messages": [{"role": "user", "content": format!("My card is {PAN} and my SSN is {SSN}; say hi.")}],
         }))
         .send()
@@ -461,7 +461,7 @@ async fn the_trail_never_holds_a_clear_card_number_or_ssn() {
     let api_port = start_api().await;
     let llm = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let llm_port = llm.local_addr().unwrap().port();
-    gatehouse::llmdemo::start(llm, LLM_KEY.into()).await;
+    gatehouse_testbed::llmdemo::start(llm, LLM_KEY.into()).await;
     let top = if ssh.is_some() {
         format!("[ssh]\nlisten = \"127.0.0.1:0\"\n{TOP}")
     } else {

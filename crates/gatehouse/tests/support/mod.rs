@@ -4,7 +4,7 @@
 
 use gatehouse::config::GatewayConfig;
 use gatehouse::gateway::RunningGateway;
-use gatehouse::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
+use gatehouse_testbed::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
@@ -434,7 +434,7 @@ pub async fn login_raw(gw: &TestGateway, user: &str, group: &str) -> (TcpStream,
 
 // ---- MariaDB -------------------------------------------------------------
 
-use gatehouse::mariadbcluster::{MariaDbAuth, MariaDbCluster};
+use gatehouse_testbed::mariadbcluster::{MariaDbAuth, MariaDbCluster};
 
 /// The shared MariaDB target, holding the demo bank in database `bank`.
 pub struct MyTarget {
