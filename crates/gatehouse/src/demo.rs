@@ -9,9 +9,9 @@
 use crate::config::GatewayConfig;
 use crate::demo_data;
 use crate::gateway::RunningGateway;
+use anyhow::{Context, Result};
 use gatehouse_testbed::mariadbcluster::{MariaDbAuth, MariaDbCluster};
 use gatehouse_testbed::pgcluster::{PgAuth, PgCluster, PgClusterOptions};
-use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

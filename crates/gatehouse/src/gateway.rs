@@ -3,6 +3,10 @@
 //! Used by `gatehouse serve`, by `gatehouse demo` and by the integration
 //! tests, so all three run exactly the same wiring.
 
+mod listeners;
+
+use listeners::{Listener, Protocol, ServerTls, Wiring};
+
 use crate::config::GatewayConfig;
 use crate::{api, files, tls};
 use anyhow::{Context, Result};
@@ -14,18 +18,14 @@ use gatehouse_core::pipeline::{
     AuthError, Authenticator, BoxFuture, EventRecord, Pipeline, RecordError, Recorder,
 };
 use gatehouse_core::policy::{self, Policy};
-use gatehouse_core::serve;
 use gatehouse_core::trail::{OriginalsSealer, TrailApprovals, TrailRecorder};
 use gatehouse_core::Identity;
 use gatehouse_identity::{AuthError as IdAuthError, DevIssuer, TokenValidator};
-use gatehouse_mysql::{AdapterSettings as MySqlSettings, MySqlAdapter};
 use gatehouse_notify::{Notification, Notifier};
-use gatehouse_postgres::{AdapterSettings, PostgresAdapter};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -213,6 +213,30 @@ fn tokenize_key(cfg: &GatewayConfig) -> Result<TokenizeKey> {
     Ok(TokenizeKey::new(bytes))
 }
 
+/// The web console's routes, or none (with a warning) when no sign-in is
+/// configured for it.
+fn console(cfg: &GatewayConfig, deps: gatehouse_console::ConsoleDeps) -> Result<axum::Router> {
+    match gatehouse_console::router(&cfg.console, deps) {
+        Ok(router) => Ok(router),
+        Err(gatehouse_console::ConsoleError::NoSignIn) => {
+            tracing::warn!("the web console is off: set [console] issuer to sign people in with your identity provider");
+            Ok(axum::Router::new())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("setting up the web console ([console])")),
+    }
+}
+
+/// The console's view of recent webhook and Slack deliveries.
+fn deliveries(notifier: Notifier) -> Arc<dyn Fn() -> Vec<serde_json::Value> + Send + Sync> {
+    Arc::new(move || {
+        notifier
+            .deliveries()
+            .iter()
+            .filter_map(|d| serde_json::to_value(d).ok())
+            .collect()
+    })
+}
+
 impl RunningGateway {
     /// Start every listener the configuration asks for.
     pub async fn start(cfg: &GatewayConfig) -> Result<RunningGateway> {
@@ -220,37 +244,10 @@ impl RunningGateway {
         let policy = Arc::new(compile_policy(cfg)?);
         let state_dir = cfg.state_dir();
         std::fs::create_dir_all(&state_dir)?;
-        let api_listener = TcpListener::bind(&cfg.api.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} ([api] listen)", cfg.api.listen))?;
+        // The API is bound first: its address is the dev issuer's and the
+        // console's public URL unless one is configured.
+        let api_listener = listeners::bind(&cfg.api.listen, "[api] listen").await?;
         let api_addr = api_listener.local_addr()?;
-        let pg_listener = TcpListener::bind(&cfg.postgres.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} ([postgres] listen)",
-                    cfg.postgres.listen
-                )
-            })?;
-        let postgres_addr = pg_listener.local_addr()?;
-        let mysql_cfg = cfg.mysql.clone().or_else(|| {
-            cfg.connections
-                .iter()
-                .any(|c| c.kind == policy::ConnectionKind::Mysql)
-                .then(crate::config::MySqlListener::default)
-        });
-        let mysql_listener = match &mysql_cfg {
-            Some(m) => Some(
-                TcpListener::bind(&m.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {} ([mysql] listen)", m.listen))?,
-            ),
-            None => None,
-        };
-        let mysql_addr = match &mysql_listener {
-            Some(l) => Some(l.local_addr()?),
-            None => None,
-        };
 
         // The validator and the API each hold the dev issuer's key (it is
         // read from the same file), so tokens it signs verify in-process.
@@ -369,12 +366,11 @@ impl RunningGateway {
             audit: audit.clone(),
             audit_db: cfg.state_path(&cfg.audit.path),
         });
-        let deliveries_of = notifier.clone();
         // The dev sign-in page lets anyone who reaches it be anyone: only on
         // a loopback listener with no real issuer configured (the demo).
         let dev_signin = api_addr.ip().is_loopback() && cfg.identity.issuers.is_empty();
-        let console = match gatehouse_console::router(
-            &cfg.console,
+        let console = console(
+            cfg,
             gatehouse_console::ConsoleDeps {
                 broker: broker.clone(),
                 validator: validator.clone(),
@@ -389,25 +385,10 @@ impl RunningGateway {
                     ..Default::default()
                 },
                 recordings_dir: Some(cfg.recordings_dir()),
-                deliveries: Arc::new(move || {
-                    deliveries_of
-                        .deliveries()
-                        .iter()
-                        .filter_map(|d| serde_json::to_value(d).ok())
-                        .collect()
-                }),
+                deliveries: deliveries(notifier.clone()),
                 public_url: public_url.clone(),
             },
-        ) {
-            Ok(router) => router,
-            Err(gatehouse_console::ConsoleError::NoSignIn) => {
-                tracing::warn!("the web console is off: set [console] issuer to sign people in with your identity provider");
-                axum::Router::new()
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context("setting up the web console ([console])"))
-            }
-        };
+        )?;
         let extra = extra.merge(console);
         let dev_endpoints = (dev_signin && cfg.console.issuer.is_none())
             .then(|| gatehouse_console::dev_discovery_endpoints(&public_url));
@@ -417,8 +398,11 @@ impl RunningGateway {
             cfg.postgres.tls_key.as_deref(),
             &state_dir,
         )?;
-        let pg_tls = tls::server_config(&cert, &key, &[])?;
-        let api_tls = tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?;
+        let server_tls = ServerTls {
+            database: tls::server_config(&cert, &key, &[])?,
+            https: tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?,
+        };
+        let api_tls = server_tls.https.clone();
         let seal_originals = match recipient {
             None => None,
             Some(recipient) => {
@@ -430,110 +414,31 @@ impl RunningGateway {
                 )))
             }
         };
-        let settings = AdapterSettings {
-            allow_plaintext_loopback: cfg.postgres.allow_plaintext_loopback,
-            require_subject_match: cfg.postgres.require_subject_match,
-            max_message_len: cfg.postgres.max_message_bytes,
-            result_capture_rows: cfg.postgres.result_capture_rows,
+        let protocols = listeners::protocol_listeners(Wiring {
+            cfg,
+            pipeline: &pipeline,
+            tls: &server_tls,
             seal_originals,
-        };
-        let adapter = Arc::new(PostgresAdapter::new(
-            pipeline.clone(),
-            Some(tokio_rustls::TlsAcceptor::from(pg_tls.clone())),
-            settings,
-        ));
+        })
+        .await?;
         let (shutdown, rx) = watch::channel(false);
-        let mut ssh_addr = None;
-        let mut ssh_task = None;
-        if let Some(ssh) = &cfg.ssh {
-            let listener = TcpListener::bind(&ssh.listen)
-                .await
-                .with_context(|| format!("cannot listen on {} ([ssh] listen)", ssh.listen))?;
-            ssh_addr = Some(listener.local_addr()?);
-            let host_key = gatehouse_ssh::hostkey::load_or_create(&cfg.state_path(&ssh.host_key))
-                .map_err(anyhow::Error::msg)?;
-            let adapter = Arc::new(gatehouse_ssh::SshAdapter::new(
-                pipeline.clone(),
-                gatehouse_ssh::SshSettings {
-                    host_key,
-                    recordings_dir: cfg.recordings_dir(),
-                },
-            ));
-            ssh_task = Some(tokio::spawn(serve::serve(
-                adapter,
-                listener,
-                ssh.limits(),
-                rx.clone(),
-            )));
-        }
-        let mut tasks = Vec::new();
-        let http_cfg = cfg.http.clone().or_else(|| {
-            cfg.connections
+        let addr_of = |protocol| {
+            protocols
                 .iter()
-                .any(|c| c.kind.is_http())
-                .then(crate::config::HttpListener::default)
-        });
-        let mut http_addr = None;
-        if let Some(h) = &http_cfg {
-            let listener = TcpListener::bind(&h.listen)
-                .await
-                .with_context(|| format!("cannot listen on {} ([http] listen)", h.listen))?;
-            http_addr = Some(listener.local_addr()?);
-            let tls = match (&h.tls_cert, &h.tls_key) {
-                (Some(c), Some(k)) => tls::server_config(c, k, &[b"h2", b"http/1.1"])?,
-                (None, None) => api_tls.clone(),
-                _ => anyhow::bail!("[http]: set both tls_cert and tls_key, or neither"),
-            };
-            let adapter = Arc::new(
-                gatehouse_http::HttpAdapter::new(
-                    pipeline.clone(),
-                    gatehouse_http::HttpSettings {
-                        max_request_bytes: h.max_request_bytes,
-                        max_response_bytes: h.max_response_bytes,
-                        session_idle: Duration::from_secs(h.session_idle_secs),
-                        recordings_dir: cfg.recordings_dir(),
-                    },
-                )
-                .map_err(|e| anyhow::anyhow!("setting up the HTTP adapter: {e}"))?,
-            );
-            tasks.push(tokio::spawn(adapter.serve(
-                listener,
-                tokio_rustls::TlsAcceptor::from(tls),
-                h.limits(),
-                rx.clone(),
-            )));
-        }
-        if let (Some(m), Some(listener)) = (&mysql_cfg, mysql_listener) {
-            let tls = match (&m.tls_cert, &m.tls_key) {
-                (Some(c), Some(k)) => tls::server_config(c, k, &[])?,
-                (None, None) => pg_tls.clone(),
-                _ => anyhow::bail!("[mysql]: set both tls_cert and tls_key, or neither"),
-            };
-            let adapter = Arc::new(MySqlAdapter::new(
-                pipeline.clone(),
-                Some(tokio_rustls::TlsAcceptor::from(tls)),
-                MySqlSettings {
-                    allow_plaintext_loopback: m.allow_plaintext_loopback,
-                    require_subject_match: m.require_subject_match,
-                    max_packet_len: m.max_packet_bytes,
-                    result_capture_rows: m.result_capture_rows,
-                    server_version: m.server_version.clone(),
-                },
-            ));
-            tasks.push(tokio::spawn(serve::serve(
-                adapter,
-                listener,
-                m.limits(),
-                rx.clone(),
-            )));
-        }
+                .find(|l: &&Listener| l.protocol == protocol)
+                .map(|l| l.addr)
+        };
+        let (postgres_addr, mysql_addr, ssh_addr, http_addr) = (
+            addr_of(Protocol::Postgres).context("the PostgreSQL listener is always served")?,
+            addr_of(Protocol::Mysql),
+            addr_of(Protocol::Ssh),
+            addr_of(Protocol::Http),
+        );
+        let mut tasks: Vec<JoinHandle<()>> = protocols
+            .into_iter()
+            .map(|l| tokio::spawn((l.serve)(rx.clone())))
+            .collect();
         tasks.extend([
-            tokio::spawn(serve::serve(
-                adapter,
-                pg_listener,
-                cfg.postgres.limits(),
-                rx.clone(),
-            )),
             tokio::spawn(api::serve(
                 api_listener,
                 api_tls,
@@ -544,7 +449,6 @@ impl RunningGateway {
             )),
             tokio::spawn(broker.clone().run_sweeper(SWEEP_EVERY, rx)),
         ]);
-        tasks.extend(ssh_task);
         tracing::info!(%postgres_addr, ?mysql_addr, ?ssh_addr, ?http_addr, %api_addr, "gatehouse is listening");
         Ok(RunningGateway {
             postgres_addr,
