@@ -10,8 +10,8 @@
 use crate::model::{display_name, Grant, Request, RequestKind, Status};
 use crate::store::{RequestFilter, Store, StoreError};
 use gatehouse_core::approval::{
-    same_person, AccessGrants, ApprovalBroker, Decision, GrantLease, HeldCommand, OpenedRequest,
-    Outcome, Settlement,
+    same_person, AccessGrants, ApprovalBroker, Decision, GrantLease, HeldCommand, HoldError,
+    OpenedRequest, Outcome, Settlement,
 };
 use gatehouse_core::pipeline::{BoxFuture, EventRecord, Recorder};
 use gatehouse_core::policy::Policy;
@@ -738,7 +738,7 @@ impl Broker {
 }
 
 impl ApprovalBroker for Broker {
-    fn open(&self, held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, String>> {
+    fn open(&self, held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, HoldError>> {
         Box::pin(async move {
             let created = now();
             let r = Request {
@@ -762,7 +762,10 @@ impl ApprovalBroker for Broker {
                 note: None,
                 grant_id: None,
             };
-            let r = self.open_request(r).await.map_err(|e| e.to_string())?;
+            let r = self.open_request(r).await.map_err(|e| match e {
+                BrokerError::Audit(why) => HoldError::NotRecorded(why),
+                other => HoldError::Store(other.to_string()),
+            })?;
             Ok(OpenedRequest {
                 id: r.id,
                 link: self.link(r.id),

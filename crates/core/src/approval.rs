@@ -191,10 +191,26 @@ pub enum Outcome {
     Cancelled(String),
 }
 
+/// Why a held command's approval request could not be opened: the command
+/// is refused, and no approver ever sees a request for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldError {
+    /// The trail could not record the request, so it was withdrawn before
+    /// anyone could act on it.
+    #[error("the audit trail could not record the request: {0}")]
+    NotRecorded(String),
+    /// The approvals store failed.
+    #[error("the approvals store failed: {0}")]
+    Store(String),
+    /// The command's verdict is not a hold (a caller's mistake).
+    #[error("the command is not held")]
+    NotHeld,
+}
+
 /// The approval stage as adapters see it; implemented by the approvals crate.
 pub trait ApprovalBroker: Send + Sync {
     /// Open a request for a held command; recorded before it is visible.
-    fn open(&self, held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, String>>;
+    fn open(&self, held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, HoldError>>;
     /// Wait for the decision. An `Approved` outcome has been claimed for
     /// exactly one execution, so a request never runs twice.
     fn wait(&self, id: u64) -> BoxFuture<'_, Outcome>;

@@ -21,7 +21,7 @@
 //! [`HoldWatch`]) into their protocol's bytes; the order of the stages and
 //! every rule about failure live here, once.
 
-use crate::approval::{HeldCommand, OpenedRequest, Outcome, Requirement};
+use crate::approval::{HeldCommand, HoldError, OpenedRequest, Outcome, Requirement};
 use crate::deadline::{SessionDeadline, SessionEnd};
 use crate::events::{self, CommandEvent, CommandResult};
 use crate::identity::Identity;
@@ -97,7 +97,7 @@ pub enum Refusal {
         message: String,
     },
     /// The approval request could not be opened.
-    HoldFailed(String),
+    HoldFailed(HoldError),
     /// The trail could not keep the command, so it does not run.
     NotRecorded(RecordError),
     /// It was held and not approved.
@@ -324,7 +324,7 @@ impl Pipeline {
             requirement,
         } = &command.event.verdict
         else {
-            return Err(Refusal::HoldFailed("not a held command".into()));
+            return Err(Refusal::HoldFailed(HoldError::NotHeld));
         };
         let broker = match &self.approvals {
             Some(broker) if can_wait => broker,

@@ -25,7 +25,7 @@
 //! seals result cells), so an investigation can still read what was typed.
 //! The gateway cannot open them.
 
-use crate::approval::{ApprovalBroker, HeldCommand, OpenedRequest, Outcome};
+use crate::approval::{ApprovalBroker, HeldCommand, HoldError, OpenedRequest, Outcome};
 use crate::mask::{MaskCounts, Masker, TrailKind};
 use crate::pipeline::{BoxFuture, EventRecord, Recorder};
 use crate::policy::Policy;
@@ -181,7 +181,7 @@ pub fn mask_text(
 }
 
 impl ApprovalBroker for TrailApprovals {
-    fn open(&self, mut held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, String>> {
+    fn open(&self, mut held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, HoldError>> {
         let (command, _) = mask_text(
             &self.masker,
             &self.policy,

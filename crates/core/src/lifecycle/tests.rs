@@ -38,7 +38,7 @@ struct Broker {
 }
 
 impl ApprovalBroker for Broker {
-    fn open(&self, _: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, String>> {
+    fn open(&self, _: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, HoldError>> {
         Box::pin(async {
             Ok(OpenedRequest {
                 id: 7,
@@ -355,9 +355,9 @@ async fn approvers_see_the_command_as_the_adapter_wrote_it() {
     #[derive(Default)]
     struct Seen(Mutex<Vec<String>>);
     impl ApprovalBroker for Seen {
-        fn open(&self, held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, String>> {
+        fn open(&self, held: HeldCommand) -> BoxFuture<'_, Result<OpenedRequest, HoldError>> {
             self.0.lock().unwrap().push(held.command);
-            Box::pin(async { Err("closed for the test".into()) })
+            Box::pin(async { Err(HoldError::Store("closed for the test".into())) })
         }
         fn wait(&self, _: u64) -> BoxFuture<'_, Outcome> {
             Box::pin(std::future::pending())
