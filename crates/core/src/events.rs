@@ -26,6 +26,8 @@ pub mod kind {
     pub const COMMAND: &str = "command";
     /// How a forwarded command ended.
     pub const COMMAND_RESULT: &str = "command.result";
+    /// A terminal recording was closed and chained.
+    pub const RECORDING: &str = "recording";
 }
 
 /// `session.start`: who, from where, over what.
@@ -338,6 +340,23 @@ impl SessionEndEvent {
             }
         }
     }
+}
+
+/// `recording`: a closed terminal recording (an SSH channel, a Kubernetes
+/// exec), chained so replay and evidence packs can check the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordingEvent {
+    /// The file, its digest, size and what was masked in it.
+    #[serde(flatten)]
+    pub recording: crate::recording::Closed,
+    /// The channel (SSH) or command (Kubernetes exec) it recorded.
+    #[serde(default)]
+    pub channel: u64,
+    /// `ssh` or `kubernetes-exec`.
+    pub protocol: String,
+    /// `asciicast-v2`.
+    #[serde(default)]
+    pub format: String,
 }
 
 /// Serialize an event's body (these types cannot fail to serialize; a

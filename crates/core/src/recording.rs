@@ -33,7 +33,7 @@ pub struct Recording {
 }
 
 /// A closed recording, as chained into the audit trail.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
     /// File name inside the recordings folder.
     pub file: String,
@@ -42,8 +42,10 @@ pub struct Closed {
     /// File size in bytes.
     pub size: u64,
     /// Output bytes seen (before masking).
+    #[serde(default)]
     pub output_bytes: u64,
     /// Values the detectors masked, by kind.
+    #[serde(default)]
     pub masked: MaskCounts,
 }
 
@@ -52,11 +54,12 @@ impl Closed {
     /// and which channel (SSH channel, Kubernetes exec) of which protocol
     /// it recorded, so replay can find it and check it.
     pub fn event_data(&self, channel: u64, protocol: &str) -> serde_json::Value {
-        let mut data = serde_json::to_value(self).unwrap_or_default();
-        data["channel"] = serde_json::json!(channel);
-        data["protocol"] = serde_json::json!(protocol);
-        data["format"] = serde_json::json!("asciicast-v2");
-        data
+        crate::events::to_data(&crate::events::RecordingEvent {
+            recording: self.clone(),
+            channel,
+            protocol: protocol.to_string(),
+            format: "asciicast-v2".into(),
+        })
     }
 }
 

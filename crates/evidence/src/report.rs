@@ -3,10 +3,15 @@
 //! through [`esc`]; links are built with [`href`].
 
 use crate::charts::{grouped_bars, horizontal_bars, Series};
-use crate::facts::{command_text, human_secs, Facts, SessionFacts};
+use crate::facts::{human_secs, Facts, SessionFacts};
 use crate::html::{esc, href, num, page, tag};
 use crate::pack::{KeyInfo, Period, RecordingEntry, Segment, SessionEntry};
 use gatehouse_audit::{AuditEvent, Checkpoint, SegmentReport, SegmentStart};
+use gatehouse_core::events::{
+    kind, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent, SessionStart,
+};
+use gatehouse_core::mask::MaskCounts;
+use gatehouse_core::verdict::Verdict;
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -1114,13 +1119,8 @@ pub fn session_page(
 }
 
 fn event_tag(e: &AuditEvent) -> String {
-    if e.kind == "command" {
-        let effect = e
-            .data
-            .get("verdict")
-            .and_then(|v| v.get("effect"))
-            .and_then(Value::as_str)
-            .unwrap_or("?");
+    if e.kind == kind::COMMAND {
+        let effect = decode::<CommandEvent>(&e.data).map_or("?", |c| c.verdict.effect());
         return tag(effect, &format!("command · {effect}"));
     }
     let class = match e.kind.as_str() {
@@ -1131,154 +1131,166 @@ fn event_tag(e: &AuditEvent) -> String {
     tag(class, &e.kind)
 }
 
-/// `; masked 2 SSN, 1 Email address` from an event's `masked` counts
-/// (nothing when there are none).
-fn push_masked(out: &mut String, d: &Value) {
-    if let Some(Value::Object(m)) = d.get("masked") {
-        if !m.is_empty() {
-            let list: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{} {}", v, entity_label(k)))
-                .collect();
-            let _ = write!(out, "; masked {}", esc(&list.join(", ")));
-        }
+/// An event's body as its type, when it has that shape.
+fn decode<T: serde::de::DeserializeOwned>(data: &Value) -> Option<T> {
+    T::deserialize(data).ok()
+}
+
+/// `2 SSN, 1 Email address`, or `None` when nothing was masked.
+fn mask_list(counts: &MaskCounts) -> Option<String> {
+    let list: Vec<String> = counts
+        .iter()
+        .map(|(entity, n)| format!("{n} {}", entity_label(entity.as_str())))
+        .collect();
+    (!list.is_empty()).then(|| list.join(", "))
+}
+
+/// `; masked 2 SSN, 1 Email address` (nothing when nothing was masked).
+fn push_mask_counts(out: &mut String, counts: &MaskCounts) {
+    if let Some(list) = mask_list(counts) {
+        let _ = write!(out, "; masked {}", esc(&list));
     }
 }
 
+/// One row of a session's timeline. The session's own events are read as
+/// their types (`core::events`); an event that does not have its kind's
+/// shape, and every other kind, is shown as its JSON, so nothing is hidden.
 fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
     let d = &e.data;
-    let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    match e.kind.as_str() {
-        "session.start" => format!(
-            "{} connected to {} from <span class=\"mono\">{}</span> ({}, TLS {}){}",
-            esc(&e.subject.clone().unwrap_or_default()),
-            esc(&e.connection.clone().unwrap_or_default()),
-            esc(&text("client_addr")),
-            esc(&text("protocol")),
-            if d.get("tls").and_then(Value::as_bool) == Some(true) {
-                "on"
-            } else {
-                "off"
-            },
-            d.get("grant_id")
-                .and_then(Value::as_u64)
-                .map_or(String::new(), |g| format!(", under grant #{g}"))
-        ),
-        "session.end" => format!(
-            "ended ({}): {} commands, {} blocked, {}",
-            esc(&text("reason")),
-            d.get("commands").and_then(Value::as_u64).unwrap_or(0),
-            d.get("blocked").and_then(Value::as_u64).unwrap_or(0),
-            duration_text(d.get("duration_ms").and_then(Value::as_u64))
-        ),
-        "command" => {
-            let v = d.get("verdict").cloned().unwrap_or(Value::Null);
-            let rule = v.get("rule").and_then(Value::as_str);
-            let message = v.get("message").and_then(Value::as_str);
-            let mut out = format!("<pre>{}</pre>", esc(&command_text(d)));
-            if let Some(r) = rule {
-                let _ = write!(
-                    out,
-                    "<div class=\"note\">rule <span class=\"mono\">{}</span>",
-                    esc(r)
-                );
-                if let Some(m) = message {
-                    let _ = write!(out, ": {}", esc(m));
-                }
-                out.push_str("</div>");
-            }
-            if let Some(r) = d.get("approval_request").and_then(Value::as_u64) {
-                let _ = write!(out, "<div class=\"note\">approval request #{r}</div>");
-            }
-            out
-        }
-        "command.result" => {
-            let mut out = format!(
-                "result of command {}: {} row(s) in {}",
-                d.get("command_id").and_then(Value::as_u64).unwrap_or(0),
-                d.get("rows").and_then(Value::as_u64).unwrap_or(0),
-                duration_text(
-                    d.get("duration_us")
-                        .and_then(Value::as_u64)
-                        .map(|us| us / 1000)
-                )
-            );
-            push_masked(&mut out, d);
-            if let Some(err) = d.get("error").filter(|v| !v.is_null()) {
-                let _ = write!(
-                    out,
-                    "<div class=\"note\">error {}: {}</div>",
-                    esc(err.get("sqlstate").and_then(Value::as_str).unwrap_or("")),
-                    esc(err.get("message").and_then(Value::as_str).unwrap_or(""))
-                );
-            }
-            if let Some(Value::Array(rows)) = d.get("result_sample") {
-                out.push_str("<table class=\"sample\">");
-                if let Some(Value::Array(names)) = d.get("columns") {
-                    out.push_str("<thead><tr>");
-                    for name in names {
-                        let _ = write!(out, "<th>{}</th>", esc(name.as_str().unwrap_or("?")));
-                    }
-                    out.push_str("</tr></thead>");
-                }
-                out.push_str("<tbody>");
-                for row in rows {
-                    out.push_str("<tr>");
-                    for cell in row.as_array().into_iter().flatten() {
-                        let shown = match cell {
-                            Value::Null => "NULL".to_string(),
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        let _ = write!(out, "<td class=\"mono\">{}</td>", esc(&shown));
-                    }
-                    out.push_str("</tr>");
-                }
-                out.push_str("</tbody></table><div class=\"note\">sample rows, as the client received them (masked)</div>");
-            }
-            out
-        }
-        "recording" => {
-            let file = text("file");
-            let mut out = format!(
-                "terminal recording <span class=\"mono\">{}</span> ({} bytes, SHA-256 <span class=\"mono\">{}</span>)",
-                esc(&file),
-                d.get("size").and_then(Value::as_u64).unwrap_or(0),
-                esc(&text("sha256"))
-            );
-            push_masked(&mut out, d);
-            match recordings.iter().find(|r| r.event_seq == e.seq) {
-                Some(r) => {
-                    let _ = write!(
-                        out,
-                        "<div><a href=\"../{}\">play it</a> · <a href=\"../{}\">the file</a></div>",
-                        href(&r.player),
-                        href(&r.path)
-                    );
-                }
-                None => out.push_str("<div class=\"note\">not included in this pack</div>"),
-            }
-            out
-        }
-        _ => format!(
+    let typed = match e.kind.as_str() {
+        kind::SESSION_START => decode(d).map(|s| session_start_detail(e, &s)),
+        kind::SESSION_END => decode(d).map(|s| session_end_detail(&s)),
+        kind::COMMAND => decode(d).map(|c| command_detail(&c)),
+        kind::COMMAND_RESULT => decode(d).map(|r| result_detail(&r)),
+        kind::RECORDING => decode(d).map(|r| recording_detail(e, &r, recordings)),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| {
+        format!(
             "<pre>{}</pre>",
             esc(&serde_json::to_string(d).unwrap_or_default())
-        ),
+        )
+    })
+}
+
+fn session_start_detail(e: &AuditEvent, s: &SessionStart) -> String {
+    format!(
+        "{} connected to {} from <span class=\"mono\">{}</span> ({}, TLS {}){}",
+        esc(e.subject.as_deref().unwrap_or_default()),
+        esc(e.connection.as_deref().unwrap_or_default()),
+        esc(&s.client_addr),
+        esc(&s.protocol),
+        if s.tls == Some(true) { "on" } else { "off" },
+        s.grant_id
+            .map_or(String::new(), |g| format!(", under grant #{g}"))
+    )
+}
+
+fn session_end_detail(s: &SessionEndEvent) -> String {
+    format!(
+        "ended ({}): {} commands, {} blocked, {}",
+        esc(&s.reason),
+        s.commands,
+        s.blocked,
+        duration_text(Some(s.duration_ms))
+    )
+}
+
+fn command_detail(c: &CommandEvent) -> String {
+    let mut out = format!("<pre>{}</pre>", esc(&c.text()));
+    if let Some(rule) = c.verdict.rule() {
+        let _ = write!(
+            out,
+            "<div class=\"note\">rule <span class=\"mono\">{}</span>",
+            esc(rule)
+        );
+        if let Verdict::Hold { message, .. } | Verdict::Block { message, .. } = &c.verdict {
+            let _ = write!(out, ": {}", esc(message));
+        }
+        out.push_str("</div>");
     }
+    if let Some(r) = c.approval_request {
+        let _ = write!(out, "<div class=\"note\">approval request #{r}</div>");
+    }
+    out
+}
+
+fn result_detail(r: &CommandResult) -> String {
+    let mut out = format!(
+        "result of command {}: {} row(s) in {}",
+        r.command_id,
+        r.rows.unwrap_or(0),
+        duration_text(r.duration_us.map(|us| us / 1000))
+    );
+    push_mask_counts(&mut out, &r.masked);
+    if let Some(err) = r.error.as_ref().filter(|v| !v.is_null()) {
+        let field = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let _ = write!(
+            out,
+            "<div class=\"note\">error {}: {}</div>",
+            esc(&field("sqlstate")),
+            esc(&field("message"))
+        );
+    }
+    if let Some(rows) = &r.result_sample {
+        out.push_str("<table class=\"sample\">");
+        if let Some(names) = &r.columns {
+            out.push_str("<thead><tr>");
+            for name in names {
+                let _ = write!(out, "<th>{}</th>", esc(name));
+            }
+            out.push_str("</tr></thead>");
+        }
+        out.push_str("<tbody>");
+        for row in rows {
+            out.push_str("<tr>");
+            for cell in row.as_array().into_iter().flatten() {
+                let shown = match cell {
+                    Value::Null => "NULL".to_string(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let _ = write!(out, "<td class=\"mono\">{}</td>", esc(&shown));
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table><div class=\"note\">sample rows, as the client received them (masked)</div>");
+    }
+    out
+}
+
+fn recording_detail(e: &AuditEvent, r: &RecordingEvent, recordings: &[RecordingEntry]) -> String {
+    let r = &r.recording;
+    let mut out = format!(
+        "terminal recording <span class=\"mono\">{}</span> ({} bytes, SHA-256 <span class=\"mono\">{}</span>)",
+        esc(&r.file),
+        r.size,
+        esc(&r.sha256)
+    );
+    push_mask_counts(&mut out, &r.masked);
+    match recordings.iter().find(|r| r.event_seq == e.seq) {
+        Some(r) => {
+            let _ = write!(
+                out,
+                "<div><a href=\"../{}\">play it</a> · <a href=\"../{}\">the file</a></div>",
+                href(&r.player),
+                href(&r.path)
+            );
+        }
+        None => out.push_str("<div class=\"note\">not included in this pack</div>"),
+    }
+    out
 }
 
 /// A terminal recording's player page (in `recordings/`): the vendored
 /// asciinema-player plays the recording embedded in the page (a page
 /// opened from disk cannot fetch the file beside it), with no network.
 pub fn player_page(file: &str, e: &AuditEvent, cast: &str) -> String {
-    let masked = match e.data.get("masked") {
-        Some(Value::Object(m)) if !m.is_empty() => m
-            .iter()
-            .map(|(k, v)| format!("{} {}", v, entity_label(k)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => "none".into(),
-    };
+    let recorded = decode::<RecordingEvent>(&e.data).map(|r| r.recording);
+    let masked = recorded
+        .as_ref()
+        .and_then(|r| mask_list(&r.masked))
+        .unwrap_or_else(|| "none".into());
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'self' file: \
@@ -1303,7 +1315,7 @@ pub fn player_page(file: &str, e: &AuditEvent, cast: &str) -> String {
         who = esc(e.subject.as_deref().unwrap_or("")),
         conn = esc(e.connection.as_deref().unwrap_or("")),
         seq = e.seq,
-        sha = esc(e.data.get("sha256").and_then(Value::as_str).unwrap_or("")),
+        sha = esc(recorded.as_ref().map_or("", |r| r.sha256.as_str())),
         masked = esc(&masked),
         link = href(file),
         cast = esc(cast),
