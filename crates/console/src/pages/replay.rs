@@ -8,14 +8,17 @@
 //! recording.
 
 use super::blocking;
+use super::sessions::{typed, visible_events};
 use crate::auth::Viewer;
-use crate::html::{error_page, forbidden, layout, not_found, respond, when_text};
-use crate::roles::{may_view_request, may_view_session};
+use crate::html::{error_page, layout, not_found, respond, when_text};
 use crate::state::App;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gatehouse_audit::{session_events, AuditEvent};
+use gatehouse_audit::AuditEvent;
+use gatehouse_core::events::{kind, CommandDetail, CommandEvent, RecordingEvent, ShellCommand};
+use gatehouse_core::recording::Closed;
+use gatehouse_core::Verdict;
 use maud::html;
 use serde_json::Value;
 use sha2::Digest;
@@ -46,63 +49,48 @@ fn static_asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// The session's events, if the viewer may see the session.
-async fn visible_events(
-    app: &Arc<App>,
-    viewer: &Viewer,
-    id: &str,
-) -> Result<Vec<AuditEvent>, Response> {
-    let path = app.audit_db.clone();
-    let sid = id.to_string();
-    let events = blocking(move || session_events(&path, &sid).map_err(|e| e.to_string()))
-        .await
-        .map_err(|e| {
-            error_page(
-                Some(viewer),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Session unavailable",
-                &e,
-                None,
-            )
-        })?;
-    if events.is_empty() {
-        return Err(not_found(
-            Some(viewer),
-            "The audit trail has no session with that id.",
-        ));
-    }
-    let start = events.iter().find(|e| e.kind == "session.start");
-    let subject = start
-        .and_then(|e| e.subject.as_deref())
-        .or_else(|| events.iter().find_map(|e| e.subject.as_deref()));
-    let issuer = start
-        .and_then(|e| e.data.pointer("/identity/issuer"))
-        .and_then(Value::as_str);
-    let mut visible_requests = 0;
-    if !viewer.auditor {
-        for e in events.iter().filter(|e| e.kind.starts_with("approval.")) {
-            if let Some(rid) = e.data.get("request_id").and_then(Value::as_u64) {
-                if let Ok(r) = app.broker.request(rid).await {
-                    if r.session_id.as_deref() == Some(id) && may_view_request(&r, viewer) {
-                        visible_requests += 1;
-                    }
-                }
-            }
-        }
-    }
-    if !may_view_session(subject, issuer, viewer, visible_requests) {
-        return Err(forbidden(
-            viewer,
-            "This session is not yours, and it raised no request you may decide.",
-        ));
-    }
-    Ok(events)
-}
-
-fn recording_of(events: &[AuditEvent], channel: u64) -> Option<&AuditEvent> {
+/// The recording of `channel`, if the session has one, with the number of
+/// the event that chained it.
+fn recording_of(events: &[AuditEvent], channel: u64) -> Option<(u64, Closed)> {
     events
         .iter()
-        .find(|e| e.kind == "recording" && e.data["channel"].as_u64() == Some(channel))
+        .filter(|e| e.kind == kind::RECORDING)
+        .filter_map(|e| Some((e.seq, typed::<RecordingEvent>(e)?)))
+        .find(|(_, r)| r.channel == channel)
+        .map(|(seq, r)| (seq, r.recording))
+}
+
+/// A command typed on the recorded channel, as the list beside the player
+/// shows it.
+struct Typed<'a> {
+    at: &'a str,
+    verdict: Verdict,
+    shell: ShellCommand,
+}
+
+/// The commands typed on `channel`.
+fn commands_on(events: &[AuditEvent], channel: u64) -> Vec<Typed<'_>> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind::COMMAND)
+        .filter_map(|e| {
+            let c = typed::<CommandEvent>(e)?;
+            match c.detail {
+                CommandDetail::Shell(shell) if u64::from(shell.channel) == channel => Some(Typed {
+                    at: &e.ts,
+                    verdict: c.verdict,
+                    shell,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// A recording's file name, when it names a file inside the folder.
+fn file_name(rec: &Closed) -> Option<&str> {
+    let file = rec.file.as_str();
+    (!file.is_empty() && !file.contains('/') && !file.contains("..")).then_some(file)
 }
 
 /// `GET /sessions/{id}/replay/{channel}`: the player and the commands.
@@ -115,18 +103,15 @@ pub(crate) async fn page(
         Ok(e) => e,
         Err(r) => return r,
     };
-    let Some(rec) = recording_of(&events, channel) else {
+    let Some((seq, rec)) = recording_of(&events, channel) else {
         return not_found(
             Some(&viewer),
             "This session has no terminal recording for that channel.",
         );
     };
-    let commands: Vec<&AuditEvent> = events
-        .iter()
-        .filter(|e| e.kind == "command" && e.data["channel"].as_u64() == Some(channel))
-        .collect();
-    let (cols, rows) = match (&app.recordings_dir, rec.data["file"].as_str()) {
-        (Some(dir), Some(file)) if !file.contains('/') && !file.contains("..") => {
+    let commands = commands_on(&events, channel);
+    let (cols, rows) = match (&app.recordings_dir, file_name(&rec)) {
+        (Some(dir), Some(file)) => {
             let path = dir.join(file);
             blocking(move || Ok(player_size(&path)))
                 .await
@@ -140,8 +125,8 @@ pub(crate) async fn page(
             h1 { "Terminal replay · channel " (channel) }
             p.muted.small {
                 "Recorded by the gateway as asciicast v2, with the content detectors applied to the output. "
-                "SHA-256 " code { (rec.data["sha256"].as_str().unwrap_or("")) }
-                " is chained in audit event #" (rec.seq) "; the file is served only while it still matches."
+                "SHA-256 " code { (rec.sha256) }
+                " is chained in audit event #" (seq) "; the file is served only while it still matches."
             }
         }
         div.replay {
@@ -151,20 +136,20 @@ pub(crate) async fn page(
                 @if commands.is_empty() { p.muted { "No commands were recorded on this channel." } }
                 ol.replay-list {
                     @for c in &commands {
-                        @let eff = c.data.pointer("/verdict/effect").and_then(Value::as_str).unwrap_or("?");
+                        @let eff = c.verdict.effect();
                         li class={ "cmd v-" (eff) } {
-                            @if let Some(t) = c.data.get("recording_offset").and_then(Value::as_f64) {
+                            @if let Some(t) = c.shell.recording_offset {
                                 a.seek href={ "#t=" (format!("{t:.1}")) } data-t=(format!("{t:.3}")) { (format!("{t:.1}s")) }
                                 " "
                             }
                             span.badge.{ "v-" (eff) } { (eff) }
                             " "
-                            code { (c.data["command"].as_str().unwrap_or("")) }
-                            @if let Some(r) = c.data.pointer("/verdict/rule").and_then(Value::as_str) {
+                            code { (c.shell.command) }
+                            @if let Some(r) = c.verdict.rule() {
                                 span.muted.small { " rule " (r) }
                             }
                             br;
-                            span.muted.small { (when_text(&c.ts)) }
+                            span.muted.small { (when_text(c.at)) }
                         }
                     }
                 }
@@ -215,7 +200,7 @@ pub(crate) async fn cast(
         Ok(e) => e,
         Err(r) => return r,
     };
-    let Some(rec) = recording_of(&events, channel) else {
+    let Some((seq, rec)) = recording_of(&events, channel) else {
         return not_found(Some(&viewer), "No recording for that channel.");
     };
     let Some(dir) = app.recordings_dir.clone() else {
@@ -224,10 +209,9 @@ pub(crate) async fn cast(
             "Recordings are not available on this console.",
         );
     };
-    let file = rec.data["file"].as_str().unwrap_or("").to_string();
-    if file.is_empty() || file.contains('/') || file.contains("..") {
+    let Some(file) = file_name(&rec).map(str::to_string) else {
         return not_found(Some(&viewer), "No recording for that channel.");
-    }
+    };
     let bytes =
         match blocking(move || std::fs::read(dir.join(&file)).map_err(|e| e.to_string())).await {
             Ok(b) => b,
@@ -242,14 +226,14 @@ pub(crate) async fn cast(
             }
         };
     let digest = hex::encode(sha2::Sha256::digest(&bytes));
-    if Some(digest.as_str()) != rec.data["sha256"].as_str() {
+    if digest != rec.sha256 {
         return error_page(
             Some(&viewer),
             StatusCode::CONFLICT,
             "Recording altered",
             &format!(
                 "The recording no longer matches the SHA-256 chained in audit event #{}; it was changed after the session, so it is not shown.",
-                rec.seq
+                seq
             ),
             None,
         );

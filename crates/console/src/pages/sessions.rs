@@ -12,7 +12,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use gatehouse_audit::{list_sessions, session_events, AuditEvent, SessionFilter, SessionSummary};
 use gatehouse_core::approval::Requirement;
-use gatehouse_core::events::{CommandDetail, CommandEvent, SqlCommand};
+use gatehouse_core::events::{
+    kind, CommandDetail, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent,
+    SessionStart, SqlCommand,
+};
 use gatehouse_core::Verdict;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -157,77 +160,36 @@ pub(crate) async fn show(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Response {
-    let path = app.audit_db.clone();
-    let sid = id.clone();
-    let events =
-        match blocking(move || session_events(&path, &sid).map_err(|e| e.to_string())).await {
-            Ok(e) => e,
-            Err(e) => {
-                return error_page(
-                    Some(&viewer),
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Session unavailable",
-                    &e,
-                    None,
-                )
-            }
-        };
-    if events.is_empty() {
-        return not_found(
-            Some(&viewer),
-            "The audit trail has no session with that id.",
-        );
-    }
-    let start = events.iter().find(|e| e.kind == "session.start");
-    let subject = start
-        .and_then(|e| e.subject.as_deref())
-        .or_else(|| events.iter().find_map(|e| e.subject.as_deref()));
-    let issuer = start
-        .and_then(|e| e.data.pointer("/identity/issuer"))
-        .and_then(Value::as_str);
-    // Requests this session raised that the viewer may see (approvers judge
-    // a held command in the context of its session).
-    let request_ids: BTreeSet<u64> = events
+    let events = match visible_events(&app, &viewer, &id).await {
+        Ok(events) => events,
+        Err(refused) => return refused,
+    };
+    let start = events.iter().find(|e| e.kind == kind::SESSION_START);
+    let started: Option<SessionStart> = start.and_then(typed);
+    let subject = session_subject(start, &events);
+    let results: HashMap<u64, CommandResult> = events
         .iter()
-        .filter(|e| e.kind.starts_with("approval."))
-        .filter_map(|e| e.data.get("request_id").and_then(Value::as_u64))
+        .filter(|e| e.kind == kind::COMMAND_RESULT)
+        .filter_map(typed::<CommandResult>)
+        .map(|r| (r.command_id, r))
         .collect();
-    let mut visible_requests = 0;
-    if !viewer.auditor {
-        for rid in &request_ids {
-            if let Ok(r) = app.broker.request(*rid).await {
-                if r.session_id.as_deref() == Some(id.as_str()) && may_view_request(&r, &viewer) {
-                    visible_requests += 1;
-                }
-            }
-        }
-    }
-    if !may_view_session(subject, issuer, &viewer, visible_requests) {
-        return forbidden(
-            &viewer,
-            "This session is not yours, and it raised no request you may decide.",
-        );
-    }
-    let results: HashMap<u64, &AuditEvent> = events
+    let decided: Vec<CommandEvent> = events
         .iter()
-        .filter(|e| e.kind == "command.result")
-        .filter_map(|e| Some((e.data.get("command_id")?.as_u64()?, e)))
+        .filter(|e| e.kind == kind::COMMAND)
+        .filter_map(typed)
         .collect();
-    let shown_results: BTreeSet<u64> = events
-        .iter()
-        .filter(|e| e.kind == "command")
-        .filter_map(|e| e.data.get("command_id").and_then(Value::as_u64))
-        .collect();
-    let end = events.iter().find(|e| e.kind == "session.end");
-    let commands = events.iter().filter(|e| e.kind == "command").count();
-    let blocked = events
-        .iter()
-        .filter(|e| e.kind == "command" && effect(e) == Some("block"))
-        .count();
-    let held = events
-        .iter()
-        .filter(|e| e.kind == "command" && effect(e) == Some("hold"))
-        .count();
+    // A result is shown under its command, not again on its own.
+    let shown_results: BTreeSet<u64> = decided.iter().map(|c| c.command_id).collect();
+    let end = events.iter().find(|e| e.kind == kind::SESSION_END);
+    let ended: Option<SessionEndEvent> = end.and_then(typed);
+    let commands = events.iter().filter(|e| e.kind == kind::COMMAND).count();
+    let with_effect = |effect: &str| {
+        decided
+            .iter()
+            .filter(|c| c.verdict.effect() == effect)
+            .count()
+    };
+    let (blocked, held) = (with_effect("block"), with_effect("hold"));
     let body = html! {
         p.crumbs { a href="/sessions" { "← Sessions" } }
         section.card {
@@ -236,32 +198,32 @@ pub(crate) async fn show(
                 dt { "Identity" }
                 dd {
                     (subject.unwrap_or("?"))
-                    @if let Some(s) = start {
-                        @if let Some(e) = s.data.pointer("/identity/email").and_then(Value::as_str) { span.muted { " · " (e) } }
-                        @if let Some(g) = s.data.pointer("/identity/groups").and_then(Value::as_array) {
-                            span.muted { " · groups: " (join_strings(g)) }
+                    @if let Some(s) = &started {
+                        @if let Some(e) = &s.identity.email { span.muted { " · " (e) } }
+                        @if !s.identity.groups.is_empty() {
+                            span.muted { " · groups: " (s.identity.groups.join(", ")) }
                         }
                     }
                 }
                 dt { "Connection" }
                 dd { (start.and_then(|s| s.connection.as_deref()).unwrap_or("?")) }
-                @if let Some(s) = start {
+                @if let (Some(e), Some(s)) = (start, &started) {
                     dt { "From" }
                     dd {
-                        span.mono { (text(&s.data, "client_addr")) }
-                        " over " (text(&s.data, "protocol"))
-                        @if text(&s.data, "protocol") == "ssh" { " (encrypted)" }
-                        @else if s.data.get("tls").and_then(Value::as_bool) == Some(true) { " (TLS)" } @else { " (no TLS)" }
-                        @if let Some(a) = s.data.get("application_name").and_then(Value::as_str) { span.muted { " · " (a) } }
+                        span.mono { (s.client_addr) }
+                        " over " (s.protocol)
+                        @if s.protocol == "ssh" { " (encrypted)" }
+                        @else if s.tls == Some(true) { " (TLS)" } @else { " (no TLS)" }
+                        @if let Some(a) = s.detail.get("application_name").and_then(Value::as_str) { span.muted { " · " (a) } }
                     }
                     dt { "Started" }
-                    dd { (when_text(&s.ts)) }
+                    dd { (when_text(&e.ts)) }
                 }
                 dt { "Ended" }
                 dd {
                     @if let Some(e) = end {
                         (when_text(&e.ts))
-                        @if let Some(r) = e.data.get("reason").and_then(Value::as_str) { span.muted { " · " (r) } }
+                        @if let Some(r) = ended.as_ref().map(|s| s.reason.as_str()).filter(|r| !r.is_empty()) { span.muted { " · " (r) } }
                     } @else { span.muted { "still open, or the gateway stopped first" } }
                 }
                 dt { "Commands" }
@@ -275,7 +237,7 @@ pub(crate) async fn show(
         }
         ol.timeline {
             @for e in events.iter().take(EVENT_LIMIT) {
-                @if e.kind == "command.result" && e.data.get("command_id").and_then(Value::as_u64).is_some_and(|c| shown_results.contains(&c)) {
+                @if e.kind == kind::COMMAND_RESULT && typed::<CommandResult>(e).is_some_and(|r| shown_results.contains(&r.command_id)) {
                 } @else {
                     (event_item(e, &results))
                 }
@@ -286,24 +248,81 @@ pub(crate) async fn show(
     respond(StatusCode::OK, layout(&viewer, "sessions", "Session", body))
 }
 
-fn effect(e: &AuditEvent) -> Option<&str> {
-    e.data.pointer("/verdict/effect").and_then(Value::as_str)
+/// The session's events, if the viewer may see the session: their own,
+/// or one that raised a request they may decide (approvers judge a held
+/// command in the context of its session); auditors see every session.
+pub(super) async fn visible_events(
+    app: &Arc<App>,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<Vec<AuditEvent>, Response> {
+    let path = app.audit_db.clone();
+    let sid = id.to_string();
+    let events = blocking(move || session_events(&path, &sid).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| {
+            error_page(
+                Some(viewer),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Session unavailable",
+                &e,
+                None,
+            )
+        })?;
+    if events.is_empty() {
+        return Err(not_found(
+            Some(viewer),
+            "The audit trail has no session with that id.",
+        ));
+    }
+    let start = events.iter().find(|e| e.kind == kind::SESSION_START);
+    let subject = session_subject(start, &events);
+    let issuer = start
+        .and_then(typed::<SessionStart>)
+        .map(|s| s.identity.issuer);
+    let request_ids: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e.kind.starts_with("approval."))
+        .filter_map(|e| e.data.get("request_id").and_then(Value::as_u64))
+        .collect();
+    let mut visible_requests = 0;
+    if !viewer.auditor {
+        for rid in &request_ids {
+            if let Ok(r) = app.broker.request(*rid).await {
+                if r.session_id.as_deref() == Some(id) && may_view_request(&r, viewer) {
+                    visible_requests += 1;
+                }
+            }
+        }
+    }
+    if !may_view_session(subject, issuer.as_deref(), viewer, visible_requests) {
+        return Err(forbidden(
+            viewer,
+            "This session is not yours, and it raised no request you may decide.",
+        ));
+    }
+    Ok(events)
+}
+
+/// Whose session it is: its start's subject, else any event's.
+fn session_subject<'a>(start: Option<&'a AuditEvent>, events: &'a [AuditEvent]) -> Option<&'a str> {
+    start
+        .and_then(|e| e.subject.as_deref())
+        .or_else(|| events.iter().find_map(|e| e.subject.as_deref()))
+}
+
+/// An event's body as its type (`core::events`), when it has that shape.
+pub(super) fn typed<T: serde::de::DeserializeOwned>(e: &AuditEvent) -> Option<T> {
+    T::deserialize(&e.data).ok()
+}
+
+/// A command's effect (`allow`, `hold`, `block`), when it is one.
+fn effect(e: &AuditEvent) -> Option<&'static str> {
+    typed::<CommandEvent>(e).map(|c| c.verdict.effect())
 }
 
 fn text<'a>(data: &'a Value, key: &str) -> &'a str {
     data.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn join_strings(values: &[Value]) -> String {
-    values
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .map(String::from)
-                .unwrap_or_else(|| v.to_string())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A JSON value as a cell: strings as they are, null as an empty cell.
@@ -332,7 +351,7 @@ fn request_link(e: &AuditEvent) -> Markup {
 }
 
 /// One timeline entry.
-fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
+fn event_item(e: &AuditEvent, results: &HashMap<u64, CommandResult>) -> Markup {
     let d = &e.data;
     let class = match e.kind.as_str() {
         "command" => match effect(e) {
@@ -351,36 +370,34 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
                 span.ev-kind { (e.kind) }
                 a.ev-seq href={ "#ev-" (e.seq) } title="audit event sequence number" { "#" (e.seq) }
             }
-            @match e.kind.as_str() {
-                "command" => { (command(e, results)) }
-                "command.result" => { (result(e)) }
-                "session.start" => {
-                    p { "Connected as " strong { (text(d, "user")) } " from " span.mono { (text(d, "client_addr")) } " over " (text(d, "protocol")) "." }
+            @match (e.kind.as_str(), session_event(e)) {
+                (_, Some(SessionEvent::Command(c))) => { (command(&c, results)) }
+                (_, Some(SessionEvent::Result(r))) => { (result_body(&r)) }
+                (_, Some(SessionEvent::Start(s))) => {
+                    p { "Connected as " strong { (s.user.as_deref().unwrap_or("")) } " from " span.mono { (s.client_addr) } " over " (s.protocol) "." }
                 }
-                "session.end" => {
+                (_, Some(SessionEvent::End(s))) => {
                     p {
-                        "Ended"
-                        @if let Some(ms) = d.get("duration_ms").and_then(Value::as_u64) { " after " (crate::html::span((ms / 1000) as i64)) }
-                        @if let Some(c) = d.get("commands").and_then(Value::as_u64) { " · " (c) " commands" }
-                        @if let Some(b) = d.get("blocked").and_then(Value::as_u64) { " · " (b) " blocked" }
-                        @if let Some(r) = d.get("reason").and_then(Value::as_str) { " · " (r) }
+                        "Ended after " (crate::html::span((s.duration_ms / 1000) as i64))
+                        " · " (s.commands) " commands · " (s.blocked) " blocked"
+                        @if !s.reason.is_empty() { " · " (s.reason) }
                     }
                 }
-                "recording" => {
+                (_, Some(SessionEvent::Recording(r))) => {
                     p {
-                        "Terminal recording of channel " (d.get("channel").cloned().unwrap_or_default().to_string())
-                        " · " (d.get("size").and_then(Value::as_u64).unwrap_or(0)) " bytes · SHA-256 "
-                        code { (text(d, "sha256").chars().take(16).collect::<String>()) "…" }
+                        "Terminal recording of channel " (r.channel)
+                        " · " (r.recording.size) " bytes · SHA-256 "
+                        code { (r.recording.sha256.chars().take(16).collect::<String>()) "…" }
                         " · "
-                        @if let (Some(sid), Some(ch)) = (e.session_id.as_deref(), d.get("channel").and_then(Value::as_u64)) {
-                            a.replay-link href={ "/sessions/" (sid) "/replay/" (ch) } { "Replay" }
+                        @if let Some(sid) = e.session_id.as_deref() {
+                            a.replay-link href={ "/sessions/" (sid) "/replay/" (r.channel) } { "Replay" }
                         }
                     }
                 }
-                "file.transfer" => {
+                ("file.transfer", _) => {
                     p { (text(d, "direction")) " " code { (text(d, "path")) } " · " (d.get("bytes").and_then(Value::as_u64).unwrap_or(0)) " bytes over " (text(d, "protocol")) }
                 }
-                "approval.requested" => {
+                ("approval.requested", _) => {
                     p {
                         "Approval requested: " (request_link(e))
                         @if let Some(req) = d.get("requirement").cloned().and_then(|r| serde_json::from_value::<Requirement>(r).ok()) {
@@ -389,7 +406,7 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
                         @if let Some(x) = d.get("expires_at").and_then(Value::as_str) { " · expires " (when_text(x)) }
                     }
                 }
-                "approval.decision" => {
+                ("approval.decision", _) => {
                     p {
                         strong { (person(d.get("approver"))) }
                         @if text(d, "decision") == "approve" { " approved " } @else { " denied " }
@@ -397,12 +414,12 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
                     }
                     @if let Some(r) = d.get("reason").and_then(Value::as_str) { blockquote.reason { (r) } }
                 }
-                "approval.approved" => { p { (request_link(e)) " was approved." } }
-                "approval.denied" => { p { (request_link(e)) " was denied." } }
-                "approval.expired" => { p { (request_link(e)) " expired: nobody decided in time." } }
-                "approval.executed" => { p { (request_link(e)) ": the approved command was forwarded, once." } }
-                "approval.withdrawn" => { p { (request_link(e)) " was withdrawn" @if let Some(w) = d.get("why").and_then(Value::as_str) { ": " (w) } "." } }
-                "grant.created" | "grant.revoked" | "grant.expired" => {
+                ("approval.approved", _) => { p { (request_link(e)) " was approved." } }
+                ("approval.denied", _) => { p { (request_link(e)) " was denied." } }
+                ("approval.expired", _) => { p { (request_link(e)) " expired: nobody decided in time." } }
+                ("approval.executed", _) => { p { (request_link(e)) ": the approved command was forwarded, once." } }
+                ("approval.withdrawn", _) => { p { (request_link(e)) " was withdrawn" @if let Some(w) = d.get("why").and_then(Value::as_str) { ": " (w) } "." } }
+                ("grant.created" | "grant.revoked" | "grant.expired", _) => {
                     p {
                         "Access grant"
                         @if let Some(g) = d.get("grant_id").and_then(Value::as_u64) { " #" (g) }
@@ -419,13 +436,31 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
     }
 }
 
-fn command(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
-    // Read as the typed event every adapter writes; anything else is shown
-    // as it is.
-    let Ok(c) = serde_json::from_value::<CommandEvent>(e.data.clone()) else {
-        return html! { pre.data { (serde_json::to_string_pretty(&e.data).unwrap_or_default()) } };
-    };
-    let eff = effect(e).unwrap_or("?");
+/// The session's own events, read as their types.
+enum SessionEvent {
+    Start(SessionStart),
+    Command(Box<CommandEvent>),
+    Result(Box<CommandResult>),
+    Recording(RecordingEvent),
+    End(SessionEndEvent),
+}
+
+/// `e` as one of the session's own typed events; `None` for every other
+/// kind, and for an event without its kind's shape (shown as its JSON, so
+/// nothing is hidden).
+fn session_event(e: &AuditEvent) -> Option<SessionEvent> {
+    Some(match e.kind.as_str() {
+        kind::SESSION_START => SessionEvent::Start(typed(e)?),
+        kind::COMMAND => SessionEvent::Command(Box::new(typed(e)?)),
+        kind::COMMAND_RESULT => SessionEvent::Result(Box::new(typed(e)?)),
+        kind::RECORDING => SessionEvent::Recording(typed(e)?),
+        kind::SESSION_END => SessionEvent::End(typed(e)?),
+        _ => return None,
+    })
+}
+
+fn command(c: &CommandEvent, results: &HashMap<u64, CommandResult>) -> Markup {
+    let eff = c.verdict.effect();
     let (rule, message) = match &c.verdict {
         Verdict::Allow { rule } => (rule.as_deref(), None),
         Verdict::Hold { rule, message, .. } | Verdict::Block { rule, message } => {
@@ -463,7 +498,7 @@ fn command(e: &AuditEvent, results: &HashMap<u64, &AuditEvent>) -> Markup {
                 }
             }
         }
-        @if let Some(r) = result { (result_body(&r.data)) }
+        @if let Some(r) = result { (result_body(r)) }
     }
 }
 
@@ -486,41 +521,31 @@ fn statements(sql: &SqlCommand) -> Markup {
     }
 }
 
-fn result(e: &AuditEvent) -> Markup {
-    result_body(&e.data)
-}
-
-fn result_body(d: &Value) -> Markup {
-    let masked: Vec<(String, u64)> = d
-        .get("masked")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                .filter(|(_, n)| *n > 0)
-                .collect()
-        })
-        .unwrap_or_default();
-    let sample = d.get("result_sample").and_then(Value::as_array);
-    let columns: Vec<String> = d
-        .get("columns")
-        .and_then(Value::as_array)
-        .map(|c| {
-            c.iter()
-                .map(|c| {
-                    c.as_str()
-                        .or_else(|| c.get("name").and_then(Value::as_str))
-                        .unwrap_or("?")
-                        .to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+fn result_body(r: &CommandResult) -> Markup {
+    let masked: Vec<(&str, u64)> = r
+        .masked
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(entity, n)| (entity.as_str(), *n))
+        .collect();
+    let sample = r.result_sample.as_ref();
+    let columns: &[String] = r.columns.as_deref().unwrap_or_default();
+    let usage = r
+        .response
+        .as_ref()
+        .and_then(|v| v.get("usage"))
+        .filter(|u| !u.is_null());
+    let answer = r
+        .response
+        .as_ref()
+        .and_then(|v| v.get("text"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty());
     html! {
         div.result {
             p.small {
-                @if let Some(r) = d.get("rows").and_then(Value::as_u64) { (r) " row" @if r != 1 { "s" } }
-                @if let Some(us) = d.get("duration_us").and_then(Value::as_u64) { " · " (format!("{:.1}", us as f64 / 1000.0)) " ms" }
+                @if let Some(rows) = r.rows { (rows) " row" @if rows != 1 { "s" } }
+                @if let Some(us) = r.duration_us { " · " (format!("{:.1}", us as f64 / 1000.0)) " ms" }
                 @if !masked.is_empty() {
                     " · masked: "
                     @for (i, (k, n)) in masked.iter().enumerate() {
@@ -529,18 +554,18 @@ fn result_body(d: &Value) -> Markup {
                     }
                 }
             }
-            @if let Some(status) = d.get("status").and_then(Value::as_u64) {
+            @if let Some(status) = r.status {
                 p.small { "HTTP " (status)
-                    @if let Some(b) = d.get("bytes_to_client").and_then(Value::as_u64) { " · " (b) " bytes" }
-                    @if let Some(u) = d.get("response").and_then(|r| r.get("usage")).filter(|u| !u.is_null()) {
+                    @if let Some(b) = r.bytes_to_client { " · " (b) " bytes" }
+                    @if let Some(u) = usage {
                         " · tokens: " (u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0)) " in, " (u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0)) " out"
                     }
                 }
-                @if let Some(t) = d.get("response").and_then(|r| r.get("text")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                @if let Some(t) = answer {
                     pre.command { code { (t) } }
                 }
             }
-            @if let Some(err) = d.get("error").filter(|e| !e.is_null()) {
+            @if let Some(err) = r.error.as_ref().filter(|e| !e.is_null()) {
                 @if let Some(msg) = err.as_str() {
                     p.error { (msg) }
                 } @else {
@@ -550,7 +575,7 @@ fn result_body(d: &Value) -> Markup {
             @if let Some(rows) = sample.filter(|s| !s.is_empty()) {
                 div.table-wrap {
                     table.sample {
-                        @if !columns.is_empty() { thead { tr { @for c in &columns { th { (c) } } } } }
+                        @if !columns.is_empty() { thead { tr { @for c in columns { th { (c) } } } } }
                         tbody {
                             @for row in rows.iter().take(SAMPLE_ROWS) {
                                 tr {
@@ -615,7 +640,7 @@ mod tests {
             }),
             ..cmd.clone()
         };
-        let results = HashMap::from([(1u64, &res)]);
+        let results = HashMap::from([(1u64, typed::<CommandResult>(&res).unwrap())]);
         let out = event_item(&cmd, &results).into_string();
         assert!(out.contains("&lt;b&gt;"), "{out}");
         assert!(out.contains("\nfrom t"), "newlines kept: {out}");
@@ -637,7 +662,7 @@ mod tests {
             }),
             ..res.clone()
         };
-        let results = HashMap::from([(1u64, &named)]);
+        let results = HashMap::from([(1u64, typed::<CommandResult>(&named).unwrap())]);
         let out = event_item(&cmd, &results).into_string();
         assert!(
             out.contains("<thead><tr><th>name</th><th>ssn</th></tr></thead>"),
