@@ -14,6 +14,9 @@ pub enum StoreError {
     /// The database refused.
     #[error("approvals store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database file could not be made private to this user.
+    #[error("approvals store: cannot make the file private: {0}")]
+    Private(std::io::Error),
     /// A stored record did not parse.
     #[error("approvals store holds an unreadable record: {0}")]
     Corrupt(#[from] serde_json::Error),
@@ -38,6 +41,8 @@ pub struct RequestFilter {
 impl Store {
     /// Open (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // Requests name people and hold the commands they ran: owner only.
+        gatehouse_core::private::file(path).map_err(StoreError::Private)?;
         let db = Connection::open(path)?;
         Self::init(db)
     }

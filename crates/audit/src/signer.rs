@@ -137,7 +137,9 @@ impl AuditSigner {
         if std::fs::read_to_string(pub_path).is_ok_and(|existing| existing == pem) {
             return Ok(());
         }
-        std::fs::write(pub_path, pem).map_err(|e| AuditError::PublicKey {
+        // Public, but kept owner-only like the rest of the state folder;
+        // whoever needs it (an examiner) is given a copy.
+        write_private(pub_path, pem.as_bytes()).map_err(|e| AuditError::PublicKey {
             path: pub_path.display().to_string(),
             reason: format!("cannot be written ({e}); check that its folder is writable"),
         })

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod mask;
 pub mod pipeline;
 pub mod policy;
+pub mod private;
 pub mod recording;
 pub mod serve;
 pub mod session;

@@ -74,11 +74,16 @@ impl Recording {
         masker: Option<Arc<Masker>>,
     ) -> Result<Recording, String> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            crate::private::dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts
             .open(path)
             .map_err(|e| format!("creating recording {}: {e}", path.display()))?;
         let mut rec = Recording {

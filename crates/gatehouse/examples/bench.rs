@@ -16,6 +16,10 @@
 //!    first), and prints the gateway process's peak RSS (VmHWM) after each,
 //!    to show memory stays flat.
 //!
+//! With `BENCH_HOLD=1` it starts everything, prints each endpoint's
+//! pgbench command line and the gateway's pid, and waits for stdin to
+//! close: a setup to profile with `perf record -p PID` or `strace -c -f`.
+//!
 //! Every gateway runs as its own process (`gatehouse serve`) so its memory
 //! is its own.
 
@@ -63,6 +67,24 @@ fn main() -> anyhow::Result<()> {
     pgbench_init(trust.port(), pw, "1")?;
 
     let dir = tempfile::tempdir()?;
+    cluster.psql(
+        "bench",
+        &format!(
+            "SET ROLE bench_app; create table big as select g as id, 'Customer ' || g as name, \
+             lpad(((g % 665) + 1)::text, 3, '0') || '-' || lpad(((g % 98) + 1)::text, 2, '0') || '-' || lpad(((g % 9998) + 1)::text, 4, '0') as ssn, \
+             'called about card 4111 1111 1111 1111 on ' || g as note from generate_series(1, {rows}) g; \
+             create index on big (id); analyze big;"
+        ),
+    )?;
+
+    let script = dir.path().join("hundred.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "\\set a random(1, {})\nselect id, name, ssn, note from big where id between :a and :a + 99;\n",
+            rows.saturating_sub(100).max(1)
+        ),
+    )?;
     let pw_file = dir.path().join("target.pw");
     std::fs::write(&pw_file, pw)?;
     let exe = gateway_exe()?;
@@ -124,6 +146,20 @@ fn main() -> anyhow::Result<()> {
             sslmode: "disable",
         },
     ]);
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // For profiling by hand (perf, strace): say where everything is and
+        // keep it running until stdin closes.
+        println!("gateway (TLS, normal) pid {}", gw.0.id());
+        println!("100-row masked script: {}", script.display());
+        for e in &endpoints {
+            println!(
+                "{}: PGPASSWORD='{}' PGSSLMODE={} pgbench -h 127.0.0.1 -p {} -U {} bench",
+                e.name, e.password, e.sslmode, e.port, e.user
+            );
+        }
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())?;
+        return Ok(());
+    }
     let pgbench = |e: &Endpoint, extra: &[&str], clients: u32| -> anyhow::Result<String> {
         let o = Command::new("pgbench")
             .env("PGPASSWORD", &e.password)
@@ -216,24 +252,6 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    cluster.psql(
-        "bench",
-        &format!(
-            "SET ROLE bench_app; create table big as select g as id, 'Customer ' || g as name, \
-             lpad(((g % 665) + 1)::text, 3, '0') || '-' || lpad(((g % 98) + 1)::text, 2, '0') || '-' || lpad(((g % 9998) + 1)::text, 4, '0') as ssn, \
-             'called about card 4111 1111 1111 1111 on ' || g as note from generate_series(1, {rows}) g; \
-             create index on big (id); analyze big;"
-        ),
-    )?;
-
-    let script = dir.path().join("hundred.sql");
-    std::fs::write(
-        &script,
-        format!(
-            "\\set a random(1, {})\nselect id, name, ssn, note from big where id between :a and :a + 99;\n",
-            rows.saturating_sub(100).max(1)
-        ),
-    )?;
     let script = script.display().to_string();
     println!("latency of one 100-row masked result, one client, {seconds}s:");
     let direct_ms = field(

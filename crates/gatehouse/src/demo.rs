@@ -22,7 +22,7 @@ const APP_ROLE: &str = "gatehouse_app";
 /// Run the demo until a signal arrives.
 pub async fn run(env_file: Option<PathBuf>) -> Result<()> {
     let state_dir = std::env::current_dir()?.join(".gatehouse");
-    std::fs::create_dir_all(&state_dir)?;
+    gatehouse_core::private::dir(&state_dir)?;
     eprintln!("gatehouse demo: starting a throwaway PostgreSQL…");
     let cluster = tokio::task::spawn_blocking(|| {
         PgCluster::start(PgClusterOptions {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 /// Write a file only its owner can read (keys, passwords).
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        gatehouse_core::private::dir(dir)?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

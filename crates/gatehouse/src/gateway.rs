@@ -146,8 +146,11 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
         "normal" => Durability::Normal,
         other => anyhow::bail!("[audit] durability = \"{other}\": use \"full\" or \"normal\""),
     };
-    std::fs::create_dir_all(cfg.state_dir())
+    gatehouse_core::private::dir(&cfg.state_dir())
         .with_context(|| format!("creating state folder {}", cfg.state_dir().display()))?;
+    let store = cfg.state_path(&cfg.audit.path);
+    gatehouse_core::private::file(&store)
+        .with_context(|| format!("making the audit store {} private", store.display()))?;
     AuditLog::open(AuditConfig {
         path: cfg.state_path(&cfg.audit.path),
         signing_key_path: cfg.state_path(&cfg.audit.signing_key),
@@ -243,7 +246,8 @@ impl RunningGateway {
         tls::install_crypto_provider();
         let policy = Arc::new(compile_policy(cfg)?);
         let state_dir = cfg.state_dir();
-        std::fs::create_dir_all(&state_dir)?;
+        gatehouse_core::private::dir(&state_dir)
+            .with_context(|| format!("creating state folder {}", state_dir.display()))?;
         // The API is bound first: its address is the dev issuer's and the
         // console's public URL unless one is configured.
         let api_listener = listeners::bind(&cfg.api.listen, "[api] listen").await?;

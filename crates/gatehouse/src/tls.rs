@@ -34,8 +34,9 @@ pub fn cert_paths(
                     "127.0.0.1".to_string(),
                 ])
                 .context("generating a self-signed TLS certificate")?;
-                std::fs::create_dir_all(state_dir)?;
-                std::fs::write(&c, generated.cert.pem())?;
+                // Public, but it lives in the private state folder like
+                // everything else there (owner only).
+                crate::files::write_private(&c, generated.cert.pem().as_bytes())?;
                 crate::files::write_private(&k, generated.signing_key.serialize_pem().as_bytes())?;
             }
             Ok((c, k))

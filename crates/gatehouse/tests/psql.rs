@@ -52,7 +52,32 @@ async fn analyst_sees_masked_columns_through_tls() {
         )
         .await;
     assert_eq!(out(&again).lines().nth(1).unwrap(), rows[0][3]);
+    assert_only_the_owner_reads(&gw.dir.path().join("state"));
     gw.stop().await;
+}
+
+/// Everything the gateway keeps in its state folder (audit store and
+/// journal, approvals, keys, certificates) is its own user's alone:
+/// folders 0700, files without group or other permissions.
+fn assert_only_the_owner_reads(state: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut seen = Vec::new();
+    let mut stack = vec![state.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        // A SQLite side file can go as its last reader closes.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for expected in ["audit.db", "audit.db.journal", "approvals.db"] {
+        assert!(seen.iter().any(|s| s == expected), "{expected} in {seen:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
