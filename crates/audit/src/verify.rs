@@ -36,8 +36,8 @@ use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
 use crate::event::AuditEvent;
 use crate::store::{
-    checkpoint_columns, decode_checkpoint_row, decode_event_row_hashed, open_read_only, read_error,
-    EVENT_COLUMNS,
+    checkpoint_columns, decode_checkpoint_row, open_read_only, read_error, read_event_row,
+    StoredEvent, EVENT_COLUMNS,
 };
 use crate::writer::CheckpointPolicy;
 use chrono::{DateTime, Utc};
@@ -234,13 +234,10 @@ pub fn verify_with(
         let mut checkpoint_stmt = snapshot
             .prepare(&format!("SELECT {columns} FROM checkpoints ORDER BY seq"))
             .map_err(read_err)?;
-        let events = event_stmt
-            .query_map([], |row| Ok(decode_event_row_hashed(row)))
+        let rows = event_stmt
+            .query_map([], |row| Ok(read_event_row(row)))
             .map_err(read_err)?
-            .map(|row| {
-                row.map_err(read_err)
-                    .and_then(|decoded| decoded.map(|(event, hash)| (event, Some(hash))))
-            });
+            .map(|row| row.map_err(read_err).and_then(|read| read));
         let checkpoints = checkpoint_stmt
             .query_map([], |row| Ok(decode_checkpoint_row(row)))
             .map_err(read_err)?
@@ -249,6 +246,12 @@ pub fn verify_with(
                     decoded.map_err(|reason| AuditError::CorruptRow { seq: 0, reason })
                 })
             });
+        // The chain needs each event's hash, not its data: a text the fast
+        // check vouches for is hashed as it is, without being parsed.
+        let events = rows.map(|row| {
+            row.and_then(StoredEvent::hashed)
+                .map(|(event, hash)| (event, Some(hash)))
+        });
         verify_walk(events, checkpoints, key, pruned.as_ref())?
     };
     let running_after = options

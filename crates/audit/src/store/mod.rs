@@ -4,8 +4,8 @@
 mod sqlite;
 
 pub(crate) use sqlite::{
-    checkpoint_columns, decode_checkpoint_row, decode_event_row, decode_event_row_hashed,
-    open_read_only, read_error, EVENT_COLUMNS,
+    checkpoint_columns, decode_checkpoint_row, decode_event_row, open_read_only, read_error,
+    read_event_row, StoredEvent, EVENT_COLUMNS,
 };
 pub use sqlite::{Durability, SqliteStore};
 

@@ -360,13 +360,18 @@ fn to_sql_int(n: u64) -> Result<i64, StoreError> {
 /// shape is reported as corrupt with its seq, not as a store failure, so
 /// verify can name it.
 pub(crate) fn decode_event_row(row: &Row<'_>) -> Result<AuditEvent, AuditError> {
-    decode_event_row_hashed(row).map(|(event, _)| event)
+    read_event_row(row)?.decode().map(|(event, _)| event)
 }
 
-/// [`decode_event_row`], and the event's hash computed from its fields and
-/// the stored data text (canonical, which decoding checks), so a verifier
-/// need not build that text again.
-pub(crate) fn decode_event_row_hashed(row: &Row<'_>) -> Result<(AuditEvent, String), AuditError> {
+/// An event row as stored, its columns read but its data not yet parsed
+/// (a verifier only hashes it).
+pub(crate) struct StoredEvent {
+    event: AuditEvent,
+    data_text: String,
+}
+
+/// Read the columns of one `EVENT_COLUMNS` row (cheap: no JSON yet).
+pub(crate) fn read_event_row(row: &Row<'_>) -> Result<StoredEvent, AuditError> {
     let raw_seq: i64 = row.get(0).map_err(|e| AuditError::CorruptRow {
         seq: 0,
         reason: format!("its seq is not an integer ({e})"),
@@ -379,33 +384,61 @@ pub(crate) fn decode_event_row_hashed(row: &Row<'_>) -> Result<(AuditEvent, Stri
         seq,
         reason: format!("column {column} has the wrong type ({e})"),
     };
-    let data_text: String = row.get(6).map_err(|e| corrupt("data", e))?;
-    let data = serde_json::from_str(&data_text).map_err(|e| AuditError::CorruptRow {
-        seq,
-        reason: format!("its data is not valid JSON ({e})"),
-    })?;
-    // Data is stored in its canonical form. Any other text (a key given
-    // twice, which SQLite's json_extract reads one way and the hash another)
-    // was written by something other than the gateway.
-    if canonical_json(&data) != data_text {
-        return Err(AuditError::CorruptRow {
+    Ok(StoredEvent {
+        data_text: row.get(6).map_err(|e| corrupt("data", e))?,
+        event: AuditEvent {
             seq,
-            reason: "its data is not in the canonical form the gateway writes (a duplicated key, or an edit)".into(),
-        });
+            ts: row.get(1).map_err(|e| corrupt("ts", e))?,
+            kind: row.get(2).map_err(|e| corrupt("kind", e))?,
+            session_id: row.get(3).map_err(|e| corrupt("session_id", e))?,
+            subject: row.get(4).map_err(|e| corrupt("subject", e))?,
+            connection: row.get(5).map_err(|e| corrupt("connection", e))?,
+            data: serde_json::Value::Null,
+            prev_hash: row.get(7).map_err(|e| corrupt("prev_hash", e))?,
+            hash: row.get(8).map_err(|e| corrupt("hash", e))?,
+        },
+    })
+}
+
+impl StoredEvent {
+    /// What verifying needs: the event's hash, once its data text is known
+    /// to be canonical. The data is not kept (the chain does not need it),
+    /// and is only parsed when the fast check cannot vouch for the text.
+    pub(crate) fn hashed(self) -> Result<(AuditEvent, String), AuditError> {
+        if crate::canonical::is_canonical(&self.data_text) {
+            let hash = crate::chain::event_hash_with_data(&self.event, &self.data_text);
+            return Ok((self.event, hash));
+        }
+        let (mut event, hash) = self.decode()?;
+        event.data = serde_json::Value::Null;
+        Ok((event, hash))
     }
-    let event = AuditEvent {
-        seq,
-        ts: row.get(1).map_err(|e| corrupt("ts", e))?,
-        kind: row.get(2).map_err(|e| corrupt("kind", e))?,
-        session_id: row.get(3).map_err(|e| corrupt("session_id", e))?,
-        subject: row.get(4).map_err(|e| corrupt("subject", e))?,
-        connection: row.get(5).map_err(|e| corrupt("connection", e))?,
-        data,
-        prev_hash: row.get(7).map_err(|e| corrupt("prev_hash", e))?,
-        hash: row.get(8).map_err(|e| corrupt("hash", e))?,
-    };
-    let computed = crate::chain::event_hash_with_data(&event, &data_text);
-    Ok((event, computed))
+
+    /// Parse the data, check it is in canonical form, and compute the
+    /// event's hash.
+    pub(crate) fn decode(self) -> Result<(AuditEvent, String), AuditError> {
+        let StoredEvent {
+            mut event,
+            data_text,
+        } = self;
+        let seq = event.seq;
+        event.data = serde_json::from_str(&data_text).map_err(|e| AuditError::CorruptRow {
+            seq,
+            reason: format!("its data is not valid JSON ({e})"),
+        })?;
+        // Data is stored in its canonical form. Any other text (a key given
+        // twice, which SQLite's json_extract reads one way and the hash
+        // another) was written by something other than the gateway.
+        if canonical_json(&event.data) != data_text {
+            return Err(AuditError::CorruptRow {
+                seq,
+                reason: "its data is not in the canonical form the gateway writes (a duplicated key, or an edit)"
+                    .into(),
+            });
+        }
+        let computed = crate::chain::event_hash_with_data(&event, &data_text);
+        Ok((event, computed))
+    }
 }
 
 /// Decode one `CHECKPOINT_COLUMNS` row; the error says what is wrong with it.
