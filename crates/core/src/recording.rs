@@ -73,19 +73,11 @@ impl Recording {
         title: &str,
         masker: Option<Arc<Masker>>,
     ) -> Result<Recording, String> {
-        if let Some(dir) = path.parent() {
-            crate::private::dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let file = opts
-            .open(path)
-            .map_err(|e| format!("creating recording {}: {e}", path.display()))?;
+        let file = crate::private::open(
+            path,
+            std::fs::OpenOptions::new().write(true).create_new(true),
+        )
+        .map_err(|e| format!("creating recording {}: {e}", path.display()))?;
         let mut rec = Recording {
             path: path.to_path_buf(),
             file: std::io::BufWriter::new(file),

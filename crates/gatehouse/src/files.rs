@@ -5,17 +5,13 @@ use std::path::Path;
 
 /// Write a file only its owner can read (keys, passwords).
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-        gatehouse_core::private::dir(dir)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
+    let mut f = gatehouse_core::private::open(
+        path,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )?;
     f.write_all(contents)?;
     f.sync_all()
 }

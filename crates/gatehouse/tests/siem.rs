@@ -63,6 +63,13 @@ async fn gateway_events_reach_a_siem_sink_in_ocsf() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // A copy of the trail is as private as the trail.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600, "the sink file");
+        assert_eq!(mode(file.parent().unwrap()), 0o700, "the sink's folder");
+    }
     let logon = events
         .iter()
         .find(|e| e["message"] == "session.start")

@@ -87,16 +87,20 @@ impl Cursor {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(fail)?;
-        }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let text = serde_json::to_string(self).unwrap_or_default();
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+            let mut f = gatehouse_core::private::open(
+                &tmp,
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+            )
+            .map_err(fail)?;
             f.write_all(text.as_bytes()).map_err(fail)?;
             f.sync_all().map_err(fail)?;
         }
