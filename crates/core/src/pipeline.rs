@@ -531,18 +531,17 @@ impl Pipeline {
         }
     }
 
-    /// Decide stage, with a refusal the adapter found on the way (an
-    /// unknown prepared statement, a cursor it has not seen): the stricter
-    /// of the two.
-    pub fn decide_with(
+    /// Decide stage for a SQL command of a session, with a refusal the
+    /// adapter found on the way (an unknown prepared statement, a cursor it
+    /// has not seen): the stricter of the two.
+    pub fn decide_in(
         &self,
-        identity: &Identity,
-        connection: &str,
+        scope: &crate::lifecycle::CommandScope,
         sql: &str,
         classification: &Classification,
         found: Option<Verdict>,
     ) -> Verdict {
-        let verdict = self.decide(identity, connection, sql, classification);
+        let verdict = self.decide(&scope.identity, &scope.connection, sql, classification);
         match found {
             Some(r) => verdict.stricter(r),
             None => verdict,

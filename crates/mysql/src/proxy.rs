@@ -543,13 +543,9 @@ impl Proxy {
         refusal: Option<Verdict>,
     ) -> Verdict {
         let ctx = &self.ctx;
-        let mut verdict = ctx.pipeline.decide_with(
-            &ctx.scope.identity,
-            &ctx.scope.connection,
-            sql,
-            classification,
-            refusal,
-        );
+        let mut verdict = ctx
+            .pipeline
+            .decide_in(&ctx.scope, sql, classification, refusal);
         let w = words(sql);
         let has = |k: &str| w.iter().any(|x| x == k);
         let copy = classification

@@ -408,13 +408,9 @@ impl ClientPump {
         refusal: Option<Verdict>,
     ) -> Verdict {
         let ctx = &self.ctx;
-        let mut verdict = ctx.pipeline.decide_with(
-            &ctx.scope.identity,
-            &ctx.scope.connection,
-            sql,
-            classification,
-            refusal,
-        );
+        let mut verdict = ctx
+            .pipeline
+            .decide_in(&ctx.scope, sql, classification, refusal);
         let binary_copy_out =
             classification.statements.iter().any(|f| {
                 f.kind == StatementKind::Copy && f.copy_direction == Some(CopyDirection::Out)
