@@ -11,3 +11,4 @@ pub mod llmdemo;
 pub mod mariadbcluster;
 pub mod pgcluster;
 pub mod sshtarget;
+mod watcher;

@@ -294,21 +294,11 @@ if [ -f "$root/mysqld.pid" ]; then
 fi
 cd / && rm -rf "$root"
 "#;
-        let spawned = Command::new("setsid")
-            .arg("sh")
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg("gatehouse-mariadb-watcher")
-            .arg(pid.to_string())
-            .arg(&self.root_path)
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the MariaDB exit watcher; stop it by hand");
-        }
+        crate::watcher::spawn(
+            "MariaDB",
+            SCRIPT,
+            vec![pid.to_string().into(), self.root_path.clone().into()],
+        );
     }
 }
 

@@ -287,12 +287,6 @@ impl PgCluster {
     /// that die without unwinding. Runs a small detached watcher; failures
     /// to start it are logged.
     pub fn stop_when_process_exits(&self, pid: u32) {
-        if let Err(e) = self.spawn_watcher(pid) {
-            tracing::warn!(error = %e, "could not start the throwaway cluster's exit watcher; stop it by hand");
-        }
-    }
-
-    fn spawn_watcher(&self, pid: u32) -> Result<()> {
         const SCRIPT: &str = r#"
 pid=$1 data=$2 root=$3 pgctl=$4 user=$5
 while kill -0 "$pid" 2>/dev/null; do sleep 1; done
@@ -311,34 +305,13 @@ cd / && rm -rf "$root"
             RunAs::OsUser(u) => u.clone(),
         };
         let args: Vec<OsString> = vec![
-            "-c".into(),
-            SCRIPT.into(),
-            "gatehouse-pg-watcher".into(),
             pid.to_string().into(),
             self.data_dir.clone().into(),
             self.root_path.clone().into(),
             self.bin_dir.join("pg_ctl").into(),
             user.into(),
         ];
-        // setsid keeps a Ctrl-C aimed at the watched process from killing the watcher.
-        let spawn = |program: &str, leading: &[&str]| {
-            Command::new(program)
-                .args(leading)
-                .args(&args)
-                .current_dir("/")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-        };
-        let mut child = spawn("setsid", &["sh"])
-            .or_else(|_| spawn("sh", &[]))
-            .context("running sh for the exit watcher")?;
-        // Reap it if it ever finishes while we are still alive.
-        thread::spawn(move || {
-            let _ = child.wait();
-        });
-        Ok(())
+        crate::watcher::spawn("PostgreSQL cluster", SCRIPT, args);
     }
 
     fn init(&self, opts: &PgClusterOptions) -> Result<()> {

@@ -183,20 +183,15 @@ impl SshTarget {
     /// which are never dropped).
     pub fn stop_when_process_exits(&self, pid: u32) {
         let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill \"$2\" 2>/dev/null; rm -rf \"$3\"";
-        let spawned = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("sh")
-            .arg(pid.to_string())
-            .arg(self.child.id().to_string())
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the throwaway sshd's exit watcher");
-        }
+        crate::watcher::spawn(
+            "sshd",
+            script,
+            vec![
+                pid.to_string().into(),
+                self.child.id().to_string().into(),
+                self.dir.clone().into(),
+            ],
+        );
     }
 }
 
