@@ -7,9 +7,9 @@
 //! account of its own with a password. When we are root, the server runs
 //! as the `mysql` user through `runuser`, like the packaged service.
 
+use crate::{free_port, is_root};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,21 +45,6 @@ fn find(names: &[&str]) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
-fn is_root() -> bool {
-    // SAFETY-free check: root's home and uid show in `id -u`.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 impl MariaDbCluster {

@@ -7,12 +7,12 @@
 //! PostgreSQL refuses to run as root, so when we are root every server
 //! command runs as the `postgres` user through `runuser`.
 
+use crate::free_port;
 use anyhow::{anyhow, bail, Context, Result};
 use rand::distributions::{Alphanumeric, DistString};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -671,13 +671,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port on 127.0.0.1")?;
-    Ok(listener.local_addr()?.port())
-}
-
 fn has_server_binaries(dir: &Path) -> bool {
     ["initdb", "pg_ctl", "postgres"]
         .iter()
@@ -798,7 +791,7 @@ fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinH
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpStream;
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
 
     fn start(auth: PgAuth) -> PgCluster {
         PgCluster::start(PgClusterOptions {
