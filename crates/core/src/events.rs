@@ -353,6 +353,7 @@ pub struct RecordingEvent {
     #[serde(default)]
     pub channel: u64,
     /// `ssh` or `kubernetes-exec`.
+    #[serde(default)]
     pub protocol: String,
     /// `asciicast-v2`.
     #[serde(default)]

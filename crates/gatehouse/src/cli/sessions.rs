@@ -6,8 +6,11 @@ use crate::config::GatewayConfig;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use gatehouse_audit::SessionFilter;
-use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, SessionEndEvent};
+use gatehouse_core::events::{
+    kind, CommandDetail, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent,
+};
 use gatehouse_core::Verdict;
+use serde::Deserialize as _;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -104,34 +107,33 @@ pub(super) fn run(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCo
                 !events.is_empty(),
                 "no session {id} in the audit trail; see `gatehouse sessions list`"
             );
-            let recordings: Vec<_> = events
+            let recordings: Vec<(u64, RecordingEvent)> = events
                 .iter()
-                .filter(|e| e.kind == "recording")
-                .filter(|e| channel.is_none_or(|c| e.data["channel"].as_u64() == Some(c)))
+                .filter(|e| e.kind == kind::RECORDING)
+                .filter_map(|e| Some((e.seq, RecordingEvent::deserialize(&e.data).ok()?)))
+                .filter(|(_, r)| channel.is_none_or(|c| r.channel == c))
                 .collect();
-            let Some(rec) = recordings.first() else {
+            let Some((seq, rec)) = recordings.first() else {
                 anyhow::bail!(
                     "session {id} has no terminal recording{} (SSH shell and exec channels and kubectl exec/attach streams are recorded; a recording is chained when it closes)",
                     channel.map(|c| format!(" for channel {c}")).unwrap_or_default()
                 );
             };
-            let file = rec.data["file"].as_str().unwrap_or_default();
+            let file = rec.recording.file.as_str();
             let path = cfg.recordings_dir().join(file);
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("reading recording {}", path.display()))?;
             let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
             anyhow::ensure!(
-                Some(digest.as_str()) == rec.data["sha256"].as_str(),
-                "recording {} does not match the SHA-256 chained in audit event #{}: it was altered after the session",
+                digest == rec.recording.sha256,
+                "recording {} does not match the SHA-256 chained in audit event #{seq}: it was altered after the session",
                 path.display(),
-                rec.seq
             );
             anyhow::ensure!(speed > 0.0, "--speed must be above 0");
             let (_, frames) = gatehouse_core::recording::read(&path).map_err(anyhow::Error::msg)?;
             eprintln!(
-                "replaying {} (SHA-256 verified against audit event #{}); {} recording(s) in this session",
+                "replaying {} (SHA-256 verified against audit event #{seq}); {} recording(s) in this session",
                 file,
-                rec.seq,
                 recordings.len()
             );
             use std::io::Write;
