@@ -52,9 +52,13 @@ pub(super) fn find_emails(text: &str, out: &mut Vec<Finding>) {
 /// longer digit string on either side; a greedy international match is
 /// trimmed back group by group (`+44 20 7946 0958 12 times`).
 pub(super) fn find_phones(text: &str, out: &mut Vec<Finding>) {
-    if !may_hold_phone(text.as_bytes()) {
-        return;
+    if may_hold_phone(text.as_bytes()) {
+        scan_phones(text, out);
     }
+}
+
+/// [`find_phones`] without the prefilter.
+fn scan_phones(text: &str, out: &mut Vec<Finding>) {
     scan_candidates(&PHONE, text, EntityType::Phone, out, |m| {
         if byte_before(text, m.start()).is_some_and(|b| b.is_ascii_digit() || b == b'+') {
             return None;
@@ -81,10 +85,10 @@ pub(super) fn find_phones(text: &str, out: &mut Vec<Finding>) {
     });
 }
 
-/// Could `bytes` hold a phone? Every phone shape starts with a `+` or `(`
-/// followed by at least ten digits, or holds three digits, a separator and
-/// three more digits. Timestamps (`…:00.123456+00`) and amounts have
-/// neither and skip the regex.
+/// Could `bytes` hold a phone? Every shape [`PHONE`] matches has one of:
+/// a `+` or `(` followed by at least ten digits, or a NANP number's
+/// `ddd-ddd-dddd` (any of the separators). Timestamps, amounts and card
+/// numbers in groups of four have neither and skip the regex.
 fn may_hold_phone(bytes: &[u8]) -> bool {
     let mut digits_after = 0;
     for &b in bytes.iter().rev() {
@@ -95,9 +99,10 @@ fn may_hold_phone(bytes: &[u8]) -> bool {
         }
     }
     let digits = |w: &[u8]| w.iter().all(u8::is_ascii_digit);
+    let sep = |b: u8| matches!(b, b' ' | b'.' | b'-');
     bytes
-        .windows(7)
-        .any(|w| digits(&w[..3]) && matches!(w[3], b' ' | b'.' | b'-') && digits(&w[4..]))
+        .windows(12)
+        .any(|w| digits(&w[..3]) && sep(w[3]) && digits(&w[4..7]) && sep(w[7]) && digits(&w[8..]))
 }
 
 #[cfg(test)]
@@ -157,9 +162,31 @@ mod tests {
         assert!(phones("+44 20 7946").is_empty(), "nine digits");
         assert!(phones("4111 1111 1111 1111").is_empty());
         assert!(!may_hold_phone(b"2024-01-15 10:30:00.123456+00"));
-        assert!(may_hold_phone(b"212.555"));
+        assert!(may_hold_phone(b"call 212.555.0147"));
+        assert!(!may_hold_phone(b"212.555"), "too short to be one");
+        assert!(
+            !may_hold_phone(b"card 4111 1111 1111 1111"),
+            "groups of four skip the regex"
+        );
         assert!(may_hold_phone(b"+4420794609"));
         assert!(!may_hold_phone(b"+442079460"));
+    }
+
+    proptest::proptest! {
+        /// The prefilter never hides a phone the full scan would find.
+        #[test]
+        fn the_prefilter_never_hides_a_phone(text in proptest::prop_oneof![
+            "[0-9 .()+\\-ab]{0,24}",
+            "[a ]{0,2}(\\+?1?[ .-]?)?(\\([0-9]{3}\\)|[0-9]{2,4})[ .-]?[0-9]{2,4}[ .-]?[0-9]{3,5}[ .-]?[0-9]{0,4}",
+            "\\+[0-9]{1,3}([ .-]?(\\([0-9]{1,4}\\)|[0-9]{1,4})){2,6}[0-9 ]{0,3}",
+        ]) {
+            let mut all = Vec::new();
+            scan_phones(&text, &mut all);
+            let mut filtered = Vec::new();
+            find_phones(&text, &mut filtered);
+            let spans = |f: &[Finding]| f.iter().map(|f| (f.start, f.end)).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(spans(&all), spans(&filtered), "{}", text);
+        }
     }
 
     #[test]
