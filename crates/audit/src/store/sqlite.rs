@@ -360,7 +360,7 @@ fn to_sql_int(n: u64) -> Result<i64, StoreError> {
 /// shape is reported as corrupt with its seq, not as a store failure, so
 /// verify can name it.
 pub(crate) fn decode_event_row(row: &Row<'_>) -> Result<AuditEvent, AuditError> {
-    read_event_row(row)?.decode().map(|(event, _)| event)
+    read_event_row(row)?.decode()
 }
 
 /// An event row as stored, its columns read but its data not yet parsed
@@ -405,39 +405,39 @@ impl StoredEvent {
     /// to be canonical. The data is not kept (the chain does not need it),
     /// and is only parsed when the fast check cannot vouch for the text.
     pub(crate) fn hashed(self) -> Result<(AuditEvent, String), AuditError> {
-        if crate::canonical::is_canonical(&self.data_text) {
-            let hash = crate::chain::event_hash_with_data(&self.event, &self.data_text);
-            return Ok((self.event, hash));
+        if !crate::canonical::is_canonical(&self.data_text) {
+            // The sure way, which also says what is wrong.
+            self.parsed_canonical()?;
         }
-        let (mut event, hash) = self.decode()?;
-        event.data = serde_json::Value::Null;
-        Ok((event, hash))
+        let hash = crate::chain::event_hash_with_data(&self.event, &self.data_text);
+        Ok((self.event, hash))
     }
 
-    /// Parse the data, check it is in canonical form, and compute the
-    /// event's hash.
-    pub(crate) fn decode(self) -> Result<(AuditEvent, String), AuditError> {
-        let StoredEvent {
-            mut event,
-            data_text,
-        } = self;
-        let seq = event.seq;
-        event.data = serde_json::from_str(&data_text).map_err(|e| AuditError::CorruptRow {
+    /// The event with its data parsed (and checked canonical).
+    pub(crate) fn decode(mut self) -> Result<AuditEvent, AuditError> {
+        self.event.data = self.parsed_canonical()?;
+        Ok(self.event)
+    }
+
+    /// The data, parsed; an error unless the stored text is exactly its
+    /// canonical form.
+    fn parsed_canonical(&self) -> Result<serde_json::Value, AuditError> {
+        let seq = self.event.seq;
+        let data = serde_json::from_str(&self.data_text).map_err(|e| AuditError::CorruptRow {
             seq,
             reason: format!("its data is not valid JSON ({e})"),
         })?;
         // Data is stored in its canonical form. Any other text (a key given
         // twice, which SQLite's json_extract reads one way and the hash
         // another) was written by something other than the gateway.
-        if canonical_json(&event.data) != data_text {
+        if canonical_json(&data) != self.data_text {
             return Err(AuditError::CorruptRow {
                 seq,
                 reason: "its data is not in the canonical form the gateway writes (a duplicated key, or an edit)"
                     .into(),
             });
         }
-        let computed = crate::chain::event_hash_with_data(&event, &data_text);
-        Ok((event, computed))
+        Ok(data)
     }
 }
 
