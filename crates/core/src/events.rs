@@ -360,6 +360,13 @@ pub struct RecordingEvent {
     pub format: String,
 }
 
+/// An event's body as its type, when it has that shape (read in place,
+/// without copying the JSON); `None` for a body written before the type or
+/// by something else, which readers show as it is.
+pub fn read<T: serde::de::DeserializeOwned>(data: &serde_json::Value) -> Option<T> {
+    T::deserialize(data).ok()
+}
+
 /// Serialize an event's body (these types cannot fail to serialize; a
 /// failure would be a bug, recorded as an empty object rather than lost).
 pub fn to_data<T: Serialize>(event: &T) -> serde_json::Value {

@@ -5,7 +5,7 @@
 //! read), so whoever holds the pack can recompute it.
 
 use gatehouse_audit::AuditEvent;
-use gatehouse_core::events::CommandEvent;
+use gatehouse_core::events::{read, CommandEvent};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -609,7 +609,7 @@ impl Facts {
                 self.commands += 1;
                 // The typed event every adapter writes; a record it cannot
                 // read still counts, by its raw fields.
-                let typed = serde_json::from_value::<CommandEvent>(d.clone()).ok();
+                let typed = read::<CommandEvent>(d);
                 let verdict = d.get("verdict").cloned().unwrap_or(Value::Null);
                 let effect = match &typed {
                     Some(c) => c.verdict.effect().to_string(),

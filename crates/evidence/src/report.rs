@@ -8,7 +8,7 @@ use crate::html::{esc, href, num, page, tag};
 use crate::pack::{KeyInfo, Period, RecordingEntry, Segment, SessionEntry};
 use gatehouse_audit::{AuditEvent, Checkpoint, SegmentReport, SegmentStart};
 use gatehouse_core::events::{
-    kind, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent, SessionStart,
+    kind, read, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent, SessionStart,
 };
 use gatehouse_core::mask::MaskCounts;
 use gatehouse_core::verdict::Verdict;
@@ -1120,7 +1120,7 @@ pub fn session_page(
 
 fn event_tag(e: &AuditEvent) -> String {
     if e.kind == kind::COMMAND {
-        let effect = decode::<CommandEvent>(&e.data).map_or("?", |c| c.verdict.effect());
+        let effect = read::<CommandEvent>(&e.data).map_or("?", |c| c.verdict.effect());
         return tag(effect, &format!("command · {effect}"));
     }
     let class = match e.kind.as_str() {
@@ -1129,11 +1129,6 @@ fn event_tag(e: &AuditEvent) -> String {
         _ => "",
     };
     tag(class, &e.kind)
-}
-
-/// An event's body as its type, when it has that shape.
-fn decode<T: serde::de::DeserializeOwned>(data: &Value) -> Option<T> {
-    T::deserialize(data).ok()
 }
 
 /// `2 SSN, 1 Email address`, or `None` when nothing was masked.
@@ -1158,11 +1153,11 @@ fn push_mask_counts(out: &mut String, counts: &MaskCounts) {
 fn event_detail(e: &AuditEvent, recordings: &[RecordingEntry]) -> String {
     let d = &e.data;
     let typed = match e.kind.as_str() {
-        kind::SESSION_START => decode(d).map(|s| session_start_detail(e, &s)),
-        kind::SESSION_END => decode(d).map(|s| session_end_detail(&s)),
-        kind::COMMAND => decode(d).map(|c| command_detail(&c)),
-        kind::COMMAND_RESULT => decode(d).map(|r| result_detail(&r)),
-        kind::RECORDING => decode(d).map(|r| recording_detail(e, &r, recordings)),
+        kind::SESSION_START => read(d).map(|s| session_start_detail(e, &s)),
+        kind::SESSION_END => read(d).map(|s| session_end_detail(&s)),
+        kind::COMMAND => read(d).map(|c| command_detail(&c)),
+        kind::COMMAND_RESULT => read(d).map(|r| result_detail(&r)),
+        kind::RECORDING => read(d).map(|r| recording_detail(e, &r, recordings)),
         _ => None,
     };
     typed.unwrap_or_else(|| {
@@ -1286,7 +1281,7 @@ fn recording_detail(e: &AuditEvent, r: &RecordingEvent, recordings: &[RecordingE
 /// asciinema-player plays the recording embedded in the page (a page
 /// opened from disk cannot fetch the file beside it), with no network.
 pub fn player_page(file: &str, e: &AuditEvent, cast: &str) -> String {
-    let recorded = decode::<RecordingEvent>(&e.data).map(|r| r.recording);
+    let recorded = read::<RecordingEvent>(&e.data).map(|r| r.recording);
     let masked = recorded
         .as_ref()
         .and_then(|r| mask_list(&r.masked))

@@ -22,7 +22,7 @@
 
 use crate::config::Format;
 use gatehouse_audit::AuditEvent;
-use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult};
+use gatehouse_core::events::{read, CommandDetail, CommandEvent, CommandResult};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -67,7 +67,7 @@ fn ocsf(e: &AuditEvent) -> Value {
     let d = &e.data;
     // A command's typed event and OCSF class, read once.
     let command = (e.kind == "command")
-        .then(|| serde_json::from_value::<CommandEvent>(d.clone()).ok())
+        .then(|| read::<CommandEvent>(d))
         .flatten();
     let activity = matches!(e.kind.as_str(), "command" | "command.result")
         .then(|| activity(e, command.as_ref()));
@@ -264,9 +264,9 @@ fn activity(e: &AuditEvent, command: Option<&CommandEvent>) -> Activity {
             Some(CommandDetail::Shell(_)) => Activity::Process,
             _ => Activity::Datastore,
         },
-        _ => match serde_json::from_value::<CommandResult>(e.data.clone()) {
-            Ok(r) if r.status.is_some() => Activity::Api(99, "Other"),
-            Ok(r) if r.detail.contains_key("exit_status") => Activity::Process,
+        _ => match read::<CommandResult>(&e.data) {
+            Some(r) if r.status.is_some() => Activity::Api(99, "Other"),
+            Some(r) if r.detail.contains_key("exit_status") => Activity::Process,
             _ => Activity::Datastore,
         },
     }

@@ -167,19 +167,24 @@ pub(crate) async fn show(
     let start = events.iter().find(|e| e.kind == kind::SESSION_START);
     let started: Option<SessionStart> = start.and_then(typed);
     let subject = session_subject(start, &events);
-    let results: HashMap<u64, CommandResult> = events
-        .iter()
-        .filter(|e| e.kind == kind::COMMAND_RESULT)
-        .filter_map(typed::<CommandResult>)
-        .map(|r| (r.command_id, r))
-        .collect();
     let decided: Vec<CommandEvent> = events
         .iter()
         .filter(|e| e.kind == kind::COMMAND)
         .filter_map(typed)
         .collect();
-    // A result is shown under its command, not again on its own.
-    let shown_results: BTreeSet<u64> = decided.iter().map(|c| c.command_id).collect();
+    let decided_ids: BTreeSet<u64> = decided.iter().map(|c| c.command_id).collect();
+    // A result is shown under its command, not again on its own: `folded`
+    // holds the event numbers of those results.
+    let mut results: HashMap<u64, CommandResult> = HashMap::new();
+    let mut folded: BTreeSet<u64> = BTreeSet::new();
+    for e in events.iter().filter(|e| e.kind == kind::COMMAND_RESULT) {
+        if let Some(r) = typed::<CommandResult>(e) {
+            if decided_ids.contains(&r.command_id) {
+                folded.insert(e.seq);
+            }
+            results.insert(r.command_id, r);
+        }
+    }
     let end = events.iter().find(|e| e.kind == kind::SESSION_END);
     let ended: Option<SessionEndEvent> = end.and_then(typed);
     let commands = events.iter().filter(|e| e.kind == kind::COMMAND).count();
@@ -237,7 +242,7 @@ pub(crate) async fn show(
         }
         ol.timeline {
             @for e in events.iter().take(EVENT_LIMIT) {
-                @if e.kind == kind::COMMAND_RESULT && typed::<CommandResult>(e).is_some_and(|r| shown_results.contains(&r.command_id)) {
+                @if folded.contains(&e.seq) {
                 } @else {
                     (event_item(e, &results))
                 }
@@ -313,12 +318,7 @@ fn session_subject<'a>(start: Option<&'a AuditEvent>, events: &'a [AuditEvent]) 
 
 /// An event's body as its type (`core::events`), when it has that shape.
 pub(super) fn typed<T: serde::de::DeserializeOwned>(e: &AuditEvent) -> Option<T> {
-    T::deserialize(&e.data).ok()
-}
-
-/// A command's effect (`allow`, `hold`, `block`), when it is one.
-fn effect(e: &AuditEvent) -> Option<&'static str> {
-    typed::<CommandEvent>(e).map(|c| c.verdict.effect())
+    gatehouse_core::events::read(&e.data)
 }
 
 fn text<'a>(data: &'a Value, key: &str) -> &'a str {
@@ -353,14 +353,16 @@ fn request_link(e: &AuditEvent) -> Markup {
 /// One timeline entry.
 fn event_item(e: &AuditEvent, results: &HashMap<u64, CommandResult>) -> Markup {
     let d = &e.data;
-    let class = match e.kind.as_str() {
-        "command" => match effect(e) {
-            Some("block") => "event command blocked",
-            Some("hold") => "event command held",
+    let typed = session_event(e);
+    let class = match (&typed, e.kind.as_str()) {
+        (Some(SessionEvent::Command(c)), _) => match c.verdict.effect() {
+            "block" => "event command blocked",
+            "hold" => "event command held",
             _ => "event command",
         },
-        k if k.starts_with("approval.") || k.starts_with("grant.") => "event approval",
-        "session.start" | "session.end" => "event lifecycle",
+        (_, "command") => "event command",
+        (_, k) if k.starts_with("approval.") || k.starts_with("grant.") => "event approval",
+        (_, "session.start" | "session.end") => "event lifecycle",
         _ => "event other",
     };
     html! {
@@ -370,7 +372,7 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, CommandResult>) -> Markup {
                 span.ev-kind { (e.kind) }
                 a.ev-seq href={ "#ev-" (e.seq) } title="audit event sequence number" { "#" (e.seq) }
             }
-            @match (e.kind.as_str(), session_event(e)) {
+            @match (e.kind.as_str(), typed) {
                 (_, Some(SessionEvent::Command(c))) => { (command(&c, results)) }
                 (_, Some(SessionEvent::Result(r))) => { (result_body(&r)) }
                 (_, Some(SessionEvent::Start(s))) => {

@@ -7,10 +7,9 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use gatehouse_audit::SessionFilter;
 use gatehouse_core::events::{
-    kind, CommandDetail, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent,
+    kind, read, CommandDetail, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent,
 };
 use gatehouse_core::Verdict;
-use serde::Deserialize as _;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -110,7 +109,7 @@ pub(super) fn run(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCo
             let recordings: Vec<(u64, RecordingEvent)> = events
                 .iter()
                 .filter(|e| e.kind == kind::RECORDING)
-                .filter_map(|e| Some((e.seq, RecordingEvent::deserialize(&e.data).ok()?)))
+                .filter_map(|e| Some((e.seq, read::<RecordingEvent>(&e.data)?)))
                 .filter(|(_, r)| channel.is_none_or(|c| r.channel == c))
                 .collect();
             let Some((seq, rec)) = recordings.first() else {
@@ -183,8 +182,8 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
             s("client_addr"),
             transport(d)
         ),
-        "command" => match serde_json::from_value::<CommandEvent>(d.clone()) {
-            Ok(c) => {
+        "command" => match read::<CommandEvent>(d) {
+            Some(c) => {
                 let (effect, rule) = match &c.verdict {
                     Verdict::Allow { rule } => ("allow", rule.clone()),
                     Verdict::Hold { rule, .. } => ("hold", Some(rule.clone())),
@@ -215,7 +214,7 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
             }
             // An event written by another version (or by hand): its fields
             // by name.
-            Err(_) => {
+            None => {
                 let verdict = &d["verdict"];
                 let effect = verdict["effect"].as_str().unwrap_or("?");
                 let rule = verdict["rule"]
@@ -234,8 +233,8 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                 )
             }
         },
-        "command.result" => match serde_json::from_value::<CommandResult>(d.clone()) {
-            Ok(r) => {
+        "command.result" => match read::<CommandResult>(d) {
+            Some(r) => {
                 let exit = r.detail.get("exit_status").filter(|x| !x.is_null());
                 let outcome = match (exit, r.status, r.rows) {
                     (Some(x), _, _) => format!(
@@ -261,7 +260,7 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                         .unwrap_or_default()
                 )
             }
-            Err(_) => format!("#{} {} result: {d}", e.seq, e.ts),
+            None => format!("#{} {} result: {d}", e.seq, e.ts),
         },
         "recording" => format!(
             "#{} {} recording of channel {}: {} ({} bytes, SHA-256 {}); replay with `gatehouse sessions replay {}`",
@@ -289,8 +288,8 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
             s("token_expires_at"),
             s("reason")
         ),
-        "session.end" => match serde_json::from_value::<SessionEndEvent>(d.clone()) {
-            Ok(end) => format!(
+        "session.end" => match read::<SessionEndEvent>(d) {
+            Some(end) => format!(
                 "#{} {} session end: {} commands, {} blocked, {} ms{}",
                 e.seq,
                 e.ts,
@@ -302,7 +301,7 @@ fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             ),
-            Err(_) => format!("#{} {} session end: {d}", e.seq, e.ts),
+            None => format!("#{} {} session end: {d}", e.seq, e.ts),
         },
         "approval.requested" => format!(
             "#{} {} approval request #{} opened{}{}{}",
