@@ -38,7 +38,13 @@ pub fn dir(dir: &Path) -> io::Result<()> {
 /// missing. A symlink is refused, and an existing file that others may read
 /// is narrowed to its owner.
 pub fn open(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
-    if let Some(parent) = path.parent() {
+    // A missing folder is created 0700; an existing one is not looked at
+    // again (a file is opened far more often than its folder is made, and
+    // `dir` says once, at start, when others can enter the state folder).
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
+    {
         dir(parent)?;
     }
     #[cfg(unix)]

@@ -146,13 +146,18 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
         "normal" => Durability::Normal,
         other => anyhow::bail!("[audit] durability = \"{other}\": use \"full\" or \"normal\""),
     };
-    gatehouse_core::private::dir(&cfg.state_dir())
-        .with_context(|| format!("creating state folder {}", cfg.state_dir().display()))?;
+    // Created here for the CLI's callers; a gateway made (and checked) it
+    // at start.
+    let state_dir = cfg.state_dir();
+    if !state_dir.is_dir() {
+        gatehouse_core::private::dir(&state_dir)
+            .with_context(|| format!("creating state folder {}", state_dir.display()))?;
+    }
     let store = cfg.state_path(&cfg.audit.path);
     gatehouse_core::private::file(&store)
         .with_context(|| format!("making the audit store {} private", store.display()))?;
     AuditLog::open(AuditConfig {
-        path: cfg.state_path(&cfg.audit.path),
+        path: store,
         signing_key_path: cfg.state_path(&cfg.audit.signing_key),
         durability,
         sync_window: Duration::from_millis(cfg.audit.sync_window_ms.clamp(1, 1000)),
