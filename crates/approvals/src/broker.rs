@@ -13,6 +13,10 @@ use gatehouse_core::approval::{
     same_person, AccessGrants, ApprovalBroker, Decision, GrantLease, HeldCommand, HoldError,
     OpenedRequest, Outcome, Settlement,
 };
+use gatehouse_core::events::{
+    About, ApprovalDecision, ApprovalEnded, ApprovalRequested, Choice, Event, GrantCreated,
+    GrantEnded, GrantTerms, RequestEnd,
+};
 use gatehouse_core::pipeline::{BoxFuture, EventRecord, Recorder};
 use gatehouse_core::policy::Policy;
 use gatehouse_core::Identity;
@@ -159,29 +163,17 @@ impl Broker {
             .map_err(BrokerError::from)
     }
 
-    async fn record(
-        &self,
-        kind: &'static str,
-        r: &Request,
-        data: serde_json::Value,
-    ) -> Result<(), BrokerError> {
-        let mut data = data;
-        if let Some(obj) = data.as_object_mut() {
-            obj.insert("request_id".into(), r.id.into());
-            obj.insert(
-                "request_kind".into(),
-                serde_json::to_value(r.kind).unwrap_or_default(),
-            );
-        }
+    /// Record `event` about request `r` (in its session, under its
+    /// requester and connection).
+    async fn record(&self, r: &Request, event: Event) -> Result<(), BrokerError> {
         self.inner
             .recorder
-            .record(EventRecord {
-                kind,
-                session_id: r.session_id.clone(),
-                subject: Some(r.requester.subject.clone()),
-                connection: Some(r.connection.clone()),
-                data,
-            })
+            .record(EventRecord::of(
+                event,
+                r.session_id.as_deref(),
+                Some(&r.requester.subject),
+                Some(&r.connection),
+            ))
             .await
             .map(|_| ())
             .map_err(|e| BrokerError::Audit(e.to_string()))
@@ -280,44 +272,48 @@ impl Broker {
         };
         r.decisions.push(decision.clone());
         let settlement = r.requirement.settle(&r.decisions);
-        self.record(
-            "approval.decision",
+        let decided = Event::ApprovalDecision(Box::new(about(
             &r,
-            serde_json::json!({
-                "decision": if approve { "approve" } else { "deny" },
-                "approver": approver,
-                "reason": reason,
-                "settles": !matches!(settlement, Settlement::Waiting { .. }),
-            }),
-        )
-        .await?;
-        let event = match settlement {
+            ApprovalDecision {
+                decision: if approve {
+                    Choice::Approve
+                } else {
+                    Choice::Deny
+                },
+                approver: approver.clone(),
+                reason: reason.to_string(),
+                settles: !matches!(settlement, Settlement::Waiting { .. }),
+            },
+        )));
+        self.record(&r, decided).await?;
+        let outcome = match settlement {
             Settlement::Waiting { .. } => None,
-            Settlement::Approved => Some("approval.approved"),
-            Settlement::Denied(_) => Some("approval.denied"),
+            Settlement::Approved => Some(RequestEnd::Approved),
+            Settlement::Denied(_) => Some(RequestEnd::Denied),
         };
         let mut grant = None;
-        if let Some(event) = event {
+        if let Some(outcome) = outcome {
             // The settlement is in the trail before it takes effect; for an
             // access request the event carries the grant it creates.
-            if r.kind == RequestKind::Access && event == "approval.approved" {
+            if r.kind == RequestKind::Access && outcome == RequestEnd::Approved {
                 grant = Some(self.new_grant(&r));
             }
-            self.record(
-                event,
-                &r,
-                serde_json::json!({
-                    "decisions": r.decisions,
-                    "grant": grant.as_ref().map(|g: &Grant| serde_json::json!({
-                        "holder": g.holder,
-                        "connection": g.connection,
-                        "acting_as": g.access_as,
-                        "expires_at": rfc3339(g.expires_at),
-                    })),
+            let ended = ApprovalEnded {
+                decisions: r.decisions.clone(),
+                grant: grant.as_ref().map(|g: &Grant| GrantTerms {
+                    holder: g.holder.clone(),
+                    connection: g.connection.clone(),
+                    acting_as: g.access_as.clone(),
+                    expires_at: rfc3339(g.expires_at),
                 }),
+                why: None,
+            };
+            self.record(
+                &r,
+                Event::ApprovalEnded(outcome, Box::new(about(&r, ended))),
             )
             .await?;
-            r.status = if event == "approval.approved" {
+            r.status = if outcome == RequestEnd::Approved {
                 Status::Approved
             } else {
                 Status::Denied
@@ -337,12 +333,14 @@ impl Broker {
                     .live_grants
                     .lock()
                     .insert(g.id, (g.clone(), watch::channel(None).0));
+                let created = GrantCreated {
+                    grant_id: g.id,
+                    holder: g.holder.clone(),
+                    acting_as: g.access_as.clone(),
+                    expires_at: rfc3339(g.expires_at),
+                };
                 if let Err(e) = self
-                    .record(
-                        "grant.created",
-                        &r,
-                        serde_json::json!({"grant_id": g.id, "holder": g.holder, "acting_as": g.access_as, "expires_at": rfc3339(g.expires_at)}),
-                    )
+                    .record(&r, Event::GrantCreated(Box::new(about(&r, created))))
                     .await
                 {
                     tracing::error!(grant = g.id, error = %e, "grant created but its id could not be recorded (its approval is)");
@@ -350,8 +348,8 @@ impl Broker {
             }
             None => self.save(&r).await?,
         }
-        if let Some(event) = event {
-            self.announce(event, &r);
+        if let Some(outcome) = outcome {
+            self.announce(outcome.kind(), &r);
         }
         self.wake(id);
         Ok(r)
@@ -378,10 +376,13 @@ impl Broker {
         r.status = Status::Expired;
         r.settled_at = Some(now());
         r.note = Some("nobody decided before it expired".into());
+        let ended = ApprovalEnded {
+            decisions: r.decisions.clone(),
+            ..ApprovalEnded::default()
+        };
         self.record(
-            "approval.expired",
             r,
-            serde_json::json!({"decisions": r.decisions}),
+            Event::ApprovalEnded(RequestEnd::Expired, Box::new(about(r, ended))),
         )
         .await?;
         self.save(r).await?;
@@ -472,21 +473,18 @@ impl Broker {
     async fn open_request(&self, r: Request) -> Result<Request, BrokerError> {
         let _guard = self.inner.changes.lock().await;
         let mut r = self.insert(r).await?;
+        let requested = ApprovalRequested {
+            requester: r.requester.clone(),
+            command: r.command.clone(),
+            rule: r.rule.clone(),
+            message: Some(r.message.clone()),
+            access_secs: r.access_secs,
+            access_as: r.access_as.clone(),
+            requirement: Some(r.requirement.clone()),
+            expires_at: Some(rfc3339(r.expires_at)),
+        };
         let recorded = self
-            .record(
-                "approval.requested",
-                &r,
-                serde_json::json!({
-                    "requester": r.requester,
-                    "command": r.command,
-                    "rule": r.rule,
-                    "message": r.message,
-                    "access_secs": r.access_secs,
-                    "access_as": r.access_as,
-                    "requirement": r.requirement,
-                    "expires_at": rfc3339(r.expires_at),
-                }),
-            )
+            .record(&r, Event::ApprovalRequested(Box::new(about(&r, requested))))
             .await;
         if let Err(e) = recorded {
             r.status = Status::Withdrawn;
@@ -543,10 +541,14 @@ impl Broker {
         grant.revoked_at = Some(now());
         grant.revoked_by = Some(display_name(by));
         grant.revoke_reason = Some(reason.trim().to_string());
+        let revoked = GrantEnded {
+            grant_id: id,
+            revoked_by: Some(by.clone()),
+            reason: Some(reason.trim().to_string()),
+        };
         self.record(
-            "grant.revoked",
             &request,
-            serde_json::json!({"grant_id": id, "revoked_by": by, "reason": reason.trim()}),
+            Event::GrantRevoked(Box::new(about(&request, revoked))),
         )
         .await?;
         let saved = grant.clone();
@@ -618,7 +620,16 @@ impl Broker {
         for g in ended {
             if let Ok(r) = self.load(g.request_id).await {
                 let _ = self
-                    .record("grant.expired", &r, serde_json::json!({"grant_id": g.id}))
+                    .record(
+                        &r,
+                        Event::GrantExpired(about(
+                            &r,
+                            GrantEnded {
+                                grant_id: g.id,
+                                ..GrantEnded::default()
+                            },
+                        )),
+                    )
                     .await;
             }
         }
@@ -645,7 +656,13 @@ impl Broker {
         }
         r.status = Status::Executed;
         if let Err(e) = self
-            .record("approval.executed", &r, serde_json::json!({}))
+            .record(
+                &r,
+                Event::ApprovalEnded(
+                    RequestEnd::Executed,
+                    Box::new(about(&r, ApprovalEnded::default())),
+                ),
+            )
             .await
         {
             return Outcome::Cancelled(e.to_string());
@@ -724,7 +741,19 @@ impl Broker {
         r.settled_at = Some(now());
         r.note = Some(why.to_string());
         if let Err(e) = self
-            .record("approval.withdrawn", &r, serde_json::json!({"why": why}))
+            .record(
+                &r,
+                Event::ApprovalEnded(
+                    RequestEnd::Withdrawn,
+                    Box::new(about(
+                        &r,
+                        ApprovalEnded {
+                            why: Some(why.to_string()),
+                            ..ApprovalEnded::default()
+                        },
+                    )),
+                ),
+            )
             .await
         {
             tracing::error!(request = id, error = %e, "could not record withdrawal");
@@ -822,5 +851,14 @@ impl AccessGrants for Broker {
             acting_as,
             ended,
         })
+    }
+}
+
+/// An approval or grant event about request `r`.
+fn about<T>(r: &Request, event: T) -> About<T> {
+    About {
+        request_id: r.id,
+        request_kind: Some(r.kind),
+        event,
     }
 }

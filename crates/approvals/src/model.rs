@@ -4,15 +4,7 @@ use gatehouse_core::approval::{Decision, Requirement};
 use gatehouse_core::Identity;
 use serde::{Deserialize, Serialize};
 
-/// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestKind {
-    /// Run one held command, once.
-    Command,
-    /// Use a connection for a while (an access grant).
-    Access,
-}
+pub use gatehouse_core::events::RequestKind;
 
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,17 @@ pub struct Requirement {
 }
 
 impl Requirement {
+    /// A requirement nobody can meet (no approver group): what a record
+    /// that lacks its requirement reads as, never an approval.
+    pub fn unmeetable() -> Requirement {
+        Requirement {
+            any_of: Vec::new(),
+            count: 1,
+            each_of: Vec::new(),
+            timeout_secs: 0,
+        }
+    }
+
     /// Whether `approver` may decide a request made by `requester`.
     ///
     /// Nobody decides their own request, whatever their groups.

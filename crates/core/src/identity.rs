@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 ///
 /// Built only by the identity crate after signature, issuer, audience and
 /// lifetime checks, so holding one means the caller was authenticated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read back from the trail leniently (a field an older trail lacks takes
+/// its default), so old events still read as their types.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Identity {
     /// The token's `sub` claim: the stable id the issuer gives this caller.
     pub subject: String,

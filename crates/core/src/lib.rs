@@ -21,7 +21,9 @@ pub mod private;
 pub mod recording;
 pub mod serve;
 pub mod session;
+pub mod signin;
 pub mod target;
+pub mod terminal;
 pub mod trail;
 pub mod verdict;
 

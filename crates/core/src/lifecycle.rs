@@ -23,7 +23,7 @@
 
 use crate::approval::{HeldCommand, HoldError, OpenedRequest, Outcome, Requirement};
 use crate::deadline::{SessionDeadline, SessionEnd};
-use crate::events::{self, CommandEvent, CommandResult};
+use crate::events::{self, CommandEvent, CommandResult, Event};
 use crate::identity::Identity;
 use crate::pipeline::{BoxFuture, EventRecord, Pipeline, RecordError};
 use crate::verdict::Verdict;
@@ -362,7 +362,7 @@ impl Pipeline {
         event: CommandEvent,
     ) -> Result<u64, RecordError> {
         self.recorder
-            .record(scope.event(events::kind::COMMAND, events::to_data(&event)))
+            .record(scope.event(Event::Command(Box::new(event))))
             .await
     }
 
@@ -382,7 +382,8 @@ impl Pipeline {
     /// The `command.result` of a forwarded command, ready to record (a
     /// failure is logged: the result has already gone to the client).
     pub fn finish(&self, scope: &CommandScope, result: &CommandResult) -> BoxFuture<'static, ()> {
-        let event = scope.event(events::kind::COMMAND_RESULT, events::to_data(result));
+        // Serialized from the borrowed result: no copy of its sample rows.
+        let event = scope.event_data(events::kind::COMMAND_RESULT, events::to_data(result));
         let recorder = self.recorder.clone();
         Box::pin(async move {
             if let Err(e) = recorder.record(event).await {
@@ -394,7 +395,12 @@ impl Pipeline {
 
 impl CommandScope {
     /// An event of this session.
-    pub fn event(&self, kind: &'static str, data: serde_json::Value) -> EventRecord {
+    pub fn event(&self, event: Event) -> EventRecord {
+        self.event_data(event.kind(), event.data())
+    }
+
+    /// An event of this session from its kind and its serialized body.
+    fn event_data(&self, kind: &'static str, data: serde_json::Value) -> EventRecord {
         EventRecord {
             kind,
             session_id: Some(self.session_id.clone()),

@@ -9,14 +9,17 @@
 use crate::approval::{AccessGrants, ApprovalBroker, GrantLease};
 use crate::classify::{Classification, ClassifierCache, Dialect, StatementFacts, StatementKind};
 use crate::deadline::{SessionDeadline, SessionEnd};
+use crate::events::{self, AuthFailure, AuthFailureSummary, Event, SessionExpired};
 use crate::identity::Identity;
 use crate::mask::{MaskCounts, Masker, TrailKind};
 use crate::policy::{AccessDenied, ConnectionConfig, Policy};
+use crate::signin::{client_ip, Failure, SignInLimiter};
 use crate::trail::OriginalsSealer;
 use crate::verdict::Verdict;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A boxed future, so the pipeline's collaborators can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -33,6 +36,15 @@ pub enum AuthError {
     /// misconfigured), so the token could not be checked.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many failed sign-ins from the client's address: refused before
+    /// the token was looked at (see [`crate::signin`]).
+    #[error("too many failed sign-ins from {address}; try again in {retry_after_secs} s")]
+    Limited {
+        /// The address, as the client sees it.
+        address: String,
+        /// When it may try again.
+        retry_after_secs: u64,
+    },
 }
 
 /// Why the audit trail could not keep an event: the command it is about
@@ -73,6 +85,24 @@ pub struct EventRecord {
     pub connection: Option<String>,
     /// Everything else, as JSON.
     pub data: serde_json::Value,
+}
+
+impl EventRecord {
+    /// A typed event, for the session, subject and connection it concerns.
+    pub fn of(
+        event: Event,
+        session_id: Option<&str>,
+        subject: Option<&str>,
+        connection: Option<&str>,
+    ) -> EventRecord {
+        EventRecord {
+            kind: event.kind(),
+            session_id: session_id.map(str::to_string),
+            subject: subject.map(str::to_string),
+            connection: connection.map(str::to_string),
+            data: event.data(),
+        }
+    }
 }
 
 /// Record stage: durable, tamper-evident storage of events.
@@ -237,6 +267,9 @@ pub struct Pipeline {
     /// session's end from a task that stopped): a stopping gateway waits
     /// for them before it signs the trail's closing checkpoint.
     pub background: tokio_util::task::TaskTracker,
+    /// Failed sign-ins, limited per address and user name and summed up
+    /// per window, so bad tokens cannot grow the trail without bound.
+    pub sign_ins: SignInLimiter,
 }
 
 impl Authorized<'_> {
@@ -272,26 +305,55 @@ impl Pipeline {
         client_addr: &str,
         protocol: &str,
     ) -> Result<Identity, AuthError> {
+        let now = Instant::now();
+        let address = client_ip(client_addr);
+        // A client may send kilobytes as its user name.
+        let user = crate::signin::user_name(user);
+        self.record_sign_in_summary(self.sign_ins.take_summary(now))
+            .await;
+        if let Err(limited) = self.sign_ins.admit(address, now) {
+            return Err(AuthError::Limited {
+                address: address.map(|a| a.to_string()).unwrap_or_default(),
+                retry_after_secs: limited.retry_after.as_secs(),
+            });
+        }
         match self.authenticator.authenticate(token).await {
             Ok(identity) => Ok(identity),
+            // Only a token that did not validate counts: an identity
+            // provider that cannot be asked is not the client's failure.
+            Err(reason @ AuthError::Invalid(_))
+                if self.sign_ins.failed(address, user, now) == Failure::Count =>
+            {
+                Err(reason)
+            }
             Err(reason) => {
-                let event = EventRecord {
-                    kind: "auth.failure",
-                    session_id: None,
-                    subject: None,
-                    connection: Some(connection.to_string()),
-                    data: serde_json::json!({
-                        "user": user,
-                        "client_addr": client_addr,
-                        "protocol": protocol,
-                        "reason": reason.to_string(),
+                let event = EventRecord::of(
+                    Event::AuthFailure(AuthFailure {
+                        user: user.to_string(),
+                        client_addr: client_addr.to_string(),
+                        protocol: protocol.to_string(),
+                        reason: reason.to_string(),
                     }),
-                };
+                    None,
+                    None,
+                    Some(connection),
+                );
                 // The client is refused either way; a failure to record it is
                 // logged by the recorder itself.
                 let _ = self.recorder.record(event).await;
                 Err(reason)
             }
+        }
+    }
+
+    /// Record a window's summary of failed sign-ins, if there is one (the
+    /// gateway calls this as windows end, and with the last one as it
+    /// stops).
+    pub async fn record_sign_in_summary(&self, summary: Option<AuthFailureSummary>) {
+        let Some(summary) = summary else { return };
+        let event = EventRecord::of(Event::AuthFailureSummary(summary), None, None, None);
+        if let Err(e) = self.recorder.record(event).await {
+            tracing::error!(error = %e, "could not record a summary of failed sign-ins");
         }
     }
 
@@ -355,20 +417,22 @@ impl Pipeline {
         let SessionEnd::TokenExpired { expires_at } = end else {
             return;
         };
-        let mut data = serde_json::json!({
-            "token_expires_at": crate::deadline::rfc3339(*expires_at),
-            "token_id": identity.token_id,
-            "leeway_secs": self.authenticator.leeway().as_secs(),
-            "reason": end.message(),
-        });
-        merge(&mut data, extra);
-        let event = EventRecord {
-            kind: "session.expired",
-            session_id: Some(session_id.to_string()),
-            subject: Some(identity.subject.clone()),
-            connection: Some(connection.to_string()),
-            data,
+        let detail = match extra {
+            serde_json::Value::Object(fields) => fields,
+            _ => serde_json::Map::new(),
         };
+        let event = EventRecord::of(
+            Event::SessionExpired(SessionExpired {
+                token_expires_at: crate::deadline::rfc3339(*expires_at),
+                token_id: identity.token_id.clone(),
+                leeway_secs: self.authenticator.leeway().as_secs(),
+                reason: end.message(),
+                detail,
+            }),
+            Some(session_id),
+            Some(&identity.subject),
+            Some(connection),
+        );
         if let Err(e) = self.recorder.record(event).await {
             tracing::error!(error = %e, "could not record a session's token expiry");
         }
@@ -392,13 +456,16 @@ impl Pipeline {
     ) {
         let _ = self
             .recorder
-            .record(EventRecord {
-                kind: "access.denied",
-                session_id: None,
-                subject: Some(identity.subject.clone()),
-                connection: Some(connection.to_string()),
-                data: serde_json::json!({"client_addr": client_addr, "protocol": protocol, "reason": reason}),
-            })
+            .record(EventRecord::of(
+                Event::AccessDenied(events::AccessDenied {
+                    client_addr: client_addr.to_string(),
+                    protocol: protocol.to_string(),
+                    reason: reason.to_string(),
+                }),
+                None,
+                Some(&identity.subject),
+                Some(connection),
+            ))
             .await;
     }
 
@@ -522,10 +589,7 @@ impl Pipeline {
             .await;
         }
         end.ended_by(stats.ended_by.as_ref());
-        let event = scope.event(
-            crate::events::kind::SESSION_END,
-            crate::events::to_data(&end),
-        );
+        let event = scope.event(Event::SessionEnd(end));
         if let Err(e) = self.recorder.record(event).await {
             tracing::error!(error = %e, "could not record session end");
         }
@@ -558,13 +622,6 @@ impl Pipeline {
     ) -> Verdict {
         self.policy
             .decide(identity, connection, sql, classification)
-    }
-}
-
-/// Add `extra`'s fields to the JSON object `data`.
-pub fn merge(data: &mut serde_json::Value, extra: serde_json::Value) {
-    if let (Some(into), serde_json::Value::Object(from)) = (data.as_object_mut(), extra) {
-        into.extend(from);
     }
 }
 

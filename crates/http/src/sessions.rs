@@ -159,10 +159,9 @@ impl HttpSessions {
             .cloned()
             .unwrap_or_default(),
         };
-        let event = session.scope(None).event(
-            gatehouse_core::events::kind::SESSION_START,
-            gatehouse_core::events::to_data(&start),
-        );
+        let event = session
+            .scope(None)
+            .event(gatehouse_core::events::Event::SessionStart(start));
         self.pipeline.recorder.record(event).await?;
         live.insert(key, session.clone());
         Ok(session)

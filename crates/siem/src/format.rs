@@ -10,6 +10,7 @@
 //! | `session.end` | Authentication (3002) | Logoff (2) | Success |
 //! | `auth.failure` | Authentication (3002) | Logon (1) | Failure, `status_detail` = reason |
 //! | `access.denied` | Authentication (3002) | Logon (1) | Failure, `status_detail` = reason |
+//! | `auth.failure.summary` | Authentication (3002) | Logon (1) | Failure, `count` = attempts it stands for |
 //! | `command` | Datastore Activity (6005) | Query (4) | allow: Success / Allowed (1); block: Failure / Blocked (2); hold: Other / Delayed (14) |
 //! | `command.result` | Datastore Activity (6005) | Query (4) | Success, or Failure with the SQLSTATE |
 //! | anything else (`approval.*`, `grant.*`) | Base Event (0) | Other (99) | — |
@@ -22,7 +23,7 @@
 
 use crate::config::Format;
 use gatehouse_audit::AuditEvent;
-use gatehouse_core::events::{read, CommandDetail, CommandEvent, CommandResult};
+use gatehouse_core::events::{kind, CommandDetail, Event};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -56,66 +57,86 @@ pub fn render(event: &AuditEvent, format: Format) -> Value {
 
 /// Whether the event is one a SOC would want to see flagged.
 pub fn is_notable(event: &AuditEvent) -> bool {
-    match event.kind.as_str() {
-        "auth.failure" | "access.denied" => true,
-        "command" => event.data["verdict"]["effect"] == "block",
-        _ => false,
+    notable(event, Event::read(&event.kind, &event.data).as_ref())
+}
+
+/// A refused sign-in or connection, or a blocked command. An event that
+/// does not read as its type (another version's shape) is judged by its
+/// kind and its verdict's effect, so it is not quietly demoted.
+fn notable(e: &AuditEvent, event: Option<&Event>) -> bool {
+    match event {
+        Some(Event::AuthFailure(_) | Event::AuthFailureSummary(_) | Event::AccessDenied(_)) => true,
+        Some(Event::Command(c)) => c.verdict.effect() == "block",
+        Some(_) => false,
+        None => {
+            matches!(
+                e.kind.as_str(),
+                kind::AUTH_FAILURE | kind::AUTH_FAILURE_SUMMARY | kind::ACCESS_DENIED
+            ) || (e.kind == kind::COMMAND && e.data["verdict"]["effect"] == "block")
+        }
     }
 }
 
 fn ocsf(e: &AuditEvent) -> Value {
-    let d = &e.data;
-    // A command's typed event and OCSF class, read once.
-    let command = (e.kind == "command")
-        .then(|| read::<CommandEvent>(d))
-        .flatten();
-    let activity = matches!(e.kind.as_str(), "command" | "command.result")
-        .then(|| activity(e, command.as_ref()));
-    let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
-    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) = match e
-        .kind
-        .as_str()
-    {
-        "session.start" | "auth.failure" | "access.denied" => (
-            3002,
-            "Authentication",
-            3,
-            "Identity & Access Management",
-            1,
-            "Logon",
-        ),
-        "session.end" => (
-            3002,
-            "Authentication",
-            3,
-            "Identity & Access Management",
-            2,
-            "Logoff",
-        ),
-        "command" | "command.result" => match activity.unwrap_or(Activity::Datastore) {
-            Activity::Datastore => (
-                6005,
-                "Datastore Activity",
-                6,
-                "Application Activity",
-                4,
-                "Query",
+    // The event read once as its type; a kind without one (or a body
+    // without its kind's shape) is a Base Event, whole in `unmapped`.
+    let typed = Event::read(&e.kind, &e.data);
+    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) =
+        match &typed {
+            Some(
+                Event::SessionStart(_)
+                | Event::AuthFailure(_)
+                | Event::AuthFailureSummary(_)
+                | Event::AccessDenied(_),
+            ) => (
+                3002,
+                "Authentication",
+                3,
+                "Identity & Access Management",
+                1,
+                "Logon",
             ),
-            Activity::Api(id, name) => (6003, "API Activity", 6, "Application Activity", id, name),
-            Activity::Process => (1007, "Process Activity", 1, "System Activity", 1, "Launch"),
-        },
-        _ => (0, "Base Event", 0, "Uncategorized", 99, "Other"),
+            Some(Event::SessionEnd(_)) => (
+                3002,
+                "Authentication",
+                3,
+                "Identity & Access Management",
+                2,
+                "Logoff",
+            ),
+            Some(t @ (Event::Command(_) | Event::CommandResult(_))) => match activity(t) {
+                Activity::Datastore => (
+                    6005,
+                    "Datastore Activity",
+                    6,
+                    "Application Activity",
+                    4,
+                    "Query",
+                ),
+                Activity::Api(id, name) => {
+                    (6003, "API Activity", 6, "Application Activity", id, name)
+                }
+                Activity::Process => (1007, "Process Activity", 1, "System Activity", 1, "Launch"),
+            },
+            _ => (0, "Base Event", 0, "Uncategorized", 99, "Other"),
+        };
+    let effect = match &typed {
+        Some(Event::Command(c)) => c.verdict.effect(),
+        _ => "",
     };
-    let effect = d["verdict"]["effect"].as_str().unwrap_or("");
-    let (status_id, status) = match (e.kind.as_str(), effect) {
-        ("auth.failure" | "access.denied", _) => (2, "Failure"),
-        ("command", "block") => (2, "Failure"),
-        ("command", "hold") => (99, "Held for approval"),
-        ("command.result", _) if !d["error"].is_null() => (2, "Failure"),
-        (_, _) if class_uid == 0 => (0, "Unknown"),
+    let (status_id, status) = match &typed {
+        Some(Event::AuthFailure(_) | Event::AuthFailureSummary(_) | Event::AccessDenied(_)) => {
+            (2, "Failure")
+        }
+        Some(Event::Command(_)) if effect == "block" => (2, "Failure"),
+        Some(Event::Command(_)) if effect == "hold" => (99, "Held for approval"),
+        Some(Event::CommandResult(r)) if r.error.as_ref().is_some_and(|x| !x.is_null()) => {
+            (2, "Failure")
+        }
+        _ if class_uid == 0 => (0, "Unknown"),
         _ => (1, "Success"),
     };
-    let severity_id = if is_notable(e) { 3 } else { 1 };
+    let severity_id = if notable(e, typed.as_ref()) { 3 } else { 1 };
     let mut out = json!({
         "class_uid": class_uid,
         "class_name": class_name,
@@ -145,44 +166,74 @@ fn ocsf(e: &AuditEvent) -> Value {
     let mut obj = serde_json::Map::new();
     let user = e.subject.as_ref().map(|s| {
         let mut u = json!({"uid": s, "name": s});
-        if let Some(email) = d["identity"]["email"].as_str() {
-            u["email_addr"] = email.into();
+        if let Some(Event::SessionStart(start)) = &typed {
+            if let Some(email) = &start.identity.email {
+                u["email_addr"] = email.as_str().into();
+            }
         }
         u
     });
     if let Some(u) = &user {
         obj.insert("actor".into(), json!({"user": u}));
     }
-    if let Some(ep) = endpoint(d.get("client_addr").and_then(Value::as_str)) {
+    if let Some(ep) = endpoint(typed.as_ref().and_then(Event::client_addr)) {
         obj.insert("src_endpoint".into(), ep);
     }
     if let Some(sid) = &e.session_id {
         obj.insert("session".into(), json!({"uid": sid}));
     }
     if let Some(c) = &e.connection {
+        let protocol = match &typed {
+            Some(Event::Command(c)) => Some(c.protocol.as_str()).filter(|p| !p.is_empty()),
+            Some(t) => t.protocol(),
+            None => None,
+        };
         obj.insert(
             "dst_endpoint".into(),
-            json!({"name": c, "svc_name": text("protocol").unwrap_or_else(|| "postgres".into())}),
+            json!({"name": c, "svc_name": protocol.unwrap_or("postgres")}),
         );
     }
-    match e.kind.as_str() {
-        "session.start" | "session.end" | "access.denied" => {
+    match typed {
+        Some(Event::SessionStart(_)) => {
             if let Some(u) = user {
                 obj.insert("user".into(), u);
             }
             obj.insert("service".into(), json!({"name": e.connection}));
-            if let Some(r) = text("reason") {
-                obj.insert("status_detail".into(), r.into());
+        }
+        Some(Event::SessionEnd(end)) => {
+            if let Some(u) = user {
+                obj.insert("user".into(), u);
             }
-        }
-        "auth.failure" => {
-            obj.insert("user".into(), json!({"name": text("user")}));
             obj.insert("service".into(), json!({"name": e.connection}));
-            obj.insert("status_detail".into(), text("reason").into());
+            obj.insert("status_detail".into(), end.reason.into());
         }
-        "command" => {
-            match command.map(|c| c.detail) {
-                Some(CommandDetail::Http(h)) => {
+        Some(Event::AccessDenied(denied)) => {
+            if let Some(u) = user {
+                obj.insert("user".into(), u);
+            }
+            obj.insert("service".into(), json!({"name": e.connection}));
+            obj.insert("status_detail".into(), denied.reason.into());
+        }
+        Some(Event::AuthFailure(failed)) => {
+            obj.insert("user".into(), json!({"name": failed.user}));
+            obj.insert("service".into(), json!({"name": e.connection}));
+            obj.insert("status_detail".into(), failed.reason.into());
+        }
+        Some(Event::AuthFailureSummary(summary)) => {
+            obj.insert("count".into(), summary.total().into());
+            obj.insert(
+                "status_detail".into(),
+                format!(
+                    "{} failed sign-ins in {} s counted, not recorded one by one",
+                    summary.total(),
+                    summary.window_secs
+                )
+                .into(),
+            );
+        }
+        Some(Event::Command(c)) => {
+            match &c.detail {
+                CommandDetail::Http(h) => {
                     obj.insert(
                         "api".into(),
                         json!({"operation": h.request.get("method"), "service": {"name": e.connection}}),
@@ -192,15 +243,15 @@ fn ocsf(e: &AuditEvent) -> Value {
                         json!({"http_method": h.request.get("method"), "url": {"path": h.request.get("path")}}),
                     );
                 }
-                Some(CommandDetail::Shell(sh)) => {
+                CommandDetail::Shell(sh) => {
                     obj.insert("process".into(), json!({"cmd_line": sh.command}));
                 }
-                _ => {
+                CommandDetail::Sql(sql) => {
                     obj.insert(
                         "database".into(),
-                        json!({"name": e.connection, "type": database_type(d), "type_id": 99}),
+                        json!({"name": e.connection, "type": database_type(&c.protocol), "type_id": 99}),
                     );
-                    obj.insert("query_info".into(), json!({"query_string": text("sql")}));
+                    obj.insert("query_info".into(), json!({"query_string": sql.sql}));
                 }
             }
             let (disposition_id, disposition) = match effect {
@@ -210,20 +261,22 @@ fn ocsf(e: &AuditEvent) -> Value {
             };
             obj.insert("disposition_id".into(), disposition_id.into());
             obj.insert("disposition".into(), disposition.into());
-            if let Some(rule) = d["verdict"]["rule"].as_str() {
+            if let Some(rule) = c.verdict.rule() {
                 obj.insert("status_detail".into(), format!("rule {rule}").into());
             }
         }
-        "command.result" => {
-            if activity == Some(Activity::Datastore) {
+        Some(t @ Event::CommandResult(_)) => {
+            if activity(&t) == Activity::Datastore {
                 obj.insert(
                     "database".into(),
-                    json!({"name": e.connection, "type": database_type(d), "type_id": 99}),
+                    json!({"name": e.connection, "type": database_type(""), "type_id": 99}),
                 );
             }
-            if let Some(err) = d.get("error").filter(|v| !v.is_null()) {
-                obj.insert("status_code".into(), err["sqlstate"].clone());
-                obj.insert("status_detail".into(), err["message"].clone());
+            if let Event::CommandResult(r) = t {
+                if let Some(err) = r.error.filter(|v| !v.is_null()) {
+                    obj.insert("status_code".into(), err["sqlstate"].clone());
+                    obj.insert("status_detail".into(), err["message"].clone());
+                }
             }
         }
         _ => {}
@@ -244,10 +297,10 @@ enum Activity {
     Process,
 }
 
-fn activity(e: &AuditEvent, command: Option<&CommandEvent>) -> Activity {
-    match e.kind.as_str() {
-        "command" => match command.map(|c| &c.detail) {
-            Some(CommandDetail::Http(h)) => {
+fn activity(event: &Event) -> Activity {
+    match event {
+        Event::Command(c) => match &c.detail {
+            CommandDetail::Http(h) => {
                 match h
                     .request
                     .get("method")
@@ -261,21 +314,19 @@ fn activity(e: &AuditEvent, command: Option<&CommandEvent>) -> Activity {
                     _ => Activity::Api(99, "Other"),
                 }
             }
-            Some(CommandDetail::Shell(_)) => Activity::Process,
-            _ => Activity::Datastore,
+            CommandDetail::Shell(_) => Activity::Process,
+            CommandDetail::Sql(_) => Activity::Datastore,
         },
-        _ => match read::<CommandResult>(&e.data) {
-            Some(r) if r.status.is_some() => Activity::Api(99, "Other"),
-            Some(r) if r.detail.contains_key("exit_status") => Activity::Process,
-            _ => Activity::Datastore,
-        },
+        Event::CommandResult(r) if r.status.is_some() => Activity::Api(99, "Other"),
+        Event::CommandResult(r) if r.detail.contains_key("exit_status") => Activity::Process,
+        _ => Activity::Datastore,
     }
 }
 
 /// The database product a SQL command went to, by how it arrived.
-fn database_type(d: &Value) -> &'static str {
-    match d.get("protocol").and_then(Value::as_str) {
-        Some("text" | "binary" | "prepared" | "prepare" | "init_db" | "field_list") => "MySQL",
+fn database_type(protocol: &str) -> &'static str {
+    match protocol {
+        "text" | "binary" | "prepared" | "prepare" | "init_db" | "field_list" => "MySQL",
         _ => "PostgreSQL",
     }
 }

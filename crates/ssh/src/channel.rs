@@ -22,7 +22,9 @@ use crate::target::Target;
 use crate::Live;
 use gatehouse_core::classify::shell::{self, ShellFacts, ShellKind};
 use gatehouse_core::deadline::SessionEnd;
-use gatehouse_core::events::{CommandDetail, CommandEvent, CommandResult, ShellCommand};
+use gatehouse_core::events::{
+    CommandDetail, CommandEvent, CommandResult, Event, FileTransfer, Pty, ShellCommand, ShellOpened,
+};
 use gatehouse_core::lifecycle::{Admitted, Command, NotApproved, Refusal};
 use gatehouse_core::mask::{Masker, NotText, TextStream};
 use gatehouse_core::Verdict;
@@ -398,13 +400,17 @@ impl Relay {
                     return true;
                 }
                 self.mode = Mode::Shell;
-                let data = serde_json::json!({
-                    "protocol": "ssh",
-                    "channel": self.number,
-                    "pty": self.pty.as_ref().map(|(t, w, h)| serde_json::json!({"term": t, "width": w, "height": h})),
-                    "env": self.env,
-                });
-                if let Err(e) = self.live.record("ssh.shell", data).await {
+                let opened = ShellOpened {
+                    protocol: "ssh".into(),
+                    channel: self.number,
+                    pty: self.pty.as_ref().map(|(term, width, height)| Pty {
+                        term: term.clone(),
+                        width: *width,
+                        height: *height,
+                    }),
+                    env: self.env.clone(),
+                };
+                if let Err(e) = self.live.record(Event::SshShell(opened)).await {
                     self.reply(want_reply, true).await;
                     let refusal = admission::refusal_message(&Refusal::NotRecorded(e));
                     return self.refuse_and_close(&refusal.unwrap_or_default()).await;
@@ -700,10 +706,11 @@ impl Relay {
                 }
                 let _ = self
                     .live
-                    .record(
-                        "file.transfer",
-                        transfer_event(self.number, &done, masking.as_ref()),
-                    )
+                    .record(Event::FileTransfer(transfer_event(
+                        self.number,
+                        &done,
+                        masking.as_ref(),
+                    )))
                     .await;
             }
             let request = match self.tracker.client_packet(&packet) {
@@ -866,10 +873,10 @@ impl Relay {
                 bytes: o.bytes_in,
             };
             let mut event = transfer_event(self.number, &t, Some(o));
-            event["protocol"] = serde_json::json!("scp");
+            event.protocol = "scp".to_string();
             // The path asked for (`scp -f PATH`); `path` is the file sent.
-            event["requested"] = serde_json::json!(self.exec.as_ref().map(|e| e.1.path.clone()));
-            let _ = self.live.record("file.transfer", event).await;
+            event.requested = self.exec.as_ref().and_then(|e| e.1.path.clone());
+            let _ = self.live.record(Event::FileTransfer(event)).await;
         }
         if !out.target.is_empty() && self.tgt.data_bytes(out.target).await.is_err() {
             return false;
@@ -1097,10 +1104,11 @@ impl Relay {
             }
             let _ = self
                 .live
-                .record(
-                    "file.transfer",
-                    transfer_event(self.number, &t, masking.as_ref()),
-                )
+                .record(Event::FileTransfer(transfer_event(
+                    self.number,
+                    &t,
+                    masking.as_ref(),
+                )))
                 .await;
         }
         if let Some((id, facts, started)) = self.exec.take() {
@@ -1139,8 +1147,8 @@ impl Relay {
             match r.close() {
                 Ok(closed) => {
                     let v = serde_json::to_value(&closed).unwrap_or_default();
-                    let data = closed.event_data(u64::from(self.number), "ssh");
-                    if let Err(e) = self.live.record("recording", data).await {
+                    let event = closed.event(u64::from(self.number), "ssh");
+                    if let Err(e) = self.live.record(event).await {
                         tracing::error!(error = %e, "could not chain an ssh recording");
                     }
                     self.live.add_recording(v);
@@ -1157,15 +1165,16 @@ fn transfer_event(
     channel: u32,
     t: &sftp::Transfer,
     masking: Option<&download::Outcome>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "protocol": "sftp",
-        "channel": channel,
-        "path": t.path,
-        "direction": t.direction,
-        "bytes": t.bytes,
-        "masking": masking.map(download::Outcome::json),
-    })
+) -> FileTransfer {
+    FileTransfer {
+        protocol: "sftp".to_string(),
+        channel,
+        path: t.path.clone(),
+        direction: t.direction.to_string(),
+        bytes: t.bytes,
+        masking: masking.map(download::Outcome::event),
+        requested: None,
+    }
 }
 
 /// Decide a download that is not text on a masking connection: refused

@@ -29,6 +29,7 @@
 //! `kinds = ["binary"]` allows it, in which case it passes unchanged. A text
 //! file that turns binary later is cut off there (refused).
 
+use gatehouse_core::events::TransferMasking;
 use gatehouse_core::mask::{sniff_text, MaskCounts, Masker, NotText, TextStream};
 use std::collections::{HashMap, VecDeque};
 
@@ -95,15 +96,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The `masking` object of the `file.transfer` event.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "result": self.result,
-            "masked": self.counts,
-            "bytes_sent": self.bytes_out,
-            "rule": self.rule,
-            "reason": self.reason,
-        })
+    /// The `masking` part of the `file.transfer` event.
+    pub fn event(&self) -> TransferMasking {
+        TransferMasking {
+            result: self.result.to_string(),
+            masked: self.counts.clone(),
+            bytes_sent: self.bytes_out,
+            rule: self.rule.clone(),
+            reason: self.reason.clone(),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub mod sftp;
 pub mod target;
 
 use gatehouse_core::deadline::SessionDeadline;
-use gatehouse_core::events::SessionStart;
+use gatehouse_core::events::{Event, Forward, SessionStart};
 use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::{Pipeline, SessionStats};
 use gatehouse_core::policy::{ConnectionConfig, ConnectionKind};
@@ -137,15 +137,8 @@ pub struct Live {
 
 impl Live {
     /// Record an event of this session.
-    pub async fn record(
-        &self,
-        kind: &'static str,
-        data: serde_json::Value,
-    ) -> Result<u64, gatehouse_core::pipeline::RecordError> {
-        self.pipeline
-            .recorder
-            .record(self.scope.event(kind, data))
-            .await
+    pub async fn record(&self, event: Event) -> Result<u64, gatehouse_core::pipeline::RecordError> {
+        self.pipeline.recorder.record(self.scope.event(event)).await
     }
 
     /// The logged-in target connection, opened on first use.
@@ -476,14 +469,11 @@ impl server::Handler for ClientHandler {
             .as_ref()
             .is_some_and(|c| c.allow_port_forwarding);
         let _ = live
-            .record(
-                "ssh.forward",
-                serde_json::json!({
-                    "kind": "direct-tcpip",
-                    "to": format!("{host_to_connect}:{port_to_connect}"),
-                    "allowed": allowed,
-                }),
-            )
+            .record(Event::SshForward(Forward {
+                kind: "direct-tcpip".into(),
+                to: Some(format!("{host_to_connect}:{port_to_connect}")),
+                allowed,
+            }))
             .await;
         if !allowed {
             reply
@@ -528,10 +518,11 @@ impl server::Handler for ClientHandler {
     ) -> Result<bool, Self::Error> {
         if let Some(live) = self.live() {
             let _ = live
-                .record(
-                    "ssh.forward",
-                    serde_json::json!({"kind": "tcpip-forward", "to": format!("{address}:{port}"), "allowed": false}),
-                )
+                .record(Event::SshForward(Forward {
+                    kind: "tcpip-forward".into(),
+                    to: Some(format!("{address}:{port}")),
+                    allowed: false,
+                }))
                 .await;
         }
         Ok(false)
@@ -544,10 +535,11 @@ impl server::Handler for ClientHandler {
     ) -> Result<bool, Self::Error> {
         if let Some(live) = self.live() {
             let _ = live
-                .record(
-                    "ssh.forward",
-                    serde_json::json!({"kind": "agent", "allowed": false}),
-                )
+                .record(Event::SshForward(Forward {
+                    kind: "agent".into(),
+                    to: None,
+                    allowed: false,
+                }))
                 .await;
         }
         Ok(false)

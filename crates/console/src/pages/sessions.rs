@@ -11,12 +11,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use gatehouse_audit::{list_sessions, session_events, AuditEvent, SessionFilter, SessionSummary};
-use gatehouse_core::approval::Requirement;
 use gatehouse_core::events::{
-    kind, CommandDetail, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent,
-    SessionStart, SqlCommand,
+    kind, Choice, CommandDetail, CommandEvent, CommandResult, Event, SessionEndEvent, SessionStart,
+    SqlCommand,
 };
-use gatehouse_core::Verdict;
+use gatehouse_core::{Identity, Verdict};
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
@@ -287,8 +286,7 @@ pub(super) async fn visible_events(
         .map(|s| s.identity.issuer);
     let request_ids: BTreeSet<u64> = events
         .iter()
-        .filter(|e| e.kind.starts_with("approval."))
-        .filter_map(|e| e.data.get("request_id").and_then(Value::as_u64))
+        .filter_map(|e| Event::read(&e.kind, &e.data)?.request_id())
         .collect();
     let mut visible_requests = 0;
     if !viewer.auditor {
@@ -321,10 +319,6 @@ pub(super) fn typed<T: serde::de::DeserializeOwned>(e: &AuditEvent) -> Option<T>
     gatehouse_core::events::read(&e.data)
 }
 
-fn text<'a>(data: &'a Value, key: &str) -> &'a str {
-    data.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 /// A JSON value as a cell: strings as they are, null as an empty cell.
 fn cell(v: &Value) -> Markup {
     match v {
@@ -334,37 +328,41 @@ fn cell(v: &Value) -> Markup {
     }
 }
 
-fn person(v: Option<&Value>) -> String {
-    let Some(v) = v else { return "?".into() };
-    v.get("email")
-        .and_then(Value::as_str)
-        .or_else(|| v.get("subject").and_then(Value::as_str))
-        .unwrap_or("?")
-        .to_string()
+/// A string field of a free-form part of an event (an HTTP request's
+/// facts, a target's error).
+fn text<'a>(data: &'a Value, key: &str) -> &'a str {
+    data.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn request_link(e: &AuditEvent) -> Markup {
-    match e.data.get("request_id").and_then(Value::as_u64) {
+/// How a person is shown: their email, else their subject.
+fn person(who: &Identity) -> &str {
+    who.email.as_deref().unwrap_or(&who.subject)
+}
+
+fn request_link(id: Option<u64>) -> Markup {
+    match id {
         Some(id) => html! { a href={ "/approvals/" (id) } { "request #" (id) } },
         None => html! { "a request" },
     }
 }
 
-/// One timeline entry.
+/// One timeline entry: an event read as its type (`core::events::Event`);
+/// an event without its kind's shape is shown as its JSON, so nothing is
+/// hidden.
 fn event_item(e: &AuditEvent, results: &HashMap<u64, CommandResult>) -> Markup {
-    let d = &e.data;
-    let typed = session_event(e);
-    let class = match (&typed, e.kind.as_str()) {
-        (Some(SessionEvent::Command(c)), _) => match c.verdict.effect() {
+    let typed = Event::read(&e.kind, &e.data);
+    let class = match &typed {
+        Some(Event::Command(c)) => match c.verdict.effect() {
             "block" => "event command blocked",
             "hold" => "event command held",
             _ => "event command",
         },
-        (_, "command") => "event command",
-        (_, k) if k.starts_with("approval.") || k.starts_with("grant.") => "event approval",
-        (_, "session.start" | "session.end") => "event lifecycle",
+        Some(t) if t.request_id().is_some() => "event approval",
+        Some(Event::SessionStart(_) | Event::SessionEnd(_)) => "event lifecycle",
+        _ if e.kind == kind::COMMAND => "event command",
         _ => "event other",
     };
+    let link = request_link(typed.as_ref().and_then(Event::request_id));
     html! {
         li class=(class) id={ "ev-" (e.seq) } {
             div.ev-head {
@@ -372,20 +370,20 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, CommandResult>) -> Markup {
                 span.ev-kind { (e.kind) }
                 a.ev-seq href={ "#ev-" (e.seq) } title="audit event sequence number" { "#" (e.seq) }
             }
-            @match (e.kind.as_str(), typed) {
-                (_, Some(SessionEvent::Command(c))) => { (command(&c, results)) }
-                (_, Some(SessionEvent::Result(r))) => { (result_body(&r)) }
-                (_, Some(SessionEvent::Start(s))) => {
+            @match typed {
+                Some(Event::Command(c)) => { (command(&c, results)) }
+                Some(Event::CommandResult(r)) => { (result_body(&r)) }
+                Some(Event::SessionStart(s)) => {
                     p { "Connected as " strong { (s.user.as_deref().unwrap_or("")) } " from " span.mono { (s.client_addr) } " over " (s.protocol) "." }
                 }
-                (_, Some(SessionEvent::End(s))) => {
+                Some(Event::SessionEnd(s)) => {
                     p {
                         "Ended after " (crate::html::span((s.duration_ms / 1000) as i64))
                         " · " (s.commands) " commands · " (s.blocked) " blocked"
                         @if !s.reason.is_empty() { " · " (s.reason) }
                     }
                 }
-                (_, Some(SessionEvent::Recording(r))) => {
+                Some(Event::Recording(r)) => {
                     p {
                         "Terminal recording of channel " (r.channel)
                         " · " (r.recording.size) " bytes · SHA-256 "
@@ -396,69 +394,58 @@ fn event_item(e: &AuditEvent, results: &HashMap<u64, CommandResult>) -> Markup {
                         }
                     }
                 }
-                ("file.transfer", _) => {
-                    p { (text(d, "direction")) " " code { (text(d, "path")) } " · " (d.get("bytes").and_then(Value::as_u64).unwrap_or(0)) " bytes over " (text(d, "protocol")) }
-                }
-                ("approval.requested", _) => {
+                Some(Event::FileTransfer(t)) => {
                     p {
-                        "Approval requested: " (request_link(e))
-                        @if let Some(req) = d.get("requirement").cloned().and_then(|r| serde_json::from_value::<Requirement>(r).ok()) {
-                            " · needs " (req.describe())
+                        (t.direction) " " code { (t.path) } " · " (t.bytes) " bytes over " (t.protocol)
+                        @if let Some(m) = &t.masking {
+                            " · " (m.result)
+                            @if !m.masked.is_empty() { " (" (m.masked.total()) " values masked)" }
+                            @if let Some(r) = &m.reason { span.muted { " — " (r) } }
                         }
-                        @if let Some(x) = d.get("expires_at").and_then(Value::as_str) { " · expires " (when_text(x)) }
                     }
                 }
-                ("approval.decision", _) => {
+                Some(Event::ApprovalRequested(r)) => {
                     p {
-                        strong { (person(d.get("approver"))) }
-                        @if text(d, "decision") == "approve" { " approved " } @else { " denied " }
-                        (request_link(e))
+                        "Approval requested: " (link)
+                        @if let Some(req) = &r.event.requirement { " · needs " (req.describe()) }
+                        @if let Some(x) = &r.event.expires_at { " · expires " (when_text(x)) }
                     }
-                    @if let Some(r) = d.get("reason").and_then(Value::as_str) { blockquote.reason { (r) } }
                 }
-                ("approval.approved", _) => { p { (request_link(e)) " was approved." } }
-                ("approval.denied", _) => { p { (request_link(e)) " was denied." } }
-                ("approval.expired", _) => { p { (request_link(e)) " expired: nobody decided in time." } }
-                ("approval.executed", _) => { p { (request_link(e)) ": the approved command was forwarded, once." } }
-                ("approval.withdrawn", _) => { p { (request_link(e)) " was withdrawn" @if let Some(w) = d.get("why").and_then(Value::as_str) { ": " (w) } "." } }
-                ("grant.created" | "grant.revoked" | "grant.expired", _) => {
+                Some(Event::ApprovalDecision(d)) => {
                     p {
-                        "Access grant"
-                        @if let Some(g) = d.get("grant_id").and_then(Value::as_u64) { " #" (g) }
-                        @match e.kind.as_str() { "grant.created" => { " created" } "grant.revoked" => { " revoked by " (person(d.get("revoked_by"))) } _ => { " expired" } }
-                        " (" (request_link(e)) ")."
+                        strong { (person(&d.event.approver)) }
+                        @if d.event.decision == Choice::Approve { " approved " } @else { " denied " }
+                        (link)
                     }
-                    @if let Some(r) = d.get("reason").and_then(Value::as_str) { blockquote.reason { (r) } }
+                    @if !d.event.reason.is_empty() { blockquote.reason { (d.event.reason) } }
+                }
+                Some(Event::ApprovalEnded(end, a)) => {
+                    p {
+                        (link) " " (end.describe())
+                        @if let Some(w) = &a.event.why { ": " (w) }
+                        "."
+                    }
+                }
+                Some(Event::GrantCreated(g)) => {
+                    p { "Access grant #" (g.event.grant_id) " created for " (person(&g.event.holder)) " until " (when_text(&g.event.expires_at)) " (" (link) ")." }
+                }
+                Some(Event::GrantRevoked(g)) => {
+                    p {
+                        "Access grant #" (g.event.grant_id) " revoked"
+                        @if let Some(by) = &g.event.revoked_by { " by " (person(by)) }
+                        " (" (link) ")."
+                    }
+                    @if let Some(r) = &g.event.reason { blockquote.reason { (r) } }
+                }
+                Some(Event::GrantExpired(g)) => {
+                    p { "Access grant #" (g.event.grant_id) " expired (" (link) ")." }
                 }
                 _ => {
-                    pre.data { (serde_json::to_string_pretty(d).unwrap_or_default()) }
+                    pre.data { (serde_json::to_string_pretty(&e.data).unwrap_or_default()) }
                 }
             }
         }
     }
-}
-
-/// The session's own events, read as their types.
-enum SessionEvent {
-    Start(SessionStart),
-    Command(Box<CommandEvent>),
-    Result(Box<CommandResult>),
-    Recording(RecordingEvent),
-    End(SessionEndEvent),
-}
-
-/// `e` as one of the session's own typed events; `None` for every other
-/// kind, and for an event without its kind's shape (shown as its JSON, so
-/// nothing is hidden).
-fn session_event(e: &AuditEvent) -> Option<SessionEvent> {
-    Some(match e.kind.as_str() {
-        kind::SESSION_START => SessionEvent::Start(typed(e)?),
-        kind::COMMAND => SessionEvent::Command(Box::new(typed(e)?)),
-        kind::COMMAND_RESULT => SessionEvent::Result(Box::new(typed(e)?)),
-        kind::RECORDING => SessionEvent::Recording(typed(e)?),
-        kind::SESSION_END => SessionEvent::End(typed(e)?),
-        _ => return None,
-    })
 }
 
 fn command(c: &CommandEvent, results: &HashMap<u64, CommandResult>) -> Markup {

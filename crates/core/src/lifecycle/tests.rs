@@ -88,6 +88,7 @@ fn pipeline(trail: Arc<Trail>, broker: Option<Arc<Broker>>) -> Pipeline {
         sealer: None,
         stop: Default::default(),
         background: Default::default(),
+        sign_ins: Default::default(),
     }
 }
 

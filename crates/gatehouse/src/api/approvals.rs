@@ -4,7 +4,7 @@
 //! validated exactly like a database login, so the CLI, scripts and the
 //! console's decisions all pass the same checks and leave the same trail.
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,8 +12,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use gatehouse_approvals::{Broker, BrokerError, RequestFilter, Status};
 use gatehouse_core::duration;
+use gatehouse_core::events::{Event, SealedRevealed};
+use gatehouse_core::pipeline::{AuthError, EventRecord};
 use gatehouse_core::Identity;
-use gatehouse_identity::TokenValidator;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ const MAX_LIST: usize = 1000;
 pub struct ApiState {
     /// Requests and grants.
     pub broker: Broker,
-    /// Validates callers' bearer tokens.
-    pub validator: Arc<TokenValidator>,
+    /// Validates callers' bearer tokens, through the same sign-in limits
+    /// and `auth.failure` records as every protocol.
+    pub pipeline: Arc<gatehouse_core::pipeline::Pipeline>,
     /// Groups that see everything read-only.
     pub auditor_groups: Arc<Vec<String>>,
     /// The audit trail (reveals of sealed originals are recorded in it).
@@ -37,6 +39,18 @@ pub struct ApiState {
 
 /// An API error as JSON: `{"error": "..."}` with a fitting status.
 pub struct ApiError(StatusCode, String);
+
+/// Too many failed sign-ins from the caller's address: 429, `Retry-After`.
+struct Limited(String, u64);
+
+impl IntoResponse for Limited {
+    fn into_response(self) -> Response {
+        let mut resp = ApiError(StatusCode::TOO_MANY_REQUESTS, self.0).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(self.1));
+        resp
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -63,9 +77,9 @@ impl From<BrokerError> for ApiError {
 pub struct Caller(pub Identity);
 
 impl FromRequestParts<ApiState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -79,15 +93,33 @@ impl FromRequestParts<ApiState> for Caller {
                     "send your token as `Authorization: Bearer <token>` (GATEHOUSE_TOKEN for the CLI)"
                         .into(),
                 )
+                .into_response()
             })?;
-        state
-            .validator
-            .validate(token)
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default();
+        match state
+            .pipeline
+            .authenticate(token, API_CONNECTION, "", &peer, "api")
             .await
-            .map(Caller)
-            .map_err(|e| ApiError(StatusCode::UNAUTHORIZED, format!("token rejected: {e}")))
+        {
+            Ok(identity) => Ok(Caller(identity)),
+            Err(
+                e @ AuthError::Limited {
+                    retry_after_secs, ..
+                },
+            ) => Err(Limited(e.to_string(), retry_after_secs).into_response()),
+            Err(e) => Err(
+                ApiError(StatusCode::UNAUTHORIZED, format!("token rejected: {e}")).into_response(),
+            ),
+        }
     }
 }
+
+/// What a refused API token's `auth.failure` names as its connection.
+const API_CONNECTION: &str = "gatehouse-api";
 
 /// The API's routes, under `/api/v1`.
 pub fn router(state: ApiState) -> Router {
@@ -325,13 +357,16 @@ async fn reveal(
         .to_string();
     let recorded = st
         .audit
-        .record(gatehouse_audit::NewEvent {
-            kind: "sealed.revealed".into(),
-            session_id: event.session_id.clone(),
-            subject: Some(who.subject.clone()),
-            connection: event.connection.clone(),
-            data: serde_json::json!({"event_seq": seq, "reason": reason, "by": who}),
-        })
+        .record(crate::gateway::new_event(EventRecord::of(
+            Event::SealedRevealed(Box::new(SealedRevealed {
+                event_seq: seq,
+                reason: reason.to_string(),
+                by: who.clone(),
+            })),
+            event.session_id.as_deref(),
+            Some(&who.subject),
+            event.connection.as_deref(),
+        )))
         .await
         .map_err(|e| {
             ApiError(

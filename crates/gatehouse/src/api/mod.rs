@@ -71,7 +71,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let app = router(dev, dev_endpoints, extra);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(_) => continue,
@@ -79,7 +79,11 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for the sign-in limits of API callers.
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(tcp).await else {
                 return;

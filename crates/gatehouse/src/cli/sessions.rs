@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use gatehouse_audit::SessionFilter;
 use gatehouse_core::events::{
-    kind, read, CommandDetail, CommandEvent, CommandResult, RecordingEvent, SessionEndEvent,
+    kind, read, Choice, CommandDetail, Event, RecordingEvent, SessionStart,
 };
 use gatehouse_core::Verdict;
 use std::process::ExitCode;
@@ -50,6 +50,11 @@ pub(super) enum SessionsCommand {
         /// Which channel's recording, when the session has several (1, 2, …).
         #[arg(long)]
         channel: Option<u64>,
+        /// Write the recording as it is. By default, control sequences
+        /// that act on your terminal rather than draw (title, clipboard,
+        /// hyperlinks, status reports) are shown as text.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -100,6 +105,7 @@ pub(super) fn run(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCo
             speed,
             max_wait,
             channel,
+            raw,
         } => {
             let events = gatehouse_audit::session_events(&db, &id)?;
             anyhow::ensure!(
@@ -129,11 +135,17 @@ pub(super) fn run(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCo
                 path.display(),
             );
             anyhow::ensure!(speed > 0.0, "--speed must be above 0");
+            let anchored = chain_anchors(&cfg, &db, *seq)?;
             let (_, frames) = gatehouse_core::recording::read(&path).map_err(anyhow::Error::msg)?;
             eprintln!(
-                "replaying {} (SHA-256 verified against audit event #{seq}); {} recording(s) in this session",
+                "replaying {} (SHA-256 verified against audit event #{seq}, {anchored}); {} recording(s) in this session{}",
                 file,
-                recordings.len()
+                recordings.len(),
+                if raw {
+                    ""
+                } else {
+                    "; control sequences that act on the terminal are shown as text (--raw writes them)"
+                }
             );
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -145,6 +157,11 @@ pub(super) fn run(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCo
                     continue;
                 }
                 std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+                let data = if raw {
+                    data
+                } else {
+                    gatehouse_core::terminal::safe(&data)
+                };
                 to_stdout(out.write_all(data.as_bytes()))?;
                 to_stdout(out.flush())?;
             }
@@ -168,240 +185,221 @@ pub(super) fn run(cfg: GatewayConfig, command: SessionsCommand) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per event for people.
+/// Check the trail up to the recording's event `seq` before it is
+/// replayed: the hash chain and checkpoint signatures must hold through
+/// it. Says how it is anchored (a signed checkpoint, or the unsigned tail).
+fn chain_anchors(cfg: &GatewayConfig, db: &std::path::Path, seq: u64) -> Result<String> {
+    let pub_path = gatehouse_audit::public_key_path(&cfg.state_path(&cfg.audit.signing_key));
+    let key = gatehouse_audit::load_verifying_key(&pub_path)
+        .with_context(|| format!("reading the public key {}", pub_path.display()))?;
+    let options = gatehouse_audit::VerifyOptions {
+        configured_policy: Some(cfg.audit.checkpoint_policy()),
+        ..Default::default()
+    };
+    let report = gatehouse_audit::verify_with(db, &key, &options)?;
+    if let Some(bad) = report.first_bad.as_ref().filter(|b| b.seq <= seq) {
+        anyhow::bail!(
+            "the audit trail does not verify at or before the recording's event #{seq} ({bad}); \
+             the recording is not replayed. Run `gatehouse audit verify` for the details"
+        );
+    }
+    Ok(match report.last_checkpoint_seq {
+        Some(signed) if signed >= seq => {
+            format!("its chain verified and signed by a checkpoint through event #{signed}")
+        }
+        _ => {
+            "its chain verified; the event is in the unsigned tail, not yet signed by a checkpoint"
+                .to_string()
+        }
+    })
+}
+
+/// One line per event for people, from the event's type
+/// (`core::events::Event`); a kind without one, or an event without its
+/// kind's shape, is shown as its fields.
 fn describe_event(e: &gatehouse_audit::AuditEvent) -> String {
-    let d = &e.data;
-    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-    match e.kind.as_str() {
-        "session.start" => format!(
-            "#{} {} session start: {} on {} from {} ({})",
-            e.seq,
-            e.ts,
+    let head = format!("#{} {}", e.seq, e.ts);
+    let Some(event) = Event::read(&e.kind, &e.data) else {
+        return format!("{head} {}: {}", e.kind, fields(&e.data));
+    };
+    let request = event
+        .request_id()
+        .map(|r| format!("#{r}"))
+        .unwrap_or_default();
+    match event {
+        Event::SessionStart(start) => format!(
+            "{head} session start: {} on {} from {} ({})",
             e.subject.clone().unwrap_or_default(),
             e.connection.clone().unwrap_or_default(),
-            s("client_addr"),
-            transport(d)
+            start.client_addr,
+            transport(&start)
         ),
-        "command" => match read::<CommandEvent>(d) {
-            Some(c) => {
-                let (effect, rule) = match &c.verdict {
-                    Verdict::Allow { rule } => ("allow", rule.clone()),
-                    Verdict::Hold { rule, .. } => ("hold", Some(rule.clone())),
-                    Verdict::Block { rule, .. } => ("block", Some(rule.clone())),
-                };
-                let rule = rule.map(|r| format!(" (rule {r})")).unwrap_or_default();
-                let what = match &c.detail {
-                    CommandDetail::Sql(sql) => sql.sql.clone(),
-                    CommandDetail::Shell(sh) => format!(
-                        "{} {}",
-                        serde_json::to_value(sh.kind)
-                            .ok()
-                            .and_then(|k| k.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        sh.command
-                    ),
-                    CommandDetail::Http(h) => h
-                        .request
-                        .get("summary")
-                        .and_then(|v| v.as_str())
+        Event::Command(c) => {
+            let (effect, rule) = match &c.verdict {
+                Verdict::Allow { rule } => ("allow", rule.clone()),
+                Verdict::Hold { rule, .. } => ("hold", Some(rule.clone())),
+                Verdict::Block { rule, .. } => ("block", Some(rule.clone())),
+            };
+            let rule = rule.map(|r| format!(" (rule {r})")).unwrap_or_default();
+            let what = match &c.detail {
+                CommandDetail::Sql(sql) => sql.sql.clone(),
+                CommandDetail::Shell(sh) => format!("{} {}", sh.kind.as_str(), sh.command),
+                CommandDetail::Http(h) => h
+                    .request
+                    .get("summary")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            format!(
+                "{head} command {} [{effect}{rule}]: {what}",
+                c.command_id
+            )
+        }
+        Event::CommandResult(r) => {
+            let exit = r.detail.get("exit_status").filter(|x| !x.is_null());
+            let outcome = match (exit, r.status, r.rows) {
+                (Some(x), _, _) => format!(
+                    "exit status {x}{}",
+                    r.detail
+                        .get("transfer")
+                        .filter(|t| !t.is_null())
+                        .map(|t| format!(", {} {} bytes", t["direction"], t["bytes"]))
                         .unwrap_or_default()
-                        .to_string(),
-                };
-                format!(
-                    "#{} {} command {} [{effect}{rule}]: {what}",
-                    e.seq, e.ts, c.command_id
-                )
-            }
-            // An event written by another version (or by hand): its fields
-            // by name.
-            None => {
-                let verdict = &d["verdict"];
-                let effect = verdict["effect"].as_str().unwrap_or("?");
-                let rule = verdict["rule"]
-                    .as_str()
-                    .map(|r| format!(" (rule {r})"))
-                    .unwrap_or_default();
-                let what = match d.get("sql") {
-                    Some(_) => s("sql"),
-                    None => format!("{} {}", s("kind"), s("command")),
-                };
-                format!(
-                    "#{} {} command {} [{effect}{rule}]: {what}",
-                    e.seq,
-                    e.ts,
-                    d.get("command_id").cloned().unwrap_or_default()
-                )
-            }
-        },
-        "command.result" => match read::<CommandResult>(d) {
-            Some(r) => {
-                let exit = r.detail.get("exit_status").filter(|x| !x.is_null());
-                let outcome = match (exit, r.status, r.rows) {
-                    (Some(x), _, _) => format!(
-                        "exit status {x}{}",
-                        r.detail
-                            .get("transfer")
-                            .filter(|t| !t.is_null())
-                            .map(|t| format!(", {} {} bytes", t["direction"], t["bytes"]))
-                            .unwrap_or_default()
-                    ),
-                    (None, Some(status), _) => format!("HTTP {status}"),
-                    (None, None, rows) => format!("{} rows", rows.unwrap_or_default()),
-                };
-                format!(
-                    "#{} {} result of command {}: {outcome}, masked {}{}",
-                    e.seq,
-                    e.ts,
-                    r.command_id,
-                    serde_json::to_value(&r.masked).unwrap_or_default(),
-                    r.error
-                        .filter(|v| !v.is_null())
-                        .map(|v| format!(", error {v}"))
-                        .unwrap_or_default()
-                )
-            }
-            None => format!("#{} {} result: {d}", e.seq, e.ts),
-        },
-        "recording" => format!(
-            "#{} {} recording of channel {}: {} ({} bytes, SHA-256 {}); replay with `gatehouse sessions replay {}`",
-            e.seq,
-            e.ts,
-            d.get("channel").cloned().unwrap_or_default(),
-            s("file"),
-            d.get("size").cloned().unwrap_or_default(),
-            s("sha256"),
+                ),
+                (None, Some(status), _) => format!("HTTP {status}"),
+                (None, None, rows) => format!("{} rows", rows.unwrap_or_default()),
+            };
+            format!(
+                "{head} result of command {}: {outcome}, masked {}{}",
+                r.command_id,
+                serde_json::to_value(&r.masked).unwrap_or_default(),
+                r.error
+                    .as_ref()
+                    .filter(|v| !v.is_null())
+                    .map(|v| format!(", error {v}"))
+                    .unwrap_or_default()
+            )
+        }
+        Event::Recording(r) => format!(
+            "{head} recording of channel {}: {} ({} bytes, SHA-256 {}); replay with `gatehouse sessions replay {}`",
+            r.channel,
+            r.recording.file,
+            r.recording.size,
+            r.recording.sha256,
             e.session_id.clone().unwrap_or_default()
         ),
-        "file.transfer" => format!(
-            "#{} {} {} {} ({} bytes over {})",
-            e.seq,
-            e.ts,
-            s("direction"),
-            s("path"),
-            d.get("bytes").cloned().unwrap_or_default(),
-            s("protocol")
+        Event::FileTransfer(t) => format!(
+            "{head} {} {} ({} bytes over {}){}",
+            t.direction,
+            t.path,
+            t.bytes,
+            t.protocol,
+            t.masking
+                .map(|m| format!(
+                    "; {}, {} values masked{}",
+                    m.result,
+                    m.masked.total(),
+                    m.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ))
+                .unwrap_or_default()
         ),
-        "session.expired" => format!(
-            "#{} {} session expired: token expired at {} ({})",
-            e.seq,
-            e.ts,
-            s("token_expires_at"),
-            s("reason")
+        Event::SessionExpired(x) => format!(
+            "{head} session expired: token expired at {} ({})",
+            x.token_expires_at, x.reason
         ),
-        "session.end" => match read::<SessionEndEvent>(d) {
-            Some(end) => format!(
-                "#{} {} session end: {} commands, {} blocked, {} ms{}",
-                e.seq,
-                e.ts,
-                end.commands,
-                end.blocked,
-                end.duration_ms,
-                Some(end.reason)
-                    .filter(|r| !r.is_empty())
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ),
-            None => format!("#{} {} session end: {d}", e.seq, e.ts),
-        },
-        "approval.requested" => format!(
-            "#{} {} approval request #{} opened{}{}{}",
-            e.seq,
-            e.ts,
-            d.get("request_id").cloned().unwrap_or_default(),
-            d.get("rule")
-                .and_then(|v| v.as_str())
+        Event::SessionEnd(end) => format!(
+            "{head} session end: {} commands, {} blocked, {} ms{}",
+            end.commands,
+            end.blocked,
+            end.duration_ms,
+            Some(end.reason)
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        Event::ApprovalRequested(r) => format!(
+            "{head} approval request {request} opened{}{}{}",
+            r.event
+                .rule
+                .as_ref()
                 .map(|r| format!(" by rule {r}"))
                 .unwrap_or_default(),
-            d.get("requirement")
-                .cloned()
-                .and_then(|r| serde_json::from_value::<gatehouse_core::approval::Requirement>(r).ok())
+            r.event
+                .requirement
+                .as_ref()
                 .map(|r| format!("; needs {}", r.describe()))
                 .unwrap_or_default(),
-            d.get("expires_at")
-                .and_then(|v| v.as_str())
+            r.event
+                .expires_at
+                .as_ref()
                 .map(|x| format!("; expires {x}"))
                 .unwrap_or_default()
         ),
-        "approval.decision" => format!(
-            "#{} {} request #{} {} by {}: {}",
-            e.seq,
-            e.ts,
-            d.get("request_id").cloned().unwrap_or_default(),
-            if s("decision") == "approve" {
-                "approved"
-            } else {
-                "denied"
+        Event::ApprovalDecision(d) => format!(
+            "{head} request {request} {} by {}: {}",
+            match d.event.decision {
+                Choice::Approve => "approved",
+                Choice::Deny => "denied",
             },
-            person(d.get("approver")),
-            s("reason")
+            person(&d.event.approver),
+            d.event.reason
         ),
-        "approval.approved" | "approval.denied" | "approval.expired" | "approval.executed"
-        | "approval.withdrawn" => format!(
-            "#{} {} request #{} {}{}",
-            e.seq,
-            e.ts,
-            d.get("request_id").cloned().unwrap_or_default(),
-            match e.kind.as_str() {
-                "approval.approved" => "was approved",
-                "approval.denied" => "was denied",
-                "approval.expired" => "expired: nobody decided in time",
-                "approval.executed" => "ran: the approved command was forwarded, once",
-                _ => "was withdrawn",
-            },
-            d.get("why")
-                .and_then(|v| v.as_str())
+        Event::ApprovalEnded(end, a) => format!(
+            "{head} request {request} {}{}",
+            end.describe(),
+            a.event
+                .why
+                .as_ref()
                 .map(|w| format!(" ({w})"))
                 .unwrap_or_default()
         ),
-        "grant.created" | "grant.revoked" | "grant.expired" => format!(
-            "#{} {} access grant #{} {} (request #{}){}",
-            e.seq,
-            e.ts,
-            d.get("grant_id").cloned().unwrap_or_default(),
-            match e.kind.as_str() {
-                "grant.created" => "created".to_string(),
-                "grant.revoked" => format!("revoked by {}", person(d.get("revoked_by"))),
-                _ => "expired".to_string(),
-            },
-            d.get("request_id").cloned().unwrap_or_default(),
-            d.get("reason")
-                .and_then(|v| v.as_str())
+        Event::GrantCreated(g) => format!(
+            "{head} access grant #{} created for {} until {} (request {request})",
+            g.event.grant_id,
+            person(&g.event.holder),
+            g.event.expires_at
+        ),
+        Event::GrantRevoked(g) => format!(
+            "{head} access grant #{} revoked by {} (request {request}){}",
+            g.event.grant_id,
+            g.event.revoked_by.as_ref().map_or("?", person),
+            g.event
+                .reason
+                .as_ref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ),
-        other => format!("#{} {} {other}: {}", e.seq, e.ts, fields(d)),
+        Event::GrantExpired(g) => format!(
+            "{head} access grant #{} expired (request {request})",
+            g.event.grant_id
+        ),
+        _ => format!("{head} {}: {}", e.kind, fields(&e.data)),
     }
 }
 
 /// How a session's client reached the gateway, for `sessions show`.
-fn transport(d: &serde_json::Value) -> String {
-    match d.get("protocol").and_then(|v| v.as_str()) {
+fn transport(start: &SessionStart) -> String {
+    match start.protocol.as_str() {
         // SSH is its own encrypted transport; it carries no `tls` flag.
-        Some("ssh") => "ssh, encrypted".to_string(),
+        "ssh" => "ssh, encrypted".to_string(),
         protocol => {
-            let tls = if d.get("tls").and_then(|v| v.as_bool()) == Some(true) {
+            let tls = if start.tls == Some(true) {
                 "TLS"
             } else {
                 "no TLS"
             };
             match protocol {
-                Some(p) => format!("{p}, {tls}"),
-                None => tls.to_string(),
+                "" => tls.to_string(),
+                p => format!("{p}, {tls}"),
             }
         }
     }
 }
 
 /// An identity as people name it: the email, else the subject.
-fn person(v: Option<&serde_json::Value>) -> String {
-    v.and_then(|v| {
-        v.get("email")
-            .and_then(|x| x.as_str())
-            .or_else(|| v.get("subject").and_then(|x| x.as_str()))
-            .or_else(|| v.as_str())
-    })
-    .unwrap_or("?")
-    .to_string()
+fn person(who: &gatehouse_core::Identity) -> &str {
+    who.email.as_deref().unwrap_or(&who.subject)
 }
 
 /// An event's fields as `key=value` pairs (nested values as compact JSON),

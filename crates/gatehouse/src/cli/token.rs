@@ -42,7 +42,7 @@ pub(super) fn run(config: Option<&Path>, command: TokenCommand) -> Result<ExitCo
     } = command;
     let cfg = GatewayConfig::resolve(config)?;
     anyhow::ensure!(
-        cfg.identity.dev_issuer,
+        cfg.identity.dev_issuer_on(),
         "the dev issuer is disabled in this configuration; get a token from your identity provider"
     );
     let ttl = duration::parse(&ttl).map_err(anyhow::Error::msg)?;
