@@ -22,7 +22,7 @@ mod approval;
 mod gateway;
 mod ssh;
 
-pub use access::{AccessDenied, AuthFailure, AuthFailureSummary, SessionExpired};
+pub use access::{AccessDenied, AuthFailure, AuthFailureSummary, Refused, SessionExpired};
 pub use approval::{
     About, ApprovalDecision, ApprovalEnded, ApprovalRequested, Choice, GrantCreated, GrantEnded,
     GrantTerms, RequestEnd, RequestKind,
@@ -292,7 +292,7 @@ impl Event {
     pub fn client_addr(&self) -> Option<&str> {
         match self {
             Event::SessionStart(e) => Some(e.client_addr.as_str()),
-            Event::AuthFailure(e) => Some(e.client_addr.as_str()),
+            Event::AuthFailure(e) => Some(e.refused.client_addr.as_str()),
             Event::AccessDenied(e) => Some(e.client_addr.as_str()),
             _ => None,
         }
@@ -304,7 +304,7 @@ impl Event {
         match self {
             Event::SessionStart(e) => Some(e.protocol.as_str()),
             Event::SessionEnd(e) => Some(e.protocol.as_str()),
-            Event::AuthFailure(e) => Some(e.protocol.as_str()),
+            Event::AuthFailure(e) => Some(e.refused.protocol.as_str()),
             Event::AccessDenied(e) => Some(e.protocol.as_str()),
             Event::FileTransfer(e) => Some(e.protocol.as_str()),
             Event::SshShell(e) => Some(e.protocol.as_str()),
@@ -805,9 +805,11 @@ mod tests {
         let events = [
             Event::AuthFailure(AuthFailure {
                 user: "ana".into(),
-                client_addr: "10.0.0.9:5555".into(),
-                protocol: "postgres".into(),
-                reason: "bad token".into(),
+                refused: Refused {
+                    client_addr: "10.0.0.9:5555".into(),
+                    protocol: "postgres".into(),
+                    reason: "bad token".into(),
+                },
             }),
             Event::AccessDenied(AccessDenied::default()),
             Event::AuthFailureSummary(AuthFailureSummary {

@@ -330,9 +330,11 @@ impl Pipeline {
                 let event = EventRecord::of(
                     Event::AuthFailure(AuthFailure {
                         user: user.to_string(),
-                        client_addr: client_addr.to_string(),
-                        protocol: protocol.to_string(),
-                        reason: reason.to_string(),
+                        refused: events::Refused {
+                            client_addr: client_addr.to_string(),
+                            protocol: protocol.to_string(),
+                            reason: reason.to_string(),
+                        },
                     }),
                     None,
                     None,

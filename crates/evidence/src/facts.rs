@@ -643,8 +643,8 @@ impl Facts {
                     kind: e.kind.clone(),
                     who: failed.user,
                     connection,
-                    client_addr: failed.client_addr,
-                    reason: failed.reason,
+                    client_addr: failed.refused.client_addr,
+                    reason: failed.refused.reason,
                 });
             }
             Event::AuthFailureSummary(summary) => {

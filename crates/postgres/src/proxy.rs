@@ -28,6 +28,7 @@ use crate::codec::Frame;
 use crate::io::FrameReader;
 use crate::masking::{self, RowPlan};
 use crate::session::{ClientIo, SessionContext};
+use crate::target::{TargetReader, TargetStream, TargetWriter};
 use bytes::BytesMut;
 use gatehouse_core::approval::quote_for_approver as quoted;
 use gatehouse_core::classify::syntax::{
@@ -47,8 +48,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// A prepared statement as the gateway understands it.
@@ -170,12 +169,12 @@ pub async fn run(
     ctx: Arc<SessionContext>,
     client: Box<dyn ClientIo>,
     client_leftover: BytesMut,
-    target: TcpStream,
+    target: TargetStream,
     target_leftover: BytesMut,
     grant_end: Option<BoxFuture<'static, String>>,
 ) -> SessionStats {
     let (client_r, client_w) = tokio::io::split(client);
-    let (target_r, target_w) = target.into_split();
+    let (target_r, target_w) = target.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let max = ctx.settings.max_message_len;
     let prepared: Prepared = Arc::default();

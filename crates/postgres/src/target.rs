@@ -2,7 +2,8 @@
 //!
 //! The caller never sees this credential: the gateway opens a fresh
 //! connection per session and authenticates with SCRAM-SHA-256, md5,
-//! cleartext or trust, whatever the target asks for.
+//! cleartext or trust, whatever the target asks for, over TLS when the
+//! connection requires it (see [`stream`]).
 
 use crate::codec::backend::{self, Authentication};
 use crate::codec::{frame, frontend};
@@ -12,10 +13,13 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod stream;
+pub use stream::{TargetReader, TargetStream, TargetWriter};
+
 /// A logged-in target connection and what the target told us at start-up.
 pub struct TargetSession {
-    /// The socket, positioned after the first ReadyForQuery.
-    pub stream: TcpStream,
+    /// The connection, positioned after the first ReadyForQuery.
+    pub stream: TargetStream,
     /// Bytes already read past the first ReadyForQuery.
     pub leftover: BytesMut,
     /// ParameterStatus messages to relay to the client, raw.
@@ -32,7 +36,7 @@ pub async fn connect(
     conn: &ConnectionConfig,
     client_params: &[(String, String)],
 ) -> Result<TargetSession, TargetError> {
-    let mut stream = gatehouse_core::target::dial(conn).await?;
+    let mut stream = TargetStream::open(conn).await?;
     let credential = conn.credential().map_err(TargetError::Credential)?;
     let mut params: Vec<(&str, &str)> =
         vec![("user", &conn.user), ("database", conn.database_name())];
@@ -107,7 +111,7 @@ const PASSED_PARAMS: &[&str] = &[
 ];
 
 async fn login(
-    mut stream: TcpStream,
+    mut stream: TargetStream,
     user: &str,
     credential: Option<&Credential>,
 ) -> Result<TargetSession, TargetError> {

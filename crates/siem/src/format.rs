@@ -217,7 +217,7 @@ fn ocsf(e: &AuditEvent) -> Value {
         Some(Event::AuthFailure(failed)) => {
             obj.insert("user".into(), json!({"name": failed.user}));
             obj.insert("service".into(), json!({"name": e.connection}));
-            obj.insert("status_detail".into(), failed.reason.into());
+            obj.insert("status_detail".into(), failed.refused.reason.into());
         }
         Some(Event::AuthFailureSummary(summary)) => {
             obj.insert("count".into(), summary.total().into());

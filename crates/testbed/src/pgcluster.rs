@@ -82,6 +82,17 @@ pub struct PgClusterOptions {
     pub max_connections: u32,
     /// Extra `postgresql.conf` settings, e.g. `("work_mem", "8MB")`.
     pub extra_conf: Vec<(String, String)>,
+    /// Serve TLS (`ssl = on`) with this certificate and key (PEM).
+    pub tls: Option<ServerTls>,
+}
+
+/// A server certificate and its key, PEM.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The certificate (chain).
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
 }
 
 impl Default for PgClusterOptions {
@@ -92,6 +103,7 @@ impl Default for PgClusterOptions {
             auth: PgAuth::Scram,
             max_connections: 200,
             extra_conf: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -104,6 +116,7 @@ impl fmt::Debug for PgClusterOptions {
             .field("auth", &self.auth)
             .field("max_connections", &self.max_connections)
             .field("extra_conf", &self.extra_conf)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -382,6 +395,22 @@ cd / && rm -rf "$root"
                 self.auth.password_encryption().to_string(),
             ),
         ];
+        if let Some(tls) = &opts.tls {
+            // In the data folder, the server user's, the key 0600 (the
+            // server refuses a key others can read).
+            let cert = self.data_dir.join("server.crt");
+            let key = self.data_dir.join("server.key");
+            std::fs::write(&cert, &tls.cert_pem)
+                .with_context(|| format!("writing {}", cert.display()))?;
+            write_private(&key, tls.key_pem.as_bytes())?;
+            self.run_as.hand_over(&cert)?;
+            self.run_as.hand_over(&key)?;
+            settings.extend([
+                ("ssl", "on".to_string()),
+                ("ssl_cert_file", "server.crt".to_string()),
+                ("ssl_key_file", "server.key".to_string()),
+            ]);
+        }
         settings.extend(opts.extra_conf.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let mut text = String::from("# Written by gatehouse for a throwaway cluster.\n");
         for (key, value) in settings {

@@ -11,15 +11,9 @@ pub struct AuthFailure {
     /// proved it).
     #[serde(default)]
     pub user: String,
-    /// The client's address.
-    #[serde(default)]
-    pub client_addr: String,
-    /// `postgres`, `mysql`, `ssh`, `http`, `console`.
-    #[serde(default)]
-    pub protocol: String,
-    /// Why the credential was refused.
-    #[serde(default)]
-    pub reason: String,
+    /// From where, over what, and why the credential was refused.
+    #[serde(flatten)]
+    pub refused: Refused,
 }
 
 /// `auth.failure.summary`: the failed sign-ins of a window that were not
@@ -57,20 +51,23 @@ impl AuthFailureSummary {
     }
 }
 
-/// `access.denied`: an identity that may not use the connection (no
-/// group, no live grant, wrong kind of client).
+/// A client turned away: from where, over what, and why.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AccessDenied {
+pub struct Refused {
     /// The client's address.
     #[serde(default)]
     pub client_addr: String,
-    /// `postgres`, `mysql`, `ssh`, `http`.
+    /// `postgres`, `mysql`, `ssh`, `http`, `api`.
     #[serde(default)]
     pub protocol: String,
     /// Why, for people.
     #[serde(default)]
     pub reason: String,
 }
+
+/// `access.denied`: an identity that may not use the connection (no
+/// group, no live grant, wrong kind of client).
+pub type AccessDenied = Refused;
 
 /// `session.expired`: the caller's token expired while the session was
 /// open, so the gateway ended it.

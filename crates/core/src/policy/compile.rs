@@ -45,11 +45,15 @@ pub fn compile(config: &PolicyConfig, source: &str) -> Result<Policy, PolicyErro
             )));
         }
         if conn.tls == super::TargetTls::Require
-            && !(conn.kind == super::ConnectionKind::Mysql || conn.kind.is_http())
+            && !matches!(
+                conn.kind,
+                super::ConnectionKind::Postgres | super::ConnectionKind::Mysql
+            )
+            && !conn.kind.is_http()
         {
             // Refuse rather than silently connecting in plaintext.
             return Err(PolicyError::Other(format!(
-                "connection \"{}\": tls = \"require\" to a PostgreSQL target is not supported yet; reach the target over a trusted network (tls = \"disable\") or wait for target TLS",
+                "connection \"{}\": tls = \"require\" applies to PostgreSQL, MySQL and HTTP targets (SSH is its own encrypted transport)",
                 conn.name
             )));
         }
@@ -248,6 +252,25 @@ fn line_of(source: &str, offset: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// A client certificate needs its key (and, for PostgreSQL, TLS).
+fn client_cert_pair(conn: &super::ConnectionConfig) -> Result<(), String> {
+    let name = &conn.name;
+    if conn.client_cert.is_some() != conn.client_key.is_some() {
+        return Err(format!(
+            "connection \"{name}\": set both client_cert and client_key, or neither"
+        ));
+    }
+    if conn.client_cert.is_some()
+        && conn.kind == super::ConnectionKind::Postgres
+        && conn.tls != super::TargetTls::Require
+    {
+        return Err(format!(
+            "connection \"{name}\": client_cert is presented over TLS; set tls = \"require\""
+        ));
+    }
+    Ok(())
+}
+
 /// HTTP settings only make sense on HTTP connections, and an upstream
 /// credential scheme must be one the adapter knows.
 fn check_http_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
@@ -257,16 +280,16 @@ fn check_http_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
             || conn.path_prefix.is_some()
             || conn.base_path.is_some()
             || conn.upstream_auth.is_some()
-            || conn.client_cert.is_some()
-            || conn.client_key.is_some()
+            || (conn.client_cert.is_some() && conn.kind != super::ConnectionKind::Postgres)
+            || (conn.client_key.is_some() && conn.kind != super::ConnectionKind::Postgres)
             || conn.mask_prompts
             || conn.impersonate
         {
             return Err(format!(
-                "connection \"{name}\": hostnames, path_prefix, base_path, upstream_auth, client_cert, client_key, mask_prompts and impersonate apply to HTTP connections (type = \"http\", \"openai\" or \"kubernetes\") only"
+                "connection \"{name}\": hostnames, path_prefix, base_path, upstream_auth, client_cert, client_key, mask_prompts and impersonate apply to HTTP connections (type = \"http\", \"openai\" or \"kubernetes\") only (client_cert and client_key also to PostgreSQL)"
             ));
         }
-        return Ok(());
+        return client_cert_pair(conn);
     }
     if let Some(prefix) = &conn.path_prefix {
         if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') {
@@ -284,11 +307,7 @@ fn check_http_fields(conn: &super::ConnectionConfig) -> Result<(), String> {
             ))
         }
     }
-    if conn.client_cert.is_some() != conn.client_key.is_some() {
-        return Err(format!(
-            "connection \"{name}\": set both client_cert and client_key, or neither"
-        ));
-    }
+    client_cert_pair(conn)?;
     if conn.impersonate && conn.kind != super::ConnectionKind::Kubernetes {
         return Err(format!(
             "connection \"{name}\": impersonate applies to type = \"kubernetes\" only"

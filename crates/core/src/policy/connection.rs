@@ -39,7 +39,9 @@ pub enum TargetTls {
     #[default]
     Disable,
     /// TLS, with the target's certificate verified against the system roots
-    /// or `ca_file`.
+    /// or `ca_file`, and its name against `host` (`"verify-full"` is the
+    /// same: the gateway never uses TLS without verifying).
+    #[serde(alias = "verify-full")]
     Require,
 }
 
@@ -129,9 +131,10 @@ pub struct ConnectionConfig {
     /// `"bearer"` (the default when a secret is configured),
     /// `"header:X-Api-Key"`, or `"none"`.
     pub upstream_auth: Option<String>,
-    /// HTTP: client certificate (PEM) the gateway presents upstream.
+    /// HTTP and PostgreSQL (`tls = "require"`): client certificate (PEM)
+    /// the gateway presents to the target.
     pub client_cert: Option<PathBuf>,
-    /// HTTP: the client certificate's private key (PEM).
+    /// The client certificate's private key (PEM).
     pub client_key: Option<PathBuf>,
     /// LLM: mask detector findings in prompts before they reach the model.
     #[serde(default)]

@@ -207,14 +207,20 @@ fn column_masks_follow_lineage_and_stars() {
 }
 
 #[test]
-fn target_tls_require_is_refused_until_supported() {
+fn target_tls_compiles_for_postgres_and_a_client_cert_needs_it() {
     let text = POLICY.replace(
         "allow_groups = [\"analysts\", \"dba\"]",
-        "allow_groups = [\"analysts\", \"dba\"]\ntls = \"require\"",
+        "allow_groups = [\"analysts\", \"dba\"]\ntls = \"verify-full\"",
+    );
+    let cfg: PolicyConfig = toml::from_str(&text).unwrap();
+    compile(&cfg, &text).unwrap();
+    let text = POLICY.replace(
+        "allow_groups = [\"analysts\", \"dba\"]",
+        "allow_groups = [\"analysts\", \"dba\"]\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"",
     );
     let cfg: PolicyConfig = toml::from_str(&text).unwrap();
     let err = compile(&cfg, &text).unwrap_err().to_string();
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(err.contains("set tls = \"require\""), "{err}");
 }
 
 const SSH_POLICY: &str = r#"

@@ -68,6 +68,11 @@ pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
     w.u8(0).finish()
 }
 
+/// Encode an SSLRequest (the gateway asking a target for TLS).
+pub fn ssl_request() -> Vec<u8> {
+    Writer::new(0).i32(SSL_REQUEST).finish()
+}
+
 /// Encode a CancelRequest.
 pub fn cancel_request(pid: i32, secret: i32) -> Vec<u8> {
     Writer::new(0)

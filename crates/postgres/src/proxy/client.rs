@@ -7,7 +7,7 @@ use super::*;
 pub(super) struct ClientPump {
     pub(super) ctx: Arc<SessionContext>,
     pub(super) reader: FrameReader<ReadHalf<Box<dyn ClientIo>>>,
-    pub(super) target: OwnedWriteHalf,
+    pub(super) target: TargetWriter,
     pub(super) tx: mpsc::UnboundedSender<Pending>,
     pub(super) prepared: Prepared,
     pub(super) portals: HashMap<String, Arc<Portal>>,

@@ -25,7 +25,7 @@ pub(super) struct ResultState {
 
 pub(super) struct ServerPump {
     pub(super) ctx: Arc<SessionContext>,
-    pub(super) reader: FrameReader<OwnedReadHalf>,
+    pub(super) reader: FrameReader<TargetReader>,
     pub(super) client: WriteHalf<Box<dyn ClientIo>>,
     pub(super) rx: mpsc::UnboundedReceiver<Pending>,
     pub(super) queue: VecDeque<Pending>,
