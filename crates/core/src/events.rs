@@ -340,6 +340,25 @@ pub struct SessionStart {
     pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
+impl SessionStart {
+    /// A database client's start (the protocol and identity are filled in
+    /// by [`crate::pipeline::Pipeline::start_session`]).
+    pub fn database(
+        client_addr: String,
+        tls: bool,
+        user: String,
+        detail: serde_json::Map<String, serde_json::Value>,
+    ) -> SessionStart {
+        SessionStart {
+            client_addr,
+            tls: Some(tls),
+            user: Some(user),
+            detail,
+            ..SessionStart::default()
+        }
+    }
+}
+
 /// `command`: one command as decided, before it runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommandEvent {

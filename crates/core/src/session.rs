@@ -96,7 +96,47 @@ pub struct SessionGuard {
     ended: bool,
 }
 
+/// A database listener's client (PostgreSQL, MySQL): its token, the
+/// connection and user name it gave, and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseClient<'a> {
+    /// The token (never recorded).
+    pub token: &'a str,
+    /// The connection asked for (the database name).
+    pub connection: &'a str,
+    /// The user name given.
+    pub user: &'a str,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// The user name must name the token's subject.
+    pub require_subject_match: bool,
+}
+
 impl Pipeline {
+    /// [`Self::enter`] for a database listener, which serves connections
+    /// of its own kind only (`Postgres` or `Mysql`).
+    pub async fn enter_database(
+        &self,
+        client: DatabaseClient<'_>,
+        kind: ConnectionKind,
+    ) -> Result<Entry, Turned> {
+        let (protocol, serves): (&'static str, fn(ConnectionKind) -> bool) = match kind {
+            ConnectionKind::Mysql => ("mysql", |k| k == ConnectionKind::Mysql),
+            _ => ("postgres", |k| k == ConnectionKind::Postgres),
+        };
+        let client_addr = client.peer.to_string();
+        self.enter(&Arrival {
+            token: client.token,
+            connection: client.connection,
+            user: client.user,
+            client_addr: &client_addr,
+            protocol,
+            serves,
+            require_subject_match: client.require_subject_match,
+        })
+        .await
+    }
+
     /// Let a caller onto a connection, or say why not: authenticate,
     /// match the user name, authorize, check the connection's kind. Every
     /// refusal is recorded (`auth.failure` or `access.denied`).

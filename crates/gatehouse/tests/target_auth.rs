@@ -23,17 +23,45 @@ async fn through(auth: PgAuth) -> (String, String) {
     .unwrap();
     cluster.create_role("app", "app-pw", false).unwrap();
     cluster.create_database("ledger", "app").unwrap();
+    let out = psql_through_gateway(
+        &cluster,
+        auth != PgAuth::Trust,
+        "",
+        &[
+            "-c",
+            "select current_user",
+            "-c",
+            "drop table if exists not_there",
+            "-c",
+            "show server_version",
+        ],
+    )
+    .await;
+    drop(cluster);
+    out
+}
+
+/// A gateway in front of `cluster`'s database `ledger` (as role `app`,
+/// with its password when `password`, plus the connection's `extra`
+/// lines), and psql's output for `args` through it (stdout, stderr).
+async fn psql_through_gateway(
+    cluster: &PgCluster,
+    password: bool,
+    extra: &str,
+    args: &[&str],
+) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "app-pw").unwrap();
-    let password_line = if auth == PgAuth::Trust {
-        String::new()
-    } else {
+    let password_line = if password {
         format!("password_file = \"{}\"", pw.display())
+    } else {
+        String::new()
     };
     let text = format!(
         "state_dir = \"state\"\n[postgres]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-         [[connections]]\nname = \"ledger\"\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"app\"\n{password_line}\nallow_groups = [\"dba\"]\n",
+         [[connections]]\nname = \"ledger\"\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"app\"\n\
+         {password_line}\nallow_groups = [\"dba\"]\n{extra}\n",
         cluster.port()
     );
     let path = dir.path().join("gatehouse.toml");
@@ -59,22 +87,12 @@ async fn through(auth: PgAuth) -> (String, String) {
             "host=127.0.0.1 port={} user=dana dbname=ledger sslmode=require",
             gw.postgres_addr.port()
         ))
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-c",
-            "select current_user",
-            "-c",
-            "drop table if exists not_there",
-            "-c",
-            "show server_version",
-        ])
+        .args(["-X", "-A", "-t"])
+        .args(args)
         .output()
         .await
         .unwrap();
     gw.shutdown().await;
-    drop(cluster);
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -105,51 +123,10 @@ async fn trust_target_login() {
     assert_eq!(out.lines().next(), Some("app"), "{out} {err}");
 }
 
-/// A gateway on `cluster` with the connection's `tls` lines, and psql's
-/// output for `sql` through it (stdout, stderr).
+/// psql's `sql` through a gateway on `cluster` whose connection has the
+/// `tls` lines.
 async fn through_tls(cluster: &PgCluster, tls_lines: &str, sql: &str) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "app-pw").unwrap();
-    let text = format!(
-        "state_dir = \"state\"\n[postgres]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-         [[connections]]\nname = \"ledger\"\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"app\"\n\
-         password_file = \"{}\"\nallow_groups = [\"dba\"]\n{tls_lines}\n",
-        cluster.port(),
-        pw.display()
-    );
-    let path = dir.path().join("gatehouse.toml");
-    std::fs::write(&path, text).unwrap();
-    let gw = RunningGateway::start(&GatewayConfig::load(&path).unwrap())
-        .await
-        .unwrap();
-    let token = gw
-        .dev_issuer
-        .as_ref()
-        .unwrap()
-        .issue(
-            "dana",
-            &["dba".to_string()],
-            None,
-            Duration::from_secs(300),
-            gatehouse_identity::DEV_AUDIENCE,
-        )
-        .unwrap();
-    let o = tokio::process::Command::new("psql")
-        .env("PGPASSWORD", &token)
-        .arg(format!(
-            "host=127.0.0.1 port={} user=dana dbname=ledger sslmode=require",
-            gw.postgres_addr.port()
-        ))
-        .args(["-X", "-A", "-t", "-c", sql])
-        .output()
-        .await
-        .unwrap();
-    gw.shutdown().await;
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    psql_through_gateway(cluster, true, tls_lines, &["-c", sql]).await
 }
 
 /// `tls = "require"` to a PostgreSQL target started with `ssl = on`: the

@@ -13,7 +13,7 @@ use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::Pipeline;
 use gatehouse_core::policy::ConnectionKind;
 use gatehouse_core::serve::{self, ConnectionFuture, ProtocolServer};
-use gatehouse_core::session::{Arrival, Entry, Turned};
+use gatehouse_core::session::{DatabaseClient, Entry, Turned};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -310,16 +310,14 @@ impl MySqlAdapter {
         };
         let client_addr = peer.to_string();
         let pipeline = &self.pipeline;
-        let arrival = Arrival {
+        let caller = DatabaseClient {
             token: &token,
             connection: &connection,
             user: &user,
-            client_addr: &client_addr,
-            protocol: "mysql",
-            serves: |kind| kind == ConnectionKind::Mysql,
+            peer,
             require_subject_match: self.settings.require_subject_match,
         };
-        let entry = pipeline.enter(&arrival).await;
+        let entry = pipeline.enter_database(caller, ConnectionKind::Mysql).await;
         drop(token);
         let Entry {
             identity,
@@ -376,21 +374,18 @@ impl MySqlAdapter {
             .iter()
             .find(|(k, _)| k == "program_name")
             .map(|(_, v)| v.clone());
-        let start = SessionStart {
-            client_addr: client_addr.clone(),
-            tls: Some(tls),
-            user: Some(user.clone()),
-            detail: serde_json::json!({
-                "application_name": program,
-                "target_version": target.server_version,
-                "thread_id": gateway_id,
-                "target_tls": target.tls,
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-            ..SessionStart::default()
-        };
+        let detail = serde_json::json!({
+            "application_name": program,
+            "target_version": target.server_version,
+            "thread_id": gateway_id,
+            "target_tls": target.tls,
+        });
+        let start = SessionStart::database(
+            client_addr.clone(),
+            tls,
+            user.clone(),
+            detail.as_object().cloned().unwrap_or_default(),
+        );
         let guard = match pipeline
             .start_session(identity.clone(), &conn.name, "mysql", grant, start)
             .await

@@ -13,7 +13,7 @@ use gatehouse_core::lifecycle::CommandScope;
 use gatehouse_core::pipeline::Pipeline;
 use gatehouse_core::policy::ConnectionKind;
 use gatehouse_core::serve::{ConnectionFuture, Handshake, ProtocolServer};
-use gatehouse_core::session::{Arrival, Entry, Turned};
+use gatehouse_core::session::{DatabaseClient, Entry, Turned};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -262,18 +262,18 @@ impl PostgresAdapter {
             Some(_) => return fatal(&mut client, "08P01", "expected a password message").await,
             None => return Ok(()),
         };
-        let pipeline = &self.pipeline;
         let client_addr = peer.to_string();
-        let arrival = Arrival {
+        let pipeline = &self.pipeline;
+        let caller = DatabaseClient {
             token: &token,
             connection: &connection,
             user: &user,
-            client_addr: &client_addr,
-            protocol: "postgres",
-            serves: |kind| kind == ConnectionKind::Postgres,
+            peer,
             require_subject_match: self.settings.require_subject_match,
         };
-        let entry = pipeline.enter(&arrival).await;
+        let entry = pipeline
+            .enter_database(caller, ConnectionKind::Postgres)
+            .await;
         drop(token);
         let Entry {
             identity,
@@ -314,18 +314,16 @@ impl PostgresAdapter {
                 return fatal(&mut client, "22023", &why).await;
             }
         };
-        let start = SessionStart {
-            client_addr: client_addr.clone(),
-            tls: Some(tls),
-            user: Some(user.clone()),
-            detail: [(
-                "application_name".to_string(),
-                param("application_name").into(),
-            )]
-            .into_iter()
-            .collect(),
-            ..SessionStart::default()
-        };
+        let detail = [(
+            "application_name".to_string(),
+            param("application_name").into(),
+        )];
+        let start = SessionStart::database(
+            client_addr.clone(),
+            tls,
+            user.clone(),
+            detail.into_iter().collect(),
+        );
         let guard = match pipeline
             .start_session(identity.clone(), &conn.name, "postgres", grant, start)
             .await
