@@ -241,6 +241,12 @@ pub type Frame = (f64, String, String);
 pub fn read(path: &Path) -> Result<(serde_json::Value, Vec<Frame>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("reading recording {}: {e}", path.display()))?;
+    parse(&text, path)
+}
+
+/// A recording's header and frames from its text (as read once, so what
+/// is played is what was checked); `path` names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<(serde_json::Value, Vec<Frame>), String> {
     let mut lines = text.lines();
     let header: serde_json::Value = lines
         .next()

@@ -122,7 +122,9 @@ impl Pipeline {
     ) -> Result<Entry, Turned> {
         let (protocol, serves): (&'static str, fn(ConnectionKind) -> bool) = match kind {
             ConnectionKind::Mysql => ("mysql", |k| k == ConnectionKind::Mysql),
-            _ => ("postgres", |k| k == ConnectionKind::Postgres),
+            ConnectionKind::Postgres => ("postgres", |k| k == ConnectionKind::Postgres),
+            // Not a database listener's kind: it serves nothing.
+            _ => ("unknown", |_| false),
         };
         let client_addr = client.peer.to_string();
         self.enter(&Arrival {

@@ -12,6 +12,27 @@
 //! auditor sees that it was there and nothing acts on it. `--raw` writes
 //! the recording as it is.
 
+/// What replay writes after a recording: attributes reset, cursor shown,
+/// the main screen, the whole scroll region, the ASCII character set,
+/// bracketed paste and application cursor keys off.
+pub const RESET: &str = "\u{1b}[0m\u{1b}[?25h\u{1b}[?1049l\u{1b}[r\u{1b}(B\u{1b}[?2004l\u{1b}[?1l";
+
+/// `text` for a line of output (`sessions show`): every control character
+/// but newline and tab shown as text, so a recorded statement, path or
+/// reason cannot act on the terminal or hide itself (a carriage return
+/// would let it overwrite what came before it).
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if is_control(c) => show(c, &mut out),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `text` with every control sequence that does more than draw the
 /// screen shown as visible text.
 pub fn safe(text: &str) -> String {
@@ -27,7 +48,7 @@ pub fn safe(text: &str) -> String {
                 i += 1;
             }
             c if is_control(c) => {
-                visible(c, &mut out);
+                show(c, &mut out);
                 i += 1;
             }
             c => {
@@ -45,7 +66,7 @@ fn is_control(c: char) -> bool {
 }
 
 /// A control character as visible text: `^X` for C0, `␛`, `<U+009B>`.
-fn visible(c: char, out: &mut String) {
+fn show(c: char, out: &mut String) {
     match c {
         '\u{1b}' => out.push('\u{241b}'),
         '\u{7f}' => out.push_str("^?"),
@@ -61,7 +82,7 @@ fn visible(c: char, out: &mut String) {
 /// draws, else shown as text. Returns where the next character starts.
 fn escape(chars: &[char], start: usize, out: &mut String) -> usize {
     let Some(&next) = chars.get(start + 1) else {
-        visible('\u{1b}', out);
+        show('\u{1b}', out);
         return start + 1;
     };
     let end = match next {
@@ -80,7 +101,7 @@ fn escape(chars: &[char], start: usize, out: &mut String) -> usize {
         _ => {
             // OSC, DCS, APC, PM, SOS and anything unknown: shown as text,
             // the ESC made visible so the terminal does not act on it.
-            visible('\u{1b}', out);
+            show('\u{1b}', out);
             return start + 1;
         }
     };
@@ -108,14 +129,14 @@ fn csi(chars: &[char], start: usize, out: &mut String) -> usize {
     let intermediates = i - (start + 2) - params.chars().count();
     let Some(&last) = chars.get(i).filter(|c| ('\u{40}'..='\u{7e}').contains(*c)) else {
         // Unfinished: text.
-        visible('\u{1b}', out);
+        show('\u{1b}', out);
         return start + 1;
     };
     if intermediates == 0 && draws(&params, last) {
         out.extend(&chars[start..=i]);
         return i + 1;
     }
-    visible('\u{1b}', out);
+    show('\u{1b}', out);
     start + 1
 }
 
@@ -141,7 +162,18 @@ fn draws(params: &str, last: char) -> bool {
         | 'g'
         | '`'
         | 'a'
-        | 'e' => !params.starts_with('?') || last == 'J' || last == 'K',
+        | 'e' => {
+            // Digits and separators only: a private marker turns these
+            // into something else (`CSI > 4 m` sets a keyboard mode), and
+            // `CSI 3 J` erases the auditor's scrollback. `CSI ? J/K` is the
+            // selective erase, still drawing.
+            let plain = |p: &str| {
+                p.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b';' || b == b':')
+            };
+            (plain(params) && !(last == 'J' && params == "3"))
+                || (matches!(last, 'J' | 'K') && params.strip_prefix('?').is_some_and(plain))
+        }
         // Modes: only the screen's own (cursor shown, autowrap, the
         // alternate screen, application cursor keys, bracketed paste).
         'h' | 'l' => params.strip_prefix('?').is_some_and(|modes| {
@@ -189,6 +221,16 @@ mod tests {
             );
         }
         assert_eq!(safe("\u{1b}]0;pwned\u{7}"), "\u{241b}]0;pwned\u{7}");
+        assert_eq!(
+            safe("\u{1b}[>4;2m"),
+            "\u{241b}[>4;2m",
+            "a keyboard mode, not a colour"
+        );
+        assert_eq!(safe("\u{1b}[3J"), "\u{241b}[3J", "the scrollback stays");
+        assert_eq!(
+            visible("select 1\r\u{1b}[2Kdrop table t\n"),
+            "select 1^M\u{241b}[2Kdrop table t\n"
+        );
         assert_eq!(safe("a\u{0}b\u{7f}"), "a^@b^?");
     }
 

@@ -235,7 +235,7 @@ fn replay_shows_what_would_act_on_the_terminal() {
         .unwrap();
     assert!(!o.status.success());
     assert!(
-        text(&o.stderr).contains("does not verify at or before the recording's event"),
+        text(&o.stderr).contains("no checkpoint that verified signs the recording's event"),
         "{}",
         text(&o.stderr)
     );

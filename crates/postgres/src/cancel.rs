@@ -12,10 +12,9 @@ use std::sync::Mutex;
 /// Where a session's queries run, for forwarding a cancel.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
-    /// Target host.
-    pub host: String,
-    /// Target port.
-    pub port: u16,
+    /// The connection (its address, and TLS when it requires it: the
+    /// cancel travels as the session did).
+    pub conn: gatehouse_core::policy::ConnectionConfig,
     /// The target backend's (pid, secret).
     pub key: (i32, i32),
     /// Woken by a cancel, so a statement held for approval is withdrawn
@@ -73,9 +72,12 @@ mod tests {
     #[test]
     fn register_lookup_remove() {
         let r = CancelRegistry::default();
+        let conn: gatehouse_core::policy::ConnectionConfig = toml::from_str(
+            "name = \"bank\"\ntype = \"postgres\"\nhost = \"h\"\nport = 1\nallow_groups = [\"dba\"]\n",
+        )
+        .unwrap();
         let t = CancelTarget {
-            host: "h".into(),
-            port: 1,
+            conn,
             key: (10, 20),
             held: Default::default(),
         };

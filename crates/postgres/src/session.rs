@@ -208,7 +208,7 @@ impl PostgresAdapter {
             StartupPacket::Cancel { pid, secret } => {
                 if let Some(t) = self.cancels.lookup(pid, secret) {
                     t.held.notify_waiters();
-                    let _ = target::cancel(&t.host, t.port, t.key).await;
+                    let _ = target::cancel(&t.conn, t.key).await;
                 }
                 return Ok(());
             }
@@ -335,8 +335,7 @@ impl PostgresAdapter {
         let held_cancel = Arc::new(tokio::sync::Notify::new());
         let gateway_key = target.backend_key.map(|key| {
             self.cancels.register(CancelTarget {
-                host: conn.host.clone(),
-                port: conn.port,
+                conn: conn.clone(),
                 key,
                 held: held_cancel.clone(),
             })

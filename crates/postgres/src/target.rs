@@ -11,7 +11,6 @@ use bytes::BytesMut;
 use gatehouse_core::policy::{ConnectionConfig, Credential};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 mod stream;
 pub use stream::{TargetReader, TargetStream, TargetWriter};
@@ -226,9 +225,12 @@ async fn login(
     }
 }
 
-/// Send a CancelRequest for `key` to the target at `host:port`.
-pub async fn cancel(host: &str, port: u16, key: (i32, i32)) -> std::io::Result<()> {
-    let mut s = TcpStream::connect((host, port)).await?;
+/// Send a CancelRequest for `key` to `conn`'s target, over TLS when the
+/// connection requires it (the key is the gateway's session's).
+pub async fn cancel(conn: &ConnectionConfig, key: (i32, i32)) -> std::io::Result<()> {
+    let mut s = TargetStream::open(conn)
+        .await
+        .map_err(std::io::Error::other)?;
     s.write_all(&frontend::cancel_request(key.0, key.1)).await?;
     // The server closes the connection when done; wait briefly for that.
     let mut sink = [0u8; 1];
