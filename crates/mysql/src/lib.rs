@@ -15,4 +15,7 @@ pub mod session;
 pub mod target;
 
 pub use proxy::parse_kill;
+/// The COM_STMT_EXECUTE parameter reader, for the fuzz targets.
+#[doc(hidden)]
+pub use proxy::prepared::show_params;
 pub use session::{AdapterSettings, MySqlAdapter};

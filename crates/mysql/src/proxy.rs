@@ -10,7 +10,7 @@
 //! target's response, so every client and driver reports them as errors.
 
 mod admission;
-mod prepared;
+pub(crate) mod prepared;
 mod results;
 
 #[cfg(test)]

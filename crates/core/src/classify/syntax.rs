@@ -236,14 +236,20 @@ impl MySqlServer {
         } else {
             version
         };
-        let mut parts = text
-            .split(|c: char| !c.is_ascii_digit())
-            .map(|p| p.parse::<u32>().unwrap_or(0));
+        // A number too large for u32 is taken as the largest: a server
+        // that claims an absurd version is assumed to run every versioned
+        // comment, so their text is judged as code (the safe side).
+        let mut parts = text.split(|c: char| !c.is_ascii_digit()).map(|p| {
+            p.parse::<u32>()
+                .unwrap_or(if p.is_empty() { 0 } else { u32::MAX })
+        });
         let major = parts.next().unwrap_or(0);
         let minor = parts.next().unwrap_or(0);
         let patch = parts.next().unwrap_or(0);
         MySqlServer {
-            version: major * 10000 + minor.min(99) * 100 + patch.min(99),
+            version: major
+                .saturating_mul(10000)
+                .saturating_add(minor.min(99) * 100 + patch.min(99)),
             mariadb,
         }
     }
@@ -415,6 +421,13 @@ mod tests {
         );
         assert_eq!(MySqlServer::from_greeting("8.0.36"), MYSQL8);
         assert_eq!(MySqlServer::from_greeting("").version, 0);
+        // Found by fuzzing (fuzz/artifacts/mysql_packets): a greeting's
+        // version past u32 overflowed; it now reads as the largest.
+        assert_eq!(MySqlServer::from_greeting("3333333").version, u32::MAX);
+        assert_eq!(
+            MySqlServer::from_greeting("99999999999999.1.1").version,
+            u32::MAX
+        );
     }
 
     #[test]

@@ -58,7 +58,11 @@ pub fn binary_value_len(t: u8, rest: &[u8]) -> Result<usize, DecodeError> {
             let n = r
                 .lenenc_int()?
                 .ok_or(DecodeError::Invalid("binary row value"))?;
-            r.pos() + usize::try_from(n).map_err(|_| DecodeError::Invalid("binary row"))?
+            // A length near u64::MAX would wrap: refused, never read short.
+            usize::try_from(n)
+                .ok()
+                .and_then(|n| r.pos().checked_add(n))
+                .ok_or(DecodeError::Invalid("binary row value length"))?
         }
     })
 }
@@ -204,6 +208,10 @@ mod tests {
             vec![Some(&b"1"[..]), None, Some(&b"123-45-6789"[..])]
         );
         assert!(parse_text_row(&row, 2).is_err());
+        // Found by fuzzing (fuzz/artifacts/mysql_packets): a string value
+        // whose length prefix is u64::MAX overflowed the length sum.
+        let huge = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00];
+        assert!(binary_value_len(ty::VAR_STRING, &huge).is_err());
     }
 
     #[test]

@@ -114,11 +114,7 @@ impl Proxy {
 }
 
 /// Bound parameters of a COM_STMT_EXECUTE, as approvers see them.
-pub(super) fn show_params(
-    payload: &[u8],
-    count: u16,
-    last_types: &mut Vec<(u8, u8)>,
-) -> Option<String> {
+pub fn show_params(payload: &[u8], count: u16, last_types: &mut Vec<(u8, u8)>) -> Option<String> {
     if count == 0 {
         return Some(String::new());
     }
