@@ -174,7 +174,7 @@ pub async fn run(
     grant_end: Option<BoxFuture<'static, String>>,
 ) -> SessionStats {
     let (client_r, client_w) = tokio::io::split(client);
-    let (target_r, target_w) = target.split();
+    let (target_r, target_w) = crate::target::split(target);
     let (tx, rx) = mpsc::unbounded_channel();
     let max = ctx.settings.max_message_len;
     let prepared: Prepared = Arc::default();

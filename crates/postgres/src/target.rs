@@ -13,7 +13,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod stream;
-pub use stream::{TargetReader, TargetStream, TargetWriter};
+pub use stream::{split, TargetReader, TargetStream, TargetWriter};
 
 /// A logged-in target connection and what the target told us at start-up.
 pub struct TargetSession {
@@ -35,7 +35,7 @@ pub async fn connect(
     conn: &ConnectionConfig,
     client_params: &[(String, String)],
 ) -> Result<TargetSession, TargetError> {
-    let mut stream = TargetStream::open(conn).await?;
+    let mut stream = stream::open(conn).await?;
     let credential = conn.credential().map_err(TargetError::Credential)?;
     let mut params: Vec<(&str, &str)> =
         vec![("user", &conn.user), ("database", conn.database_name())];
@@ -228,9 +228,7 @@ async fn login(
 /// Send a CancelRequest for `key` to `conn`'s target, over TLS when the
 /// connection requires it (the key is the gateway's session's).
 pub async fn cancel(conn: &ConnectionConfig, key: (i32, i32)) -> std::io::Result<()> {
-    let mut s = TargetStream::open(conn)
-        .await
-        .map_err(std::io::Error::other)?;
+    let mut s = stream::open(conn).await.map_err(std::io::Error::other)?;
     s.write_all(&frontend::cancel_request(key.0, key.1)).await?;
     // The server closes the connection when done; wait briefly for that.
     let mut sink = [0u8; 1];
